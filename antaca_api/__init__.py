@@ -1,0 +1,1 @@
+"""Antaca's HTTP API: channels, security, card and balance management."""

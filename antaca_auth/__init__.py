@@ -1,0 +1,1 @@
+"""Antaca's ledger core and authorization engine."""

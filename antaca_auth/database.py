@@ -1,0 +1,88 @@
+"""Where the database is: ANTACA_DATABASE_URL, or an embedded PostgreSQL run by this process."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import msgspec
+
+log = logging.getLogger(__name__)
+
+DATABASE_URL_ENV = "ANTACA_DATABASE_URL"
+PGDATA_ENV = "ANTACA_PGDATA"
+DEFAULT_PGDATA = Path(".antaca") / "pgdata"
+EMBEDDED_DATABASE = "antaca"
+
+
+@contextlib.contextmanager
+def embedded_server(pgdata: Path | None = None, *, throwaway: bool = False) -> Iterator[str]:
+    """Start an embedded PostgreSQL (pgserver) and yield a DSN for its `postgres` database.
+
+    The server stops when the block exits; a throwaway cluster is deleted as well.
+    """
+    import pgserver  # imported lazily: only needed when no server is configured
+
+    if throwaway:
+        pgdata = Path(tempfile.mkdtemp(prefix="antaca-pg-"))
+    else:
+        pgdata = (pgdata or DEFAULT_PGDATA).resolve()
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="delete" if throwaway else "stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def with_database(dsn: str, database: str) -> str:
+    """Return `dsn` with its database name replaced by `database` (URL form only)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+async def ensure_database(admin_dsn: str, database: str) -> None:
+    """Create `database` on the server of `admin_dsn` unless it exists."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def configured_server() -> Iterator[tuple[str, bool]]:
+    """Yield (server DSN, embedded?) from ANTACA_DATABASE_URL or a started embedded server."""
+    url = os.environ.get(DATABASE_URL_ENV)
+    if url:
+        yield url, False
+        return
+    pgdata = Path(os.environ.get(PGDATA_ENV, str(DEFAULT_PGDATA)))
+    with embedded_server(pgdata) as dsn:
+        log.info("embedded PostgreSQL running with data in %s", pgdata)
+        yield dsn, True
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Per-connection settings: jsonb values decode to Python objects with msgspec."""
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_encode_json, decoder=msgspec.json.decode, format="text"
+    )
+
+
+def _encode_json(value: object) -> str:
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """Open a connection pool with Antaca's per-connection settings."""
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init_connection)
