@@ -317,10 +317,11 @@ class Ledger:
             for r in await PENDING_ACCOUNTS.fetch(conn, ids=pending_ids):
                 account_ids.add(r["debit_account_id"])
                 account_ids.add(r["credit_account_id"])
-        now = self.clock()
         accounts = {
             r["id"]: AccountState(*r.values()) for r in await LOCK_ACCOUNTS.fetch(conn, ids=list(account_ids))
         }
+        # Read once the locks are held, so an account's transfers have non-decreasing timestamps.
+        now = self.clock()
         known: dict[uuid.UUID, StoredTransfer] = {}
         resolved: dict[uuid.UUID, TransferKind] = {}
         for r in await KNOWN_TRANSFERS.fetch(conn, ids=ids + pending_ids, pending_ids=pending_ids):

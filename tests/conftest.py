@@ -1,0 +1,77 @@
+"""A real PostgreSQL for every test: ANTACA_DATABASE_URL, or a throwaway embedded cluster.
+
+Migrations run once into a template database; each test gets a fresh clone of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import asyncpg
+import pytest
+
+from antaca_auth.database import DATABASE_URL_ENV, create_pool, embedded_server, with_database
+from antaca_auth.ledger import Ledger
+from antaca_auth.migrations import migrate
+
+
+async def _admin(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """DSN of a maintenance database on the server the tests use."""
+    url = os.environ.get(DATABASE_URL_ENV)
+    if url:
+        yield url
+        return
+    with embedded_server(throwaway=True) as dsn:
+        # A throwaway cluster needs no durability; the benchmarks keep it on.
+        asyncio.run(
+            _admin(
+                dsn,
+                "ALTER SYSTEM SET fsync = off",
+                "ALTER SYSTEM SET synchronous_commit = off",
+                "ALTER SYSTEM SET full_page_writes = off",
+                "SELECT pg_reload_conf()",
+            )
+        )
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: str) -> str:
+    name = f"antaca_template_{os.getpid()}"
+    asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'))
+    asyncio.run(migrate(with_database(pg_server, name)))
+    yield name
+    asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(pg_server: str, template_db: str) -> str:
+    """A fresh, migrated database for one test."""
+    name = f"antaca_test_{uuid.uuid4().hex[:16]}"
+    asyncio.run(_admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+    yield with_database(pg_server, name)
+    asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def pool(database_url: str):
+    p = await create_pool(database_url, min_size=1, max_size=10)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def ledger(pool) -> Ledger:
+    return Ledger(pool)
