@@ -51,8 +51,8 @@ FLAG_VIOLATIONS = Query(
 
 CURRENCY_MISMATCHES = Query(
     """SELECT t.id FROM transfers t
-       JOIN accounts d ON d.id = t.debit_account_id
-       JOIN accounts c ON c.id = t.credit_account_id
+       LEFT JOIN accounts d ON d.id = t.debit_account_id
+       LEFT JOIN accounts c ON c.id = t.credit_account_id
        WHERE t.currency <> d.currency OR t.currency <> c.currency"""
 )
 
