@@ -98,15 +98,16 @@ async def verify_ledger(conn: asyncpg.Connection) -> list[str]:
                 problems.append(f"account {r['id']}: has transfers but does not exist")
                 continue
             stored = (r["debits_posted"], r["credits_posted"], r["debits_pending"], r["credits_pending"])
-            derived = (r["dp"], r["cp"], r["dpe"], r["cpe"])
+            derived = (int(r["dp"]), int(r["cp"]), int(r["dpe"]), int(r["cpe"]))
             problems.append(
                 f"account {r['id']}: counters (debits_posted, credits_posted, debits_pending, "
                 f"credits_pending) are {stored}, transfers give {derived}"
             )
         for r in await CURRENCY_TOTALS.fetch(conn):
+            dp, cp, dpe, cpe = (int(r[k]) for k in ("dp", "cp", "dpe", "cpe"))
             problems.append(
-                f"currency {r['currency']}: debits_posted {r['dp']} vs credits_posted {r['cp']}, "
-                f"debits_pending {r['dpe']} vs credits_pending {r['cpe']}"
+                f"currency {r['currency']}: debits_posted {dp} vs credits_posted {cp}, "
+                f"debits_pending {dpe} vs credits_pending {cpe}"
             )
         for r in await FLAG_VIOLATIONS.fetch(conn):
             problems.append(f"account {r['id']}: balance breaks its debits/credits limit flag")
