@@ -27,6 +27,7 @@ K = TransferKind
 N_IDS = 16
 
 SETTINGS = settings(
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
