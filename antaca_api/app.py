@@ -1,39 +1,76 @@
-"""The aiohttp application."""
+"""The aiohttp application: declared routes, the error mapping, the services."""
 
 from __future__ import annotations
 
-import asyncio
+import logging
 
-import asyncpg
 import msgspec
 from aiohttp import web
 
-POOL = web.AppKey("pool", asyncpg.Pool)
+from antaca_api import channels, errors
+from antaca_api.routing import ROUTES, dispatch
+from antaca_api.services import Services
+
+# Importing a routes module declares its endpoints.
+from antaca_api.routes import admin, customers, partners, public  # noqa: F401  isort: skip
+
+log = logging.getLogger(__name__)
+
+SERVICES = web.AppKey("services", Services)
 
 
-class Health(msgspec.Struct):
-    status: str
-    database: str
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
 
 
-def json_response(body: msgspec.Struct, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(body), status=status, content_type="application/json")
+def error_response(error: errors.ApiError) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(ErrorBody(error.code, error.message)),
+        status=error.status,
+        content_type="application/json",
+    )
 
 
-async def health(request: web.Request) -> web.Response:
-    """200 when the database answers within a second, 503 otherwise."""
+_HTTP_ERRORS: dict[int, type[errors.ApiError]] = {
+    404: errors.RouteNotFound,
+    405: errors.MethodNotAllowed,
+    413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType,
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Every failure becomes {"code", "message"} with its status; nothing else leaks out."""
     try:
-        async with asyncio.timeout(1.0):
-            async with request.app[POOL].acquire() as conn:
-                await conn.fetchval("SELECT 1")
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        return json_response(Health(status="unavailable", database="unreachable"), status=503)
-    return json_response(Health(status="ok", database="ok"))
+        return await handler(request)
+    except errors.ApiError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error_class = _HTTP_ERRORS.get(exc.status)
+        if error_class is not None:
+            return error_response(error_class())
+        return web.Response(
+            body=msgspec.json.encode(ErrorBody("HTTP_ERROR", exc.reason)), status=exc.status,
+            content_type="application/json",
+        )
+    except Exception:
+        # Only the route is logged: request bodies may hold card data or secrets.
+        log.exception("unhandled error in %s %s", request.method, request.match_info.route.resource)
+        return web.Response(
+            body=msgspec.json.encode(ErrorBody("INTERNAL_ERROR", "an internal error occurred")),
+            status=500,
+            content_type="application/json",
+        )
 
 
-def create_app(pool: asyncpg.Pool) -> web.Application:
-    """Build the application around an open connection pool."""
-    app = web.Application()
-    app[POOL] = pool
-    app.router.add_get("/health", health)
+def create_app(services: Services) -> web.Application:
+    """Build the application around its services."""
+    app = web.Application(client_max_size=services.settings.max_body_bytes, middlewares=[error_middleware])
+    app[SERVICES] = services
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, dispatch(r, services, channels.authenticate))
     return app

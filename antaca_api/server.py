@@ -1,4 +1,4 @@
-"""`antaca serve`: migrate, open the pool, run the HTTP listener and the background workers."""
+"""`antaca serve`: migrate, open the pool, run the HTTP and TLS listeners and the background workers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ import signal
 
 from aiohttp import web
 
+from antaca_api import jwe
 from antaca_api.app import create_app
+from antaca_api.kyc import DeterministicKycProvider
+from antaca_api.pki import CertificateAuthority
+from antaca_api.services import Services
 from antaca_api.settings import Settings
 from antaca_auth.database import create_pool
 from antaca_auth.ledger import Ledger
@@ -19,18 +23,34 @@ from antaca_auth.sweeper import run_sweeper
 log = logging.getLogger(__name__)
 
 
+def load_keys(settings: Settings) -> tuple[object, CertificateAuthority]:
+    """The JWE key and the CA from the key directory, created on first start."""
+    key_dir = settings.key_dir
+    key_dir.mkdir(parents=True, exist_ok=True)
+    jwe_key = jwe.load_or_create_key(key_dir / "jwe-key.pem")
+    ca, created = CertificateAuthority.load_or_create(key_dir)
+    if created:
+        print(f"created a development CA in {key_dir.resolve()} (ca.pem, ca-key.pem)", flush=True)
+    return jwe_key, ca
+
+
 async def serve(dsn: str, settings: Settings) -> None:
     """Run until SIGINT or SIGTERM."""
     applied = await migrate(dsn)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
+    jwe_key, ca = load_keys(settings)
     pool = await create_pool(dsn)
-    sweeper = asyncio.create_task(run_sweeper(Ledger(pool), settings.sweep_interval))
-    runner = web.AppRunner(create_app(pool), access_log=None)
+    services = Services(pool=pool, ledger=Ledger(pool), settings=settings, jwe_key=jwe_key, ca=ca,
+                        kyc_provider=DeterministicKycProvider())
+    sweeper = asyncio.create_task(run_sweeper(services.ledger, settings.sweep_interval))
+    runner = web.AppRunner(create_app(services), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    print(f"antaca listening on http://{settings.host}:{settings.port}", flush=True)
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    tls = ca.server_ssl_context([settings.host, "localhost"])
+    await web.TCPSite(runner, settings.host, settings.tls_port, ssl_context=tls).start()
+    print(f"antaca listening on http://{settings.host}:{settings.port} and "
+          f"https://{settings.host}:{settings.tls_port} (CA: {ca.cert_path.resolve()})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import msgspec
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = 8080  # plain HTTP: public, customer and admin channels
+    tls_port: int = 8443  # TLS with optional client certificates: every channel, partners' included
+    key_dir: Path = Path(".antaca") / "keys"  # CA, server certificate, JWE key (never committed)
     sweep_interval: float = 1.0  # seconds between expiry sweeps of pending transfers
+    session_ttl: int = 600  # customer session lifetime, seconds (the product's 10 minutes)
+    admin_session_ttl: int = 3600
+    pairing_code_ttl: int = 600
+    max_body_bytes: int = 1024 * 1024
+    max_document_bytes: int = 5 * 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
+        env = os.environ
+        default = cls()
         return cls(
-            host=os.environ.get("ANTACA_HOST", "127.0.0.1"),
-            port=int(os.environ.get("ANTACA_PORT", "8080")),
-            sweep_interval=float(os.environ.get("ANTACA_SWEEP_INTERVAL", "1.0")),
+            host=env.get("ANTACA_HOST", default.host),
+            port=int(env.get("ANTACA_PORT", default.port)),
+            tls_port=int(env.get("ANTACA_TLS_PORT", default.tls_port)),
+            key_dir=Path(env.get("ANTACA_KEY_DIR", str(default.key_dir))),
+            sweep_interval=float(env.get("ANTACA_SWEEP_INTERVAL", default.sweep_interval)),
+            session_ttl=int(env.get("ANTACA_SESSION_TTL", default.session_ttl)),
+            admin_session_ttl=int(env.get("ANTACA_ADMIN_SESSION_TTL", default.admin_session_ttl)),
+            pairing_code_ttl=int(env.get("ANTACA_PAIRING_CODE_TTL", default.pairing_code_ttl)),
+            max_body_bytes=int(env.get("ANTACA_MAX_BODY_BYTES", default.max_body_bytes)),
+            max_document_bytes=int(env.get("ANTACA_MAX_DOCUMENT_BYTES", default.max_document_bytes)),
         )

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -224,7 +224,12 @@ class Ledger:
         return self._currencies
 
     async def create_accounts(self, accounts: Sequence[NewAccount]) -> list[AccountResult]:
-        """Create accounts idempotently; one result per account, in order."""
+        """Create accounts idempotently, in one transaction; one result per account, in order."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self.create_accounts_in(conn, accounts)
+
+    async def create_accounts_in(self, conn: asyncpg.Connection, accounts: Sequence[NewAccount]) -> list[AccountResult]:
+        """Create accounts inside the caller's transaction."""
         currencies = await self.currencies()
         results: list[AccountResult | None] = [None] * len(accounts)
         valid: list[int] = []
@@ -244,37 +249,36 @@ class Ledger:
                 valid.append(i)
             else:
                 results[i] = AccountResult(i, a.id if is_id(a.id) else None, code)
-        if valid:
-            batch = [accounts[i] for i in valid]
-            async with self.pool.acquire() as conn, conn.transaction():
-                inserted = {
-                    r["id"]
-                    for r in await INSERT_ACCOUNTS.fetch(
-                        conn,
-                        ids=[a.id for a in batch],
-                        currencies=[a.currency for a in batch],
-                        kinds=[str(a.kind) for a in batch],
-                        owners=[a.owner_ref for a in batch],
-                        dmnec=[a.debits_must_not_exceed_credits for a in batch],
-                        cmned=[a.credits_must_not_exceed_debits for a in batch],
-                        metadata=[_json(a.metadata) for a in batch],
-                    )
-                }
-                conflicts = [a.id for a in batch if a.id not in inserted]
-                stored = {}
-                if conflicts:
-                    stored = {r["id"]: account_from_row(r) for r in await SELECT_ACCOUNTS.fetch(conn, ids=conflicts)}
-            first: dict[uuid.UUID, NewAccount | Account] = dict(stored)
-            for i in valid:
-                a = accounts[i]
-                if a.id in inserted and a.id not in first:
-                    first[a.id] = a
-                    code = AccountResultCode.OK
-                elif _account_fields(first[a.id]) == _account_fields(a):
-                    code = AccountResultCode.EXISTS
-                else:
-                    code = AccountResultCode.EXISTS_WITH_DIFFERENT_FIELDS
-                results[i] = AccountResult(i, a.id, code)
+        if not valid:
+            return results  # type: ignore[return-value]
+        batch = [accounts[i] for i in valid]
+        inserted = {
+            r["id"]
+            for r in await INSERT_ACCOUNTS.fetch(
+                conn,
+                ids=[a.id for a in batch],
+                currencies=[a.currency for a in batch],
+                kinds=[str(a.kind) for a in batch],
+                owners=[a.owner_ref for a in batch],
+                dmnec=[a.debits_must_not_exceed_credits for a in batch],
+                cmned=[a.credits_must_not_exceed_debits for a in batch],
+                metadata=[_json(a.metadata) for a in batch],
+            )
+        }
+        conflicts = [a.id for a in batch if a.id not in inserted]
+        first: dict[uuid.UUID, NewAccount | Account] = {}
+        if conflicts:
+            first = {r["id"]: account_from_row(r) for r in await SELECT_ACCOUNTS.fetch(conn, ids=conflicts)}
+        for i in valid:
+            a = accounts[i]
+            if a.id in inserted and a.id not in first:
+                first[a.id] = a
+                code = AccountResultCode.OK
+            elif _account_fields(first[a.id]) == _account_fields(a):
+                code = AccountResultCode.EXISTS
+            else:
+                code = AccountResultCode.EXISTS_WITH_DIFFERENT_FIELDS
+            results[i] = AccountResult(i, a.id, code)
         return results  # type: ignore[return-value]
 
     async def lookup_accounts(self, ids: Sequence[uuid.UUID]) -> list[Account]:
@@ -285,16 +289,30 @@ class Ledger:
 
     # transfers
 
-    async def create_transfers(self, transfers: Sequence[Transfer]) -> list[TransferResult]:
-        """Commit a batch of transfers in one database transaction; one result per transfer."""
-        return await self._create_transfers(transfers, allow_expire=False)
+    async def create_transfers(
+        self, transfers: Sequence[Transfer], *, guard: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+    ) -> list[TransferResult]:
+        """Commit a batch of transfers in one database transaction; one result per transfer.
 
-    async def _create_transfers(self, transfers: Sequence[Transfer], *, allow_expire: bool) -> list[TransferResult]:
+        `guard`, when given, runs first in the same transaction (to lock and check the business
+        rows the batch depends on); an exception from it aborts the batch.
+        """
+        return await self._create_transfers(transfers, allow_expire=False, guard=guard)
+
+    async def _create_transfers(
+        self,
+        transfers: Sequence[Transfer],
+        *,
+        allow_expire: bool,
+        guard: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    ) -> list[TransferResult]:
         if not transfers:
             return []
         for attempt in range(self.max_retries):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
+                    if guard is not None:
+                        await guard(conn)
                     outcome = await self.write_batch(conn, transfers, allow_expire=allow_expire)
                 return outcome.results
             except _RETRYABLE as exc:

@@ -75,3 +75,31 @@ async def pool(database_url: str):
 @pytest.fixture
 async def ledger(pool) -> Ledger:
     return Ledger(pool)
+
+
+@pytest.fixture(scope="session")
+def key_material(tmp_path_factory):
+    """One JWE key and one CA for the whole session (RSA generation is slow)."""
+    from antaca_api.jwe import generate_key
+    from antaca_api.pki import CertificateAuthority
+
+    ca, _ = CertificateAuthority.load_or_create(tmp_path_factory.mktemp("keys"))
+    return generate_key(2048), ca
+
+
+@pytest.fixture
+async def api(pool, key_material):
+    """The whole application on real HTTP and TLS listeners, on a fresh database."""
+    from antaca_api.kyc import DeterministicKycProvider
+    from antaca_api.services import Services
+    from antaca_api.settings import Settings
+    from tests.api_harness import start_api
+
+    jwe_key, ca = key_material
+    services = Services(pool=pool, ledger=Ledger(pool), settings=Settings(), jwe_key=jwe_key, ca=ca,
+                        kyc_provider=DeterministicKycProvider())
+    server, runner = await start_api(services, ca)
+    yield server
+    for session in server.sessions:
+        await session.close()
+    await runner.cleanup()

@@ -1,0 +1,92 @@
+"""Who is calling: each channel's authentication, run before any handler."""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+
+from antaca_api.errors import CertificateRequired, PartnerSuspended, SessionExpired, Unauthenticated
+from antaca_api.routing import AdminPrincipal, Channel, Context, CustomerPrincipal, Role
+from antaca_api.tokens import bearer_token, hash_secret
+
+CUSTOMER_SESSION = """
+    SELECT s.customer_id, c.partner_id, s.installation_id, s.expires_at, p.status AS partner_status
+    FROM customer_sessions s
+    JOIN installations i ON i.id = s.installation_id AND i.active
+    JOIN customers c ON c.id = s.customer_id
+    JOIN partners p ON p.id = c.partner_id
+    WHERE s.token_hash = $1 AND s.revoked_at IS NULL"""
+
+ADMIN_SESSION = """
+    SELECT a.id, a.email, a.role, s.expires_at
+    FROM admin_sessions s JOIN admin_users a ON a.id = s.admin_id AND a.active
+    WHERE s.token_hash = $1 AND s.revoked_at IS NULL"""
+
+PARTNER_CERTIFICATE = """
+    SELECT c.partner_id, c.revoked_at, c.not_after, p.status
+    FROM partner_certificates c JOIN partners p ON p.id = c.partner_id
+    WHERE c.fingerprint = $1"""
+
+
+def peer_certificate_der(request: web.Request) -> bytes | None:
+    """The client certificate the TLS handshake verified, DER-encoded, or None."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    return ssl_object.getpeercert(binary_form=True)
+
+
+async def authenticate(ctx: Context) -> None:
+    """Fill the context's principal for the route's channel, or refuse with 401/403."""
+    channel = ctx.route.channel
+    if channel is Channel.CUSTOMER:
+        ctx.customer = await _customer(ctx)
+        ctx.partner_id = ctx.customer.partner_id
+    elif channel is Channel.PARTNER:
+        ctx.partner_id = await _partner(ctx)
+    elif channel is Channel.ADMIN:
+        ctx.admin = await _admin(ctx)
+
+
+async def _customer(ctx: Context) -> CustomerPrincipal:
+    token = bearer_token(ctx.request.headers.get("Authorization"))
+    if token is None:
+        raise Unauthenticated("a customer session token is required (Authorization: Bearer ...)")
+    row = await ctx.pool.fetchrow(CUSTOMER_SESSION, hash_secret(token))
+    if row is None:
+        raise Unauthenticated("the session token is not valid")
+    if row["expires_at"] <= ctx.services.clock():
+        raise SessionExpired()
+    if row["partner_status"] != "ACTIVE":
+        raise PartnerSuspended()
+    return CustomerPrincipal(row["customer_id"], row["partner_id"], row["installation_id"])
+
+
+async def _admin(ctx: Context) -> AdminPrincipal:
+    token = bearer_token(ctx.request.headers.get("Authorization"))
+    if token is None:
+        raise Unauthenticated("an administrator session token is required (Authorization: Bearer ...)")
+    row = await ctx.pool.fetchrow(ADMIN_SESSION, hash_secret(token))
+    if row is None:
+        raise Unauthenticated("the session token is not valid")
+    if row["expires_at"] <= ctx.services.clock():
+        raise SessionExpired()
+    return AdminPrincipal(row["id"], row["email"], Role(row["role"]))
+
+
+async def _partner(ctx: Context):
+    der = peer_certificate_der(ctx.request)
+    if der is None:
+        raise CertificateRequired()
+    row = await ctx.pool.fetchrow(PARTNER_CERTIFICATE, hashlib.sha256(der).hexdigest())
+    if row is None:
+        raise CertificateRequired("the client certificate was not issued to a partner")
+    if row["revoked_at"] is not None:
+        raise CertificateRequired("the client certificate has been revoked")
+    if row["not_after"] <= ctx.services.clock():
+        raise CertificateRequired("the client certificate has expired")
+    if row["status"] != "ACTIVE":
+        raise PartnerSuspended()
+    return row["partner_id"]

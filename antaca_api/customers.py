@@ -1,0 +1,103 @@
+"""Customers (end users) and their KYC: repository and rules."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+import asyncpg
+import msgspec
+
+from antaca_api.errors import CustomerExists, CustomerNotVerified, KycAlreadyDecided, NotFound
+from antaca_api.kyc import Identity, KycDecision, KycProvider, KycStatus
+
+CUSTOMER_COLUMNS = """id, partner_id, external_id, first_name, last_name, email, phone, birth_date, address,
+    country, kyc_status, created_at, updated_at, seq"""
+
+# Which KYC states Antaca's own KYC may start from: a decided customer is not re-verified.
+KYC_STARTABLE = {KycStatus.NOT_VERIFIED, KycStatus.REJECTED}
+
+
+async def insert_customer(conn: asyncpg.Connection, partner_id: uuid.UUID, fields: dict) -> uuid.UUID:
+    customer_id = uuid.uuid4()
+    try:
+        await conn.execute(
+            """INSERT INTO customers (id, partner_id, external_id, first_name, last_name, email, phone, birth_date,
+                   address, country)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+            customer_id, partner_id, fields["external_id"], fields["first_name"], fields["last_name"],
+            fields["email"], fields["phone"], fields["birth_date"], msgspec.json.encode(fields["address"]).decode(),
+            fields["country"],
+        )
+    except asyncpg.UniqueViolationError:
+        raise CustomerExists() from None
+    await conn.execute(
+        "INSERT INTO kyc_events (customer_id, status, source) VALUES ($1, 'NOT_VERIFIED', 'REGISTRATION')",
+        customer_id,
+    )
+    return customer_id
+
+
+async def get_customer(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record:
+    """The partner's customer; another partner's customer is as unknown as a missing one."""
+    row = await conn.fetchrow(
+        f"SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND partner_id = $2" + (" FOR UPDATE" if lock else ""),
+        customer_id, partner_id,
+    )
+    if row is None:
+        raise NotFound("no such customer")
+    return row
+
+
+async def require_verified(conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID) -> asyncpg.Record:
+    """The customer, locked against KYC changes for this transaction, and VERIFIED."""
+    row = await conn.fetchrow(
+        f"SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND partner_id = $2 FOR SHARE",
+        customer_id, partner_id,
+    )
+    if row is None:
+        raise NotFound("no such customer")
+    if row["kyc_status"] != KycStatus.VERIFIED:
+        raise CustomerNotVerified()
+    return row
+
+
+async def record_kyc(
+    conn: asyncpg.Connection, customer_id: uuid.UUID, status: KycStatus, source: str, reason: str | None = None,
+    details: dict | None = None,
+) -> None:
+    await conn.execute(
+        "UPDATE customers SET kyc_status = $2, updated_at = now() WHERE id = $1", customer_id, str(status)
+    )
+    await conn.execute(
+        "INSERT INTO kyc_events (customer_id, status, source, reason, details) VALUES ($1, $2, $3, $4, $5::jsonb)",
+        customer_id, str(status), source, reason, None if details is None else msgspec.json.encode(details).decode(),
+    )
+
+
+async def run_antaca_kyc(
+    conn: asyncpg.Connection,
+    provider: KycProvider,
+    partner_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    document: dict,
+    today: date,
+) -> KycDecision:
+    """Antaca's KYC: PENDING while the provider decides, then its decision; history kept."""
+    customer = await get_customer(conn, partner_id, customer_id, lock=True)
+    status = KycStatus(customer["kyc_status"])
+    if status not in KYC_STARTABLE:
+        raise KycAlreadyDecided(f"the customer's KYC is {status}")
+    identity = Identity(
+        first_name=customer["first_name"], last_name=customer["last_name"], birth_date=customer["birth_date"],
+        country=customer["country"], document_type=document["document_type"],
+        document_number=document["document_number"], document_country=document["document_country"],
+    )
+    # Only the document's type and country are kept in the history, never its number.
+    kept = {"documentType": document["document_type"], "documentCountry": document["document_country"]}
+    await record_kyc(conn, customer_id, KycStatus.PENDING, provider.name, details=kept)
+    decision = await provider.verify(identity, today)
+    await record_kyc(conn, customer_id, decision.status, provider.name, decision.reason)
+    return decision

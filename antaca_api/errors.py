@@ -1,0 +1,161 @@
+"""Every failure the API reports: one class per failure, each mapped once to a status and a code.
+
+Handlers raise these; the error middleware (`antaca_api.app`) turns them into
+`{"code": "UPPER_SNAKE", "message": "..."}` with the class's HTTP status. Messages never carry
+card data, secrets or tokens.
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    status = 400
+    code = "BAD_REQUEST"
+    message = "the request is not valid"
+
+    def __init__(self, message: str | None = None) -> None:
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)
+
+
+# --- request shape ---------------------------------------------------------------------------
+class MalformedJson(ApiError):
+    code, message = "MALFORMED_JSON", "the body is not valid JSON"
+
+
+class ValidationFailed(ApiError):
+    code, message = "VALIDATION_ERROR", "the request does not match the schema"
+
+
+class PayloadTooLarge(ApiError):
+    status, code, message = 413, "PAYLOAD_TOO_LARGE", "the body is larger than this service accepts"
+
+
+class RouteNotFound(ApiError):
+    status, code, message = 404, "NOT_FOUND", "no such endpoint"
+
+
+class MethodNotAllowed(ApiError):
+    status, code, message = 405, "METHOD_NOT_ALLOWED", "this endpoint does not accept that method"
+
+
+class UnsupportedMediaType(ApiError):
+    status, code, message = 415, "UNSUPPORTED_MEDIA_TYPE", "this endpoint expects another content type"
+
+
+# --- authentication and authorization --------------------------------------------------------
+class Unauthenticated(ApiError):
+    status, code, message = 401, "UNAUTHENTICATED", "authentication is required"
+
+
+class SessionExpired(ApiError):
+    status, code, message = 401, "SESSION_EXPIRED", "the session has expired; authenticate again"
+
+
+class InvalidCredentials(ApiError):
+    status, code, message = 401, "INVALID_CREDENTIALS", "the credentials are not valid"
+
+
+class CertificateRequired(ApiError):
+    status, code, message = 401, "CERTIFICATE_REQUIRED", "this channel requires a valid partner client certificate"
+
+
+class Forbidden(ApiError):
+    status, code, message = 403, "FORBIDDEN", "your role does not allow this operation"
+
+
+class NotFound(ApiError):
+    """Unknown ids and other tenants' ids look the same: 404."""
+
+    status, code, message = 404, "NOT_FOUND", "no such resource"
+
+
+# --- JWE (the product's exact codes) ---------------------------------------------------------
+class EncryptionRequired(ApiError):
+    code, message = "ENCRYPTION_REQUIRED", "this endpoint requires an encrypted request or response"
+
+
+class InvalidPublicKey(ApiError):
+    code, message = "INVALID_PUBLIC_KEY", "the Public-Key header is missing or is not a base64 RSA public key PEM"
+
+
+class InvalidPayload(ApiError):
+    code, message = "INVALID_PAYLOAD", "the body must be {\"payload\": \"<compact JWE>\"}"
+
+
+class CantDecryptPayload(ApiError):
+    code, message = "CANT_DECRYPT_PAYLOAD", "the payload cannot be decrypted with this service's key"
+
+
+# --- domain rules ----------------------------------------------------------------------------
+class Conflict(ApiError):
+    status, code, message = 409, "CONFLICT", "the request conflicts with the current state"
+
+
+class CustomerExists(Conflict):
+    code, message = "CUSTOMER_EXISTS", "a customer with this external id already exists"
+
+
+class CustomerNotVerified(Conflict):
+    code, message = "CUSTOMER_NOT_VERIFIED", "the customer must be VERIFIED (KYC) first"
+
+
+class KycAlreadyDecided(Conflict):
+    code, message = "KYC_ALREADY_DECIDED", "the customer's KYC is already decided"
+
+
+class CorporationNotApproved(Conflict):
+    code, message = "CORPORATION_NOT_APPROVED", "the corporation must be APPROVED (KYB) first"
+
+
+class BalanceNotActive(Conflict):
+    code, message = "BALANCE_NOT_ACTIVE", "the balance is blocked or closed"
+
+
+class BalanceNotEmpty(Conflict):
+    code, message = "BALANCE_NOT_EMPTY", "only a balance at zero, with no holds, can be closed"
+
+
+class InvalidStateTransition(Conflict):
+    code, message = "INVALID_STATE_TRANSITION", "that state change is not allowed"
+
+
+class IdempotencyConflict(Conflict):
+    code, message = "IDEMPOTENCY_CONFLICT", "this reference was already used for a different request"
+
+
+class InsufficientFunds(Conflict):
+    code, message = "INSUFFICIENT_FUNDS", "the funding balance cannot cover this amount"
+
+
+class PartnerSuspended(ApiError):
+    status, code, message = 403, "PARTNER_SUSPENDED", "the partner is suspended"
+
+
+class InvalidPairingCode(ApiError):
+    status, code, message = 401, "INVALID_PAIRING_CODE", "the pairing code is unknown, used or expired"
+
+
+class AdminExists(Conflict):
+    code, message = "ADMIN_EXISTS", "an administrator with this e-mail already exists"
+
+
+class InvalidCsr(ApiError):
+    code, message = "INVALID_CSR", "the certificate signing request is not a valid PEM CSR"
+
+
+class UnsupportedCurrency(ApiError):
+    code, message = "UNSUPPORTED_CURRENCY", "the currency is not a known ISO 4217 code"
+
+
+class InvalidAmount(ApiError):
+    code, message = "INVALID_AMOUNT", "the amount must be a positive integer number of minor units"
+
+
+class DocumentRejected(ApiError):
+    code, message = "DOCUMENT_REJECTED", "the document must be a PDF, PNG or JPEG within the size limit"
+
+
+class DatabaseUnavailable(ApiError):
+    status, code, message = 503, "DATABASE_UNAVAILABLE", "the database does not answer"

@@ -1,0 +1,18 @@
+"""Constrained field types shared by request bodies (they also shape the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from msgspec import Meta
+
+Name = Annotated[str, Meta(min_length=1, max_length=100)]
+Text = Annotated[str, Meta(min_length=1, max_length=200)]
+Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+Phone = Annotated[str, Meta(pattern=r"^\+?[0-9]{6,15}$")]
+Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 alpha-3")]
+ExternalId = Annotated[str, Meta(min_length=1, max_length=64)]
+Reference = Annotated[str, Meta(min_length=1, max_length=64, description="idempotency reference")]
+# Minor units of the currency; the ledger's bigint bound.
+Amount = Annotated[int, Meta(gt=0, le=2**63 - 1, description="integer minor units")]

@@ -1,0 +1,1 @@
+"""Endpoint modules; importing one declares its routes."""

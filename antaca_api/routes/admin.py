@@ -1,0 +1,103 @@
+"""The administration channel: sessions, administrators, the audit log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from antaca_api.admins import create_admin_user, open_session
+from antaca_api.routing import ADMIN_ONLY, Channel, Context, Role, route
+from antaca_api.schema import Body, Page
+from antaca_api.tokens import bearer_token, hash_secret
+
+
+class Login(Body):
+    email: str
+    password: str
+
+
+class AdminSession(Body):
+    token: str
+    expires_at: datetime
+    role: Role
+
+
+@route("POST", "/admin/sessions", channel=Channel.ADMIN, authenticated=False, body=Login, response=AdminSession,
+       status=201, summary="Log in as an administrator", tags=("admin",))
+async def login(ctx: Context, body: Login) -> AdminSession:
+    async with ctx.pool.acquire() as conn:
+        token, expires_at, role = await open_session(
+            conn, body.email, body.password, ctx.services.clock(), ctx.services.settings.admin_session_ttl
+        )
+    return AdminSession(token=token, expires_at=expires_at, role=role)
+
+
+@route("DELETE", "/admin/sessions/current", channel=Channel.ADMIN, summary="Log out (revoke this session)",
+       tags=("admin",))
+async def logout(ctx: Context, _: None) -> None:
+    token = bearer_token(ctx.request.headers.get("Authorization"))
+    async with ctx.transaction() as conn:
+        await conn.execute("UPDATE admin_sessions SET revoked_at = now() WHERE token_hash = $1", hash_secret(token))
+
+
+class NewAdmin(Body):
+    email: str
+    password: str
+    role: Role
+
+
+class AdminUser(Body):
+    id: uuid.UUID
+    email: str
+    role: Role
+    active: bool
+    created_at: datetime
+
+
+@route("POST", "/admin/users", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewAdmin, response=AdminUser,
+       status=201, summary="Create an administrator", tags=("admin",))
+async def create_user(ctx: Context, body: NewAdmin) -> AdminUser:
+    async with ctx.transaction() as conn:
+        admin_id = await create_admin_user(conn, body.email, body.password, body.role)
+        ctx.audit_target = f"admin:{admin_id}"
+        row = await conn.fetchrow("SELECT id, email, role, active, created_at FROM admin_users WHERE id = $1", admin_id)
+    return AdminUser(**dict(row))
+
+
+class AdminUsers(Body):
+    items: list[AdminUser]
+
+
+@route("GET", "/admin/users", channel=Channel.ADMIN, roles=ADMIN_ONLY, response=AdminUsers,
+       summary="List administrators", tags=("admin",))
+async def list_users(ctx: Context, _: None) -> AdminUsers:
+    rows = await ctx.pool.fetch("SELECT id, email, role, active, created_at FROM admin_users ORDER BY created_at")
+    return AdminUsers(items=[AdminUser(**dict(r)) for r in rows])
+
+
+class AuditEntry(Body):
+    id: int
+    admin_id: uuid.UUID
+    admin_email: str
+    action: str
+    target: str | None
+    created_at: datetime
+
+
+class AuditLog(Page):
+    items: list[AuditEntry]
+
+
+@route("GET", "/admin/audit-log", channel=Channel.ADMIN, roles=ADMIN_ONLY, response=AuditLog,
+       summary="The audit log of administrators' actions, newest first", tags=("admin",))
+async def audit_log(ctx: Context, _: None) -> AuditLog:
+    limit = ctx.query_int("limit", 50, low=1, high=500)
+    before = ctx.query_int("cursor", 2**62, low=1, high=2**62)
+    rows = await ctx.pool.fetch(
+        """SELECT l.id, l.admin_id, a.email AS admin_email, l.action, l.target, l.created_at
+           FROM audit_log l JOIN admin_users a ON a.id = l.admin_id
+           WHERE l.id < $1 ORDER BY l.id DESC LIMIT $2""",
+        before, limit,
+    )
+    items = [AuditEntry(**dict(r)) for r in rows]
+    return AuditLog(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)

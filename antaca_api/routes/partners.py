@@ -1,0 +1,170 @@
+"""Partners and their client certificates (administration channel)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from antaca_api.errors import NotFound
+from antaca_api.pki import describe
+from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
+from antaca_api.schema import Body
+
+
+class PartnerStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+
+
+class NewPartner(Body):
+    name: str
+    contact_email: str | None = None
+    webhook_url: str | None = None
+
+
+class Partner(Body):
+    id: uuid.UUID
+    name: str
+    contact_email: str | None
+    webhook_url: str | None
+    status: PartnerStatus
+    created_at: datetime
+
+
+class Partners(Body):
+    items: list[Partner]
+
+
+PARTNER_COLUMNS = "id, name, contact_email, webhook_url, status, created_at"
+
+
+async def _partner(conn: asyncpg.Connection, partner_id: uuid.UUID) -> Partner:
+    row = await conn.fetchrow(f"SELECT {PARTNER_COLUMNS} FROM partners WHERE id = $1", partner_id)
+    if row is None:
+        raise NotFound("no such partner")
+    return Partner(**dict(row))
+
+
+@route("POST", "/admin/partners", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewPartner, response=Partner,
+       status=201, summary="Onboard a partner", tags=("partners",))
+async def create_partner(ctx: Context, body: NewPartner) -> Partner:
+    partner_id = uuid.uuid4()
+    ctx.audit_target = f"partner:{partner_id}"
+    async with ctx.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO partners (id, name, contact_email, webhook_url) VALUES ($1, $2, $3, $4)",
+            partner_id, body.name, body.contact_email, body.webhook_url,
+        )
+        return await _partner(conn, partner_id)
+
+
+@route("GET", "/admin/partners", channel=Channel.ADMIN, response=Partners, summary="List partners",
+       tags=("partners",))
+async def list_partners(ctx: Context, _: None) -> Partners:
+    rows = await ctx.pool.fetch(f"SELECT {PARTNER_COLUMNS} FROM partners ORDER BY created_at, id")
+    return Partners(items=[Partner(**dict(r)) for r in rows])
+
+
+@route("GET", "/admin/partners/{partnerId}", channel=Channel.ADMIN, response=Partner, summary="Get a partner",
+       tags=("partners",))
+async def get_partner(ctx: Context, _: None) -> Partner:
+    async with ctx.pool.acquire() as conn:
+        return await _partner(conn, ctx.path_id("partnerId"))
+
+
+class StatusChange(Body):
+    status: PartnerStatus
+
+
+@route("PUT", "/admin/partners/{partnerId}/status", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=StatusChange,
+       response=Partner, summary="Suspend or reactivate a partner", tags=("partners",))
+async def set_partner_status(ctx: Context, body: StatusChange) -> Partner:
+    partner_id = ctx.path_id("partnerId")
+    ctx.audit_target = f"partner:{partner_id}"
+    async with ctx.transaction() as conn:
+        await _partner(conn, partner_id)
+        await conn.execute("UPDATE partners SET status = $2 WHERE id = $1", partner_id, str(body.status))
+        return await _partner(conn, partner_id)
+
+
+class CertificateRequest(Body):
+    csr: str  # PEM
+
+
+class Certificate(Body):
+    serial: str
+    partner_id: uuid.UUID
+    fingerprint: str
+    subject: str
+    not_before: datetime
+    not_after: datetime
+    certificate: str  # PEM
+    revoked_at: datetime | None = None
+
+
+class IssuedCertificate(Certificate, kw_only=True):
+    ca_certificate: str  # PEM of Antaca's CA, for the partner's trust store
+
+
+class Certificates(Body):
+    items: list[Certificate]
+
+
+CERTIFICATE_COLUMNS = "serial, partner_id, fingerprint, subject, not_before, not_after, certificate, revoked_at"
+
+
+@route("POST", "/admin/partners/{partnerId}/certificates", channel=Channel.ADMIN, roles=ADMIN_ONLY,
+       body=CertificateRequest, response=IssuedCertificate, status=201,
+       summary="Sign a partner's CSR with Antaca's CA (client certificate for mutual TLS)", tags=("partners",))
+async def issue_certificate(ctx: Context, body: CertificateRequest) -> IssuedCertificate:
+    partner_id = ctx.path_id("partnerId")
+    ca = ctx.services.ca
+    async with ctx.transaction() as conn:
+        await _partner(conn, partner_id)
+        issued = describe(ca.sign_client_csr(body.csr, str(partner_id)))
+        ctx.audit_target = f"certificate:{issued.serial}"
+        await conn.execute(
+            f"""INSERT INTO partner_certificates ({CERTIFICATE_COLUMNS})
+                VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)""",
+            issued.serial, partner_id, issued.fingerprint, issued.subject, issued.not_before, issued.not_after,
+            issued.pem,
+        )
+    return IssuedCertificate(
+        serial=issued.serial, partner_id=partner_id, fingerprint=issued.fingerprint, subject=issued.subject,
+        not_before=issued.not_before, not_after=issued.not_after, certificate=issued.pem,
+        ca_certificate=ca.cert_pem,
+    )
+
+
+@route("GET", "/admin/partners/{partnerId}/certificates", channel=Channel.ADMIN, response=Certificates,
+       summary="List a partner's certificates", tags=("partners",))
+async def list_certificates(ctx: Context, _: None) -> Certificates:
+    partner_id = ctx.path_id("partnerId")
+    async with ctx.pool.acquire() as conn:
+        await _partner(conn, partner_id)
+        rows = await conn.fetch(
+            f"SELECT {CERTIFICATE_COLUMNS} FROM partner_certificates WHERE partner_id = $1 ORDER BY created_at",
+            partner_id,
+        )
+    return Certificates(items=[Certificate(**dict(r)) for r in rows])
+
+
+@route("POST", "/admin/partners/{partnerId}/certificates/{serial}/revoke", channel=Channel.ADMIN,
+       roles=ADMIN_ONLY, response=Certificate, summary="Revoke a partner's certificate (takes effect at once)",
+       tags=("partners",))
+async def revoke_certificate(ctx: Context, _: None) -> Certificate:
+    partner_id = ctx.path_id("partnerId")
+    serial = ctx.request.match_info["serial"].lower()
+    ctx.audit_target = f"certificate:{serial}"
+    async with ctx.transaction() as conn:
+        row = await conn.fetchrow(
+            f"""UPDATE partner_certificates SET revoked_at = coalesce(revoked_at, now())
+                WHERE partner_id = $1 AND serial = $2 RETURNING {CERTIFICATE_COLUMNS}""",
+            partner_id, serial,
+        )
+        if row is None:
+            raise NotFound("no such certificate for this partner")
+    return Certificate(**dict(row))

@@ -1,0 +1,28 @@
+"""What handlers share for the life of the application."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from antaca_api.settings import Settings
+from antaca_auth.ledger import Ledger
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    pool: asyncpg.Pool
+    ledger: Ledger
+    settings: Settings
+    jwe_key: Any  # jwcrypto.jwk.JWK, Antaca's RSA key pair (antaca_api/jwe.py)
+    ca: Any = None  # antaca_api.pki.CertificateAuthority, when mutual TLS is configured
+    kyc_provider: Any = None  # antaca_api.kyc.KycProvider
+    clock: Callable[[], datetime] = field(default=utc_now)

@@ -1,0 +1,111 @@
+"""Run the real application over HTTP and TLS for tests, and act as its different callers."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from antaca_api.admins import create_admin_user
+from antaca_api.app import create_app
+from antaca_api.pki import CertificateAuthority
+from antaca_api.routing import Role
+from antaca_api.services import Services
+
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_csr(common_name: str = "partner-server") -> tuple[str, bytes]:
+    """A fresh EC key and a CSR for it: (CSR PEM, key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return csr.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+@dataclass
+class ApiServer:
+    services: Services
+    ca: CertificateAuthority
+    http: str  # base URL of the plain listener
+    https: str  # base URL of the TLS listener
+    workdir: Path
+    sessions: list[aiohttp.ClientSession] = field(default_factory=list)
+
+    def client(self, *, cert: tuple[str, bytes] | None = None) -> aiohttp.ClientSession:
+        """An HTTP client that trusts Antaca's CA and, given (cert PEM, key PEM), presents that certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca.cert_path))
+        if cert is not None:
+            cert_pem, key_pem = cert
+            name = uuid.uuid4().hex
+            (self.workdir / f"{name}.crt").write_text(cert_pem)
+            (self.workdir / f"{name}.key").write_bytes(key_pem)
+            context.load_cert_chain(self.workdir / f"{name}.crt", self.workdir / f"{name}.key")
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+        self.sessions.append(session)
+        return session
+
+    async def admin_token(self, role: Role = Role.ADMIN) -> str:
+        """A logged-in administrator of `role` (created directly, logged in over HTTP)."""
+        email = f"{role.lower()}-{uuid.uuid4().hex[:8]}@antaca.test"
+        async with self.services.pool.acquire() as conn:
+            await create_admin_user(conn, email, ADMIN_PASSWORD, role)
+        async with self.client().post(f"{self.http}/admin/sessions",
+                                      json={"email": email, "password": ADMIN_PASSWORD}) as r:
+            assert r.status == 201, await r.text()
+            return (await r.json())["token"]
+
+    async def new_partner(self, admin_token: str, name: str = "Partner") -> str:
+        async with self.client().post(f"{self.http}/admin/partners", json={"name": name},
+                                      headers={"Authorization": f"Bearer {admin_token}"}) as r:
+            assert r.status == 201, await r.text()
+            return (await r.json())["id"]
+
+    async def partner_certificate(self, admin_token: str, partner_id: str) -> tuple[str, bytes, dict]:
+        """A client certificate for the partner, through the CSR endpoint: (cert PEM, key PEM, response)."""
+        csr, key_pem = make_csr()
+        async with self.client().post(f"{self.http}/admin/partners/{partner_id}/certificates", json={"csr": csr},
+                                      headers={"Authorization": f"Bearer {admin_token}"}) as r:
+            assert r.status == 201, await r.text()
+            body = await r.json()
+        return body["certificate"], key_pem, body
+
+    async def partner(self, admin_token: str | None = None) -> tuple[str, aiohttp.ClientSession]:
+        """A new partner and an mTLS client holding its certificate."""
+        admin_token = admin_token or await self.admin_token()
+        partner_id = await self.new_partner(admin_token)
+        cert, key, _ = await self.partner_certificate(admin_token, partner_id)
+        return partner_id, self.client(cert=(cert, key))
+
+
+async def start_api(services: Services, ca: CertificateAuthority) -> tuple[ApiServer, web.AppRunner]:
+    runner = web.AppRunner(create_app(services), access_log=None)
+    await runner.setup()
+    http_port, https_port = free_port(), free_port()
+    await web.TCPSite(runner, "127.0.0.1", http_port).start()
+    tls = ca.server_ssl_context(["127.0.0.1", "localhost"])
+    await web.TCPSite(runner, "127.0.0.1", https_port, ssl_context=tls).start()
+    workdir = Path(tempfile.mkdtemp(prefix="antaca-api-test-"))
+    server = ApiServer(services, ca, f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}", workdir)
+    return server, runner
