@@ -8,11 +8,11 @@ import msgspec
 from aiohttp import web
 
 from antaca_api import channels, errors
-from antaca_api.routing import ROUTES, dispatch
+from antaca_api.routing import ROUTES, Route, dispatch
 from antaca_api.services import Services
 
 # Importing a routes module declares its endpoints.
-from antaca_api.routes import admin, customers, partners, public  # noqa: F401  isort: skip
+from antaca_api.routes import admin, balances, corporations, customers, devices, docs, partners, public  # noqa: F401  isort: skip
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         )
 
 
-def create_app(services: Services) -> web.Application:
-    """Build the application around its services."""
+def create_app(services: Services, extra_routes: list[Route] = ()) -> web.Application:
+    """Build the application around its services (tests may add routes of their own)."""
     app = web.Application(client_max_size=services.settings.max_body_bytes, middlewares=[error_middleware])
     app[SERVICES] = services
-    for r in ROUTES:
+    for r in [*ROUTES, *extra_routes]:
         app.router.add_route(r.method, r.path, dispatch(r, services, channels.authenticate))
     return app

@@ -99,8 +99,8 @@ class ApiServer:
         return partner_id, self.client(cert=(cert, key))
 
 
-async def start_api(services: Services, ca: CertificateAuthority) -> tuple[ApiServer, web.AppRunner]:
-    runner = web.AppRunner(create_app(services), access_log=None)
+async def start_api(services: Services, ca: CertificateAuthority, extra_routes=()) -> tuple[ApiServer, web.AppRunner]:
+    runner = web.AppRunner(create_app(services, list(extra_routes)), access_log=None)
     await runner.setup()
     http_port, https_port = free_port(), free_port()
     await web.TCPSite(runner, "127.0.0.1", http_port).start()
