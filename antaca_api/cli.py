@@ -67,6 +67,39 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_create_user(args: argparse.Namespace) -> int:
+    import getpass
+    import os
+
+    import asyncpg
+
+    from antaca_api.admins import create_admin_user
+    from antaca_api.errors import ApiError
+    from antaca_api.routing import Role
+    from antaca_auth.migrations import migrate
+
+    password = os.environ.get("ANTACA_ADMIN_PASSWORD")
+    if password is None:
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+
+    async def run(dsn: str) -> str:
+        await migrate(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            return str(await create_admin_user(conn, args.email, password, Role(args.role)))
+        finally:
+            await conn.close()
+
+    with configured_server() as (server_dsn, embedded):
+        try:
+            admin_id = asyncio.run(run(_database(server_dsn, embedded)))
+        except ApiError as exc:
+            print(f"antaca admin create-user: {exc.message}", file=sys.stderr)
+            return 1
+    print(f"created {args.role} {args.email} ({admin_id})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="antaca", description="Antaca card management system")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(func=cmd_migrate)
     ledger = sub.add_parser("ledger", help="ledger maintenance").add_subparsers(dest="ledger_command", required=True)
     ledger.add_parser("verify", help="recompute balances from transfers").set_defaults(func=cmd_ledger_verify)
+    admin = sub.add_parser("admin", help="administrators").add_subparsers(dest="admin_command", required=True)
+    create = admin.add_parser("create-user", help="create an administrator (the first Admin, typically)")
+    create.add_argument("--email", required=True)
+    create.add_argument("--role", choices=["ADMIN", "MANAGER", "EMPLOYEE"], default="ADMIN")
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read the password from standard input (else ANTACA_ADMIN_PASSWORD, else a prompt)")
+    create.set_defaults(func=cmd_admin_create_user)
     return parser
 
 

@@ -109,3 +109,43 @@ async def start_api(services: Services, ca: CertificateAuthority, extra_routes=(
     workdir = Path(tempfile.mkdtemp(prefix="antaca-api-test-"))
     server = ApiServer(services, ca, f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}", workdir)
     return server, runner
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def customer_body(external_id: str | None = None, **changes) -> dict:
+    body = {
+        "externalId": external_id or uuid.uuid4().hex[:12], "firstName": "Ada", "lastName": "Lovelace",
+        "email": "ada@example.com", "phone": "+48123456789", "birthDate": "1990-12-10",
+        "address": {"line1": "Main 1", "city": "Warsaw", "postalCode": "00-001", "country": "PL"},
+        "country": "PL",
+    }
+    body.update(changes)
+    return body
+
+
+async def register_customer(api: ApiServer, partner: aiohttp.ClientSession, *, verified: bool = False, **changes) -> dict:
+    """A customer of the partner; `verified` sets the partner's own KYC result."""
+    async with partner.post(f"{api.https}/secure/customers", json=customer_body(**changes)) as r:
+        assert r.status == 201, await r.text()
+        customer = await r.json()
+    if verified:
+        async with partner.put(f"{api.https}/secure/customers/{customer['customerId']}/kyc",
+                               json={"status": "VERIFIED"}) as r:
+            assert r.status == 200, await r.text()
+        customer["kycStatus"] = "VERIFIED"
+    return customer
+
+
+async def pair_device(api: ApiServer, partner: aiohttp.ClientSession, customer_id: str,
+                      device_id: str = "device-1") -> dict:
+    """Pairing as the product does it: the partner gets a code, the app pairs with it."""
+    async with partner.post(f"{api.https}/secure/customers/{customer_id}/devices/pairing-codes") as r:
+        assert r.status == 201, await r.text()
+        code = (await r.json())["pairingCode"]
+    async with api.client().post(f"{api.http}/customers/devices/pair",
+                                 json={"pairingCode": code, "deviceId": device_id}) as r:
+        assert r.status == 201, await r.text()
+        return await r.json()
