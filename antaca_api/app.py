@@ -12,7 +12,7 @@ from antaca_api.routing import ROUTES, Route, dispatch
 from antaca_api.services import Services
 
 # Importing a routes module declares its endpoints.
-from antaca_api.routes import admin, balances, corporations, customers, devices, docs, partners, public  # noqa: F401  isort: skip
+from antaca_api.routes import admin, balances, cards, corporations, customers, devices, docs, partners, programs, public  # noqa: F401  isort: skip
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,12 @@ PARTNER_CERTIFICATE = """
     WHERE c.fingerprint = $1"""
 
 
+NETWORK_CERTIFICATE = """
+    SELECT c.network_id, c.revoked_at, c.not_after, n.status
+    FROM network_certificates c JOIN networks n ON n.id = c.network_id
+    WHERE c.fingerprint = $1"""
+
+
 def peer_certificate_der(request: web.Request) -> bytes | None:
     """The client certificate the TLS handshake verified, DER-encoded, or None."""
     transport = request.transport
@@ -48,6 +54,8 @@ async def authenticate(ctx: Context) -> None:
         ctx.partner_id = await _partner(ctx)
     elif channel is Channel.ADMIN:
         ctx.admin = await _admin(ctx)
+    elif channel is Channel.NETWORK:
+        ctx.network_id = await _certified(ctx, NETWORK_CERTIFICATE, "a card network")
 
 
 async def _customer(ctx: Context) -> CustomerPrincipal:
@@ -77,16 +85,21 @@ async def _admin(ctx: Context) -> AdminPrincipal:
 
 
 async def _partner(ctx: Context):
+    return await _certified(ctx, PARTNER_CERTIFICATE, "a partner")
+
+
+async def _certified(ctx: Context, query: str, holder: str):
+    """The owner id of the verified client certificate, if it was issued to `holder` and is valid."""
     der = peer_certificate_der(ctx.request)
     if der is None:
         raise CertificateRequired()
-    row = await ctx.pool.fetchrow(PARTNER_CERTIFICATE, hashlib.sha256(der).hexdigest())
+    row = await ctx.pool.fetchrow(query, hashlib.sha256(der).hexdigest())
     if row is None:
-        raise CertificateRequired("the client certificate was not issued to a partner")
+        raise CertificateRequired(f"the client certificate was not issued to {holder}")
     if row["revoked_at"] is not None:
         raise CertificateRequired("the client certificate has been revoked")
     if row["not_after"] <= ctx.services.clock():
         raise CertificateRequired("the client certificate has expired")
     if row["status"] != "ACTIVE":
-        raise PartnerSuspended()
-    return row["partner_id"]
+        raise PartnerSuspended(f"the {holder.split(' ', 1)[1]} is suspended")
+    return row[0]

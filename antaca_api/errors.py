@@ -159,3 +159,73 @@ class DocumentRejected(ApiError):
 
 class DatabaseUnavailable(ApiError):
     status, code, message = 503, "DATABASE_UNAVAILABLE", "the database does not answer"
+
+
+# --- cards -----------------------------------------------------------------------------------
+class ProgramRequired(ApiError):
+    code, message = "PROGRAM_REQUIRED", "name the card program: the partner has none or several for this currency"
+
+
+class ProgramCurrencyMismatch(Conflict):
+    code, message = "PROGRAM_CURRENCY_MISMATCH", "the card program's currency differs from the balance's"
+
+
+class InvalidProgram(ApiError):
+    code, message = "INVALID_PROGRAM", "the card program is not valid"
+
+
+class ProcessorFailure(ApiError):
+    status, code, message = 502, "PROCESSOR_ERROR", "the issuing processor could not complete the operation"
+
+
+class CardDataUnavailable(Conflict):
+    code, message = "CARD_DATA_UNAVAILABLE", "the card has no usable card data in its current state"
+
+
+class VirtualCardOnly(Conflict):
+    code, message = "VIRTUAL_CARD_ONLY", "this operation is for virtual cards"
+
+
+class InvalidPin(ApiError):
+    code, message = "INVALID_PIN", "the PIN must have 4 to 12 digits and not be trivial"
+
+
+class InvalidLockReason(ApiError):
+    code, message = "INVALID_LOCK_REASON", "unknown lock reason"
+
+
+class CardNotInactive(Conflict):
+    code, message = "CARD_NOT_INACTIVE", "only an INACTIVE card can be activated"
+
+
+class CardLockIrreversible(Conflict):
+    code, message = "CARD_LOCK_IRREVERSIBLE", "the card is locked for a reason that cannot be undone"
+
+
+class CardNotLocked(Conflict):
+    code, message = "CARD_NOT_LOCKED", "the card is not locked"
+
+
+class CardNotLockable(Conflict):
+    code, message = "CARD_NOT_LOCKABLE", "the card cannot be locked in its current state"
+
+
+class CardRemoved(Conflict):
+    code, message = "CARD_REMOVED", "the card is removed"
+
+
+class CardStateConflict(Conflict):
+    code, message = "CARD_STATE_CONFLICT", "the card's state does not allow this"
+
+
+# The card state machine's refusals (antaca_auth.cardstate codes), each with its own class.
+CARD_TRANSITION_ERRORS: dict[str, type[ApiError]] = {
+    "CARD_NOT_INACTIVE": CardNotInactive,
+    "CARD_LOCK_IRREVERSIBLE": CardLockIrreversible,
+    "CARD_NOT_LOCKED": CardNotLocked,
+    "CARD_NOT_LOCKABLE": CardNotLockable,
+    "CARD_REMOVED": CardRemoved,
+    "INVALID_LOCK_REASON": InvalidLockReason,
+    "CARD_NOT_PENDING": CardStateConflict,
+    "CARD_NOT_ORDERED": CardStateConflict,
+}

@@ -118,8 +118,8 @@ class CertificateAuthority:
             .sign(self.key, hashes.SHA256())
         )
 
-    def sign_client_csr(self, csr_pem: str, partner_id: str) -> x509.Certificate:
-        """A client certificate for a partner's CSR. The CN names the partner; the CSR's own subject is not trusted."""
+    def sign_client_csr(self, csr_pem: str, common_name: str) -> x509.Certificate:
+        """A client certificate for a CSR, its CN naming the holder (e.g. "partner:<id>"); the CSR's subject is not trusted."""
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode())
         except (ValueError, TypeError):
@@ -132,8 +132,8 @@ class CertificateAuthority:
         if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             raise InvalidCsr("only RSA and EC keys are accepted")
         subject = x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Antaca partner"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"partner:{partner_id}"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Antaca client"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ])
         builder = (
             x509.CertificateBuilder()

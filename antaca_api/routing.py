@@ -29,6 +29,7 @@ class Channel(enum.StrEnum):
     CUSTOMER = "customer"  # /customers: mobile app session token
     PARTNER = "partner"  # /secure, /lifecycle: partner client certificate (mutual TLS)
     ADMIN = "admin"  # /admin: administrator session token
+    NETWORK = "network"  # /network: card network or acquirer client certificate (mutual TLS)
 
 
 class Role(enum.StrEnum):
@@ -51,6 +52,7 @@ PREFIXES = {
     Channel.CUSTOMER: ("/customers",),
     Channel.PARTNER: ("/secure", "/lifecycle"),
     Channel.ADMIN: ("/admin",),
+    Channel.NETWORK: ("/network",),
 }
 
 
@@ -128,6 +130,7 @@ class Context:
     services: Services
     route: Route
     partner_id: uuid.UUID | None = None  # the calling partner (partner channel) or the customer's partner
+    network_id: uuid.UUID | None = None  # the calling card network (network channel)
     customer: CustomerPrincipal | None = None
     admin: AdminPrincipal | None = None
     audit_target: str | None = None  # set by admin handlers: what the action touched

@@ -11,10 +11,13 @@ from aiohttp import web
 
 from antaca_api import jwe
 from antaca_api.app import create_app
+from antaca_api.cards import resume_pending
+from antaca_api.personalization import run_personalization
 from antaca_api.kyc import DeterministicKycProvider
 from antaca_api.pki import CertificateAuthority
 from antaca_api.services import Services
 from antaca_api.settings import Settings
+from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
 from antaca_auth.ledger import Ledger
 from antaca_auth.migrations import migrate
@@ -23,15 +26,16 @@ from antaca_auth.sweeper import run_sweeper
 log = logging.getLogger(__name__)
 
 
-def load_keys(settings: Settings) -> tuple[object, CertificateAuthority]:
-    """The JWE key and the CA from the key directory, created on first start."""
+def load_keys(settings: Settings) -> tuple[object, CertificateAuthority, CardKeys]:
+    """The JWE key, the CA and the card data keys, created on first start (development)."""
     key_dir = settings.key_dir
     key_dir.mkdir(parents=True, exist_ok=True)
     jwe_key = jwe.load_or_create_key(key_dir / "jwe-key.pem")
     ca, created = CertificateAuthority.load_or_create(key_dir)
     if created:
         print(f"created a development CA in {key_dir.resolve()} (ca.pem, ca-key.pem)", flush=True)
-    return jwe_key, ca
+    card_keys = CardKeys.load_or_create(settings.card_keys_file or key_dir / "card-keys.json")
+    return jwe_key, ca, card_keys
 
 
 async def serve(dsn: str, settings: Settings) -> None:
@@ -39,11 +43,17 @@ async def serve(dsn: str, settings: Settings) -> None:
     applied = await migrate(dsn)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
-    jwe_key, ca = load_keys(settings)
+    jwe_key, ca, card_keys = load_keys(settings)
     pool = await create_pool(dsn)
     services = Services(pool=pool, ledger=Ledger(pool), settings=settings, jwe_key=jwe_key, ca=ca,
-                        kyc_provider=DeterministicKycProvider())
-    sweeper = asyncio.create_task(run_sweeper(services.ledger, settings.sweep_interval))
+                        kyc_provider=DeterministicKycProvider(), card_keys=card_keys)
+    resumed = await resume_pending(services)
+    if resumed:
+        log.info("resumed %d virtual cards left pending", resumed)
+    workers = [
+        asyncio.create_task(run_sweeper(services.ledger, settings.sweep_interval)),
+        asyncio.create_task(run_personalization(services, settings.personalization_interval)),
+    ]
     runner = web.AppRunner(create_app(services), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
@@ -58,8 +68,10 @@ async def serve(dsn: str, settings: Settings) -> None:
     try:
         await stop.wait()
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for worker in workers:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
         await runner.cleanup()
+        await asyncio.gather(*services.tasks, return_exceptions=True)
         await pool.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,4 +26,14 @@ class Services:
     jwe_key: Any  # jwcrypto.jwk.JWK, Antaca's RSA key pair (antaca_api/jwe.py)
     ca: Any = None  # antaca_api.pki.CertificateAuthority, when mutual TLS is configured
     kyc_provider: Any = None  # antaca_api.kyc.KycProvider
+    card_keys: Any = None  # antaca_auth.cardkeys.CardKeys
     clock: Callable[[], datetime] = field(default=utc_now)
+    # Background work started by requests (asynchronous card generation); kept so it is not
+    # garbage-collected and can be awaited on shutdown.
+    tasks: set[asyncio.Task] = field(default_factory=set)
+
+    def spawn(self, coroutine) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task

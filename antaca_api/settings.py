@@ -14,6 +14,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tls_port: int = 8443  # TLS with optional client certificates: every channel, partners' included
     key_dir: Path = Path(".antaca") / "keys"  # CA, server certificate, JWE key (never committed)
     sweep_interval: float = 1.0  # seconds between expiry sweeps of pending transfers
+    personalization_interval: float = 5.0  # seconds between passes over physical card orders
+    card_keys_file: Path | None = None  # card data keys (JSON); default <key_dir>/card-keys.json
     session_ttl: int = 600  # customer session lifetime, seconds (the product's 10 minutes)
     admin_session_ttl: int = 3600
     pairing_code_ttl: int = 600
@@ -30,6 +32,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             tls_port=int(env.get("ANTACA_TLS_PORT", default.tls_port)),
             key_dir=Path(env.get("ANTACA_KEY_DIR", str(default.key_dir))),
             sweep_interval=float(env.get("ANTACA_SWEEP_INTERVAL", default.sweep_interval)),
+            personalization_interval=float(env.get("ANTACA_PERSONALIZATION_INTERVAL",
+                                                   default.personalization_interval)),
+            card_keys_file=Path(env["ANTACA_CARD_KEYS_FILE"]) if env.get("ANTACA_CARD_KEYS_FILE") else None,
             session_ttl=int(env.get("ANTACA_SESSION_TTL", default.session_ttl)),
             admin_session_ttl=int(env.get("ANTACA_ADMIN_SESSION_TTL", default.admin_session_ttl)),
             pairing_code_ttl=int(env.get("ANTACA_PAIRING_CODE_TTL", default.pairing_code_ttl)),

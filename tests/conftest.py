@@ -91,15 +91,17 @@ def key_material(tmp_path_factory):
 async def api(pool, key_material):
     """The whole application on real HTTP and TLS listeners, on a fresh database."""
     from antaca_api.kyc import DeterministicKycProvider
+    from antaca_auth.cardkeys import CardKeys
     from antaca_api.services import Services
     from antaca_api.settings import Settings
     from tests.api_harness import start_api
 
     jwe_key, ca = key_material
     services = Services(pool=pool, ledger=Ledger(pool), settings=Settings(), jwe_key=jwe_key, ca=ca,
-                        kyc_provider=DeterministicKycProvider())
+                        kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate())
     server, runner = await start_api(services, ca)
     yield server
+    await asyncio.gather(*services.tasks, return_exceptions=True)
     for session in server.sessions:
         await session.close()
     await runner.cleanup()

@@ -124,7 +124,7 @@ async def issue_certificate(ctx: Context, body: CertificateRequest) -> IssuedCer
     ca = ctx.services.ca
     async with ctx.transaction() as conn:
         await _partner(conn, partner_id)
-        issued = describe(ca.sign_client_csr(body.csr, str(partner_id)))
+        issued = describe(ca.sign_client_csr(body.csr, f"partner:{partner_id}"))
         ctx.audit_target = f"certificate:{issued.serial}"
         await conn.execute(
             f"""INSERT INTO partner_certificates ({CERTIFICATE_COLUMNS})

@@ -1,0 +1,292 @@
+"""Cards: issuing, card data, and state changes (repository and orchestration).
+
+Card data never leaves this module in clear except in the response to its holder's own,
+JWE-protected request: the PAN is stored encrypted, CVC2 is derived, the PIN is a verification
+value. State rules live in `antaca_auth.cardstate`; this module applies them under a row lock
+and records every change as a card event.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+import msgspec
+
+from antaca_api.balances import require_active
+from antaca_api.errors import (
+    CARD_TRANSITION_ERRORS,
+    CardDataUnavailable,
+    CorporationNotApproved,
+    CustomerNotVerified,
+    InvalidPin,
+    NotFound,
+    ProcessorFailure,
+    ProgramCurrencyMismatch,
+    ProgramRequired,
+    VirtualCardOnly,
+)
+from antaca_api.processors import PROCESSORS, ProcessorError, Program
+from antaca_api.services import Services
+from antaca_auth.cardstate import CardState, CardStatus, CardTransitionError, pin_problem, usable_for_data
+
+log = logging.getLogger(__name__)
+
+CARD_COLUMNS = """c.id, c.program_id, c.partner_id, c.balance_id, c.customer_id, c.corporation_id, c.kind, c.state,
+    c.lock_reason, c.state_before_lock, c.pan_key_id, c.pan_ciphertext, c.bin, c.last4, c.expiry, c.cvc_counter,
+    c.pin_salt, c.pin_verification, c.name_on_card, c.holder_name, c.processor_ref, c.failure_reason,
+    c.created_at, c.updated_at, c.seq"""
+
+PAN_ATTEMPTS = 5  # fresh PANs tried when one collides with an existing card's fingerprint
+
+
+@dataclass(frozen=True)
+class CardScope:
+    """Whose cards a caller may touch: a partner's, one customer's of it, or (admins) any."""
+
+    partner_id: uuid.UUID | None
+    customer_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class CardSecrets:
+    """Full card data, for the holder's own encrypted response only."""
+
+    pan: str
+    expiry: str  # YYMM
+    cvc2: str
+
+
+def status_of(row: asyncpg.Record) -> CardStatus:
+    before = row["state_before_lock"]
+    return CardStatus(CardState(row["state"]), row["lock_reason"], CardState(before) if before else None)
+
+
+def program_of(row: asyncpg.Record) -> Program:
+    return Program(id=row["id"], bin_prefix=row["bin_prefix"], pan_length=row["pan_length"],
+                   validity_months=row["validity_months"], config=row["processor_config"])
+
+
+async def find_card(conn: asyncpg.Connection, card_id: uuid.UUID, scope: CardScope, *, lock: bool = False) -> asyncpg.Record:
+    """The card if the scope may see it; anything else is NOT_FOUND."""
+    row = await conn.fetchrow(
+        f"""SELECT {CARD_COLUMNS} FROM cards c
+            WHERE c.id = $1 AND ($2::uuid IS NULL OR c.partner_id = $2) AND ($3::uuid IS NULL OR c.customer_id = $3)
+            {"FOR UPDATE" if lock else ""}""",
+        card_id, scope.partner_id, scope.customer_id,
+    )
+    if row is None:
+        raise NotFound("no such card")
+    return row
+
+
+async def record_event(conn: asyncpg.Connection, card_id: uuid.UUID, event: str, actor: str,
+                       before: CardState | None, after: CardState, reason: int | None = None) -> None:
+    await conn.execute(
+        """INSERT INTO card_events (card_id, event, actor, from_state, to_state, reason)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        card_id, event, actor, None if before is None else str(before), str(after), reason,
+    )
+
+
+async def change_state(conn: asyncpg.Connection, row: asyncpg.Record, rule: Callable[[CardStatus], CardStatus],
+                       event: str, actor: str, reason: int | None = None) -> CardStatus:
+    """Apply a state rule to a locked card row and record the event."""
+    before = status_of(row)
+    try:
+        after = rule(before)
+    except CardTransitionError as exc:
+        raise CARD_TRANSITION_ERRORS[exc.code](exc.message) from None
+    await conn.execute(
+        "UPDATE cards SET state = $2, lock_reason = $3, state_before_lock = $4, updated_at = now() WHERE id = $1",
+        row["id"], str(after.state), after.lock_reason,
+        None if after.state_before_lock is None else str(after.state_before_lock),
+    )
+    await record_event(conn, row["id"], event, actor, before.state, after.state, reason)
+    return after
+
+
+async def resolve_program(conn: asyncpg.Connection, partner_id: uuid.UUID, currency: str,
+                          program_id: uuid.UUID | None) -> asyncpg.Record:
+    """The card program to issue under: the one named, or the partner's only one in this currency."""
+    if program_id is not None:
+        row = await conn.fetchrow("SELECT * FROM card_programs WHERE id = $1 AND partner_id = $2", program_id, partner_id)
+        if row is None:
+            raise NotFound("no such card program")
+        if row["currency"] != currency:
+            raise ProgramCurrencyMismatch()
+        return row
+    rows = await conn.fetch("SELECT * FROM card_programs WHERE partner_id = $1 AND currency = $2", partner_id, currency)
+    if len(rows) != 1:
+        raise ProgramRequired()
+    return rows[0]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who a new card is for: a customer or a corporation (with the employee's name)."""
+
+    partner_id: uuid.UUID
+    customer_id: uuid.UUID | None = None
+    corporation_id: uuid.UUID | None = None
+    holder_name: str | None = None
+
+
+async def _check_holder(conn: asyncpg.Connection, holder: Holder, balance_id: uuid.UUID) -> asyncpg.Record:
+    """Lock the holder and its ACTIVE balance for the transaction; both must be in good standing."""
+    if holder.customer_id is not None:
+        status = await conn.fetchval(
+            "SELECT kyc_status FROM customers WHERE id = $1 AND partner_id = $2 FOR SHARE",
+            holder.customer_id, holder.partner_id,
+        )
+        if status is None:
+            raise NotFound("no such customer")
+        if status != "VERIFIED":
+            raise CustomerNotVerified()
+    else:
+        status = await conn.fetchval(
+            "SELECT kyb_status FROM corporations WHERE id = $1 AND partner_id = $2 FOR SHARE",
+            holder.corporation_id, holder.partner_id,
+        )
+        if status is None:
+            raise NotFound("no such corporation")
+        if status != "APPROVED":
+            raise CorporationNotApproved()
+    balance = await conn.fetchrow(
+        """SELECT id, currency FROM balances WHERE id = $1 AND partner_id = $2
+           AND customer_id IS NOT DISTINCT FROM $3 AND corporation_id IS NOT DISTINCT FROM $4""",
+        balance_id, holder.partner_id, holder.customer_id, holder.corporation_id,
+    )
+    if balance is None:
+        raise NotFound("no such balance")
+    await require_active(conn, balance_id)
+    return balance
+
+
+async def start_card(services: Services, holder: Holder, balance_id: uuid.UUID, program_id: uuid.UUID | None,
+                     kind: str, actor: str, *, name_on_card: str | None = None,
+                     delivery_address: dict | None = None) -> tuple[uuid.UUID, asyncpg.Record]:
+    """Record a new card, PENDING (virtual) or ORDERED (physical), under the holder's balance."""
+    card_id = uuid.uuid4()
+    state = CardState.PENDING if kind == "VIRTUAL" else CardState.ORDERED
+    async with services.pool.acquire() as conn, conn.transaction():
+        balance = await _check_holder(conn, holder, balance_id)
+        program = await resolve_program(conn, holder.partner_id, balance["currency"], program_id)
+        await conn.execute(
+            """INSERT INTO cards (id, program_id, partner_id, balance_id, customer_id, corporation_id, kind, state,
+                   name_on_card, holder_name, delivery_address)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)""",
+            card_id, program["id"], holder.partner_id, balance_id, holder.customer_id, holder.corporation_id, kind,
+            str(state), name_on_card, holder.holder_name,
+            None if delivery_address is None else msgspec.json.encode(delivery_address).decode(),
+        )
+        await record_event(conn, card_id, "CREATED", actor, None, state)
+    return card_id, program
+
+
+async def _store_card_data(services: Services, conn: asyncpg.Connection, card_id: uuid.UUID, program: asyncpg.Record,
+                           target: CardState) -> CardSecrets:
+    """Have the processor generate card data and store it protected; retries on a PAN collision."""
+    processor = PROCESSORS[program["processor"]]
+    keys = services.card_keys
+    for _ in range(PAN_ATTEMPTS):
+        generated = await processor.generate_card(program_of(program), card_id, services.clock())
+        key_id, sealed = keys.encrypt_pan(card_id, generated.pan)
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    """UPDATE cards SET pan_key_id = $2, pan_ciphertext = $3, pan_fingerprint = $4, bin = $5,
+                           last4 = $6, expiry = $7, state = $8, updated_at = now()
+                       WHERE id = $1""",
+                    card_id, key_id, sealed, keys.fingerprint(generated.pan), generated.pan[:6],
+                    generated.pan[-4:], generated.expiry, str(target),
+                )
+        except asyncpg.UniqueViolationError:
+            continue  # another card has this PAN: draw again
+        return CardSecrets(generated.pan, generated.expiry, keys.cvc2(generated.pan, generated.expiry, 0))
+    raise ProcessorError("no unused PAN could be drawn from the BIN range")
+
+
+async def complete_virtual(services: Services, card_id: uuid.UUID, program: asyncpg.Record, actor: str) -> CardSecrets:
+    """Generate a PENDING virtual card's data: ACTIVE with all its data, or FAILED with a reason."""
+    async with services.pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                row = await conn.fetchrow(f"SELECT {CARD_COLUMNS} FROM cards c WHERE c.id = $1 FOR UPDATE", card_id)
+                if CardState(row["state"]) is not CardState.PENDING:
+                    raise CardDataUnavailable("the card is no longer pending")
+                secrets = await _store_card_data(services, conn, card_id, program, CardState.ACTIVE)
+                await record_event(conn, card_id, "GENERATED", actor, CardState.PENDING, CardState.ACTIVE)
+                return secrets
+        except ProcessorError as exc:
+            async with conn.transaction():
+                await conn.execute(
+                    "UPDATE cards SET state = 'FAILED', failure_reason = $2, updated_at = now() "
+                    "WHERE id = $1 AND state = 'PENDING'",
+                    card_id, str(exc),
+                )
+                await record_event(conn, card_id, "GENERATION_FAILED", actor, CardState.PENDING, CardState.FAILED)
+            raise ProcessorFailure(f"card generation failed: {exc}") from None
+
+
+async def complete_virtual_in_background(services: Services, card_id: uuid.UUID, program: asyncpg.Record,
+                                         actor: str) -> None:
+    try:
+        await complete_virtual(services, card_id, program, actor)
+    except ProcessorFailure:
+        pass  # recorded on the card as FAILED with its reason
+    except Exception:
+        log.exception("asynchronous card generation crashed; the card stays PENDING for the recovery job")
+
+
+async def resume_pending(services: Services) -> int:
+    """Finish virtual cards left PENDING by a restart; returns how many were picked up."""
+    rows = await services.pool.fetch(
+        "SELECT id, program_id FROM cards WHERE state = 'PENDING' AND updated_at < now() - interval '30 seconds'"
+    )
+    for r in rows:
+        program = await services.pool.fetchrow("SELECT * FROM card_programs WHERE id = $1", r["program_id"])
+        await complete_virtual_in_background(services, r["id"], program, "system")
+    return len(rows)
+
+
+def card_secrets(services: Services, row: asyncpg.Record) -> CardSecrets:
+    """Decrypt a card's PAN and derive its current CVC2 (holder's own request only)."""
+    if not usable_for_data(status_of(row)) or row["pan_ciphertext"] is None:
+        raise CardDataUnavailable()
+    keys = services.card_keys
+    pan = keys.decrypt_pan(row["id"], row["pan_key_id"], row["pan_ciphertext"])
+    return CardSecrets(pan, row["expiry"], keys.cvc2(pan, row["expiry"], row["cvc_counter"]))
+
+
+async def reset_cvv(conn: asyncpg.Connection, row: asyncpg.Record, actor: str) -> None:
+    """A new CVC2 for a virtual card: the counter moves, so the previous CVC2 stops matching at once."""
+    if row["kind"] != "VIRTUAL":
+        raise VirtualCardOnly()
+    if not usable_for_data(status_of(row)):
+        raise CardDataUnavailable()
+    await conn.execute("UPDATE cards SET cvc_counter = cvc_counter + 1, updated_at = now() WHERE id = $1", row["id"])
+    state = CardState(row["state"])
+    await record_event(conn, row["id"], "CVV_RESET", actor, state, state)
+
+
+async def set_pin(services: Services, conn: asyncpg.Connection, row: asyncpg.Record, pin: str, actor: str,
+                  *, at_order: bool = False) -> None:
+    """Store a PIN's verification value (never the PIN) and tell the processor."""
+    problem = pin_problem(pin)
+    if problem is not None:
+        raise InvalidPin(problem)
+    if not (usable_for_data(status_of(row)) or (at_order and row["state"] == CardState.ORDERED)):
+        raise CardDataUnavailable()
+    salt, value = services.card_keys.new_pin_record(row["id"], pin)
+    await conn.execute(
+        "UPDATE cards SET pin_salt = $2, pin_verification = $3, pin_failures = 0, updated_at = now() WHERE id = $1",
+        row["id"], salt, value,
+    )
+    program = await conn.fetchrow("SELECT * FROM card_programs WHERE id = $1", row["program_id"])
+    await PROCESSORS[program["processor"]].set_pin(program_of(program), row["id"])
+    state = CardState(row["state"])
+    await record_event(conn, row["id"], "PIN_SET", actor, state, state)

@@ -1,0 +1,430 @@
+"""Card endpoints for the three channels, and the card networks' lock ("lock outside")."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from antaca_api import cards as repo
+from antaca_api.errors import NotFound
+from antaca_api.fields import Name
+from antaca_api.personalization import record_order
+from antaca_api.processors import PROCESSORS, ProcessorError
+from antaca_api.routes.customers import Address
+from antaca_api.routing import ADMIN_MANAGER, Channel, Context, Encryption, route
+from antaca_api.schema import Body
+from antaca_auth import cardstate
+from antaca_auth.cardstate import LOCK_REASONS, NETWORK_LOCK_REASONS, CardState
+from antaca_auth.pans import mask_pan
+
+JWE = Encryption.REQUIRED
+
+
+class NewVirtualCard(Body):
+    balance_id: uuid.UUID
+    program_id: uuid.UUID | None = None
+
+
+class NewCorporateVirtualCard(Body):
+    dc_corporation_id: uuid.UUID
+    balance_id: uuid.UUID
+    holder_name: Name
+    program_id: uuid.UUID | None = None
+
+
+class NewPhysicalCard(Body):
+    balance_id: uuid.UUID
+    name_on_card: Annotated[str, Meta(min_length=1, max_length=26)]  # what fits on the plastic
+    delivery_address: Address
+    program_id: uuid.UUID | None = None
+
+
+class NewCorporatePhysicalCard(Body):
+    dc_corporation_id: uuid.UUID
+    balance_id: uuid.UUID
+    holder_name: Name
+    name_on_card: Annotated[str, Meta(min_length=1, max_length=26)]
+    delivery_address: Address
+    program_id: uuid.UUID | None = None
+
+
+class NewCorporatePhysicalCardWithPin(NewCorporatePhysicalCard, kw_only=True):
+    pin: Annotated[str, Meta(min_length=4, max_length=12)]
+
+
+class CardSummary(Body):
+    """What lists and administrators see: never more than the masked PAN."""
+
+    card_id: uuid.UUID
+    kind: Literal["VIRTUAL", "PHYSICAL"]
+    status: CardState
+    balance_id: uuid.UUID
+    created_at: datetime
+    masked_pan: str | None = None
+    expiry: str | None = None  # MM/YY
+    lock_reason: int | None = None
+    failure_reason: str | None = None
+
+
+class CardData(Body):
+    """Full card data, for the card holder's own encrypted response only."""
+
+    card_id: uuid.UUID
+    kind: Literal["VIRTUAL", "PHYSICAL"]
+    status: CardState
+    balance_id: uuid.UUID
+    pan: str
+    expiry: str  # MM/YY
+    cvc2: str
+
+
+class Cards(Body):
+    items: list[CardSummary]
+
+
+def _mmyy(expiry: str | None) -> str | None:
+    return None if expiry is None else f"{expiry[2:]}/{expiry[:2]}"
+
+
+def summary(row) -> CardSummary:
+    masked = None if row["bin"] is None else f"{row['bin']}******{row['last4']}"
+    return CardSummary(card_id=row["id"], kind=row["kind"], status=CardState(row["state"]),
+                       balance_id=row["balance_id"], created_at=row["created_at"], masked_pan=masked,
+                       expiry=_mmyy(row["expiry"]), lock_reason=row["lock_reason"],
+                       failure_reason=row["failure_reason"])
+
+
+def data_view(row, secrets: repo.CardSecrets, state: CardState | None = None) -> CardData:
+    return CardData(card_id=row["id"], kind=row["kind"], status=state or CardState(row["state"]),
+                    balance_id=row["balance_id"], pan=secrets.pan, expiry=_mmyy(secrets.expiry), cvc2=secrets.cvc2)
+
+
+def actor(ctx: Context) -> str:
+    if ctx.customer is not None:
+        return f"customer:{ctx.customer.customer_id}"
+    if ctx.admin is not None:
+        return f"admin:{ctx.admin.admin_id}"
+    if ctx.network_id is not None:
+        return f"network:{ctx.network_id}"
+    return f"partner:{ctx.partner_id}"
+
+
+async def customer_holder(ctx: Context) -> repo.Holder:
+    """The customer a card request is for: the app's user, the path's customer, or (admin) any."""
+    if ctx.customer is not None:
+        return repo.Holder(partner_id=ctx.partner_id, customer_id=ctx.customer.customer_id)
+    customer_id = ctx.path_id("customerId")
+    partner_id = ctx.partner_id
+    if ctx.admin is not None:
+        partner_id = await ctx.pool.fetchval("SELECT partner_id FROM customers WHERE id = $1", customer_id)
+        if partner_id is None:
+            raise NotFound("no such customer")
+        ctx.audit_target = f"customer:{customer_id}"
+    return repo.Holder(partner_id=partner_id, customer_id=customer_id)
+
+
+def scope(ctx: Context) -> repo.CardScope:
+    if ctx.customer is not None:
+        return repo.CardScope(ctx.partner_id, ctx.customer.customer_id)
+    if ctx.admin is not None:
+        return repo.CardScope(None)
+    if "customerId" in ctx.request.match_info:
+        return repo.CardScope(ctx.partner_id, ctx.path_id("customerId"))
+    return repo.CardScope(ctx.partner_id)
+
+
+def register(paths: list[tuple[str, Channel, frozenset | None]], method: str, **kw):
+    """Declare one handler on several channels' paths."""
+
+    def wrap(handler):
+        for path, channel, roles in paths:
+            extra = {"roles": roles} if roles is not None else {}
+            route(method, path, channel=channel, **extra, **kw)(handler)
+        return handler
+
+    return wrap
+
+
+ME, SECURE, ADMIN = "/customers/me/cards", "/secure/customers/{customerId}/cards", "/admin/cards"
+
+
+# --- issuing ---------------------------------------------------------------------------------
+
+
+async def _virtual(ctx: Context, holder: repo.Holder, balance_id: uuid.UUID, program_id: uuid.UUID | None):
+    card_id, program = await repo.start_card(ctx.services, holder, balance_id, program_id, "VIRTUAL", actor(ctx))
+    secrets = await repo.complete_virtual(ctx.services, card_id, program, actor(ctx))
+    async with ctx.pool.acquire() as conn:
+        row = await repo.find_card(conn, card_id, repo.CardScope(None))
+    if ctx.admin is not None:
+        ctx.audit_target = f"card:{card_id}"
+        return summary(row)  # administrators never see card data
+    return data_view(row, secrets)
+
+
+@register([(f"{ME}/virtual", Channel.CUSTOMER, None), (f"{SECURE}/virtual", Channel.PARTNER, None),
+           ("/admin/customers/{customerId}/cards/virtual", Channel.ADMIN, ADMIN_MANAGER)], "POST",
+          body=NewVirtualCard, response=CardData, status=201, encryption=JWE, tags=("cards",),
+          summary="Issue a virtual card, ACTIVE at once; returns its data (administrators get the masked card)")
+async def issue_virtual(ctx: Context, body: NewVirtualCard):
+    return await _virtual(ctx, await customer_holder(ctx), body.balance_id, body.program_id)
+
+
+@route("POST", "/secure/cards/virtual", channel=Channel.PARTNER, body=NewCorporateVirtualCard, response=CardData,
+       status=201, encryption=JWE, summary="Issue a corporate virtual card under the corporation's balance",
+       tags=("cards",))
+async def issue_corporate_virtual(ctx: Context, body: NewCorporateVirtualCard) -> CardData:
+    holder = repo.Holder(partner_id=ctx.partner_id, corporation_id=body.dc_corporation_id,
+                         holder_name=body.holder_name)
+    return await _virtual(ctx, holder, body.balance_id, body.program_id)
+
+
+class PendingCard(Body):
+    card_id: uuid.UUID
+    status: CardState
+
+
+@register([(f"{ME}/virtual/async", Channel.CUSTOMER, None), (f"{SECURE}/virtual/async", Channel.PARTNER, None)],
+          "POST", body=NewVirtualCard, response=PendingCard, status=202, tags=("cards",),
+          summary="Issue a virtual card in the background: 202 with the card id, PENDING")
+async def issue_virtual_async(ctx: Context, body: NewVirtualCard) -> PendingCard:
+    holder = await customer_holder(ctx)
+    card_id, program = await repo.start_card(ctx.services, holder, body.balance_id, body.program_id, "VIRTUAL",
+                                             actor(ctx))
+    ctx.services.spawn(repo.complete_virtual_in_background(ctx.services, card_id, program, actor(ctx)))
+    return PendingCard(card_id=card_id, status=CardState.PENDING)
+
+
+async def _physical(ctx: Context, holder: repo.Holder, body, pin: str | None = None) -> CardSummary:
+    card_id, program = await repo.start_card(
+        ctx.services, holder, body.balance_id, body.program_id, "PHYSICAL", actor(ctx),
+        name_on_card=body.name_on_card, delivery_address=msgspec.to_builtins(body.delivery_address),
+    )
+    if ctx.admin is not None:
+        ctx.audit_target = f"card:{card_id}"
+    processor = PROCESSORS[program["processor"]]
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await repo.find_card(conn, card_id, repo.CardScope(None), lock=True)
+        try:
+            await repo._store_card_data(ctx.services, conn, card_id, program, CardState.ORDERED)
+            ref = await processor.order_physical(repo.program_of(program), card_id, body.name_on_card,
+                                                 msgspec.to_builtins(body.delivery_address), ctx.services.clock())
+        except ProcessorError as exc:
+            await conn.execute("UPDATE cards SET state = 'FAILED', failure_reason = $2 WHERE id = $1", card_id,
+                               str(exc))
+            await repo.record_event(conn, card_id, "ORDER_FAILED", actor(ctx), CardState.ORDERED, CardState.FAILED)
+            row = await repo.find_card(conn, card_id, repo.CardScope(None))
+            return summary(row)
+        await conn.execute("UPDATE cards SET processor_ref = $2 WHERE id = $1", card_id, ref)
+        await record_order(conn, card_id, ref, ctx.services)
+        if pin is not None:
+            row = await repo.find_card(conn, card_id, repo.CardScope(None), lock=True)
+            await repo.set_pin(ctx.services, conn, row, pin, actor(ctx), at_order=True)
+        row = await repo.find_card(conn, card_id, repo.CardScope(None))
+    return summary(row)
+
+
+@register([(f"{ME}/physical", Channel.CUSTOMER, None), (f"{SECURE}/physical", Channel.PARTNER, None),
+           ("/admin/customers/{customerId}/cards/physical", Channel.ADMIN, None)], "POST",
+          body=NewPhysicalCard, response=CardSummary, status=201, encryption=JWE, tags=("cards",),
+          summary="Order a physical card: ORDERED until the processor's report links it, then INACTIVE")
+async def order_physical(ctx: Context, body: NewPhysicalCard) -> CardSummary:
+    return await _physical(ctx, await customer_holder(ctx), body)
+
+
+@route("POST", "/secure/cards/physical", channel=Channel.PARTNER, body=NewCorporatePhysicalCard,
+       response=CardSummary, status=201, encryption=JWE, summary="Order a corporate physical card", tags=("cards",))
+async def order_corporate_physical(ctx: Context, body: NewCorporatePhysicalCard) -> CardSummary:
+    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id, holder_name=body.holder_name)
+    return await _physical(ctx, holder, body)
+
+
+@route("POST", "/secure/cards/physical_with_pin", channel=Channel.PARTNER, body=NewCorporatePhysicalCardWithPin,
+       response=CardSummary, status=201, encryption=JWE,
+       summary="Order a corporate physical card and set its PIN at order", tags=("cards",))
+async def order_corporate_physical_with_pin(ctx: Context, body: NewCorporatePhysicalCardWithPin) -> CardSummary:
+    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id, holder_name=body.holder_name)
+    return await _physical(ctx, holder, body, pin=body.pin)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+@register([(ME, Channel.CUSTOMER, None), (SECURE, Channel.PARTNER, None),
+           ("/admin/customers/{customerId}/cards", Channel.ADMIN, None)], "GET", response=Cards, tags=("cards",),
+          summary="List a customer's cards (masked PAN only; ordered physical cards appear once linked)")
+async def list_cards(ctx: Context, _: None) -> Cards:
+    if ctx.admin is not None:
+        customer_id, partner_id = ctx.path_id("customerId"), None
+    else:
+        s = scope(ctx)
+        customer_id, partner_id = s.customer_id, s.partner_id
+    hidden = ("ORDERED", "REMOVED") if ctx.customer is not None else ("REMOVED",)
+    rows = await ctx.pool.fetch(
+        f"""SELECT {repo.CARD_COLUMNS} FROM cards c
+            WHERE c.customer_id = $1 AND ($2::uuid IS NULL OR c.partner_id = $2) AND c.state <> ALL($3::text[])
+            ORDER BY c.seq""",
+        customer_id, partner_id, list(hidden),
+    )
+    return Cards(items=[summary(r) for r in rows])
+
+
+async def _visible_card(ctx: Context, *, lock: bool = False, conn=None):
+    row = await repo.find_card(conn, ctx.path_id("cardId"), scope(ctx), lock=lock)
+    if ctx.customer is not None and row["state"] == CardState.ORDERED:
+        raise NotFound("no such card")  # not the user's until the processor's report links it
+    return row
+
+
+@register([(f"{ME}/{{cardId}}/status", Channel.CUSTOMER, None),
+           (f"{SECURE}/{{cardId}}/status", Channel.PARTNER, None), (f"{ADMIN}/{{cardId}}", Channel.ADMIN, None)],
+          "GET", response=CardSummary, tags=("cards",), summary="A card's status (no card data)")
+async def card_status(ctx: Context, _: None) -> CardSummary:
+    async with ctx.pool.acquire() as conn:
+        return summary(await _visible_card(ctx, conn=conn))
+
+
+@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{SECURE}/{{cardId}}", Channel.PARTNER, None)], "GET",
+          response=CardData, encryption=JWE, tags=("cards",), summary="Full card data: PAN, expiry, CVC2")
+async def card_data(ctx: Context, _: None) -> CardData:
+    async with ctx.pool.acquire() as conn:
+        row = await _visible_card(ctx, conn=conn)
+    return data_view(row, repo.card_secrets(ctx.services, row))
+
+
+class CardEvent(Body):
+    event: str
+    actor: str
+    from_state: str | None
+    to_state: str
+    reason: int | None
+    created_at: datetime
+
+
+class CardEvents(Body):
+    items: list[CardEvent]
+
+
+@route("GET", "/admin/cards/{cardId}/events", channel=Channel.ADMIN, response=CardEvents, tags=("cards",),
+       summary="Every state change of a card: who, when, from, to, why")
+async def card_events(ctx: Context, _: None) -> CardEvents:
+    card_id = ctx.path_id("cardId")
+    rows = await ctx.pool.fetch(
+        "SELECT event, actor, from_state, to_state, reason, created_at FROM card_events WHERE card_id = $1 ORDER BY id",
+        card_id,
+    )
+    if not rows:
+        raise NotFound("no such card")
+    return CardEvents(items=[CardEvent(**dict(r)) for r in rows])
+
+
+# --- operations ------------------------------------------------------------------------------
+
+
+async def _transition(ctx: Context, rule, event: str, reason: int | None = None) -> CardSummary:
+    async with ctx.transaction() as conn:
+        row = await _visible_card(ctx, lock=True, conn=conn)
+        if ctx.admin is not None:
+            ctx.audit_target = f"card:{row['id']}"
+        await repo.change_state(conn, row, rule, event, actor(ctx), reason)
+        if event == "ACTIVATED":
+            program = await conn.fetchrow("SELECT * FROM card_programs WHERE id = $1", row["program_id"])
+            await PROCESSORS[program["processor"]].activate(repo.program_of(program), row["id"])
+        return summary(await repo.find_card(conn, row["id"], repo.CardScope(None)))
+
+
+@register([(f"{ME}/{{cardId}}/activate", Channel.CUSTOMER, None),
+           (f"{SECURE}/{{cardId}}/activate", Channel.PARTNER, None),
+           (f"{ADMIN}/{{cardId}}/activate", Channel.ADMIN, None)], "POST", response=CardSummary, tags=("cards",),
+          summary="Activate a delivered physical card")
+async def activate(ctx: Context, _: None) -> CardSummary:
+    return await _transition(ctx, cardstate.activate, "ACTIVATED")
+
+
+LockCode = Literal[1, 2, 3, 4, 5, 6, 7, 8, 11]
+
+
+class Lock(Body):
+    reason: LockCode
+
+
+@register([(f"{ME}/{{cardId}}/lock", Channel.CUSTOMER, None), (f"{SECURE}/{{cardId}}/lock", Channel.PARTNER, None),
+           (f"{ADMIN}/{{cardId}}/lock", Channel.ADMIN, None)], "POST", body=Lock, response=CardSummary,
+          tags=("cards",), summary="Lock a card with a reason code (1, 2, 5 and 8 are irreversible)")
+async def lock(ctx: Context, body: Lock) -> CardSummary:
+    return await _transition(ctx, lambda s: cardstate.lock(s, body.reason), "LOCKED", body.reason)
+
+
+@register([(f"{ME}/{{cardId}}/unlock", Channel.CUSTOMER, None),
+           (f"{SECURE}/{{cardId}}/unlock", Channel.PARTNER, None),
+           (f"{ADMIN}/{{cardId}}/unlock", Channel.ADMIN, None)], "POST", response=CardSummary, tags=("cards",),
+          summary="Unlock a card (refused for irreversible lock reasons)")
+async def unlock(ctx: Context, _: None) -> CardSummary:
+    return await _transition(ctx, cardstate.unlock, "UNLOCKED")
+
+
+@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{ADMIN}/{{cardId}}", Channel.ADMIN, None)], "DELETE",
+          response=CardSummary, tags=("cards",), summary="Remove a card: final, it can never be restored or used")
+async def remove(ctx: Context, _: None) -> CardSummary:
+    return await _transition(ctx, cardstate.remove, "REMOVED")
+
+
+@register([(f"{ME}/{{cardId}}/cvv", Channel.CUSTOMER, None), (f"{ADMIN}/{{cardId}}/cvv", Channel.ADMIN, None)],
+          "POST", response=CardData, encryption=JWE, tags=("cards",),
+          summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")
+async def reset_cvv(ctx: Context, _: None):
+    async with ctx.transaction() as conn:
+        row = await _visible_card(ctx, lock=True, conn=conn)
+        await repo.reset_cvv(conn, row, actor(ctx))
+        row = await repo.find_card(conn, row["id"], repo.CardScope(None))
+    if ctx.admin is not None:
+        ctx.audit_target = f"card:{row['id']}"
+        return summary(row)  # the holder reads the new CVC2 in their app
+    return data_view(row, repo.card_secrets(ctx.services, row))
+
+
+class SetPin(Body):
+    pin: Annotated[str, Meta(min_length=4, max_length=12)]
+
+
+@route("POST", f"{ME}/{{cardId}}/pin", channel=Channel.CUSTOMER, body=SetPin, encryption=JWE, tags=("cards",),
+       summary="Set the card's PIN (4-12 digits, not trivial); only a verification value is kept")
+async def set_pin(ctx: Context, body: SetPin) -> None:
+    async with ctx.transaction() as conn:
+        row = await _visible_card(ctx, lock=True, conn=conn)
+        await repo.set_pin(ctx.services, conn, row, body.pin, actor(ctx))
+
+
+# --- network channel -------------------------------------------------------------------------
+
+
+class NetworkLock(Body):
+    pan: Annotated[str, Meta(pattern=r"^[0-9]{13,19}$")]
+    reason: Literal[1, 2, 3, 4, 5, 6, 7, 8]
+
+
+class NetworkLockResult(Body):
+    masked_pan: str
+    status: CardState
+    lock_reason: int
+    action_code: str
+
+
+@route("POST", "/network/cards/lock", channel=Channel.NETWORK, body=NetworkLock, response=NetworkLockResult,
+       tags=("network",), summary="A card network or acquirer locks a card by PAN")
+async def network_lock(ctx: Context, body: NetworkLock) -> NetworkLockResult:
+    assert body.reason in NETWORK_LOCK_REASONS
+    fingerprint = ctx.services.card_keys.fingerprint(body.pan)
+    async with ctx.transaction() as conn:
+        row = await conn.fetchrow(f"SELECT {repo.CARD_COLUMNS} FROM cards c WHERE c.pan_fingerprint = $1 FOR UPDATE",
+                                  fingerprint)
+        if row is None:
+            raise NotFound("no such card")
+        await repo.change_state(conn, row, lambda s: cardstate.lock(s, body.reason), "LOCKED", actor(ctx),
+                                body.reason)
+    return NetworkLockResult(masked_pan=mask_pan(body.pan), status=CardState.LOCKED, lock_reason=body.reason,
+                             action_code=LOCK_REASONS[body.reason].action_code)

@@ -1,0 +1,156 @@
+"""Card programs (administration) and card networks with their certificates."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from antaca_api.balances import check_currency
+from antaca_api.errors import InvalidProgram, NotFound
+from antaca_api.fields import Currency, Name
+from antaca_api.pki import describe
+from antaca_api.processors import PROCESSORS
+from antaca_api.routes.partners import CertificateRequest
+from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
+from antaca_api.schema import Body
+
+
+class FundingModel(enum.StrEnum):
+    DEPOSIT = "DEPOSIT"
+    CREDIT = "CREDIT"
+
+
+class NewProgram(Body):
+    partner_id: uuid.UUID
+    name: Name
+    bin_prefix: Annotated[str, Meta(pattern=r"^[0-9]{6,11}$")]
+    pan_length: Annotated[int, Meta(ge=13, le=19)]
+    currency: Currency
+    funding_model: FundingModel
+    validity_months: Annotated[int, Meta(ge=1, le=120)]
+    processor: str = "simulated"
+    processor_config: dict = {}
+
+
+class CardProgram(Body):
+    program_id: uuid.UUID
+    partner_id: uuid.UUID
+    name: str
+    bin_prefix: str
+    pan_length: int
+    currency: str
+    funding_model: FundingModel
+    validity_months: int
+    processor: str
+    processor_config: dict
+    created_at: datetime
+
+
+class CardPrograms(Body):
+    items: list[CardProgram]
+
+
+def program_view(r) -> CardProgram:
+    return CardProgram(program_id=r["id"], partner_id=r["partner_id"], name=r["name"], bin_prefix=r["bin_prefix"],
+                       pan_length=r["pan_length"], currency=r["currency"], funding_model=FundingModel(r["funding_model"]),
+                       validity_months=r["validity_months"], processor=r["processor"],
+                       processor_config=r["processor_config"], created_at=r["created_at"])
+
+
+@route("POST", "/admin/programs", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewProgram, response=CardProgram,
+       status=201, summary="Create a card program for a partner", tags=("programs",))
+async def create_program(ctx: Context, body: NewProgram) -> CardProgram:
+    if body.processor not in PROCESSORS:
+        raise InvalidProgram(f"unknown processor {body.processor!r}; known: {', '.join(sorted(PROCESSORS))}")
+    if len(body.bin_prefix) >= body.pan_length - 1:
+        raise InvalidProgram("the BIN prefix must leave room for account digits and the check digit")
+    await check_currency(ctx.services.ledger, body.currency)
+    program_id = uuid.uuid4()
+    ctx.audit_target = f"program:{program_id}"
+    async with ctx.transaction() as conn:
+        if await conn.fetchval("SELECT 1 FROM partners WHERE id = $1", body.partner_id) is None:
+            raise NotFound("no such partner")
+        row = await conn.fetchrow(
+            """INSERT INTO card_programs (id, partner_id, name, bin_prefix, pan_length, currency, processor,
+                   funding_model, validity_months, processor_config)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) RETURNING *""",
+            program_id, body.partner_id, body.name, body.bin_prefix, body.pan_length, body.currency, body.processor,
+            str(body.funding_model), body.validity_months, msgspec.json.encode(body.processor_config).decode(),
+        )
+    return program_view(row)
+
+
+@route("GET", "/admin/programs", channel=Channel.ADMIN, response=CardPrograms, summary="List card programs",
+       tags=("programs",))
+async def list_programs(ctx: Context, _: None) -> CardPrograms:
+    rows = await ctx.pool.fetch("SELECT * FROM card_programs ORDER BY created_at, id")
+    return CardPrograms(items=[program_view(r) for r in rows])
+
+
+@route("GET", "/admin/programs/{programId}", channel=Channel.ADMIN, response=CardProgram,
+       summary="Get a card program", tags=("programs",))
+async def get_program(ctx: Context, _: None) -> CardProgram:
+    row = await ctx.pool.fetchrow("SELECT * FROM card_programs WHERE id = $1", ctx.path_id("programId"))
+    if row is None:
+        raise NotFound("no such card program")
+    return program_view(row)
+
+
+class NewNetwork(Body):
+    name: Name
+
+
+class Network(Body):
+    network_id: uuid.UUID
+    name: str
+    status: str
+    created_at: datetime
+
+
+@route("POST", "/admin/networks", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewNetwork, response=Network,
+       status=201, summary="Register a card network or acquirer that calls the network channel", tags=("networks",))
+async def create_network(ctx: Context, body: NewNetwork) -> Network:
+    network_id = uuid.uuid4()
+    ctx.audit_target = f"network:{network_id}"
+    async with ctx.transaction() as conn:
+        row = await conn.fetchrow("INSERT INTO networks (id, name) VALUES ($1, $2) RETURNING *", network_id, body.name)
+    return Network(network_id=row["id"], name=row["name"], status=row["status"], created_at=row["created_at"])
+
+
+class NetworkCertificate(Body):
+    serial: str
+    network_id: uuid.UUID
+    fingerprint: str
+    subject: str
+    not_before: datetime
+    not_after: datetime
+    certificate: str
+    ca_certificate: str
+
+
+@route("POST", "/admin/networks/{networkId}/certificates", channel=Channel.ADMIN, roles=ADMIN_ONLY,
+       body=CertificateRequest, response=NetworkCertificate, status=201,
+       summary="Sign a network's CSR (client certificate for the network channel)", tags=("networks",))
+async def issue_network_certificate(ctx: Context, body: CertificateRequest) -> NetworkCertificate:
+    network_id = ctx.path_id("networkId")
+    ca = ctx.services.ca
+    async with ctx.transaction() as conn:
+        if await conn.fetchval("SELECT 1 FROM networks WHERE id = $1", network_id) is None:
+            raise NotFound("no such network")
+        issued = describe(ca.sign_client_csr(body.csr, f"network:{network_id}"))
+        ctx.audit_target = f"certificate:{issued.serial}"
+        await conn.execute(
+            """INSERT INTO network_certificates (serial, network_id, fingerprint, subject, not_before, not_after,
+                   certificate) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            issued.serial, network_id, issued.fingerprint, issued.subject, issued.not_before, issued.not_after,
+            issued.pem,
+        )
+    return NetworkCertificate(serial=issued.serial, network_id=network_id, fingerprint=issued.fingerprint,
+                             subject=issued.subject, not_before=issued.not_before, not_after=issued.not_after,
+                             certificate=issued.pem, ca_certificate=ca.cert_pem)
+

@@ -1,0 +1,121 @@
+"""Card data protection: PAN encryption at rest, PAN fingerprints, CVC2 derivation, PIN verification.
+
+- PAN: AES-256-GCM under a named key (rotation: new cards use the active key, old ones keep the
+  key id they were written with), the card id as associated data so a ciphertext cannot be
+  moved to another card.
+- Fingerprint: HMAC-SHA256 of the PAN, to find a card by PAN without decrypting anything.
+- CVC2: never stored; derived from PAN, expiry and a per-card counter that a CVV reset bumps.
+- PIN: never stored; a keyed, salted verification value only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+class CardKeyError(Exception):
+    """The card keys are missing or malformed."""
+
+
+@dataclass(frozen=True)
+class CardKeys:
+    pan_keys: dict[str, bytes]  # key id -> 32-byte AES key
+    active_pan_key: str
+    fingerprint_key: bytes
+    cvc_key: bytes
+    pin_key: bytes
+
+    def __post_init__(self) -> None:
+        if self.active_pan_key not in self.pan_keys:
+            raise CardKeyError("the active PAN key id is not in the keyring")
+        for key in (*self.pan_keys.values(), self.fingerprint_key, self.cvc_key, self.pin_key):
+            if len(key) != 32:
+                raise CardKeyError("every card key must be 32 bytes")
+
+    # --- PAN ---------------------------------------------------------------------------------
+
+    def encrypt_pan(self, card_id: uuid.UUID, pan: str) -> tuple[str, bytes]:
+        """(key id, nonce + ciphertext) of a PAN, bound to its card."""
+        nonce = os.urandom(12)
+        key_id = self.active_pan_key
+        sealed = AESGCM(self.pan_keys[key_id]).encrypt(nonce, pan.encode(), card_id.bytes)
+        return key_id, nonce + sealed
+
+    def decrypt_pan(self, card_id: uuid.UUID, key_id: str, blob: bytes) -> str:
+        key = self.pan_keys.get(key_id)
+        if key is None:
+            raise CardKeyError(f"PAN key {key_id} is not in the keyring")
+        return AESGCM(key).decrypt(blob[:12], blob[12:], card_id.bytes).decode()
+
+    def fingerprint(self, pan: str) -> str:
+        return hmac.new(self.fingerprint_key, pan.encode(), hashlib.sha256).hexdigest()
+
+    # --- CVC2 --------------------------------------------------------------------------------
+
+    def cvc2(self, pan: str, expiry: str, counter: int) -> str:
+        """The card's CVC2 for its current counter; `expiry` is YYMM."""
+        digest = hmac.new(self.cvc_key, f"{pan}|{expiry}|{counter}".encode(), hashlib.sha256).digest()
+        return f"{int.from_bytes(digest[:8], 'big') % 1000:03d}"
+
+    def cvc2_matches(self, pan: str, expiry: str, counter: int, candidate: str) -> bool:
+        return hmac.compare_digest(self.cvc2(pan, expiry, counter), candidate)
+
+    # --- PIN ---------------------------------------------------------------------------------
+
+    def pin_verification_value(self, card_id: uuid.UUID, pin: str, salt: bytes) -> bytes:
+        return hmac.new(self.pin_key, salt + card_id.bytes + pin.encode(), hashlib.sha256).digest()
+
+    def new_pin_record(self, card_id: uuid.UUID, pin: str) -> tuple[bytes, bytes]:
+        """(salt, verification value) to store for a PIN."""
+        salt = os.urandom(16)
+        return salt, self.pin_verification_value(card_id, pin, salt)
+
+    def pin_matches(self, card_id: uuid.UUID, pin: str, salt: bytes, stored: bytes) -> bool:
+        return hmac.compare_digest(self.pin_verification_value(card_id, pin, salt), stored)
+
+    # --- storage -----------------------------------------------------------------------------
+
+    @classmethod
+    def generate(cls) -> CardKeys:
+        return cls({"k1": os.urandom(32)}, "k1", os.urandom(32), os.urandom(32), os.urandom(32))
+
+    def to_json(self) -> str:
+        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+        return json.dumps({
+            "pan_keys": {k: b64(v) for k, v in self.pan_keys.items()},
+            "active_pan_key": self.active_pan_key,
+            "fingerprint_key": b64(self.fingerprint_key),
+            "cvc_key": b64(self.cvc_key),
+            "pin_key": b64(self.pin_key),
+        }, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> CardKeys:
+        try:
+            data = json.loads(text)
+            d = base64.b64decode
+            return cls({k: d(v) for k, v in data["pan_keys"].items()}, data["active_pan_key"],
+                       d(data["fingerprint_key"]), d(data["cvc_key"]), d(data["pin_key"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CardKeyError(f"malformed card keys: {type(exc).__name__}") from None
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> CardKeys:
+        """The keyring in `path` (JSON, mode 0600), created with fresh keys on first use."""
+        if path.exists():
+            return cls.from_json(path.read_text())
+        keys = cls.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(keys.to_json())
+        return keys
