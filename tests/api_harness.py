@@ -149,3 +149,47 @@ async def pair_device(api: ApiServer, partner: aiohttp.ClientSession, customer_i
                                  json={"pairingCode": code, "deviceId": device_id}) as r:
         assert r.status == 201, await r.text()
         return await r.json()
+
+
+class JweClient:
+    """A partner's or app's JWE side, with joserfc: an implementation independent of the server's."""
+
+    def __init__(self, server_pem: str, key=None) -> None:
+        import base64
+
+        from joserfc.jwk import RSAKey
+
+        self.server_key = RSAKey.import_key(server_pem)
+        self.key = key or RSAKey.generate_key(2048)
+        self.public_header = base64.b64encode(self.key.as_pem(private=False)).decode()
+
+    def seal(self, body: dict, alg: str = "RSA-OAEP-256") -> dict:
+        import json
+
+        from joserfc import jwe
+
+        return {"payload": jwe.encrypt_compact({"alg": alg, "enc": "A256GCM"}, json.dumps(body), self.server_key,
+                                               algorithms=[alg, "A256GCM"])}
+
+    def open(self, envelope: dict) -> dict:
+        import json
+
+        from joserfc import jwe
+
+        return json.loads(jwe.decrypt_compact(envelope["payload"], self.key,
+                                              algorithms=["RSA-OAEP-256", "A256GCM"]).plaintext)
+
+    async def request(self, session: aiohttp.ClientSession, method: str, url: str, body: dict | None = None,
+                      headers: dict | None = None) -> tuple[int, dict | None]:
+        """Send with Encrypted-Request (a body) or Encrypt-Response (none); decrypt a 2xx answer."""
+        all_headers = {"Public-Key": self.public_header, **(headers or {})}
+        if body is not None:
+            all_headers["Encrypted-Request"] = "true"
+        else:
+            all_headers["Encrypt-Response"] = "true"
+        async with session.request(method, url, json=None if body is None else self.seal(body),
+                                   headers=all_headers) as r:
+            if r.status == 204:
+                return r.status, None
+            answer = await r.json()
+            return r.status, (self.open(answer) if 200 <= r.status < 300 else answer)
