@@ -22,7 +22,7 @@ def luhn_valid(pan: str) -> bool:
 
 def generate_pan(bin_prefix: str, length: int) -> str:
     """A random Luhn-valid PAN of `length` digits starting with `bin_prefix`."""
-    assert bin_prefix.isdigit() and 6 <= len(bin_prefix) < length <= 19, "BIN range must leave room"
+    assert bin_prefix.isdigit() and 6 <= len(bin_prefix) < length - 1 and 13 <= length <= 19, "bad BIN range"
     body = bin_prefix + "".join(secrets.choice("0123456789") for _ in range(length - len(bin_prefix) - 1))
     return body + luhn_check_digit(body)
 

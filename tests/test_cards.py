@@ -271,3 +271,25 @@ async def test_cards_need_verified_owner_and_own_balance(api, jwe_key):
         assert r.status == 200
     status, body = await w.app_jwe("POST", "/customers/me/cards/virtual", {"balanceId": w.balance})
     assert (status, body["code"]) == (409, "BALANCE_NOT_ACTIVE")
+
+
+async def test_pans_are_unique_even_in_a_tiny_bin_range(api, jwe_key):
+    """A 13-digit range with one free digit has ten PANs: cards never share one, the rest fail cleanly."""
+    w = await World().setup(api, jwe_key)
+    async with api.client().post(f"{api.http}/admin/programs", headers=bearer(w.admin), json={
+            "partnerId": w.partner_id, "name": "Tiny", "binPrefix": "53552212345", "panLength": 13,
+            "currency": "EUR", "fundingModel": "DEPOSIT", "validityMonths": 12}) as r:
+        tiny = (await r.json())["programId"]
+    pans, failures = [], 0
+    for _ in range(14):
+        status, body = await w.app_jwe("POST", "/customers/me/cards/virtual",
+                                       {"balanceId": w.balance, "programId": tiny})
+        if status == 201:
+            pans.append(body["pan"])
+        else:
+            assert (status, body["code"]) == (502, "PROCESSOR_ERROR")
+            failures += 1
+    assert len(pans) == len(set(pans)) <= 10 and failures >= 4
+    assert all(p.startswith("53552212345") and luhn_valid(p) for p in pans)
+    status, body = await w.app_jwe("POST", "/customers/me/cards/virtual", {"balanceId": w.balance})
+    assert (status, body["code"]) == (400, "PROGRAM_REQUIRED")  # two EUR programs now: name one
