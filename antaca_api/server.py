@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 from aiohttp import web
@@ -34,7 +35,10 @@ def load_keys(settings: Settings) -> tuple[object, CertificateAuthority, CardKey
     ca, created = CertificateAuthority.load_or_create(key_dir)
     if created:
         print(f"created a development CA in {key_dir.resolve()} (ca.pem, ca-key.pem)", flush=True)
-    card_keys = CardKeys.load_or_create(settings.card_keys_file or key_dir / "card-keys.json")
+    if os.environ.get("ANTACA_CARD_KEYS"):  # the keyring itself, e.g. from a secrets manager
+        card_keys = CardKeys.from_json(os.environ["ANTACA_CARD_KEYS"])
+    else:
+        card_keys = CardKeys.load_or_create(settings.card_keys_file or key_dir / "card-keys.json")
     return jwe_key, ca, card_keys
 
 
