@@ -293,3 +293,50 @@ async def test_pans_are_unique_even_in_a_tiny_bin_range(api, jwe_key):
     assert all(p.startswith("53552212345") and luhn_valid(p) for p in pans)
     status, body = await w.app_jwe("POST", "/customers/me/cards/virtual", {"balanceId": w.balance})
     assert (status, body["code"]) == (400, "PROGRAM_REQUIRED")  # two EUR programs now: name one
+
+
+async def approved_corporation(api, partner_id: str) -> tuple[str, str]:
+    """A KYB-approved corporation of the partner with a EUR balance (set up directly in the database)."""
+    from antaca_api.balances import open_balance
+
+    corporation_id = uuid.uuid4()
+    async with api.services.pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """INSERT INTO corporations (id, partner_id, name, registration_number, country, address, kyb_status)
+               VALUES ($1, $2, 'Acme', 'KRS-1', 'PL', '{}', 'APPROVED')""",
+            corporation_id, uuid.UUID(partner_id),
+        )
+        balance_id = await open_balance(conn, api.services.ledger, partner_id=uuid.UUID(partner_id),
+                                        currency="EUR", corporation_id=corporation_id)
+    return str(corporation_id), str(balance_id)
+
+
+async def test_corporate_cards(api, jwe_key):
+    w = await World().setup(api, jwe_key)
+    corporation, balance = await approved_corporation(api, w.partner_id)
+    status, card = await w.jwe.request(w.partner, "POST", f"{api.https}/secure/cards/virtual", {
+        "dcCorporationId": corporation, "balanceId": balance, "holderName": "Grace Hopper"})
+    assert status == 201 and card["balanceId"] == balance and luhn_valid(card["pan"])
+    status, body = await w.jwe.request(w.partner, "POST", f"{api.https}/secure/cards/virtual", {
+        "dcCorporationId": corporation, "balanceId": w.balance, "holderName": "Grace Hopper"})
+    assert status == 404  # a user's balance is not the corporation's: cards never cross balances
+    address = {"line1": "Main 1", "city": "Warsaw", "postalCode": "00-001", "country": "PL"}
+    status, ordered = await w.jwe.request(w.partner, "POST", f"{api.https}/secure/cards/physical_with_pin", {
+        "dcCorporationId": corporation, "balanceId": balance, "holderName": "Grace Hopper",
+        "nameOnCard": "GRACE HOPPER", "deliveryAddress": address, "pin": "4821"})
+    assert status == 201 and ordered["status"] == "ORDERED"
+    async with api.services.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT pin_verification, holder_name, corporation_id FROM cards WHERE id = $1",
+                                  uuid.UUID(ordered["cardId"]))
+    assert row["pin_verification"] is not None and row["holder_name"] == "Grace Hopper"
+    status, body = await w.jwe.request(w.partner, "POST", f"{api.https}/secure/cards/physical_with_pin", {
+        "dcCorporationId": corporation, "balanceId": balance, "holderName": "G", "nameOnCard": "G",
+        "deliveryAddress": address, "pin": "1111"})
+    assert (status, body["code"]) == (400, "INVALID_PIN")
+    async with api.services.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM cards WHERE corporation_id = $1",
+                                   uuid.UUID(corporation)) == 2  # the refused order left no card behind
+    _, stranger = await api.partner(w.admin)
+    status, body = await w.jwe.request(stranger, "POST", f"{api.https}/secure/cards/virtual", {
+        "dcCorporationId": corporation, "balanceId": balance, "holderName": "X"})
+    assert status == 404

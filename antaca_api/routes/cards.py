@@ -10,7 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api import cards as repo
-from antaca_api.errors import NotFound
+from antaca_api.errors import InvalidPin, NotFound
 from antaca_api.fields import Name
 from antaca_api.personalization import record_order
 from antaca_api.processors import PROCESSORS, ProcessorError
@@ -247,6 +247,9 @@ async def order_corporate_physical(ctx: Context, body: NewCorporatePhysicalCard)
        response=CardSummary, status=201, encryption=JWE,
        summary="Order a corporate physical card and set its PIN at order", tags=("cards",))
 async def order_corporate_physical_with_pin(ctx: Context, body: NewCorporatePhysicalCardWithPin) -> CardSummary:
+    problem = cardstate.pin_problem(body.pin)
+    if problem is not None:  # checked before anything is ordered: a refused request leaves nothing
+        raise InvalidPin(problem)
     holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id, holder_name=body.holder_name)
     return await _physical(ctx, holder, body, pin=body.pin)
 
