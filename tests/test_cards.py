@@ -340,3 +340,41 @@ async def test_corporate_cards(api, jwe_key):
     status, body = await w.jwe.request(stranger, "POST", f"{api.https}/secure/cards/virtual", {
         "dcCorporationId": corporation, "balanceId": balance, "holderName": "X"})
     assert status == 404
+
+
+@pytest.mark.parametrize("channel", ["customer", "partner", "admin-employee"])
+async def test_every_operation_on_every_channel(api, jwe_key, channel):
+    """Order → link → activate → lock → unlock, and list, through one channel at a time."""
+    w = await World().setup(api, jwe_key)
+    if channel == "customer":
+        session, base, headers, prefix = w.app, api.http, w.me, "/customers/me/cards"
+        card_base = prefix
+    elif channel == "partner":
+        session, base, headers, prefix = w.partner, api.https, {}, f"/secure/customers/{w.cid}/cards"
+        card_base = prefix
+    else:
+        token = await api.admin_token(Role.EMPLOYEE)  # the product lets every admin role order and activate
+        session, base, headers = api.client(), api.http, bearer(token)
+        prefix, card_base = f"/admin/customers/{w.cid}/cards", "/admin/cards"
+    order = {"balanceId": w.balance, "nameOnCard": "ADA",
+             "deliveryAddress": {"line1": "Main 1", "city": "Warsaw", "postalCode": "00-001", "country": "PL"}}
+    status, card = await w.jwe.request(session, "POST", f"{base}{prefix}/physical", order, headers=headers)
+    assert (status, card["status"]) == (201, "ORDERED"), card
+    real_clock = api.services.clock
+    try:
+        api.services.clock = lambda: real_clock() + timedelta(minutes=5)
+        await process_due_orders(api.services)
+    finally:
+        api.services.clock = real_clock
+
+    async def call(method, path, body=None):
+        async with session.request(method, f"{base}{path}", json=body, headers=headers) as r:
+            return r.status, await r.json()
+
+    card_path = f"{card_base}/{card['cardId']}"
+    assert (await call("POST", f"{card_path}/activate"))[1]["status"] == "ACTIVE"
+    assert (await call("POST", f"{card_path}/lock", {"reason": 7}))[1]["lockReason"] == 7
+    assert (await call("POST", f"{card_path}/unlock"))[1]["status"] == "ACTIVE"
+    status, listing = await call("GET", prefix)
+    assert [c["cardId"] for c in listing["items"]] == [card["cardId"]]
+    assert "pan" not in listing["items"][0]
