@@ -229,3 +229,7 @@ CARD_TRANSITION_ERRORS: dict[str, type[ApiError]] = {
     "CARD_NOT_PENDING": CardStateConflict,
     "CARD_NOT_ORDERED": CardStateConflict,
 }
+
+
+class KybClosed(Conflict):
+    code, message = "KYB_CLOSED", "the corporation's KYB is decided; documents can no longer change"

@@ -1,1 +1,281 @@
-"""Endpoints: corporations."""
+"""Corporations: onboarding with KYB documents, compliance review, corporate balances."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from aiohttp.http_exceptions import HttpProcessingError
+from msgspec import Meta
+
+from antaca_api import corporations as repo
+from antaca_api.balances import BALANCE_VIEW, open_balance
+from antaca_api.corporations import KybStatus
+from antaca_api.errors import (
+    CorporationNotApproved,
+    DocumentRejected,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from antaca_api.fields import Country, Currency, Text
+from antaca_api.routes.balances import BalanceView, balance_view
+from antaca_api.routes.customers import Address
+from antaca_api.routing import ADMIN_MANAGER, Channel, Context, route
+from antaca_api.schema import Body, Page
+
+CHUNK = 64 * 1024
+
+
+class NewCorporation(Body):
+    name: Text
+    registration_number: Annotated[str, Meta(min_length=1, max_length=64)]
+    country: Country
+    address: Address
+
+
+class Corporation(Body):
+    dc_corporation_id: uuid.UUID
+    name: str
+    registration_number: str
+    country: str
+    address: Address
+    kyb_status: KybStatus
+    created_at: datetime
+
+
+class Corporations(Page, kw_only=True):
+    items: list[Corporation]
+
+
+def corporation_view(row) -> Corporation:
+    return Corporation(dc_corporation_id=row["id"], name=row["name"], registration_number=row["registration_number"],
+                       country=row["country"], address=msgspec.convert(row["address"], Address),
+                       kyb_status=KybStatus(row["kyb_status"]), created_at=row["created_at"])
+
+
+@route("POST", "/lifecycle/v1/corporations", channel=Channel.PARTNER, body=NewCorporation, response=Corporation,
+       status=201, summary="Register a corporation (kybStatus SUBMITTED)", tags=("corporations",))
+async def create_corporation(ctx: Context, body: NewCorporation) -> Corporation:
+    corporation_id = uuid.uuid4()
+    async with ctx.transaction() as conn:
+        await conn.execute(
+            """INSERT INTO corporations (id, partner_id, name, registration_number, country, address)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb)""",
+            corporation_id, ctx.partner_id, body.name, body.registration_number, body.country,
+            msgspec.json.encode(body.address).decode(),
+        )
+        await conn.execute("INSERT INTO kyb_events (corporation_id, status) VALUES ($1, 'SUBMITTED')", corporation_id)
+        return corporation_view(await repo.get_corporation(conn, corporation_id, ctx.partner_id))
+
+
+@route("GET", "/lifecycle/v1/corporations", channel=Channel.PARTNER, response=Corporations,
+       summary="List the partner's corporations (cursor pagination)", tags=("corporations",))
+async def list_corporations(ctx: Context, _: None) -> Corporations:
+    limit = ctx.query_int("limit", 50, low=1, high=200)
+    after = ctx.query_int("cursor", 0, low=0, high=2**62)
+    rows = await ctx.pool.fetch(
+        f"""SELECT {repo.CORPORATION_COLUMNS} FROM corporations WHERE partner_id = $1 AND seq > $2
+            ORDER BY seq LIMIT $3""",
+        ctx.partner_id, after, limit,
+    )
+    return Corporations(items=[corporation_view(r) for r in rows],
+                        next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
+
+
+@route("GET", "/lifecycle/v1/corporations/{dcCorporationId}", channel=Channel.PARTNER, response=Corporation,
+       summary="Get a corporation", tags=("corporations",))
+async def get_corporation(ctx: Context, _: None) -> Corporation:
+    async with ctx.pool.acquire() as conn:
+        return corporation_view(await repo.get_corporation(conn, ctx.path_id("dcCorporationId"), ctx.partner_id))
+
+
+class DocumentKind(enum.StrEnum):
+    REGISTRY_EXTRACT = "REGISTRY_EXTRACT"
+    ARTICLES_OF_ASSOCIATION = "ARTICLES_OF_ASSOCIATION"
+    OWNERSHIP_STRUCTURE = "OWNERSHIP_STRUCTURE"
+    REPRESENTATIVE_ID = "REPRESENTATIVE_ID"
+    OTHER = "OTHER"
+
+
+class Document(Body):
+    document_id: uuid.UUID
+    kind: DocumentKind
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+
+class Documents(Body):
+    items: list[Document]
+
+
+DOCUMENT_COLUMNS = "id AS document_id, kind, filename, content_type, size, sha256, created_at"
+
+
+@route("POST", "/lifecycle/v1/corporations/{dcCorporationId}/documents", channel=Channel.PARTNER, multipart=True,
+       response=Document, status=201, tags=("corporations",),
+       summary="Upload a KYB document (multipart: kind, file; PDF, PNG or JPEG within the size limit)")
+async def upload_document(ctx: Context, _: None) -> Document:
+    corporation_id = ctx.path_id("dcCorporationId")
+    async with ctx.pool.acquire() as conn:
+        corporation = await repo.get_corporation(conn, corporation_id, ctx.partner_id)
+    repo.documents_open(KybStatus(corporation["kyb_status"]))
+    if not ctx.request.content_type.startswith("multipart/form-data"):
+        raise UnsupportedMediaType("send the document as multipart/form-data with fields kind and file")
+    limit = ctx.services.settings.max_document_bytes
+    kind, filename, content = None, None, None
+    try:
+        reader = await ctx.request.multipart()
+        while (part := await reader.next()) is not None:
+            if part.name == "kind":
+                kind = (await part.read_chunk(256)).decode(errors="replace").strip()
+            elif part.name == "file":
+                filename = part.filename
+                chunks, size = [], 0
+                while chunk := await part.read_chunk(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(f"documents are limited to {limit} bytes")
+                    chunks.append(chunk)
+                content = b"".join(chunks)
+            else:
+                await part.release()
+    except (ValueError, AssertionError, UnicodeDecodeError, HttpProcessingError):
+        raise ValidationFailed("the multipart body is malformed") from None
+    if kind not in DocumentKind.__members__:
+        raise ValidationFailed(f"kind must be one of {', '.join(DocumentKind)}")
+    if not content:
+        raise ValidationFailed("the file part is missing or empty")
+    content_type = repo.detect_type(content[:16])
+    if content_type is None:
+        raise DocumentRejected()
+    async with ctx.transaction() as conn:
+        corporation = await repo.get_corporation(conn, corporation_id, ctx.partner_id, lock="FOR SHARE")
+        repo.documents_open(KybStatus(corporation["kyb_status"]))
+        row = await conn.fetchrow(
+            f"""INSERT INTO corporation_documents (id, corporation_id, kind, filename, content_type, size, sha256,
+                    content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {DOCUMENT_COLUMNS}""",
+            uuid.uuid4(), corporation_id, kind, repo.safe_filename(filename), content_type, len(content),
+            hashlib.sha256(content).hexdigest(), content,
+        )
+    return Document(**dict(row))
+
+
+@route("GET", "/lifecycle/v1/corporations/{dcCorporationId}/documents", channel=Channel.PARTNER,
+       response=Documents, summary="A corporation's documents (metadata only)", tags=("corporations",))
+async def list_documents(ctx: Context, _: None) -> Documents:
+    corporation_id = ctx.path_id("dcCorporationId")
+    async with ctx.pool.acquire() as conn:
+        await repo.get_corporation(conn, corporation_id, ctx.partner_id)
+        rows = await conn.fetch(
+            f"SELECT {DOCUMENT_COLUMNS} FROM corporation_documents WHERE corporation_id = $1 ORDER BY created_at, id",
+            corporation_id,
+        )
+    return Documents(items=[Document(**dict(r)) for r in rows])
+
+
+# --- compliance review (administration) ------------------------------------------------------
+
+
+class KybEvent(Body):
+    status: KybStatus
+    reason: str | None
+    admin_id: uuid.UUID | None
+    created_at: datetime
+
+
+class CorporationReview(Body):
+    corporation: Corporation
+    partner_id: uuid.UUID
+    documents: list[Document]
+    history: list[KybEvent]
+
+
+class AdminCorporations(Body):
+    items: list[Corporation]
+
+
+class KybDecision(Body):
+    status: KybStatus
+    reason: Text | None = None
+
+
+async def _review_view(conn, corporation_id: uuid.UUID) -> CorporationReview:
+    corporation = await repo.get_corporation(conn, corporation_id, None)
+    documents = await conn.fetch(
+        f"SELECT {DOCUMENT_COLUMNS} FROM corporation_documents WHERE corporation_id = $1 ORDER BY created_at, id",
+        corporation_id,
+    )
+    history = await conn.fetch(
+        "SELECT status, reason, admin_id, created_at FROM kyb_events WHERE corporation_id = $1 ORDER BY id",
+        corporation_id,
+    )
+    return CorporationReview(corporation=corporation_view(corporation), partner_id=corporation["partner_id"],
+                             documents=[Document(**dict(d)) for d in documents],
+                             history=[KybEvent(**dict(h)) for h in history])
+
+
+@route("GET", "/admin/corporations", channel=Channel.ADMIN, response=AdminCorporations,
+       summary="List corporations (all partners)", tags=("corporations",))
+async def admin_list(ctx: Context, _: None) -> AdminCorporations:
+    status = ctx.request.query.get("kybStatus")
+    if status is not None and status not in KybStatus.__members__:
+        raise ValidationFailed("kybStatus must be SUBMITTED, APPROVED, REJECTED or ON_HOLD")
+    rows = await ctx.pool.fetch(
+        f"""SELECT {repo.CORPORATION_COLUMNS} FROM corporations WHERE ($1::text IS NULL OR kyb_status = $1)
+            ORDER BY seq""",
+        status,
+    )
+    return AdminCorporations(items=[corporation_view(r) for r in rows])
+
+
+@route("GET", "/admin/corporations/{dcCorporationId}", channel=Channel.ADMIN, response=CorporationReview,
+       summary="A corporation with its documents and KYB history", tags=("corporations",))
+async def admin_get(ctx: Context, _: None) -> CorporationReview:
+    async with ctx.pool.acquire() as conn:
+        return await _review_view(conn, ctx.path_id("dcCorporationId"))
+
+
+@route("POST", "/admin/corporations/{dcCorporationId}/kyb", channel=Channel.ADMIN, roles=ADMIN_MANAGER,
+       body=KybDecision, response=CorporationReview, tags=("corporations",),
+       summary="Compliance decision: APPROVED, REJECTED or ON_HOLD (with a reason)")
+async def admin_review(ctx: Context, body: KybDecision) -> CorporationReview:
+    corporation_id = ctx.path_id("dcCorporationId")
+    ctx.audit_target = f"corporation:{corporation_id}"
+    async with ctx.transaction() as conn:
+        corporation = await repo.get_corporation(conn, corporation_id, None, lock="FOR UPDATE")
+        status = repo.review(KybStatus(corporation["kyb_status"]), body.status, body.reason)
+        await conn.execute("UPDATE corporations SET kyb_status = $2, updated_at = now() WHERE id = $1",
+                           corporation_id, str(status))
+        await conn.execute(
+            "INSERT INTO kyb_events (corporation_id, status, reason, admin_id) VALUES ($1, $2, $3, $4)",
+            corporation_id, str(status), body.reason, ctx.admin.admin_id,
+        )
+        return await _review_view(conn, corporation_id)
+
+
+# --- corporate balances ----------------------------------------------------------------------
+
+
+class NewCorporateBalance(Body):
+    dc_corporation_id: uuid.UUID
+    currency: Currency
+
+
+@route("POST", "/secure/balances", channel=Channel.PARTNER, body=NewCorporateBalance, response=BalanceView,
+       status=201, summary="Open a corporate balance (the corporation must be APPROVED)", tags=("balances",))
+async def open_corporate_balance(ctx: Context, body: NewCorporateBalance) -> BalanceView:
+    async with ctx.transaction() as conn:
+        corporation = await repo.get_corporation(conn, body.dc_corporation_id, ctx.partner_id, lock="FOR SHARE")
+        if corporation["kyb_status"] != KybStatus.APPROVED:
+            raise CorporationNotApproved()
+        balance_id = await open_balance(conn, ctx.services.ledger, partner_id=ctx.partner_id,
+                                        currency=body.currency, corporation_id=body.dc_corporation_id)
+        return balance_view(await conn.fetchrow(BALANCE_VIEW + " WHERE b.id = $1", balance_id))
