@@ -11,8 +11,7 @@ from antaca_api import channels, errors
 from antaca_api.routing import ROUTES, Route, dispatch
 from antaca_api.services import Services
 
-# Importing a routes module declares its endpoints.
-from antaca_api.routes import admin, balances, cards, corporations, customers, devices, docs, partners, programs, public  # noqa: F401  isort: skip
+from antaca_api.routes import load_all
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +68,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
 
 def create_app(services: Services, extra_routes: list[Route] = ()) -> web.Application:
     """Build the application around its services (tests may add routes of their own)."""
+    load_all()
     app = web.Application(client_max_size=services.settings.max_body_bytes, middlewares=[error_middleware])
     app[SERVICES] = services
     for r in [*ROUTES, *extra_routes]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -122,11 +123,13 @@ class CertificateAuthority:
         """A client certificate for a CSR, its CN naming the holder (e.g. "partner:<id>"); the CSR's subject is not trusted."""
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode())
-        except (ValueError, TypeError):
+            # Parsed lazily: a malformed key or signature only fails here.
+            signature_valid = csr.is_signature_valid
+            public_key = csr.public_key()
+        except (ValueError, TypeError, UnsupportedAlgorithm):
             raise InvalidCsr() from None
-        if not csr.is_signature_valid:
+        if not signature_valid:
             raise InvalidCsr("the CSR's signature does not verify")
-        public_key = csr.public_key()
         if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < 2048:
             raise InvalidCsr("RSA keys must have at least 2048 bits")
         if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):

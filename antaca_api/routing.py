@@ -226,6 +226,8 @@ def dispatch(route: Route, services: Services, authenticate: Authenticator) -> C
                 await ctx.write_audit(conn)
         if result is None:
             return web.Response(status=204)
+        if isinstance(result, web.StreamResponse):  # documents that are not JSON bodies (e.g. /docs)
+            return result
         payload = msgspec.json.encode(result)
         if client_key is not None and 200 <= route.status < 300:
             payload = jwe.encrypt_envelope(client_key, payload)
