@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
@@ -56,6 +57,9 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
             body=msgspec.json.encode(ErrorBody("HTTP_ERROR", exc.reason)), status=exc.status,
             content_type="application/json",
         )
+    except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
+        # Text PostgreSQL cannot store (a NUL character, in a text or jsonb value): the caller's error.
+        return error_response(errors.ValidationFailed("text must not contain NUL characters"))
     except Exception:
         # Only the route is logged: request bodies may hold card data or secrets.
         log.exception("unhandled error in %s %s", request.method, request.match_info.route.resource)

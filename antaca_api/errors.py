@@ -233,3 +233,7 @@ CARD_TRANSITION_ERRORS: dict[str, type[ApiError]] = {
 
 class KybClosed(Conflict):
     code, message = "KYB_CLOSED", "the corporation's KYB is decided; documents can no longer change"
+
+
+class NetworkExists(Conflict):
+    code, message = "NETWORK_EXISTS", "a network with this name already exists"

@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwcrypto import jwe, jwk
-from jwcrypto.common import JWException
+from jwcrypto.common import JWException, base64url_decode, json_decode
 
 from antaca_api.errors import CantDecryptPayload, InvalidPayload, InvalidPublicKey
 
@@ -69,8 +69,10 @@ def parse_client_key(header: str | None) -> jwk.JWK:
         key = jwk.JWK.from_pem(pem)
     except (binascii.Error, ValueError, TypeError, JWException):
         raise InvalidPublicKey() from None
-    if key.has_private or not isinstance(key.get_op_key("encrypt"), rsa.RSAPublicKey):
+    if key.has_private:
         raise InvalidPublicKey("the Public-Key header must hold an RSA public key, not a private key")
+    if not isinstance(key.get_op_key("encrypt"), rsa.RSAPublicKey):
+        raise InvalidPublicKey("the Public-Key header must hold an RSA public key")
     if key.get_op_key("encrypt").key_size < 2048:
         raise InvalidPublicKey("the client's RSA key must have at least 2048 bits")
     return key
@@ -84,6 +86,14 @@ def decrypt_envelope(key: jwk.JWK, body: bytes) -> bytes:
         raise InvalidPayload() from None
     if envelope.payload.count(".") != 4:
         raise InvalidPayload("the payload is not a compact JWE")
+    # Checked before decrypting: jwcrypto would inflate a "zip" payload far past the body limit.
+    try:
+        protected = json_decode(base64url_decode(envelope.payload.split(".", 1)[0]))
+    except (ValueError, TypeError):
+        raise CantDecryptPayload() from None
+    if (not isinstance(protected, dict) or protected.get("alg") not in ACCEPTED_ALGS
+            or protected.get("enc") not in ACCEPTED_ENCS or "zip" in protected):
+        raise CantDecryptPayload("only uncompressed RSA-OAEP-256 or RSA-OAEP with A256GCM are accepted")
     token = jwe.JWE()
     token.allowed_algs = list(ACCEPTED_ALGS + ACCEPTED_ENCS)
     try:

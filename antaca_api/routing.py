@@ -180,11 +180,14 @@ class Context:
 
 def decode_body(raw: bytes, body_type: type) -> Any:
     """A request body as its Struct; malformed JSON and schema mismatches are 400s."""
+    if b"\\u0000" in raw or b"\x00" in raw:
+        # PostgreSQL text cannot hold NUL; refuse it here rather than fail at the database.
+        raise ValidationFailed("strings must not contain NUL characters")
     try:
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
         raise ValidationFailed(str(exc)) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 inside a string is malformed JSON too
         raise MalformedJson() from None
 
 
@@ -213,7 +216,7 @@ def dispatch(route: Route, services: Services, authenticate: Authenticator) -> C
         body = None
         if not route.multipart:
             raw = await request.read()
-            if encrypted_request and raw:
+            if encrypted_request and (raw or route.body is not None):  # an empty body is no envelope either
                 raw = jwe.decrypt_envelope(services.jwe_key, raw)
             if route.body is not None:
                 body = decode_body(raw or b"", route.body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from datetime import datetime
 
@@ -113,6 +114,7 @@ class Certificates(Body):
     items: list[Certificate]
 
 
+SERIAL = re.compile(r"[0-9a-f]{1,40}")
 CERTIFICATE_COLUMNS = "serial, partner_id, fingerprint, subject, not_before, not_after, certificate, revoked_at"
 
 
@@ -158,6 +160,8 @@ async def list_certificates(ctx: Context, _: None) -> Certificates:
 async def revoke_certificate(ctx: Context, _: None) -> Certificate:
     partner_id = ctx.path_id("partnerId")
     serial = ctx.request.match_info["serial"].lower()
+    if not SERIAL.fullmatch(serial):  # serials are hex (pki.describe); anything else is unknown
+        raise NotFound("no such certificate for this partner")
     ctx.audit_target = f"certificate:{serial}"
     async with ctx.transaction() as conn:
         row = await conn.fetchrow(

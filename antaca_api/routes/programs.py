@@ -11,7 +11,7 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api.balances import check_currency
-from antaca_api.errors import InvalidProgram, NotFound
+from antaca_api.errors import InvalidProgram, NetworkExists, NotFound
 from antaca_api.fields import Currency, Name
 from antaca_api.pki import describe
 from antaca_api.processors import PROCESSORS
@@ -118,7 +118,12 @@ async def create_network(ctx: Context, body: NewNetwork) -> Network:
     network_id = uuid.uuid4()
     ctx.audit_target = f"network:{network_id}"
     async with ctx.transaction() as conn:
-        row = await conn.fetchrow("INSERT INTO networks (id, name) VALUES ($1, $2) RETURNING *", network_id, body.name)
+        row = await conn.fetchrow(
+            "INSERT INTO networks (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING *",
+            network_id, body.name,
+        )
+        if row is None:
+            raise NetworkExists()
     return Network(network_id=row["id"], name=row["name"], status=row["status"], created_at=row["created_at"])
 
 
