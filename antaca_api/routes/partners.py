@@ -9,7 +9,12 @@ from datetime import datetime
 
 import asyncpg
 
+from typing import Annotated
+
+from msgspec import Meta
+
 from antaca_api.errors import NotFound
+from antaca_api.fields import Email, Name
 from antaca_api.pki import describe
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body
@@ -21,9 +26,9 @@ class PartnerStatus(enum.StrEnum):
 
 
 class NewPartner(Body):
-    name: str
-    contact_email: str | None = None
-    webhook_url: str | None = None
+    name: Name
+    contact_email: Email | None = None
+    webhook_url: Annotated[str, Meta(pattern=r"^https?://", max_length=2048)] | None = None
 
 
 class Partner(Body):
