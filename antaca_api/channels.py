@@ -58,29 +58,28 @@ async def authenticate(ctx: Context) -> None:
         ctx.network_id = await _certified(ctx, NETWORK_CERTIFICATE, "a card network")
 
 
-async def _customer(ctx: Context) -> CustomerPrincipal:
+async def _session(ctx: Context, query: str, holder: str):
+    """The live session row behind the bearer token, or the typed refusal."""
     token = bearer_token(ctx.request.headers.get("Authorization"))
     if token is None:
-        raise Unauthenticated("a customer session token is required (Authorization: Bearer ...)")
-    row = await ctx.pool.fetchrow(CUSTOMER_SESSION, hash_secret(token))
+        raise Unauthenticated(f"{holder} session token is required (Authorization: Bearer ...)")
+    row = await ctx.pool.fetchrow(query, hash_secret(token))
     if row is None:
         raise Unauthenticated("the session token is not valid")
     if row["expires_at"] <= ctx.services.clock():
         raise SessionExpired()
+    return row
+
+
+async def _customer(ctx: Context) -> CustomerPrincipal:
+    row = await _session(ctx, CUSTOMER_SESSION, "a customer")
     if row["partner_status"] != "ACTIVE":
         raise PartnerSuspended()
     return CustomerPrincipal(row["customer_id"], row["partner_id"], row["installation_id"])
 
 
 async def _admin(ctx: Context) -> AdminPrincipal:
-    token = bearer_token(ctx.request.headers.get("Authorization"))
-    if token is None:
-        raise Unauthenticated("an administrator session token is required (Authorization: Bearer ...)")
-    row = await ctx.pool.fetchrow(ADMIN_SESSION, hash_secret(token))
-    if row is None:
-        raise Unauthenticated("the session token is not valid")
-    if row["expires_at"] <= ctx.services.clock():
-        raise SessionExpired()
+    row = await _session(ctx, ADMIN_SESSION, "an administrator")
     return AdminPrincipal(row["id"], row["email"], Role(row["role"]))
 
 

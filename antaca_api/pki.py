@@ -181,3 +181,22 @@ class CertificateAuthority:
         context.load_verify_locations(cafile=str(self.cert_path))
         context.verify_mode = ssl.CERT_OPTIONAL
         return context
+
+
+# Where each kind of client certificate is recorded, and the column naming its holder.
+CERTIFICATE_TABLES = {"partner": ("partner_certificates", "partner_id"),
+                      "network": ("network_certificates", "network_id")}
+
+
+async def issue_client_certificate(conn, ca: CertificateAuthority, csr_pem: str, holder: str,
+                                   holder_id) -> IssuedCertificate:
+    """Sign a CSR for a partner or a network and record it, in the caller's transaction."""
+    table, column = CERTIFICATE_TABLES[holder]
+    issued = describe(ca.sign_client_csr(csr_pem, f"{holder}:{holder_id}"))
+    await conn.execute(
+        f"""INSERT INTO {table} (serial, {column}, fingerprint, subject, not_before, not_after, certificate)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        issued.serial, holder_id, issued.fingerprint, issued.subject, issued.not_before, issued.not_after,
+        issued.pem,
+    )
+    return issued

@@ -15,7 +15,7 @@ from msgspec import Meta
 
 from antaca_api.errors import NotFound
 from antaca_api.fields import Email, Name
-from antaca_api.pki import describe
+from antaca_api.pki import issue_client_certificate
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body
 
@@ -131,14 +131,8 @@ async def issue_certificate(ctx: Context, body: CertificateRequest) -> IssuedCer
     ca = ctx.services.ca
     async with ctx.transaction() as conn:
         await _partner(conn, partner_id)
-        issued = describe(ca.sign_client_csr(body.csr, f"partner:{partner_id}"))
+        issued = await issue_client_certificate(conn, ca, body.csr, "partner", partner_id)
         ctx.audit_target = f"certificate:{issued.serial}"
-        await conn.execute(
-            f"""INSERT INTO partner_certificates ({CERTIFICATE_COLUMNS})
-                VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)""",
-            issued.serial, partner_id, issued.fingerprint, issued.subject, issued.not_before, issued.not_after,
-            issued.pem,
-        )
     return IssuedCertificate(
         serial=issued.serial, partner_id=partner_id, fingerprint=issued.fingerprint, subject=issued.subject,
         not_before=issued.not_before, not_after=issued.not_after, certificate=issued.pem,

@@ -13,7 +13,7 @@ from msgspec import Meta
 from antaca_api.balances import check_currency
 from antaca_api.errors import InvalidProgram, NetworkExists, NotFound
 from antaca_api.fields import Currency, Name
-from antaca_api.pki import describe
+from antaca_api.pki import issue_client_certificate
 from antaca_api.processors import PROCESSORS
 from antaca_api.routes.partners import CertificateRequest
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
@@ -147,14 +147,8 @@ async def issue_network_certificate(ctx: Context, body: CertificateRequest) -> N
     async with ctx.transaction() as conn:
         if await conn.fetchval("SELECT 1 FROM networks WHERE id = $1", network_id) is None:
             raise NotFound("no such network")
-        issued = describe(ca.sign_client_csr(body.csr, f"network:{network_id}"))
+        issued = await issue_client_certificate(conn, ca, body.csr, "network", network_id)
         ctx.audit_target = f"certificate:{issued.serial}"
-        await conn.execute(
-            """INSERT INTO network_certificates (serial, network_id, fingerprint, subject, not_before, not_after,
-                   certificate) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            issued.serial, network_id, issued.fingerprint, issued.subject, issued.not_before, issued.not_after,
-            issued.pem,
-        )
     return NetworkCertificate(serial=issued.serial, network_id=network_id, fingerprint=issued.fingerprint,
                              subject=issued.subject, not_before=issued.not_before, not_after=issued.not_after,
                              certificate=issued.pem, ca_certificate=ca.cert_pem)
