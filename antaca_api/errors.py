@@ -237,3 +237,7 @@ class KybClosed(Conflict):
 
 class NetworkExists(Conflict):
     code, message = "NETWORK_EXISTS", "a network with this name already exists"
+
+
+class FollowUpRefused(Conflict):
+    code, message = "FOLLOW_UP_REFUSED", "the authorization's hold cannot take this reversal or clearing"

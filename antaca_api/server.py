@@ -20,6 +20,7 @@ from antaca_api.services import Services
 from antaca_api.settings import Settings
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
+from antaca_auth.engine import AuthorizationEngine
 from antaca_auth.ledger import Ledger
 from antaca_auth.migrations import migrate
 from antaca_auth.sweeper import run_sweeper
@@ -51,6 +52,8 @@ async def serve(dsn: str, settings: Settings) -> None:
     pool = await create_pool(dsn)
     services = Services(pool=pool, ledger=Ledger(pool), settings=settings, jwe_key=jwe_key, ca=ca,
                         kyc_provider=DeterministicKycProvider(), card_keys=card_keys)
+    services.engine = AuthorizationEngine(pool, services.ledger, card_keys)
+    await services.engine.start()
     resumed = await resume_pending(services)
     if resumed:
         log.info("resumed %d virtual cards left pending", resumed)
@@ -77,5 +80,6 @@ async def serve(dsn: str, settings: Settings) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         await runner.cleanup()
+        await services.engine.stop()
         await asyncio.gather(*services.tasks, return_exceptions=True)
         await pool.close()

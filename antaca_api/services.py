@@ -27,6 +27,7 @@ class Services:
     ca: Any = None  # antaca_api.pki.CertificateAuthority, when mutual TLS is configured
     kyc_provider: Any = None  # antaca_api.kyc.KycProvider
     card_keys: Any = None  # antaca_auth.cardkeys.CardKeys
+    engine: Any = None  # antaca_auth.engine.AuthorizationEngine
     clock: Callable[[], datetime] = field(default=utc_now)
     # Background work started by requests (asynchronous card generation); kept so it is not
     # garbage-collected and can be awaited on shutdown.

@@ -97,10 +97,15 @@ async def api(pool, key_material):
     from tests.api_harness import start_api
 
     jwe_key, ca = key_material
+    from antaca_auth.engine import AuthorizationEngine
+
     services = Services(pool=pool, ledger=Ledger(pool), settings=Settings(), jwe_key=jwe_key, ca=ca,
                         kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate())
+    services.engine = AuthorizationEngine(pool, services.ledger, services.card_keys)
+    await services.engine.start()
     server, runner = await start_api(services, ca)
     yield server
+    await services.engine.stop()
     await asyncio.gather(*services.tasks, return_exceptions=True)
     for session in server.sessions:
         await session.close()

@@ -24,6 +24,7 @@ from antaca_api.openapi import cached_document
 from antaca_api.routing import ROUTES, Channel, Encryption
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
+from antaca_auth.engine import AuthorizationEngine
 from antaca_auth.ledger import Ledger
 from tests.api_harness import JweClient, bearer, make_csr, pair_device, register_customer, start_api
 
@@ -57,9 +58,12 @@ class LiveServer(threading.Thread):
         pool = await create_pool(self.dsn, min_size=1, max_size=8)
         services = Services(pool=pool, ledger=Ledger(pool), settings=Settings(), jwe_key=jwe_key, ca=ca,
                             kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate())
+        services.engine = AuthorizationEngine(pool, services.ledger, services.card_keys)
+        await services.engine.start()
         self.api, runner = await start_api(services, ca)
         self.ready.set()
         await self.stop.wait()
+        await services.engine.stop()
         await asyncio.gather(*services.tasks, return_exceptions=True)
         for session in self.api.sessions:
             await session.close()

@@ -2,8 +2,8 @@
 
 import importlib
 
-MODULES = ("admin", "balances", "cards", "corporations", "customers", "devices", "docs", "partners", "programs",
-           "public")
+MODULES = ("admin", "balances", "cards", "corporations", "customers", "devices", "docs", "network", "partners",
+           "programs", "public")
 
 
 def load_all() -> None:

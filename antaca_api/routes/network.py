@@ -1,0 +1,108 @@
+"""The network channel: authorizations, reversals and clearings from the payment cloud."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from antaca_api.errors import FollowUpRefused, NotFound
+from antaca_api.routing import Channel, Context, route
+from antaca_api.schema import Body
+from antaca_auth import engine as auth_engine
+from antaca_auth.authorization import AuthorizationRequest, MessageId
+from antaca_auth.engine import AuthorizationResult, FollowUp
+
+CLEARING_TOLERANCE_PERCENT = 20  # a clearing may exceed its hold by this much (tips, fuel)
+
+
+@route("POST", "/network/authorizations", channel=Channel.NETWORK, body=AuthorizationRequest,
+       response=AuthorizationResult, tags=("network",),
+       summary="Authorize a card payment: APPROVED or DECLINED with DE39 and the failure action code")
+async def authorize(ctx: Context, body: AuthorizationRequest) -> AuthorizationResult:
+    return await ctx.services.engine.authorize(ctx.network_id, body)
+
+
+class Reversal(Body):
+    message_id: MessageId
+    original_message_id: MessageId
+    amount: Annotated[int, Meta(gt=0, le=2**63 - 1)] | None = None  # omitted: the whole hold
+
+
+class Clearing(Body):
+    message_id: MessageId
+    original_message_id: MessageId
+    amount: Annotated[int, Meta(gt=0, le=2**63 - 1)]
+
+
+async def _follow_up(call) -> FollowUp:
+    try:
+        return await call
+    except auth_engine.AuthorizationNotFound:
+        raise NotFound("no approved authorization with an open hold has that message id") from None
+    except auth_engine.FollowUpRefused as exc:
+        raise FollowUpRefused(str(exc)) from None
+
+
+@route("POST", "/network/reversals", channel=Channel.NETWORK, body=Reversal, response=FollowUp, tags=("network",),
+       summary="Reverse an authorization, fully or partly: releases the hold")
+async def reversal(ctx: Context, body: Reversal) -> FollowUp:
+    s = ctx.services
+    return await _follow_up(auth_engine.reverse(s.pool, s.ledger, ctx.network_id, body.message_id,
+                                                body.original_message_id, body.amount, s.engine.hold_seconds))
+
+
+@route("POST", "/network/clearings", channel=Channel.NETWORK, body=Clearing, response=FollowUp, tags=("network",),
+       summary="Clear (capture) an authorization: posts the hold, partly or up to the tolerance above it")
+async def clearing(ctx: Context, body: Clearing) -> FollowUp:
+    s = ctx.services
+    return await _follow_up(auth_engine.clear(s.pool, s.ledger, ctx.network_id, body.message_id,
+                                              body.original_message_id, body.amount, CLEARING_TOLERANCE_PERCENT))
+
+
+class CardTransaction(Body):
+    authorization_id: uuid.UUID
+    balance_id: uuid.UUID | None
+    type: str
+    amount: int
+    currency: str
+    decision: str
+    response_code: str
+    reason: str
+    approved_amount: int
+    merchant_name: str | None
+    created_at: datetime
+    events: list[dict]
+
+
+class CardTransactions(Body):
+    items: list[CardTransaction]
+
+
+@route("GET", "/secure/customers/{customerId}/transactions", channel=Channel.PARTNER, response=CardTransactions,
+       tags=("network",), summary="A customer's card authorizations with their reversals and clearings")
+async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
+    customer_id = ctx.path_id("customerId")
+    async with ctx.pool.acquire() as conn:
+        if await conn.fetchval("SELECT 1 FROM customers WHERE id = $1 AND partner_id = $2", customer_id,
+                               ctx.partner_id) is None:
+            raise NotFound("no such customer")
+        rows = await conn.fetch(
+            """SELECT a.id, a.balance_id, a.type, a.amount, a.currency, a.decision, a.response_code, a.reason,
+                      a.approved_amount, a.merchant_name, a.created_at,
+                      coalesce((SELECT json_agg(json_build_object('kind', e.kind, 'amount', e.amount,
+                                                                  'createdAt', e.created_at) ORDER BY e.seq)
+                                FROM authorization_events e WHERE e.authorization_id = a.id), '[]') AS events
+               FROM authorizations a JOIN balances b ON b.id = a.balance_id
+               WHERE b.customer_id = $1 ORDER BY a.seq""",
+            customer_id,
+        )
+    return CardTransactions(items=[
+        CardTransaction(authorization_id=r["id"], balance_id=r["balance_id"], type=r["type"], amount=r["amount"],
+                        currency=r["currency"], decision=r["decision"], response_code=r["response_code"],
+                        reason=r["reason"], approved_amount=r["approved_amount"], merchant_name=r["merchant_name"],
+                        created_at=r["created_at"], events=msgspec.json.decode(r["events"]))
+        for r in rows])

@@ -1,0 +1,462 @@
+"""The authorization engine: micro-batches of authorizations decided and written together.
+
+Requests queue; a writer takes up to `max_batch` of them (waiting at most `max_wait` seconds for
+more), reads their cards once, decides them in memory, writes every ledger transfer of the batch
+through one `Ledger.write_batch` (each account, the hot partner deposit included, locked and
+updated once per batch) and the authorization rows, commits, and only then answers each caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from antaca_auth import authorization as rules
+from antaca_auth.accounts import AccountKind, Balance, NewAccount
+from antaca_auth.authorization import AuthorizationRequest, CardFacts, Decline, TxType
+from antaca_auth.cardkeys import CardKeys
+from antaca_auth.cardstate import CardState
+from antaca_auth.ledger import SELECT_TRANSFERS, Ledger, transfer_from_row, utc_now
+from antaca_auth.transfers import ResultCode, Transfer, TransferKind
+
+log = logging.getLogger(__name__)
+
+SETTLEMENT_NAMESPACE = uuid.UUID("3b8f2f64-6a0e-4f5e-9c59-5b7d2f9d8a10")
+
+
+class TransferCodes:
+    DEPOSIT_HOLD = 10  # a card payment charged to the partner's deposit
+    USER_HOLD = 11  # the user's funds held for a card payment
+    REFUND = 12
+
+
+def settlement_account(currency: str) -> uuid.UUID:
+    """The network settlement account of a currency (one per currency, created on first use)."""
+    return uuid.uuid5(SETTLEMENT_NAMESPACE, currency)
+
+
+class AuthorizationResult(msgspec.Struct, frozen=True, rename="camel"):
+    authorization_id: uuid.UUID
+    decision: str  # APPROVED or DECLINED
+    response_code: str
+    reason: str
+    approved_amount: int
+    action_code: str | None = None
+    available_after: int | None = None
+
+
+CARDS = """
+    SELECT c.pan_fingerprint, c.id, c.state, c.lock_reason, c.expiry, c.cvc_counter, c.pin_salt,
+           c.pin_verification, c.pin_failures, p.currency AS program_currency, p.funding_model,
+           b.id AS balance_id, b.state AS balance_state, b.account_id AS user_account,
+           pa.account_id AS deposit_account
+    FROM cards c
+    JOIN card_programs p ON p.id = c.program_id
+    JOIN balances b ON b.id = c.balance_id
+    LEFT JOIN partner_accounts pa
+           ON pa.partner_id = c.partner_id AND pa.currency = p.currency AND pa.kind = 'partner_deposit'
+    WHERE c.pan_fingerprint = ANY($1::text[])
+    ORDER BY c.id
+    FOR UPDATE OF c"""
+
+EXISTING = """
+    SELECT a.message_id, a.id, a.decision, a.response_code, a.reason, a.approved_amount, a.action_code,
+           a.available_after
+    FROM authorizations a
+    WHERE a.network_id = $1 AND a.message_id = ANY($2::text[])"""
+
+INSERT = """
+    INSERT INTO authorizations (id, network_id, message_id, card_id, balance_id, type, amount, currency, mcc,
+        merchant_id, merchant_name, merchant_country, terminal_id, decision, response_code, action_code, reason,
+        approved_amount, available_after, deposit_hold_id, user_hold_id, created_at)
+    SELECT *, $21::timestamptz FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::text[],
+        $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+        $15::text[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::uuid[], $22::uuid[])"""
+
+
+@dataclass
+class _Pending:
+    network_id: uuid.UUID
+    request: AuthorizationRequest
+    future: asyncio.Future
+
+
+@dataclass
+class _Row:
+    """An authorization being decided: its answer and what to write for it."""
+
+    item: _Pending
+    id: uuid.UUID
+    card: CardFacts | None
+    decline: Decline | None = None
+    deposit_hold: Transfer | None = None
+    user_hold: Transfer | None = None
+    available_after: int | None = None
+    replay_of: AuthorizationResult | None = None
+
+
+def _available(b: Balance) -> int:
+    return b.credits_posted - b.debits_posted - b.debits_pending
+
+
+class AuthorizationEngine:
+    """Decides authorizations in micro-batches; `authorize` answers only after its batch committed."""
+
+    def __init__(self, pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys, *, max_batch: int = 256,
+                 max_wait: float = 0.001, writers: int = 2, hold_seconds: int = 7 * 86400,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.pool, self.ledger, self.keys = pool, ledger, keys
+        self.max_batch, self.max_wait, self.hold_seconds, self.clock = max_batch, max_wait, hold_seconds, clock
+        self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self.writers = writers
+        self._tasks: list[asyncio.Task] = []
+        self._settlements: set[str] = set()
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.writers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def authorize(self, network_id: uuid.UUID, request: AuthorizationRequest) -> AuthorizationResult:
+        future = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait(_Pending(network_id, request, future))
+        return await future
+
+    async def _writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                except TimeoutError:
+                    break
+            try:
+                results = await self._decide_and_write(batch)
+            except Exception as exc:  # the whole batch rolled back: nobody was approved
+                log.exception("authorization batch of %d failed", len(batch))
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            for item, result in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(result)
+
+    async def _decide_and_write(self, batch: list[_Pending]) -> list[AuthorizationResult]:
+        await self._ensure_settlement({item.request.currency for item in batch})
+        for attempt in range(20):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    return await self._batch(conn, batch)
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncpg.UniqueViolationError):
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.001 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _ensure_settlement(self, currencies: set[str]) -> None:
+        """Create the settlement accounts of new currencies, committed on their own (idempotent)."""
+        known = await self.ledger.currencies()
+        missing = {c for c in currencies if c in known} - self._settlements
+        if missing:
+            await self.ledger.create_accounts([
+                NewAccount(id=settlement_account(c), currency=c, kind=AccountKind.NETWORK_SETTLEMENT,
+                           owner_ref=f"settlement:{c}") for c in sorted(missing)])
+            self._settlements |= missing
+
+    async def _batch(self, conn: asyncpg.Connection, batch: list[_Pending]) -> list[AuthorizationResult]:
+        now = self.clock()
+        today = now.date()
+        by_network: dict[uuid.UUID, list[str]] = {}
+        for item in batch:
+            by_network.setdefault(item.network_id, []).append(item.request.message_id)
+        existing: dict[tuple[uuid.UUID, str], AuthorizationResult] = {}
+        for network_id, message_ids in by_network.items():
+            for r in await conn.fetch(EXISTING, network_id, message_ids):
+                existing[(network_id, r["message_id"])] = AuthorizationResult(
+                    r["id"], r["decision"], r["response_code"], r["reason"], r["approved_amount"], r["action_code"],
+                    r["available_after"])
+        fingerprints = {item.request.pan: self.keys.fingerprint(item.request.pan) for item in batch}
+        cards = {r["pan_fingerprint"]: r for r in await conn.fetch(CARDS, list(set(fingerprints.values())))}
+
+        rows: list[_Row] = []
+        first: dict[tuple[uuid.UUID, str], _Row] = {}
+        pin_updates: dict[uuid.UUID, tuple[int, bool]] = {}
+        transfers: list[Transfer] = []
+        for item in batch:
+            key = (item.network_id, item.request.message_id)
+            if key in existing:
+                rows.append(_Row(item, existing[key].authorization_id, None, replay_of=existing[key]))
+                continue
+            if key in first:  # the same message twice in one batch: one decision
+                rows.append(_Row(item, first[key].id, None, replay_of=None))
+                rows[-1].decline = first[key].decline
+                continue
+            record = cards.get(fingerprints[item.request.pan])
+            card = None if record is None else CardFacts(
+                card_id=record["id"], state=CardState(record["state"]), lock_reason=record["lock_reason"],
+                expiry=record["expiry"], cvc_counter=record["cvc_counter"], pin_salt=record["pin_salt"],
+                pin_verification=record["pin_verification"],
+                pin_failures=pin_updates.get(record["id"], (record["pin_failures"], False))[0],
+                program_currency=record["program_currency"], funding_model=record["funding_model"],
+                balance_id=record["balance_id"], balance_state=record["balance_state"],
+                user_account=record["user_account"], deposit_account=record["deposit_account"])
+            row = _Row(item, uuid.uuid4(), card)
+            rows.append(row)
+            first[key] = row
+            if card is not None and pin_updates.get(card.card_id, (0, False))[1]:
+                row.decline = rules.locked(6)  # locked by a third wrong PIN earlier in this batch
+                continue
+            check = rules.check_card(item.request, card, self.keys, today)
+            if card is not None and check.pin_failures != card.pin_failures:
+                pin_updates[card.card_id] = (check.pin_failures, check.lock_now)
+            if check.lock_now:
+                row.decline = check.decline
+                continue
+            if check.decline is not None:
+                row.decline = check.decline
+                continue
+            transfers.extend(self._holds(row))
+
+        outcome = await self.ledger.write_batch(conn, transfers) if transfers else None
+        results = {r.id: r for r in outcome.results} if outcome else {}
+        for row in rows:
+            if row.replay_of is not None or row.decline is not None or row.user_hold is None:
+                continue
+            user = results[row.user_hold.id]
+            deposit = results[row.deposit_hold.id] if row.deposit_hold is not None else None
+            if deposit is not None and deposit.code is not ResultCode.OK:
+                row.decline = rules.INSUFFICIENT_DEPOSIT if deposit.code is ResultCode.EXCEEDS_CREDITS else (
+                    rules.INSUFFICIENT_FUNDS if user.code is ResultCode.EXCEEDS_CREDITS else rules.INVALID_AMOUNT)
+            elif user.code is not ResultCode.OK:
+                row.decline = rules.INSUFFICIENT_FUNDS if user.code in (
+                    ResultCode.EXCEEDS_CREDITS, ResultCode.LINKED_EVENT_FAILED) else rules.INVALID_AMOUNT
+            if row.item.request.type is TxType.REFUND:
+                row.available_after = _available(user.credit_balance) if user.code is ResultCode.OK else None
+            else:
+                row.available_after = _available(user.debit_balance) if user.code is ResultCode.OK else None
+            if row.decline is not None:
+                row.deposit_hold = row.user_hold = None
+
+        await self._update_cards(conn, pin_updates)
+        await self._insert(conn, [r for r in rows if r.replay_of is None and first.get(
+            (r.item.network_id, r.item.request.message_id)) is r], now)
+        return [self._answer(r, first) for r in rows]
+
+    def _holds(self, row: _Row) -> list[Transfer]:
+        """The ledger transfers of an approvable authorization (a linked pair in the DEPOSIT model)."""
+        request, card = row.item.request, row.card
+        settlement = settlement_account(request.currency)
+        if request.type is TxType.REFUND:
+            row.user_hold = Transfer(id=uuid.uuid4(), code=TransferCodes.REFUND, debit_account_id=settlement,
+                                     credit_account_id=card.user_account, amount=request.amount,
+                                     currency=request.currency, reference=request.message_id[:256])
+            return [row.user_hold]
+        if card.funding_model == "DEPOSIT":
+            if card.deposit_account is None:
+                row.decline = rules.INSUFFICIENT_DEPOSIT
+                return []
+            row.deposit_hold = Transfer(
+                id=uuid.uuid4(), kind=TransferKind.PENDING, code=TransferCodes.DEPOSIT_HOLD,
+                debit_account_id=card.deposit_account, credit_account_id=settlement, amount=request.amount,
+                currency=request.currency, timeout=self.hold_seconds, reference=request.message_id[:256],
+                linked=True)
+            row.user_hold = Transfer(
+                id=uuid.uuid4(), kind=TransferKind.PENDING, code=TransferCodes.USER_HOLD,
+                debit_account_id=card.user_account, credit_account_id=card.deposit_account, amount=request.amount,
+                currency=request.currency, timeout=self.hold_seconds, reference=request.message_id[:256])
+            return [row.deposit_hold, row.user_hold]
+        row.user_hold = Transfer(
+            id=uuid.uuid4(), kind=TransferKind.PENDING, code=TransferCodes.USER_HOLD,
+            debit_account_id=card.user_account, credit_account_id=settlement, amount=request.amount,
+            currency=request.currency, timeout=self.hold_seconds, reference=request.message_id[:256])
+        return [row.user_hold]
+
+    async def _update_cards(self, conn: asyncpg.Connection, updates: dict[uuid.UUID, tuple[int, bool]]) -> None:
+        for card_id, (failures, lock_now) in updates.items():
+            if lock_now:
+                await conn.execute(
+                    """UPDATE cards SET pin_failures = $2, state = 'LOCKED', lock_reason = 6,
+                           state_before_lock = state, updated_at = now() WHERE id = $1 AND state = 'ACTIVE'""",
+                    card_id, failures)
+                await conn.execute(
+                    """INSERT INTO card_events (card_id, event, actor, from_state, to_state, reason)
+                       VALUES ($1, 'LOCKED', 'system', 'ACTIVE', 'LOCKED', 6)""", card_id)
+            else:
+                await conn.execute("UPDATE cards SET pin_failures = $2 WHERE id = $1", card_id, failures)
+
+    async def _insert(self, conn: asyncpg.Connection, rows: list[_Row], now: datetime) -> None:
+        if not rows:
+            return
+        r = [row.item.request for row in rows]
+        approved = [row.decline is None for row in rows]
+        decline = [row.decline for row in rows]
+        await conn.execute(
+            INSERT,
+            [row.id for row in rows], [row.item.network_id for row in rows], [q.message_id for q in r],
+            [row.card.card_id if row.card else None for row in rows],
+            [row.card.balance_id if row.card else None for row in rows], [str(q.type) for q in r],
+            [q.amount for q in r], [q.currency for q in r], [q.mcc for q in r], [q.merchant_id for q in r],
+            [q.merchant_name for q in r], [q.merchant_country for q in r], [q.terminal_id for q in r],
+            ["APPROVED" if ok else "DECLINED" for ok in approved],
+            ["00" if ok else d.response_code for ok, d in zip(approved, decline, strict=True)],
+            [None if ok else d.action_code for ok, d in zip(approved, decline, strict=True)],
+            ["APPROVED" if ok else d.reason for ok, d in zip(approved, decline, strict=True)],
+            [q.amount if ok else 0 for q, ok in zip(r, approved, strict=True)],
+            [row.available_after for row in rows],
+            [row.deposit_hold.id if row.deposit_hold else None for row in rows], now,
+            [row.user_hold.id if row.user_hold else None for row in rows],
+        )
+
+    @staticmethod
+    def _answer(row: _Row, first: dict) -> AuthorizationResult:
+        if row.replay_of is not None:
+            return row.replay_of
+        origin = first[(row.item.network_id, row.item.request.message_id)]
+        d = origin.decline
+        if d is None:
+            return AuthorizationResult(origin.id, "APPROVED", "00", "APPROVED", origin.item.request.amount, None,
+                                       origin.available_after)
+        return AuthorizationResult(origin.id, "DECLINED", d.response_code, d.reason, 0, d.action_code,
+                                   origin.available_after)
+
+
+class AuthorizationNotFound(Exception):
+    """No approved authorization with that message id for this network."""
+
+
+class FollowUpRefused(Exception):
+    """A reversal or clearing that the authorization's holds cannot take (the reason says why)."""
+
+
+class FollowUp(msgspec.Struct, frozen=True, rename="camel"):
+    event_id: uuid.UUID
+    authorization_id: uuid.UUID | None
+    kind: str
+    amount: int
+    replayed: bool
+
+
+AUTH_FOR_FOLLOW_UP = """
+    SELECT a.id, a.amount, a.currency, a.deposit_hold_id, a.user_hold_id, a.card_id
+    FROM authorizations a
+    WHERE a.network_id = $1 AND a.message_id = $2 AND a.decision = 'APPROVED' AND a.user_hold_id IS NOT NULL
+    FOR UPDATE"""
+
+
+async def _recorded(conn: asyncpg.Connection, network_id: uuid.UUID, message_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, authorization_id, kind, amount FROM authorization_events WHERE network_id = $1 AND message_id = $2",
+        network_id, message_id)
+
+
+async def _record(conn, network_id, message_id, authorization_id, kind, amount, currency) -> uuid.UUID:
+    event_id = uuid.uuid4()
+    await conn.execute(
+        """INSERT INTO authorization_events (id, network_id, message_id, authorization_id, kind, amount, currency)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        event_id, network_id, message_id, authorization_id, kind, amount, currency)
+    return event_id
+
+
+async def reverse(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, message_id: str,
+                  original_message_id: str, amount: int | None, hold_seconds: int) -> FollowUp:
+    """Release an authorization's hold, in full or in part (the rest stays held)."""
+    async with pool.acquire() as conn, conn.transaction():
+        done = await _recorded(conn, network_id, message_id)
+        if done is not None:
+            return FollowUp(done["id"], done["authorization_id"], done["kind"], done["amount"], True)
+        auth = await conn.fetchrow(AUTH_FOR_FOLLOW_UP, network_id, original_message_id)
+        if auth is None:
+            raise AuthorizationNotFound()
+        holds = {t.id: t for t in await ledger_lookup(conn, ledger, [auth["user_hold_id"], auth["deposit_hold_id"]])}
+        user_hold = holds[auth["user_hold_id"]]
+        held = user_hold.amount
+        amount = held if amount is None else amount
+        if not 0 < amount <= held:
+            raise FollowUpRefused("the reversal is larger than what is held")
+        batch, new_ids = [], {}
+        for hold_id in (auth["deposit_hold_id"], auth["user_hold_id"]):
+            if hold_id is None:
+                continue
+            batch.append(Transfer(id=uuid.uuid4(), kind=TransferKind.VOID_PENDING, pending_id=hold_id,
+                                  code=holds[hold_id].code, linked=True))
+            if amount < held:  # hold the rest again
+                new_ids[hold_id] = uuid.uuid4()
+                h = holds[hold_id]
+                batch.append(Transfer(id=new_ids[hold_id], kind=TransferKind.PENDING, code=h.code,
+                                      debit_account_id=h.debit_account_id, credit_account_id=h.credit_account_id,
+                                      amount=held - amount, currency=h.currency, timeout=hold_seconds,
+                                      reference=h.reference, linked=True))
+        batch[-1] = msgspec.structs.replace(batch[-1], linked=False)
+        outcome = await ledger.write_batch(conn, batch)
+        failed = [r.code for r in outcome.results if r.code is not ResultCode.OK]
+        if failed:
+            raise FollowUpRefused(f"the hold cannot be released: {failed[0]}")
+        await conn.execute(
+            "UPDATE authorizations SET user_hold_id = $2, deposit_hold_id = $3 WHERE id = $1",
+            auth["id"], new_ids.get(auth["user_hold_id"]),
+            new_ids.get(auth["deposit_hold_id"]) if auth["deposit_hold_id"] else None)
+        event_id = await _record(conn, network_id, message_id, auth["id"], "REVERSAL", amount, auth["currency"])
+    return FollowUp(event_id, auth["id"], "REVERSAL", amount, False)
+
+
+async def ledger_lookup(conn: asyncpg.Connection, ledger: Ledger, ids: list) -> list:
+    return [transfer_from_row(r) for r in await SELECT_TRANSFERS.fetch(conn, ids=[i for i in ids if i])]
+
+
+async def clear(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, message_id: str,
+                original_message_id: str, amount: int, tolerance_percent: int) -> FollowUp:
+    """Capture an authorization's hold: in part (the rest is released) or above it within the tolerance."""
+    async with pool.acquire() as conn, conn.transaction():
+        done = await _recorded(conn, network_id, message_id)
+        if done is not None:
+            return FollowUp(done["id"], done["authorization_id"], done["kind"], done["amount"], True)
+        auth = await conn.fetchrow(AUTH_FOR_FOLLOW_UP, network_id, original_message_id)
+        if auth is None:
+            raise AuthorizationNotFound()
+        holds = {t.id: t for t in await ledger_lookup(conn, ledger, [auth["user_hold_id"], auth["deposit_hold_id"]])}
+        held = holds[auth["user_hold_id"]].amount
+        limit = held + held * tolerance_percent // 100
+        if not 0 < amount <= limit:
+            raise FollowUpRefused(f"the clearing exceeds the hold plus the {tolerance_percent}% tolerance")
+        batch = []
+        for hold_id in (auth["deposit_hold_id"], auth["user_hold_id"]):
+            if hold_id is None:
+                continue
+            h = holds[hold_id]
+            batch.append(Transfer(id=uuid.uuid4(), kind=TransferKind.POST_PENDING, pending_id=hold_id, code=h.code,
+                                  amount=min(amount, held), linked=True))
+            if amount > held:  # the part above the hold moves at once, on the same accounts
+                batch.append(Transfer(id=uuid.uuid4(), code=h.code, debit_account_id=h.debit_account_id,
+                                      credit_account_id=h.credit_account_id, amount=amount - held,
+                                      currency=h.currency, reference=h.reference, linked=True))
+        batch[-1] = msgspec.structs.replace(batch[-1], linked=False)
+        outcome = await ledger.write_batch(conn, batch)
+        failed = [r.code for r in outcome.results if r.code is not ResultCode.OK]
+        if failed:
+            raise FollowUpRefused(f"the clearing cannot be booked: {failed[0]}")
+        await conn.execute("UPDATE authorizations SET user_hold_id = NULL, deposit_hold_id = NULL WHERE id = $1",
+                           auth["id"])
+        event_id = await _record(conn, network_id, message_id, auth["id"], "CLEARING", amount, auth["currency"])
+    return FollowUp(event_id, auth["id"], "CLEARING", amount, False)

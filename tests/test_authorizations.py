@@ -1,0 +1,241 @@
+"""The authorization engine over the network channel: approvals, every decline, follow-ups, the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from antaca_api.balances import partner_account
+from antaca_auth.accounts import AccountKind, NewAccount
+from antaca_auth.transfers import Transfer
+from antaca_auth.verify import verify_ledger
+from tests.api_harness import bearer, make_csr
+from tests.test_cards import World
+
+
+@pytest.fixture(scope="module")
+def jwe_key():
+    from joserfc.jwk import RSAKey
+
+    return RSAKey.generate_key(2048)
+
+
+class Payments:
+    """A World with a funded balance, a virtual card, a funded partner deposit and a network client."""
+
+    async def setup(self, api, jwe_key, *, user_funds=10_000, deposit=50_000, funding_model="DEPOSIT"):
+        self.api = api
+        self.w = w = await World().setup(api, jwe_key)
+        if funding_model != "DEPOSIT":
+            async with api.services.pool.acquire() as conn:
+                await conn.execute("UPDATE card_programs SET funding_model = $2 WHERE id = $1",
+                                   uuid.UUID(w.program["programId"]), funding_model)
+        async with w.partner.post(f"{api.https}/secure/customers/{w.cid}/balances/{w.balance}/reload",
+                                  json={"amount": user_funds, "reference": "initial"}) as r:
+            assert r.status == 200
+        self.deposit = await self.fund_deposit(deposit)
+        self.card = await w.virtual()
+        async with api.client().post(f"{api.http}/admin/networks", json={"name": f"net-{uuid.uuid4().hex[:6]}"},
+                                     headers=bearer(w.admin)) as r:
+            network = await r.json()
+        csr, key = make_csr()
+        async with api.client().post(f"{api.http}/admin/networks/{network['networkId']}/certificates",
+                                     json={"csr": csr}, headers=bearer(w.admin)) as r:
+            cert = (await r.json())["certificate"]
+        self.network = api.client(cert=(cert, key))
+        return self
+
+    async def fund_deposit(self, amount: int) -> uuid.UUID:
+        """The partner's deposit account, loaded from an external account (the partners issue adds the API)."""
+        ledger = self.api.services.ledger
+        async with self.api.services.pool.acquire() as conn, conn.transaction():
+            deposit = await partner_account(conn, ledger, uuid.UUID(self.w.partner_id), "EUR",
+                                            AccountKind.PARTNER_DEPOSIT)
+        if amount:
+            bank = uuid.uuid4()
+            await ledger.create_accounts([NewAccount(id=bank, currency="EUR", kind=AccountKind.EXTERNAL_FUNDING)])
+            (r,) = await ledger.create_transfers([Transfer(id=uuid.uuid4(), code=2, debit_account_id=bank,
+                                                           credit_account_id=deposit, amount=amount, currency="EUR")])
+            assert r.ok
+        return deposit
+
+    def request(self, **changes) -> dict:
+        expiry = self.card["expiry"][3:] + self.card["expiry"][:2]
+        body = {"messageId": uuid.uuid4().hex, "pan": self.card["pan"], "expiry": expiry, "amount": 1000,
+                "currency": "EUR", "type": "ECOM", "cvc2": self.card["cvc2"], "mcc": "5411",
+                "merchantName": "Shop", "merchantCountry": "PL"}
+        body.update(changes)
+        return body
+
+    async def send(self, path: str, body: dict):
+        async with self.network.post(f"{self.api.https}{path}", json=body) as r:
+            return r.status, await r.json()
+
+    async def authorize(self, **changes):
+        status, answer = await self.send("/network/authorizations", self.request(**changes))
+        assert status == 200, answer
+        return answer
+
+    async def counters(self, account_id):
+        (account,) = await self.api.services.ledger.lookup_accounts([account_id])
+        return account
+
+    async def user_account(self):
+        return await self.counters(uuid.UUID(self.w.balance))
+
+    async def assert_clean(self):
+        async with self.api.services.pool.acquire() as conn:
+            assert await verify_ledger(conn) == []
+
+
+async def test_approval_holds_user_funds_and_the_deposit_once(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    body = p.request(amount=2500)
+    status, answer = await p.send("/network/authorizations", body)
+    assert (answer["decision"], answer["responseCode"], answer["approvedAmount"], answer["availableAfter"]) == (
+        "APPROVED", "00", 2500, 7500)
+    status, again = await p.send("/network/authorizations", body)
+    assert again == answer  # the same message id: the original answer, nothing held twice
+    user = await p.user_account()
+    assert (user.posted, user.available) == (10_000, 7_500)
+    deposit = await p.counters(p.deposit)
+    assert deposit.balance.debits_pending == 2500 and deposit.available == 47_500
+    await p.assert_clean()
+
+
+async def test_declines_with_their_codes(api, jwe_key):
+    p = await Payments().setup(api, jwe_key, user_funds=3000, deposit=10_000)
+    cases = [
+        ({"pan": "5355220000000000"}, "14", None, "UNKNOWN_CARD"),
+        ({"expiry": "9901"}, "54", None, "WRONG_EXPIRY"),
+        ({"cvc2": "000" if p.card["cvc2"] != "000" else "001"}, "N7", None, "WRONG_CVC2"),
+        ({"amount": 3001}, "51", None, "INSUFFICIENT_FUNDS"),
+        ({"currency": "USD"}, "57", None, "CURRENCY_NOT_SUPPORTED"),
+        ({"type": "ATM"}, "55", None, "PIN_REQUIRED"),
+    ]
+    for changes, code, action, reason in cases:
+        answer = await p.authorize(**changes)
+        assert (answer["decision"], answer["responseCode"], answer["actionCode"], answer["reason"]) == (
+            "DECLINED", code, action, reason), changes
+    user, deposit = await p.user_account(), await p.counters(p.deposit)
+    assert user.balance.debits_pending == 0 and deposit.balance.debits_pending == 0  # a decline holds nothing
+    await p.assert_clean()
+
+
+async def test_insufficient_partner_deposit_then_top_up(api, jwe_key):
+    p = await Payments().setup(api, jwe_key, deposit=500)
+    answer = await p.authorize(amount=800)
+    assert (answer["responseCode"], answer["reason"]) == ("51", "INSUFFICIENT_PARTNER_DEPOSIT")
+    assert (await p.user_account()).balance.debits_pending == 0  # the user's hold was undone with it
+    await p.fund_deposit(1000)
+    assert (await p.authorize(amount=800))["decision"] == "APPROVED"
+    await p.assert_clean()
+
+
+@pytest.mark.parametrize(("reason", "code", "action"), [(1, "41", "2008"), (2, "43", "2009"), (3, "62", "1000"),
+                                                       (4, "62", "1016"), (7, "62", "1002"), (8, "62", "1011")])
+async def test_locked_cards_answer_their_action_code(api, jwe_key, reason, code, action):
+    p = await Payments().setup(api, jwe_key)
+    status, _ = await p.w.app_plain("POST", f"/customers/me/cards/{p.card['cardId']}/lock", {"reason": reason})
+    assert status == 200
+    answer = await p.authorize()
+    assert (answer["decision"], answer["responseCode"], answer["actionCode"]) == ("DECLINED", code, action)
+
+
+async def test_three_wrong_pins_lock_the_card(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    status, _ = await p.w.app_jwe("POST", f"/customers/me/cards/{p.card['cardId']}/pin", {"pin": "4821"})
+    assert status == 204
+    assert (await p.authorize(type="POS", pin="4821"))["decision"] == "APPROVED"
+    for expected in ("WRONG_PIN", "WRONG_PIN"):
+        assert (await p.authorize(type="POS", pin="1357"))["reason"] == expected
+    third = await p.authorize(type="POS", pin="1357")
+    assert (third["responseCode"], third["actionCode"]) == ("75", "1006")
+    after = await p.authorize(type="POS", pin="4821")  # even the right PIN now
+    assert (after["decision"], after["actionCode"]) == ("DECLINED", "1006")
+    status, card = await p.w.app_plain("GET", f"/customers/me/cards/{p.card['cardId']}/status")
+    assert (card["status"], card["lockReason"]) == ("LOCKED", 6)
+
+
+async def test_removed_card_and_blocked_balance(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    async with p.w.partner.post(f"{api.https}/secure/customers/{p.w.cid}/balances/{p.w.balance}/block") as r:
+        assert r.status == 200
+    assert (await p.authorize())["reason"] == "BALANCE_BLOCKED"
+    await p.w.app_plain("DELETE", f"/customers/me/cards/{p.card['cardId']}")
+    assert (await p.authorize())["reason"] == "CARD_REMOVED"
+
+
+async def test_reversals_and_clearings(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    first = p.request(amount=4000)
+    assert (await p.send("/network/authorizations", first))[1]["decision"] == "APPROVED"
+    status, partial = await p.send("/network/reversals", {"messageId": "rev-1", "originalMessageId": first["messageId"],
+                                                          "amount": 1000})
+    assert status == 200 and partial["amount"] == 1000
+    assert (await p.user_account()).balance.debits_pending == 3000
+    status, again = await p.send("/network/reversals", {"messageId": "rev-1", "originalMessageId": first["messageId"],
+                                                        "amount": 1000})
+    assert again["replayed"] is True and (await p.user_account()).balance.debits_pending == 3000
+    status, cleared = await p.send("/network/clearings", {"messageId": "clr-1", "originalMessageId": first["messageId"],
+                                                          "amount": 2500})
+    assert status == 200
+    user = await p.user_account()
+    assert (user.balance.debits_pending, user.posted) == (0, 7500)  # the rest of the hold was released
+
+    second = p.request(amount=1000)
+    await p.send("/network/authorizations", second)
+    status, body = await p.send("/network/clearings", {"messageId": "clr-2", "originalMessageId": second["messageId"],
+                                                       "amount": 1300})
+    assert (status, body["code"]) == (409, "FOLLOW_UP_REFUSED")  # beyond the 20% tolerance
+    status, body = await p.send("/network/clearings", {"messageId": "clr-3", "originalMessageId": second["messageId"],
+                                                       "amount": 1150})
+    assert status == 200
+    assert (await p.user_account()).posted == 7500 - 1150
+    deposit = await p.counters(p.deposit)
+    assert deposit.balance.debits_pending == 0 and deposit.posted == 50_000 - 2500 - 1150 + 2500 + 1150
+    status, body = await p.send("/network/reversals", {"messageId": "rev-9", "originalMessageId": "nope"})
+    assert status == 404
+
+    refund = await p.authorize(type="REFUND", amount=300)
+    assert refund["decision"] == "APPROVED" and (await p.user_account()).posted == 7500 - 1150 + 300
+    async with p.w.partner.get(f"{api.https}/secure/customers/{p.w.cid}/transactions") as r:
+        history = (await r.json())["items"]
+    assert [h["type"] for h in history] == ["ECOM", "ECOM", "REFUND"]
+    assert [e["kind"] for e in history[0]["events"]] == ["REVERSAL", "CLEARING"]
+    await p.assert_clean()
+
+
+async def test_malformed_requests_leave_no_trace(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    for changes in ({"amount": -5}, {"amount": 0}, {"amount": 2**63}, {"pan": "12ab"}, {"currency": "euro"},
+                    {"expiry": "2913"}, {"type": "WIRE"}, {"messageId": ""}):
+        status, body = await p.send("/network/authorizations", p.request(**changes))
+        assert status == 400 and body["code"] == "VALIDATION_ERROR", changes
+    body = p.request()
+    del body["amount"]
+    assert (await p.send("/network/authorizations", body))[0] == 400
+    async with api.services.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM authorizations") == 0
+    assert (await p.user_account()).balance.debits_pending == 0
+
+
+async def test_concurrent_authorizations_never_overdraw(api, jwe_key):
+    p = await Payments().setup(api, jwe_key, user_funds=100_000, deposit=20_000)
+    answers = await asyncio.gather(*(p.authorize(amount=900) for _ in range(40)))
+    approved = [a for a in answers if a["decision"] == "APPROVED"]
+    assert len(approved) == 20_000 // 900
+    assert {a["reason"] for a in answers if a["decision"] == "DECLINED"} == {"INSUFFICIENT_PARTNER_DEPOSIT"}
+    deposit = await p.counters(p.deposit)
+    assert deposit.balance.debits_pending == 900 * len(approved) and deposit.available >= 0
+    await p.assert_clean()
+
+
+async def test_credit_model_holds_only_user_funds(api, jwe_key):
+    p = await Payments().setup(api, jwe_key, deposit=0, funding_model="CREDIT")
+    answer = await p.authorize(amount=700)
+    assert answer["decision"] == "APPROVED" and answer["availableAfter"] == 9300
+    assert (await p.counters(p.deposit)).balance.debits_pending == 0
+    await p.assert_clean()
