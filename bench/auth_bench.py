@@ -1,0 +1,172 @@
+"""Authorization throughput: a naive baseline against the micro-batching engine.
+
+    python -m bench.auth_bench [--seconds N]
+
+Scenarios (each gets an equal share of N seconds):
+- naive_hot: one database transaction per authorization (the deposit and user holds as one
+  linked ledger call), so every authorization takes the partner deposit's row lock in turn;
+- engine_hot: in-process engine calls, one DEPOSIT-model program whose deposit account takes
+  every authorization, spread over 10,000 cards;
+- engine_spread: the same over 100 programs (100 partners, 100 deposit accounts).
+Durable PostgreSQL (synchronous_commit=on). The last line is one JSON object.
+HTTP scenarios (http_hot, http_spread) are not measured yet; see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+import uuid
+
+import uvloop
+
+from antaca_auth.accounts import AccountKind, NewAccount
+from antaca_auth.authorization import AuthorizationRequest, TxType
+from antaca_auth.cardkeys import CardKeys
+from antaca_auth.database import create_pool
+from antaca_auth.engine import AuthorizationEngine, settlement_account
+from antaca_auth.ledger import Ledger
+from antaca_auth.pans import generate_pan
+from antaca_auth.transfers import Transfer, TransferKind
+from bench.database import bench_database
+from bench.stats import summary
+
+N_CARDS = 10_000
+N_PROGRAMS = 100
+CALLERS = 512  # concurrent in-process callers (a network sends many at once)
+NAIVE_CALLERS = 16
+
+
+async def setup(pool, ledger: Ledger, keys: CardKeys, programs: int) -> list[dict]:
+    """Partners with funded deposits, programs, customers with funded balances and ACTIVE cards."""
+    partners = [uuid.uuid4() for _ in range(programs)]
+    bank = uuid.uuid4()
+    await ledger.create_accounts([NewAccount(id=bank, currency="EUR", kind=AccountKind.EXTERNAL_FUNDING),
+                                  NewAccount(id=settlement_account("EUR"), currency="EUR",
+                                             kind=AccountKind.NETWORK_SETTLEMENT)])
+    deposits = {p: uuid.uuid4() for p in partners}
+    program_ids = {p: uuid.uuid4() for p in partners}
+    async with pool.acquire() as conn:
+        await conn.executemany("INSERT INTO partners (id, name) VALUES ($1, 'bench')", [(p,) for p in partners])
+        await ledger.create_accounts([NewAccount(id=d, currency="EUR", kind=AccountKind.PARTNER_DEPOSIT,
+                                                 debits_must_not_exceed_credits=True) for d in deposits.values()])
+        await conn.executemany(
+            "INSERT INTO partner_accounts (partner_id, currency, kind, account_id) VALUES ($1, 'EUR', 'partner_deposit', $2)",
+            list(deposits.items()))
+        await conn.executemany(
+            """INSERT INTO card_programs (id, partner_id, name, bin_prefix, pan_length, currency, processor,
+                   funding_model, validity_months) VALUES ($1, $2, 'bench', '535522', 16, 'EUR', 'simulated',
+                   'DEPOSIT', 36)""", [(program_ids[p], p) for p in partners])
+    await ledger.create_transfers([Transfer(id=uuid.uuid4(), code=2, debit_account_id=bank, credit_account_id=d,
+                                            amount=10**15, currency="EUR") for d in deposits.values()])
+    cards = []
+    for start in range(0, N_CARDS, 1000):
+        chunk = []
+        for i in range(start, min(N_CARDS, start + 1000)):
+            partner = partners[i % programs]
+            chunk.append({"partner": partner, "program": program_ids[partner], "customer": uuid.uuid4(),
+                          "balance": uuid.uuid4(), "card": uuid.uuid4(), "pan": generate_pan("535522", 16),
+                          "expiry": "3012"})
+        await ledger.create_accounts([NewAccount(id=c["balance"], currency="EUR", kind=AccountKind.USER_BALANCE,
+                                                 debits_must_not_exceed_credits=True) for c in chunk])
+        await ledger.create_transfers([Transfer(id=uuid.uuid4(), code=1, debit_account_id=bank,
+                                                credit_account_id=c["balance"], amount=10**12, currency="EUR")
+                                       for c in chunk])
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                """INSERT INTO customers (id, partner_id, external_id, first_name, last_name, email, phone,
+                       birth_date, address, country, kyc_status)
+                   VALUES ($1, $2, $3, 'B', 'B', 'b@b.io', '+48123456789', '1990-01-01', '{}', 'PL', 'VERIFIED')""",
+                [(c["customer"], c["partner"], str(c["customer"])) for c in chunk])
+            await conn.executemany(
+                "INSERT INTO balances (id, partner_id, customer_id, account_id, currency) VALUES ($1, $2, $3, $1, 'EUR')",
+                [(c["balance"], c["partner"], c["customer"]) for c in chunk])
+            rows = []
+            for c in chunk:
+                key_id, sealed = keys.encrypt_pan(c["card"], c["pan"])
+                rows.append((c["card"], c["program"], c["partner"], c["balance"], c["customer"], key_id, sealed,
+                             keys.fingerprint(c["pan"]), c["pan"][:6], c["pan"][-4:], c["expiry"]))
+            await conn.executemany(
+                """INSERT INTO cards (id, program_id, partner_id, balance_id, customer_id, kind, state, pan_key_id,
+                       pan_ciphertext, pan_fingerprint, bin, last4, expiry)
+                   VALUES ($1, $2, $3, $4, $5, 'VIRTUAL', 'ACTIVE', $6, $7, $8, $9, $10, $11)""", rows)
+        for c in chunk:
+            c["cvc2"] = keys.cvc2(c["pan"], c["expiry"], 0)
+            c["deposit"] = deposits[c["partner"]]
+        cards.extend(chunk)
+    return cards
+
+
+def request(card: dict) -> AuthorizationRequest:
+    return AuthorizationRequest(message_id=uuid.uuid4().hex, pan=card["pan"], expiry=card["expiry"],
+                                amount=random.randint(100, 5000), currency="EUR", type=TxType.ECOM,
+                                cvc2=card["cvc2"], mcc="5411", merchant_name="bench")
+
+
+async def closed_loop(call, cards: list[dict], seconds: float, callers: int) -> dict:
+    latencies: list[float] = []
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            card = random.choice(cards)
+            start = time.perf_counter()
+            approved = await call(card)
+            latencies.append(time.perf_counter() - start)
+            assert approved
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return summary(done, time.perf_counter() - start, latencies, "auths_per_s", pcts=(50, 95, 99))
+
+
+async def main(seconds: float) -> dict:
+    keys = CardKeys.generate()
+    figures: dict = {}
+    share = seconds / 3
+    for name, programs in (("hot", 1), ("spread", N_PROGRAMS)):
+        async with bench_database() as dsn:
+            pool = await create_pool(dsn, min_size=4, max_size=24)
+            ledger = Ledger(pool)
+            cards = await setup(pool, ledger, keys, programs)
+            if programs == 1:
+                async def naive(card: dict) -> bool:
+                    amount = random.randint(100, 5000)
+                    hold = [Transfer(id=uuid.uuid4(), kind=TransferKind.PENDING, code=10,
+                                     debit_account_id=card["deposit"], credit_account_id=settlement_account("EUR"),
+                                     amount=amount, currency="EUR", timeout=86400, linked=True),
+                            Transfer(id=uuid.uuid4(), kind=TransferKind.PENDING, code=11,
+                                     debit_account_id=card["balance"], credit_account_id=card["deposit"],
+                                     amount=amount, currency="EUR", timeout=86400)]
+                    return all(r.ok for r in await ledger.create_transfers(hold))
+
+                figures["naive_hot"] = await closed_loop(naive, cards, share, NAIVE_CALLERS)
+                print("naive_hot", json.dumps(figures["naive_hot"]), flush=True)
+            engine = AuthorizationEngine(pool, ledger, keys, max_batch=512, max_wait=0.002, writers=2)
+            await engine.start()
+            network = uuid.uuid4()
+            async with pool.acquire() as conn:
+                await conn.execute("INSERT INTO networks (id, name) VALUES ($1, $2)", network, f"bench-{name}")
+
+            async def via_engine(card: dict) -> bool:
+                return (await engine.authorize(network, request(card))).decision == "APPROVED"
+
+            figures[f"engine_{name}"] = await closed_loop(via_engine, cards, share, CALLERS)
+            print(f"engine_{name}", json.dumps(figures[f"engine_{name}"]), flush=True)
+            await engine.stop()
+            await pool.close()
+    figures["engine_vs_naive"] = round(figures["engine_hot"]["auths_per_s"] / figures["naive_hot"]["auths_per_s"], 1)
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="total measuring time (default 60)")
+    args = parser.parse_args()
+    print(json.dumps(uvloop.run(main(args.seconds))))
