@@ -40,7 +40,7 @@ CALLERS = 512  # concurrent in-process callers (a network sends many at once)
 NAIVE_CALLERS = 16
 
 
-async def setup(pool, ledger: Ledger, keys: CardKeys, programs: int) -> list[dict]:
+async def setup(pool, ledger: Ledger, keys: CardKeys, programs: int, n_cards: int = N_CARDS) -> list[dict]:
     """Partners with funded deposits, programs, customers with funded balances and ACTIVE cards."""
     partners = [uuid.uuid4() for _ in range(programs)]
     bank = uuid.uuid4()
@@ -63,9 +63,9 @@ async def setup(pool, ledger: Ledger, keys: CardKeys, programs: int) -> list[dic
     await ledger.create_transfers([Transfer(id=uuid.uuid4(), code=2, debit_account_id=bank, credit_account_id=d,
                                             amount=10**15, currency="EUR") for d in deposits.values()])
     cards = []
-    for start in range(0, N_CARDS, 1000):
+    for start in range(0, n_cards, 1000):
         chunk = []
-        for i in range(start, min(N_CARDS, start + 1000)):
+        for i in range(start, min(n_cards, start + 1000)):
             partner = partners[i % programs]
             chunk.append({"partner": partner, "program": program_ids[partner], "customer": uuid.uuid4(),
                           "balance": uuid.uuid4(), "card": uuid.uuid4(), "pan": generate_pan("535522", 16),
