@@ -1,0 +1,183 @@
+"""Hypothesis: random streams of authorizations (concurrent), reversals, clearings, refunds and
+expiries against a pure model of the funding rules; the decisions match it and the ledger verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from antaca_auth import engine as engine_module
+from antaca_auth.accounts import AccountKind, NewAccount
+from antaca_auth.authorization import AuthorizationRequest, TxType
+from antaca_auth.cardkeys import CardKeys
+from antaca_auth.database import create_pool
+from antaca_auth.engine import AuthorizationEngine
+from antaca_auth.ledger import Ledger
+from antaca_auth.transfers import Transfer
+from antaca_auth.verify import verify_ledger
+from bench.auth_bench import setup
+
+HOLD_SECONDS = 100
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Model:
+    """The DEPOSIT model's money rules, written plainly."""
+
+    def __init__(self, user_funds: list[int], deposit: int) -> None:
+        self.user = list(user_funds)  # available per card
+        self.deposit = deposit  # available
+        self.holds: dict[str, tuple[int, int]] = {}  # message id -> (card, held amount)
+
+    def authorize(self, message_id: str, card: int, amount: int, kind: str, cvc_ok: bool) -> str:
+        if not cvc_ok:
+            return "WRONG_CVC2"
+        if kind == "REFUND":
+            self.user[card] += amount
+            return "APPROVED"
+        if self.deposit < amount:
+            return "INSUFFICIENT_PARTNER_DEPOSIT"
+        if self.user[card] < amount:
+            return "INSUFFICIENT_FUNDS"
+        self.deposit -= amount
+        self.user[card] -= amount
+        self.holds[message_id] = (card, amount)
+        return "APPROVED"
+
+    def reverse(self, message_id: str, amount: int | None) -> bool:
+        if message_id not in self.holds:
+            return False
+        card, held = self.holds[message_id]
+        amount = held if amount is None else amount
+        if amount > held:
+            return False
+        self.deposit += amount
+        self.user[card] += amount
+        if amount == held:
+            del self.holds[message_id]
+        else:
+            self.holds[message_id] = (card, held - amount)
+        return True
+
+    def clear(self, message_id: str, amount: int) -> bool:
+        if message_id not in self.holds:
+            return False
+        card, held = self.holds[message_id]
+        extra = amount - held
+        if amount > held + held * 20 // 100 or (extra > 0 and (self.deposit + held < extra or self.user[card] < extra)):
+            return False
+        del self.holds[message_id]
+        self.deposit += held  # the deposit is repaid by the user's posted funds
+        self.user[card] += held - amount
+        return True
+
+    def expire(self) -> None:
+        for message_id in list(self.holds):
+            self.reverse(message_id, None)
+
+
+operation = st.one_of(
+    st.tuples(st.just("auth"), st.lists(st.tuples(st.integers(0, 2), st.integers(1, 4000),
+                                                  st.sampled_from(["ECOM", "ECOM", "POS", "REFUND"]),
+                                                  st.sampled_from([True] * 5 + [False])), min_size=1, max_size=8)),
+    st.tuples(st.just("reverse"), st.tuples(st.integers(0, 40), st.one_of(st.none(), st.integers(1, 4000)))),
+    st.tuples(st.just("clear"), st.tuples(st.integers(0, 40), st.integers(1, 5000))),
+    st.tuples(st.just("expire"), st.just(None)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps=st.lists(operation, min_size=1, max_size=12),
+       funds=st.lists(st.integers(0, 8000), min_size=3, max_size=3), deposit=st.integers(0, 15000))
+def test_authorization_streams_match_the_model(database_url, steps, funds, deposit):
+    asyncio.run(run(database_url, steps, funds, deposit))
+
+
+async def run(dsn: str, steps, funds, deposit) -> None:
+    pool = await create_pool(dsn, min_size=1, max_size=6)
+    clock = Clock()
+    ledger = Ledger(pool, clock=clock)
+    keys = CardKeys.generate()
+    try:
+        cards = await setup(pool, ledger, keys, 1, n_cards=3)
+        await level(pool, ledger, cards, funds, deposit)
+        engine = AuthorizationEngine(pool, ledger, keys, max_batch=8, max_wait=0.002, hold_seconds=HOLD_SECONDS,
+                                     clock=clock)
+        await engine.start()
+        network = uuid.uuid4()
+        async with pool.acquire() as conn:
+            await conn.execute("INSERT INTO networks (id, name) VALUES ($1, $2)", network, network.hex)
+        model = Model(funds, deposit)
+        messages: list[str] = []
+        for kind, arg in steps:
+            if kind == "auth":
+                requests = []
+                for card, amount, tx, cvc_ok in arg:
+                    c = cards[card]
+                    cvc = c["cvc2"] if cvc_ok else f"{(int(c['cvc2']) + 1) % 1000:03d}"
+                    requests.append((card, AuthorizationRequest(
+                        message_id=uuid.uuid4().hex, pan=c["pan"], expiry=c["expiry"], amount=amount,
+                        currency="EUR", type=TxType(tx), cvc2=cvc), cvc_ok))
+                answers = await asyncio.gather(*(engine.authorize(network, r) for _, r, _ in requests))
+                # The engine decides in commit order; the model replays that order.
+                async with pool.acquire() as conn:
+                    order = {r["message_id"]: r["seq"] for r in await conn.fetch(
+                        "SELECT message_id, seq FROM authorizations WHERE message_id = ANY($1)",
+                        [r.message_id for _, r, _ in requests])}
+                expected = {}
+                for card, r, cvc_ok in sorted(requests, key=lambda x: order[x[1].message_id]):
+                    expected[r.message_id] = model.authorize(r.message_id, card, r.amount, str(r.type), cvc_ok)
+                for (_, r, _), answer in zip(requests, answers, strict=True):
+                    assert answer.reason == expected[r.message_id], (r, answer)
+                    messages.append(r.message_id)
+            elif kind in ("reverse", "clear") and messages:
+                index, amount = arg
+                original = messages[index % len(messages)]
+                call = (engine_module.reverse(pool, ledger, network, uuid.uuid4().hex, original, amount, HOLD_SECONDS)
+                        if kind == "reverse" else
+                        engine_module.clear(pool, ledger, network, uuid.uuid4().hex, original, amount, 20))
+                try:
+                    await call
+                    ok = True
+                except (engine_module.AuthorizationNotFound, engine_module.FollowUpRefused):
+                    ok = False
+                assert ok == (model.reverse(original, amount) if kind == "reverse" else model.clear(original, amount))
+            elif kind == "expire":
+                clock.now += timedelta(seconds=HOLD_SECONDS + 1)
+                await ledger.expire_pending()
+                model.expire()
+            available = [a.available for a in await ledger.lookup_accounts([c["balance"] for c in cards])]
+            assert available == model.user
+            (dep,) = await ledger.lookup_accounts([cards[0]["deposit"]])
+            assert dep.available == model.deposit
+        await engine.stop()
+        async with pool.acquire() as conn:
+            assert await verify_ledger(conn) == []
+    finally:
+        await pool.close()
+
+
+async def level(pool, ledger: Ledger, cards, funds, deposit) -> None:
+    """Bring the setup's generous balances to the example's amounts."""
+    sink = uuid.uuid4()
+    await ledger.create_accounts([NewAccount(id=sink, currency="EUR", kind=AccountKind.EXTERNAL_FUNDING)])
+    moves = []
+    for c, target in zip(cards, funds, strict=True):
+        (account,) = await ledger.lookup_accounts([c["balance"]])
+        moves.append(Transfer(id=uuid.uuid4(), code=1, debit_account_id=c["balance"], credit_account_id=sink,
+                              amount=account.available - target, currency="EUR"))
+    (dep,) = await ledger.lookup_accounts([cards[0]["deposit"]])
+    moves.append(Transfer(id=uuid.uuid4(), code=2, debit_account_id=cards[0]["deposit"], credit_account_id=sink,
+                          amount=dep.available - deposit, currency="EUR"))
+    assert all(r.ok for r in await ledger.create_transfers(moves))
