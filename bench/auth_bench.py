@@ -9,7 +9,9 @@ Scenarios (each gets an equal share of N seconds):
   every authorization, spread over 10,000 cards;
 - engine_spread: the same over 100 programs (100 partners, 100 deposit accounts).
 Durable PostgreSQL (synchronous_commit=on). The last line is one JSON object.
-HTTP scenarios (http_hot, http_spread) are not measured yet; see docs/benchmarks.md.
+- http_hot, http_spread: end to end over HTTPS (mutual TLS) to `antaca serve` running in its
+  own process, from a client process (bench.http_load): closed loop for throughput, open loop
+  at 80% of it for latency.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
 import uuid
+from pathlib import Path
 
 import uvloop
 
@@ -63,13 +72,17 @@ async def setup(pool, ledger: Ledger, keys: CardKeys, programs: int, n_cards: in
     await ledger.create_transfers([Transfer(id=uuid.uuid4(), code=2, debit_account_id=bank, credit_account_id=d,
                                             amount=10**15, currency="EUR") for d in deposits.values()])
     cards = []
+    pans: set[str] = set()  # random draws collide now and then (birthday bound): keep them unique
     for start in range(0, n_cards, 1000):
         chunk = []
         for i in range(start, min(n_cards, start + 1000)):
             partner = partners[i % programs]
+            pan = generate_pan("535522", 16)
+            while pan in pans:
+                pan = generate_pan("535522", 16)
+            pans.add(pan)
             chunk.append({"partner": partner, "program": program_ids[partner], "customer": uuid.uuid4(),
-                          "balance": uuid.uuid4(), "card": uuid.uuid4(), "pan": generate_pan("535522", 16),
-                          "expiry": "3012"})
+                          "balance": uuid.uuid4(), "card": uuid.uuid4(), "pan": pan, "expiry": "3012"})
         await ledger.create_accounts([NewAccount(id=c["balance"], currency="EUR", kind=AccountKind.USER_BALANCE,
                                                  debits_must_not_exceed_credits=True) for c in chunk])
         await ledger.create_transfers([Transfer(id=uuid.uuid4(), code=1, debit_account_id=bank,
@@ -126,10 +139,50 @@ async def closed_loop(call, cards: list[dict], seconds: float, callers: int) -> 
     return summary(done, time.perf_counter() - start, latencies, "auths_per_s", pcts=(50, 95, 99))
 
 
+async def over_http(dsn: str, pool, keys: CardKeys, cards: list[dict], seconds: float) -> dict:
+    """Serve on this database in a child process and load it from another one."""
+    from antaca_api.pki import CertificateAuthority, issue_client_certificate
+    from tests.api_harness import free_port, make_csr
+
+    work = Path(tempfile.mkdtemp(prefix="antaca-http-bench-"))
+    (work / "card-keys.json").write_text(keys.to_json())
+    ca, _ = CertificateAuthority.load_or_create(work)
+    network = uuid.uuid4()
+    csr, key_pem = make_csr()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO networks (id, name) VALUES ($1, $2)", network, f"http-{network.hex}")
+        issued = await issue_client_certificate(conn, ca, csr, "network", network)
+    (work / "net.crt").write_text(issued.pem)
+    (work / "net.key").write_bytes(key_pem)
+    (work / "cards.json").write_text(json.dumps([{k: c[k] for k in ("pan", "expiry", "cvc2")} for c in cards]))
+    port, tls_port = free_port(), free_port()
+    env = dict(os.environ, ANTACA_DATABASE_URL=dsn, ANTACA_KEY_DIR=str(work), ANTACA_PORT=str(port),
+               ANTACA_TLS_PORT=str(tls_port))
+    server = subprocess.Popen([sys.executable, "-m", "antaca_api.cli", "serve"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                    break
+            except OSError:
+                await asyncio.sleep(0.1)
+        client = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.http_load", f"https://127.0.0.1:{tls_port}/network/authorizations",
+            str(work / "net.crt"), str(work / "net.key"), str(ca.cert_path), str(work / "cards.json"),
+            str(seconds), stdout=asyncio.subprocess.PIPE)
+        out, _ = await client.communicate()
+        return json.loads(out.decode().strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 async def main(seconds: float) -> dict:
     keys = CardKeys.generate()
     figures: dict = {}
-    share = seconds / 3
+    share = seconds / 4
     for name, programs in (("hot", 1), ("spread", N_PROGRAMS)):
         async with bench_database() as dsn:
             pool = await create_pool(dsn, min_size=4, max_size=24)
@@ -160,6 +213,8 @@ async def main(seconds: float) -> dict:
             figures[f"engine_{name}"] = await closed_loop(via_engine, cards, share, CALLERS)
             print(f"engine_{name}", json.dumps(figures[f"engine_{name}"]), flush=True)
             await engine.stop()
+            figures[f"http_{name}"] = await over_http(dsn, pool, keys, cards, share / 2)
+            print(f"http_{name}", json.dumps(figures[f"http_{name}"]), flush=True)
             await pool.close()
     figures["engine_vs_naive"] = round(figures["engine_hot"]["auths_per_s"] / figures["naive_hot"]["auths_per_s"], 1)
     return figures
