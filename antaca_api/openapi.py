@@ -9,7 +9,9 @@ from typing import Any
 
 import msgspec
 
+from antaca_api.app import ErrorBody  # the shape error_middleware sends, not a copy of it
 from antaca_api.routing import ALL_ROLES, Channel, Encryption, Route
+from antaca_api.schema import Page
 
 SECURITY = {
     Channel.CUSTOMER: [{"customerSession": []}],
@@ -49,14 +51,15 @@ JWE_HEADERS = [
      "description": "Plain request, encrypted 2xx response."},
 ]
 
+# The bounds every paginated handler accepts (some take a larger limit), so documented values always work.
+PAGE_PARAMETERS = [
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+    {"name": "cursor", "in": "query", "required": False, "description": "The previous page's nextCursor.",
+     "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}},
+]
+
 _PARAM = re.compile(r"{([A-Za-z_]+)}")
-
-
-class ErrorBody(msgspec.Struct):
-    """Every error: a stable code and a human-readable message."""
-
-    code: str
-    message: str
 
 
 def _operation_id(route: Route) -> str:
@@ -69,11 +72,8 @@ def _parameters(route: Route) -> list[dict]:
     for name in _PARAM.findall(route.path):
         schema = {"type": "string", "format": "uuid"} if name.endswith("Id") else {"type": "string"}
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
-    if route.method == "GET" and route.response is not None and "items" in getattr(route.response, "__struct_fields__", ()):
-        params += [
-            {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}},
-            {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
-        ]
+    if route.method == "GET" and isinstance(route.response, type) and issubclass(route.response, Page):
+        params += PAGE_PARAMETERS
     if route.channel is not Channel.PUBLIC:
         params += JWE_HEADERS
     return params

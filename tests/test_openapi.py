@@ -8,7 +8,9 @@ from openapi_spec_validator import validate
 
 from antaca_api.openapi import cached_document, openapi_document
 from antaca_api.routes import load_all
-from antaca_api.routing import ROUTES, Channel, Encryption
+from antaca_api.routes.docs import render
+from antaca_api.routing import ROUTES, Channel, Encryption, Route
+from antaca_api.schema import Page
 
 
 def document() -> dict:
@@ -64,6 +66,68 @@ def test_channels_roles_and_jwe_are_declared():
     assert create_partner["x-antaca-roles"] == ["ADMIN"]
     assert "requestBody" in create_partner
     assert doc["components"]["schemas"]["NewCustomer"]["properties"]["email"]["pattern"]
+
+
+def test_security_schemes_match_the_channels():
+    doc = document()
+    schemes = doc["components"]["securitySchemes"]
+    expected = {Channel.PARTNER: ("mutualTLS", None), Channel.NETWORK: ("mutualTLS", None),
+                Channel.CUSTOMER: ("http", "bearer"), Channel.ADMIN: ("http", "bearer")}
+    for r in ROUTES:
+        op = doc["paths"][r.path][r.method.lower()]
+        if r.channel is Channel.PUBLIC or not r.authenticated:
+            continue
+        [requirement] = op["security"]
+        [name] = requirement
+        assert (schemes[name]["type"], schemes[name].get("scheme")) == expected[r.channel], r.path
+        assert {"401", "403"} <= set(op["responses"]), r.path
+
+
+def test_responses_parameters_and_bodies_follow_the_declarations():
+    doc = document()
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    assert doc["components"]["schemas"]["ErrorBody"]["required"] == ["code", "message"]
+    for r in ROUTES:
+        op = doc["paths"][r.path][r.method.lower()]
+        success = [status for status in op["responses"] if status.startswith("2")]
+        if r.response is None:
+            assert success == [str(r.status if r.status != 200 else 204)], r.path
+            assert "content" not in op["responses"][success[0]]
+        else:
+            assert success == [str(r.status)], r.path
+            schema = op["responses"][success[0]]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": f"#/components/schemas/{r.response.__name__}"}
+        for status in ("400", "404", "409", "413"):
+            assert op["responses"][status]["content"]["application/json"]["schema"] == error_ref, (r.path, status)
+        params = {(p["in"], p["name"]): p for p in op["parameters"]}
+        for name in (part[1:-1] for part in r.path.split("/") if part.startswith("{")):
+            param = params[("path", name)]
+            assert param["required"] and param["schema"].get("format") == ("uuid" if name.endswith("Id") else None)
+        jwe_headers = {("header", h) for h in ("Public-Key", "Encrypted-Request", "Encrypt-Response")}
+        if r.channel is not Channel.PUBLIC:
+            assert jwe_headers <= set(params) and not any(params[h]["required"] for h in jwe_headers), r.path
+        paginated = r.method == "GET" and isinstance(r.response, type) and issubclass(r.response, Page)
+        assert (("query", "cursor") in params) == paginated, r.path
+        content = op.get("requestBody", {}).get("content", {})
+        if r.multipart:
+            form = content["multipart/form-data"]["schema"]
+            assert form["properties"]["file"] == {"type": "string", "format": "binary"}
+            assert set(form["required"]) == {"kind", "file"}
+        elif r.body is not None:
+            assert content["application/json"]["schema"] == {"$ref": f"#/components/schemas/{r.body.__name__}"}
+        else:
+            assert not content, r.path
+
+
+def test_docs_page_escapes_everything():
+    async def handler(ctx, body):
+        return None
+
+    hostile = Route("GET", "/x/{a<b>Id}", handler, Channel.ADMIN, "<script>alert(1)</script> & co",
+                    tags=("<b>tag</b>",))
+    page = render(openapi_document([hostile]))
+    assert "<script>alert" not in page and "<b>tag" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page and "&lt;b&gt;tag&lt;/b&gt;" in page
 
 
 def test_generation_is_deterministic():
