@@ -460,3 +460,45 @@ async def clear(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, messa
                            auth["id"])
         event_id = await _record(conn, network_id, message_id, auth["id"], "CLEARING", amount, auth["currency"])
     return FollowUp(event_id, auth["id"], "CLEARING", amount, False)
+
+
+FORCE_POST_CARD = """
+    SELECT c.id AS card_id, p.currency, p.funding_model, b.account_id AS user_account, pa.account_id AS deposit
+    FROM cards c JOIN card_programs p ON p.id = c.program_id JOIN balances b ON b.id = c.balance_id
+    LEFT JOIN partner_accounts pa
+           ON pa.partner_id = c.partner_id AND pa.currency = p.currency AND pa.kind = 'partner_deposit'
+    WHERE c.pan_fingerprint = $1"""
+
+
+async def force_post(pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys, network_id: uuid.UUID, message_id: str,
+                     pan: str, amount: int, currency: str) -> FollowUp:
+    """Book a clearing that has no authorization (a force post) directly on the card's accounts."""
+    async with pool.acquire() as conn, conn.transaction():
+        done = await _recorded(conn, network_id, message_id)
+        if done is not None:
+            return FollowUp(done["id"], done["authorization_id"], done["kind"], done["amount"], True)
+        card = await conn.fetchrow(FORCE_POST_CARD, keys.fingerprint(pan))
+        if card is None:
+            raise AuthorizationNotFound()
+        if card["currency"] != currency:
+            raise FollowUpRefused("the currency is not the card program's")
+        settlement = settlement_account(currency)
+        if card["funding_model"] == "DEPOSIT":
+            if card["deposit"] is None:
+                raise FollowUpRefused("the partner has no deposit balance")
+            batch = [Transfer(id=uuid.uuid4(), code=TransferCodes.DEPOSIT_HOLD, debit_account_id=card["deposit"],
+                              credit_account_id=settlement, amount=amount, currency=currency,
+                              reference=message_id[:256], linked=True),
+                     Transfer(id=uuid.uuid4(), code=TransferCodes.USER_HOLD, debit_account_id=card["user_account"],
+                              credit_account_id=card["deposit"], amount=amount, currency=currency,
+                              reference=message_id[:256])]
+        else:
+            batch = [Transfer(id=uuid.uuid4(), code=TransferCodes.USER_HOLD, debit_account_id=card["user_account"],
+                              credit_account_id=settlement, amount=amount, currency=currency,
+                              reference=message_id[:256])]
+        outcome = await ledger.write_batch(conn, batch)
+        failed = [r.code for r in outcome.results if r.code is not ResultCode.OK]
+        if failed:
+            raise FollowUpRefused(f"the force post cannot be booked: {failed[0]}")
+        event_id = await _record(conn, network_id, message_id, None, "FORCE_POST", amount, currency)
+    return FollowUp(event_id, None, "FORCE_POST", amount, False)

@@ -239,3 +239,26 @@ async def test_credit_model_holds_only_user_funds(api, jwe_key):
     assert answer["decision"] == "APPROVED" and answer["availableAfter"] == 9300
     assert (await p.counters(p.deposit)).balance.debits_pending == 0
     await p.assert_clean()
+
+
+async def test_force_post_and_clearing_batch(api, jwe_key):
+    p = await Payments().setup(api, jwe_key, user_funds=5000, deposit=50_000)
+    auth = p.request(amount=1000)
+    await p.send("/network/authorizations", auth)
+    status, batch = await p.send("/network/clearings/batch", {"items": [
+        {"messageId": "b-1", "originalMessageId": auth["messageId"], "amount": 1000},
+        {"messageId": "b-2", "pan": p.card["pan"], "currency": "EUR", "amount": 700},
+        {"messageId": "b-3", "pan": p.card["pan"], "currency": "EUR", "amount": 999_999},
+        {"messageId": "b-4", "pan": "5355220000000000", "currency": "EUR", "amount": 1},
+        {"messageId": "b-5", "amount": 1},
+    ]})
+    assert status == 200
+    outcome = {i["messageId"]: (i["result"]["kind"] if i["result"] else i["error"]["code"]) for i in batch["items"]}
+    assert outcome == {"b-1": "CLEARING", "b-2": "FORCE_POST", "b-3": "FOLLOW_UP_REFUSED", "b-4": "NOT_FOUND",
+                       "b-5": "VALIDATION_ERROR"}
+    user = await p.user_account()
+    assert (user.posted, user.balance.debits_pending) == (5000 - 1000 - 700, 0)
+    status, replay = await p.send("/network/clearings", {"messageId": "b-2", "pan": p.card["pan"], "currency": "EUR",
+                                                         "amount": 700})
+    assert replay["replayed"] is True and (await p.user_account()).posted == 3300
+    await p.assert_clean()

@@ -9,7 +9,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from antaca_api.errors import FollowUpRefused, NotFound
+from antaca_api.errors import ApiError, FollowUpRefused, NotFound, ValidationFailed
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body
 from antaca_auth import engine as auth_engine
@@ -33,16 +33,34 @@ class Reversal(Body):
 
 
 class Clearing(Body):
+    """A clearing of an authorization, or without one (a force post: give the card's PAN and the currency)."""
+
     message_id: MessageId
-    original_message_id: MessageId
     amount: Annotated[int, Meta(gt=0, le=2**63 - 1)]
+    original_message_id: MessageId | None = None
+    pan: Annotated[str, Meta(pattern=r"^[0-9]{13,19}$")] | None = None
+    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")] | None = None
+
+
+class ClearingBatch(Body):
+    items: Annotated[list[Clearing], Meta(min_length=1, max_length=1000)]
+
+
+class ClearingOutcome(Body):
+    message_id: str
+    result: FollowUp | None = None
+    error: dict | None = None  # {"code", "message"} when this record was refused
+
+
+class ClearingBatchResult(Body):
+    items: list[ClearingOutcome]
 
 
 async def _follow_up(call) -> FollowUp:
     try:
         return await call
     except auth_engine.AuthorizationNotFound:
-        raise NotFound("no approved authorization with an open hold has that message id") from None
+        raise NotFound("no approved authorization with an open hold (or, for a force post, no card) matches") from None
     except auth_engine.FollowUpRefused as exc:
         raise FollowUpRefused(str(exc)) from None
 
@@ -56,11 +74,34 @@ async def reversal(ctx: Context, body: Reversal) -> FollowUp:
 
 
 @route("POST", "/network/clearings", channel=Channel.NETWORK, body=Clearing, response=FollowUp, tags=("network",),
-       summary="Clear (capture) an authorization: posts the hold, partly or up to the tolerance above it")
+       summary="Clear (capture) an authorization: posts the hold, partly or up to the tolerance above it; "
+               "without one (force post) books the amount directly")
 async def clearing(ctx: Context, body: Clearing) -> FollowUp:
+    return await _follow_up(_clear(ctx, body))
+
+
+def _clear(ctx: Context, body: Clearing):
     s = ctx.services
-    return await _follow_up(auth_engine.clear(s.pool, s.ledger, ctx.network_id, body.message_id,
-                                              body.original_message_id, body.amount, CLEARING_TOLERANCE_PERCENT))
+    if body.original_message_id is not None:
+        return auth_engine.clear(s.pool, s.ledger, ctx.network_id, body.message_id, body.original_message_id,
+                                 body.amount, CLEARING_TOLERANCE_PERCENT)
+    if body.pan is None or body.currency is None:
+        raise ValidationFailed("a clearing names its originalMessageId, or (force post) the pan and currency")
+    return auth_engine.force_post(s.pool, s.ledger, s.card_keys, ctx.network_id, body.message_id, body.pan,
+                                  body.amount, body.currency)
+
+
+@route("POST", "/network/clearings/batch", channel=Channel.NETWORK, body=ClearingBatch, response=ClearingBatchResult,
+       tags=("network",), summary="Many clearing records at once; each is booked or refused on its own")
+async def clearing_batch(ctx: Context, body: ClearingBatch) -> ClearingBatchResult:
+    outcomes = []
+    for item in body.items:
+        try:
+            outcomes.append(ClearingOutcome(message_id=item.message_id, result=await _follow_up(_clear(ctx, item))))
+        except ApiError as exc:
+            outcomes.append(ClearingOutcome(message_id=item.message_id,
+                                            error={"code": exc.code, "message": exc.message}))
+    return ClearingBatchResult(items=outcomes)
 
 
 class CardTransaction(Body):
