@@ -23,6 +23,7 @@ from antaca_auth.accounts import AccountKind, Balance, NewAccount
 from antaca_auth.authorization import AuthorizationRequest, CardFacts, Decline, TxType
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
+from antaca_auth.codes import TransferCode
 from antaca_auth.ledger import SELECT_TRANSFERS, Ledger, transfer_from_row, utc_now
 from antaca_auth.transfers import ResultCode, Transfer, TransferKind
 
@@ -32,9 +33,9 @@ SETTLEMENT_NAMESPACE = uuid.UUID("3b8f2f64-6a0e-4f5e-9c59-5b7d2f9d8a10")
 
 
 class TransferCodes:
-    DEPOSIT_HOLD = 10  # a card payment charged to the partner's deposit
-    USER_HOLD = 11  # the user's funds held for a card payment
-    REFUND = 12
+    DEPOSIT_HOLD = TransferCode.CARD_PAYMENT_DEPOSIT
+    USER_HOLD = TransferCode.CARD_PAYMENT
+    REFUND = TransferCode.CARD_REFUND
 
 
 def settlement_account(currency: str) -> uuid.UUID:

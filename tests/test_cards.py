@@ -75,6 +75,8 @@ async def test_virtual_card_is_active_with_valid_data_and_masked_in_lists(api, j
     assert (status, data["pan"], data["cvc2"]) == (200, card["pan"], card["cvc2"])
     status, data = await w.jwe.request(w.partner, "GET", f"{api.https}/secure/customers/{w.cid}/cards/{card['cardId']}")
     assert data["pan"] == card["pan"]
+    status, balance = await w.app_plain("GET", f"/customers/me/balances/{w.balance}")
+    assert [(c["cardId"], c["maskedPan"]) for c in balance["cards"]] == [(card["cardId"], listing["items"][0]["maskedPan"])]
 
 
 async def test_card_data_is_never_stored_or_logged_in_clear(api, jwe_key, caplog):

@@ -25,6 +25,13 @@ class NewBalance(Body):
     currency: Currency
 
 
+class BalanceCard(Body):
+    card_id: uuid.UUID
+    kind: str
+    status: str
+    masked_pan: str | None = None
+
+
 class BalanceView(Body):
     balance_id: uuid.UUID
     currency: str
@@ -34,19 +41,36 @@ class BalanceView(Body):
     created_at: datetime
     customer_id: uuid.UUID | None = None
     dc_corporation_id: uuid.UUID | None = None
+    cards: list[BalanceCard] = []  # the cards issued under it (removed ones left out)
 
 
 class Balances(Body):
     items: list[BalanceView]
 
 
-def balance_view(row: asyncpg.Record) -> BalanceView:
+def balance_view(row: asyncpg.Record, cards: list[BalanceCard] = ()) -> BalanceView:
     posted, available = repo.amounts(row)
     return BalanceView(
         balance_id=row["id"], currency=row["currency"], posted=posted, available=available,
         state=repo.BalanceState(row["state"]), created_at=row["created_at"], customer_id=row["customer_id"],
-        dc_corporation_id=row["corporation_id"],
+        dc_corporation_id=row["corporation_id"], cards=list(cards),
     )
+
+
+async def cards_under(ctx: Context, conn: asyncpg.Connection, balance_ids: list[uuid.UUID]) -> dict:
+    """Each balance's cards; the app does not see ordered physical cards until they are linked."""
+    hidden = ["REMOVED", "ORDERED"] if ctx.customer is not None else ["REMOVED"]
+    rows = await conn.fetch(
+        """SELECT id, balance_id, kind, state, bin, last4 FROM cards
+           WHERE balance_id = ANY($1::uuid[]) AND state <> ALL($2::text[]) ORDER BY seq""",
+        balance_ids, hidden,
+    )
+    by_balance: dict[uuid.UUID, list[BalanceCard]] = {}
+    for r in rows:
+        masked = None if r["bin"] is None else f"{r['bin']}******{r['last4']}"
+        by_balance.setdefault(r["balance_id"], []).append(
+            BalanceCard(card_id=r["id"], kind=r["kind"], status=r["state"], masked_pan=masked))
+    return by_balance
 
 
 async def _customer_balance(
@@ -77,12 +101,15 @@ async def _list(ctx: Context, customer_id: uuid.UUID) -> Balances:
             repo.BALANCE_VIEW + " WHERE b.customer_id = $1 AND b.partner_id = $2 ORDER BY b.seq",
             customer_id, ctx.partner_id,
         )
-    return Balances(items=[balance_view(r) for r in rows])
+        cards = await cards_under(ctx, conn, [r["id"] for r in rows])
+    return Balances(items=[balance_view(r, cards.get(r["id"], [])) for r in rows])
 
 
 async def _get(ctx: Context, customer_id: uuid.UUID) -> BalanceView:
     async with ctx.pool.acquire() as conn:
-        return balance_view(await _customer_balance(conn, ctx.partner_id, customer_id, ctx.path_id("balanceId")))
+        row = await _customer_balance(conn, ctx.partner_id, customer_id, ctx.path_id("balanceId"))
+        cards = await cards_under(ctx, conn, [row["id"]])
+    return balance_view(row, cards.get(row["id"], []))
 
 
 class Transaction(Body):
