@@ -380,19 +380,35 @@ async def _record(conn, network_id, message_id, authorization_id, kind, amount, 
     return event_id
 
 
+async def _open_holds(conn: asyncpg.Connection, network_id: uuid.UUID, message_id: str, original_message_id: str):
+    """(the earlier answer to this message, or None; the authorization, locked; its open holds by id)."""
+    done = await _recorded(conn, network_id, message_id)
+    if done is not None:
+        return FollowUp(done["id"], done["authorization_id"], done["kind"], done["amount"], True), None, None
+    auth = await conn.fetchrow(AUTH_FOR_FOLLOW_UP, network_id, original_message_id)
+    if auth is None:
+        raise AuthorizationNotFound()
+    ids = [i for i in (auth["user_hold_id"], auth["deposit_hold_id"]) if i]
+    holds = {t.id: t for t in map(transfer_from_row, await SELECT_TRANSFERS.fetch(conn, ids=ids))}
+    return None, auth, holds
+
+
+async def _book(conn: asyncpg.Connection, ledger: Ledger, batch: list[Transfer], what: str) -> None:
+    """Write a follow-up's transfers; any refusal refuses the whole follow-up."""
+    outcome = await ledger.write_batch(conn, batch)
+    failed = [r.code for r in outcome.results if r.code is not ResultCode.OK]
+    if failed:
+        raise FollowUpRefused(f"{what}: {failed[0]}")
+
+
 async def reverse(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, message_id: str,
                   original_message_id: str, amount: int | None, hold_seconds: int) -> FollowUp:
     """Release an authorization's hold, in full or in part (the rest stays held)."""
     async with pool.acquire() as conn, conn.transaction():
-        done = await _recorded(conn, network_id, message_id)
-        if done is not None:
-            return FollowUp(done["id"], done["authorization_id"], done["kind"], done["amount"], True)
-        auth = await conn.fetchrow(AUTH_FOR_FOLLOW_UP, network_id, original_message_id)
-        if auth is None:
-            raise AuthorizationNotFound()
-        holds = {t.id: t for t in await ledger_lookup(conn, ledger, [auth["user_hold_id"], auth["deposit_hold_id"]])}
-        user_hold = holds[auth["user_hold_id"]]
-        held = user_hold.amount
+        replay, auth, holds = await _open_holds(conn, network_id, message_id, original_message_id)
+        if replay is not None:
+            return replay
+        held = holds[auth["user_hold_id"]].amount
         amount = held if amount is None else amount
         if not 0 < amount <= held:
             raise FollowUpRefused("the reversal is larger than what is held")
@@ -410,10 +426,7 @@ async def reverse(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, mes
                                       amount=held - amount, currency=h.currency, timeout=hold_seconds,
                                       reference=h.reference, linked=True))
         batch[-1] = msgspec.structs.replace(batch[-1], linked=False)
-        outcome = await ledger.write_batch(conn, batch)
-        failed = [r.code for r in outcome.results if r.code is not ResultCode.OK]
-        if failed:
-            raise FollowUpRefused(f"the hold cannot be released: {failed[0]}")
+        await _book(conn, ledger, batch, "the hold cannot be released")
         await conn.execute(
             "UPDATE authorizations SET user_hold_id = $2, deposit_hold_id = $3 WHERE id = $1",
             auth["id"], new_ids.get(auth["user_hold_id"]),
@@ -422,21 +435,13 @@ async def reverse(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, mes
     return FollowUp(event_id, auth["id"], "REVERSAL", amount, False)
 
 
-async def ledger_lookup(conn: asyncpg.Connection, ledger: Ledger, ids: list) -> list:
-    return [transfer_from_row(r) for r in await SELECT_TRANSFERS.fetch(conn, ids=[i for i in ids if i])]
-
-
 async def clear(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, message_id: str,
                 original_message_id: str, amount: int, tolerance_percent: int) -> FollowUp:
     """Capture an authorization's hold: in part (the rest is released) or above it within the tolerance."""
     async with pool.acquire() as conn, conn.transaction():
-        done = await _recorded(conn, network_id, message_id)
-        if done is not None:
-            return FollowUp(done["id"], done["authorization_id"], done["kind"], done["amount"], True)
-        auth = await conn.fetchrow(AUTH_FOR_FOLLOW_UP, network_id, original_message_id)
-        if auth is None:
-            raise AuthorizationNotFound()
-        holds = {t.id: t for t in await ledger_lookup(conn, ledger, [auth["user_hold_id"], auth["deposit_hold_id"]])}
+        replay, auth, holds = await _open_holds(conn, network_id, message_id, original_message_id)
+        if replay is not None:
+            return replay
         held = holds[auth["user_hold_id"]].amount
         limit = held + held * tolerance_percent // 100
         if not 0 < amount <= limit:
@@ -453,10 +458,7 @@ async def clear(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, messa
                                       credit_account_id=h.credit_account_id, amount=amount - held,
                                       currency=h.currency, reference=h.reference, linked=True))
         batch[-1] = msgspec.structs.replace(batch[-1], linked=False)
-        outcome = await ledger.write_batch(conn, batch)
-        failed = [r.code for r in outcome.results if r.code is not ResultCode.OK]
-        if failed:
-            raise FollowUpRefused(f"the clearing cannot be booked: {failed[0]}")
+        await _book(conn, ledger, batch, "the clearing cannot be booked")
         await conn.execute("UPDATE authorizations SET user_hold_id = NULL, deposit_hold_id = NULL WHERE id = $1",
                            auth["id"])
         event_id = await _record(conn, network_id, message_id, auth["id"], "CLEARING", amount, auth["currency"])
@@ -497,9 +499,6 @@ async def force_post(pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys, network
             batch = [Transfer(id=uuid.uuid4(), code=TransferCodes.USER_HOLD, debit_account_id=card["user_account"],
                               credit_account_id=settlement, amount=amount, currency=currency,
                               reference=message_id[:256])]
-        outcome = await ledger.write_batch(conn, batch)
-        failed = [r.code for r in outcome.results if r.code is not ResultCode.OK]
-        if failed:
-            raise FollowUpRefused(f"the force post cannot be booked: {failed[0]}")
+        await _book(conn, ledger, batch, "the force post cannot be booked")
         event_id = await _record(conn, network_id, message_id, None, "FORCE_POST", amount, currency)
     return FollowUp(event_id, None, "FORCE_POST", amount, False)
