@@ -73,13 +73,11 @@ EXISTING = """
     FROM authorizations a
     WHERE a.network_id = $1 AND a.message_id = ANY($2::text[])"""
 
-INSERT = """
-    INSERT INTO authorizations (id, network_id, message_id, card_id, balance_id, type, amount, currency, mcc,
-        merchant_id, merchant_name, merchant_country, terminal_id, decision, response_code, action_code, reason,
-        approved_amount, available_after, deposit_hold_id, user_hold_id, created_at)
-    SELECT *, $21::timestamptz FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::text[],
-        $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
-        $15::text[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::uuid[], $22::uuid[])"""
+AUTHORIZATION_COLUMNS = (
+    "id", "network_id", "message_id", "card_id", "balance_id", "type", "amount", "currency", "mcc", "merchant_id",
+    "merchant_name", "merchant_country", "terminal_id", "decision", "response_code", "action_code", "reason",
+    "approved_amount", "available_after", "deposit_hold_id", "user_hold_id", "created_at",
+)
 
 
 @dataclass
@@ -307,27 +305,20 @@ class AuthorizationEngine:
                 await conn.execute("UPDATE cards SET pin_failures = $2 WHERE id = $1", card_id, failures)
 
     async def _insert(self, conn: asyncpg.Connection, rows: list[_Row], now: datetime) -> None:
-        if not rows:
-            return
-        r = [row.item.request for row in rows]
-        approved = [row.decline is None for row in rows]
-        decline = [row.decline for row in rows]
-        await conn.execute(
-            INSERT,
-            [row.id for row in rows], [row.item.network_id for row in rows], [q.message_id for q in r],
-            [row.card.card_id if row.card else None for row in rows],
-            [row.card.balance_id if row.card else None for row in rows], [str(q.type) for q in r],
-            [q.amount for q in r], [q.currency for q in r], [q.mcc for q in r], [q.merchant_id for q in r],
-            [q.merchant_name for q in r], [q.merchant_country for q in r], [q.terminal_id for q in r],
-            ["APPROVED" if ok else "DECLINED" for ok in approved],
-            ["00" if ok else d.response_code for ok, d in zip(approved, decline, strict=True)],
-            [None if ok else d.action_code for ok, d in zip(approved, decline, strict=True)],
-            ["APPROVED" if ok else d.reason for ok, d in zip(approved, decline, strict=True)],
-            [q.amount if ok else 0 for q, ok in zip(r, approved, strict=True)],
-            [row.available_after for row in rows],
-            [row.deposit_hold.id if row.deposit_hold else None for row in rows], now,
-            [row.user_hold.id if row.user_hold else None for row in rows],
-        )
+        """Store every decided authorization of the batch with one binary COPY."""
+        records = []
+        for row in rows:
+            q, d, card = row.item.request, row.decline, row.card
+            records.append((
+                row.id, row.item.network_id, q.message_id, card.card_id if card else None,
+                card.balance_id if card else None, str(q.type), q.amount, q.currency, q.mcc, q.merchant_id,
+                q.merchant_name, q.merchant_country, q.terminal_id, "DECLINED" if d else "APPROVED",
+                d.response_code if d else "00", d.action_code if d else None, d.reason if d else "APPROVED",
+                0 if d else q.amount, row.available_after, row.deposit_hold.id if row.deposit_hold else None,
+                row.user_hold.id if row.user_hold else None, now,
+            ))
+        if records:
+            await conn.copy_records_to_table("authorizations", records=records, columns=AUTHORIZATION_COLUMNS)
 
     @staticmethod
     def _answer(row: _Row, first: dict) -> AuthorizationResult:
