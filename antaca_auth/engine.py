@@ -24,6 +24,7 @@ from antaca_auth.authorization import AuthorizationRequest, CardFacts, Decline, 
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
 from antaca_auth.codes import TransferCode
+from antaca_auth.ids import new_id
 from antaca_auth.ledger import SELECT_TRANSFERS, Ledger, transfer_from_row, utc_now
 from antaca_auth.transfers import ResultCode, Transfer, TransferKind
 
@@ -109,7 +110,7 @@ class AuthorizationEngine:
     """Decides authorizations in micro-batches; `authorize` answers only after its batch committed."""
 
     def __init__(self, pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys, *, max_batch: int = 256,
-                 max_wait: float = 0.001, writers: int = 2, hold_seconds: int = 7 * 86400,
+                 max_wait: float = 0.001, writers: int = 4, hold_seconds: int = 7 * 86400,
                  clock: Callable[[], datetime] = utc_now) -> None:
         self.pool, self.ledger, self.keys = pool, ledger, keys
         self.max_batch, self.max_wait, self.hold_seconds, self.clock = max_batch, max_wait, hold_seconds, clock
@@ -220,7 +221,7 @@ class AuthorizationEngine:
                 program_currency=record["program_currency"], funding_model=record["funding_model"],
                 balance_id=record["balance_id"], balance_state=record["balance_state"],
                 user_account=record["user_account"], deposit_account=record["deposit_account"])
-            row = _Row(item, uuid.uuid4(), card)
+            row = _Row(item, new_id(), card)
             rows.append(row)
             first[key] = row
             if card is not None and pin_updates.get(card.card_id, (0, False))[1]:
@@ -267,7 +268,7 @@ class AuthorizationEngine:
         request, card = row.item.request, row.card
         settlement = settlement_account(request.currency)
         if request.type is TxType.REFUND:
-            row.user_hold = Transfer(id=uuid.uuid4(), code=TransferCodes.REFUND, debit_account_id=settlement,
+            row.user_hold = Transfer(id=new_id(), code=TransferCodes.REFUND, debit_account_id=settlement,
                                      credit_account_id=card.user_account, amount=request.amount,
                                      currency=request.currency, reference=request.message_id[:256])
             return [row.user_hold]
@@ -276,17 +277,17 @@ class AuthorizationEngine:
                 row.decline = rules.INSUFFICIENT_DEPOSIT
                 return []
             row.deposit_hold = Transfer(
-                id=uuid.uuid4(), kind=TransferKind.PENDING, code=TransferCodes.DEPOSIT_HOLD,
+                id=new_id(), kind=TransferKind.PENDING, code=TransferCodes.DEPOSIT_HOLD,
                 debit_account_id=card.deposit_account, credit_account_id=settlement, amount=request.amount,
                 currency=request.currency, timeout=self.hold_seconds, reference=request.message_id[:256],
                 linked=True)
             row.user_hold = Transfer(
-                id=uuid.uuid4(), kind=TransferKind.PENDING, code=TransferCodes.USER_HOLD,
+                id=new_id(), kind=TransferKind.PENDING, code=TransferCodes.USER_HOLD,
                 debit_account_id=card.user_account, credit_account_id=card.deposit_account, amount=request.amount,
                 currency=request.currency, timeout=self.hold_seconds, reference=request.message_id[:256])
             return [row.deposit_hold, row.user_hold]
         row.user_hold = Transfer(
-            id=uuid.uuid4(), kind=TransferKind.PENDING, code=TransferCodes.USER_HOLD,
+            id=new_id(), kind=TransferKind.PENDING, code=TransferCodes.USER_HOLD,
             debit_account_id=card.user_account, credit_account_id=settlement, amount=request.amount,
             currency=request.currency, timeout=self.hold_seconds, reference=request.message_id[:256])
         return [row.user_hold]
@@ -363,7 +364,7 @@ async def _recorded(conn: asyncpg.Connection, network_id: uuid.UUID, message_id:
 
 
 async def _record(conn, network_id, message_id, authorization_id, kind, amount, currency) -> uuid.UUID:
-    event_id = uuid.uuid4()
+    event_id = new_id()
     await conn.execute(
         """INSERT INTO authorization_events (id, network_id, message_id, authorization_id, kind, amount, currency)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
@@ -407,10 +408,10 @@ async def reverse(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, mes
         for hold_id in (auth["deposit_hold_id"], auth["user_hold_id"]):
             if hold_id is None:
                 continue
-            batch.append(Transfer(id=uuid.uuid4(), kind=TransferKind.VOID_PENDING, pending_id=hold_id,
+            batch.append(Transfer(id=new_id(), kind=TransferKind.VOID_PENDING, pending_id=hold_id,
                                   code=holds[hold_id].code, linked=True))
             if amount < held:  # hold the rest again
-                new_ids[hold_id] = uuid.uuid4()
+                new_ids[hold_id] = new_id()
                 h = holds[hold_id]
                 batch.append(Transfer(id=new_ids[hold_id], kind=TransferKind.PENDING, code=h.code,
                                       debit_account_id=h.debit_account_id, credit_account_id=h.credit_account_id,
@@ -442,10 +443,10 @@ async def clear(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, messa
             if hold_id is None:
                 continue
             h = holds[hold_id]
-            batch.append(Transfer(id=uuid.uuid4(), kind=TransferKind.POST_PENDING, pending_id=hold_id, code=h.code,
+            batch.append(Transfer(id=new_id(), kind=TransferKind.POST_PENDING, pending_id=hold_id, code=h.code,
                                   amount=min(amount, held), linked=True))
             if amount > held:  # the part above the hold moves at once, on the same accounts
-                batch.append(Transfer(id=uuid.uuid4(), code=h.code, debit_account_id=h.debit_account_id,
+                batch.append(Transfer(id=new_id(), code=h.code, debit_account_id=h.debit_account_id,
                                       credit_account_id=h.credit_account_id, amount=amount - held,
                                       currency=h.currency, reference=h.reference, linked=True))
         batch[-1] = msgspec.structs.replace(batch[-1], linked=False)
@@ -480,14 +481,14 @@ async def force_post(pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys, network
         if card["funding_model"] == "DEPOSIT":
             if card["deposit"] is None:
                 raise FollowUpRefused("the partner has no deposit balance")
-            batch = [Transfer(id=uuid.uuid4(), code=TransferCodes.DEPOSIT_HOLD, debit_account_id=card["deposit"],
+            batch = [Transfer(id=new_id(), code=TransferCodes.DEPOSIT_HOLD, debit_account_id=card["deposit"],
                               credit_account_id=settlement, amount=amount, currency=currency,
                               reference=message_id[:256], linked=True),
-                     Transfer(id=uuid.uuid4(), code=TransferCodes.USER_HOLD, debit_account_id=card["user_account"],
+                     Transfer(id=new_id(), code=TransferCodes.USER_HOLD, debit_account_id=card["user_account"],
                               credit_account_id=card["deposit"], amount=amount, currency=currency,
                               reference=message_id[:256])]
         else:
-            batch = [Transfer(id=uuid.uuid4(), code=TransferCodes.USER_HOLD, debit_account_id=card["user_account"],
+            batch = [Transfer(id=new_id(), code=TransferCodes.USER_HOLD, debit_account_id=card["user_account"],
                               credit_account_id=settlement, amount=amount, currency=currency,
                               reference=message_id[:256])]
         await _book(conn, ledger, batch, "the force post cannot be booked")

@@ -45,7 +45,7 @@ from bench.stats import summary
 
 N_CARDS = 10_000
 N_PROGRAMS = 100
-CALLERS = 512  # concurrent in-process callers (a network sends many at once)
+CALLERS = 1024  # concurrent in-process callers (a network sends many at once)
 NAIVE_CALLERS = 16
 
 
@@ -185,7 +185,7 @@ async def main(seconds: float) -> dict:
     share = seconds / 4
     for name, programs in (("hot", 1), ("spread", N_PROGRAMS)):
         async with bench_database() as dsn:
-            pool = await create_pool(dsn, min_size=4, max_size=24)
+            pool = await create_pool(dsn, min_size=4, max_size=32)
             ledger = Ledger(pool)
             cards = await setup(pool, ledger, keys, programs)
             if programs == 1:
@@ -201,7 +201,7 @@ async def main(seconds: float) -> dict:
 
                 figures["naive_hot"] = await closed_loop(naive, cards, share, NAIVE_CALLERS)
                 print("naive_hot", json.dumps(figures["naive_hot"]), flush=True)
-            engine = AuthorizationEngine(pool, ledger, keys, max_batch=512, max_wait=0.002, writers=2)
+            engine = AuthorizationEngine(pool, ledger, keys, max_batch=256, max_wait=0.002, writers=4)
             await engine.start()
             network = uuid.uuid4()
             async with pool.acquire() as conn:
