@@ -54,11 +54,21 @@ def detect_type(head: bytes) -> str | None:
     return None
 
 
+def document_type(head: bytes, declared: str | None) -> str | None:
+    """The accepted content type of an upload, or None: unknown bytes, or bytes contradicting the declared type."""
+    detected = detect_type(head)
+    declared = (declared or "").split(";", 1)[0].strip().lower()
+    # A generic or unknown declaration says nothing; naming another accepted type is a wrong file.
+    if declared in {content_type for _, content_type in SIGNATURES} and declared != detected:
+        return None
+    return detected
+
+
 def safe_filename(name: str | None) -> str:
     """A bounded, printable file name without directories."""
     base = unquote(name or "document").replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*').strip() or "document"
-    return cleaned[:128]
+    cleaned = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*').strip()
+    return cleaned[:128] if cleaned.strip(".") else "document"
 
 
 CORPORATION_COLUMNS = "id, partner_id, name, registration_number, country, address, kyb_status, created_at, seq"
@@ -68,7 +78,8 @@ async def get_corporation(conn: asyncpg.Connection, corporation_id: uuid.UUID, p
                           *, lock: str = "") -> asyncpg.Record:
     """A corporation; with a partner id, only that partner's (others are NOT_FOUND)."""
     row = await conn.fetchrow(
-        f"SELECT {CORPORATION_COLUMNS} FROM corporations WHERE id = $1 AND ($2::uuid IS NULL OR partner_id = $2) {lock}",
+        f"""SELECT {CORPORATION_COLUMNS} FROM corporations
+            WHERE id = $1 AND ($2::uuid IS NULL OR partner_id = $2) {lock}""",
         corporation_id, partner_id,
     )
     if row is None:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Annotated
 
 import msgspec
+from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from msgspec import Meta
 
@@ -16,6 +17,7 @@ from antaca_api import corporations as repo
 from antaca_api.balances import BALANCE_VIEW, open_balance
 from antaca_api.corporations import KybStatus
 from antaca_api.errors import (
+    ApiError,
     CorporationNotApproved,
     DocumentRejected,
     PayloadTooLarge,
@@ -29,6 +31,7 @@ from antaca_api.routing import ADMIN_MANAGER, Channel, Context, route
 from antaca_api.schema import Body, Page
 
 CHUNK = 64 * 1024
+KIND_BYTES = 64  # longer than any DocumentKind
 
 
 class NewCorporation(Body):
@@ -119,6 +122,46 @@ class Documents(Body):
 DOCUMENT_COLUMNS = "id AS document_id, kind, filename, content_type, size, sha256, created_at"
 
 
+async def _read_part(part: BodyPartReader, limit: int, too_large: ApiError) -> bytes:
+    """A part's raw bytes, refused as soon as they pass `limit` (nothing is buffered beyond it)."""
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_upload(request: web.Request, limit: int) -> tuple[str, str | None, str | None, bytes]:
+    """The upload's (kind, file name, declared type, content), streamed: nothing over the limit is held."""
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType("send the document as multipart/form-data with fields kind and file")
+    kind, filename, declared, content, seen = None, None, None, None, set()
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):  # a nested multipart is no form field
+                raise ValidationFailed("the multipart body must hold plain fields kind and file")
+            if part.name in seen and part.name in ("kind", "file"):  # which one would count is ambiguous
+                raise ValidationFailed(f"send one {part.name} field")
+            seen.add(part.name)
+            if part.name == "kind":
+                kind = (await _read_part(part, KIND_BYTES, ValidationFailed("kind is too long"))).decode().strip()
+            elif part.name == "file":
+                filename, declared = part.filename, part.headers.get(hdrs.CONTENT_TYPE)
+                content = await _read_part(part, limit, PayloadTooLarge(f"documents are limited to {limit} bytes"))
+            else:
+                await part.release()
+    except (ValueError, AssertionError, HttpProcessingError):  # UnicodeDecodeError is a ValueError
+        raise ValidationFailed("the multipart body is malformed") from None
+    if kind not in DocumentKind.__members__:
+        raise ValidationFailed(f"kind must be one of {', '.join(DocumentKind)}")
+    if not content:
+        raise ValidationFailed("the file part is missing or empty")
+    return kind, filename, declared, content
+
+
 @route("POST", "/lifecycle/v1/corporations/{dcCorporationId}/documents", channel=Channel.PARTNER, multipart=True,
        response=Document, status=201, tags=("corporations",),
        summary="Upload a KYB document (multipart: kind, file; PDF, PNG or JPEG within the size limit)")
@@ -127,35 +170,10 @@ async def upload_document(ctx: Context, _: None) -> Document:
     async with ctx.pool.acquire() as conn:
         corporation = await repo.get_corporation(conn, corporation_id, ctx.partner_id)
     repo.documents_open(KybStatus(corporation["kyb_status"]))
-    if not ctx.request.content_type.startswith("multipart/form-data"):
-        raise UnsupportedMediaType("send the document as multipart/form-data with fields kind and file")
-    limit = ctx.services.settings.max_document_bytes
-    kind, filename, content = None, None, None
-    try:
-        reader = await ctx.request.multipart()
-        while (part := await reader.next()) is not None:
-            if part.name == "kind":
-                kind = (await part.read_chunk(256)).decode(errors="replace").strip()
-            elif part.name == "file":
-                filename = part.filename
-                chunks, size = [], 0
-                while chunk := await part.read_chunk(CHUNK):
-                    size += len(chunk)
-                    if size > limit:
-                        raise PayloadTooLarge(f"documents are limited to {limit} bytes")
-                    chunks.append(chunk)
-                content = b"".join(chunks)
-            else:
-                await part.release()
-    except (ValueError, AssertionError, UnicodeDecodeError, HttpProcessingError):
-        raise ValidationFailed("the multipart body is malformed") from None
-    if kind not in DocumentKind.__members__:
-        raise ValidationFailed(f"kind must be one of {', '.join(DocumentKind)}")
-    if not content:
-        raise ValidationFailed("the file part is missing or empty")
-    content_type = repo.detect_type(content[:16])
+    kind, filename, declared, content = await _read_upload(ctx.request, ctx.services.settings.max_document_bytes)
+    content_type = repo.document_type(content[:16], declared)
     if content_type is None:
-        raise DocumentRejected()
+        raise DocumentRejected("the file must be a PDF, PNG or JPEG by its content, and match any type it declares")
     async with ctx.transaction() as conn:
         corporation = await repo.get_corporation(conn, corporation_id, ctx.partner_id, lock="FOR SHARE")
         repo.documents_open(KybStatus(corporation["kyb_status"]))
@@ -198,7 +216,7 @@ class CorporationReview(Body):
     history: list[KybEvent]
 
 
-class AdminCorporations(Body):
+class AdminCorporations(Page, kw_only=True):
     items: list[Corporation]
 
 
@@ -223,17 +241,21 @@ async def _review_view(conn, corporation_id: uuid.UUID) -> CorporationReview:
 
 
 @route("GET", "/admin/corporations", channel=Channel.ADMIN, response=AdminCorporations,
-       summary="List corporations (all partners)", tags=("corporations",))
+       summary="List corporations of all partners, optionally by kybStatus (cursor pagination)",
+       tags=("corporations",))
 async def admin_list(ctx: Context, _: None) -> AdminCorporations:
     status = ctx.request.query.get("kybStatus")
     if status is not None and status not in KybStatus.__members__:
         raise ValidationFailed("kybStatus must be SUBMITTED, APPROVED, REJECTED or ON_HOLD")
+    limit = ctx.query_int("limit", 50, low=1, high=200)
+    after = ctx.query_int("cursor", 0, low=0, high=2**62)
     rows = await ctx.pool.fetch(
-        f"""SELECT {repo.CORPORATION_COLUMNS} FROM corporations WHERE ($1::text IS NULL OR kyb_status = $1)
-            ORDER BY seq""",
-        status,
+        f"""SELECT {repo.CORPORATION_COLUMNS} FROM corporations
+            WHERE ($1::text IS NULL OR kyb_status = $1) AND seq > $2 ORDER BY seq LIMIT $3""",
+        status, after, limit,
     )
-    return AdminCorporations(items=[corporation_view(r) for r in rows])
+    return AdminCorporations(items=[corporation_view(r) for r in rows],
+                             next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
 
 
 @route("GET", "/admin/corporations/{dcCorporationId}", channel=Channel.ADMIN, response=CorporationReview,
