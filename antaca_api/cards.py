@@ -187,7 +187,7 @@ async def start_card(services: Services, holder: Holder, balance_id: uuid.UUID, 
     return card_id, program
 
 
-async def _store_card_data(services: Services, conn: asyncpg.Connection, card_id: uuid.UUID, program: asyncpg.Record,
+async def store_card_data(services: Services, conn: asyncpg.Connection, card_id: uuid.UUID, program: asyncpg.Record,
                            target: CardState) -> CardSecrets:
     """Have the processor generate card data and store it protected; retries on a PAN collision."""
     processor = PROCESSORS[program["processor"]]
@@ -210,6 +210,19 @@ async def _store_card_data(services: Services, conn: asyncpg.Connection, card_id
     raise ProcessorError("no unused PAN could be drawn from the BIN range")
 
 
+async def fail_card(conn: asyncpg.Connection, card_id: uuid.UUID, expected: CardState, event: str, reason: str,
+                    actor: str) -> None:
+    """Mark a card still in `expected` (PENDING or ORDERED) as FAILED with its reason, in its own transaction."""
+    async with conn.transaction():
+        failed = await conn.fetchval(
+            "UPDATE cards SET state = 'FAILED', failure_reason = $3, updated_at = now() "
+            "WHERE id = $1 AND state = $2 RETURNING id",
+            card_id, str(expected), reason,
+        )
+        if failed is not None:
+            await record_event(conn, card_id, event, actor, expected, CardState.FAILED)
+
+
 async def complete_virtual(services: Services, card_id: uuid.UUID, program: asyncpg.Record, actor: str) -> CardSecrets:
     """Generate a PENDING virtual card's data: ACTIVE with all its data, or FAILED with a reason."""
     async with services.pool.acquire() as conn:
@@ -218,17 +231,11 @@ async def complete_virtual(services: Services, card_id: uuid.UUID, program: asyn
                 row = await conn.fetchrow(f"SELECT {CARD_COLUMNS} FROM cards c WHERE c.id = $1 FOR UPDATE", card_id)
                 if CardState(row["state"]) is not CardState.PENDING:
                     raise CardDataUnavailable("the card is no longer pending")
-                secrets = await _store_card_data(services, conn, card_id, program, CardState.ACTIVE)
+                secrets = await store_card_data(services, conn, card_id, program, CardState.ACTIVE)
                 await record_event(conn, card_id, "GENERATED", actor, CardState.PENDING, CardState.ACTIVE)
                 return secrets
         except ProcessorError as exc:
-            async with conn.transaction():
-                await conn.execute(
-                    "UPDATE cards SET state = 'FAILED', failure_reason = $2, updated_at = now() "
-                    "WHERE id = $1 AND state = 'PENDING'",
-                    card_id, str(exc),
-                )
-                await record_event(conn, card_id, "GENERATION_FAILED", actor, CardState.PENDING, CardState.FAILED)
+            await fail_card(conn, card_id, CardState.PENDING, "GENERATION_FAILED", str(exc), actor)
             raise ProcessorFailure(f"card generation failed: {exc}") from None
 
 

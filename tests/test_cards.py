@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import timedelta
@@ -119,7 +120,7 @@ async def test_async_virtual_card_and_failure(api, jwe_key):
     w = await World().setup(api, jwe_key)
     status, pending = await w.app_plain("POST", "/customers/me/cards/virtual/async", {"balanceId": w.balance})
     assert (status, pending["status"]) == (202, "PENDING")
-    await __import__("asyncio").gather(*api.services.tasks)
+    await asyncio.gather(*api.services.tasks)
     status, card = await w.app_plain("GET", f"/customers/me/cards/{pending['cardId']}/status")
     assert card["status"] == "ACTIVE" and card["maskedPan"].startswith(BIN)
     status, data = await w.app_jwe("GET", f"/customers/me/cards/{pending['cardId']}")
@@ -127,7 +128,7 @@ async def test_async_virtual_card_and_failure(api, jwe_key):
 
     failing = await World().setup(api, jwe_key, fail_generation=True)
     status, pending = await failing.app_plain("POST", "/customers/me/cards/virtual/async", {"balanceId": failing.balance})
-    await __import__("asyncio").gather(*api.services.tasks)
+    await asyncio.gather(*api.services.tasks)
     status, card = await failing.app_plain("GET", f"/customers/me/cards/{pending['cardId']}/status")
     assert card["status"] == "FAILED" and card["failureReason"] and card["maskedPan"] is None
     status, body = await failing.app_jwe("POST", "/customers/me/cards/virtual", {"balanceId": failing.balance})
@@ -380,3 +381,24 @@ async def test_every_operation_on_every_channel(api, jwe_key, channel):
     status, listing = await call("GET", prefix)
     assert [c["cardId"] for c in listing["items"]] == [card["cardId"]]
     assert "pan" not in listing["items"][0]
+
+
+async def test_an_order_that_breaks_midway_leaves_a_failed_card_not_a_half_made_one(api, jwe_key, monkeypatch):
+    from antaca_api.processors import PROCESSORS
+
+    w = await World().setup(api, jwe_key)
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("processor connection reset")
+
+    monkeypatch.setattr(PROCESSORS["simulated"], "order_physical", broken)
+    order = {"balanceId": w.balance, "nameOnCard": "ADA",
+             "deliveryAddress": {"line1": "Main 1", "city": "Warsaw", "postalCode": "00-001", "country": "PL"}}
+    status, body = await w.app_jwe("POST", "/customers/me/cards/physical", order)
+    assert (status, body["code"]) == (500, "INTERNAL_ERROR")
+    async with api.services.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT state, pan_ciphertext, failure_reason FROM cards WHERE balance_id = $1",
+                                uuid.UUID(w.balance))
+        orders = await conn.fetchval("SELECT count(*) FROM card_orders")
+    assert [(r["state"], r["pan_ciphertext"], r["failure_reason"]) for r in rows] == [("FAILED", None, "internal error")]
+    assert orders == 0

@@ -14,7 +14,6 @@ import time
 import uuid
 
 import aiohttp
-import asyncpg
 
 from antaca_api.pki import CertificateAuthority, issue_client_certificate
 from antaca_auth.cardkeys import CardKeys

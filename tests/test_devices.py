@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from tests.api_harness import bearer, pair_device, register_customer
@@ -79,7 +80,7 @@ async def test_pairing_again_on_a_device_deactivates_the_previous_installation(a
         assert r.status == 401
     async with api.services.pool.acquire() as conn:
         active = await conn.fetchval("SELECT count(*) FROM installations WHERE customer_id = $1 AND active",
-                                     __import__("uuid").UUID(customer["customerId"]))
+                                     uuid.UUID(customer["customerId"]))
         stored = await conn.fetch("SELECT token_hash FROM customer_sessions")
     assert active == 2
     assert all(second["sessionToken"].encode() not in bytes(r["token_hash"]) for r in stored)

@@ -207,25 +207,25 @@ async def _physical(ctx: Context, holder: repo.Holder, body, pin: str | None = N
     if ctx.admin is not None:
         ctx.audit_target = f"card:{card_id}"
     processor = PROCESSORS[program["processor"]]
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await repo.find_card(conn, card_id, repo.CardScope(None), lock=True)
+    async with ctx.pool.acquire() as conn:
         try:
-            await repo._store_card_data(ctx.services, conn, card_id, program, CardState.ORDERED)
-            ref = await processor.order_physical(repo.program_of(program), card_id, body.name_on_card,
-                                                 msgspec.to_builtins(body.delivery_address), ctx.services.clock())
+            async with conn.transaction():
+                await repo.find_card(conn, card_id, repo.CardScope(None), lock=True)
+                await repo.store_card_data(ctx.services, conn, card_id, program, CardState.ORDERED)
+                ref = await processor.order_physical(repo.program_of(program), card_id, body.name_on_card,
+                                                     msgspec.to_builtins(body.delivery_address), ctx.services.clock())
+                await conn.execute("UPDATE cards SET processor_ref = $2 WHERE id = $1", card_id, ref)
+                await record_order(conn, card_id, ref, ctx.services)
+                if pin is not None:
+                    row = await repo.find_card(conn, card_id, repo.CardScope(None), lock=True)
+                    await repo.set_pin(ctx.services, conn, row, pin, actor(ctx), at_order=True)
         except ProcessorError as exc:
-            await conn.execute("UPDATE cards SET state = 'FAILED', failure_reason = $2 WHERE id = $1", card_id,
-                               str(exc))
-            await repo.record_event(conn, card_id, "ORDER_FAILED", actor(ctx), CardState.ORDERED, CardState.FAILED)
-            row = await repo.find_card(conn, card_id, repo.CardScope(None))
-            return summary(row)
-        await conn.execute("UPDATE cards SET processor_ref = $2 WHERE id = $1", card_id, ref)
-        await record_order(conn, card_id, ref, ctx.services)
-        if pin is not None:
-            row = await repo.find_card(conn, card_id, repo.CardScope(None), lock=True)
-            await repo.set_pin(ctx.services, conn, row, pin, actor(ctx), at_order=True)
-        row = await repo.find_card(conn, card_id, repo.CardScope(None))
-    return summary(row)
+            await repo.fail_card(conn, card_id, CardState.ORDERED, "ORDER_FAILED", str(exc), actor(ctx))
+        except BaseException:
+            # Never leave an ORDERED card without data or order behind: it fails visibly instead.
+            await repo.fail_card(conn, card_id, CardState.ORDERED, "ORDER_FAILED", "internal error", actor(ctx))
+            raise
+        return summary(await repo.find_card(conn, card_id, repo.CardScope(None)))
 
 
 @register([(f"{ME}/physical", Channel.CUSTOMER, None), (f"{SECURE}/physical", Channel.PARTNER, None),
@@ -276,7 +276,7 @@ async def list_cards(ctx: Context, _: None) -> Cards:
     return Cards(items=[summary(r) for r in rows])
 
 
-async def _visible_card(ctx: Context, *, lock: bool = False, conn=None):
+async def _visible_card(ctx: Context, conn, *, lock: bool = False):
     row = await repo.find_card(conn, ctx.path_id("cardId"), scope(ctx), lock=lock)
     if ctx.customer is not None and row["state"] == CardState.ORDERED:
         raise NotFound("no such card")  # not the user's until the processor's report links it
@@ -288,14 +288,14 @@ async def _visible_card(ctx: Context, *, lock: bool = False, conn=None):
           "GET", response=CardSummary, tags=("cards",), summary="A card's status (no card data)")
 async def card_status(ctx: Context, _: None) -> CardSummary:
     async with ctx.pool.acquire() as conn:
-        return summary(await _visible_card(ctx, conn=conn))
+        return summary(await _visible_card(ctx, conn))
 
 
 @register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{SECURE}/{{cardId}}", Channel.PARTNER, None)], "GET",
           response=CardData, encryption=JWE, tags=("cards",), summary="Full card data: PAN, expiry, CVC2")
 async def card_data(ctx: Context, _: None) -> CardData:
     async with ctx.pool.acquire() as conn:
-        row = await _visible_card(ctx, conn=conn)
+        row = await _visible_card(ctx, conn)
     return data_view(row, repo.card_secrets(ctx.services, row))
 
 
@@ -330,7 +330,7 @@ async def card_events(ctx: Context, _: None) -> CardEvents:
 
 async def _transition(ctx: Context, rule, event: str, reason: int | None = None) -> CardSummary:
     async with ctx.transaction() as conn:
-        row = await _visible_card(ctx, lock=True, conn=conn)
+        row = await _visible_card(ctx, conn, lock=True)
         if ctx.admin is not None:
             ctx.audit_target = f"card:{row['id']}"
         await repo.change_state(conn, row, rule, event, actor(ctx), reason)
@@ -381,7 +381,7 @@ async def remove(ctx: Context, _: None) -> CardSummary:
           summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")
 async def reset_cvv(ctx: Context, _: None):
     async with ctx.transaction() as conn:
-        row = await _visible_card(ctx, lock=True, conn=conn)
+        row = await _visible_card(ctx, conn, lock=True)
         await repo.reset_cvv(conn, row, actor(ctx))
         row = await repo.find_card(conn, row["id"], repo.CardScope(None))
     if ctx.admin is not None:
@@ -398,7 +398,7 @@ class SetPin(Body):
        summary="Set the card's PIN (4-12 digits, not trivial); only a verification value is kept")
 async def set_pin(ctx: Context, body: SetPin) -> None:
     async with ctx.transaction() as conn:
-        row = await _visible_card(ctx, lock=True, conn=conn)
+        row = await _visible_card(ctx, conn, lock=True)
         await repo.set_pin(ctx.services, conn, row, body.pin, actor(ctx))
 
 
