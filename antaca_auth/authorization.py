@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import hmac
 import uuid
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
@@ -117,8 +118,12 @@ def expired(expiry: str, today: date) -> bool:
     return (today.year, today.month) > (year, month)
 
 
-def check_card(request: AuthorizationRequest, card: CardFacts | None, keys: CardKeys, today: date) -> CardCheck:
-    """Every check before money: card, expiry, CVC2, PIN, balance, currency; in the product's order."""
+def check_card(request: AuthorizationRequest, card: CardFacts | None, keys: CardKeys, today: date,
+               convertible: Container[tuple[str, str]] = ()) -> CardCheck:
+    """Every check before money: card, expiry, CVC2, PIN, balance, currency; in the product's order.
+
+    A payment in another currency than the program's passes when `convertible` has a rate for it.
+    """
     if card is None:
         return CardCheck(UNKNOWN_CARD, 0)
     failures = card.pin_failures
@@ -146,6 +151,6 @@ def check_card(request: AuthorizationRequest, card: CardFacts | None, keys: Card
         failures = 0
     if card.balance_state != "ACTIVE":
         return CardCheck(BALANCE_BLOCKED, failures)
-    if request.currency != card.program_currency:
+    if request.currency != card.program_currency and (request.currency, card.program_currency) not in convertible:
         return CardCheck(CURRENCY_NOT_SUPPORTED, failures)
     return CardCheck(None, failures)

@@ -11,6 +11,13 @@ class TransferCode(enum.IntEnum):
     CARD_PAYMENT_DEPOSIT = 10  # a card payment charged to the partner's deposit
     CARD_PAYMENT = 11  # a card payment on the user's balance (held, then cleared)
     CARD_REFUND = 12  # a merchant's refund to the card
+    MONEY_TRANSFER = 13  # an outgoing (IBAN) transfer from a balance
+    FEE_BALANCE_CREATION = 20  # fees: from the user's balance to the program's fee revenue
+    FEE_CARD_CREATION = 21
+    FEE_CARD_RECURRING = 22
+    FEE_TRANSACTION = 23  # POS, e-commerce or ATM fee plus any conversion fee, held then posted
+    FEE_MONEY_TRANSFER = 24
+    FEE_REFUND = 29  # a fee given back (e.g. the creation fee of a card that could not be made)
 
 
 def code_name(code: int) -> str:

@@ -14,18 +14,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import asyncpg
 import msgspec
 
 from antaca_auth import authorization as rules
+from antaca_auth import fees as pricing
 from antaca_auth.accounts import AccountKind, Balance, NewAccount
+from antaca_auth.activity import card_activity
 from antaca_auth.authorization import AuthorizationRequest, CardFacts, Decline, TxType
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
 from antaca_auth.codes import TransferCode
 from antaca_auth.ids import new_id
 from antaca_auth.ledger import SELECT_TRANSFERS, Ledger, transfer_from_row, utc_now
+from antaca_auth.rates import rates_in_force
+from antaca_auth.thresholds import check_crossings
 from antaca_auth.transfers import ResultCode, Transfer, TransferKind
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,9 @@ class TransferCodes:
     DEPOSIT_HOLD = TransferCode.CARD_PAYMENT_DEPOSIT
     USER_HOLD = TransferCode.CARD_PAYMENT
     REFUND = TransferCode.CARD_REFUND
+    FEE = TransferCode.FEE_TRANSACTION
+
+MAX_AMOUNT = 2**63 - 1
 
 
 def settlement_account(currency: str) -> uuid.UUID:
@@ -52,32 +60,40 @@ class AuthorizationResult(msgspec.Struct, frozen=True, rename="camel"):
     approved_amount: int
     action_code: str | None = None
     available_after: int | None = None
+    billing_amount: int | None = None  # the amount in the balance's currency (converted when they differ)
+    fee: int = 0  # transaction plus conversion fee, held with the amount
 
 
 CARDS = """
     SELECT c.pan_fingerprint, c.id, c.state, c.lock_reason, c.expiry, c.cvc_counter, c.pin_salt,
            c.pin_verification, c.pin_failures, p.currency AS program_currency, p.funding_model,
            b.id AS balance_id, b.state AS balance_state, b.account_id AS user_account,
-           pa.account_id AS deposit_account
+           pa.account_id AS deposit_account, c.program_id, fs.id AS fee_schedule_id
     FROM cards c
     JOIN card_programs p ON p.id = c.program_id
     JOIN balances b ON b.id = c.balance_id
     LEFT JOIN partner_accounts pa
            ON pa.partner_id = c.partner_id AND pa.currency = p.currency AND pa.kind = 'partner_deposit'
+    LEFT JOIN LATERAL (
+        SELECT id FROM fee_schedules WHERE program_id = c.program_id AND effective_from <= $2
+        ORDER BY effective_from DESC LIMIT 1) fs ON true
     WHERE c.pan_fingerprint = ANY($1::text[])
     ORDER BY c.id
     FOR UPDATE OF c"""
 
 EXISTING = """
     SELECT a.message_id, a.id, a.decision, a.response_code, a.reason, a.approved_amount, a.action_code,
-           a.available_after
+           a.available_after, a.billing_amount, a.transaction_fee + a.conversion_fee AS fee
     FROM authorizations a
     WHERE a.network_id = $1 AND a.message_id = ANY($2::text[])"""
+
+SCHEDULES = "SELECT id, schedule FROM fee_schedules WHERE id = ANY($1::uuid[])"
 
 AUTHORIZATION_COLUMNS = (
     "id", "network_id", "message_id", "card_id", "balance_id", "type", "amount", "currency", "mcc", "merchant_id",
     "merchant_name", "merchant_country", "terminal_id", "decision", "response_code", "action_code", "reason",
-    "approved_amount", "available_after", "deposit_hold_id", "user_hold_id", "created_at",
+    "approved_amount", "available_after", "deposit_hold_id", "user_hold_id", "created_at", "billing_amount",
+    "fx_rate", "fee_schedule_id", "transaction_fee", "conversion_fee", "fee_hold_id",
 )
 
 
@@ -100,6 +116,13 @@ class _Row:
     user_hold: Transfer | None = None
     available_after: int | None = None
     replay_of: AuthorizationResult | None = None
+    program_id: uuid.UUID | None = None
+    schedule_id: uuid.UUID | None = None
+    billing_amount: int | None = None
+    fx_rate: Decimal | None = None
+    transaction_fee: int = 0
+    conversion_fee: int = 0
+    fee_hold: Transfer | None = None
 
 
 def _available(b: Balance) -> int:
@@ -118,6 +141,7 @@ class AuthorizationEngine:
         self.writers = writers
         self._tasks: list[asyncio.Task] = []
         self._settlements: set[str] = set()
+        self._schedules: dict[uuid.UUID, pricing.FeeSchedule] = {}  # versions are immutable: cached for good
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.writers)]
@@ -195,9 +219,22 @@ class AuthorizationEngine:
             for r in await conn.fetch(EXISTING, network_id, message_ids):
                 existing[(network_id, r["message_id"])] = AuthorizationResult(
                     r["id"], r["decision"], r["response_code"], r["reason"], r["approved_amount"], r["action_code"],
-                    r["available_after"])
+                    r["available_after"], r["billing_amount"], r["fee"])
         fingerprints = {item.request.pan: self.keys.fingerprint(item.request.pan) for item in batch}
-        cards = {r["pan_fingerprint"]: r for r in await conn.fetch(CARDS, list(set(fingerprints.values())))}
+        cards = {r["pan_fingerprint"]: r for r in await conn.fetch(CARDS, list(set(fingerprints.values())), now)}
+        await self._load_schedules(conn, {r["fee_schedule_id"] for r in cards.values()} - {None})
+        pairs, need_facts = set(), set()
+        for item in batch:
+            record = cards.get(fingerprints[item.request.pan])
+            if record is None:
+                continue
+            if item.request.currency != record["program_currency"]:
+                pairs.add((item.request.currency, record["program_currency"]))
+            if pricing.needs_facts(self._schedules.get(record["fee_schedule_id"]), item.request.type):
+                need_facts.add(record["id"])
+        rates = await rates_in_force(conn, pairs, now)
+        facts = await card_activity(conn, need_facts, *pricing.previous_period(pricing.Period.MONTHLY, today))
+        exponents = await self.ledger.currencies()
 
         rows: list[_Row] = []
         first: dict[tuple[uuid.UUID, str], _Row] = {}
@@ -221,13 +258,14 @@ class AuthorizationEngine:
                 program_currency=record["program_currency"], funding_model=record["funding_model"],
                 balance_id=record["balance_id"], balance_state=record["balance_state"],
                 user_account=record["user_account"], deposit_account=record["deposit_account"])
-            row = _Row(item, new_id(), card)
+            row = _Row(item, new_id(), card, program_id=record and record["program_id"],
+                       schedule_id=record and record["fee_schedule_id"])
             rows.append(row)
             first[key] = row
             if card is not None and pin_updates.get(card.card_id, (0, False))[1]:
                 row.decline = rules.locked(6)  # locked by a third wrong PIN earlier in this batch
                 continue
-            check = rules.check_card(item.request, card, self.keys, today)
+            check = rules.check_card(item.request, card, self.keys, today, rates)
             if card is not None and check.pin_failures != card.pin_failures:
                 pin_updates[card.card_id] = (check.pin_failures, check.lock_now)
             if check.lock_now:
@@ -236,61 +274,99 @@ class AuthorizationEngine:
             if check.decline is not None:
                 row.decline = check.decline
                 continue
-            transfers.extend(self._holds(row))
+            self._price(row, rates, exponents, facts.get(card.card_id, {}))
+            if row.decline is None:
+                transfers.extend(self._holds(row))
 
         outcome = await self.ledger.write_batch(conn, transfers) if transfers else None
         results = {r.id: r for r in outcome.results} if outcome else {}
+        touched: set[uuid.UUID] = set()  # partner deposits charged: their low-balance thresholds are checked
         for row in rows:
             if row.replay_of is not None or row.decline is not None or row.user_hold is None:
                 continue
             user = results[row.user_hold.id]
             deposit = results[row.deposit_hold.id] if row.deposit_hold is not None else None
+            fee = results[row.fee_hold.id] if row.fee_hold is not None else None
+            last = fee or user  # the chain's last transfer on the user's balance
             if deposit is not None and deposit.code is not ResultCode.OK:
                 row.decline = rules.INSUFFICIENT_DEPOSIT if deposit.code is ResultCode.EXCEEDS_CREDITS else (
-                    rules.INSUFFICIENT_FUNDS if user.code is ResultCode.EXCEEDS_CREDITS else rules.INVALID_AMOUNT)
-            elif user.code is not ResultCode.OK:
-                row.decline = rules.INSUFFICIENT_FUNDS if user.code in (
-                    ResultCode.EXCEEDS_CREDITS, ResultCode.LINKED_EVENT_FAILED) else rules.INVALID_AMOUNT
+                    rules.INSUFFICIENT_FUNDS if ResultCode.EXCEEDS_CREDITS in (user.code, last.code)
+                    else rules.INVALID_AMOUNT)
+            elif user.code is not ResultCode.OK or last.code is not ResultCode.OK:
+                row.decline = rules.INSUFFICIENT_FUNDS if {user.code, last.code} <= {
+                    ResultCode.OK, ResultCode.EXCEEDS_CREDITS, ResultCode.LINKED_EVENT_FAILED} else rules.INVALID_AMOUNT
             if row.item.request.type is TxType.REFUND:
                 row.available_after = _available(user.credit_balance) if user.code is ResultCode.OK else None
             else:
-                row.available_after = _available(user.debit_balance) if user.code is ResultCode.OK else None
+                row.available_after = _available(last.debit_balance) if last.code is ResultCode.OK else None
             if row.decline is not None:
-                row.deposit_hold = row.user_hold = None
+                row.deposit_hold = row.user_hold = row.fee_hold = None
+            elif row.deposit_hold is not None:
+                touched.add(row.deposit_hold.debit_account_id)
+
+        await check_crossings(conn, touched)
 
         await self._update_cards(conn, pin_updates)
         await self._insert(conn, [r for r in rows if r.replay_of is None and first.get(
             (r.item.network_id, r.item.request.message_id)) is r], now)
         return [self._answer(r, first) for r in rows]
 
-    def _holds(self, row: _Row) -> list[Transfer]:
-        """The ledger transfers of an approvable authorization (a linked pair in the DEPOSIT model)."""
+    async def _load_schedules(self, conn: asyncpg.Connection, ids: set[uuid.UUID]) -> None:
+        missing = [i for i in ids if i not in self._schedules]
+        if missing:
+            for r in await conn.fetch(SCHEDULES, missing):
+                self._schedules[r["id"]] = pricing.decode_schedule(r["schedule"])
+
+    def _price(self, row: _Row, rates: dict, exponents: dict[str, int], facts: dict) -> None:
+        """The amount in the balance's currency and the fees held with it (or a decline)."""
         request, card = row.item.request, row.card
-        settlement = settlement_account(request.currency)
+        billing = request.amount
+        if request.currency != card.program_currency:
+            row.fx_rate = rates[(request.currency, card.program_currency)]
+            billing = pricing.convert(request.amount, exponents[request.currency],
+                                      exponents[card.program_currency], row.fx_rate)
+        row.billing_amount = billing
+        row.transaction_fee, row.conversion_fee = pricing.transaction_fees(
+            self._schedules.get(row.schedule_id), request.type, billing, row.fx_rate is not None, facts)
+        if not 0 < billing <= MAX_AMOUNT or row.transaction_fee + row.conversion_fee > MAX_AMOUNT:
+            row.decline = rules.INVALID_AMOUNT
+
+    def _holds(self, row: _Row) -> list[Transfer]:
+        """The ledger transfers of an approvable authorization, one linked chain: the partner deposit
+        charge (DEPOSIT model), the hold on the user's balance, and the hold of its fees."""
+        request, card = row.item.request, row.card
+        currency, amount, reference = card.program_currency, row.billing_amount, request.message_id[:256]
+        settlement = settlement_account(currency)
         if request.type is TxType.REFUND:
             row.user_hold = Transfer(id=new_id(), code=TransferCodes.REFUND, debit_account_id=settlement,
-                                     credit_account_id=card.user_account, amount=request.amount,
-                                     currency=request.currency, reference=request.message_id[:256])
+                                     credit_account_id=card.user_account, amount=amount, currency=currency,
+                                     reference=reference)
             return [row.user_hold]
+        chain = []
         if card.funding_model == "DEPOSIT":
             if card.deposit_account is None:
                 row.decline = rules.INSUFFICIENT_DEPOSIT
                 return []
             row.deposit_hold = Transfer(
                 id=new_id(), kind=TransferKind.PENDING, code=TransferCodes.DEPOSIT_HOLD,
-                debit_account_id=card.deposit_account, credit_account_id=settlement, amount=request.amount,
-                currency=request.currency, timeout=self.hold_seconds, reference=request.message_id[:256],
-                linked=True)
-            row.user_hold = Transfer(
-                id=new_id(), kind=TransferKind.PENDING, code=TransferCodes.USER_HOLD,
-                debit_account_id=card.user_account, credit_account_id=card.deposit_account, amount=request.amount,
-                currency=request.currency, timeout=self.hold_seconds, reference=request.message_id[:256])
-            return [row.deposit_hold, row.user_hold]
+                debit_account_id=card.deposit_account, credit_account_id=settlement, amount=amount,
+                currency=currency, timeout=self.hold_seconds, reference=reference, linked=True)
+            chain.append(row.deposit_hold)
         row.user_hold = Transfer(
             id=new_id(), kind=TransferKind.PENDING, code=TransferCodes.USER_HOLD,
-            debit_account_id=card.user_account, credit_account_id=settlement, amount=request.amount,
-            currency=request.currency, timeout=self.hold_seconds, reference=request.message_id[:256])
-        return [row.user_hold]
+            debit_account_id=card.user_account,
+            credit_account_id=card.deposit_account if card.funding_model == "DEPOSIT" else settlement,
+            amount=amount, currency=currency, timeout=self.hold_seconds, reference=reference)
+        chain.append(row.user_hold)
+        fee = row.transaction_fee + row.conversion_fee
+        if fee:
+            chain[-1] = row.user_hold = msgspec.structs.replace(row.user_hold, linked=True)
+            row.fee_hold = Transfer(
+                id=new_id(), kind=TransferKind.PENDING, code=TransferCodes.FEE, debit_account_id=card.user_account,
+                credit_account_id=pricing.fee_revenue_account(row.program_id, currency), amount=fee,
+                currency=currency, timeout=self.hold_seconds, reference=reference)
+            chain.append(row.fee_hold)
+        return chain
 
     async def _update_cards(self, conn: asyncpg.Connection, updates: dict[uuid.UUID, tuple[int, bool]]) -> None:
         for card_id, (failures, lock_now) in updates.items():
@@ -316,7 +392,9 @@ class AuthorizationEngine:
                 q.merchant_name, q.merchant_country, q.terminal_id, "DECLINED" if d else "APPROVED",
                 d.response_code if d else "00", d.action_code if d else None, d.reason if d else "APPROVED",
                 0 if d else q.amount, row.available_after, row.deposit_hold.id if row.deposit_hold else None,
-                row.user_hold.id if row.user_hold else None, now,
+                row.user_hold.id if row.user_hold else None, now, None if d else row.billing_amount,
+                None if d else row.fx_rate, row.schedule_id, 0 if d else row.transaction_fee,
+                0 if d else row.conversion_fee, row.fee_hold.id if row.fee_hold else None,
             ))
         if records:
             await conn.copy_records_to_table("authorizations", records=records, columns=AUTHORIZATION_COLUMNS)
@@ -329,7 +407,8 @@ class AuthorizationEngine:
         d = origin.decline
         if d is None:
             return AuthorizationResult(origin.id, "APPROVED", "00", "APPROVED", origin.item.request.amount, None,
-                                       origin.available_after)
+                                       origin.available_after, origin.billing_amount,
+                                       origin.transaction_fee + origin.conversion_fee)
         return AuthorizationResult(origin.id, "DECLINED", d.response_code, d.reason, 0, d.action_code,
                                    origin.available_after)
 
@@ -351,10 +430,14 @@ class FollowUp(msgspec.Struct, frozen=True, rename="camel"):
 
 
 AUTH_FOR_FOLLOW_UP = """
-    SELECT a.id, a.amount, a.currency, a.deposit_hold_id, a.user_hold_id, a.card_id
+    SELECT a.id, a.amount, a.currency, a.type, a.deposit_hold_id, a.user_hold_id, a.fee_hold_id, a.card_id,
+           a.billing_amount, a.fx_rate, a.fee_schedule_id, a.transaction_fee, a.conversion_fee, c.program_id,
+           c.balance_id, p.currency AS program_currency
     FROM authorizations a
+    JOIN cards c ON c.id = a.card_id
+    JOIN card_programs p ON p.id = c.program_id
     WHERE a.network_id = $1 AND a.message_id = $2 AND a.decision = 'APPROVED' AND a.user_hold_id IS NOT NULL
-    FOR UPDATE"""
+    FOR UPDATE OF a"""
 
 
 async def _recorded(conn: asyncpg.Connection, network_id: uuid.UUID, message_id: str) -> asyncpg.Record | None:
@@ -380,7 +463,7 @@ async def _open_holds(conn: asyncpg.Connection, network_id: uuid.UUID, message_i
     auth = await conn.fetchrow(AUTH_FOR_FOLLOW_UP, network_id, original_message_id)
     if auth is None:
         raise AuthorizationNotFound()
-    ids = [i for i in (auth["user_hold_id"], auth["deposit_hold_id"]) if i]
+    ids = [i for i in (auth["user_hold_id"], auth["deposit_hold_id"], auth["fee_hold_id"]) if i]
     holds = {t.id: t for t in map(transfer_from_row, await SELECT_TRANSFERS.fetch(conn, ids=ids))}
     return None, auth, holds
 
@@ -393,68 +476,142 @@ async def _book(conn: asyncpg.Connection, ledger: Ledger, batch: list[Transfer],
         raise FollowUpRefused(f"{what}: {failed[0]}")
 
 
+class _Pricing:
+    """How a follow-up of an authorization converts amounts and recomputes its fees."""
+
+    def __init__(self, auth: asyncpg.Record, schedule: pricing.FeeSchedule | None, exponents: dict[str, int]):
+        self.auth, self.schedule, self.exponents = auth, schedule, exponents
+
+    def billing(self, amount: int) -> int:
+        """A network amount (the authorization's currency) in the balance's currency, at its rate."""
+        a = self.auth
+        if a["fx_rate"] is None:
+            return amount
+        if amount == a["amount"]:
+            return a["billing_amount"]
+        return pricing.convert(amount, self.exponents[a["currency"]], self.exponents[a["program_currency"]],
+                               a["fx_rate"])
+
+    def fees(self, billing: int) -> tuple[int, int]:
+        """(transaction fee, conversion fee) on `billing`; a part waived or absent at authorization stays 0."""
+        a = self.auth
+        if self.schedule is None or a["transaction_fee"] + a["conversion_fee"] == 0:
+            return 0, 0
+        fee, conversion = pricing.transaction_fees(self.schedule, a["type"], billing, a["fx_rate"] is not None, {})
+        return (fee if a["transaction_fee"] else 0), (conversion if a["conversion_fee"] else 0)
+
+
+async def _pricing(conn: asyncpg.Connection, ledger: Ledger, auth: asyncpg.Record) -> _Pricing:
+    schedule = None
+    if auth["fee_schedule_id"] is not None:
+        raw = await conn.fetchval("SELECT schedule FROM fee_schedules WHERE id = $1", auth["fee_schedule_id"])
+        schedule = pricing.decode_schedule(raw)
+    return _Pricing(auth, schedule, await ledger.currencies())
+
+
 async def reverse(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, message_id: str,
                   original_message_id: str, amount: int | None, hold_seconds: int) -> FollowUp:
-    """Release an authorization's hold, in full or in part (the rest stays held)."""
+    """Release an authorization's hold, in full or in part (the rest, and its fee, stays held)."""
     async with pool.acquire() as conn, conn.transaction():
         replay, auth, holds = await _open_holds(conn, network_id, message_id, original_message_id)
         if replay is not None:
             return replay
+        price = await _pricing(conn, ledger, auth)
         held = holds[auth["user_hold_id"]].amount
-        amount = held if amount is None else amount
-        if not 0 < amount <= held:
+        released = held if amount is None else price.billing(amount)
+        if amount is not None and auth["fx_rate"] is not None and released == held + 1:
+            released = held  # the last piece of a converted amount reversed in parts: rounding
+        if not 0 < released <= held:
             raise FollowUpRefused("the reversal is larger than what is held")
+        rest = held - released
+        new_amounts = {auth["deposit_hold_id"]: rest, auth["user_hold_id"]: rest}
+        if auth["fee_hold_id"] is not None:
+            new_amounts[auth["fee_hold_id"]] = min(sum(price.fees(rest)), holds[auth["fee_hold_id"]].amount)
         batch, new_ids = [], {}
-        for hold_id in (auth["deposit_hold_id"], auth["user_hold_id"]):
+        for hold_id in (auth["deposit_hold_id"], auth["user_hold_id"], auth["fee_hold_id"]):
             if hold_id is None:
                 continue
-            batch.append(Transfer(id=new_id(), kind=TransferKind.VOID_PENDING, pending_id=hold_id,
-                                  code=holds[hold_id].code, linked=True))
-            if amount < held:  # hold the rest again
+            h = holds[hold_id]
+            batch.append(Transfer(id=new_id(), kind=TransferKind.VOID_PENDING, pending_id=hold_id, code=h.code,
+                                  linked=True))
+            if new_amounts[hold_id] > 0:  # hold the rest again
                 new_ids[hold_id] = new_id()
-                h = holds[hold_id]
                 batch.append(Transfer(id=new_ids[hold_id], kind=TransferKind.PENDING, code=h.code,
                                       debit_account_id=h.debit_account_id, credit_account_id=h.credit_account_id,
-                                      amount=held - amount, currency=h.currency, timeout=hold_seconds,
+                                      amount=new_amounts[hold_id], currency=h.currency, timeout=hold_seconds,
                                       reference=h.reference, linked=True))
         batch[-1] = msgspec.structs.replace(batch[-1], linked=False)
         await _book(conn, ledger, batch, "the hold cannot be released")
         await conn.execute(
-            "UPDATE authorizations SET user_hold_id = $2, deposit_hold_id = $3 WHERE id = $1",
-            auth["id"], new_ids.get(auth["user_hold_id"]),
-            new_ids.get(auth["deposit_hold_id"]) if auth["deposit_hold_id"] else None)
-        event_id = await _record(conn, network_id, message_id, auth["id"], "REVERSAL", amount, auth["currency"])
+            "UPDATE authorizations SET user_hold_id = $2, deposit_hold_id = $3, fee_hold_id = $4 WHERE id = $1",
+            auth["id"], new_ids.get(auth["user_hold_id"]), new_ids.get(auth["deposit_hold_id"]),
+            new_ids.get(auth["fee_hold_id"]))
+        # A full reversal names no amount: it is recorded as released, in the balance's currency.
+        amount, currency = (released, auth["program_currency"]) if amount is None else (amount, auth["currency"])
+        event_id = await _record(conn, network_id, message_id, auth["id"], "REVERSAL", amount, currency)
     return FollowUp(event_id, auth["id"], "REVERSAL", amount, False)
 
 
 async def clear(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, message_id: str,
                 original_message_id: str, amount: int, tolerance_percent: int) -> FollowUp:
-    """Capture an authorization's hold: in part (the rest is released) or above it within the tolerance."""
+    """Capture an authorization's hold and its fee: in part (the rest is released) or above it within the
+    tolerance; the fees are recomputed on the captured amount and recorded as paid charges."""
     async with pool.acquire() as conn, conn.transaction():
         replay, auth, holds = await _open_holds(conn, network_id, message_id, original_message_id)
         if replay is not None:
             return replay
+        price = await _pricing(conn, ledger, auth)
         held = holds[auth["user_hold_id"]].amount
+        billing = price.billing(amount)
         limit = held + held * tolerance_percent // 100
-        if not 0 < amount <= limit:
+        if not 0 < billing <= limit:
             raise FollowUpRefused(f"the clearing exceeds the hold plus the {tolerance_percent}% tolerance")
-        batch = []
-        for hold_id in (auth["deposit_hold_id"], auth["user_hold_id"]):
+        fee, conversion = price.fees(billing)
+        targets = {auth["deposit_hold_id"]: billing, auth["user_hold_id"]: billing}
+        if auth["fee_hold_id"] is not None:
+            targets[auth["fee_hold_id"]] = fee + conversion
+        batch, paid_by = [], None
+        for hold_id in (auth["deposit_hold_id"], auth["user_hold_id"], auth["fee_hold_id"]):
             if hold_id is None:
                 continue
-            h = holds[hold_id]
+            h, target = holds[hold_id], targets[hold_id]
+            if target == 0:
+                batch.append(Transfer(id=new_id(), kind=TransferKind.VOID_PENDING, pending_id=hold_id, code=h.code,
+                                      linked=True))
+                continue
             batch.append(Transfer(id=new_id(), kind=TransferKind.POST_PENDING, pending_id=hold_id, code=h.code,
-                                  amount=min(amount, held), linked=True))
-            if amount > held:  # the part above the hold moves at once, on the same accounts
+                                  amount=min(target, h.amount), linked=True))
+            if hold_id == auth["fee_hold_id"]:
+                paid_by = batch[-1].id
+            if target > h.amount:  # the part above the hold moves at once, on the same accounts
                 batch.append(Transfer(id=new_id(), code=h.code, debit_account_id=h.debit_account_id,
-                                      credit_account_id=h.credit_account_id, amount=amount - held,
+                                      credit_account_id=h.credit_account_id, amount=target - h.amount,
                                       currency=h.currency, reference=h.reference, linked=True))
         batch[-1] = msgspec.structs.replace(batch[-1], linked=False)
         await _book(conn, ledger, batch, "the clearing cannot be booked")
-        await conn.execute("UPDATE authorizations SET user_hold_id = NULL, deposit_hold_id = NULL WHERE id = $1",
-                           auth["id"])
+        await conn.execute(
+            "UPDATE authorizations SET user_hold_id = NULL, deposit_hold_id = NULL, fee_hold_id = NULL WHERE id = $1",
+            auth["id"])
+        if paid_by is not None:
+            await _record_fee_charges(conn, auth, paid_by, fee, conversion)
+        if auth["deposit_hold_id"] is not None:
+            await check_crossings(conn, [holds[auth["deposit_hold_id"]].debit_account_id])
         event_id = await _record(conn, network_id, message_id, auth["id"], "CLEARING", amount, auth["currency"])
     return FollowUp(event_id, auth["id"], "CLEARING", amount, False)
+
+
+async def _record_fee_charges(conn: asyncpg.Connection, auth: asyncpg.Record, transfer_id: uuid.UUID, fee: int,
+                              conversion: int) -> None:
+    """The transaction and conversion fees a clearing posted, as paid charges (fee revenue reports)."""
+    for fee_type, amount in ((pricing.TRANSACTION_FEES[auth["type"]], fee),
+                             (pricing.FeeType.CURRENCY_CONVERSION, conversion)):
+        if amount:
+            await conn.execute(
+                """INSERT INTO fee_charges (id, program_id, schedule_id, fee_type, cause, balance_id, card_id, amount,
+                       currency, state, transfer_id, paid_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'PAID', $10, now())""",
+                new_id(), auth["program_id"], auth["fee_schedule_id"], str(fee_type), f"authorization:{auth['id']}",
+                auth["balance_id"], auth["card_id"], amount, auth["program_currency"], transfer_id)
 
 
 FORCE_POST_CARD = """
@@ -492,5 +649,7 @@ async def force_post(pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys, network
                               credit_account_id=settlement, amount=amount, currency=currency,
                               reference=message_id[:256])]
         await _book(conn, ledger, batch, "the force post cannot be booked")
+        if card["funding_model"] == "DEPOSIT":
+            await check_crossings(conn, [card["deposit"]])
         event_id = await _record(conn, network_id, message_id, None, "FORCE_POST", amount, currency)
     return FollowUp(event_id, None, "FORCE_POST", amount, False)
