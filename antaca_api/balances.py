@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import enum
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 
-from antaca_api.errors import BalanceNotActive, BalanceNotEmpty, InvalidStateTransition, NotFound, UnsupportedCurrency
+from antaca_api.charges import charge_flat
+from antaca_api.errors import (
+    BalanceNotActive,
+    BalanceNotEmpty,
+    InvalidStateTransition,
+    NotFound,
+    ProgramCurrencyMismatch,
+    UnsupportedCurrency,
+)
 from antaca_auth.accounts import AccountKind, Balance, NewAccount, available_balance, posted_balance
+from antaca_auth.fees import FeeType
 from antaca_auth.ledger import Ledger
 
 
@@ -72,8 +82,14 @@ async def open_balance(
     currency: str,
     customer_id: uuid.UUID | None = None,
     corporation_id: uuid.UUID | None = None,
+    program_id: uuid.UUID | None = None,
+    at: datetime | None = None,
 ) -> uuid.UUID:
-    """Create a balance at zero for a customer or a corporation, in the caller's transaction."""
+    """Create a balance at zero for a customer or a corporation, in the caller's transaction, and charge
+    its program's account creation fee (unpaid until money arrives, as the balance starts empty).
+
+    The program is the one named, else the partner's only program in the currency (else none: no fees).
+    """
     assert (customer_id is None) != (corporation_id is None), "a balance has exactly one owner"
     await check_currency(ledger, currency)
     balance_id = uuid.uuid4()
@@ -84,11 +100,21 @@ async def open_balance(
         [NewAccount(id=balance_id, currency=currency, kind=kind, owner_ref=owner, debits_must_not_exceed_credits=True)],
     )
     assert result.code == "ok", result
+    if program_id is None:
+        programs = await conn.fetch("SELECT id FROM card_programs WHERE partner_id = $1 AND currency = $2",
+                                    partner_id, currency)
+        program_id = programs[0]["id"] if len(programs) == 1 else None
+    elif await conn.fetchval("SELECT currency FROM card_programs WHERE id = $1 AND partner_id = $2",
+                             program_id, partner_id) != currency:
+        raise ProgramCurrencyMismatch("the card program is not the partner's or not in the balance's currency")
     await conn.execute(
-        """INSERT INTO balances (id, partner_id, customer_id, corporation_id, account_id, currency)
-           VALUES ($1, $2, $3, $4, $1, $5)""",
-        balance_id, partner_id, customer_id, corporation_id, currency,
+        """INSERT INTO balances (id, partner_id, customer_id, corporation_id, account_id, currency, program_id)
+           VALUES ($1, $2, $3, $4, $1, $5, $6)""",
+        balance_id, partner_id, customer_id, corporation_id, currency, program_id,
     )
+    await charge_flat(conn, ledger, program_id=program_id, fee_type=FeeType.BALANCE_CREATION,
+                      cause=f"balance:{balance_id}", balance_id=balance_id, account_id=balance_id, currency=currency,
+                      card_id=None, at=at or datetime.now(UTC))
     return balance_id
 
 

@@ -29,6 +29,7 @@ from antaca_api.errors import (
     ProgramRequired,
     VirtualCardOnly,
 )
+from antaca_api.charges import CARD_CREATION, charge_flat, refund_flat
 from antaca_api.processors import PROCESSORS, ProcessorError, Program
 from antaca_api.services import Services
 from antaca_auth.cardstate import CardState, CardStatus, CardTransitionError, pin_problem, usable_for_data
@@ -184,6 +185,9 @@ async def start_card(services: Services, holder: Holder, balance_id: uuid.UUID, 
             None if delivery_address is None else msgspec.json.encode(delivery_address).decode(),
         )
         await record_event(conn, card_id, "CREATED", actor, None, state)
+        await charge_flat(conn, services.ledger, program_id=program["id"], fee_type=CARD_CREATION[kind],
+                          cause=f"card:{card_id}", balance_id=balance_id, account_id=balance_id,
+                          currency=balance["currency"], card_id=card_id, at=services.clock())
     return card_id, program
 
 
@@ -210,9 +214,10 @@ async def store_card_data(services: Services, conn: asyncpg.Connection, card_id:
     raise ProcessorError("no unused PAN could be drawn from the BIN range")
 
 
-async def fail_card(conn: asyncpg.Connection, card_id: uuid.UUID, expected: CardState, event: str, reason: str,
-                    actor: str) -> None:
-    """Mark a card still in `expected` (PENDING or ORDERED) as FAILED with its reason, in its own transaction."""
+async def fail_card(services: Services, conn: asyncpg.Connection, card_id: uuid.UUID, expected: CardState, event: str,
+                    reason: str, actor: str) -> None:
+    """Mark a card still in `expected` (PENDING or ORDERED) as FAILED with its reason, in its own transaction;
+    its creation fee is given back."""
     async with conn.transaction():
         failed = await conn.fetchval(
             "UPDATE cards SET state = 'FAILED', failure_reason = $3, updated_at = now() "
@@ -221,6 +226,8 @@ async def fail_card(conn: asyncpg.Connection, card_id: uuid.UUID, expected: Card
         )
         if failed is not None:
             await record_event(conn, card_id, event, actor, expected, CardState.FAILED)
+            kind = await conn.fetchval("SELECT kind FROM cards WHERE id = $1", card_id)
+            await refund_flat(conn, services.ledger, CARD_CREATION[kind], f"card:{card_id}")
 
 
 async def complete_virtual(services: Services, card_id: uuid.UUID, program: asyncpg.Record, actor: str) -> CardSecrets:
@@ -235,7 +242,7 @@ async def complete_virtual(services: Services, card_id: uuid.UUID, program: asyn
                 await record_event(conn, card_id, "GENERATED", actor, CardState.PENDING, CardState.ACTIVE)
                 return secrets
         except ProcessorError as exc:
-            await fail_card(conn, card_id, CardState.PENDING, "GENERATION_FAILED", str(exc), actor)
+            await fail_card(services, conn, card_id, CardState.PENDING, "GENERATION_FAILED", str(exc), actor)
             raise ProcessorFailure(f"card generation failed: {exc}") from None
 
 

@@ -241,3 +241,29 @@ class NetworkExists(Conflict):
 
 class FollowUpRefused(Conflict):
     code, message = "FOLLOW_UP_REFUSED", "the authorization's hold cannot take this reversal or clearing"
+
+
+# --- partners' money and fees ----------------------------------------------------------------
+class PartnerBalanceExists(Conflict):
+    code, message = "PARTNER_BALANCE_EXISTS", "the partner already has a balance of this kind in this currency"
+
+
+class PartnerCreditMissing(Conflict):
+    code, message = ("PARTNER_CREDIT_BALANCE_MISSING",
+                     "the partner's programs in this currency are CREDIT-model but it has no partner credit balance")
+
+
+class InsufficientPartnerCredit(Conflict):
+    code, message = "INSUFFICIENT_PARTNER_CREDIT", "the partner credit balance cannot cover this top-up"
+
+
+class InvalidFeeSchedule(ApiError):
+    code, message = "INVALID_FEE_SCHEDULE", "the fee schedule is not valid"
+
+
+class EffectiveDateInPast(ApiError):
+    code, message = "EFFECTIVE_DATE_IN_PAST", "a change can only apply from now or a later date"
+
+
+class InvalidIban(ApiError):
+    code, message = "INVALID_IBAN", "the IBAN is not valid (format or check digits)"

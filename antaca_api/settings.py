@@ -21,6 +21,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pairing_code_ttl: int = 600
     max_body_bytes: int = 1024 * 1024
     max_document_bytes: int = 5 * 1024 * 1024
+    # Low-balance alerts (antaca_api/notifications.py). No SMTP host: e-mail attempts fail and are retried.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "alerts@antaca.local"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    fee_interval: float = 60.0  # seconds between recurring-fee runs and unpaid-fee collection sweeps
+    alert_interval: float = 1.0  # seconds between passes of the alert worker
+    alert_backoff_base: float = 1.0  # seconds before the first retry; doubles per failure, capped at an hour
+    alert_max_attempts: int = 10  # a delivery is FAILED after this many attempts
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -40,4 +51,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             pairing_code_ttl=int(env.get("ANTACA_PAIRING_CODE_TTL", default.pairing_code_ttl)),
             max_body_bytes=int(env.get("ANTACA_MAX_BODY_BYTES", default.max_body_bytes)),
             max_document_bytes=int(env.get("ANTACA_MAX_DOCUMENT_BYTES", default.max_document_bytes)),
+            smtp_host=env.get("ANTACA_SMTP_HOST") or None,
+            smtp_port=int(env.get("ANTACA_SMTP_PORT", default.smtp_port)),
+            smtp_from=env.get("ANTACA_SMTP_FROM", default.smtp_from),
+            smtp_username=env.get("ANTACA_SMTP_USERNAME") or None,
+            smtp_password=env.get("ANTACA_SMTP_PASSWORD") or None,
+            smtp_starttls=env.get("ANTACA_SMTP_STARTTLS", "").strip().lower() in ("1", "true", "yes", "on"),
+            fee_interval=float(env.get("ANTACA_FEE_INTERVAL", default.fee_interval)),
+            alert_interval=float(env.get("ANTACA_ALERT_INTERVAL", default.alert_interval)),
+            alert_backoff_base=float(env.get("ANTACA_ALERT_BACKOFF_BASE", default.alert_backoff_base)),
+            alert_max_attempts=int(env.get("ANTACA_ALERT_MAX_ATTEMPTS", default.alert_max_attempts)),
         )

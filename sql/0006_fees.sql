@@ -40,13 +40,13 @@ CREATE TABLE fee_charges (
     card_id        uuid REFERENCES cards (id),
     amount         bigint NOT NULL CHECK (amount >= 0),
     currency       text NOT NULL REFERENCES currencies (code),
-    state          text NOT NULL CHECK (state IN ('PAID', 'UNPAID', 'WAIVED')),
+    state          text NOT NULL CHECK (state IN ('PAID', 'UNPAID', 'WAIVED', 'REFUNDED')),
     waiver         text,                       -- the rule that waived it
     transfer_id    uuid,                       -- the ledger transfer that paid it
     created_at     timestamptz NOT NULL DEFAULT now(),
     paid_at        timestamptz,
     UNIQUE (fee_type, cause),
-    CHECK ((state = 'PAID') = (transfer_id IS NOT NULL)),
+    CHECK ((state IN ('PAID', 'REFUNDED')) = (transfer_id IS NOT NULL)),
     CHECK (state = 'WAIVED' OR amount > 0)
 );
 
@@ -63,3 +63,17 @@ ALTER TABLE authorizations
     ADD COLUMN fee_hold_id      uuid;
 
 CREATE INDEX authorizations_card ON authorizations (card_id, created_at) WHERE decision = 'APPROVED';
+
+-- Outgoing money transfers (to an IBAN) from a balance; the ledger transfer carries the money.
+CREATE TABLE money_transfers (
+    id                uuid PRIMARY KEY,           -- the ledger transfer's id
+    balance_id        uuid NOT NULL REFERENCES balances (id),
+    iban              text NOT NULL,
+    beneficiary_name  text NOT NULL,
+    amount            bigint NOT NULL CHECK (amount > 0),
+    fee               bigint NOT NULL CHECK (fee >= 0),
+    currency          text NOT NULL,
+    reference         text NOT NULL,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (balance_id, reference)
+);

@@ -32,6 +32,7 @@ class Payments:
             async with api.services.pool.acquire() as conn:
                 await conn.execute("UPDATE card_programs SET funding_model = $2 WHERE id = $1",
                                    uuid.UUID(w.program["programId"]), funding_model)
+            await self.fund_partner("CREDIT", user_funds)  # a CREDIT-model top-up charges the partner credit
         async with w.partner.post(f"{api.https}/secure/customers/{w.cid}/balances/{w.balance}/reload",
                                   json={"amount": user_funds, "reference": "initial"}) as r:
             assert r.status == 200
@@ -48,18 +49,21 @@ class Payments:
         return self
 
     async def fund_deposit(self, amount: int) -> uuid.UUID:
-        """The partner's deposit account, loaded from an external account (the partners issue adds the API)."""
-        ledger = self.api.services.ledger
-        async with self.api.services.pool.acquire() as conn, conn.transaction():
-            deposit = await partner_account(conn, ledger, uuid.UUID(self.w.partner_id), "EUR",
-                                            AccountKind.PARTNER_DEPOSIT)
+        """The partner's deposit balance, created and reloaded through the admin API."""
+        return await self.fund_partner("DEPOSIT", amount)
+
+    async def fund_partner(self, kind: str, amount: int) -> uuid.UUID:
+        base = f"{self.api.http}/admin/partners/{self.w.partner_id}/balances"
+        admin = self.api.client()
+        async with admin.post(base, json={"kind": kind, "currency": "EUR"}, headers=bearer(self.w.admin)) as r:
+            assert r.status in (201, 409), await r.text()
+        async with admin.get(base, headers=bearer(self.w.admin)) as r:
+            (balance,) = [b for b in (await r.json())["items"] if b["kind"] == kind]
         if amount:
-            bank = uuid.uuid4()
-            await ledger.create_accounts([NewAccount(id=bank, currency="EUR", kind=AccountKind.EXTERNAL_FUNDING)])
-            (r,) = await ledger.create_transfers([Transfer(id=uuid.uuid4(), code=2, debit_account_id=bank,
-                                                           credit_account_id=deposit, amount=amount, currency="EUR")])
-            assert r.ok
-        return deposit
+            async with admin.post(f"{base}/{balance['balanceId']}/reload", headers=bearer(self.w.admin),
+                                  json={"amount": amount, "bankReference": uuid.uuid4().hex}) as r:
+                assert r.status == 200, await r.text()
+        return uuid.UUID(balance["balanceId"])
 
     def request(self, **changes) -> dict:
         expiry = self.card["expiry"][3:] + self.card["expiry"][:2]

@@ -2,8 +2,8 @@
 
 import importlib
 
-MODULES = ("admin", "balances", "cards", "corporations", "customers", "devices", "docs", "network", "partners",
-           "programs", "public")
+MODULES = ("admin", "alerts", "balances", "cards", "corporations", "customers", "devices", "docs", "fees", "network",
+           "partner_balances", "partners", "programs", "public", "transfers")
 
 
 def load_all() -> None:

@@ -10,12 +10,14 @@ import asyncpg
 
 from antaca_api import balances as repo
 from antaca_api.customers import get_customer, require_verified
-from antaca_api.errors import IdempotencyConflict, InsufficientFunds, NotFound
+from antaca_api import charges, partner_balances
+from antaca_api.errors import IdempotencyConflict, InsufficientFunds, InsufficientPartnerCredit, NotFound
 from antaca_api.fields import Amount, Currency, Reference
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body, Page
 from antaca_auth.accounts import AccountKind, available_balance, posted_balance
 from antaca_auth.codes import TransferCode, code_name
+from antaca_auth.thresholds import check_crossings
 from antaca_auth.transfers import ResultCode, Transfer
 
 RELOAD_NAMESPACE = uuid.UUID("0f5d7a52-3c1b-4f7e-8d0e-6f1b2a9c4e11")
@@ -23,6 +25,7 @@ RELOAD_NAMESPACE = uuid.UUID("0f5d7a52-3c1b-4f7e-8d0e-6f1b2a9c4e11")
 
 class NewBalance(Body):
     currency: Currency
+    program_id: uuid.UUID | None = None  # whose fee schedule applies; default: the partner's only program in it
 
 
 class BalanceCard(Body):
@@ -89,7 +92,8 @@ async def _open(ctx: Context, customer_id: uuid.UUID, body: NewBalance) -> Balan
     async with ctx.transaction() as conn:
         await require_verified(conn, ctx.partner_id, customer_id)
         balance_id = await repo.open_balance(
-            conn, ctx.services.ledger, partner_id=ctx.partner_id, currency=body.currency, customer_id=customer_id
+            conn, ctx.services.ledger, partner_id=ctx.partner_id, currency=body.currency, customer_id=customer_id,
+            program_id=body.program_id, at=ctx.services.clock(),
         )
         return balance_view(await _customer_balance(conn, ctx.partner_id, customer_id, balance_id))
 
@@ -190,31 +194,40 @@ class ReloadResult(Body):
 
 
 @route("POST", "/secure/customers/{customerId}/balances/{balanceId}/reload", channel=Channel.PARTNER, body=Reload,
-       response=ReloadResult, summary="Load money onto a balance from the partner's funding account (idempotent)",
+       response=ReloadResult,
+       summary="Top up a balance (idempotent per reference): from the partner credit balance when the partner's "
+               "programs in this currency are CREDIT-model, else from the partner's external funding",
        tags=("balances",))
 async def reload(ctx: Context, body: Reload) -> ReloadResult:
     customer_id, balance_id = ctx.path_id("customerId"), ctx.path_id("balanceId")
     ledger = ctx.services.ledger
     async with ctx.pool.acquire() as conn:
         row = await _customer_balance(conn, ctx.partner_id, customer_id, balance_id)
-        async with conn.transaction():
-            funding = await repo.partner_account(conn, ledger, ctx.partner_id, row["currency"],
-                                                 AccountKind.EXTERNAL_FUNDING)
+        credit = await partner_balances.credit_account(conn, ctx.partner_id, row["currency"])
+        if credit is None:
+            async with conn.transaction():
+                funding = await repo.partner_account(conn, ledger, ctx.partner_id, row["currency"],
+                                                     AccountKind.EXTERNAL_FUNDING)
     transfer = Transfer(
         id=uuid.uuid5(RELOAD_NAMESPACE, f"{balance_id}:{body.reference}"), code=TransferCode.BALANCE_RELOAD,
-        debit_account_id=funding, credit_account_id=row["account_id"], amount=body.amount,
+        debit_account_id=credit or funding, credit_account_id=row["account_id"], amount=body.amount,
         currency=row["currency"], reference=body.reference,
     )
-
-    async def balance_must_be_active(conn: asyncpg.Connection) -> None:
-        await repo.require_active(conn, balance_id)
-
-    (result,) = await ledger.create_transfers([transfer], guard=balance_must_be_active)
-    if result.code is ResultCode.EXISTS_WITH_DIFFERENT_FIELDS:
-        raise IdempotencyConflict()
-    if result.code in (ResultCode.EXCEEDS_CREDITS, ResultCode.OVERFLOWS_CREDITS, ResultCode.OVERFLOWS_DEBITS):
-        raise InsufficientFunds("the balance cannot take this amount")
-    assert result.code in (ResultCode.OK, ResultCode.EXISTS), result.code
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await repo.require_active(conn, balance_id)  # the balance row before any ledger account: the lock order
+        (result,) = (await ledger.write_batch(conn, [transfer])).results
+        if result.code is ResultCode.EXISTS_WITH_DIFFERENT_FIELDS:
+            raise IdempotencyConflict()
+        if result.code is ResultCode.EXCEEDS_CREDITS and credit is not None:
+            raise InsufficientPartnerCredit()
+        if result.code in (ResultCode.EXCEEDS_CREDITS, ResultCode.OVERFLOWS_CREDITS, ResultCode.OVERFLOWS_DEBITS):
+            raise InsufficientFunds("the balance cannot take this amount")
+        assert result.code in (ResultCode.OK, ResultCode.EXISTS), result.code
+        if credit is not None:
+            await check_crossings(conn, [credit])
+    # Money arrived: unpaid fees are collected now, in their own transaction (fee revenue accounts are
+    # locked after the balance's, never while the top-up holds its funding account).
+    await charges.collect_unpaid(ctx.pool, ledger, balance_id)
     async with ctx.pool.acquire() as conn:
         view = balance_view(await _customer_balance(conn, ctx.partner_id, customer_id, balance_id))
     return ReloadResult(transaction_id=transfer.id, amount=body.amount, reference=body.reference,

@@ -220,10 +220,10 @@ async def _physical(ctx: Context, holder: repo.Holder, body, pin: str | None = N
                     row = await repo.find_card(conn, card_id, repo.CardScope(None), lock=True)
                     await repo.set_pin(ctx.services, conn, row, pin, actor(ctx), at_order=True)
         except ProcessorError as exc:
-            await repo.fail_card(conn, card_id, CardState.ORDERED, "ORDER_FAILED", str(exc), actor(ctx))
+            await repo.fail_card(ctx.services, conn, card_id, CardState.ORDERED, "ORDER_FAILED", str(exc), actor(ctx))
         except BaseException:
             # Never leave an ORDERED card without data or order behind: it fails visibly instead.
-            await repo.fail_card(conn, card_id, CardState.ORDERED, "ORDER_FAILED", "internal error", actor(ctx))
+            await repo.fail_card(ctx.services, conn, card_id, CardState.ORDERED, "ORDER_FAILED", "internal error", actor(ctx))
             raise
         return summary(await repo.find_card(conn, card_id, repo.CardScope(None)))
 

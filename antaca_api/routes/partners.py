@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import re
+import secrets
 import uuid
 from datetime import datetime
 
 import asyncpg
+import msgspec
 
 from typing import Annotated
 
@@ -54,17 +56,62 @@ async def _partner(conn: asyncpg.Connection, partner_id: uuid.UUID) -> Partner:
     return Partner(**dict(row))
 
 
-@route("POST", "/admin/partners", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewPartner, response=Partner,
-       status=201, summary="Onboard a partner", tags=("partners",))
-async def create_partner(ctx: Context, body: NewPartner) -> Partner:
+class NewPartnerResult(Partner, kw_only=True):
+    webhook_secret: str  # HMAC-SHA256 key of its webhooks' signatures: shown here and on rotation only
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+@route("POST", "/admin/partners", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewPartner, response=NewPartnerResult,
+       status=201, summary="Onboard a partner (the answer carries its webhook signing secret)", tags=("partners",))
+async def create_partner(ctx: Context, body: NewPartner) -> NewPartnerResult:
     partner_id = uuid.uuid4()
     ctx.audit_target = f"partner:{partner_id}"
+    secret = new_webhook_secret()
     async with ctx.transaction() as conn:
         await conn.execute(
-            "INSERT INTO partners (id, name, contact_email, webhook_url) VALUES ($1, $2, $3, $4)",
-            partner_id, body.name, body.contact_email, body.webhook_url,
+            "INSERT INTO partners (id, name, contact_email, webhook_url, webhook_secret) VALUES ($1, $2, $3, $4, $5)",
+            partner_id, body.name, body.contact_email, body.webhook_url, secret,
         )
+        partner = await _partner(conn, partner_id)
+    return NewPartnerResult(**msgspec.structs.asdict(partner), webhook_secret=secret)
+
+
+class PartnerContact(Body):
+    contact_email: Email | None = None
+    webhook_url: Annotated[str, Meta(pattern=r"^https?://", max_length=2048)] | None = None
+
+
+@route("PUT", "/admin/partners/{partnerId}/contact", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=PartnerContact,
+       response=Partner, summary="Change where a partner's alerts go (e-mail and webhook URL; null removes)",
+       tags=("partners",))
+async def set_partner_contact(ctx: Context, body: PartnerContact) -> Partner:
+    partner_id = ctx.path_id("partnerId")
+    ctx.audit_target = f"partner:{partner_id}"
+    async with ctx.transaction() as conn:
+        await _partner(conn, partner_id)
+        await conn.execute("UPDATE partners SET contact_email = $2, webhook_url = $3 WHERE id = $1",
+                           partner_id, body.contact_email, body.webhook_url)
         return await _partner(conn, partner_id)
+
+
+class WebhookSecret(Body):
+    webhook_secret: str
+
+
+@route("POST", "/admin/partners/{partnerId}/webhook-secret", channel=Channel.ADMIN, roles=ADMIN_ONLY,
+       response=WebhookSecret, summary="Rotate a partner's webhook signing secret (the old one stops at once)",
+       tags=("partners",))
+async def rotate_webhook_secret(ctx: Context, _: None) -> WebhookSecret:
+    partner_id = ctx.path_id("partnerId")
+    ctx.audit_target = f"partner:{partner_id}"
+    secret = new_webhook_secret()
+    async with ctx.transaction() as conn:
+        await _partner(conn, partner_id)
+        await conn.execute("UPDATE partners SET webhook_secret = $2 WHERE id = $1", partner_id, secret)
+    return WebhookSecret(webhook_secret=secret)
 
 
 @route("GET", "/admin/partners", channel=Channel.ADMIN, response=Partners, summary="List partners",

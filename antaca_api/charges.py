@@ -1,0 +1,237 @@
+"""Fee charges: one-off fees (balance and card creation), the recurring card fee job, unpaid-fee
+collection, money transfer fees, and revenue reports. The arithmetic lives in antaca_auth.fees.
+
+Every charge is a `fee_charges` row whose (fee type, cause) is unique, so a charge happens once
+however often the code that makes it runs; its money is a ledger transfer from the user's balance
+to the program's fee revenue account whose id is the charge's id. A fee the balance cannot cover
+is recorded UNPAID and collected, oldest first, when money arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from antaca_auth import fees as pricing
+from antaca_auth.accounts import AccountKind, NewAccount
+from antaca_auth.activity import card_activity, midnight
+from antaca_auth.codes import TransferCode
+from antaca_auth.fees import FeeSchedule, FeeType
+from antaca_auth.ledger import Ledger
+from antaca_auth.transfers import ResultCode, Transfer
+
+log = logging.getLogger(__name__)
+
+CHARGE_NAMESPACE = uuid.UUID("a3f1c7e2-58b4-4d09-9e6a-1b2c3d4e5f60")
+
+FEE_CODES = {
+    FeeType.BALANCE_CREATION: TransferCode.FEE_BALANCE_CREATION,
+    FeeType.VIRTUAL_CARD_CREATION: TransferCode.FEE_CARD_CREATION,
+    FeeType.PHYSICAL_CARD_CREATION: TransferCode.FEE_CARD_CREATION,
+    FeeType.CARD_RECURRING: TransferCode.FEE_CARD_RECURRING,
+    FeeType.MONEY_TRANSFER: TransferCode.FEE_MONEY_TRANSFER,
+}
+
+CARD_CREATION = {"VIRTUAL": FeeType.VIRTUAL_CARD_CREATION, "PHYSICAL": FeeType.PHYSICAL_CARD_CREATION}
+
+IN_FORCE = """
+    SELECT id, schedule FROM fee_schedules WHERE program_id = $1 AND effective_from <= $2
+    ORDER BY effective_from DESC LIMIT 1"""
+
+
+def charge_id(fee_type: FeeType, cause: str) -> uuid.UUID:
+    """A charge's id, which is also its ledger transfer's id: the same cause can only pay once."""
+    return uuid.uuid5(CHARGE_NAMESPACE, f"{fee_type}:{cause}")
+
+
+async def schedule_in_force(conn: asyncpg.Connection, program_id: uuid.UUID | None,
+                            at: datetime) -> tuple[uuid.UUID, FeeSchedule] | None:
+    """The program's schedule version applying at `at`, or None (no fees)."""
+    if program_id is None:
+        return None
+    row = await conn.fetchrow(IN_FORCE, program_id, at)
+    return None if row is None else (row["id"], pricing.decode_schedule(row["schedule"]))
+
+
+async def ensure_revenue_account(ledger: Ledger, conn: asyncpg.Connection, program_id: uuid.UUID,
+                                 currency: str) -> uuid.UUID:
+    account_id = pricing.fee_revenue_account(program_id, currency)
+    await ledger.create_accounts_in(conn, [NewAccount(id=account_id, currency=currency, kind=AccountKind.FEE_REVENUE,
+                                                      owner_ref=f"program:{program_id}")])
+    return account_id
+
+
+@dataclass(frozen=True)
+class Charge:
+    id: uuid.UUID
+    fee_type: FeeType
+    amount: int
+    state: str  # PAID, UNPAID or WAIVED
+
+
+INSERT_CHARGE = """
+    INSERT INTO fee_charges (id, program_id, schedule_id, fee_type, cause, balance_id, card_id, amount, currency,
+                             state, waiver)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    ON CONFLICT (fee_type, cause) DO NOTHING RETURNING id"""
+
+MARK_PAID = """
+    UPDATE fee_charges SET state = 'PAID', transfer_id = id, paid_at = now()
+    WHERE id = ANY($1::uuid[]) AND state = 'UNPAID'"""
+
+
+async def charge_flat(conn: asyncpg.Connection, ledger: Ledger, *, program_id: uuid.UUID | None, fee_type: FeeType,
+                      cause: str, balance_id: uuid.UUID, account_id: uuid.UUID, currency: str,
+                      card_id: uuid.UUID | None, at: datetime) -> Charge | None:
+    """Charge a one-off fee in the caller's transaction: paid, unpaid, waived, or None (no such fee)."""
+    found = await schedule_in_force(conn, program_id, at)
+    if found is None:
+        return None
+    schedule_id, schedule = found
+    amount = pricing.flat_fee(schedule, fee_type)
+    if amount == 0:
+        return None
+    waiver = pricing.waiver_for(schedule, fee_type, {})
+    return (await _charge(conn, ledger, [(card_id, balance_id, account_id, cause, waiver)], program_id=program_id,
+                          schedule_id=schedule_id, fee_type=fee_type, amount=amount, currency=currency))[0]
+
+
+async def _charge(conn: asyncpg.Connection, ledger: Ledger, targets: list, *, program_id: uuid.UUID,
+                  schedule_id: uuid.UUID, fee_type: FeeType, amount: int, currency: str) -> list[Charge]:
+    """Record and pay a fee of `amount` for each (card, balance, account, cause, waiver) not charged yet."""
+    revenue = await ensure_revenue_account(ledger, conn, program_id, currency)
+    charges, transfers = [], []
+    for card_id, balance_id, account_id, cause, waiver in targets:
+        cid = charge_id(fee_type, cause)
+        state = "WAIVED" if waiver is not None else "UNPAID"
+        if await conn.fetchval(INSERT_CHARGE, cid, program_id, schedule_id, str(fee_type), cause, balance_id, card_id,
+                               amount, currency, state, waiver.name if waiver else None) is None:
+            continue  # charged before: exactly once per cause
+        charges.append(Charge(cid, fee_type, amount, state))
+        if waiver is None:
+            transfers.append(Transfer(id=cid, code=FEE_CODES[fee_type], debit_account_id=account_id,
+                                      credit_account_id=revenue, amount=amount, currency=currency,
+                                      reference=cause[:256]))
+    if not transfers:
+        return charges
+    results = (await ledger.write_batch(conn, transfers)).results
+    paid = {r.id for r in results if r.code is ResultCode.OK}
+    await conn.execute(MARK_PAID, list(paid))
+    return [Charge(c.id, c.fee_type, c.amount, "PAID" if c.id in paid else c.state) for c in charges]
+
+
+async def refund_flat(conn: asyncpg.Connection, ledger: Ledger, fee_type: FeeType, cause: str) -> None:
+    """Give a one-off fee back (its cause did not happen): a paid fee is refunded, an unpaid one dropped."""
+    row = await conn.fetchrow(
+        """SELECT fc.id, fc.state, fc.amount, fc.currency, fc.program_id, b.account_id
+           FROM fee_charges fc JOIN balances b ON b.id = fc.balance_id
+           WHERE fc.fee_type = $1 AND fc.cause = $2 FOR UPDATE OF fc""", str(fee_type), cause)
+    if row is None or row["state"] in ("WAIVED", "REFUNDED"):
+        return
+    if row["state"] == "UNPAID":
+        await conn.execute("UPDATE fee_charges SET state = 'WAIVED', waiver = 'cause failed' WHERE id = $1", row["id"])
+        return
+    refund = Transfer(id=uuid.uuid5(CHARGE_NAMESPACE, f"refund:{row['id']}"), code=TransferCode.FEE_REFUND,
+                      debit_account_id=pricing.fee_revenue_account(row["program_id"], row["currency"]),
+                      credit_account_id=row["account_id"], amount=row["amount"], currency=row["currency"],
+                      reference=cause[:256])
+    (result,) = (await ledger.write_batch(conn, [refund])).results
+    assert result.code in (ResultCode.OK, ResultCode.EXISTS), result.code
+    await conn.execute("UPDATE fee_charges SET state = 'REFUNDED' WHERE id = $1", row["id"])
+
+
+UNPAID = """
+    SELECT fc.id, fc.fee_type, fc.amount, fc.currency, fc.program_id, fc.cause, b.account_id
+    FROM fee_charges fc JOIN balances b ON b.id = fc.balance_id
+    WHERE fc.balance_id = $1 AND fc.state = 'UNPAID'
+    ORDER BY fc.seq
+    FOR UPDATE OF fc SKIP LOCKED"""
+
+
+async def collect_unpaid(pool: asyncpg.Pool, ledger: Ledger, balance_id: uuid.UUID) -> int:
+    """Collect a balance's unpaid fees, oldest first, as far as its available money goes; how many."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(UNPAID, balance_id)
+        if not rows:
+            return 0
+        transfers = [Transfer(id=r["id"], code=FEE_CODES.get(FeeType(r["fee_type"]), TransferCode.FEE_TRANSACTION),
+                              debit_account_id=r["account_id"],
+                              credit_account_id=pricing.fee_revenue_account(r["program_id"], r["currency"]),
+                              amount=r["amount"], currency=r["currency"], reference=r["cause"][:256])
+                     for r in rows]
+        results = (await ledger.write_batch(conn, transfers)).results
+        paid = [r.id for r in results if r.code is ResultCode.OK]
+        await conn.execute(MARK_PAID, paid)
+        return len(paid)
+
+
+async def collect_all(pool: asyncpg.Pool, ledger: Ledger) -> int:
+    """Collect unpaid fees on every balance that has money available now (the periodic sweep)."""
+    balances = await pool.fetch(
+        """SELECT DISTINCT fc.balance_id FROM fee_charges fc
+           JOIN balances b ON b.id = fc.balance_id JOIN accounts a ON a.id = b.account_id
+           WHERE fc.state = 'UNPAID' AND a.credits_posted - a.debits_posted - a.debits_pending > 0""")
+    total = 0
+    for r in balances:
+        total += await collect_unpaid(pool, ledger, r["balance_id"])
+    return total
+
+
+RECURRING_CARDS = """
+    SELECT c.id, c.balance_id, b.account_id, c.seq
+    FROM cards c JOIN balances b ON b.id = c.balance_id
+    WHERE c.program_id = $1 AND c.state IN ('ACTIVE', 'LOCKED', 'INACTIVE') AND c.created_at < $2 AND c.seq > $3
+    ORDER BY c.seq LIMIT $4"""
+
+
+async def charge_recurring(pool: asyncpg.Pool, ledger: Ledger, at: datetime, *, chunk: int = 500) -> list[Charge]:
+    """Charge every live card its recurring fee for the period containing `at`, once per card and period
+    (a second run, or two at once, charges nothing more)."""
+    done: list[Charge] = []
+    programs = await pool.fetch("SELECT DISTINCT f.program_id, p.currency FROM fee_schedules f "
+                                "JOIN card_programs p ON p.id = f.program_id")
+    for program in programs:
+        async with pool.acquire() as conn:
+            found = await schedule_in_force(conn, program["program_id"], at)
+        if found is None or found[1].card_recurring is None:
+            continue
+        schedule_id, schedule = found
+        period = schedule.card_recurring.period
+        start, end = pricing.period_bounds(period, at.date())
+        previous = pricing.previous_period(period, at.date())
+        after = 0
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                cards = await conn.fetch(RECURRING_CARDS, program["program_id"], midnight(end), after, chunk)
+                if not cards:
+                    break
+                after = cards[-1]["seq"]
+                facts = (await card_activity(conn, [c["id"] for c in cards], *previous)
+                         if pricing.has_waivers(schedule, FeeType.CARD_RECURRING) else {})
+                targets = [(c["id"], c["balance_id"], c["account_id"], f"card:{c['id']}:{period}:{start.isoformat()}",
+                            pricing.waiver_for(schedule, FeeType.CARD_RECURRING, facts.get(c["id"], {})))
+                           for c in cards]
+                done += await _charge(conn, ledger, targets, program_id=program["program_id"],
+                                      schedule_id=schedule_id, fee_type=FeeType.CARD_RECURRING,
+                                      amount=schedule.card_recurring.amount, currency=program["currency"])
+    return done
+
+
+async def run_fee_worker(pool: asyncpg.Pool, ledger: Ledger, interval: float, clock) -> None:
+    """Charge recurring fees and collect unpaid ones every `interval` seconds, surviving errors."""
+    while True:
+        try:
+            charged = await charge_recurring(pool, ledger, clock())
+            collected = await collect_all(pool, ledger)
+            if charged or collected:
+                log.info("recurring fees charged: %d; unpaid fees collected: %d", len(charged), collected)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("fee pass failed; retrying next interval")
+        await asyncio.sleep(interval)

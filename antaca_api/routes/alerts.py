@@ -1,0 +1,110 @@
+"""A partner's low-balance alerts with their deliveries and delivery log (administration channel)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from antaca_api.errors import NotFound
+from antaca_api.notifications import KIND_NAMES
+from antaca_api.routing import Channel, Context, route
+from antaca_api.schema import Body, Page
+
+
+class AlertKind(enum.StrEnum):
+    DEPOSIT = "DEPOSIT"
+    CREDIT = "CREDIT"
+
+
+class DeliveryChannel(enum.StrEnum):
+    EMAIL = "EMAIL"
+    WEBHOOK = "WEBHOOK"
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "PENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"
+
+
+class DeliveryAttempt(Body):
+    attempt: int
+    ok: bool
+    status_code: int | None  # HTTP status of a webhook, SMTP reply code of an e-mail
+    error: str | None
+    created_at: datetime
+
+
+class AlertDelivery(Body):
+    id: int
+    channel: DeliveryChannel
+    target: str  # e-mail address or webhook URL, as at the crossing
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    sent_at: datetime | None
+    created_at: datetime
+    log: list[DeliveryAttempt]
+
+
+class Alert(Body):
+    id: int
+    partner_id: uuid.UUID
+    balance_id: uuid.UUID  # the partner deposit or credit balance (ledger account) that crossed
+    kind: AlertKind
+    currency: str
+    threshold: int  # minor units
+    available: int  # minor units, just after the crossing
+    created_at: datetime
+    deliveries: list[AlertDelivery]
+
+
+class Alerts(Page):
+    items: list[Alert]
+
+
+@route("GET", "/admin/partners/{partnerId}/alerts", channel=Channel.ADMIN, response=Alerts,
+       summary="A partner's low-balance alerts, newest first, with each delivery and its attempts (cursor pagination)",
+       tags=("partners",))
+async def list_alerts(ctx: Context, _: None) -> Alerts:
+    partner_id = ctx.path_id("partnerId")
+    limit = ctx.query_int("limit", 50, low=1, high=200)
+    before = ctx.query_int("cursor", 2**62, low=1, high=2**62)
+    async with ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # One snapshot for the three reads, so a delivery never shows attempts it does not count.
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM partners WHERE id = $1)", partner_id):
+            raise NotFound("no such partner")
+        alerts = await conn.fetch(
+            """SELECT id, partner_id, account_id, kind, currency, threshold, available, created_at
+               FROM partner_alerts WHERE partner_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3""",
+            partner_id, before, limit,
+        )
+        alert_ids = [a["id"] for a in alerts]
+        deliveries = await conn.fetch(
+            """SELECT id, alert_id, channel, target, state, attempts, next_attempt_at, last_error, sent_at, created_at
+               FROM alert_deliveries WHERE alert_id = ANY($1::bigint[]) ORDER BY id""",
+            alert_ids,
+        )
+        attempts = await conn.fetch(
+            """SELECT delivery_id, attempt, ok, status_code, error, created_at
+               FROM alert_delivery_attempts WHERE delivery_id = ANY($1::bigint[]) ORDER BY delivery_id, attempt""",
+            [d["id"] for d in deliveries],
+        )
+    log: dict[int, list[DeliveryAttempt]] = {}
+    for a in attempts:
+        log.setdefault(a["delivery_id"], []).append(DeliveryAttempt(
+            attempt=a["attempt"], ok=a["ok"], status_code=a["status_code"], error=a["error"],
+            created_at=a["created_at"]))
+    by_alert: dict[int, list[AlertDelivery]] = {}
+    for d in deliveries:
+        fields = {k: v for k, v in dict(d).items() if k != "alert_id"}
+        by_alert.setdefault(d["alert_id"], []).append(AlertDelivery(**fields, log=log.get(d["id"], [])))
+    items = [
+        Alert(id=a["id"], partner_id=a["partner_id"], balance_id=a["account_id"], kind=AlertKind(KIND_NAMES[a["kind"]]),
+              currency=a["currency"], threshold=a["threshold"], available=a["available"],
+              created_at=a["created_at"], deliveries=by_alert.get(a["id"], []))
+        for a in alerts
+    ]
+    return Alerts(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)
