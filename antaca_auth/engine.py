@@ -144,6 +144,9 @@ class AuthorizationEngine:
         self._schedules: dict[uuid.UUID, pricing.FeeSchedule] = {}  # versions are immutable: cached for good
 
     async def start(self) -> None:
+        # Every currency's settlement account up front: a payment converted into a program's currency
+        # books on that currency's account even if no payment ever arrived in it.
+        await self._ensure_settlement(set(await self.ledger.currencies()))
         self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.writers)]
 
     async def stop(self) -> None:
@@ -187,7 +190,7 @@ class AuthorizationEngine:
                     item.future.set_result(result)
 
     async def _decide_and_write(self, batch: list[_Pending]) -> list[AuthorizationResult]:
-        await self._ensure_settlement({item.request.currency for item in batch})
+        await self._ensure_settlement({item.request.currency for item in batch})  # currencies added since start
         for attempt in range(20):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():

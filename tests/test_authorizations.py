@@ -33,9 +33,10 @@ class Payments:
                 await conn.execute("UPDATE card_programs SET funding_model = $2 WHERE id = $1",
                                    uuid.UUID(w.program["programId"]), funding_model)
             await self.fund_partner("CREDIT", user_funds)  # a CREDIT-model top-up charges the partner credit
-        async with w.partner.post(f"{api.https}/secure/customers/{w.cid}/balances/{w.balance}/reload",
-                                  json={"amount": user_funds, "reference": "initial"}) as r:
-            assert r.status == 200
+        if user_funds:
+            async with w.partner.post(f"{api.https}/secure/customers/{w.cid}/balances/{w.balance}/reload",
+                                      json={"amount": user_funds, "reference": "initial"}) as r:
+                assert r.status == 200
         self.deposit = await self.fund_deposit(deposit)
         self.card = await w.virtual()
         async with api.client().post(f"{api.http}/admin/networks", json={"name": f"net-{uuid.uuid4().hex[:6]}"},
