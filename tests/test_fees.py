@@ -165,6 +165,10 @@ async def test_currency_conversion_at_the_rate_in_force_with_its_fee(api, jwe_ke
                                                     "amount": 1_234})
     assert status == 200
     assert {(r["fee_type"], r["amount"]) for r in await charge_rows(p)} == {("ECOM", 10), ("CURRENCY_CONVERSION", 29)}
+    async with p.w.partner.get(f"{api.https}/secure/customers/{p.w.cid}/transactions") as r:
+        usd = [t for t in (await r.json())["items"] if t["authorizationId"] == answer["authorizationId"]]
+    assert [(t["amount"], t["currency"], t["billingAmount"], t["transactionFee"], t["conversionFee"]) for t in usd] == [
+        (1_234, "USD", 1_142, 10, 29)]
     await p.assert_clean()
 
 

@@ -117,6 +117,9 @@ class CardTransaction(Body):
     merchant_name: str | None
     created_at: datetime
     events: list[dict]
+    billing_amount: int | None = None  # in the balance's currency, when it differs from the payment's
+    transaction_fee: int = 0
+    conversion_fee: int = 0
 
 
 class CardTransactions(Body):
@@ -133,7 +136,8 @@ async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
             raise NotFound("no such customer")
         rows = await conn.fetch(
             """SELECT a.id, a.balance_id, a.type, a.amount, a.currency, a.decision, a.response_code, a.reason,
-                      a.approved_amount, a.merchant_name, a.created_at,
+                      a.approved_amount, a.merchant_name, a.created_at, a.billing_amount, a.transaction_fee,
+                      a.conversion_fee,
                       coalesce((SELECT json_agg(json_build_object('kind', e.kind, 'amount', e.amount,
                                                                   'createdAt', e.created_at) ORDER BY e.seq)
                                 FROM authorization_events e WHERE e.authorization_id = a.id), '[]') AS events
@@ -145,5 +149,7 @@ async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
         CardTransaction(authorization_id=r["id"], balance_id=r["balance_id"], type=r["type"], amount=r["amount"],
                         currency=r["currency"], decision=r["decision"], response_code=r["response_code"],
                         reason=r["reason"], approved_amount=r["approved_amount"], merchant_name=r["merchant_name"],
-                        created_at=r["created_at"], events=msgspec.json.decode(r["events"]))
+                        created_at=r["created_at"], events=msgspec.json.decode(r["events"]),
+                        billing_amount=r["billing_amount"], transaction_fee=r["transaction_fee"],
+                        conversion_fee=r["conversion_fee"])
         for r in rows])
