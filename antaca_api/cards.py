@@ -214,8 +214,8 @@ async def store_card_data(services: Services, conn: asyncpg.Connection, card_id:
     raise ProcessorError("no unused PAN could be drawn from the BIN range")
 
 
-async def fail_card(services: Services, conn: asyncpg.Connection, card_id: uuid.UUID, expected: CardState, event: str,
-                    reason: str, actor: str) -> None:
+async def fail_card(services: Services, conn: asyncpg.Connection, card_id: uuid.UUID, expected: CardState,
+                    event: str, reason: str, actor: str) -> None:
     """Mark a card still in `expected` (PENDING or ORDERED) as FAILED with its reason, in its own transaction;
     its creation fee is given back."""
     async with conn.transaction():

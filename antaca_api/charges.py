@@ -9,7 +9,6 @@ is recorded UNPAID and collected, oldest first, when money arrives.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
+from antaca_auth.periodic import every
 from antaca_auth import fees as pricing
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity, midnight
@@ -224,14 +224,9 @@ async def charge_recurring(pool: asyncpg.Pool, ledger: Ledger, at: datetime, *, 
 
 async def run_fee_worker(pool: asyncpg.Pool, ledger: Ledger, interval: float, clock) -> None:
     """Charge recurring fees and collect unpaid ones every `interval` seconds, surviving errors."""
-    while True:
-        try:
-            charged = await charge_recurring(pool, ledger, clock())
-            collected = await collect_all(pool, ledger)
-            if charged or collected:
-                log.info("recurring fees charged: %d; unpaid fees collected: %d", len(charged), collected)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("fee pass failed; retrying next interval")
-        await asyncio.sleep(interval)
+    async def one_pass() -> str | None:
+        charged = await charge_recurring(pool, ledger, clock())
+        collected = await collect_all(pool, ledger)
+        return f"{len(charged)} recurring charged, {collected} unpaid collected" if charged or collected else None
+
+    await every(interval, one_pass, "fee pass")

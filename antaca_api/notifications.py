@@ -25,6 +25,7 @@ import aiosmtplib
 import asyncpg
 import msgspec
 
+from antaca_auth.periodic import every
 from antaca_api.services import Services
 from antaca_api.settings import Settings
 
@@ -309,13 +310,4 @@ async def deliver_due(services: Services, *, limit: int = 50, max_attempts: int 
 
 async def run_alert_worker(services: Services, interval: float) -> None:
     """Deliver due alerts every `interval` seconds until cancelled."""
-    while True:
-        try:
-            attempted = await deliver_due(services)
-            if attempted:
-                log.info("attempted %d alert deliveries", attempted)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a failed pass is retried next interval; it must not kill the service
-            log.exception("alert delivery pass failed")
-        await asyncio.sleep(interval)
+    await every(interval, lambda: deliver_due(services), "alert delivery pass (deliveries attempted)")

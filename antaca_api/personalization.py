@@ -4,13 +4,13 @@ change on `card_orders` rows claimed with SKIP LOCKED."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import timedelta
 
 import asyncpg
 
+from antaca_auth.periodic import every
 from antaca_api.cards import CARD_COLUMNS, change_state, program_of, record_event
 from antaca_api.processors import PROCESSORS, OrderStatus
 from antaca_api.services import Services
@@ -76,11 +76,5 @@ async def process_due_orders(services: Services, *, limit: int = 50, recheck_sec
 
 async def run_personalization(services: Services, interval: float) -> None:
     """Follow physical card orders every `interval` seconds until cancelled."""
-    while True:
-        try:
-            await process_due_orders(services, recheck_seconds=interval)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # retried next interval; never kill the service
-            log.exception("physical card order pass failed")
-        await asyncio.sleep(interval)
+    await every(interval, lambda: process_due_orders(services, recheck_seconds=interval),
+                "physical card order pass (orders processed)")

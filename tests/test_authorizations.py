@@ -7,9 +7,6 @@ import uuid
 
 import pytest
 
-from antaca_api.balances import partner_account
-from antaca_auth.accounts import AccountKind, NewAccount
-from antaca_auth.transfers import Transfer
 from antaca_auth.verify import verify_ledger
 from tests.api_harness import bearer, make_csr
 from tests.test_cards import World

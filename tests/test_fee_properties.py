@@ -126,7 +126,8 @@ async def run(dsn: str, steps, funds) -> None:
         async with pool.acquire() as conn:
             await charges.ensure_revenue_account(ledger, conn, program, "EUR")
             await conn.execute(
-                "INSERT INTO fee_schedules (id, program_id, version, effective_from, schedule) VALUES ($1, $2, 1, $3, $4)",
+                """INSERT INTO fee_schedules (id, program_id, version, effective_from, schedule)
+                   VALUES ($1, $2, 1, $3, $4)""",
                 uuid.uuid4(), program, datetime(2020, 1, 1, tzinfo=UTC), SCHEDULE)
         engine = AuthorizationEngine(pool, ledger, keys, max_batch=4, max_wait=0.002)
         await engine.start()

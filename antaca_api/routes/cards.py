@@ -223,7 +223,8 @@ async def _physical(ctx: Context, holder: repo.Holder, body, pin: str | None = N
             await repo.fail_card(ctx.services, conn, card_id, CardState.ORDERED, "ORDER_FAILED", str(exc), actor(ctx))
         except BaseException:
             # Never leave an ORDERED card without data or order behind: it fails visibly instead.
-            await repo.fail_card(ctx.services, conn, card_id, CardState.ORDERED, "ORDER_FAILED", "internal error", actor(ctx))
+            await repo.fail_card(ctx.services, conn, card_id, CardState.ORDERED, "ORDER_FAILED", "internal error",
+                                 actor(ctx))
             raise
         return summary(await repo.find_card(conn, card_id, repo.CardScope(None)))
 

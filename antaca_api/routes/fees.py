@@ -24,6 +24,18 @@ from antaca_auth.fees import FeeSchedule
 PAST_TOLERANCE = timedelta(minutes=5)
 
 
+def effective_from(ctx: Context, asked: datetime | None) -> datetime:
+    """When a change applies: the date asked (with an offset, not in the past) or now."""
+    now = ctx.services.clock()
+    if asked is None:
+        return now
+    if asked.tzinfo is None:
+        raise ValidationFailed("effectiveFrom needs a time zone offset")
+    if asked < now - PAST_TOLERANCE:
+        raise EffectiveDateInPast()
+    return asked
+
+
 class NewFeeSchedule(Body):
     schedule: FeeSchedule
     effective_from: datetime | None = None  # default: now
@@ -65,12 +77,7 @@ async def publish_schedule(ctx: Context, body: NewFeeSchedule) -> FeeScheduleVer
     found = pricing.problems(body.schedule)
     if found:
         raise InvalidFeeSchedule("; ".join(found))
-    now = ctx.services.clock()
-    effective = body.effective_from or now
-    if effective.tzinfo is None:
-        raise ValidationFailed("effectiveFrom needs a time zone offset")
-    if effective < now - PAST_TOLERANCE:
-        raise EffectiveDateInPast()
+    effective = effective_from(ctx, body.effective_from)
     async with ctx.transaction() as conn:
         program = await _program(conn, program_id, lock=True)  # serializes version numbers per program
         version = await conn.fetchval(
@@ -186,12 +193,7 @@ async def set_rate(ctx: Context, body: NewRate) -> Rate:
         raise ValidationFailed("base and quote must differ")
     await check_currency(ctx.services.ledger, body.base)
     await check_currency(ctx.services.ledger, body.quote)
-    now = ctx.services.clock()
-    effective = body.effective_from or now
-    if effective.tzinfo is None:
-        raise ValidationFailed("effectiveFrom needs a time zone offset")
-    if effective < now - PAST_TOLERANCE:
-        raise EffectiveDateInPast()
+    effective = effective_from(ctx, body.effective_from)
     ctx.audit_target = f"fx-rate:{body.base}{body.quote}"
     async with ctx.transaction() as conn:
         row = await conn.fetchrow(

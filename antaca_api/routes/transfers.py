@@ -57,14 +57,15 @@ async def send_money(ctx: Context, body: NewMoneyTransfer) -> MoneyTransfer:
     transfer_id = uuid.uuid5(TRANSFER_NAMESPACE, f"{balance_id}:{body.reference}")
     async with ctx.pool.acquire() as conn, conn.transaction():
         balance = await conn.fetchrow(
-            """SELECT id, currency, program_id, state FROM balances WHERE id = $1 AND customer_id = $2 AND partner_id = $3
-               FOR UPDATE""",  # one transfer at a time per balance: the reference check below is then exact
+            """SELECT id, currency, program_id, state FROM balances
+               WHERE id = $1 AND customer_id = $2 AND partner_id = $3 FOR UPDATE""",  # one transfer at a time per balance: the reference check below is then exact
             balance_id, customer_id, ctx.partner_id)
         if balance is None:
             raise NotFound("no such balance")
         done = await conn.fetchrow("SELECT * FROM money_transfers WHERE id = $1", transfer_id)
         if done is not None:
-            if (done["amount"], done["iban"], done["beneficiary_name"]) != (body.amount, account, body.beneficiary_name):
+            asked = (body.amount, account, body.beneficiary_name)
+            if (done["amount"], done["iban"], done["beneficiary_name"]) != asked:
                 raise IdempotencyConflict()
             return MoneyTransfer(transfer_id=done["id"], balance_id=balance_id, amount=done["amount"], fee=done["fee"],
                                  currency=done["currency"], iban=done["iban"],
