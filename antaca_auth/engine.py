@@ -9,6 +9,7 @@ updated once per batch) and the authorization rows, commits, and only then answe
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class TransferCodes:
 MAX_AMOUNT = 2**63 - 1
 
 
+@functools.cache
 def settlement_account(currency: str) -> uuid.UUID:
     """The network settlement account of a currency (one per currency, created on first use)."""
     return uuid.uuid5(SETTLEMENT_NAMESPACE, currency)
