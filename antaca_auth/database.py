@@ -73,14 +73,30 @@ def configured_server() -> Iterator[tuple[str, bool]]:
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
-    """Per-connection settings: jsonb values decode to Python objects with msgspec."""
+    """Per-connection settings: jsonb values decode to Python objects with msgspec.
+
+    The codec uses jsonb's binary wire format (a version byte, then the JSON text) so that jsonb
+    columns can also travel in a binary COPY (the ledger copies its transfers into the table).
+    A `str` is taken as JSON text already encoded.
+    """
     await conn.set_type_codec(
-        "jsonb", schema="pg_catalog", encoder=_encode_json, decoder=msgspec.json.decode, format="text"
+        "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary"
     )
 
 
-def _encode_json(value: object) -> str:
-    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+_JSONB_VERSION = b"\x01"
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+
+def _encode_jsonb(value: object) -> bytes:
+    return _JSONB_VERSION + (value.encode() if isinstance(value, str) else _json_encode(value))
+
+
+def _decode_jsonb(data: bytes) -> object:
+    if data[:1] != _JSONB_VERSION:
+        raise ValueError(f"unsupported jsonb format version {data[:1]!r}")
+    return _json_decode(memoryview(data)[1:])
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:

@@ -1,8 +1,8 @@
 """The ledger repository: accounts, batches of transfers, statements and the expiry sweep.
 
 Every batch is one database transaction: lock the accounts it touches (in id order), load the
-transfers it names, decide it in memory (`posting.decide_batch`), write the transfers and one
-update per touched account with set-based SQL, commit.
+transfers it names, decide it in memory (`posting.decide_batch`), write the transfers with one
+binary COPY and every touched account (and the holds the sweeper must expire) with one statement, commit.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from antaca_auth.accounts import (
     available_balance,
     posted_balance,
 )
-from antaca_auth.posting import AccountState, BatchOutcome, decide_batch, is_id
+from antaca_auth.posting import ROW_COLUMNS, AccountState, BatchOutcome, decide_batch, is_id
 from antaca_auth.query import Query
 from antaca_auth.transfers import RESOLVING_KINDS, ResultCode, StoredTransfer, Transfer, TransferKind, TransferResult
 
@@ -67,42 +67,50 @@ KNOWN_TRANSFERS = Query(
         SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE pending_id = ANY(:pending_ids::uuid[])"""
 )
 
-INSERT_TRANSFERS = Query(
-    """INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount, currency,
-           pending_id, timeout, expires_at, code, reference, metadata, created_at,
-           dr_debits_posted, dr_credits_posted, dr_debits_pending, dr_credits_pending,
-           cr_debits_posted, cr_credits_posted, cr_debits_pending, cr_credits_pending)
-       SELECT id, kind, dr, cr, amount, currency, pending_id, timeout, expires_at, code, reference,
-              metadata::jsonb, :created_at, a, b, c, d, e, f, g, h
-       FROM unnest(:ids::uuid[], :kinds::text[], :drs::uuid[], :crs::uuid[], :amounts::bigint[],
-                   :currencies::text[], :pending_ids::uuid[], :timeouts::int[],
-                   :expires_at::timestamptz[], :codes::int[], :references::text[], :metadata::text[],
-                   :a::bigint[], :b::bigint[], :c::bigint[], :d::bigint[],
-                   :e::bigint[], :f::bigint[], :g::bigint[], :h::bigint[])
-            WITH ORDINALITY AS t(id, kind, dr, cr, amount, currency, pending_id, timeout, expires_at,
-                                 code, reference, metadata, a, b, c, d, e, f, g, h, ord)
-       ORDER BY ord"""
+# New transfers go in with one binary COPY, rows in decision order (so `seq` follows it).
+TRANSFER_ROW_COLUMNS = ROW_COLUMNS
+
+# Every changed account, and the batch's holds for the expiry sweeper, in one statement (one round
+# trip). `hold_ids` lists the holds grouped by expiry; group g is hold_ids[firsts[g]:lasts[g]].
+WRITE_ACCOUNTS = Query(
+    """WITH changed AS (
+           UPDATE accounts AS a
+           SET debits_posted = v.dp, credits_posted = v.cp, debits_pending = v.dpe, credits_pending = v.cpe
+           FROM unnest(:ids::uuid[], :dp::bigint[], :cp::bigint[], :dpe::bigint[], :cpe::bigint[])
+                AS v(id, dp, cp, dpe, cpe)
+           WHERE a.id = v.id
+           RETURNING 1
+       ), listed AS (
+           INSERT INTO pending_expiry_batches (expires_at, holds, pending_ids)
+           SELECT g.expires_at, g.last - g.first + 1, (:hold_ids::uuid[])[g.first:g.last]
+           FROM unnest(:expiries::timestamptz[], :firsts::int[], :lasts::int[]) AS g(expires_at, first, last)
+       )
+       SELECT count(*) FROM changed"""
 )
 
-UPDATE_ACCOUNTS = Query(
-    """UPDATE accounts AS a
-       SET debits_posted = v.dp, credits_posted = v.cp, debits_pending = v.dpe, credits_pending = v.cpe
-       FROM unnest(:ids::uuid[], :dp::bigint[], :cp::bigint[], :dpe::bigint[], :cpe::bigint[])
-            AS v(id, dp, cp, dpe, cpe)
-       WHERE a.id = v.id"""
+# The earliest due lists of holds, as many as hold about `limit` holds (at least one list).
+DUE_EXPIRY_BATCHES = Query(
+    """SELECT id, pending_ids FROM (
+           SELECT id, pending_ids, sum(holds) OVER (ORDER BY expires_at, id) - holds AS before
+           FROM (SELECT id, expires_at, holds, pending_ids FROM pending_expiry_batches
+                 WHERE expires_at <= :now ORDER BY expires_at, id LIMIT :limit) AS due
+       ) AS w
+       WHERE before < :limit
+       ORDER BY before"""
 )
 
-ADD_EXPIRIES = Query(
-    """INSERT INTO pending_expiries (pending_id, expires_at)
-       SELECT * FROM unnest(:ids::uuid[], :expires_at::timestamptz[])"""
+# Of those holds, the ones nothing has resolved yet, in expiry order.
+OPEN_HOLDS = Query(
+    """SELECT p.id, p.code FROM transfers p
+       WHERE p.id = ANY(:ids::uuid[]) AND p.kind = 'pending'
+         AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)
+       ORDER BY p.expires_at, p.id"""
 )
 
-REMOVE_EXPIRIES = Query("DELETE FROM pending_expiries WHERE pending_id = ANY(:ids::uuid[])")
+DROP_EXPIRY_BATCHES = Query("DELETE FROM pending_expiry_batches WHERE id = ANY(:ids::bigint[])")
 
-DUE_EXPIRIES = Query(
-    """SELECT e.pending_id, t.code FROM pending_expiries e JOIN transfers t ON t.id = e.pending_id
-       WHERE e.expires_at <= :now ORDER BY e.expires_at, e.pending_id LIMIT :limit"""
-)
+# Expiry results that leave a hold released (by this sweep, or by another sweep first).
+_EXPIRY_DONE = (ResultCode.OK, ResultCode.EXISTS, ResultCode.PENDING_ALREADY_RESOLVED, ResultCode.PENDING_EXPIRED)
 
 INSERT_ACCOUNTS = Query(
     """INSERT INTO accounts (id, currency, kind, owner_ref, debits_must_not_exceed_credits,
@@ -326,18 +334,24 @@ class Ledger:
         self, conn: asyncpg.Connection, transfers: Sequence[Transfer], *, allow_expire: bool = False
     ) -> BatchOutcome:
         """Decide and write a batch inside the caller's transaction (no retry here)."""
-        ids = [t.id for t in transfers if is_id(t.id)]
-        pending_ids = list(
-            {t.pending_id for t in transfers if t.kind in RESOLVING_KINDS and is_id(t.pending_id)}
-        )
-        account_ids = {a for t in transfers for a in (t.debit_account_id, t.credit_account_id) if is_id(a)}
+        # Sets keyed by `uuid.int`: a standard-library UUID hashes in Python code, an int in C.
+        ids: list[uuid.UUID] = []
+        pending: dict[int, uuid.UUID] = {}
+        account_ids: dict[int, uuid.UUID] = {}
+        for t in transfers:
+            if isinstance(t.id, uuid.UUID):
+                ids.append(t.id)
+            for a in (t.debit_account_id, t.credit_account_id):
+                if isinstance(a, uuid.UUID):
+                    account_ids[a.int] = a
+            if t.pending_id is not None and t.kind in RESOLVING_KINDS and isinstance(t.pending_id, uuid.UUID):
+                pending[t.pending_id.int] = t.pending_id
+        pending_ids = list(pending.values())
         if pending_ids:
             for r in await PENDING_ACCOUNTS.fetch(conn, ids=pending_ids):
-                account_ids.add(r["debit_account_id"])
-                account_ids.add(r["credit_account_id"])
-        accounts = {
-            r["id"]: AccountState(*r.values()) for r in await LOCK_ACCOUNTS.fetch(conn, ids=list(account_ids))
-        }
+                account_ids[r[0].int] = r[0]
+                account_ids[r[1].int] = r[1]
+        accounts = {r[0]: AccountState(*r) for r in await LOCK_ACCOUNTS.fetch(conn, ids=list(account_ids.values()))}
         # Read once the locks are held, so an account's transfers have non-decreasing timestamps.
         now = self.clock()
         known: dict[uuid.UUID, StoredTransfer] = {}
@@ -354,46 +368,37 @@ class Ledger:
     async def _write(self, conn: asyncpg.Connection, outcome: BatchOutcome, now: datetime) -> None:
         rows = outcome.inserts
         if rows:
-            await INSERT_TRANSFERS.execute(
-                conn,
-                created_at=now,
-                ids=[t.id for t in rows],
-                kinds=[str(t.kind) for t in rows],
-                drs=[t.debit_account_id for t in rows],
-                crs=[t.credit_account_id for t in rows],
-                amounts=[t.amount for t in rows],
-                currencies=[t.currency for t in rows],
-                pending_ids=[t.pending_id for t in rows],
-                timeouts=[t.timeout for t in rows],
-                expires_at=[t.expires_at for t in rows],
-                codes=[t.code for t in rows],
-                references=[t.reference for t in rows],
-                metadata=[_json(t.metadata) for t in rows],
-                a=[t.debit_balance.debits_posted for t in rows],
-                b=[t.debit_balance.credits_posted for t in rows],
-                c=[t.debit_balance.debits_pending for t in rows],
-                d=[t.debit_balance.credits_pending for t in rows],
-                e=[t.credit_balance.debits_posted for t in rows],
-                f=[t.credit_balance.credits_posted for t in rows],
-                g=[t.credit_balance.debits_pending for t in rows],
-                h=[t.credit_balance.credits_pending for t in rows],
-            )
+            await conn.copy_records_to_table("transfers", records=rows, columns=TRANSFER_ROW_COLUMNS)
         changed = outcome.accounts
-        if changed:
-            await UPDATE_ACCOUNTS.execute(
+        by_expiry: dict[datetime, list[uuid.UUID]] = {}
+        for pending_id, expires_at in outcome.expiries_added:
+            group = by_expiry.get(expires_at)
+            if group is None:
+                by_expiry[expires_at] = [pending_id]
+            else:
+                group.append(pending_id)
+        hold_ids: list[uuid.UUID] = []
+        firsts: list[int] = []
+        lasts: list[int] = []
+        for group in by_expiry.values():
+            firsts.append(len(hold_ids) + 1)
+            hold_ids.extend(group)
+            lasts.append(len(hold_ids))
+        if changed or hold_ids:
+            updated = await WRITE_ACCOUNTS.fetchval(
                 conn,
                 ids=[a.id for a in changed],
                 dp=[a.debits_posted for a in changed],
                 cp=[a.credits_posted for a in changed],
                 dpe=[a.debits_pending for a in changed],
                 cpe=[a.credits_pending for a in changed],
+                hold_ids=hold_ids,
+                expiries=list(by_expiry),
+                firsts=firsts,
+                lasts=lasts,
             )
-        if outcome.expiries_added:
-            await ADD_EXPIRIES.execute(
-                conn, ids=list(outcome.expiries_added), expires_at=list(outcome.expiries_added.values())
-            )
-        if outcome.expiries_removed:
-            await REMOVE_EXPIRIES.execute(conn, ids=list(outcome.expiries_removed))
+            if updated != len(changed):  # every one of them is locked by this transaction
+                raise AssertionError(f"updated {updated} accounts of {len(changed)}")
 
     async def lookup_transfers(self, ids: Sequence[uuid.UUID]) -> list[StoredTransfer]:
         """The transfers with these ids that exist, in the order asked."""
@@ -431,28 +436,36 @@ class Ledger:
     # expiry
 
     async def expire_pending(self, *, limit: int = 1000) -> int:
-        """Release every pending transfer whose timeout has passed; return how many were expired."""
+        """Release every pending transfer whose timeout has passed; return how many were expired.
+
+        Takes the due lists of holds (`pending_expiry_batches`) in expiry order, expires their holds
+        that are still open in batches of up to `limit`, and deletes a list once all of its holds
+        are released. A list whose holds could not all be released stays for the next sweep.
+        """
         expired = 0
         while True:
             async with self.pool.acquire() as conn:
-                due = await DUE_EXPIRIES.fetch(conn, now=self.clock(), limit=limit)
-            if not due:
+                lists = await DUE_EXPIRY_BATCHES.fetch(conn, now=self.clock(), limit=limit)
+                if not lists:
+                    return expired
+                open_holds = await OPEN_HOLDS.fetch(conn, ids=[i for r in lists for i in r["pending_ids"]])
+            failed: set[str] = set()
+            for start in range(0, len(open_holds), limit):
+                batch = [
+                    Transfer(
+                        id=uuid.uuid5(EXPIRY_NAMESPACE, str(r["id"])),
+                        kind=TransferKind.EXPIRE_PENDING,
+                        pending_id=r["id"],
+                        code=r["code"],
+                    )
+                    for r in open_holds[start : start + limit]
+                ]
+                results = await self._create_transfers(batch, allow_expire=True)
+                expired += sum(r.code is ResultCode.OK for r in results)
+                failed.update(str(r.code) for r in results if r.code not in _EXPIRY_DONE)
+            if failed:
+                # Never loop on a hold that cannot be released; its list stays for the next sweep.
+                log.error("expiry sweep could not release every due hold: %s", sorted(failed))
                 return expired
-            batch = [
-                Transfer(
-                    id=uuid.uuid5(EXPIRY_NAMESPACE, str(r["pending_id"])),
-                    kind=TransferKind.EXPIRE_PENDING,
-                    pending_id=r["pending_id"],
-                    code=r["code"],
-                )
-                for r in due
-            ]
-            results = await self._create_transfers(batch, allow_expire=True)
-            done = sum(r.code is ResultCode.OK for r in results)
-            expired += done
-            if done == 0:
-                # Only a resolved hold left in pending_expiries could cause this; never loop on it.
-                log.error("expiry sweep made no progress: %s", {str(r.code) for r in results})
-                return expired
-            if len(due) < limit:
-                return expired
+            async with self.pool.acquire() as conn:
+                await DROP_EXPIRY_BATCHES.execute(conn, ids=[r["id"] for r in lists])

@@ -88,6 +88,20 @@ STRAY_EXPIRIES = Query(
           OR EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = e.pending_id)"""
 )
 
+# The sweeper's lists (`pending_expiry_batches`) must name only holds, and every open hold with a
+# timeout must be on one, or it would never expire.
+LISTED = "SELECT DISTINCT unnest(pending_ids) AS id FROM pending_expiry_batches"
+STRAY_LISTED = Query(
+    f"""SELECT l.id FROM ({LISTED}) l
+        WHERE NOT EXISTS (SELECT 1 FROM transfers p WHERE p.id = l.id AND p.kind = 'pending')"""
+)
+UNLISTED_HOLDS = Query(
+    f"""SELECT p.id FROM transfers p
+        WHERE p.kind = 'pending' AND p.expires_at IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)
+          AND p.id NOT IN ({LISTED})"""
+)
+
 
 async def verify_ledger(conn: asyncpg.Connection) -> list[str]:
     """Every difference between the accounts and their transfers, as lines; empty when clean."""
@@ -119,4 +133,8 @@ async def verify_ledger(conn: asyncpg.Connection) -> list[str]:
             problems.append(f"account {r['id']}: counters differ from those recorded on its latest transfer")
         for r in await STRAY_EXPIRIES.fetch(conn):
             problems.append(f"pending_expiries {r['pending_id']}: not an unresolved pending transfer")
+        for r in await STRAY_LISTED.fetch(conn):
+            problems.append(f"pending_expiry_batches names {r['id']}: not a pending transfer")
+        for r in await UNLISTED_HOLDS.fetch(conn):
+            problems.append(f"pending transfer {r['id']}: open with a timeout but on no expiry list")
     return problems

@@ -76,3 +76,18 @@ async def test_transfer_written_behind_the_ledgers_back_is_reported(ledger, pool
     assert any("does not exist" in p for p in problems)
     assert any("currency differs" in p for p in problems)
     assert any(str(funding) in p and "transfers give" in p for p in problems)
+
+
+async def test_a_hold_missing_from_the_expiry_lists_is_reported(ledger, pool):
+    funding, user = await funded(ledger)
+    hold = uuid.uuid4()
+    await ledger.create_transfers([Transfer(id=hold, kind=TransferKind.PENDING, debit_account_id=user,
+                                            credit_account_id=funding, amount=5, currency="EUR", code=2, timeout=60)])
+    async with pool.acquire() as conn:
+        assert await verify_ledger(conn) == []
+        await conn.execute("DELETE FROM pending_expiry_batches")
+        assert any(str(hold) in p and "no expiry list" in p for p in await verify_ledger(conn))
+        stray = uuid.uuid4()
+        await conn.execute("INSERT INTO pending_expiry_batches (expires_at, holds, pending_ids) "
+                           "VALUES (now(), 1, ARRAY[$1::uuid])", stray)
+        assert any(str(stray) in p and "not a pending transfer" in p for p in await verify_ledger(conn))
