@@ -70,7 +70,8 @@ CARDS = """
     SELECT c.pan_fingerprint, c.id, c.state, c.lock_reason, c.expiry, c.cvc_counter, c.pin_salt,
            c.pin_verification, c.pin_failures, p.currency AS program_currency, p.funding_model,
            b.id AS balance_id, b.state AS balance_state, b.account_id AS user_account,
-           pa.account_id AS deposit_account, c.program_id, fs.id AS fee_schedule_id
+           pa.account_id AS deposit_account, c.program_id, fs.id AS fee_schedule_id,
+           pa.low_balance_threshold IS NOT NULL AND NOT pa.below_threshold AS deposit_alert_armed
     FROM cards c
     JOIN card_programs p ON p.id = c.program_id
     JOIN balances b ON b.id = c.balance_id
@@ -86,8 +87,8 @@ CARDS = """
 EXISTING = """
     SELECT a.message_id, a.id, a.decision, a.response_code, a.reason, a.approved_amount, a.action_code,
            a.available_after, a.billing_amount, a.transaction_fee + a.conversion_fee AS fee
-    FROM authorizations a
-    WHERE a.network_id = $1 AND a.message_id = ANY($2::text[])"""
+    FROM unnest($2::text[]) AS m (message_id)
+    JOIN authorizations a ON a.network_id = $1 AND a.message_id = m.message_id"""  # one index probe per message
 
 SCHEDULES = "SELECT id, schedule FROM fee_schedules WHERE id = ANY($1::uuid[])"
 
@@ -285,7 +286,10 @@ class AuthorizationEngine:
 
         outcome = await self.ledger.write_batch(conn, transfers) if transfers else None
         results = {r.id: r for r in outcome.results} if outcome else {}
-        touched: set[uuid.UUID] = set()  # partner deposits charged: their low-balance thresholds are checked
+        # Partner deposits charged whose low-balance alert is armed get the crossing check (a latch
+        # already set, or no threshold, needs no statement at all).
+        armed = {r["deposit_account"]: r["deposit_alert_armed"] for r in cards.values()}
+        touched: set[uuid.UUID] = set()
         for row in rows:
             if row.replay_of is not None or row.decline is not None or row.user_hold is None:
                 continue
@@ -306,7 +310,7 @@ class AuthorizationEngine:
                 row.available_after = _available(last.debit_balance) if last.code is ResultCode.OK else None
             if row.decline is not None:
                 row.deposit_hold = row.user_hold = row.fee_hold = None
-            elif row.deposit_hold is not None:
+            elif row.deposit_hold is not None and armed.get(row.deposit_hold.debit_account_id):
                 touched.add(row.deposit_hold.debit_account_id)
 
         await check_crossings(conn, touched)
