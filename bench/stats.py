@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
 
 def percentile(sorted_values: list[float], p: float) -> float:
     """The p-th percentile (0..100) of already sorted values, nearest-rank."""
@@ -18,3 +22,41 @@ def summary(count: int, elapsed: float, latencies_s: list[float], rate_key: str,
     for p in pcts:
         out[f"p{p}_ms"] = round(percentile(lat, p), 2)
     return out
+
+
+async def closed_then_open(call: Callable[[], Awaitable[None]], seconds: float, callers: int) -> dict:
+    """Throughput from a closed loop (`callers` at once, half the time), latency from an open loop at 80%
+    of that throughput (the other half): requests start on schedule whether or not earlier ones are done,
+    so queueing shows in the latency instead of being hidden by callers that wait."""
+    done = 0
+    deadline = time.perf_counter() + seconds / 2
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await call()
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    rate = done / (time.perf_counter() - start)
+
+    target = max(1.0, rate * 0.8)
+    latencies: list[float] = []
+
+    async def timed(scheduled: float) -> None:
+        await call()
+        latencies.append(time.perf_counter() - scheduled)
+
+    tasks = []
+    begin = time.perf_counter()
+    for i in range(int(target * seconds / 2)):
+        scheduled = begin + i / target
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(timed(scheduled)))
+    await asyncio.gather(*tasks)
+    figures = summary(done, seconds / 2, latencies, "auths_per_s", pcts=(50, 95, 99))
+    figures["auths_per_s"] = round(rate, 1)
+    return figures
