@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Literal
@@ -9,8 +10,8 @@ from typing import Literal
 import asyncpg
 
 from antaca_api import balances as repo
-from antaca_api.customers import get_customer, require_verified
 from antaca_api import charges, partner_balances
+from antaca_api.customers import get_customer, require_verified
 from antaca_api.errors import IdempotencyConflict, InsufficientFunds, InsufficientPartnerCredit, NotFound
 from antaca_api.fields import Amount, Currency, Reference
 from antaca_api.routing import Channel, Context, route
@@ -19,6 +20,8 @@ from antaca_auth.accounts import AccountKind, available_balance, posted_balance
 from antaca_auth.codes import TransferCode, code_name
 from antaca_auth.thresholds import check_crossings
 from antaca_auth.transfers import ResultCode, Transfer
+
+log = logging.getLogger(__name__)
 
 RELOAD_NAMESPACE = uuid.UUID("0f5d7a52-3c1b-4f7e-8d0e-6f1b2a9c4e11")
 
@@ -227,7 +230,10 @@ async def reload(ctx: Context, body: Reload) -> ReloadResult:
             await check_crossings(conn, [credit])
     # Money arrived: unpaid fees are collected now, in their own transaction (fee revenue accounts are
     # locked after the balance's, never while the top-up holds its funding account).
-    await charges.collect_unpaid(ctx.pool, ledger, balance_id)
+    try:
+        await charges.collect_unpaid(ctx.pool, ledger, balance_id)
+    except (asyncpg.PostgresError, OSError):  # the top-up stands; the fee job's sweep collects later
+        log.exception("collecting unpaid fees after a top-up failed")
     async with ctx.pool.acquire() as conn:
         view = balance_view(await _customer_balance(conn, ctx.partner_id, customer_id, balance_id))
     return ReloadResult(transaction_id=transfer.id, amount=body.amount, reference=body.reference,
