@@ -80,7 +80,13 @@ CARDS = """
     LEFT JOIN LATERAL (
         SELECT id FROM fee_schedules WHERE program_id = c.program_id AND effective_from <= $2
         ORDER BY effective_from DESC LIMIT 1) fs ON true
-    WHERE c.pan_fingerprint = ANY($1::text[])
+    WHERE c.pan_fingerprint = ANY($1::text[])"""
+
+# Cards whose PIN is tried are locked for the batch: their wrong-PIN count (and a lock on the
+# third) must not be lost to a concurrent batch. Other cards are only read: a batch waiting on
+# another's card locks until its commit would chain batches one behind the other (with 1,024
+# payments in flight over 10,000 cards, nearly every batch shares a card with another one).
+CARDS_LOCKED = CARDS + """
     ORDER BY c.id
     FOR UPDATE OF c"""
 
@@ -88,7 +94,10 @@ EXISTING = """
     SELECT a.message_id, a.id, a.decision, a.response_code, a.reason, a.approved_amount, a.action_code,
            a.available_after, a.billing_amount, a.transaction_fee + a.conversion_fee AS fee
     FROM unnest($2::text[]) AS m (message_id)
-    JOIN authorizations a ON a.network_id = $1 AND a.message_id = m.message_id"""  # one index probe per message
+    CROSS JOIN LATERAL (
+        SELECT * FROM authorizations a WHERE a.network_id = $1 AND a.message_id = m.message_id LIMIT 1) a"""
+# LATERAL with LIMIT: one index probe per message whatever the statistics say (a plain join, planned
+# from stale row counts, hashed the network's whole history: 19 ms instead of 0.5 at 47k rows).
 
 SCHEDULES = "SELECT id, schedule FROM fee_schedules WHERE id = ANY($1::uuid[])"
 
@@ -135,7 +144,7 @@ def _available(b: Balance) -> int:
 class AuthorizationEngine:
     """Decides authorizations in micro-batches; `authorize` answers only after its batch committed."""
 
-    def __init__(self, pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys, *, max_batch: int = 256,
+    def __init__(self, pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys, *, max_batch: int = 512,
                  max_wait: float = 0.001, writers: int = 4, hold_seconds: int = 7 * 86400,
                  clock: Callable[[], datetime] = utc_now) -> None:
         self.pool, self.ledger, self.keys = pool, ledger, keys
@@ -227,7 +236,11 @@ class AuthorizationEngine:
                     r["id"], r["decision"], r["response_code"], r["reason"], r["approved_amount"], r["action_code"],
                     r["available_after"], r["billing_amount"], r["fee"])
         fingerprints = {item.request.pan: self.keys.fingerprint(item.request.pan) for item in batch}
-        cards = {r["pan_fingerprint"]: r for r in await conn.fetch(CARDS, list(set(fingerprints.values())), now)}
+        with_pin = {fingerprints[item.request.pan] for item in batch if item.request.pin is not None}
+        cards = {r["pan_fingerprint"]: r for r in await conn.fetch(CARDS, list(set(fingerprints.values()) - with_pin),
+                                                                   now)}
+        if with_pin:
+            cards.update((r["pan_fingerprint"], r) for r in await conn.fetch(CARDS_LOCKED, list(with_pin), now))
         await self._load_schedules(conn, {r["fee_schedule_id"] for r in cards.values()} - {None})
         pairs, need_facts = set(), set()
         for item in batch:

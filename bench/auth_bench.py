@@ -190,7 +190,7 @@ async def main(seconds: float) -> dict:
 
                 figures["naive_hot"] = await measured(naive, cards, share, NAIVE_CALLERS)
                 print("naive_hot", json.dumps(figures["naive_hot"]), flush=True)
-            engine = AuthorizationEngine(pool, ledger, keys, max_batch=256, max_wait=0.002, writers=4)
+            engine = AuthorizationEngine(pool, ledger, keys, max_batch=512, max_wait=0.002, writers=4)
             await engine.start()
             network = uuid.uuid4()
             async with pool.acquire() as conn:
