@@ -4,6 +4,7 @@ expiries against a pure model of the funding rules; the decisions match it and t
 from __future__ import annotations
 
 import asyncio
+import copy
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -130,17 +131,11 @@ async def run(dsn: str, steps, funds, deposit) -> None:
                         message_id=uuid.uuid4().hex, pan=c["pan"], expiry=c["expiry"], amount=amount,
                         currency="EUR", type=TxType(tx), cvc2=cvc), cvc_ok))
                 answers = await asyncio.gather(*(engine.authorize(network, r) for _, r, _ in requests))
-                # The engine decides in commit order; the model replays that order.
-                async with pool.acquire() as conn:
-                    order = {r["message_id"]: r["seq"] for r in await conn.fetch(
-                        "SELECT message_id, seq FROM authorizations WHERE message_id = ANY($1)",
-                        [r.message_id for _, r, _ in requests])}
-                expected = {}
-                for card, r, cvc_ok in sorted(requests, key=lambda x: order[x[1].message_id]):
-                    expected[r.message_id] = model.authorize(r.message_id, card, r.amount, str(r.type), cvc_ok)
-                for (_, r, _), answer in zip(requests, answers, strict=True):
-                    assert answer.reason == expected[r.message_id], (r, answer)
-                    messages.append(r.message_id)
+                got = {r.message_id: a.reason for (_, r, _), a in zip(requests, answers, strict=True)}
+                groups, stored = await batches(pool, requests)
+                assert stored == got  # what a replay of the message would answer is what was answered
+                model = replay(model, requests, got, groups)
+                messages.extend(r.message_id for _, r, _ in requests)
             elif kind in ("reverse", "clear") and messages:
                 index, amount = arg
                 original = messages[index % len(messages)]
@@ -166,6 +161,41 @@ async def run(dsn: str, steps, funds, deposit) -> None:
             assert await verify_ledger(conn) == []
     finally:
         await pool.close()
+
+
+async def batches(pool, requests) -> tuple[list[list[str]], dict[str, str]]:
+    """The engine batches the requests went in (rows of one batch share its transaction), each in
+    decision order (the order between batches is the hot deposit lock's, which no row records), and
+    each request's stored reason."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT message_id, xmin::text AS tx, reason FROM authorizations "
+                                "WHERE message_id = ANY($1) ORDER BY seq", [r.message_id for _, r, _ in requests])
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups.setdefault(r["tx"], []).append(r["message_id"])
+    return list(groups.values()), {r["message_id"]: r["reason"] for r in rows}
+
+
+def replay(model: Model, requests, got: dict[str, str], groups: list[list[str]]) -> Model:
+    """The model after the requests, replayed batch by batch in an order of the batches that gives
+    every answer the engine gave; there must be one (the batches ran one after another)."""
+    by_id = {r.message_id: (card, r, cvc_ok) for card, r, cvc_ok in requests}
+
+    def search(state: Model, remaining: list[list[str]]) -> Model | None:
+        if not remaining:
+            return state
+        for i, group in enumerate(remaining):  # depth first: a batch that fits next, then the rest
+            trial = copy.deepcopy(state)
+            if all(trial.authorize(m, by_id[m][0], by_id[m][1].amount, str(by_id[m][1].type), by_id[m][2]) == got[m]
+                   for m in group):
+                found = search(trial, remaining[:i] + remaining[i + 1:])
+                if found is not None:
+                    return found
+        return None
+
+    found = search(model, groups)
+    assert found is not None, f"no order of the batches {groups} explains the answers {got}"
+    return found
 
 
 async def level(pool, ledger: Ledger, cards, funds, deposit) -> None:
