@@ -154,6 +154,12 @@ async def change_state(conn: asyncpg.Connection, balance_id: uuid.UUID, action: 
     return target
 
 
+def partner_account_id(partner_id: uuid.UUID, kind: AccountKind, currency: str) -> uuid.UUID:
+    """The ledger id of a partner's account of a kind and currency: deterministic, so two first uses at
+    once create the same account, idempotently."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"antaca:partner:{partner_id}:{kind}:{currency}")
+
+
 async def partner_account(
     conn: asyncpg.Connection, ledger: Ledger, partner_id: uuid.UUID, currency: str, kind: AccountKind
 ) -> uuid.UUID:
@@ -164,8 +170,7 @@ async def partner_account(
     )
     if account_id is not None:
         return account_id
-    # Deterministic id: two first uses at once create the same account, idempotently.
-    account_id = uuid.uuid5(uuid.NAMESPACE_URL, f"antaca:partner:{partner_id}:{kind}:{currency}")
+    account_id = partner_account_id(partner_id, kind, currency)
     flags = kind in (AccountKind.PARTNER_DEPOSIT, AccountKind.PARTNER_CREDIT)
     await ledger.create_accounts_in(
         conn,

@@ -80,9 +80,22 @@ INSERT_CHARGE = """
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
     ON CONFLICT (fee_type, cause) DO NOTHING RETURNING id"""
 
+INSERT_PAID = """
+    INSERT INTO fee_charges (id, program_id, schedule_id, fee_type, cause, balance_id, card_id, amount, currency,
+                             state, transfer_id, paid_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'PAID', $10, now())"""
+
 MARK_PAID = """
     UPDATE fee_charges SET state = 'PAID', transfer_id = id, paid_at = now()
     WHERE id = ANY($1::uuid[]) AND state = 'UNPAID'"""
+
+
+async def record_paid(conn: asyncpg.Connection, *, charge: uuid.UUID, program_id: uuid.UUID, schedule_id: uuid.UUID,
+                      fee_type: FeeType, cause: str, balance_id: uuid.UUID, card_id: uuid.UUID | None, amount: int,
+                      currency: str, transfer_id: uuid.UUID) -> None:
+    """Record a fee that the caller's own ledger transfer paid, in the caller's transaction."""
+    await conn.execute(INSERT_PAID, charge, program_id, schedule_id, str(fee_type), cause, balance_id, card_id, amount,
+                       currency, transfer_id)
 
 
 async def charge_flat(conn: asyncpg.Connection, ledger: Ledger, *, program_id: uuid.UUID | None, fee_type: FeeType,

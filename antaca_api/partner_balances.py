@@ -8,7 +8,7 @@ import uuid
 
 import asyncpg
 
-from antaca_api.balances import check_currency
+from antaca_api.balances import check_currency, partner_account_id
 from antaca_api.errors import NotFound, PartnerBalanceExists, PartnerCreditMissing
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.ledger import Ledger
@@ -43,7 +43,7 @@ async def create(conn: asyncpg.Connection, ledger: Ledger, partner_id: uuid.UUID
                  currency: str, threshold: int | None) -> uuid.UUID:
     """Open the partner's deposit or credit balance in a currency (one of each per currency)."""
     await check_currency(ledger, currency)
-    account_id = uuid.uuid5(uuid.NAMESPACE_URL, f"antaca:partner:{partner_id}:{LEDGER_KIND[kind]}:{currency}")
+    account_id = partner_account_id(partner_id, LEDGER_KIND[kind], currency)
     (result,) = await ledger.create_accounts_in(conn, [NewAccount(
         id=account_id, currency=currency, kind=LEDGER_KIND[kind], owner_ref=f"partner:{partner_id}",
         debits_must_not_exceed_credits=True)])

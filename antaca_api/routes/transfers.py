@@ -10,7 +10,7 @@ from msgspec import Meta
 
 from antaca_api import balances as repo
 from antaca_api import iban
-from antaca_api.charges import charge_id, ensure_revenue_account, schedule_in_force
+from antaca_api.charges import charge_id, ensure_revenue_account, record_paid, schedule_in_force
 from antaca_api.errors import BalanceNotActive, IdempotencyConflict, InsufficientFunds, InvalidIban, NotFound
 from antaca_api.fields import Amount, Name, Reference
 from antaca_api.routing import Channel, Context, route
@@ -56,9 +56,10 @@ async def send_money(ctx: Context, body: NewMoneyTransfer) -> MoneyTransfer:
     ledger, now = ctx.services.ledger, ctx.services.clock()
     transfer_id = uuid.uuid5(TRANSFER_NAMESPACE, f"{balance_id}:{body.reference}")
     async with ctx.pool.acquire() as conn, conn.transaction():
+        # One transfer at a time per balance: the reference check below is then exact.
         balance = await conn.fetchrow(
             """SELECT id, currency, program_id, state FROM balances
-               WHERE id = $1 AND customer_id = $2 AND partner_id = $3 FOR UPDATE""",  # one transfer at a time per balance: the reference check below is then exact
+               WHERE id = $1 AND customer_id = $2 AND partner_id = $3 FOR UPDATE""",
             balance_id, customer_id, ctx.partner_id)
         if balance is None:
             raise NotFound("no such balance")
@@ -94,11 +95,9 @@ async def send_money(ctx: Context, body: NewMoneyTransfer) -> MoneyTransfer:
         if any(r.code is not ResultCode.OK for r in results):
             raise InsufficientFunds("the balance cannot cover the amount and its fee")
         if fee:
-            await conn.execute(
-                """INSERT INTO fee_charges (id, program_id, schedule_id, fee_type, cause, balance_id, amount, currency,
-                       state, transfer_id, paid_at)
-                   VALUES ($1, $2, $3, 'MONEY_TRANSFER', $4, $5, $6, $7, 'PAID', $1, now())""",
-                batch[1].id, balance["program_id"], found[0], cause, balance_id, fee, currency)
+            await record_paid(conn, charge=batch[1].id, program_id=balance["program_id"], schedule_id=found[0],
+                              fee_type=FeeType.MONEY_TRANSFER, cause=cause, balance_id=balance_id, card_id=None,
+                              amount=fee, currency=currency, transfer_id=batch[1].id)
         row = await conn.fetchrow(
             """INSERT INTO money_transfers (id, balance_id, iban, beneficiary_name, amount, fee, currency, reference)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
