@@ -22,12 +22,13 @@ import msgspec
 
 from antaca_auth import authorization as rules
 from antaca_auth import fees as pricing
-from antaca_auth.accounts import AccountKind, Balance, NewAccount
+from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity
 from antaca_auth.authorization import AuthorizationRequest, CardFacts, Decline, TxType
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
 from antaca_auth.codes import TransferCode
+from antaca_auth.holds import NewTransfers
 from antaca_auth.ids import new_id
 from antaca_auth.ledger import SELECT_TRANSFERS, Ledger, transfer_from_row, utc_now
 from antaca_auth.rates import rates_in_force
@@ -35,6 +36,7 @@ from antaca_auth.thresholds import check_crossings
 from antaca_auth.transfers import ResultCode, Transfer, TransferKind
 
 log = logging.getLogger(__name__)
+_OK = ResultCode.OK
 
 SETTLEMENT_NAMESPACE = uuid.UUID("3b8f2f64-6a0e-4f5e-9c59-5b7d2f9d8a10")
 
@@ -138,8 +140,10 @@ class _Row:
     id: uuid.UUID
     card: CardFacts | None
     decline: Decline | None = None
-    deposit_hold: Transfer | None = None
-    user_hold: Transfer | None = None
+    # Indexes of this payment's transfers in the batch's NewTransfers (None: no such transfer).
+    deposit_at: int | None = None
+    user_at: int | None = None
+    fee_at: int | None = None
     available_after: int | None = None
     replay_of: AuthorizationResult | None = None
     program_id: uuid.UUID | None = None
@@ -148,11 +152,6 @@ class _Row:
     fx_rate: Decimal | None = None
     transaction_fee: int = 0
     conversion_fee: int = 0
-    fee_hold: Transfer | None = None
-
-
-def _available(b: Balance) -> int:
-    return b.credits_posted - b.debits_posted - b.debits_pending
 
 
 class AuthorizationEngine:
@@ -272,7 +271,7 @@ class AuthorizationEngine:
         rows: list[_Row] = []
         first: dict[tuple[uuid.UUID, str], _Row] = {}
         pin_updates: dict[uuid.UUID, tuple[int, bool]] = {}
-        transfers: list[Transfer] = []
+        holds = NewTransfers()
         for item in batch:
             key = (item.network_id, item.request.message_id)
             if key in existing:
@@ -309,43 +308,40 @@ class AuthorizationEngine:
                 continue
             self._price(row, rates, exponents, facts.get(card.card_id, {}))
             if row.decline is None:
-                transfers.extend(self._holds(row))
+                self._holds(row, holds)
 
         # Written before the ledger: the hot deposit's lock, taken by the ledger write and held to the
         # commit, then covers only the ledger's own work and the few rows the ledger declines.
         await self._update_cards(conn, pin_updates)
         await self._insert(conn, [r for r in rows if r.replay_of is None and first.get(
-            (r.item.network_id, r.item.request.message_id)) is r], now)
-        outcome = await self.ledger.write_batch(conn, transfers) if transfers else None
-        results = {r.id: r for r in outcome.results} if outcome else {}
+            (r.item.network_id, r.item.request.message_id)) is r], holds.ids, now)
+        results = await self.ledger.write_new(conn, holds)
         # Partner deposits charged whose low-balance alert is armed get the crossing check (a latch
         # already set, or no threshold, needs no statement at all).
         armed = {r["deposit_account"]: r["deposit_alert_armed"] for r in cards.values()}
         touched: set[uuid.UUID] = set()
         declined: list[_Row] = []
         for row in rows:
-            if row.replay_of is not None or row.decline is not None or row.user_hold is None:
+            if row.replay_of is not None or row.decline is not None or row.user_at is None:
                 continue
-            user = results[row.user_hold.id]
-            deposit = results[row.deposit_hold.id] if row.deposit_hold is not None else None
-            fee = results[row.fee_hold.id] if row.fee_hold is not None else None
-            last = fee or user  # the chain's last transfer on the user's balance
-            if deposit is not None and deposit.code is not ResultCode.OK:
-                row.decline = rules.INSUFFICIENT_DEPOSIT if deposit.code is ResultCode.EXCEEDS_CREDITS else (
-                    rules.INSUFFICIENT_FUNDS if ResultCode.EXCEEDS_CREDITS in (user.code, last.code)
+            user = results[row.user_at]
+            last = results[row.fee_at if row.fee_at is not None else row.user_at]  # the chain's last on the user
+            if row.deposit_at is not None and (deposit := results[row.deposit_at])[0] is not _OK:
+                row.decline = rules.INSUFFICIENT_DEPOSIT if deposit[0] is ResultCode.EXCEEDS_CREDITS else (
+                    rules.INSUFFICIENT_FUNDS if ResultCode.EXCEEDS_CREDITS in (user[0], last[0])
                     else rules.INVALID_AMOUNT)
-            elif user.code is not ResultCode.OK or last.code is not ResultCode.OK:
-                row.decline = rules.INSUFFICIENT_FUNDS if {user.code, last.code} <= {
-                    ResultCode.OK, ResultCode.EXCEEDS_CREDITS, ResultCode.LINKED_EVENT_FAILED} else rules.INVALID_AMOUNT
+            elif user[0] is not _OK or last[0] is not _OK:
+                row.decline = rules.INSUFFICIENT_FUNDS if {user[0], last[0]} <= {
+                    _OK, ResultCode.EXCEEDS_CREDITS, ResultCode.LINKED_EVENT_FAILED} else rules.INVALID_AMOUNT
             if row.item.request.type is TxType.REFUND:
-                row.available_after = _available(user.credit_balance) if user.code is ResultCode.OK else None
+                row.available_after = user[2] if user[0] is _OK else None
             else:
-                row.available_after = _available(last.debit_balance) if last.code is ResultCode.OK else None
+                row.available_after = last[1] if last[0] is _OK else None
             if row.decline is not None:
-                row.deposit_hold = row.user_hold = row.fee_hold = None
+                row.deposit_at = row.user_at = row.fee_at = None
                 declined.append(row)
-            elif row.deposit_hold is not None and armed.get(row.deposit_hold.debit_account_id):
-                touched.add(row.deposit_hold.debit_account_id)
+            elif row.deposit_at is not None and armed.get(holds.debits[row.deposit_at]):
+                touched.add(holds.debits[row.deposit_at])
 
         if declined:
             await conn.execute(DECLINE, [r.id for r in declined], [r.decline.response_code for r in declined],
@@ -373,42 +369,32 @@ class AuthorizationEngine:
         if not 0 < billing <= MAX_AMOUNT or row.transaction_fee + row.conversion_fee > MAX_AMOUNT:
             row.decline = rules.INVALID_AMOUNT
 
-    def _holds(self, row: _Row) -> list[Transfer]:
-        """The ledger transfers of an approvable authorization, one linked chain: the partner deposit
+    def _holds(self, row: _Row, holds: NewTransfers) -> None:
+        """Add the ledger transfers of an approvable authorization, one linked chain: the partner deposit
         charge (DEPOSIT model), the hold on the user's balance, and the hold of its fees."""
         request, card = row.item.request, row.card
         currency, amount, reference = card.program_currency, row.billing_amount, request.message_id[:256]
         settlement = settlement_account(currency)
         if request.type is TxType.REFUND:
-            row.user_hold = Transfer(id=new_id(), code=TransferCodes.REFUND, debit_account_id=settlement,
-                                     credit_account_id=card.user_account, amount=amount, currency=currency,
-                                     reference=reference)
-            return [row.user_hold]
-        chain = []
+            row.user_at = holds.add(TransferCodes.REFUND, settlement, card.user_account, amount, currency,
+                                    pending=False, reference=reference)
+            return
+        deposit = card.deposit_account
         if card.funding_model == "DEPOSIT":
-            if card.deposit_account is None:
+            if deposit is None:
                 row.decline = rules.INSUFFICIENT_DEPOSIT
-                return []
-            row.deposit_hold = Transfer(
-                id=new_id(), kind=TransferKind.PENDING, code=TransferCodes.DEPOSIT_HOLD,
-                debit_account_id=card.deposit_account, credit_account_id=settlement, amount=amount,
-                currency=currency, timeout=self.hold_seconds, reference=reference, linked=True)
-            chain.append(row.deposit_hold)
-        row.user_hold = Transfer(
-            id=new_id(), kind=TransferKind.PENDING, code=TransferCodes.USER_HOLD,
-            debit_account_id=card.user_account,
-            credit_account_id=card.deposit_account if card.funding_model == "DEPOSIT" else settlement,
-            amount=amount, currency=currency, timeout=self.hold_seconds, reference=reference)
-        chain.append(row.user_hold)
+                return
+            row.deposit_at = holds.add(TransferCodes.DEPOSIT_HOLD, deposit, settlement, amount, currency,
+                                       pending=True, timeout=self.hold_seconds, reference=reference, linked=True)
+        row.user_at = holds.add(TransferCodes.USER_HOLD, card.user_account,
+                                deposit if card.funding_model == "DEPOSIT" else settlement, amount, currency,
+                                pending=True, timeout=self.hold_seconds, reference=reference)
         fee = row.transaction_fee + row.conversion_fee
         if fee:
-            chain[-1] = row.user_hold = msgspec.structs.replace(row.user_hold, linked=True)
-            row.fee_hold = Transfer(
-                id=new_id(), kind=TransferKind.PENDING, code=TransferCodes.FEE, debit_account_id=card.user_account,
-                credit_account_id=pricing.fee_revenue_account(row.program_id, currency), amount=fee,
-                currency=currency, timeout=self.hold_seconds, reference=reference)
-            chain.append(row.fee_hold)
-        return chain
+            holds.link(row.user_at)
+            row.fee_at = holds.add(TransferCodes.FEE, card.user_account,
+                                   pricing.fee_revenue_account(row.program_id, currency), fee, currency,
+                                   pending=True, timeout=self.hold_seconds, reference=reference)
 
     async def _update_cards(self, conn: asyncpg.Connection, updates: dict[uuid.UUID, tuple[int, bool]]) -> None:
         for card_id, (failures, lock_now) in updates.items():
@@ -423,7 +409,8 @@ class AuthorizationEngine:
             else:
                 await conn.execute("UPDATE cards SET pin_failures = $2 WHERE id = $1", card_id, failures)
 
-    async def _insert(self, conn: asyncpg.Connection, rows: list[_Row], now: datetime) -> None:
+    async def _insert(self, conn: asyncpg.Connection, rows: list[_Row], hold_ids: list[uuid.UUID],
+                      now: datetime) -> None:
         """Store every authorization of the batch with one binary COPY, as decided before the ledger."""
         records = []
         for row in rows:
@@ -433,11 +420,11 @@ class AuthorizationEngine:
                 card.balance_id if card else None, str(q.type), q.amount, q.currency, q.mcc, q.merchant_id,
                 q.merchant_name, q.merchant_country, q.terminal_id, "DECLINED" if d else "APPROVED",
                 d.response_code if d else "00", d.action_code if d else None, d.reason if d else "APPROVED",
-                0 if d else q.amount, row.deposit_hold.id if row.deposit_hold else None,
-                row.user_hold.id if row.user_hold else None, now, None if d else row.billing_amount,
+                0 if d else q.amount, None if row.deposit_at is None else hold_ids[row.deposit_at],
+                None if row.user_at is None else hold_ids[row.user_at], now, None if d else row.billing_amount,
                 None if d else row.fx_rate, row.schedule_id, 0 if d else row.transaction_fee,
-                0 if d else row.conversion_fee, row.fee_hold.id if row.fee_hold else None,
-                None if d else (row.fee_hold or row.user_hold).id,
+                0 if d else row.conversion_fee, None if row.fee_at is None else hold_ids[row.fee_at],
+                None if d else hold_ids[row.user_at if row.fee_at is None else row.fee_at],
             ))
         if records:
             await conn.copy_records_to_table("authorizations", records=records, columns=AUTHORIZATION_COLUMNS)

@@ -28,6 +28,7 @@ from antaca_auth.accounts import (
     available_balance,
     posted_balance,
 )
+from antaca_auth.holds import NewTransfers
 from antaca_auth.posting import ROW_COLUMNS, AccountState, BatchOutcome, decide_batch, is_id
 from antaca_auth.query import Query
 from antaca_auth.transfers import RESOLVING_KINDS, ResultCode, StoredTransfer, Transfer, TransferKind, TransferResult
@@ -88,6 +89,15 @@ WRITE_ACCOUNTS = Query(
        SELECT count(*) FROM changed"""
 )
 
+# A batch that only creates transfers, decided and written inside PostgreSQL when all of it succeeds
+# (sql/0010_ledger_new_transfers.sql); no rows when the sequential path must decide it.
+WRITE_NEW = Query(
+    """SELECT dr_available, cr_available
+       FROM ledger_create_new_transfers(:ids::uuid[], :debits::uuid[], :credits::uuid[], :amounts::bigint[],
+                                        :pending::bool[], :codes::int[], :timeouts::int[], :refs::text[],
+                                        :currencies::text[], :now::timestamptz)"""
+)
+
 # The earliest due lists of holds, as many as hold about `limit` holds (at least one list).
 DUE_EXPIRY_BATCHES = Query(
     """SELECT id, pending_ids FROM (
@@ -108,6 +118,8 @@ OPEN_HOLDS = Query(
 )
 
 DROP_EXPIRY_BATCHES = Query("DELETE FROM pending_expiry_batches WHERE id = ANY(:ids::bigint[])")
+
+_OK = ResultCode.OK
 
 # Expiry results that leave a hold released (by this sweep, or by another sweep first).
 _EXPIRY_DONE = (ResultCode.OK, ResultCode.EXISTS, ResultCode.PENDING_ALREADY_RESOLVED, ResultCode.PENDING_EXPIRED)
@@ -207,6 +219,10 @@ def _account_fields(a: NewAccount | Account) -> tuple:
         a.credits_must_not_exceed_debits,
         a.metadata,
     )
+
+
+def _available(b: Balance) -> int:
+    return b.credits_posted - b.debits_posted - b.debits_pending
 
 
 def utc_now() -> datetime:
@@ -364,6 +380,28 @@ class Ledger:
         outcome = decide_batch(transfers, accounts, known, resolved, now, allow_expire=allow_expire)
         await self._write(conn, outcome, now)
         return outcome
+
+    async def write_new(self, conn: asyncpg.Connection, batch: NewTransfers) -> list[tuple[ResultCode, int, int]]:
+        """Create a batch of new transfers inside the caller's transaction; per transfer its result code and
+        the available balance (credits posted - debits posted - debits pending) of its debit and credit
+        accounts right after it (0 and 0 when it failed).
+
+        When every transfer succeeds (the common case) PostgreSQL decides and writes them in one call; else
+        the sequential path decides each (with its own result code and linked chains undone). The ids
+        must be new: a clash fails the statement (UniqueViolationError) rather than replaying."""
+        if not len(batch):
+            return []
+        if not batch.linked[-1]:  # an open chain fails as a whole: the sequential path says how
+            rows = await WRITE_NEW.fetch(
+                conn, ids=batch.ids, debits=batch.debits, credits=batch.credits, amounts=batch.amounts,
+                pending=batch.pending, codes=batch.codes, timeouts=batch.timeouts, refs=batch.references,
+                currencies=batch.currencies, now=None if self.clock is utc_now else self.clock())
+            if rows:
+                assert len(rows) == len(batch)
+                return [(_OK, r[0], r[1]) for r in rows]
+        outcome = await self.write_batch(conn, batch.transfers())
+        return [(_OK, _available(r.debit_balance), _available(r.credit_balance)) if r.code is _OK else (r.code, 0, 0)
+                for r in outcome.results]
 
     async def _write(self, conn: asyncpg.Connection, outcome: BatchOutcome, now: datetime) -> None:
         rows = outcome.inserts
