@@ -102,6 +102,14 @@ UNLISTED_HOLDS = Query(
           AND p.id NOT IN ({LISTED})"""
 )
 
+# Authorizations carry no foreign keys (sql/0011): each must still name a network, card and balance.
+ORPHAN_AUTHORIZATIONS = Query(
+    """SELECT a.id FROM authorizations a
+       WHERE NOT EXISTS (SELECT 1 FROM networks n WHERE n.id = a.network_id)
+          OR (a.card_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.id = a.card_id))
+          OR (a.balance_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM balances b WHERE b.id = a.balance_id))"""
+)
+
 
 async def verify_ledger(conn: asyncpg.Connection) -> list[str]:
     """Every difference between the accounts and their transfers, as lines; empty when clean."""
@@ -137,4 +145,6 @@ async def verify_ledger(conn: asyncpg.Connection) -> list[str]:
             problems.append(f"pending_expiry_batches names {r['id']}: not a pending transfer")
         for r in await UNLISTED_HOLDS.fetch(conn):
             problems.append(f"pending transfer {r['id']}: open with a timeout but on no expiry list")
+        for r in await ORPHAN_AUTHORIZATIONS.fetch(conn):
+            problems.append(f"authorization {r['id']}: names a network, card or balance that does not exist")
     return problems

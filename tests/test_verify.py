@@ -91,3 +91,20 @@ async def test_a_hold_missing_from_the_expiry_lists_is_reported(ledger, pool):
         await conn.execute("INSERT INTO pending_expiry_batches (expires_at, holds, pending_ids) "
                            "VALUES (now(), 1, ARRAY[$1::uuid])", stray)
         assert any(str(stray) in p and "not a pending transfer" in p for p in await verify_ledger(conn))
+
+
+async def test_an_authorization_naming_no_card_is_reported(pool):
+    network = uuid.uuid4()
+    async with pool.acquire() as conn:
+        await conn.execute("INSERT INTO networks (id, name) VALUES ($1, 'verify')", network)
+        await conn.execute(
+            """INSERT INTO authorizations (id, network_id, message_id, card_id, type, amount, currency, decision,
+                   response_code, reason) VALUES ($1, $2, 'm1', NULL, 'ECOM', 5, 'EUR', 'DECLINED', '14', 'UNKNOWN_CARD')""",
+            uuid.uuid4(), network)
+        assert await verify_ledger(conn) == []  # an unknown PAN is stored without a card
+        orphan = uuid.uuid4()
+        await conn.execute(
+            """INSERT INTO authorizations (id, network_id, message_id, card_id, type, amount, currency, decision,
+                   response_code, reason) VALUES ($1, $2, 'm2', $3, 'ECOM', 5, 'EUR', 'DECLINED', '14', 'UNKNOWN_CARD')""",
+            orphan, network, uuid.uuid4())
+        assert any(str(orphan) in p and "does not exist" in p for p in await verify_ledger(conn))
