@@ -92,7 +92,7 @@ async def _certified(ctx: Context, query: str, holder: str):
     der = peer_certificate_der(ctx.request)
     if der is None:
         raise CertificateRequired()
-    row = await ctx.pool.fetchrow(query, hashlib.sha256(der).hexdigest())
+    row = await ctx.services.credentials.lookup(ctx.pool, query, hashlib.sha256(der).hexdigest())
     if row is None:
         raise CertificateRequired(f"the client certificate was not issued to {holder}")
     if row["revoked_at"] is not None:

@@ -14,6 +14,7 @@ from antaca_api import jwe
 from antaca_api.app import create_app
 from antaca_api.cards import resume_pending
 from antaca_api.charges import run_fee_worker
+from antaca_api.credentials import listen
 from antaca_api.notifications import run_alert_worker
 from antaca_api.personalization import run_personalization
 from antaca_api.kyc import DeterministicKycProvider
@@ -64,6 +65,7 @@ async def serve(dsn: str, settings: Settings) -> None:
         asyncio.create_task(run_personalization(services, settings.personalization_interval)),
         asyncio.create_task(run_alert_worker(services, settings.alert_interval)),
         asyncio.create_task(run_fee_worker(pool, services.ledger, settings.fee_interval, services.clock)),
+        asyncio.create_task(listen(dsn, services.credentials)),
     ]
     runner = web.AppRunner(create_app(services), access_log=None)
     await runner.setup()

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from antaca_api.credentials import CredentialCache
 from antaca_api.settings import Settings
 from antaca_auth.ledger import Ledger
 
@@ -29,6 +30,7 @@ class Services:
     card_keys: Any = None  # antaca_auth.cardkeys.CardKeys
     engine: Any = None  # antaca_auth.engine.AuthorizationEngine
     clock: Callable[[], datetime] = field(default=utc_now)
+    credentials: CredentialCache = field(default_factory=CredentialCache)  # client certificate rows
     # Background work started by requests (asynchronous card generation); kept so it is not
     # garbage-collected and can be awaited on shutdown.
     tasks: set[asyncio.Task] = field(default_factory=set)

@@ -19,7 +19,7 @@ import uvloop
 
 from bench.stats import closed_then_open
 
-CONNECTIONS = 64
+CONNECTIONS = 256
 
 
 def body(card: dict) -> dict:

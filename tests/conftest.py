@@ -88,12 +88,13 @@ def key_material(tmp_path_factory):
 
 
 @pytest.fixture
-async def api(pool, key_material):
+async def api(pool, key_material, database_url):
     """The whole application on real HTTP and TLS listeners, on a fresh database."""
     from antaca_api.kyc import DeterministicKycProvider
     from antaca_auth.cardkeys import CardKeys
     from antaca_api.services import Services
     from antaca_api.settings import Settings
+    from antaca_api.credentials import listen
     from tests.api_harness import start_api
 
     jwe_key, ca = key_material
@@ -104,7 +105,16 @@ async def api(pool, key_material):
     services.engine = AuthorizationEngine(pool, services.ledger, services.card_keys)
     await services.engine.start()
     server, runner = await start_api(services, ca)
+    # Certificate lookups cached as `antaca serve` does, so every API test runs through the cache.
+    listener = asyncio.create_task(listen(database_url, services.credentials))
+    for _ in range(200):
+        if services.credentials.live:
+            break
+        await asyncio.sleep(0.01)
+    assert services.credentials.live, "the credential listener did not start"
     yield server
+    listener.cancel()
+    await asyncio.gather(listener, return_exceptions=True)
     await services.engine.stop()
     await asyncio.gather(*services.tasks, return_exceptions=True)
     for session in server.sessions:

@@ -140,7 +140,9 @@ async def set_partner_status(ctx: Context, body: StatusChange) -> Partner:
     async with ctx.transaction() as conn:
         await _partner(conn, partner_id)
         await conn.execute("UPDATE partners SET status = $2 WHERE id = $1", partner_id, str(body.status))
-        return await _partner(conn, partner_id)
+        partner = await _partner(conn, partner_id)
+    ctx.services.credentials.clear()  # committed: the next request sees the new status
+    return partner
 
 
 class CertificateRequest(Body):
@@ -217,4 +219,5 @@ async def revoke_certificate(ctx: Context, _: None) -> Certificate:
         )
         if row is None:
             raise NotFound("no such certificate for this partner")
+    ctx.services.credentials.clear()  # committed: the certificate's next request is refused
     return Certificate(**dict(row))
