@@ -42,7 +42,7 @@ from antaca_auth.ledger import Ledger
 from antaca_auth.pans import generate_pan
 from antaca_auth.transfers import Transfer, TransferKind
 from bench.database import bench_database
-from bench.stats import closed_then_open
+from bench.stats import CpuMeter, closed_then_open
 
 N_CARDS = 10_000
 N_PROGRAMS = 100
@@ -196,11 +196,15 @@ async def main(seconds: float) -> dict:
             async with pool.acquire() as conn:
                 await conn.execute("INSERT INTO networks (id, name) VALUES ($1, $2)", network, f"bench-{name}")
 
-            async def via_engine(card: dict) -> bool:
-                return (await engine.authorize(network, request(card))).decision == "APPROVED"
+            with CpuMeter() as cpu:
+                async def via_engine(card: dict) -> bool:
+                    cpu.ops += 1
+                    return (await engine.authorize(network, request(card))).decision == "APPROVED"
 
-            figures[f"engine_{name}"] = await measured(via_engine, cards, share, CALLERS)
+                figures[f"engine_{name}"] = await measured(via_engine, cards, share, CALLERS)
             print(f"engine_{name}", json.dumps(figures[f"engine_{name}"]), flush=True)
+            # Where the CPU goes: this process (callers and engine) and PostgreSQL, per authorization.
+            print(f"engine_{name} cpu per authorization", json.dumps(cpu.per_op_us()), flush=True)
             await engine.stop()
             figures[f"http_{name}"] = await over_http(dsn, pool, keys, cards, share / 2)
             print(f"http_{name}", json.dumps(figures[f"http_{name}"]), flush=True)

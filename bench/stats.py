@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -60,3 +61,42 @@ async def closed_then_open(call: Callable[[], Awaitable[None]], seconds: float, 
     figures = summary(done, seconds / 2, latencies, "auths_per_s", pcts=(50, 95, 99))
     figures["auths_per_s"] = round(rate, 1)
     return figures
+
+
+def postgres_cpu_seconds() -> float | None:
+    """CPU time used so far by this machine's PostgreSQL processes (Linux /proc), or None elsewhere."""
+    if not os.path.isdir("/proc"):
+        return None
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # the process ended meanwhile
+        if stat[stat.index("(") + 1:stat.rindex(")")] in ("postgres", "postmaster"):
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU per operation of this process and of PostgreSQL over a stretch of a benchmark."""
+
+    def __enter__(self) -> CpuMeter:
+        self.ops = 0
+        self._own, self._pg = os.times(), postgres_cpu_seconds()
+        return self
+
+    def __exit__(self, *_) -> None:
+        own, pg = os.times(), postgres_cpu_seconds()
+        self.own_s = own.user + own.system - self._own.user - self._own.system
+        self.pg_s = None if pg is None or self._pg is None else pg - self._pg
+
+    def per_op_us(self) -> dict:
+        """{"python_us", "postgres_us"}: CPU microseconds per counted operation."""
+        n = max(self.ops, 1)
+        return {"python_us": round(1e6 * self.own_s / n),
+                "postgres_us": None if self.pg_s is None else round(1e6 * self.pg_s / n)}

@@ -10,3 +10,8 @@ ALTER TABLE authorizations
     DROP CONSTRAINT authorizations_network_id_fkey,
     DROP CONSTRAINT authorizations_card_id_fkey,
     DROP CONSTRAINT authorizations_balance_id_fkey;
+
+-- `seq` orders a balance's history through authorizations_balance (balance_id, seq); nothing looks
+-- an authorization up by `seq` alone, and the identity already makes it unique. Its own unique index
+-- was one more index entry per payment.
+ALTER TABLE authorizations DROP CONSTRAINT authorizations_seq_key;
