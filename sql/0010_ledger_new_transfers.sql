@@ -47,8 +47,11 @@ BEGIN
     ), verdict AS (
         SELECT count(*) = 2 * cardinality(p_ids)  -- every account exists
                AND NOT EXISTS (SELECT 1 FROM t WHERE t.dr = t.cr OR t.amount <= 0 OR t.code NOT BETWEEN 1 AND 65535
-                                                   OR t.timeout NOT BETWEEN 0 AND 2147483647 OR length(t.reference) > 256 OR (t.timeout > 0 AND NOT t.pending)
-                                                   OR t.id IS NULL OR t.dr IS NULL OR t.cr IS NULL)
+                                                   OR t.timeout < 0 OR length(t.reference) > 256
+                                                   OR (t.timeout > 0 AND NOT t.pending)
+                                                   OR t.id IS NULL OR t.dr IS NULL OR t.cr IS NULL
+                                                   OR t.amount IS NULL OR t.pending IS NULL OR t.code IS NULL
+                                                   OR t.timeout IS NULL OR t.currency IS NULL)
                AND coalesce(bool_and(
                    same_currency
                    AND dp <= 9223372036854775807 AND dpe <= 9223372036854775807 AND dp + dpe <= 9223372036854775807

@@ -89,7 +89,7 @@ async def _both_paths(dsn: str, accounts_spec, transfers_spec) -> None:
             if dr == cr:
                 cr = funding[currency]
             batch.add(7, dr, cr, amount, currency, pending=pending, timeout=timeout if pending else 0,
-                      reference=f"ref-{len(batch)}", linked=linked)
+                      reference=f"ref-{len(batch)}" if len(batch) % 3 else None, linked=linked)
         touched = ids + list(funding.values())
 
         async with pool.acquire() as conn:
