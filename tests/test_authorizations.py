@@ -264,3 +264,28 @@ async def test_force_post_and_clearing_batch(api, jwe_key):
                                                          "amount": 700})
     assert replay["replayed"] is True and (await p.user_account()).posted == 3300
     await p.assert_clean()
+
+
+async def test_approvals_are_written_by_the_set_based_path(api, jwe_key, monkeypatch):
+    """An approvable payment (amount and fee fit) never needs the ledger's sequential path; one that does
+    not fit falls back to it and is declined with nothing held."""
+    p = await Payments().setup(api, jwe_key)
+    ledger = api.services.ledger
+    sequential = []
+    original = ledger.write_batch
+
+    async def counting(conn, transfers, **kwargs):
+        sequential.append(len(transfers))
+        return await original(conn, transfers, **kwargs)
+
+    monkeypatch.setattr(ledger, "write_batch", counting)
+    approved = await p.authorize(amount=4000)
+    assert (approved["decision"], approved["availableAfter"]) == ("APPROVED", 6000)
+    assert sequential == []
+    declined = await p.authorize(amount=6500)
+    assert (declined["decision"], declined["reason"], declined["availableAfter"]) == (
+        "DECLINED", "INSUFFICIENT_FUNDS", None)
+    assert sequential == [2]  # the deposit charge and the user's hold, decided one by one
+    user = await p.user_account()
+    assert user.available == 6000
+    await p.assert_clean()
