@@ -219,7 +219,8 @@ class AuthorizationEngine:
         for attempt in range(20):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    return await self._batch(conn, batch)
+                    answers = await self._batch(conn, batch)
+                return answers()  # committed
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncpg.UniqueViolationError):
                 if attempt == 19:
                     raise
@@ -236,7 +237,7 @@ class AuthorizationEngine:
                            owner_ref=f"settlement:{c}") for c in sorted(missing)])
             self._settlements |= missing
 
-    async def _batch(self, conn: asyncpg.Connection, batch: list[_Pending]) -> list[AuthorizationResult]:
+    async def _batch(self, conn: asyncpg.Connection, batch: list[_Pending]) -> Callable[[], list[AuthorizationResult]]:
         now = self.clock()
         today = now.date()
         by_network: dict[uuid.UUID, list[str]] = {}
@@ -319,6 +320,26 @@ class AuthorizationEngine:
         # Partner deposits charged whose low-balance alert is armed get the crossing check (a latch
         # already set, or no threshold, needs no statement at all).
         armed = {r["deposit_account"]: r["deposit_alert_armed"] for r in cards.values()}
+        if not any(armed.values()) and all(r[0] is _OK for r in results):
+            # Every hold written and no alert to check: nothing more belongs in the transaction, whose
+            # commit releases the hot deposit's lock. The answers are worked out once it is committed.
+            def answers() -> list[AuthorizationResult]:
+                self._settle(rows, results, holds, armed)
+                return [self._answer(r, first) for r in rows]
+
+            return answers
+        declined, touched = self._settle(rows, results, holds, armed)
+        if declined:
+            await conn.execute(DECLINE, [r.id for r in declined], [r.decline.response_code for r in declined],
+                               [r.decline.reason for r in declined], [r.decline.action_code for r in declined])
+        await check_crossings(conn, touched)
+        return lambda: [self._answer(r, first) for r in rows]
+
+    @staticmethod
+    def _settle(rows: list[_Row], results: list[tuple[ResultCode, int, int]], holds: NewTransfers,
+                armed: dict) -> tuple[list[_Row], set[uuid.UUID]]:
+        """Each payment's outcome from its transfers' results: (the rows the ledger declined, the armed
+        partner deposits charged)."""
         touched: set[uuid.UUID] = set()
         declined: list[_Row] = []
         for row in rows:
@@ -342,12 +363,7 @@ class AuthorizationEngine:
                 declined.append(row)
             elif row.deposit_at is not None and armed.get(holds.debits[row.deposit_at]):
                 touched.add(holds.debits[row.deposit_at])
-
-        if declined:
-            await conn.execute(DECLINE, [r.id for r in declined], [r.decline.response_code for r in declined],
-                               [r.decline.reason for r in declined], [r.decline.action_code for r in declined])
-        await check_crossings(conn, touched)
-        return [self._answer(r, first) for r in rows]
+        return declined, touched
 
     async def _load_schedules(self, conn: asyncpg.Connection, ids: set[uuid.UUID]) -> None:
         missing = [i for i in ids if i not in self._schedules]
