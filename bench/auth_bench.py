@@ -37,7 +37,8 @@ from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.authorization import AuthorizationRequest, TxType
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
-from antaca_auth.engine import AuthorizationEngine, settlement_account
+from antaca_auth.engine import AuthorizationEngine
+from antaca_auth.settlement import settlement_account
 from antaca_auth.ledger import Ledger
 from antaca_auth.pans import generate_pan
 from antaca_auth.transfers import Transfer, TransferKind

@@ -23,7 +23,7 @@ import uvloop
 
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
-from antaca_auth.engine import settlement_account
+from antaca_auth.settlement import settlement_account
 from antaca_auth.ledger import Ledger
 from bench.auth_bench import setup
 from bench.database import bench_database

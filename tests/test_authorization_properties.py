@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from antaca_auth import engine as engine_module
+from antaca_auth import followups
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.authorization import AuthorizationRequest, TxType
 from antaca_auth.cardkeys import CardKeys
@@ -139,13 +139,13 @@ async def run(dsn: str, steps, funds, deposit) -> None:
             elif kind in ("reverse", "clear") and messages:
                 index, amount = arg
                 original = messages[index % len(messages)]
-                call = (engine_module.reverse(pool, ledger, network, uuid.uuid4().hex, original, amount, HOLD_SECONDS)
+                call = (followups.reverse(pool, ledger, network, uuid.uuid4().hex, original, amount, HOLD_SECONDS)
                         if kind == "reverse" else
-                        engine_module.clear(pool, ledger, network, uuid.uuid4().hex, original, amount, 20))
+                        followups.clear(pool, ledger, network, uuid.uuid4().hex, original, amount, 20))
                 try:
                     await call
                     ok = True
-                except (engine_module.AuthorizationNotFound, engine_module.FollowUpRefused):
+                except (followups.AuthorizationNotFound, followups.FollowUpRefused):
                     ok = False
                 assert ok == (model.reverse(original, amount) if kind == "reverse" else model.clear(original, amount))
             elif kind == "expire":

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from antaca_api import charges
-from antaca_auth import engine as engine_module
+from antaca_auth import followups
 from antaca_auth import fees
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.authorization import AuthorizationRequest, TxType
@@ -147,12 +147,12 @@ async def run(dsn: str, steps, funds) -> None:
             elif kind in ("clear", "reverse") and messages:
                 index, amount = arg
                 original = messages[index % len(messages)]
-                call = (engine_module.clear(pool, ledger, network, uuid.uuid4().hex, original, amount, 20)
+                call = (followups.clear(pool, ledger, network, uuid.uuid4().hex, original, amount, 20)
                         if kind == "clear" else
-                        engine_module.reverse(pool, ledger, network, uuid.uuid4().hex, original, amount, 3600))
+                        followups.reverse(pool, ledger, network, uuid.uuid4().hex, original, amount, 3600))
                 try:
                     await call
-                except (engine_module.AuthorizationNotFound, engine_module.FollowUpRefused):
+                except (followups.AuthorizationNotFound, followups.FollowUpRefused):
                     pass
             elif kind == "recurring":
                 await charges.charge_recurring(pool, ledger, datetime.now(UTC) + timedelta(days=arg))

@@ -12,9 +12,10 @@ from msgspec import Meta
 from antaca_api.errors import ApiError, FollowUpRefused, NotFound, ValidationFailed
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body
-from antaca_auth import engine as auth_engine
+from antaca_auth import followups
 from antaca_auth.authorization import AuthorizationRequest, MessageId
-from antaca_auth.engine import AuthorizationResult, FollowUp
+from antaca_auth.engine import AuthorizationResult
+from antaca_auth.followups import FollowUp
 
 CLEARING_TOLERANCE_PERCENT = 20  # a clearing may exceed its hold by this much (tips, fuel)
 
@@ -59,9 +60,9 @@ class ClearingBatchResult(Body):
 async def _follow_up(call) -> FollowUp:
     try:
         return await call
-    except auth_engine.AuthorizationNotFound:
+    except followups.AuthorizationNotFound:
         raise NotFound("no approved authorization with an open hold (or, for a force post, no card) matches") from None
-    except auth_engine.FollowUpRefused as exc:
+    except followups.FollowUpRefused as exc:
         raise FollowUpRefused(str(exc)) from None
 
 
@@ -69,7 +70,7 @@ async def _follow_up(call) -> FollowUp:
        summary="Reverse an authorization, fully or partly: releases the hold")
 async def reversal(ctx: Context, body: Reversal) -> FollowUp:
     s = ctx.services
-    return await _follow_up(auth_engine.reverse(s.pool, s.ledger, ctx.network_id, body.message_id,
+    return await _follow_up(followups.reverse(s.pool, s.ledger, ctx.network_id, body.message_id,
                                                 body.original_message_id, body.amount, s.engine.hold_seconds))
 
 
@@ -83,11 +84,11 @@ async def clearing(ctx: Context, body: Clearing) -> FollowUp:
 def _clear(ctx: Context, body: Clearing):
     s = ctx.services
     if body.original_message_id is not None:
-        return auth_engine.clear(s.pool, s.ledger, ctx.network_id, body.message_id, body.original_message_id,
+        return followups.clear(s.pool, s.ledger, ctx.network_id, body.message_id, body.original_message_id,
                                  body.amount, CLEARING_TOLERANCE_PERCENT)
     if body.pan is None or body.currency is None:
         raise ValidationFailed("a clearing names its originalMessageId, or (force post) the pan and currency")
-    return auth_engine.force_post(s.pool, s.ledger, s.card_keys, ctx.network_id, body.message_id, body.pan,
+    return followups.force_post(s.pool, s.ledger, s.card_keys, ctx.network_id, body.message_id, body.pan,
                                   body.amount, body.currency)
 
 
