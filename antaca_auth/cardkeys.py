@@ -6,11 +6,14 @@
 - Fingerprint: HMAC-SHA256 of the PAN, to find a card by PAN without decrypting anything.
 - CVC2: never stored; derived from PAN, expiry and a per-card counter that a CVV reset bumps.
 - PIN: never stored; a keyed, salted verification value only.
+- Zone PIN keys (the networks' PIN block keys): AES-256-GCM under a key derived from the PIN
+  key with HKDF-SHA256 (so the keyring file keeps its format), the network id as associated data.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -19,7 +22,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+# HKDF label of the zone PIN key wrapping key; changing it makes every stored zone key unreadable.
+ZONE_KEY_WRAPPING_INFO = b"antaca/zone-pin-key-wrapping/v1"
+WRAPPING_KEY_BYTES = 32  # AES-256
+GCM_NONCE_BYTES = 12
 
 
 class CardKeyError(Exception):
@@ -81,6 +92,28 @@ class CardKeys:
 
     def pin_matches(self, card_id: uuid.UUID, pin: str, salt: bytes, stored: bytes) -> bool:
         return hmac.compare_digest(self.pin_verification_value(card_id, pin, salt), stored)
+
+    # --- zone PIN keys ------------------------------------------------------------------------
+
+    @functools.cached_property
+    def zone_key_sealer(self) -> AESGCM:
+        """AES-256-GCM under HKDF-SHA256(pin_key, info=ZONE_KEY_WRAPPING_INFO), derived once."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=WRAPPING_KEY_BYTES, salt=None,
+                    info=ZONE_KEY_WRAPPING_INFO)
+        return AESGCM(hkdf.derive(self.pin_key))
+
+    def seal_zone_key(self, network_id: uuid.UUID, key: bytes) -> bytes:
+        """Nonce + ciphertext of a network's zone PIN key, bound to that network."""
+        nonce = os.urandom(GCM_NONCE_BYTES)
+        return nonce + self.zone_key_sealer.encrypt(nonce, key, network_id.bytes)
+
+    def open_zone_key(self, network_id: uuid.UUID, blob: bytes) -> bytes:
+        try:
+            return self.zone_key_sealer.decrypt(blob[:GCM_NONCE_BYTES], blob[GCM_NONCE_BYTES:],
+                                                network_id.bytes)
+        except InvalidTag:
+            # Another network's blob, an altered one, or one sealed under other card keys.
+            raise CardKeyError("a zone PIN key does not open under these card keys") from None
 
     # --- storage -----------------------------------------------------------------------------
 
