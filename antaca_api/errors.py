@@ -239,6 +239,14 @@ class NetworkExists(Conflict):
     code, message = "NETWORK_EXISTS", "a network with this name already exists"
 
 
+class InvalidZoneKey(ApiError):
+    code, message = "INVALID_ZONE_KEY", "the zone PIN key is malformed or weak"
+
+
+class CheckValueMismatch(ApiError):
+    code, message = "CHECK_VALUE_MISMATCH", "the check value does not match the key"
+
+
 class FollowUpRefused(Conflict):
     code, message = "FOLLOW_UP_REFUSED", "the authorization's hold cannot take this reversal or clearing"
 
