@@ -149,6 +149,24 @@ def test_format_4_by_hand(pin, pan, pin_field, pan_field):
     assert encipher_pin(key, pin, pan, fill=fixed_fill) == block
 
 
+def test_the_worked_examples_of_the_docs():
+    """docs/authorization.md, "Encrypted PIN blocks": every intermediate value, recomputed."""
+    assert xor_hex("041234FFFFFFFFFF", "0000333008960411").hex().upper() == "041207CFF769FBEE"
+    assert tdes_ecb(TDES_TEST_KEY, bytes.fromhex("041207CFF769FBEE")).hex().upper() == \
+        "357C4039B91F9F20"
+    block_a = aes_ecb(AES_TEST_KEY, bytes.fromhex("441234AAAAAAAAAA" + FIXED_FILL))
+    assert block_a.hex().upper() == "3FD5EA31A545D23555BF6CF2874CDDE9"
+    block_b = xor_hex(block_a.hex(), "45413330089604111000000000000000")
+    assert block_b.hex().upper() == "7A94D901ADD3D62445BF6CF2874CDDE9"
+    assert aes_ecb(AES_TEST_KEY, block_b).hex().upper() == "55DBDBB9D02767C5C7855BDF6B871505"
+    assert decipher_pin(zone(ISO_0, TDES_TEST_KEY), bytes.fromhex("357C4039B91F9F20"),
+                        "5413330089604111") == "1234"
+    block = bytes.fromhex("55DBDBB9D02767C5C7855BDF6B871505")
+    assert decipher_pin(zone(ISO_4, AES_TEST_KEY), block, "5413330089604111") == "1234"
+    assert zone(ISO_0, TDES_TEST_KEY).check_value() == "08D7B4"
+    assert zone(ISO_4, AES_TEST_KEY).check_value() == "7DF76B"
+
+
 def test_format_4_fill_is_random_by_default():
     key = zone(ISO_4, AES_TEST_KEY)
     blocks = {encipher_pin(key, "1234", "4929123456781") for _ in range(20)}
