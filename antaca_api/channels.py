@@ -30,7 +30,7 @@ PARTNER_CERTIFICATE = """
 
 
 NETWORK_CERTIFICATE = """
-    SELECT c.network_id, c.revoked_at, c.not_after, n.status
+    SELECT c.network_id, c.revoked_at, c.not_after, n.status, n.authorization_deadline_ms
     FROM network_certificates c JOIN networks n ON n.id = c.network_id
     WHERE c.fingerprint = $1"""
 
@@ -55,7 +55,8 @@ async def authenticate(ctx: Context) -> None:
     elif channel is Channel.ADMIN:
         ctx.admin = await _admin(ctx)
     elif channel is Channel.NETWORK:
-        ctx.network_id = await _certified(ctx, NETWORK_CERTIFICATE, "a card network")
+        row = await _certified(ctx, NETWORK_CERTIFICATE, "a card network")
+        ctx.network_id, ctx.network_deadline_ms = row["network_id"], row["authorization_deadline_ms"]
 
 
 async def _session(ctx: Context, query: str, holder: str):
@@ -84,11 +85,11 @@ async def _admin(ctx: Context) -> AdminPrincipal:
 
 
 async def _partner(ctx: Context):
-    return await _certified(ctx, PARTNER_CERTIFICATE, "a partner")
+    return (await _certified(ctx, PARTNER_CERTIFICATE, "a partner"))["partner_id"]
 
 
 async def _certified(ctx: Context, query: str, holder: str):
-    """The owner id of the verified client certificate, if it was issued to `holder` and is valid."""
+    """The row behind the verified client certificate, if it was issued to `holder` and is valid."""
     der = peer_certificate_der(ctx.request)
     if der is None:
         raise CertificateRequired()
@@ -101,4 +102,4 @@ async def _certified(ctx: Context, query: str, holder: str):
         raise CertificateRequired("the client certificate has expired")
     if row["status"] != "ACTIVE":
         raise PartnerSuspended(f"the {holder.split(' ', 1)[1]} is suspended")
-    return row[0]
+    return row

@@ -275,3 +275,14 @@ class EffectiveDateInPast(ApiError):
 
 class InvalidIban(ApiError):
     code, message = "INVALID_IBAN", "the IBAN is not valid (format or check digits)"
+
+
+class ClearPinRefused(ApiError):
+    code = "CLEAR_PIN_REFUSED"
+    message = ("a PIN never travels in clear: send it as pinBlock, an ISO 9564 PIN block (format 0 or 4) "
+               "under the network's zone PIN key")
+
+
+class AuthorizationOutcomeUnknown(ApiError):
+    status, code = 503, "AUTHORIZATION_OUTCOME_UNKNOWN"
+    message = "the issuer could not confirm whether this authorization was recorded; treat it as unanswered"

@@ -8,6 +8,7 @@ the same declarations.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import uuid
@@ -131,6 +132,8 @@ class Context:
     route: Route
     partner_id: uuid.UUID | None = None  # the calling partner (partner channel) or the customer's partner
     network_id: uuid.UUID | None = None  # the calling card network (network channel)
+    network_deadline_ms: int | None = None  # its time budget for an authorization's answer
+    arrived_at: float = 0.0  # event loop time when the handler started: deadlines count from it
     customer: CustomerPrincipal | None = None
     admin: AdminPrincipal | None = None
     audit_target: str | None = None  # set by admin handlers: what the action touched
@@ -202,7 +205,7 @@ def dispatch(route: Route, services: Services, authenticate: Authenticator) -> C
     """The aiohttp handler for a declared route."""
 
     async def handle(request: web.Request) -> web.Response:
-        ctx = Context(request, services, route)
+        ctx = Context(request, services, route, arrived_at=asyncio.get_running_loop().time())
         if route.authenticated and route.channel is not Channel.PUBLIC:
             await authenticate(ctx)
             if ctx.admin is not None and ctx.admin.role not in route.roles:

@@ -55,7 +55,7 @@ async def serve(dsn: str, settings: Settings) -> None:
     pool = await create_pool(dsn)
     services = Services(pool=pool, ledger=Ledger(pool), settings=settings, jwe_key=jwe_key, ca=ca,
                         kyc_provider=DeterministicKycProvider(), card_keys=card_keys)
-    services.engine = AuthorizationEngine(pool, services.ledger, card_keys)
+    services.engine = AuthorizationEngine(pool, services.ledger, card_keys, settings.engine)
     await services.engine.start()
     resumed = await resume_pending(services)
     if resumed:

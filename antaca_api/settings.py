@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import msgspec
+
+from antaca_auth.engine import EngineSettings
+
+ENGINE_PREFIX = "ANTACA_AUTHORIZATION_"  # e.g. ANTACA_AUTHORIZATION_QUEUE_SIZE_MAX=8192
+
+
+def engine_settings_from_env(env: dict[str, str]) -> EngineSettings:
+    """The authorization engine's tuning: each field from `ANTACA_AUTHORIZATION_<FIELD>`."""
+    default = EngineSettings()
+    values = {}
+    for field in dataclasses.fields(EngineSettings):
+        raw = env.get(ENGINE_PREFIX + field.name.upper())
+        if raw is not None:
+            values[field.name] = type(getattr(default, field.name))(raw)
+    return EngineSettings(**values)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     alert_interval: float = 1.0  # seconds between passes of the alert worker
     alert_backoff_base: float = 1.0  # seconds before the first retry; doubles per failure, capped at an hour
     alert_max_attempts: int = 10  # a delivery is FAILED after this many attempts
+    engine: EngineSettings = EngineSettings()  # the authorization engine (antaca_auth/engine.py)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,4 +78,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             alert_interval=float(env.get("ANTACA_ALERT_INTERVAL", default.alert_interval)),
             alert_backoff_base=float(env.get("ANTACA_ALERT_BACKOFF_BASE", default.alert_backoff_base)),
             alert_max_attempts=int(env.get("ANTACA_ALERT_MAX_ATTEMPTS", default.alert_max_attempts)),
+            engine=engine_settings_from_env(env),
         )

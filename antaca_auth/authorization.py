@@ -11,7 +11,7 @@ import hmac
 import uuid
 from collections.abc import Container
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
 
 import msgspec
@@ -34,6 +34,10 @@ MessageId = Annotated[str, Meta(min_length=1, max_length=64)]
 Short = Annotated[str, Meta(min_length=1, max_length=64)]
 
 
+class ClearPinRefused(Exception):
+    """A request carried a PIN in clear (`pin`) instead of an encrypted PIN block."""
+
+
 class AuthorizationRequest(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """What the card network sends (ISO 8583 fields by name)."""
 
@@ -44,7 +48,12 @@ class AuthorizationRequest(msgspec.Struct, frozen=True, kw_only=True, rename="ca
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
     type: TxType
     cvc2: Annotated[str, Meta(pattern=r"^[0-9]{3,4}$")] | None = None
-    pin: Annotated[str, Meta(pattern=r"^[0-9]{4,12}$")] | None = None
+    # ISO 9564 format 0 (16 hex digits, TDES) or format 4 (32 hex digits, AES) under the network's
+    # zone PIN key (antaca_auth/pinblock.py).
+    pin_block: Annotated[str, Meta(pattern=r"^[0-9A-Fa-f]{16}([0-9A-Fa-f]{16})?$")] | None = None
+    # Refused whatever it holds (ClearPinRefused): a PIN never travels in clear. Declared so that the
+    # refusal says why instead of "unknown field"; never stored or logged.
+    pin: Annotated[str, Meta(description="refused: send pinBlock")] | None = None
     mcc: Annotated[str, Meta(pattern=r"^[0-9]{4}$")] | None = None
     merchant_id: Short | None = None
     merchant_name: Annotated[str, Meta(max_length=100)] | None = None
@@ -73,6 +82,16 @@ INSUFFICIENT_FUNDS = Decline("51", "INSUFFICIENT_FUNDS")
 INSUFFICIENT_DEPOSIT = Decline("51", "INSUFFICIENT_PARTNER_DEPOSIT")
 CURRENCY_NOT_SUPPORTED = Decline("57", "CURRENCY_NOT_SUPPORTED")
 INVALID_AMOUNT = Decline("13", "INVALID_AMOUNT")
+CVC2_REQUIRED = Decline("N7", "CVC2_REQUIRED")  # e-commerce without CVC2, where the program refuses it
+PIN_BLOCK_UNREADABLE = Decline("81", "PIN_BLOCK_UNREADABLE")  # malformed, or under another key
+PIN_KEY_MISSING = Decline("96", "PIN_KEY_MISSING")  # the network has no zone PIN key configured
+# The failed CVC2 or expiry that reaches the card-testing limit: the card is locked (reason 7).
+SUSPECTED_CARD_TESTING = Decline("59", "SUSPECTED_CARD_TESTING", "1002")
+# Stand-in: the engine could not decide in time (or the program's stand-in allowance is used up).
+ISSUER_UNAVAILABLE = Decline("91", "ISSUER_UNAVAILABLE")
+STAND_IN_LIMIT_EXCEEDED = Decline("91", "STAND_IN_LIMIT_EXCEEDED")
+# The same message id again with another card, amount, currency or type.
+DUPLICATE_TRANSMISSION = Decline("94", "DUPLICATE_TRANSMISSION")
 
 # DE39 for each lock reason: lost 41, stolen 43, the others a restricted card.
 LOCK_RESPONSE = {1: "41", 2: "43", 6: "75", 11: "75"}
@@ -101,15 +120,27 @@ class CardFacts:
     balance_state: str
     user_account: uuid.UUID
     deposit_account: uuid.UUID | None
+    program_id: uuid.UUID | None = None
+    fee_schedule_id: uuid.UUID | None = None
+    deposit_alert_armed: bool = False
+    ecommerce_without_cvc2: bool = False
+    verification_failures: int = 0  # wrong CVC2 or expiry since `verification_window_start`
+    verification_window_start: datetime | None = None
+    stand_in_approves: bool = False  # the program's stand-in rule: approve up to `stand_in_limit`
+    stand_in_limit: int = 0  # per card and UTC day, in the program's currency
+    stand_in_used: int = 0  # approved in stand-in today
+    fingerprint: str = ""  # the PAN's keyed fingerprint
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CardCheck:
-    """The outcome of the card checks: a decline or None, and the card's PIN failure count after it."""
+    """The outcome of the card checks: a decline or None, the card's PIN failure count after it, and
+    whether a card verification value (CVC2 or expiry) failed, which counts towards card testing."""
 
     decline: Decline | None
     pin_failures: int
     lock_now: bool = False  # the third wrong PIN: lock the card with reason 6
+    verification_failed: bool = False
 
 
 def expired(expiry: str, today: date) -> bool:
@@ -118,11 +149,20 @@ def expired(expiry: str, today: date) -> bool:
     return (today.year, today.month) > (year, month)
 
 
+class PinOutcome(enum.Enum):
+    """What a PIN block gave before the PIN itself is compared (a clear PIN comes as a string)."""
+
+    UNREADABLE = "unreadable"
+    KEY_MISSING = "key missing"
+
+
 def check_card(request: AuthorizationRequest, card: CardFacts | None, keys: CardKeys, today: date,
-               convertible: Container[tuple[str, str]] = ()) -> CardCheck:
+               convertible: Container[tuple[str, str]] = (),
+               pin: str | PinOutcome | None = None) -> CardCheck:
     """Every check before money: card, expiry, CVC2, PIN, balance, currency; in the product's order.
 
-    A payment in another currency than the program's passes when `convertible` has a rate for it.
+    `pin` is the PIN the request's PIN block deciphered to (None: no PIN block). A payment in another
+    currency than the program's passes when `convertible` has a rate for it.
     """
     if card is None:
         return CardCheck(UNKNOWN_CARD, 0)
@@ -134,15 +174,22 @@ def check_card(request: AuthorizationRequest, card: CardFacts | None, keys: Card
     if card.state is not CardState.ACTIVE:
         return CardCheck(CARD_NOT_ACTIVE, failures)
     if not hmac.compare_digest(request.expiry, card.expiry):
-        return CardCheck(WRONG_EXPIRY, failures)
+        return CardCheck(WRONG_EXPIRY, failures, verification_failed=True)
     if expired(card.expiry, today):
         return CardCheck(EXPIRED_CARD, failures)
-    if request.cvc2 is not None and not keys.cvc2_matches(request.pan, card.expiry, card.cvc_counter, request.cvc2):
-        return CardCheck(WRONG_CVC2, failures)
-    if request.type is TxType.ATM and request.pin is None:
+    if request.cvc2 is not None:
+        if not keys.cvc2_matches(request.pan, card.expiry, card.cvc_counter, request.cvc2):
+            return CardCheck(WRONG_CVC2, failures, verification_failed=True)
+    elif request.type is TxType.ECOM and not card.ecommerce_without_cvc2:
+        return CardCheck(CVC2_REQUIRED, failures)
+    if request.type is TxType.ATM and request.pin_block is None:
         return CardCheck(PIN_REQUIRED, failures)
-    if request.pin is not None:
-        if card.pin_verification is None or not keys.pin_matches(card.card_id, request.pin, card.pin_salt,
+    if pin is PinOutcome.KEY_MISSING:
+        return CardCheck(PIN_KEY_MISSING, failures)
+    if pin is PinOutcome.UNREADABLE:
+        return CardCheck(PIN_BLOCK_UNREADABLE, failures)
+    if pin is not None:
+        if card.pin_verification is None or not keys.pin_matches(card.card_id, pin, card.pin_salt,
                                                                  card.pin_verification):
             failures += 1
             if failures >= MAX_PIN_FAILURES:
@@ -154,3 +201,14 @@ def check_card(request: AuthorizationRequest, card: CardFacts | None, keys: Card
     if request.currency != card.program_currency and (request.currency, card.program_currency) not in convertible:
         return CardCheck(CURRENCY_NOT_SUPPORTED, failures)
     return CardCheck(None, failures)
+
+
+def touches_counters(request: AuthorizationRequest, card: CardFacts | None, keys: CardKeys) -> bool:
+    """Whether deciding this request may change the card's wrong-PIN or card-testing counters (so
+    the card's row must be locked first); true for some requests that end up changing nothing."""
+    if card is None or card.state is not CardState.ACTIVE:
+        return False
+    if request.pin_block is not None or not hmac.compare_digest(request.expiry, card.expiry):
+        return True
+    return request.cvc2 is not None and not keys.cvc2_matches(request.pan, card.expiry,
+                                                              card.cvc_counter, request.cvc2)

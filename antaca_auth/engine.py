@@ -1,57 +1,60 @@
-"""The authorization engine: micro-batches of authorizations decided and written together.
+"""The authorization engine: micro-batches of authorizations decided and written together, each
+answered within its network's deadline.
 
-Requests queue; a writer takes up to `max_batch` of them (waiting at most `max_wait` seconds for
-more), reads their cards once, decides them in memory, writes every ledger transfer of the batch
-through one `Ledger.write_batch` (each account, the hot partner deposit included, locked and
-updated once per batch) and the authorization rows, commits, and only then answers each caller.
+Requests queue (bounded); a writer takes up to `batch_size_max` of them and, in one transaction,
+loads what they need (`_load`), decides them with the pure core (`decision.decide`), writes the
+plan (card counters, authorization rows, every ledger hold through one `Ledger.write_new`),
+commits, and only then answers each caller.
+
+Every request has a stand-in time (its deadline less a reserve). A request still queued or being
+decided then is answered by stand-in (`_stand_in`): 91 at once, or, where its program approves in
+stand-in, through the stand-in lane, a separate small transaction with a time limit. A batch whose
+request was stood in while it was being decided rolls back and is decided again without it, so a
+late commit never holds money for a payment answered declined. Once a batch is sealed (just before
+its commit) its answers wait for the commit, whatever the clock says.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import enum
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import msgspec
 
-from antaca_auth import authorization as rules
 from antaca_auth import fees as pricing
-from antaca_auth.accounts import MAX_AMOUNT, AccountKind, NewAccount
+from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity
-from antaca_auth.authorization import AuthorizationRequest, CardFacts, Decline, TxType
+from antaca_auth.authorization import (DUPLICATE_TRANSMISSION, AuthorizationRequest, CardFacts,
+                                       ClearPinRefused, touches_counters)
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
-from antaca_auth.holds import NewTransfers
+from antaca_auth.decision import (AuthorizationResult, Plan, Planned, Policy, Snapshot, StoredAnswer,
+                                  answer, decide, request_digest, settle, stand_in_decline)
 from antaca_auth.ids import new_id
 from antaca_auth.ledger import Ledger, utc_now
 from antaca_auth.rates import rates_in_force
+from antaca_auth.settlement import settlement_account
 from antaca_auth.thresholds import check_crossings
-from antaca_auth.settlement import TransferCodes, settlement_account
 from antaca_auth.transfers import ResultCode
+from antaca_auth.zonekeys import load_zone_keys
+
+__all__ = ["AuthorizationEngine", "AuthorizationResult", "EngineSettings", "OutcomeUnknown"]
 
 log = logging.getLogger(__name__)
 _OK = ResultCode.OK
 
-class AuthorizationResult(msgspec.Struct, frozen=True, rename="camel"):
-    authorization_id: uuid.UUID
-    decision: str  # APPROVED or DECLINED
-    response_code: str
-    reason: str
-    approved_amount: int
-    action_code: str | None = None
-    available_after: int | None = None
-    billing_amount: int | None = None  # the amount in the balance's currency (converted when they differ)
-    fee: int = 0  # transaction plus conversion fee, held with the amount
-
-
 CARDS = """
     SELECT c.pan_fingerprint, c.id, c.state, c.lock_reason, c.expiry, c.cvc_counter, c.pin_salt,
-           c.pin_verification, c.pin_failures, p.currency AS program_currency, p.funding_model,
+           c.pin_verification, c.pin_failures, c.verification_failures, c.verification_window_start,
+           c.stand_in_day, c.stand_in_amount, p.currency AS program_currency, p.funding_model,
+           p.stand_in_mode, p.stand_in_limit, p.ecommerce_without_cvc2,
            b.id AS balance_id, b.state AS balance_state, b.account_id AS user_account,
            pa.account_id AS deposit_account, c.program_id, fs.id AS fee_schedule_id,
            pa.low_balance_threshold IS NOT NULL AND NOT pa.below_threshold AS deposit_alert_armed
@@ -65,8 +68,9 @@ CARDS = """
         ORDER BY effective_from DESC LIMIT 1) fs ON true
     WHERE c.pan_fingerprint = ANY($1::text[])"""
 
-# Cards whose PIN is tried are locked for the batch: their wrong-PIN count (and a lock on the
-# third) must not be lost to a concurrent batch. Other cards are only read: a batch waiting on
+# Cards whose counters the batch may change (a PIN tried, a CVC2 or expiry that does not match) are
+# read again locked, in id order and in one statement, so that no count is lost to a concurrent batch
+# and batches never wait on each other in a cycle. Other cards are only read: a batch waiting on
 # another's card locks until its commit would chain batches one behind the other (with 1,024
 # payments in flight over 10,000 cards, nearly every batch shares a card with another one).
 CARDS_LOCKED = CARDS + """
@@ -79,7 +83,7 @@ EXISTING = """
                                             THEN t.cr_credits_posted - t.cr_debits_posted - t.cr_debits_pending
                                             ELSE t.dr_credits_posted - t.dr_debits_posted - t.dr_debits_pending END)
                AS available_after,
-           a.billing_amount, a.transaction_fee + a.conversion_fee AS fee
+           a.billing_amount, a.transaction_fee + a.conversion_fee AS fee, a.stand_in, a.request_digest
     FROM unnest($2::text[]) AS m (message_id)
     CROSS JOIN LATERAL (
         SELECT * FROM authorizations a WHERE a.network_id = $1 AND a.message_id = m.message_id LIMIT 1) a
@@ -94,6 +98,7 @@ AUTHORIZATION_COLUMNS = (
     "merchant_name", "merchant_country", "terminal_id", "decision", "response_code", "action_code", "reason",
     "approved_amount", "deposit_hold_id", "user_hold_id", "created_at", "billing_amount",
     "fx_rate", "fee_schedule_id", "transaction_fee", "conversion_fee", "fee_hold_id", "answer_hold_id",
+    "stand_in", "request_digest",
 )
 
 # The rows written as approved that the ledger then declined (few: a batch's funds declines).
@@ -105,246 +110,453 @@ DECLINE = """
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS v (id, response_code, reason, action_code)
     WHERE a.id = v.id"""
 
+# The batch's card counters (wrong PINs, card-testing failures, stand-in allowance used today) and
+# the locks they take (6: PIN tries exceeded, 7: suspected fraud) on cards that are still ACTIVE.
+CARD_COUNTERS = """
+    UPDATE cards c
+    SET pin_failures = v.pin_failures, verification_failures = v.verification_failures,
+        verification_window_start = v.window_start, stand_in_day = $7, stand_in_amount = v.stand_in_amount,
+        state = CASE WHEN v.lock_reason IS NULL THEN c.state ELSE 'LOCKED' END,
+        lock_reason = coalesce(v.lock_reason, c.lock_reason),
+        state_before_lock = CASE WHEN v.lock_reason IS NULL THEN c.state_before_lock ELSE c.state END,
+        updated_at = CASE WHEN v.lock_reason IS NULL THEN c.updated_at ELSE now() END
+    FROM unnest($1::uuid[], $2::int[], $3::int[], $4::timestamptz[], $5::bigint[], $6::smallint[])
+         AS v (id, pin_failures, verification_failures, window_start, stand_in_amount, lock_reason)
+    WHERE c.id = v.id AND (v.lock_reason IS NULL OR c.state = 'ACTIVE')"""
 
-@dataclass
+CARD_LOCK_EVENTS = """
+    INSERT INTO card_events (card_id, event, actor, from_state, to_state, reason)
+    SELECT id, 'LOCKED', 'system', 'ACTIVE', 'LOCKED', reason
+    FROM unnest($1::uuid[], $2::smallint[]) AS v (id, reason)"""
+
+# Stand-in declines of requests no batch decided, recorded after they were answered. The card is
+# found by fingerprint here (no batch read it); a message id already stored keeps its first answer.
+STAND_IN_RECORDS = """
+    INSERT INTO authorizations (id, network_id, message_id, card_id, balance_id, type, amount, currency,
+                                mcc, merchant_id, merchant_name, merchant_country, terminal_id, decision,
+                                response_code, reason, approved_amount, created_at, stand_in, request_digest)
+    SELECT v.id, v.network_id, v.message_id, c.id, c.balance_id, v.type, v.amount, v.currency, v.mcc,
+           v.merchant_id, v.merchant_name, v.merchant_country, v.terminal_id, 'DECLINED', v.response_code,
+           v.reason, 0, v.created_at, true, v.digest
+    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+                $15::timestamptz[], $16::bytea[])
+         AS v (id, network_id, message_id, fingerprint, type, amount, currency, mcc, merchant_id,
+               merchant_name, merchant_country, terminal_id, response_code, reason, created_at, digest)
+    LEFT JOIN cards c ON c.pan_fingerprint = v.fingerprint
+    ON CONFLICT (network_id, message_id) DO NOTHING"""
+
+RETRIES_MAX = 20  # a batch's attempts after deadlocks, serialization failures or key clashes
+RECORD_BATCH_MAX = 4096  # stand-in declines recorded per statement
+RECORDS_PENDING_MAX = 65_536  # stand-in declines awaiting their record; past it they are logged only
+RECORD_RETRY_SECONDS = 0.5
+STAND_IN_LANE_BATCH_MAX = 64
+STAND_IN_LANE_BUDGET_MIN_SECONDS = 0.02  # less time than this left: decline rather than try
+STAND_IN_RULES_MAX = 100_000  # cards remembered as approving in stand-in
+SHUTDOWN_POLL_SECONDS = 0.01
+
+
+class OutcomeUnknown(Exception):
+    """The database failed while committing a batch, and could not be asked since whether it did:
+    the request gets no answer (the network's own time-out and reversal then apply)."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine's tuning (the service's settings fill it from the environment)."""
+
+    batch_size_max: int = 512
+    batch_wait_seconds: float = 0.001  # a lone request waits at most this long for company
+    writers: int = 4
+    hold_seconds: int = 7 * 86400
+    deadline_seconds: float = 1.5  # when the caller names none (a network's own setting wins)
+    stand_in_reserve_seconds: float = 0.25  # before the deadline: stop deciding, stand in
+    commit_reserve_seconds: float = 0.05  # a batch stands in what is this close at its commit
+    queue_size_max: int = 8192  # queued requests; past it new ones are stood in at once
+    stand_in_lane_size_max: int = 256
+    shutdown_grace_seconds: float = 5.0  # how long stop() lets the queue drain
+    card_testing_failures_max: int = 5
+    card_testing_window_seconds: int = 86400
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.batch_size_max <= 4096 and 1 <= self.writers <= 64 and self.queue_size_max >= 1
+                and 0 < self.stand_in_reserve_seconds and 0 <= self.commit_reserve_seconds
+                and self.deadline_seconds > 0 and self.card_testing_failures_max >= 1):
+            raise ValueError("engine settings out of range")
+
+
+class _State(enum.Enum):
+    QUEUED = "queued"
+    DECIDING = "deciding"  # in a batch that has not reached its commit
+    LANE = "lane"  # handed to the stand-in lane
+    SEALED = "sealed"  # its batch is committing: the answer waits for the commit
+    DONE = "done"
+
+
+@dataclass(slots=True, eq=False)
 class _Pending:
     network_id: uuid.UUID
     request: AuthorizationRequest
+    fingerprint: str
+    digest: bytes
     future: asyncio.Future
+    stand_in_at: float  # loop time: stand in if not sealed by then
+    deadline_at: float
+    state: _State = _State.QUEUED
+    timer: asyncio.TimerHandle | None = None
 
 
-@dataclass
-class _Row:
-    """An authorization being decided: its answer and what to write for it."""
+class _Abandoned(Exception):
+    """A request of the batch was stood in while the batch was deciding: roll back, decide again."""
 
-    item: _Pending
-    id: uuid.UUID
-    card: CardFacts | None
-    decline: Decline | None = None
-    # Indexes of this payment's transfers in the batch's NewTransfers (None: no such transfer).
-    deposit_at: int | None = None
-    user_at: int | None = None
-    fee_at: int | None = None
-    available_after: int | None = None
-    replay_of: AuthorizationResult | None = None
-    program_id: uuid.UUID | None = None
-    schedule_id: uuid.UUID | None = None
-    billing_amount: int | None = None
-    fx_rate: Decimal | None = None
-    transaction_fee: int = 0
-    conversion_fee: int = 0
+
+class _CommitFailed(Exception):
+    """COMMIT raised: the batch may or may not be in the database."""
+
+
+class _OutOfTime(Exception):
+    """The stand-in lane's transaction ran past its budget."""
+
+
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncpg.UniqueViolationError)
 
 
 class AuthorizationEngine:
-    """Decides authorizations in micro-batches; `authorize` answers only after its batch committed."""
+    """Decides authorizations in micro-batches; `authorize` answers only after its batch committed,
+    or by stand-in before its deadline."""
 
-    def __init__(self, pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys, *, max_batch: int = 512,
-                 max_wait: float = 0.001, writers: int = 4, hold_seconds: int = 7 * 86400,
+    def __init__(self, pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys,
+                 settings: EngineSettings = EngineSettings(), *,
                  clock: Callable[[], datetime] = utc_now) -> None:
-        self.pool, self.ledger, self.keys = pool, ledger, keys
-        self.max_batch, self.max_wait, self.hold_seconds, self.clock = max_batch, max_wait, hold_seconds, clock
+        self.pool, self.ledger, self.keys, self.settings, self.clock = pool, ledger, keys, settings, clock
+        self.policy = Policy(settings.hold_seconds, settings.card_testing_failures_max,
+                             timedelta(seconds=settings.card_testing_window_seconds))
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self.writers = writers
+        self.counters: collections.Counter[str] = collections.Counter()  # stand-ins, late answers...
+        self._lane: asyncio.Queue[_Pending] = asyncio.Queue(settings.stand_in_lane_size_max)
         self._tasks: list[asyncio.Task] = []
         self._settlements: set[str] = set()
         self._schedules: dict[uuid.UUID, pricing.FeeSchedule] = {}  # versions are immutable: cached for good
+        self._approving_cards: dict[str, None] = {}  # fingerprints whose program approves in stand-in
+        self._stood_in: dict[tuple[uuid.UUID, str], StoredAnswer] = {}  # answered, not yet recorded
+        self._records: list[tuple[_Pending, AuthorizationResult, datetime]] = []
+        self._records_waiting = asyncio.Event()
+        self._busy = 0  # batches being decided or committed, the lane's included
+        self._closing = False
+
+    @property
+    def hold_seconds(self) -> int:
+        return self.settings.hold_seconds
 
     async def start(self) -> None:
         # Every currency's settlement account up front: a payment converted into a program's currency
         # books on that currency's account even if no payment ever arrived in it.
         await self._ensure_settlement(set(await self.ledger.currencies()))
-        self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.writers)]
+        self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.settings.writers)]
+        self._tasks += [asyncio.create_task(self._lane_runner()), asyncio.create_task(self._recorder())]
 
     async def stop(self) -> None:
+        """Stop accepting (new requests are stood in), let the queue drain for the grace period, stand
+        in what is left, wait for the batches in flight, record the stand-ins, then stop the tasks."""
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        grace_end = loop.time() + self.settings.shutdown_grace_seconds
+        while not self.queue.empty() and loop.time() < grace_end:
+            await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
+        while not self.queue.empty():
+            self._stand_in(self.queue.get_nowait(), "shutdown")
+        # What is in flight ends by its deadline at the latest (a stand-in or the commit's answer).
+        flight_end = loop.time() + self.settings.deadline_seconds + self.settings.shutdown_grace_seconds
+        while (self._busy or not self._lane.empty()) and loop.time() < flight_end:
+            await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
+        while self._records and loop.time() < flight_end:
+            self._records_waiting.set()
+            await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def authorize(self, network_id: uuid.UUID, request: AuthorizationRequest) -> AuthorizationResult:
-        future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait(_Pending(network_id, request, future))
-        return await future
+    def statistics(self) -> dict[str, int]:
+        """Stand-ins by cause, late answers and duplicate transmissions since start (for operators)."""
+        return {**self.counters, "queued": self.queue.qsize()}
+
+    async def authorize(self, network_id: uuid.UUID, request: AuthorizationRequest, *,
+                        deadline_seconds: float | None = None,
+                        arrived_at: float | None = None) -> AuthorizationResult:
+        """Decide one payment; answered by `deadline_seconds` after `arrived_at` (loop time)."""
+        if request.pin is not None:
+            raise ClearPinRefused()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = self.settings.deadline_seconds if deadline_seconds is None else deadline_seconds
+        deadline_at = (now if arrived_at is None else arrived_at) + deadline
+        reserve = min(self.settings.stand_in_reserve_seconds, deadline / 4)
+        fingerprint = self.keys.fingerprint(request.pan)
+        item = _Pending(network_id, request, fingerprint, request_digest(fingerprint, request),
+                        loop.create_future(), deadline_at - reserve, deadline_at)
+        earlier = self._stood_in.get((network_id, request.message_id))
+        if earlier is not None:  # a retransmission of a stand-in not yet recorded
+            plan = decide([item], _only_answer(item, earlier), self.keys, self.policy)
+            self._resolve(item, answer(plan.rows[0]))
+            return await item.future
+        if self._closing:
+            self._stand_in(item, "shutdown")
+        elif self.queue.qsize() >= self.settings.queue_size_max:
+            self._stand_in(item, "queue_full")
+        elif item.stand_in_at <= now:
+            self._stand_in(item, "deadline")
+        else:
+            self.queue.put_nowait(item)
+            item.timer = loop.call_at(item.stand_in_at, self._expire, item)
+        return await item.future
+
+    # --- stand-in ------------------------------------------------------------------------------
+
+    def _expire(self, item: _Pending) -> None:
+        if item.state is _State.SEALED:
+            self.counters["late_answers"] += 1  # answered when its commit returns
+        self._stand_in(item, "deadline")
+
+    def _stand_in(self, item: _Pending, cause: str) -> None:
+        """Answer a request the engine cannot decide in time, by its program's stand-in rule."""
+        if item.state not in (_State.QUEUED, _State.DECIDING):
+            return
+        self.counters[f"stand_in_{cause}"] += 1
+        log.warning("authorization stand-in (%s): network %s message %s", cause, item.network_id,
+                    item.request.message_id)
+        loop = asyncio.get_running_loop()
+        enough_time = item.deadline_at - loop.time() > STAND_IN_LANE_BUDGET_MIN_SECONDS * 2
+        if item.fingerprint in self._approving_cards and enough_time and not self._lane.full():
+            item.state = _State.LANE
+            self._lane.put_nowait(item)
+            return
+        self._decline_by_stand_in(item)
+
+    def _decline_by_stand_in(self, item: _Pending) -> None:
+        result = stand_in_decline(new_id())
+        self._resolve(item, result)
+        if len(self._records) >= RECORDS_PENDING_MAX:
+            self.counters["stand_in_unrecorded"] += 1
+            log.error("stand-in decline not recorded (backlog full): network %s message %s",
+                      item.network_id, item.request.message_id)
+            return
+        self._stood_in[(item.network_id, item.request.message_id)] = StoredAnswer(result, item.digest)
+        self._records.append((item, result, self.clock()))
+        self._records_waiting.set()
+
+    def _resolve(self, item: _Pending, result: AuthorizationResult) -> None:
+        if result.response_code == DUPLICATE_TRANSMISSION.response_code:
+            self.counters["duplicate_transmissions"] += 1
+            log.warning("duplicate transmission: network %s message %s reused for another payment",
+                        item.network_id, item.request.message_id)
+        item.state = _State.DONE
+        if item.timer is not None:
+            item.timer.cancel()
+        if not item.future.done():
+            item.future.set_result(result)
+
+    def _fail(self, item: _Pending, error: Exception) -> None:
+        item.state = _State.DONE
+        if item.timer is not None:
+            item.timer.cancel()
+        if not item.future.done():
+            item.future.set_exception(error)
+
+    # --- batches -------------------------------------------------------------------------------
 
     async def _writer(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = [await self.queue.get()]
-            deadline = loop.time() + self.max_wait
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self.queue.get_nowait())
-                    continue
-                except asyncio.QueueEmpty:
-                    pass
-                remaining = deadline - loop.time()
+            batch = await self._take_batch()
+            self._busy += 1
+            try:
+                await self._run(batch)
+            finally:
+                self._busy -= 1
+
+    async def _take_batch(self) -> list[_Pending]:
+        """Up to `batch_size_max` queued requests, waiting at most `batch_wait_seconds` for more."""
+        loop = asyncio.get_running_loop()
+        first = await self.queue.get()
+        while first.state is not _State.QUEUED:  # stood in while queued: already answered
+            first = await self.queue.get()
+        batch = [first]
+        wait_end = loop.time() + self.settings.batch_wait_seconds
+        while len(batch) < self.settings.batch_size_max:
+            try:
+                item = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = wait_end - loop.time()
                 if remaining <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                    item = await asyncio.wait_for(self.queue.get(), remaining)
                 except TimeoutError:
                     break
-            try:
-                results = await self._decide_and_write(batch)
-            except Exception as exc:  # the whole batch rolled back: nobody was approved
-                log.exception("authorization batch of %d failed", len(batch))
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            for item, result in zip(batch, results, strict=True):
-                if not item.future.done():
-                    item.future.set_result(result)
+            if item.state is _State.QUEUED:
+                batch.append(item)
+        for item in batch:
+            item.state = _State.DECIDING
+        return batch
 
-    async def _decide_and_write(self, batch: list[_Pending]) -> list[AuthorizationResult]:
+    async def _run(self, batch: list[_Pending]) -> None:
+        """Decide, write and commit a batch, then answer; again without what was stood in meanwhile."""
         await self._ensure_settlement({item.request.currency for item in batch})  # currencies added since start
-        for attempt in range(20):
+        unknown: Exception | None = None
+        for attempt in range(RETRIES_MAX):
+            live = [item for item in batch if item.state in (_State.DECIDING, _State.SEALED)]
+            if not live:
+                return
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    answers = await self._batch(conn, batch)
-                return answers()  # committed
-            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncpg.UniqueViolationError):
-                if attempt == 19:
-                    raise
+                answers = await self._attempt(live)
+            except _Abandoned:
+                continue
+            except _CommitFailed as exc:  # asked again: a replay finds what did commit
+                unknown = exc
                 await asyncio.sleep(0.001 * (attempt + 1))
-        raise AssertionError("unreachable")
+                continue
+            except _RETRYABLE:
+                await asyncio.sleep(0.001 * (attempt + 1))
+                continue
+            except asyncio.CancelledError:
+                self._give_up(live, OutcomeUnknown())
+                raise
+            except Exception as exc:  # rolled back: nothing of it is in the ledger
+                log.exception("authorization batch of %d failed", len(live))
+                self._give_up(live, OutcomeUnknown(str(exc)))
+                return
+            for item, result in zip(live, answers, strict=True):
+                self._resolve(item, result)
+            return
+        self._give_up([i for i in batch if i.state in (_State.DECIDING, _State.SEALED)],
+                      OutcomeUnknown(str(unknown)))
 
-    async def _ensure_settlement(self, currencies: set[str]) -> None:
-        """Create the settlement accounts of new currencies, committed on their own (idempotent)."""
-        known = await self.ledger.currencies()
-        missing = {c for c in currencies if c in known} - self._settlements
-        if missing:
-            await self.ledger.create_accounts([
-                NewAccount(id=settlement_account(c), currency=c, kind=AccountKind.NETWORK_SETTLEMENT,
-                           owner_ref=f"settlement:{c}") for c in sorted(missing)])
-            self._settlements |= missing
+    def _give_up(self, items: Sequence[_Pending], error: Exception) -> None:
+        """Requests no attempt decided: stood in where nothing can have committed, else unanswered."""
+        for item in items:
+            if item.state is _State.DECIDING:
+                self.counters["stand_in_failure"] += 1
+                self._decline_by_stand_in(item)
+            elif item.state is _State.SEALED:
+                self._fail(item, error)
 
-    async def _batch(self, conn: asyncpg.Connection, batch: list[_Pending]) -> Callable[[], list[AuthorizationResult]]:
+    async def _attempt(self, live: list[_Pending]) -> list[AuthorizationResult]:
+        async with self.pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                finish = await self._batch(conn, live)
+                self._seal(live)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            try:
+                await transaction.commit()
+            except Exception as exc:
+                raise _CommitFailed(str(exc)) from exc
+        return finish()
+
+    def _seal(self, live: list[_Pending]) -> None:
+        """Stand in what is too close to its stand-in time to wait for the commit; if anything of the
+        batch was stood in, abandon the attempt (rolled back), else mark every request committing."""
+        now = asyncio.get_running_loop().time()
+        reserve = self.settings.commit_reserve_seconds
+        for item in live:
+            if item.state is _State.DECIDING and item.stand_in_at - now < reserve:
+                self._stand_in(item, "deadline")
+        if any(item.state not in (_State.DECIDING, _State.SEALED) for item in live):
+            raise _Abandoned()
+        for item in live:
+            item.state = _State.SEALED
+
+    async def _batch(self, conn: asyncpg.Connection, live: Sequence[_Pending], *,
+                     stand_in: bool = False) -> Callable[[], list[AuthorizationResult]]:
+        """Load, decide and write a batch inside the caller's transaction; returns how to answer it
+        once committed."""
         now = self.clock()
-        today = now.date()
-        by_network: dict[uuid.UUID, list[str]] = {}
-        for item in batch:
-            by_network.setdefault(item.network_id, []).append(item.request.message_id)
-        existing: dict[tuple[uuid.UUID, str], AuthorizationResult] = {}
-        for network_id, message_ids in by_network.items():
-            for r in await conn.fetch(EXISTING, network_id, message_ids):
-                existing[(network_id, r["message_id"])] = AuthorizationResult(
-                    r["id"], r["decision"], r["response_code"], r["reason"], r["approved_amount"], r["action_code"],
-                    r["available_after"], r["billing_amount"], r["fee"])
-        fingerprints = {item.request.pan: self.keys.fingerprint(item.request.pan) for item in batch}
-        with_pin = {fingerprints[item.request.pan] for item in batch if item.request.pin is not None}
-        cards = {r["pan_fingerprint"]: r for r in await conn.fetch(CARDS, list(set(fingerprints.values()) - with_pin),
-                                                                   now)}
-        if with_pin:
-            cards.update((r["pan_fingerprint"], r) for r in await conn.fetch(CARDS_LOCKED, list(with_pin), now))
-        await self._load_schedules(conn, {r["fee_schedule_id"] for r in cards.values()} - {None})
-        pairs, need_facts = set(), set()
-        for item in batch:
-            record = cards.get(fingerprints[item.request.pan])
-            if record is None:
-                continue
-            if item.request.currency != record["program_currency"]:
-                pairs.add((item.request.currency, record["program_currency"]))
-            if pricing.needs_facts(self._schedules.get(record["fee_schedule_id"]), item.request.type):
-                need_facts.add(record["id"])
-        rates = await rates_in_force(conn, pairs, now)
-        facts = await card_activity(conn, need_facts, *pricing.previous_period(pricing.Period.MONTHLY, today))
-        exponents = await self.ledger.currencies()
-
-        rows: list[_Row] = []
-        first: dict[tuple[uuid.UUID, str], _Row] = {}
-        pin_updates: dict[uuid.UUID, tuple[int, bool]] = {}
-        holds = NewTransfers()
-        for item in batch:
-            key = (item.network_id, item.request.message_id)
-            if key in existing:
-                rows.append(_Row(item, existing[key].authorization_id, None, replay_of=existing[key]))
-                continue
-            if key in first:  # the same message twice in one batch: one decision
-                rows.append(_Row(item, first[key].id, None, replay_of=None))
-                rows[-1].decline = first[key].decline
-                continue
-            record = cards.get(fingerprints[item.request.pan])
-            card = None if record is None else CardFacts(
-                card_id=record["id"], state=CardState(record["state"]), lock_reason=record["lock_reason"],
-                expiry=record["expiry"], cvc_counter=record["cvc_counter"], pin_salt=record["pin_salt"],
-                pin_verification=record["pin_verification"],
-                pin_failures=pin_updates.get(record["id"], (record["pin_failures"], False))[0],
-                program_currency=record["program_currency"], funding_model=record["funding_model"],
-                balance_id=record["balance_id"], balance_state=record["balance_state"],
-                user_account=record["user_account"], deposit_account=record["deposit_account"])
-            row = _Row(item, new_id(), card, program_id=record and record["program_id"],
-                       schedule_id=record and record["fee_schedule_id"])
-            rows.append(row)
-            first[key] = row
-            if card is not None and pin_updates.get(card.card_id, (0, False))[1]:
-                row.decline = rules.locked(6)  # locked by a third wrong PIN earlier in this batch
-                continue
-            check = rules.check_card(item.request, card, self.keys, today, rates)
-            if card is not None and check.pin_failures != card.pin_failures:
-                pin_updates[card.card_id] = (check.pin_failures, check.lock_now)
-            if check.lock_now:
-                row.decline = check.decline
-                continue
-            if check.decline is not None:
-                row.decline = check.decline
-                continue
-            self._price(row, rates, exponents, facts.get(card.card_id, {}))
-            if row.decline is None:
-                self._holds(row, holds)
-
+        snapshot = await self._load(conn, live, now, lock_every_card=stand_in)
+        plan = decide(live, snapshot, self.keys, self.policy, stand_in=stand_in)
         # Written before the ledger: the hot deposit's lock, taken by the ledger write and held to the
         # commit, then covers only the ledger's own work and the few rows the ledger declines.
-        await self._update_cards(conn, pin_updates)
-        await self._insert(conn, [r for r in rows if r.replay_of is None and first.get(
-            (r.item.network_id, r.item.request.message_id)) is r], holds.ids, now)
-        results = await self.ledger.write_new(conn, holds)
-        # Partner deposits charged whose low-balance alert is armed get the crossing check (a latch
-        # already set, or no threshold, needs no statement at all).
-        armed = {r["deposit_account"]: r["deposit_alert_armed"] for r in cards.values()}
-        if not any(armed.values()) and all(r[0] is _OK for r in results):
+        await self._write_cards(conn, plan, now)
+        await self._insert(conn, plan.new_rows, plan.holds.ids, now)
+        results = await self.ledger.write_new(conn, plan.holds)
+        armed = any(row.card is not None and row.card.deposit_alert_armed and row.deposit_at is not None
+                    for row in plan.rows)
+        if not armed and all(r[0] is _OK for r in results):
             # Every hold written and no alert to check: nothing more belongs in the transaction, whose
             # commit releases the hot deposit's lock. The answers are worked out once it is committed.
             def answers() -> list[AuthorizationResult]:
-                self._settle(rows, results, holds, armed)
-                return [self._answer(r, first) for r in rows]
+                settle(plan, results)
+                return [answer(row) for row in plan.rows]
 
             return answers
-        declined, touched = self._settle(rows, results, holds, armed)
+        declined, touched = settle(plan, results)
         if declined:
             await conn.execute(DECLINE, [r.id for r in declined], [r.decline.response_code for r in declined],
                                [r.decline.reason for r in declined], [r.decline.action_code for r in declined])
-        await check_crossings(conn, touched)
-        return lambda: [self._answer(r, first) for r in rows]
+        if touched:
+            await check_crossings(conn, touched)
+        return lambda: [answer(row) for row in plan.rows]
 
-    @staticmethod
-    def _settle(rows: list[_Row], results: list[tuple[ResultCode, int, int]], holds: NewTransfers,
-                armed: dict) -> tuple[list[_Row], set[uuid.UUID]]:
-        """Each payment's outcome from its transfers' results: (the rows the ledger declined, the armed
-        partner deposits charged)."""
-        touched: set[uuid.UUID] = set()
-        declined: list[_Row] = []
-        for row in rows:
-            if row.replay_of is not None or row.decline is not None or row.user_at is None:
+    # --- load ----------------------------------------------------------------------------------
+
+    async def _load(self, conn: asyncpg.Connection, live: Sequence[_Pending], now: datetime, *,
+                    lock_every_card: bool) -> Snapshot:
+        """Everything the batch's decisions read: earlier answers, cards (locked where counters may
+        change), fee schedules, rates, card activity for waivers, zone PIN keys."""
+        answers = await self._answers(conn, live)
+        today = now.astimezone(UTC).date()
+        records = await conn.fetch(CARDS, list({item.fingerprint for item in live}), now)
+        cards = {r["pan_fingerprint"]: _card_facts(r, today) for r in records}
+        counted = set(cards) if lock_every_card else {
+            item.fingerprint for item in live if touches_counters(item.request, cards.get(item.fingerprint), self.keys)}
+        if counted:
+            cards.update((r["pan_fingerprint"], _card_facts(r, today))
+                         for r in await conn.fetch(CARDS_LOCKED, list(counted), now))
+        self._remember_stand_in_rules(cards.values())
+        await self._load_schedules(conn, {c.fee_schedule_id for c in cards.values()} - {None})
+        pairs, need_activity = set(), set()
+        for item in live:
+            card = cards.get(item.fingerprint)
+            if card is None:
                 continue
-            user = results[row.user_at]
-            last = results[row.fee_at if row.fee_at is not None else row.user_at]  # the chain's last on the user
-            if row.deposit_at is not None and (deposit := results[row.deposit_at])[0] is not _OK:
-                row.decline = rules.INSUFFICIENT_DEPOSIT if deposit[0] is ResultCode.EXCEEDS_CREDITS else (
-                    rules.INSUFFICIENT_FUNDS if ResultCode.EXCEEDS_CREDITS in (user[0], last[0])
-                    else rules.INVALID_AMOUNT)
-            elif user[0] is not _OK or last[0] is not _OK:
-                row.decline = rules.INSUFFICIENT_FUNDS if {user[0], last[0]} <= {
-                    _OK, ResultCode.EXCEEDS_CREDITS, ResultCode.LINKED_EVENT_FAILED} else rules.INVALID_AMOUNT
-            if row.item.request.type is TxType.REFUND:
-                row.available_after = user[2] if user[0] is _OK else None
-            else:
-                row.available_after = last[1] if last[0] is _OK else None
-            if row.decline is not None:
-                row.deposit_at = row.user_at = row.fee_at = None
-                declined.append(row)
-            elif row.deposit_at is not None and armed.get(holds.debits[row.deposit_at]):
-                touched.add(holds.debits[row.deposit_at])
-        return declined, touched
+            if item.request.currency != card.program_currency:
+                pairs.add((item.request.currency, card.program_currency))
+            if pricing.needs_facts(self._schedules.get(card.fee_schedule_id), item.request.type):
+                need_activity.add(card.card_id)
+        networks_with_pins = {item.network_id for item in live if item.request.pin_block is not None}
+        return Snapshot(
+            now=now, answers=answers, cards=cards, schedules=self._schedules,
+            rates=await rates_in_force(conn, pairs, now),
+            activity=await card_activity(conn, need_activity,
+                                         *pricing.previous_period(pricing.Period.MONTHLY, today)),
+            exponents=await self.ledger.currencies(),
+            zone_keys=await load_zone_keys(conn, self.keys, networks_with_pins) if networks_with_pins else {})
+
+    async def _answers(self, conn: asyncpg.Connection, live: Sequence[_Pending]) -> dict:
+        by_network: dict[uuid.UUID, list[str]] = {}
+        for item in live:
+            by_network.setdefault(item.network_id, []).append(item.request.message_id)
+        answers: dict[tuple[uuid.UUID, str], StoredAnswer] = {}
+        for network_id, message_ids in by_network.items():
+            for r in await conn.fetch(EXISTING, network_id, message_ids):
+                result = AuthorizationResult(
+                    r["id"], r["decision"], r["response_code"], r["reason"], r["approved_amount"],
+                    r["action_code"], r["available_after"], r["billing_amount"], r["fee"], r["stand_in"])
+                answers[(network_id, r["message_id"])] = StoredAnswer(result, r["request_digest"])
+        return answers
+
+    def _remember_stand_in_rules(self, cards) -> None:
+        """Which cards approve in stand-in, for the stand-ins decided without the database."""
+        remembered = self._approving_cards
+        for card in cards:
+            if card.stand_in_approves:
+                remembered[card.fingerprint] = None
+                if len(remembered) > STAND_IN_RULES_MAX:
+                    del remembered[next(iter(remembered))]
+            elif remembered:
+                remembered.pop(card.fingerprint, None)
 
     async def _load_schedules(self, conn: asyncpg.Connection, ids: set[uuid.UUID]) -> None:
         missing = [i for i in ids if i not in self._schedules]
@@ -352,89 +564,169 @@ class AuthorizationEngine:
             for r in await conn.fetch(SCHEDULES, missing):
                 self._schedules[r["id"]] = pricing.decode_schedule(r["schedule"])
 
-    def _price(self, row: _Row, rates: dict, exponents: dict[str, int], facts: dict) -> None:
-        """The amount in the balance's currency and the fees held with it (or a decline)."""
-        request, card = row.item.request, row.card
-        billing = request.amount
-        if request.currency != card.program_currency:
-            row.fx_rate = rates[(request.currency, card.program_currency)]
-            billing = pricing.convert(request.amount, exponents[request.currency],
-                                      exponents[card.program_currency], row.fx_rate)
-        row.billing_amount = billing
-        row.transaction_fee, row.conversion_fee = pricing.transaction_fees(
-            self._schedules.get(row.schedule_id), request.type, billing, row.fx_rate is not None, facts)
-        if not 0 < billing <= MAX_AMOUNT or row.transaction_fee + row.conversion_fee > MAX_AMOUNT:
-            row.decline = rules.INVALID_AMOUNT
-
-    def _holds(self, row: _Row, holds: NewTransfers) -> None:
-        """Add the ledger transfers of an approvable authorization, one linked chain: the partner deposit
-        charge (DEPOSIT model), the hold on the user's balance, and the hold of its fees."""
-        request, card = row.item.request, row.card
-        currency, amount, reference = card.program_currency, row.billing_amount, request.message_id[:256]
-        settlement = settlement_account(currency)
-        if request.type is TxType.REFUND:
-            row.user_at = holds.add(TransferCodes.REFUND, settlement, card.user_account, amount, currency,
-                                    pending=False, reference=reference)
+    async def _ensure_settlement(self, currencies: set[str]) -> None:
+        """Create the settlement accounts of new currencies, committed on their own (idempotent)."""
+        missing = currencies - self._settlements
+        if not missing:
             return
-        deposit = card.deposit_account
-        if card.funding_model == "DEPOSIT":
-            if deposit is None:
-                row.decline = rules.INSUFFICIENT_DEPOSIT
-                return
-            row.deposit_at = holds.add(TransferCodes.DEPOSIT_HOLD, deposit, settlement, amount, currency,
-                                       pending=True, timeout=self.hold_seconds, reference=reference, linked=True)
-        row.user_at = holds.add(TransferCodes.USER_HOLD, card.user_account,
-                                deposit if card.funding_model == "DEPOSIT" else settlement, amount, currency,
-                                pending=True, timeout=self.hold_seconds, reference=reference)
-        fee = row.transaction_fee + row.conversion_fee
-        if fee:
-            holds.link(row.user_at)
-            row.fee_at = holds.add(TransferCodes.FEE, card.user_account,
-                                   pricing.fee_revenue_account(row.program_id, currency), fee, currency,
-                                   pending=True, timeout=self.hold_seconds, reference=reference)
+        known = await self.ledger.currencies()
+        missing = {c for c in missing if c in known}
+        if missing:
+            await self.ledger.create_accounts([
+                NewAccount(id=settlement_account(c), currency=c, kind=AccountKind.NETWORK_SETTLEMENT,
+                           owner_ref=f"settlement:{c}") for c in sorted(missing)])
+            self._settlements |= missing
 
-    async def _update_cards(self, conn: asyncpg.Connection, updates: dict[uuid.UUID, tuple[int, bool]]) -> None:
-        for card_id, (failures, lock_now) in updates.items():
-            if lock_now:
-                await conn.execute(
-                    """UPDATE cards SET pin_failures = $2, state = 'LOCKED', lock_reason = 6,
-                           state_before_lock = state, updated_at = now() WHERE id = $1 AND state = 'ACTIVE'""",
-                    card_id, failures)
-                await conn.execute(
-                    """INSERT INTO card_events (card_id, event, actor, from_state, to_state, reason)
-                       VALUES ($1, 'LOCKED', 'system', 'ACTIVE', 'LOCKED', 6)""", card_id)
-            else:
-                await conn.execute("UPDATE cards SET pin_failures = $2 WHERE id = $1", card_id, failures)
+    # --- write ---------------------------------------------------------------------------------
 
-    async def _insert(self, conn: asyncpg.Connection, rows: list[_Row], hold_ids: list[uuid.UUID],
+    async def _write_cards(self, conn: asyncpg.Connection, plan: Plan, now: datetime) -> None:
+        updates = plan.card_updates
+        if not updates:
+            return
+        ids = sorted(updates)  # the rows are locked already, in this order
+        columns = [updates[i] for i in ids]
+        await conn.execute(
+            CARD_COUNTERS, ids, [u.pin_failures for u in columns], [u.verification_failures for u in columns],
+            [u.verification_window_start for u in columns], [u.stand_in_used for u in columns],
+            [u.lock_reason for u in columns], now.astimezone(UTC).date())
+        locks = [(card_id, updates[card_id].lock_reason) for card_id in ids if updates[card_id].lock_reason]
+        if locks:
+            await conn.execute(CARD_LOCK_EVENTS, [c for c, _ in locks], [r for _, r in locks])
+            for card_id, reason in locks:
+                log.warning("card %s locked by the authorization engine (reason %d)", card_id, reason)
+
+    async def _insert(self, conn: asyncpg.Connection, rows: list[Planned], hold_ids: list[uuid.UUID],
                       now: datetime) -> None:
         """Store every authorization of the batch with one binary COPY, as decided before the ledger."""
         records = []
         for row in rows:
-            q, d, card = row.item.request, row.decline, row.card
+            q, d, card = row.incoming.request, row.decline, row.card
             records.append((
-                row.id, row.item.network_id, q.message_id, card.card_id if card else None,
+                row.id, row.incoming.network_id, q.message_id, card.card_id if card else None,
                 card.balance_id if card else None, str(q.type), q.amount, q.currency, q.mcc, q.merchant_id,
                 q.merchant_name, q.merchant_country, q.terminal_id, "DECLINED" if d else "APPROVED",
                 d.response_code if d else "00", d.action_code if d else None, d.reason if d else "APPROVED",
                 0 if d else q.amount, None if row.deposit_at is None else hold_ids[row.deposit_at],
                 None if row.user_at is None else hold_ids[row.user_at], now, None if d else row.billing_amount,
-                None if d else row.fx_rate, row.schedule_id, 0 if d else row.transaction_fee,
-                0 if d else row.conversion_fee, None if row.fee_at is None else hold_ids[row.fee_at],
+                None if d else row.fx_rate, card.fee_schedule_id if card else None,
+                0 if d else row.transaction_fee, 0 if d else row.conversion_fee,
+                None if row.fee_at is None else hold_ids[row.fee_at],
                 None if d else hold_ids[row.user_at if row.fee_at is None else row.fee_at],
+                row.stand_in, row.incoming.digest,
             ))
         if records:
             await conn.copy_records_to_table("authorizations", records=records, columns=AUTHORIZATION_COLUMNS)
 
-    @staticmethod
-    def _answer(row: _Row, first: dict) -> AuthorizationResult:
-        if row.replay_of is not None:
-            return row.replay_of
-        origin = first[(row.item.network_id, row.item.request.message_id)]
-        d = origin.decline
-        if d is None:
-            return AuthorizationResult(origin.id, "APPROVED", "00", "APPROVED", origin.item.request.amount, None,
-                                       origin.available_after, origin.billing_amount,
-                                       origin.transaction_fee + origin.conversion_fee)
-        return AuthorizationResult(origin.id, "DECLINED", d.response_code, d.reason, 0, d.action_code,
-                                   origin.available_after)
+    # --- the stand-in lane and the stand-in records --------------------------------------------
+
+    async def _lane_runner(self) -> None:
+        while True:
+            batch = [await self._lane.get()]
+            while len(batch) < STAND_IN_LANE_BATCH_MAX and not self._lane.empty():
+                batch.append(self._lane.get_nowait())
+            self._busy += 1
+            try:
+                await self._run_lane(batch)
+            finally:
+                self._busy -= 1
+
+    async def _run_lane(self, batch: list[_Pending]) -> None:
+        """Stand-in approvals where the program allows them: the usual checks, then the card's daily
+        stand-in allowance, in one transaction that must finish before the earliest deadline."""
+        loop = asyncio.get_running_loop()
+        budget_end = min(item.deadline_at for item in batch) - STAND_IN_LANE_BUDGET_MIN_SECONDS
+        budget = budget_end - loop.time()
+        if budget <= STAND_IN_LANE_BUDGET_MIN_SECONDS:
+            for item in batch:
+                self._decline_by_stand_in(item)
+            return
+        try:
+            answers = await self._lane_attempt(batch, budget, budget_end)
+        except _CommitFailed as exc:
+            for item in batch:
+                self._fail(item, OutcomeUnknown(str(exc)))
+            return
+        except Exception as exc:  # rolled back (a time limit, a lock wait, the database): nothing held
+            log.warning("stand-in lane of %d failed: %s", len(batch), type(exc).__name__)
+            for item in batch:
+                self._decline_by_stand_in(item)
+            return
+        for item, result in zip(batch, answers, strict=True):
+            self._resolve(item, result)
+
+    async def _lane_attempt(self, batch: list[_Pending], budget: float,
+                            budget_end: float) -> list[AuthorizationResult]:
+        loop = asyncio.get_running_loop()
+        async with self.pool.acquire(timeout=budget) as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                milliseconds = max(1, int((budget_end - loop.time()) * 1000))
+                await conn.execute(f"SET LOCAL statement_timeout = {milliseconds};"
+                                   f"SET LOCAL lock_timeout = {milliseconds}")
+                finish = await self._batch(conn, batch, stand_in=True)
+                if loop.time() > budget_end:
+                    raise _OutOfTime()
+                for item in batch:
+                    item.state = _State.SEALED
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            try:
+                await transaction.commit()
+            except Exception as exc:
+                raise _CommitFailed(str(exc)) from exc
+        return finish()
+
+    async def _recorder(self) -> None:
+        """Record the stand-in declines that no batch wrote, in large statements."""
+        while True:
+            await self._records_waiting.wait()
+            self._records_waiting.clear()
+            while self._records:
+                chunk = self._records[:RECORD_BATCH_MAX]
+                try:
+                    await self._record(chunk)
+                except Exception as exc:  # kept: answered stand-ins stay replayable from memory meanwhile
+                    log.warning("stand-in records not written yet (%s); retrying", type(exc).__name__)
+                    await asyncio.sleep(RECORD_RETRY_SECONDS)
+                    continue
+                del self._records[:len(chunk)]
+                for item, _, _ in chunk:
+                    self._stood_in.pop((item.network_id, item.request.message_id), None)
+
+    async def _record(self, chunk: list[tuple[_Pending, AuthorizationResult, datetime]]) -> None:
+        requests = [item.request for item, _, _ in chunk]
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                STAND_IN_RECORDS, [result.authorization_id for _, result, _ in chunk],
+                [item.network_id for item, _, _ in chunk], [q.message_id for q in requests],
+                [item.fingerprint for item, _, _ in chunk], [str(q.type) for q in requests],
+                [q.amount for q in requests], [q.currency for q in requests], [q.mcc for q in requests],
+                [q.merchant_id for q in requests], [q.merchant_name for q in requests],
+                [q.merchant_country for q in requests], [q.terminal_id for q in requests],
+                [result.response_code for _, result, _ in chunk], [result.reason for _, result, _ in chunk],
+                [at for _, _, at in chunk], [item.digest for item, _, _ in chunk])
+
+
+def _only_answer(item: _Pending, stored: StoredAnswer) -> Snapshot:
+    """A snapshot holding nothing but one earlier answer (a replay decided without the database)."""
+    return Snapshot(now=datetime.now(UTC), answers={(item.network_id, item.request.message_id): stored},
+                    cards={}, schedules={}, rates={}, activity={}, exponents={}, zone_keys={})
+
+
+def _card_facts(r: asyncpg.Record, today) -> CardFacts:
+    return CardFacts(
+        card_id=r["id"], state=CardState(r["state"]), lock_reason=r["lock_reason"], expiry=r["expiry"],
+        cvc_counter=r["cvc_counter"], pin_salt=r["pin_salt"], pin_verification=r["pin_verification"],
+        pin_failures=r["pin_failures"], program_currency=r["program_currency"],
+        funding_model=r["funding_model"], balance_id=r["balance_id"], balance_state=r["balance_state"],
+        user_account=r["user_account"], deposit_account=r["deposit_account"], program_id=r["program_id"],
+        fee_schedule_id=r["fee_schedule_id"], deposit_alert_armed=bool(r["deposit_alert_armed"]),
+        ecommerce_without_cvc2=r["ecommerce_without_cvc2"],
+        verification_failures=r["verification_failures"],
+        verification_window_start=r["verification_window_start"],
+        stand_in_approves=r["stand_in_mode"] == "APPROVE", stand_in_limit=r["stand_in_limit"],
+        stand_in_used=r["stand_in_amount"] if r["stand_in_day"] == today else 0,
+        fingerprint=r["pan_fingerprint"])

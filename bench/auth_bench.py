@@ -37,7 +37,7 @@ from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.authorization import AuthorizationRequest, TxType
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
-from antaca_auth.engine import AuthorizationEngine
+from antaca_auth.engine import AuthorizationEngine, EngineSettings
 from antaca_auth.settlement import settlement_account
 from antaca_auth.ledger import Ledger
 from antaca_auth.pans import generate_pan
@@ -191,7 +191,8 @@ async def main(seconds: float) -> dict:
 
                 figures["naive_hot"] = await measured(naive, cards, share, NAIVE_CALLERS)
                 print("naive_hot", json.dumps(figures["naive_hot"]), flush=True)
-            engine = AuthorizationEngine(pool, ledger, keys, max_batch=512, max_wait=0.002, writers=4)
+            engine = AuthorizationEngine(pool, ledger, keys, EngineSettings(batch_size_max=512, batch_wait_seconds=0.002,
+                                                                                  writers=4))
             await engine.start()
             network = uuid.uuid4()
             async with pool.acquire() as conn:

@@ -16,7 +16,7 @@ from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.authorization import AuthorizationRequest, TxType
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
-from antaca_auth.engine import AuthorizationEngine
+from antaca_auth.engine import AuthorizationEngine, EngineSettings
 from antaca_auth.ledger import Ledger
 from antaca_auth.transfers import Transfer
 from antaca_auth.verify import verify_ledger
@@ -113,8 +113,8 @@ async def run(dsn: str, steps, funds, deposit) -> None:
     try:
         cards = await setup(pool, ledger, keys, 1, n_cards=3)
         await level(pool, ledger, cards, funds, deposit)
-        engine = AuthorizationEngine(pool, ledger, keys, max_batch=8, max_wait=0.002, hold_seconds=HOLD_SECONDS,
-                                     clock=clock)
+        engine = AuthorizationEngine(pool, ledger, keys, EngineSettings(batch_size_max=8, batch_wait_seconds=0.002,
+                                                                   hold_seconds=HOLD_SECONDS), clock=clock)
         await engine.start()
         network = uuid.uuid4()
         async with pool.acquire() as conn:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 
+import psec
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from antaca_auth.verify import verify_ledger
 from tests.api_harness import bearer, make_csr
@@ -44,7 +47,19 @@ class Payments:
                                      json={"csr": csr}, headers=bearer(w.admin)) as r:
             cert = (await r.json())["certificate"]
         self.network = api.client(cert=(cert, key))
+        self.network_id = network["networkId"]
+        self.zone_key = os.urandom(16)  # the network's AES zone PIN key: PIN blocks in ISO 9564 format 4
+        check_value = Cipher(algorithms.AES(self.zone_key), modes.ECB()).encryptor().update(bytes(16))[:3]
+        status, answer = await w.jwe.request(
+            api.client(), "PUT", f"{api.http}/admin/networks/{self.network_id}/pin-key",
+            {"format": "ISO_4", "key": self.zone_key.hex(), "checkValue": check_value.hex().upper()},
+            headers=bearer(w.admin))
+        assert status == 200, answer
         return self
+
+    def pin_block(self, pin: str) -> str:
+        """The PIN as the network sends it, enciphered by psec (not Antaca's own encoder)."""
+        return psec.pinblock.encipher_pinblock_iso_4(self.zone_key, pin, self.card["pan"]).hex().upper()
 
     async def fund_deposit(self, amount: int) -> uuid.UUID:
         """The partner's deposit balance, created and reloaded through the admin API."""
@@ -68,6 +83,8 @@ class Payments:
         body = {"messageId": uuid.uuid4().hex, "pan": self.card["pan"], "expiry": expiry, "amount": 1000,
                 "currency": "EUR", "type": "ECOM", "cvc2": self.card["cvc2"], "mcc": "5411",
                 "merchantName": "Shop", "merchantCountry": "PL"}
+        if "pin" in changes:
+            changes["pinBlock"] = self.pin_block(changes.pop("pin"))
         body.update(changes)
         return body
 
@@ -159,6 +176,94 @@ async def test_three_wrong_pins_lock_the_card(api, jwe_key):
     assert (after["decision"], after["actionCode"]) == ("DECLINED", "1006")
     status, card = await p.w.app_plain("GET", f"/customers/me/cards/{p.card['cardId']}/status")
     assert (card["status"], card["lockReason"]) == ("LOCKED", 6)
+
+
+async def test_a_clear_pin_is_refused_and_nothing_is_stored(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    body = p.request(type="POS", cvc2=None)
+    body["pin"] = "4821"
+    status, answer = await p.send("/network/authorizations", body)
+    assert (status, answer["code"]) == (400, "CLEAR_PIN_REFUSED")
+    assert "4821" not in answer["message"]
+    assert await api.services.pool.fetchval("SELECT count(*) FROM authorizations") == 0
+
+
+async def test_a_pin_block_under_another_key_is_unreadable_and_counts_no_wrong_pin(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    status, _ = await p.w.app_jwe("POST", f"/customers/me/cards/{p.card['cardId']}/pin", {"pin": "4821"})
+    assert status == 204
+    foreign = psec.pinblock.encipher_pinblock_iso_4(os.urandom(16), "4821", p.card["pan"]).hex()
+    for _ in range(4):
+        answer = await p.authorize(type="POS", cvc2=None, pinBlock=foreign)
+        assert (answer["responseCode"], answer["reason"]) == ("81", "PIN_BLOCK_UNREADABLE")
+    assert (await p.authorize(type="POS", cvc2=None, pin="4821"))["decision"] == "APPROVED"
+
+
+async def test_card_testing_locks_the_card_after_five_wrong_cvc2_or_expiry(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    wrong_cvc2 = "000" if p.card["cvc2"] != "000" else "001"
+    answers = [await p.authorize(cvc2=wrong_cvc2) for _ in range(3)]
+    answers.append(await p.authorize(expiry="0101"))
+    fifth = await p.authorize(cvc2=wrong_cvc2)
+    assert [a["reason"] for a in answers] == ["WRONG_CVC2"] * 3 + ["WRONG_EXPIRY"]
+    assert (fifth["responseCode"], fifth["reason"], fifth["actionCode"]) == ("59", "SUSPECTED_CARD_TESTING", "1002")
+    right = await p.authorize()
+    assert (right["decision"], right["responseCode"], right["actionCode"]) == ("DECLINED", "62", "1002")
+    status, card = await p.w.app_plain("GET", f"/customers/me/cards/{p.card['cardId']}/status")
+    assert (card["status"], card["lockReason"]) == ("LOCKED", 7)
+    events = await api.services.pool.fetch(
+        "SELECT event, actor, reason FROM card_events WHERE card_id = $1 AND event = 'LOCKED'",
+        uuid.UUID(p.card["cardId"]))
+    assert [(e["actor"], e["reason"]) for e in events] == [("system", 7)]
+    await p.assert_clean()
+
+
+async def test_ecommerce_without_cvc2_is_declined_unless_the_program_allows_it(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    answer = await p.authorize(cvc2=None)
+    assert (answer["responseCode"], answer["reason"]) == ("N7", "CVC2_REQUIRED")
+    url = f"{api.http}/admin/programs/{p.w.program['programId']}/authorization-rules"
+    async with api.client().put(url, headers=bearer(p.w.admin),
+                                json={"standInMode": "DECLINE", "ecommerceWithoutCvc2": True}) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["ecommerceWithoutCvc2"] is True
+    assert (await p.authorize(cvc2=None))["decision"] == "APPROVED"
+    async with api.client().put(url, headers=bearer(p.w.admin), json={"standInMode": "SOMETIMES"}) as r:
+        assert r.status == 400
+
+
+async def test_a_network_deadline_is_its_own_and_past_it_the_answer_is_a_stand_in(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    url = f"{api.http}/admin/networks/{p.network_id}"
+    async with api.client().patch(url, headers=bearer(p.w.admin), json={"authorizationDeadlineMs": 60}) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["authorizationDeadlineMs"] == 60
+    async with api.client().patch(url, headers=bearer(p.w.admin), json={"authorizationDeadlineMs": 20}) as r:
+        assert r.status == 400
+    body = p.request()
+    async with api.services.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", p.deposit)  # the engine waits
+        status, answer = await p.send("/network/authorizations", body)
+    assert (status, answer["responseCode"], answer["standIn"]) == (200, "91", True)
+    for _ in range(200):  # the stand-in is recorded, and the batch behind it held nothing
+        row = await api.services.pool.fetchrow(
+            "SELECT decision, stand_in, user_hold_id FROM authorizations WHERE message_id = $1", body["messageId"])
+        if row is not None and row["stand_in"]:
+            break
+        await asyncio.sleep(0.01)
+    assert (row["decision"], row["stand_in"], row["user_hold_id"]) == ("DECLINED", True, None)
+    assert (await p.user_account()).balance.debits_pending == 0
+    await p.assert_clean()
+
+
+async def test_a_message_id_reused_for_another_payment_is_answered_94(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    body = p.request(amount=1200)
+    first = (await p.send("/network/authorizations", body))[1]
+    status, duplicate = await p.send("/network/authorizations", {**body, "amount": 1300})
+    assert (status, duplicate["responseCode"], duplicate["reason"]) == (200, "94", "DUPLICATE_TRANSMISSION")
+    assert (await p.send("/network/authorizations", body))[1] == first
+    assert (await p.user_account()).balance.debits_pending == 1200
 
 
 async def test_removed_card_and_blocked_balance(api, jwe_key):

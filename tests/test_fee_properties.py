@@ -19,7 +19,7 @@ from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.authorization import AuthorizationRequest, TxType
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
-from antaca_auth.engine import AuthorizationEngine
+from antaca_auth.engine import AuthorizationEngine, EngineSettings
 from antaca_auth.fees import FeeSchedule, FeeType, Metric, TransactionFee
 from antaca_auth.ledger import Ledger
 from antaca_auth.transfers import Transfer
@@ -129,7 +129,7 @@ async def run(dsn: str, steps, funds) -> None:
                 """INSERT INTO fee_schedules (id, program_id, version, effective_from, schedule)
                    VALUES ($1, $2, 1, $3, $4)""",
                 uuid.uuid4(), program, datetime(2020, 1, 1, tzinfo=UTC), SCHEDULE)
-        engine = AuthorizationEngine(pool, ledger, keys, max_batch=4, max_wait=0.002)
+        engine = AuthorizationEngine(pool, ledger, keys, EngineSettings(batch_size_max=4, batch_wait_seconds=0.002))
         await engine.start()
         network = uuid.uuid4()
         await pool.execute("INSERT INTO networks (id, name) VALUES ($1, $2)", network, network.hex)

@@ -9,12 +9,13 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from antaca_api.errors import ApiError, FollowUpRefused, NotFound, ValidationFailed
+from antaca_api.errors import (ApiError, AuthorizationOutcomeUnknown, ClearPinRefused, FollowUpRefused,
+                               NotFound, ValidationFailed)
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body
-from antaca_auth import followups
+from antaca_auth import authorization, followups
 from antaca_auth.authorization import AuthorizationRequest, MessageId
-from antaca_auth.engine import AuthorizationResult
+from antaca_auth.engine import AuthorizationResult, OutcomeUnknown
 from antaca_auth.followups import FollowUp
 
 CLEARING_TOLERANCE_PERCENT = 20  # a clearing may exceed its hold by this much (tips, fuel)
@@ -24,7 +25,13 @@ CLEARING_TOLERANCE_PERCENT = 20  # a clearing may exceed its hold by this much (
        response=AuthorizationResult, tags=("network",),
        summary="Authorize a card payment: APPROVED or DECLINED with DE39 and the failure action code")
 async def authorize(ctx: Context, body: AuthorizationRequest) -> AuthorizationResult:
-    return await ctx.services.engine.authorize(ctx.network_id, body)
+    try:
+        return await ctx.services.engine.authorize(
+            ctx.network_id, body, deadline_seconds=ctx.network_deadline_ms / 1000, arrived_at=ctx.arrived_at)
+    except authorization.ClearPinRefused:
+        raise ClearPinRefused() from None
+    except OutcomeUnknown:
+        raise AuthorizationOutcomeUnknown() from None
 
 
 class Reversal(Body):

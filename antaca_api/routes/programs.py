@@ -18,6 +18,8 @@ from antaca_api.processors import PROCESSORS
 from antaca_api.routes.partners import CertificateRequest
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body
+from antaca_auth import authorization_settings
+from antaca_auth.authorization_settings import StandInMode
 
 
 class FundingModel(enum.StrEnum):
@@ -49,6 +51,9 @@ class CardProgram(Body):
     processor: str
     processor_config: dict
     created_at: datetime
+    stand_in_mode: StandInMode = StandInMode.DECLINE
+    stand_in_limit: int = 0  # per card and UTC day, minor units of the program's currency
+    ecommerce_without_cvc2: bool = False
 
 
 class CardPrograms(Body):
@@ -59,7 +64,9 @@ def program_view(r) -> CardProgram:
     return CardProgram(program_id=r["id"], partner_id=r["partner_id"], name=r["name"], bin_prefix=r["bin_prefix"],
                        pan_length=r["pan_length"], currency=r["currency"], funding_model=FundingModel(r["funding_model"]),
                        validity_months=r["validity_months"], processor=r["processor"],
-                       processor_config=r["processor_config"], created_at=r["created_at"])
+                       processor_config=r["processor_config"], created_at=r["created_at"],
+                       stand_in_mode=StandInMode(r["stand_in_mode"]), stand_in_limit=r["stand_in_limit"],
+                       ecommerce_without_cvc2=r["ecommerce_without_cvc2"])
 
 
 @route("POST", "/admin/programs", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewProgram, response=CardProgram,
@@ -101,6 +108,29 @@ async def get_program(ctx: Context, _: None) -> CardProgram:
     return program_view(row)
 
 
+class AuthorizationRules(Body):
+    """How the program's payments are decided when the engine stands in, and without CVC2."""
+
+    stand_in_mode: StandInMode
+    stand_in_limit: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
+    ecommerce_without_cvc2: bool = False
+
+
+@route("PUT", "/admin/programs/{programId}/authorization-rules", channel=Channel.ADMIN, roles=ADMIN_ONLY,
+       body=AuthorizationRules, response=CardProgram, tags=("programs",),
+       summary="Set the program's stand-in rule (DECLINE, or APPROVE up to a per-card daily limit) and "
+               "whether e-commerce payments without CVC2 are accepted")
+async def set_authorization_rules(ctx: Context, body: AuthorizationRules) -> CardProgram:
+    program_id = ctx.path_id("programId")
+    ctx.audit_target = f"program:{program_id}"
+    async with ctx.transaction() as conn:
+        row = await authorization_settings.set_program_rules(
+            conn, program_id, body.stand_in_mode, body.stand_in_limit, body.ecommerce_without_cvc2)
+        if row is None:
+            raise NotFound("no such card program")
+    return program_view(row)
+
+
 class NewNetwork(Body):
     name: Name
 
@@ -110,6 +140,32 @@ class Network(Body):
     name: str
     status: str
     created_at: datetime
+    authorization_deadline_ms: int = 1500  # the time budget of an authorization's answer
+
+
+def network_view(r) -> Network:
+    return Network(network_id=r["id"], name=r["name"], status=r["status"], created_at=r["created_at"],
+                   authorization_deadline_ms=r["authorization_deadline_ms"])
+
+
+class NetworkChanges(Body):
+    authorization_deadline_ms: Annotated[int, Meta(ge=authorization_settings.DEADLINE_MS_MIN,
+                                                   le=authorization_settings.DEADLINE_MS_MAX)]
+
+
+@route("PATCH", "/admin/networks/{networkId}", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NetworkChanges,
+       response=Network, tags=("networks",),
+       summary="Set a network's authorization deadline (ms from arrival; past it the engine stands in)")
+async def change_network(ctx: Context, body: NetworkChanges) -> Network:
+    network_id = ctx.path_id("networkId")
+    ctx.audit_target = f"network:{network_id}"
+    async with ctx.transaction() as conn:
+        row = await authorization_settings.set_network_deadline(conn, network_id,
+                                                                body.authorization_deadline_ms)
+        if row is None:
+            raise NotFound("no such network")
+    ctx.services.credentials.clear()  # the deadline travels with the network's certificate row
+    return network_view(row)
 
 
 @route("POST", "/admin/networks", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewNetwork, response=Network,
@@ -124,7 +180,7 @@ async def create_network(ctx: Context, body: NewNetwork) -> Network:
         )
         if row is None:
             raise NetworkExists()
-    return Network(network_id=row["id"], name=row["name"], status=row["status"], created_at=row["created_at"])
+    return network_view(row)
 
 
 class NetworkCertificate(Body):

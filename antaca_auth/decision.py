@@ -1,0 +1,369 @@
+"""The authorization engine's decision core: a batch of requests and a snapshot in, a plan out.
+
+Pure: no I/O and no clock. The engine loads the snapshot (earlier answers, cards, fee schedules,
+rates, card activity, zone PIN keys), calls `decide`, writes the plan (card counters, authorization
+rows, the ledger's holds), then `settle` maps the ledger's per-transfer results to the payments'
+final outcomes, and `answer` gives each caller its answer once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+import msgspec
+
+from antaca_auth import authorization as rules
+from antaca_auth import fees as pricing
+from antaca_auth.accounts import MAX_AMOUNT
+from antaca_auth.authorization import (AuthorizationRequest, CardFacts, Decline, PinOutcome,
+                                       TxType)
+from antaca_auth.cardkeys import CardKeys
+from antaca_auth.holds import NewTransfers
+from antaca_auth.ids import new_id
+from antaca_auth.pinblock import PinBlockError, ZoneKey, decipher_pin
+from antaca_auth.settlement import TransferCodes, settlement_account
+from antaca_auth.transfers import ResultCode
+
+_OK = ResultCode.OK
+PIN_TRIES_LOCK_REASON = 6
+CARD_TESTING_LOCK_REASON = 7
+
+
+class AuthorizationResult(msgspec.Struct, frozen=True, rename="camel"):
+    authorization_id: uuid.UUID
+    decision: str  # APPROVED or DECLINED
+    response_code: str
+    reason: str
+    approved_amount: int
+    action_code: str | None = None
+    available_after: int | None = None
+    billing_amount: int | None = None  # the amount in the balance's currency (converted when they differ)
+    fee: int = 0  # transaction plus conversion fee, held with the amount
+    stand_in: bool = False  # decided by stand-in: the engine could not decide in time
+
+
+class Incoming(Protocol):
+    """A request as the engine queued it."""
+
+    network_id: uuid.UUID
+    request: AuthorizationRequest
+    fingerprint: str  # the PAN's keyed fingerprint
+    digest: bytes  # what a retransmission must repeat: `request_digest`
+
+
+def request_digest(fingerprint: str, request: AuthorizationRequest) -> bytes:
+    """What identifies a payment beyond its message id (card, amount, currency, type): a message id
+    sent again with another digest is a duplicate transmission, not a retransmission."""
+    text = f"{fingerprint}|{request.amount}|{request.currency}|{request.type}"
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """An answer already given for a message id, and the digest of the request it answered."""
+
+    result: AuthorizationResult
+    digest: bytes | None  # None: stored before digests were kept (any retransmission matches)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The engine's rules that are settings rather than data."""
+
+    hold_seconds: int
+    card_testing_failures_max: int = 5  # wrong CVC2 or expiry in the window that lock the card
+    card_testing_window: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a batch's decisions read, loaded in its transaction."""
+
+    now: datetime
+    answers: Mapping[tuple[uuid.UUID, str], StoredAnswer]  # by (network, message id)
+    cards: Mapping[str, CardFacts]  # by PAN fingerprint
+    schedules: Mapping[uuid.UUID, pricing.FeeSchedule]
+    rates: Mapping[tuple[str, str], Decimal]
+    activity: Mapping[uuid.UUID, Mapping[pricing.Metric, int]]  # by card, for fee waivers
+    exponents: Mapping[str, int]
+    zone_keys: Mapping[uuid.UUID, ZoneKey]  # by network
+
+
+@dataclass(slots=True)
+class CardUpdate:
+    """A card's counters after the batch, and the lock it takes (6 or 7), if any."""
+
+    pin_failures: int
+    verification_failures: int
+    verification_window_start: datetime | None
+    stand_in_used: int
+    lock_reason: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Planned:
+    """One request's decision and what to write for it."""
+
+    incoming: Incoming
+    id: uuid.UUID
+    card: CardFacts | None
+    decline: Decline | None = None
+    replay: AuthorizationResult | None = None  # an answer given before, given again (nothing written)
+    same_as: Planned | None = None  # the same message earlier in this batch: its answer
+    stand_in: bool = False
+    # Indexes of this payment's transfers in the plan's holds (None: no such transfer).
+    deposit_at: int | None = None
+    user_at: int | None = None
+    fee_at: int | None = None
+    available_after: int | None = None
+    billing_amount: int | None = None
+    fx_rate: Decimal | None = None
+    transaction_fee: int = 0
+    conversion_fee: int = 0
+
+    @property
+    def stored(self) -> bool:
+        """Whether this decision is a new authorization row."""
+        return self.replay is None and self.same_as is None
+
+
+@dataclass(slots=True)
+class Plan:
+    rows: list[Planned]  # one per request, in the batch's order
+    holds: NewTransfers
+    card_updates: dict[uuid.UUID, CardUpdate] = field(default_factory=dict)
+
+    @property
+    def new_rows(self) -> list[Planned]:
+        return [row for row in self.rows if row.stored]
+
+
+def decide(batch: Sequence[Incoming], snapshot: Snapshot, keys: CardKeys, policy: Policy, *,
+           stand_in: bool = False) -> Plan:
+    """Decide every request of a batch in order; `stand_in` applies the programs' stand-in rule to
+    what the checks would approve (approve within the card's daily stand-in limit, else 91)."""
+    plan = Plan([], NewTransfers())
+    first: dict[tuple[uuid.UUID, str], Planned] = {}
+    for incoming in batch:
+        key = (incoming.network_id, incoming.request.message_id)
+        earlier = snapshot.answers.get(key)
+        if earlier is not None:
+            plan.rows.append(_replayed(incoming, earlier.result, earlier.digest))
+            continue
+        origin = first.get(key)
+        if origin is not None:  # the same message twice in one batch: one decision
+            row = Planned(incoming, origin.id, None, same_as=origin)
+            if origin.incoming.digest != incoming.digest:
+                row.same_as, row.replay = None, _duplicate(origin.id)
+            plan.rows.append(row)
+            continue
+        row = Planned(incoming, new_id(), _card_now(snapshot.cards.get(incoming.fingerprint), plan))
+        row.stand_in = stand_in
+        first[key] = row
+        plan.rows.append(row)
+        _decide_one(row, snapshot, keys, policy, plan)
+    return plan
+
+
+def _replayed(incoming: Incoming, result: AuthorizationResult, digest: bytes | None) -> Planned:
+    if digest is not None and digest != incoming.digest:
+        result = _duplicate(result.authorization_id)
+    return Planned(incoming, result.authorization_id, None, replay=result)
+
+
+def _duplicate(original_id: uuid.UUID) -> AuthorizationResult:
+    """The answer to a duplicate transmission: it names the original, which stands unchanged."""
+    d = rules.DUPLICATE_TRANSMISSION
+    return AuthorizationResult(original_id, "DECLINED", d.response_code, d.reason, 0, d.action_code)
+
+
+def _card_now(card: CardFacts | None, plan: Plan) -> CardFacts | None:
+    """The card as earlier requests of this batch left it (counters, lock)."""
+    if card is None:
+        return None
+    update = plan.card_updates.get(card.card_id)
+    if update is None:
+        return card
+    changes: dict = {"pin_failures": update.pin_failures,
+                     "verification_failures": update.verification_failures,
+                     "verification_window_start": update.verification_window_start,
+                     "stand_in_used": update.stand_in_used}
+    if update.lock_reason is not None:
+        changes.update(state=rules.CardState.LOCKED, lock_reason=update.lock_reason)
+    return dataclasses.replace(card, **changes)
+
+
+def _decide_one(row: Planned, snapshot: Snapshot, keys: CardKeys, policy: Policy, plan: Plan) -> None:
+    request, card = row.incoming.request, row.card
+    pin = _pin(row.incoming, snapshot)
+    check = rules.check_card(request, card, keys, snapshot.now.date(), snapshot.rates, pin)
+    if card is not None and (check.pin_failures != card.pin_failures or check.verification_failed):
+        _count(card, check, snapshot.now, policy, plan)
+        if plan.card_updates[card.card_id].lock_reason == CARD_TESTING_LOCK_REASON:
+            check = rules.CardCheck(rules.SUSPECTED_CARD_TESTING, check.pin_failures)
+    if check.decline is not None:
+        row.decline = check.decline
+        return
+    _price(row, snapshot)
+    if row.decline is None and row.stand_in:
+        _stand_in(row, plan)
+    if row.decline is None:
+        _holds(row, plan.holds, policy.hold_seconds)
+
+
+def _pin(incoming: Incoming, snapshot: Snapshot) -> str | PinOutcome | None:
+    """The PIN the request's PIN block deciphers to under its network's zone key."""
+    block = incoming.request.pin_block
+    if block is None:
+        return None
+    zone_key = snapshot.zone_keys.get(incoming.network_id)
+    if zone_key is None:
+        return PinOutcome.KEY_MISSING
+    try:
+        return decipher_pin(zone_key, bytes.fromhex(block), incoming.request.pan)
+    except (PinBlockError, ValueError):
+        return PinOutcome.UNREADABLE
+
+
+def _count(card: CardFacts, check: rules.CardCheck, now: datetime, policy: Policy, plan: Plan) -> None:
+    """Record the card's wrong-PIN count and card-testing failures; lock it when a limit is reached."""
+    update = CardUpdate(check.pin_failures, card.verification_failures, card.verification_window_start,
+                        card.stand_in_used)
+    if check.lock_now:
+        update.lock_reason = PIN_TRIES_LOCK_REASON
+    if check.verification_failed:
+        start = card.verification_window_start
+        if start is None or now - start >= policy.card_testing_window:  # a new window
+            update.verification_failures, update.verification_window_start = 0, now
+        update.verification_failures += 1
+        if update.verification_failures >= policy.card_testing_failures_max:
+            update.lock_reason = CARD_TESTING_LOCK_REASON
+    plan.card_updates[card.card_id] = update
+
+
+def _price(row: Planned, snapshot: Snapshot) -> None:
+    """The amount in the balance's currency and the fees held with it (or a decline)."""
+    request, card = row.incoming.request, row.card
+    billing = request.amount
+    if request.currency != card.program_currency:
+        row.fx_rate = snapshot.rates[(request.currency, card.program_currency)]
+        billing = pricing.convert(request.amount, snapshot.exponents[request.currency],
+                                  snapshot.exponents[card.program_currency], row.fx_rate)
+    row.billing_amount = billing
+    schedule = snapshot.schedules.get(card.fee_schedule_id) if card.fee_schedule_id else None
+    row.transaction_fee, row.conversion_fee = pricing.transaction_fees(
+        schedule, request.type, billing, row.fx_rate is not None, snapshot.activity.get(card.card_id, {}))
+    if not 0 < billing <= MAX_AMOUNT or row.transaction_fee + row.conversion_fee > MAX_AMOUNT:
+        row.decline = rules.INVALID_AMOUNT
+
+
+def _stand_in(row: Planned, plan: Plan) -> None:
+    """The program's stand-in rule on a payment the checks approve: within the card's daily limit."""
+    card = row.card
+    if row.incoming.request.type is TxType.REFUND:
+        return  # a refund credits the card: no allowance is used
+    if not card.stand_in_approves:
+        row.decline = rules.ISSUER_UNAVAILABLE
+        return
+    spent = row.billing_amount + row.transaction_fee + row.conversion_fee
+    if card.stand_in_used + spent > card.stand_in_limit:
+        row.decline = rules.STAND_IN_LIMIT_EXCEEDED
+        return
+    update = plan.card_updates.get(card.card_id) or CardUpdate(
+        card.pin_failures, card.verification_failures, card.verification_window_start, card.stand_in_used)
+    update.stand_in_used = card.stand_in_used + spent
+    plan.card_updates[card.card_id] = update
+
+
+def _holds(row: Planned, holds: NewTransfers, hold_seconds: int) -> None:
+    """Add the ledger transfers of an approvable authorization, one linked chain: the partner deposit
+    charge (DEPOSIT model), the hold on the user's balance, and the hold of its fees."""
+    request, card = row.incoming.request, row.card
+    currency, amount, reference = card.program_currency, row.billing_amount, request.message_id[:256]
+    settlement = settlement_account(currency)
+    if request.type is TxType.REFUND:
+        row.user_at = holds.add(TransferCodes.REFUND, settlement, card.user_account, amount, currency,
+                                pending=False, reference=reference)
+        return
+    deposit = card.deposit_account
+    if card.funding_model == "DEPOSIT":
+        if deposit is None:
+            row.decline = rules.INSUFFICIENT_DEPOSIT
+            return
+        row.deposit_at = holds.add(TransferCodes.DEPOSIT_HOLD, deposit, settlement, amount, currency,
+                                   pending=True, timeout=hold_seconds, reference=reference,
+                                   linked=True)
+    row.user_at = holds.add(TransferCodes.USER_HOLD, card.user_account,
+                            deposit if card.funding_model == "DEPOSIT" else settlement, amount, currency,
+                            pending=True, timeout=hold_seconds, reference=reference)
+    fee = row.transaction_fee + row.conversion_fee
+    if fee:
+        holds.link(row.user_at)
+        row.fee_at = holds.add(TransferCodes.FEE, card.user_account,
+                               pricing.fee_revenue_account(card.program_id, currency), fee, currency,
+                               pending=True, timeout=hold_seconds, reference=reference)
+
+
+LedgerResult = tuple[ResultCode, int, int]  # (code, debit account's available after, credit's)
+
+
+def settle(plan: Plan, results: Sequence[LedgerResult]) -> tuple[list[Planned], set[uuid.UUID]]:
+    """Each payment's outcome from its transfers' results: (the rows the ledger declined, the partner
+    deposits charged whose low-balance alert is armed)."""
+    touched: set[uuid.UUID] = set()
+    declined: list[Planned] = []
+    for row in plan.rows:
+        if not row.stored or row.decline is not None or row.user_at is None:
+            continue
+        user = results[row.user_at]
+        last = results[row.fee_at if row.fee_at is not None else row.user_at]  # the chain's last
+        row.decline = _ledger_decline(row, results, user[0], last[0])
+        if row.incoming.request.type is TxType.REFUND:
+            row.available_after = user[2] if user[0] is _OK else None
+        else:
+            row.available_after = last[1] if last[0] is _OK else None
+        if row.decline is not None:
+            row.deposit_at = row.user_at = row.fee_at = None
+            declined.append(row)
+        elif row.deposit_at is not None and row.card.deposit_alert_armed:
+            touched.add(row.card.deposit_account)
+    return declined, touched
+
+
+def _ledger_decline(row: Planned, results: Sequence[LedgerResult], user: ResultCode,
+                    last: ResultCode) -> Decline | None:
+    if row.deposit_at is not None and (deposit := results[row.deposit_at][0]) is not _OK:
+        if deposit is ResultCode.EXCEEDS_CREDITS:
+            return rules.INSUFFICIENT_DEPOSIT
+        return rules.INSUFFICIENT_FUNDS if ResultCode.EXCEEDS_CREDITS in (user, last) else rules.INVALID_AMOUNT
+    if user is not _OK or last is not _OK:
+        funds = {user, last} <= {_OK, ResultCode.EXCEEDS_CREDITS, ResultCode.LINKED_EVENT_FAILED}
+        return rules.INSUFFICIENT_FUNDS if funds else rules.INVALID_AMOUNT
+    return None
+
+
+def answer(row: Planned) -> AuthorizationResult:
+    """The answer a request gets once its batch has committed."""
+    if row.replay is not None:
+        return row.replay
+    origin = row.same_as or row
+    d = origin.decline
+    if d is None:
+        return AuthorizationResult(origin.id, "APPROVED", "00", "APPROVED", origin.incoming.request.amount,
+                                   None, origin.available_after, origin.billing_amount,
+                                   origin.transaction_fee + origin.conversion_fee, origin.stand_in)
+    return AuthorizationResult(origin.id, "DECLINED", d.response_code, d.reason, 0, d.action_code,
+                               origin.available_after, stand_in=origin.stand_in)
+
+
+def stand_in_decline(authorization_id: uuid.UUID) -> AuthorizationResult:
+    """The stand-in answer when the engine could not decide in time: 91, issuer unavailable."""
+    d = rules.ISSUER_UNAVAILABLE
+    return AuthorizationResult(authorization_id, "DECLINED", d.response_code, d.reason, 0, stand_in=True)
