@@ -67,7 +67,10 @@ async def serve(dsn: str, settings: Settings) -> None:
         asyncio.create_task(run_fee_worker(pool, services.ledger, settings.fee_interval, services.clock)),
         asyncio.create_task(listen(dsn, services.credentials)),
     ]
-    runner = web.AppRunner(create_app(services), access_log=None)
+    # On SIGTERM aiohttp stops listening, then waits this long for the requests in flight: long
+    # enough for the engine to answer every queued authorization (by its deadline at the latest).
+    shutdown_seconds = settings.engine.deadline_seconds + settings.engine.shutdown_grace_seconds
+    runner = web.AppRunner(create_app(services), access_log=None, shutdown_timeout=shutdown_seconds)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     tls = ca.server_ssl_context([settings.host, "localhost"])
@@ -85,7 +88,8 @@ async def serve(dsn: str, settings: Settings) -> None:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-        await runner.cleanup()
-        await services.engine.stop()
+        # Stop listening and let the requests in flight finish while the engine drains its queue for
+        # its grace period and stands in what is left: every accepted authorization gets its answer.
+        await asyncio.gather(runner.cleanup(), services.engine.stop())
         await asyncio.gather(*services.tasks, return_exceptions=True)
         await pool.close()

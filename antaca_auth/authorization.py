@@ -102,9 +102,9 @@ def locked(reason: int) -> Decline:
     return Decline(LOCK_RESPONSE.get(reason, "62"), f"CARD_LOCKED_{info.name}", info.action_code)
 
 
-@dataclass(frozen=True)
-class CardFacts:
-    """What the engine reads about a card for a decision."""
+class CardFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """What the engine reads about a card for a decision. A Struct: one is built for every card of
+    every batch, and 26 fields cost 0.75 µs here against 10.3 µs for a frozen dataclass."""
 
     card_id: uuid.UUID
     state: CardState
@@ -201,14 +201,3 @@ def check_card(request: AuthorizationRequest, card: CardFacts | None, keys: Card
     if request.currency != card.program_currency and (request.currency, card.program_currency) not in convertible:
         return CardCheck(CURRENCY_NOT_SUPPORTED, failures)
     return CardCheck(None, failures)
-
-
-def touches_counters(request: AuthorizationRequest, card: CardFacts | None, keys: CardKeys) -> bool:
-    """Whether deciding this request may change the card's wrong-PIN or card-testing counters (so
-    the card's row must be locked first); true for some requests that end up changing nothing."""
-    if card is None or card.state is not CardState.ACTIVE:
-        return False
-    if request.pin_block is not None or not hmac.compare_digest(request.expiry, card.expiry):
-        return True
-    return request.cvc2 is not None and not keys.cvc2_matches(request.pan, card.expiry,
-                                                              card.cvc_counter, request.cvc2)

@@ -8,7 +8,6 @@ final outcomes, and `answer` gives each caller its answer once the transaction h
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
@@ -197,7 +196,7 @@ def _card_now(card: CardFacts | None, plan: Plan) -> CardFacts | None:
                      "stand_in_used": update.stand_in_used}
     if update.lock_reason is not None:
         changes.update(state=rules.CardState.LOCKED, lock_reason=update.lock_reason)
-    return dataclasses.replace(card, **changes)
+    return msgspec.structs.replace(card, **changes)
 
 
 def _decide_one(row: Planned, snapshot: Snapshot, keys: CardKeys, policy: Policy, plan: Plan) -> None:

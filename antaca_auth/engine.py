@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import enum
 import logging
 import uuid
@@ -32,7 +33,7 @@ from antaca_auth import fees as pricing
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity
 from antaca_auth.authorization import (DUPLICATE_TRANSMISSION, AuthorizationRequest, CardFacts,
-                                       ClearPinRefused, touches_counters)
+                                       ClearPinRefused)
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
 from antaca_auth.decision import (AuthorizationResult, Plan, Planned, Policy, Snapshot, StoredAnswer,
@@ -68,11 +69,11 @@ CARDS = """
         ORDER BY effective_from DESC LIMIT 1) fs ON true
     WHERE c.pan_fingerprint = ANY($1::text[])"""
 
-# Cards whose counters the batch may change (a PIN tried, a CVC2 or expiry that does not match) are
-# read again locked, in id order and in one statement, so that no count is lost to a concurrent batch
-# and batches never wait on each other in a cycle. Other cards are only read: a batch waiting on
-# another's card locks until its commit would chain batches one behind the other (with 1,024
-# payments in flight over 10,000 cards, nearly every batch shares a card with another one).
+# Cards whose counters a batch's plan changes (wrong PINs, card testing, stand-in allowance) are read
+# again locked, in id order and in one statement (`_lock_cards`), so that no count is lost to a
+# concurrent batch and batches never wait on each other in a cycle. Other cards are only read: a
+# batch waiting on another's card locks until its commit would chain batches one behind the other
+# (with 1,024 payments in flight over 10,000 cards, nearly every batch shares a card with another).
 CARDS_LOCKED = CARDS + """
     ORDER BY c.id
     FOR UPDATE OF c"""
@@ -202,6 +203,7 @@ class _Pending:
     future: asyncio.Future
     stand_in_at: float  # loop time: stand in if not sealed by then
     deadline_at: float
+    seal_by: float  # a batch sealed later than this stands the request in rather than wait
     state: _State = _State.QUEUED
     timer: asyncio.TimerHandle | None = None
 
@@ -290,10 +292,12 @@ class AuthorizationEngine:
         now = loop.time()
         deadline = self.settings.deadline_seconds if deadline_seconds is None else deadline_seconds
         deadline_at = (now if arrived_at is None else arrived_at) + deadline
-        reserve = min(self.settings.stand_in_reserve_seconds, deadline / 4)
+        # Short deadlines shrink the reserves with them (a quarter and an eighth of the budget at most).
+        stand_in_at = deadline_at - min(self.settings.stand_in_reserve_seconds, deadline / 4)
+        seal_by = stand_in_at - min(self.settings.commit_reserve_seconds, deadline / 8)
         fingerprint = self.keys.fingerprint(request.pan)
         item = _Pending(network_id, request, fingerprint, request_digest(fingerprint, request),
-                        loop.create_future(), deadline_at - reserve, deadline_at)
+                        loop.create_future(), stand_in_at, deadline_at, seal_by)
         earlier = self._stood_in.get((network_id, request.message_id))
         if earlier is not None:  # a retransmission of a stand-in not yet recorded
             plan = decide([item], _only_answer(item, earlier), self.keys, self.policy)
@@ -460,9 +464,8 @@ class AuthorizationEngine:
         """Stand in what is too close to its stand-in time to wait for the commit; if anything of the
         batch was stood in, abandon the attempt (rolled back), else mark every request committing."""
         now = asyncio.get_running_loop().time()
-        reserve = self.settings.commit_reserve_seconds
         for item in live:
-            if item.state is _State.DECIDING and item.stand_in_at - now < reserve:
+            if item.state is _State.DECIDING and item.seal_by < now:
                 self._stand_in(item, "deadline")
         if any(item.state not in (_State.DECIDING, _State.SEALED) for item in live):
             raise _Abandoned()
@@ -476,6 +479,11 @@ class AuthorizationEngine:
         now = self.clock()
         snapshot = await self._load(conn, live, now, lock_every_card=stand_in)
         plan = decide(live, snapshot, self.keys, self.policy, stand_in=stand_in)
+        if plan.card_updates and not stand_in:
+            fresh = await self._lock_cards(conn, plan, snapshot, now)
+            if fresh is not None:  # a concurrent batch changed them since the first read
+                snapshot = dataclasses.replace(snapshot, cards=fresh)
+                plan = decide(live, snapshot, self.keys, self.policy)
         # Written before the ledger: the hot deposit's lock, taken by the ledger write and held to the
         # commit, then covers only the ledger's own work and the few rows the ledger declines.
         await self._write_cards(conn, plan, now)
@@ -507,13 +515,9 @@ class AuthorizationEngine:
         change), fee schedules, rates, card activity for waivers, zone PIN keys."""
         answers = await self._answers(conn, live)
         today = now.astimezone(UTC).date()
-        records = await conn.fetch(CARDS, list({item.fingerprint for item in live}), now)
+        fingerprints = list({item.fingerprint for item in live})
+        records = await conn.fetch(CARDS_LOCKED if lock_every_card else CARDS, fingerprints, now)
         cards = {r["pan_fingerprint"]: _card_facts(r, today) for r in records}
-        counted = set(cards) if lock_every_card else {
-            item.fingerprint for item in live if touches_counters(item.request, cards.get(item.fingerprint), self.keys)}
-        if counted:
-            cards.update((r["pan_fingerprint"], _card_facts(r, today))
-                         for r in await conn.fetch(CARDS_LOCKED, list(counted), now))
         self._remember_stand_in_rules(cards.values())
         await self._load_schedules(conn, {c.fee_schedule_id for c in cards.values()} - {None})
         pairs, need_activity = set(), set()
@@ -546,6 +550,22 @@ class AuthorizationEngine:
                     r["action_code"], r["available_after"], r["billing_amount"], r["fee"], r["stand_in"])
                 answers[(network_id, r["message_id"])] = StoredAnswer(result, r["request_digest"])
         return answers
+
+    async def _lock_cards(self, conn: asyncpg.Connection, plan: Plan, snapshot: Snapshot,
+                          now: datetime) -> dict[str, CardFacts] | None:
+        """Lock the cards whose counters the plan changes and read them again: the cards as they are
+        now if any of them changed since the batch's first read, else None.
+
+        A card's decisions depend on its own facts only, so deciding again with these fresh facts
+        changes counters on no card outside this set: no count is lost to a concurrent batch, and
+        batches lock their cards in one ordered statement, never in a cycle."""
+        updated = {card.fingerprint for card in snapshot.cards.values() if card.card_id in plan.card_updates}
+        today = now.astimezone(UTC).date()
+        fresh = {r["pan_fingerprint"]: _card_facts(r, today)
+                 for r in await conn.fetch(CARDS_LOCKED, list(updated), now)}
+        if all(fresh[fingerprint] == snapshot.cards[fingerprint] for fingerprint in updated):
+            return None
+        return {**snapshot.cards, **fresh}
 
     def _remember_stand_in_rules(self, cards) -> None:
         """Which cards approve in stand-in, for the stand-ins decided without the database."""

@@ -11,12 +11,17 @@ import asyncio
 import contextlib
 import uuid
 
+import os
+
+import psec
 import pytest
 
 from antaca_auth.authorization import AuthorizationRequest, TxType
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.engine import AuthorizationEngine, EngineSettings
+from antaca_auth.pinblock import PinBlockFormat, ZoneKey
 from antaca_auth.verify import verify_ledger
+from antaca_auth.zonekeys import store_zone_key
 from bench.auth_bench import setup
 
 SHORT = EngineSettings(deadline_seconds=0.4, stand_in_reserve_seconds=0.1, writers=1, batch_wait_seconds=0.001,
@@ -233,3 +238,29 @@ async def test_a_message_id_reused_for_another_payment_is_a_duplicate_transmissi
     assert (row["decision"], row["response_code"]) == ("APPROVED", "00")
     assert await world.holds_for(request.message_id) == 2
     assert world.engine.statistics()["duplicate_transmissions"] == 1
+
+
+async def test_concurrent_wrong_pins_count_every_one_and_lock_on_the_third(pool, ledger):
+    """24 wrong PINs at once over concurrent batches: each batch locks the cards its plan counts and
+    decides again if another batch changed them, so exactly two answer WRONG_PIN and one locks."""
+    w = await World().start(pool, ledger, EngineSettings(writers=4, batch_size_max=3, batch_wait_seconds=0.001))
+    try:
+        zone_key = ZoneKey(PinBlockFormat.ISO_4, os.urandom(16))
+        async with pool.acquire() as conn:
+            await store_zone_key(conn, w.keys, w.network, zone_key)
+            salt, verification = w.keys.new_pin_record(w.cards[0]["card"], "4821")
+            await conn.execute("UPDATE cards SET pin_salt = $2, pin_verification = $3 WHERE id = $1",
+                               w.cards[0]["card"], salt, verification)
+        block = psec.pinblock.encipher_pinblock_iso_4(zone_key.key, "1357", w.cards[0]["pan"]).hex()
+        requests = [AuthorizationRequest(message_id=uuid.uuid4().hex, pan=w.cards[0]["pan"], expiry="3012",
+                                         amount=100, currency="EUR", type=TxType.POS, pin_block=block)
+                    for _ in range(24)]
+        answers = await asyncio.gather(*(w.authorize(r) for r in requests))
+        reasons = sorted(a.reason for a in answers)
+        assert reasons.count("WRONG_PIN") == 2 and reasons.count("PIN_TRIES_EXCEEDED") == 1
+        assert reasons.count("CARD_LOCKED_PIN_TRIES_EXCEEDED") == 21
+        card = await pool.fetchrow("SELECT state, lock_reason, pin_failures FROM cards WHERE id = $1",
+                                   w.cards[0]["card"])
+        assert tuple(card) == ("LOCKED", 6, 3)
+    finally:
+        await w.engine.stop()
