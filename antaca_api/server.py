@@ -24,6 +24,7 @@ from antaca_api.settings import Settings
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
 from antaca_auth.engine import AuthorizationEngine
+from antaca_auth.followups import FollowUps
 from antaca_auth.ledger import Ledger
 from antaca_auth.migrations import migrate
 from antaca_auth.sweeper import run_sweeper
@@ -56,6 +57,9 @@ async def serve(dsn: str, settings: Settings) -> None:
     services = Services(pool=pool, ledger=Ledger(pool), settings=settings, jwe_key=jwe_key, ca=ca,
                         kyc_provider=DeterministicKycProvider(), card_keys=card_keys)
     services.engine = AuthorizationEngine(pool, services.ledger, card_keys, settings.engine)
+    services.follow_ups = FollowUps(pool, services.ledger, card_keys,
+                                    hold_seconds=services.engine.hold_seconds,
+                                    clearing_tolerance_percent=settings.clearing_tolerance_percent)
     await services.engine.start()
     resumed = await resume_pending(services)
     if resumed:

@@ -12,6 +12,7 @@ import asyncpg
 
 from antaca_api.credentials import CredentialCache
 from antaca_api.settings import Settings
+from antaca_auth.followups import FollowUps
 from antaca_auth.ledger import Ledger
 
 
@@ -29,6 +30,7 @@ class Services:
     kyc_provider: Any = None  # antaca_api.kyc.KycProvider
     card_keys: Any = None  # antaca_auth.cardkeys.CardKeys
     engine: Any = None  # antaca_auth.engine.AuthorizationEngine
+    follow_ups: FollowUps | None = None  # reversals, clearings and force posts (network channel)
     clock: Callable[[], datetime] = field(default=utc_now)
     credentials: CredentialCache = field(default_factory=CredentialCache)  # client certificate rows
     # Background work started by requests (asynchronous card generation); kept so it is not

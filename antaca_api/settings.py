@@ -49,6 +49,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     alert_backoff_base: float = 1.0  # seconds before the first retry; doubles per failure, capped at an hour
     alert_max_attempts: int = 10  # a delivery is FAILED after this many attempts
     engine: EngineSettings = EngineSettings()  # the authorization engine (antaca_auth/engine.py)
+    clearing_tolerance_percent: int = 20  # a clearing may exceed its hold by this much (tips, fuel)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -79,4 +80,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             alert_backoff_base=float(env.get("ANTACA_ALERT_BACKOFF_BASE", default.alert_backoff_base)),
             alert_max_attempts=int(env.get("ANTACA_ALERT_MAX_ATTEMPTS", default.alert_max_attempts)),
             engine=engine_settings_from_env(env),
+            clearing_tolerance_percent=int(env.get("ANTACA_CLEARING_TOLERANCE_PERCENT",
+                                                   default.clearing_tolerance_percent)),
         )

@@ -1,13 +1,21 @@
 """What follows an authorization on the network channel: reversals (full or partial), clearings
-(captures, within a tolerance above the hold) and force posts (a clearing without an authorization).
+(captures, within a tolerance above the hold) and force posts (a clearing without an
+authorization).
 
-Each is one transaction that books the ledger transfers and records the network's message, so the
-same message again returns the first answer.
+Each is one transaction that books the ledger transfers and records the network's message in
+`authorization_events` (this module owns that table), so the same message again returns the first
+answer. It locks the authorization row, so different follow-ups of one authorization run one after
+another. A refused follow-up records nothing: sent again, it is decided afresh.
+
+The arithmetic (how much to release and hold again, what each hold is cleared at, the tolerance)
+is in pure functions below the SQL; `FollowUps` loads, calls them and writes.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
@@ -16,9 +24,12 @@ from antaca_auth import fees as pricing
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.ids import new_id
 from antaca_auth.ledger import SELECT_TRANSFERS, Ledger, transfer_from_row
+from antaca_auth.query import Query
 from antaca_auth.settlement import TransferCodes, settlement_account
 from antaca_auth.thresholds import check_crossings
-from antaca_auth.transfers import ResultCode, Transfer, TransferKind
+from antaca_auth.transfers import MAX_REFERENCE, ResultCode, StoredTransfer, Transfer, TransferKind
+
+PERCENT = 100
 
 
 class AuthorizationNotFound(Exception):
@@ -37,227 +48,400 @@ class FollowUp(msgspec.Struct, frozen=True, rename="camel"):
     replayed: bool
 
 
-AUTH_FOR_FOLLOW_UP = """
-    SELECT a.id, a.amount, a.currency, a.type, a.deposit_hold_id, a.user_hold_id, a.fee_hold_id, a.card_id,
-           a.billing_amount, a.fx_rate, a.fee_schedule_id, a.transaction_fee, a.conversion_fee, c.program_id,
-           c.balance_id, p.currency AS program_currency
+# --- SQL -------------------------------------------------------------------------------------
+RECORDED_EVENT = Query("""
+    SELECT id, authorization_id, kind, amount FROM authorization_events
+    WHERE network_id = :network_id AND message_id = :message_id""")
+
+INSERT_EVENT = Query("""
+    INSERT INTO authorization_events
+        (id, network_id, message_id, authorization_id, kind, amount, currency)
+    VALUES (:id, :network_id, :message_id, :authorization_id, :kind, :amount, :currency)""")
+
+AUTHORIZATION_FOR_FOLLOW_UP = """
+    SELECT a.id, a.amount, a.currency, a.type, a.deposit_hold_id, a.user_hold_id, a.fee_hold_id,
+           a.card_id, a.billing_amount, a.fx_rate, a.fee_schedule_id, a.transaction_fee,
+           a.conversion_fee, c.program_id, c.balance_id, p.currency AS program_currency
     FROM authorizations a
     JOIN cards c ON c.id = a.card_id
     JOIN card_programs p ON p.id = c.program_id
-    WHERE a.network_id = $1 AND a.message_id = $2 AND a.decision = 'APPROVED' AND a.user_hold_id IS NOT NULL
+    WHERE a.network_id = $1 AND a.message_id = $2 AND a.decision = 'APPROVED'
+      AND a.user_hold_id IS NOT NULL
     FOR UPDATE OF a"""
 
+SET_HOLDS = Query("""
+    UPDATE authorizations
+    SET user_hold_id = :user_hold_id, deposit_hold_id = :deposit_hold_id, fee_hold_id = :fee_hold_id
+    WHERE id = :id""")
 
-async def _recorded(conn: asyncpg.Connection, network_id: uuid.UUID, message_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT id, authorization_id, kind, amount FROM authorization_events WHERE network_id = $1 AND message_id = $2",
-        network_id, message_id)
+FEE_SCHEDULE = "SELECT schedule FROM fee_schedules WHERE id = $1"
 
-
-async def _record(conn, network_id, message_id, authorization_id, kind, amount, currency) -> uuid.UUID:
-    event_id = new_id()
-    await conn.execute(
-        """INSERT INTO authorization_events (id, network_id, message_id, authorization_id, kind, amount, currency)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        event_id, network_id, message_id, authorization_id, kind, amount, currency)
-    return event_id
-
-
-async def _open_holds(conn: asyncpg.Connection, network_id: uuid.UUID, message_id: str, original_message_id: str):
-    """(the earlier answer to this message, or None; the authorization, locked; its open holds by id)."""
-    done = await _recorded(conn, network_id, message_id)
-    if done is not None:
-        return FollowUp(done["id"], done["authorization_id"], done["kind"], done["amount"], True), None, None
-    auth = await conn.fetchrow(AUTH_FOR_FOLLOW_UP, network_id, original_message_id)
-    if auth is None:
-        raise AuthorizationNotFound()
-    ids = [i for i in (auth["user_hold_id"], auth["deposit_hold_id"], auth["fee_hold_id"]) if i]
-    holds = {t.id: t for t in map(transfer_from_row, await SELECT_TRANSFERS.fetch(conn, ids=ids))}
-    return None, auth, holds
-
-
-async def _book(conn: asyncpg.Connection, ledger: Ledger, batch: list[Transfer], what: str) -> None:
-    """Write a follow-up's transfers; any refusal refuses the whole follow-up."""
-    outcome = await ledger.write_batch(conn, batch)
-    failed = [r.code for r in outcome.results if r.code is not ResultCode.OK]
-    if failed:
-        raise FollowUpRefused(f"{what}: {failed[0]}")
-
-
-class _Pricing:
-    """How a follow-up of an authorization converts amounts and recomputes its fees."""
-
-    def __init__(self, auth: asyncpg.Record, schedule: pricing.FeeSchedule | None, exponents: dict[str, int]):
-        self.auth, self.schedule, self.exponents = auth, schedule, exponents
-
-    def billing(self, amount: int) -> int:
-        """A network amount (the authorization's currency) in the balance's currency, at its rate."""
-        a = self.auth
-        if a["fx_rate"] is None:
-            return amount
-        if amount == a["amount"]:
-            return a["billing_amount"]
-        return pricing.convert(amount, self.exponents[a["currency"]], self.exponents[a["program_currency"]],
-                               a["fx_rate"])
-
-    def fees(self, billing: int) -> tuple[int, int]:
-        """(transaction fee, conversion fee) on `billing`; a part waived or absent at authorization stays 0."""
-        a = self.auth
-        if self.schedule is None or a["transaction_fee"] + a["conversion_fee"] == 0:
-            return 0, 0
-        fee, conversion = pricing.transaction_fees(self.schedule, a["type"], billing, a["fx_rate"] is not None, {})
-        return (fee if a["transaction_fee"] else 0), (conversion if a["conversion_fee"] else 0)
-
-
-async def _pricing(conn: asyncpg.Connection, ledger: Ledger, auth: asyncpg.Record) -> _Pricing:
-    schedule = None
-    if auth["fee_schedule_id"] is not None:
-        raw = await conn.fetchval("SELECT schedule FROM fee_schedules WHERE id = $1", auth["fee_schedule_id"])
-        schedule = pricing.decode_schedule(raw)
-    return _Pricing(auth, schedule, await ledger.currencies())
-
-
-async def reverse(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, message_id: str,
-                  original_message_id: str, amount: int | None, hold_seconds: int) -> FollowUp:
-    """Release an authorization's hold, in full or in part (the rest, and its fee, stays held)."""
-    async with pool.acquire() as conn, conn.transaction():
-        replay, auth, holds = await _open_holds(conn, network_id, message_id, original_message_id)
-        if replay is not None:
-            return replay
-        price = await _pricing(conn, ledger, auth)
-        held = holds[auth["user_hold_id"]].amount
-        released = held if amount is None else price.billing(amount)
-        if amount is not None and auth["fx_rate"] is not None and released == held + 1:
-            released = held  # the last piece of a converted amount reversed in parts: rounding
-        if not 0 < released <= held:
-            raise FollowUpRefused("the reversal is larger than what is held")
-        rest = held - released
-        new_amounts = {auth["deposit_hold_id"]: rest, auth["user_hold_id"]: rest}
-        if auth["fee_hold_id"] is not None:
-            new_amounts[auth["fee_hold_id"]] = min(sum(price.fees(rest)), holds[auth["fee_hold_id"]].amount)
-        batch, new_ids = [], {}
-        for hold_id in (auth["deposit_hold_id"], auth["user_hold_id"], auth["fee_hold_id"]):
-            if hold_id is None:
-                continue
-            h = holds[hold_id]
-            batch.append(Transfer(id=new_id(), kind=TransferKind.VOID_PENDING, pending_id=hold_id, code=h.code,
-                                  linked=True))
-            if new_amounts[hold_id] > 0:  # hold the rest again
-                new_ids[hold_id] = new_id()
-                batch.append(Transfer(id=new_ids[hold_id], kind=TransferKind.PENDING, code=h.code,
-                                      debit_account_id=h.debit_account_id, credit_account_id=h.credit_account_id,
-                                      amount=new_amounts[hold_id], currency=h.currency, timeout=hold_seconds,
-                                      reference=h.reference, linked=True))
-        batch[-1] = msgspec.structs.replace(batch[-1], linked=False)
-        await _book(conn, ledger, batch, "the hold cannot be released")
-        await conn.execute(
-            "UPDATE authorizations SET user_hold_id = $2, deposit_hold_id = $3, fee_hold_id = $4 WHERE id = $1",
-            auth["id"], new_ids.get(auth["user_hold_id"]), new_ids.get(auth["deposit_hold_id"]),
-            new_ids.get(auth["fee_hold_id"]))
-        # A full reversal names no amount: it is recorded as released, in the balance's currency.
-        amount, currency = (released, auth["program_currency"]) if amount is None else (amount, auth["currency"])
-        event_id = await _record(conn, network_id, message_id, auth["id"], "REVERSAL", amount, currency)
-    return FollowUp(event_id, auth["id"], "REVERSAL", amount, False)
-
-
-async def clear(pool: asyncpg.Pool, ledger: Ledger, network_id: uuid.UUID, message_id: str,
-                original_message_id: str, amount: int, tolerance_percent: int) -> FollowUp:
-    """Capture an authorization's hold and its fee: in part (the rest is released) or above it within the
-    tolerance; the fees are recomputed on the captured amount and recorded as paid charges."""
-    async with pool.acquire() as conn, conn.transaction():
-        replay, auth, holds = await _open_holds(conn, network_id, message_id, original_message_id)
-        if replay is not None:
-            return replay
-        price = await _pricing(conn, ledger, auth)
-        held = holds[auth["user_hold_id"]].amount
-        billing = price.billing(amount)
-        limit = held + held * tolerance_percent // 100
-        if not 0 < billing <= limit:
-            raise FollowUpRefused(f"the clearing exceeds the hold plus the {tolerance_percent}% tolerance")
-        fee, conversion = price.fees(billing)
-        targets = {auth["deposit_hold_id"]: billing, auth["user_hold_id"]: billing}
-        if auth["fee_hold_id"] is not None:
-            targets[auth["fee_hold_id"]] = fee + conversion
-        batch, paid_by = [], None
-        for hold_id in (auth["deposit_hold_id"], auth["user_hold_id"], auth["fee_hold_id"]):
-            if hold_id is None:
-                continue
-            h, target = holds[hold_id], targets[hold_id]
-            if target == 0:
-                batch.append(Transfer(id=new_id(), kind=TransferKind.VOID_PENDING, pending_id=hold_id, code=h.code,
-                                      linked=True))
-                continue
-            batch.append(Transfer(id=new_id(), kind=TransferKind.POST_PENDING, pending_id=hold_id, code=h.code,
-                                  amount=min(target, h.amount), linked=True))
-            if hold_id == auth["fee_hold_id"]:
-                paid_by = batch[-1].id
-            if target > h.amount:  # the part above the hold moves at once, on the same accounts
-                batch.append(Transfer(id=new_id(), code=h.code, debit_account_id=h.debit_account_id,
-                                      credit_account_id=h.credit_account_id, amount=target - h.amount,
-                                      currency=h.currency, reference=h.reference, linked=True))
-        batch[-1] = msgspec.structs.replace(batch[-1], linked=False)
-        await _book(conn, ledger, batch, "the clearing cannot be booked")
-        await conn.execute(
-            "UPDATE authorizations SET user_hold_id = NULL, deposit_hold_id = NULL, fee_hold_id = NULL WHERE id = $1",
-            auth["id"])
-        if paid_by is not None:
-            await _record_fee_charges(conn, auth, paid_by, fee, conversion)
-        if auth["deposit_hold_id"] is not None:
-            await check_crossings(conn, [holds[auth["deposit_hold_id"]].debit_account_id])
-        event_id = await _record(conn, network_id, message_id, auth["id"], "CLEARING", amount, auth["currency"])
-    return FollowUp(event_id, auth["id"], "CLEARING", amount, False)
-
-
-async def _record_fee_charges(conn: asyncpg.Connection, auth: asyncpg.Record, transfer_id: uuid.UUID, fee: int,
-                              conversion: int) -> None:
-    """The transaction and conversion fees a clearing posted, as paid charges (fee revenue reports)."""
-    for fee_type, amount in ((pricing.TRANSACTION_FEES[auth["type"]], fee),
-                             (pricing.FeeType.CURRENCY_CONVERSION, conversion)):
-        if amount:
-            await conn.execute(
-                """INSERT INTO fee_charges (id, program_id, schedule_id, fee_type, cause, balance_id, card_id, amount,
-                       currency, state, transfer_id, paid_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'PAID', $10, now())""",
-                new_id(), auth["program_id"], auth["fee_schedule_id"], str(fee_type), f"authorization:{auth['id']}",
-                auth["balance_id"], auth["card_id"], amount, auth["program_currency"], transfer_id)
-
+# The same statement as antaca_api/charges.py INSERT_PAID: antaca_auth never imports antaca_api.
+INSERT_PAID_FEE_CHARGE = Query("""
+    INSERT INTO fee_charges (id, program_id, schedule_id, fee_type, cause, balance_id, card_id,
+                             amount, currency, state, transfer_id, paid_at)
+    VALUES (:id, :program_id, :schedule_id, :fee_type, :cause, :balance_id, :card_id,
+            :amount, :currency, 'PAID', :transfer_id, now())""")
 
 FORCE_POST_CARD = """
-    SELECT c.id AS card_id, p.currency, p.funding_model, b.account_id AS user_account, pa.account_id AS deposit
+    SELECT c.id AS card_id, p.currency, p.funding_model, b.account_id AS user_account,
+           pa.account_id AS deposit
     FROM cards c JOIN card_programs p ON p.id = c.program_id JOIN balances b ON b.id = c.balance_id
     LEFT JOIN partner_accounts pa
-           ON pa.partner_id = c.partner_id AND pa.currency = p.currency AND pa.kind = 'partner_deposit'
+           ON pa.partner_id = c.partner_id AND pa.currency = p.currency
+          AND pa.kind = 'partner_deposit'
     WHERE c.pan_fingerprint = $1"""
 
 
-async def force_post(pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys, network_id: uuid.UUID, message_id: str,
-                     pan: str, amount: int, currency: str) -> FollowUp:
-    """Book a clearing that has no authorization (a force post) directly on the card's accounts."""
-    async with pool.acquire() as conn, conn.transaction():
-        done = await _recorded(conn, network_id, message_id)
-        if done is not None:
-            return FollowUp(done["id"], done["authorization_id"], done["kind"], done["amount"], True)
-        card = await conn.fetchrow(FORCE_POST_CARD, keys.fingerprint(pan))
-        if card is None:
-            raise AuthorizationNotFound()
-        if card["currency"] != currency:
-            raise FollowUpRefused("the currency is not the card program's")
-        settlement = settlement_account(currency)
-        if card["funding_model"] == "DEPOSIT":
-            if card["deposit"] is None:
-                raise FollowUpRefused("the partner has no deposit balance")
-            batch = [Transfer(id=new_id(), code=TransferCodes.DEPOSIT_HOLD, debit_account_id=card["deposit"],
-                              credit_account_id=settlement, amount=amount, currency=currency,
-                              reference=message_id[:256], linked=True),
-                     Transfer(id=new_id(), code=TransferCodes.USER_HOLD, debit_account_id=card["user_account"],
-                              credit_account_id=card["deposit"], amount=amount, currency=currency,
-                              reference=message_id[:256])]
-        else:
-            batch = [Transfer(id=new_id(), code=TransferCodes.USER_HOLD, debit_account_id=card["user_account"],
-                              credit_account_id=settlement, amount=amount, currency=currency,
-                              reference=message_id[:256])]
-        await _book(conn, ledger, batch, "the force post cannot be booked")
-        if card["funding_model"] == "DEPOSIT":
-            await check_crossings(conn, [card["deposit"]])
-        event_id = await _record(conn, network_id, message_id, None, "FORCE_POST", amount, currency)
-    return FollowUp(event_id, None, "FORCE_POST", amount, False)
+# --- pure decisions --------------------------------------------------------------------------
+class HoldIds(NamedTuple):
+    """An authorization's open holds; the deposit's (DEPOSIT model only) and the fee's may be
+    absent."""
+
+    deposit: uuid.UUID | None
+    user: uuid.UUID
+    fee: uuid.UUID | None
+
+    def in_booking_order(self) -> list[uuid.UUID]:
+        return [i for i in (self.deposit, self.user, self.fee) if i is not None]
+
+
+class Release(NamedTuple):
+    released: int
+    rest: int  # still held after the reversal
+
+
+def decide_release(held: int, requested: int | None, converted: bool) -> Release:
+    """How much of the user's hold (`held`) a reversal releases, and what stays held.
+
+    `requested` is the reversal's amount in the balance's currency (None: the whole hold). Parts
+    of a converted amount are each rounded, so the last part may come to one more than is left:
+    it releases what is left."""
+    if held <= 0:
+        raise ValueError(f"a hold is positive, not {held}")
+    if requested is None or (converted and requested == held + 1):
+        released = held
+    else:
+        released = requested
+    if not 0 < released <= held:
+        raise FollowUpRefused("the reversal is larger than what is held")
+    return Release(released, held - released)
+
+
+def rehold_amounts(holds: HoldIds, rest: int, fee_on_rest: int,
+                   fee_held: int) -> dict[uuid.UUID, int]:
+    """What each hold is held at again after a reversal (0: released entirely). The fee is the
+    fee of what stays, never more than was held for it."""
+    if rest < 0 or fee_on_rest < 0 or fee_held < 0:
+        raise ValueError(f"holding {rest} again with fees of {fee_on_rest} (held {fee_held})")
+    amounts = {holds.user: rest}
+    if holds.deposit is not None:
+        amounts[holds.deposit] = rest
+    if holds.fee is not None:
+        amounts[holds.fee] = min(fee_on_rest, fee_held)
+    return amounts
+
+
+def clearing_limit(held: int, tolerance_percent: int) -> int:
+    """The most a clearing of `held` may capture: the hold plus the tolerance, rounded down."""
+    return held + held * tolerance_percent // PERCENT
+
+
+def check_clearing(billing: int, held: int, tolerance_percent: int) -> None:
+    """Refuse a clearing (in the balance's currency) of nothing, or above the tolerance."""
+    if billing <= 0:
+        raise FollowUpRefused("the clearing comes to nothing in the balance's currency")
+    if billing > clearing_limit(held, tolerance_percent):
+        raise FollowUpRefused(
+            f"the clearing exceeds the hold plus the {tolerance_percent}% tolerance")
+
+
+def clearing_targets(holds: HoldIds, billing: int, fee_total: int) -> dict[uuid.UUID, int]:
+    """What each hold is captured at (0: voided): the payment on the user's and the deposit's
+    holds, the fees recomputed on it on the fee hold."""
+    if billing <= 0 or fee_total < 0:
+        raise ValueError(f"a clearing of {billing} with fees of {fee_total}")
+    targets = {holds.user: billing}
+    if holds.deposit is not None:
+        targets[holds.deposit] = billing
+    if holds.fee is not None:
+        targets[holds.fee] = fee_total
+    return targets
+
+
+def _chain(batch: list[Transfer]) -> list[Transfer]:
+    """The batch as one linked chain: all of it is booked, or none."""
+    linked = [msgspec.structs.replace(t, linked=True) for t in batch]
+    linked[-1] = msgspec.structs.replace(linked[-1], linked=False)
+    return linked
+
+
+IdFactory = Callable[[], uuid.UUID]
+
+
+def _void(hold: StoredTransfer, make_id: IdFactory) -> Transfer:
+    return Transfer(id=make_id(), kind=TransferKind.VOID_PENDING, pending_id=hold.id,
+                    code=hold.code)
+
+
+def reversal_transfers(holds: list[StoredTransfer], amounts: dict[uuid.UUID, int],
+                       hold_seconds: int, make_id: IdFactory = new_id,
+                       ) -> tuple[list[Transfer], dict[uuid.UUID, uuid.UUID]]:
+    """Void each hold and hold its new amount again on the same accounts (a hold cannot shrink);
+    (the linked chain, the new hold's id by the old one's)."""
+    batch, new_ids = [], {}
+    for h in holds:
+        batch.append(_void(h, make_id))
+        if amounts[h.id] > 0:
+            new_ids[h.id] = make_id()
+            batch.append(Transfer(
+                id=new_ids[h.id], kind=TransferKind.PENDING, code=h.code,
+                debit_account_id=h.debit_account_id, credit_account_id=h.credit_account_id,
+                amount=amounts[h.id], currency=h.currency, timeout=hold_seconds,
+                reference=h.reference))
+    return _chain(batch), new_ids
+
+
+def clearing_transfers(holds: list[StoredTransfer], targets: dict[uuid.UUID, int],
+                       make_id: IdFactory = new_id,
+                       ) -> tuple[list[Transfer], dict[uuid.UUID, uuid.UUID]]:
+    """Post each hold at its target (void it at 0); the part of a target above its hold moves at
+    once on the same accounts. (The linked chain, each posted hold's post id.)"""
+    batch, posts = [], {}
+    for h in holds:
+        target = targets[h.id]
+        if target == 0:
+            batch.append(_void(h, make_id))
+            continue
+        posts[h.id] = make_id()
+        batch.append(Transfer(id=posts[h.id], kind=TransferKind.POST_PENDING, pending_id=h.id,
+                              code=h.code, amount=min(target, h.amount)))
+        if target > h.amount:
+            batch.append(Transfer(
+                id=make_id(), code=h.code, debit_account_id=h.debit_account_id,
+                credit_account_id=h.credit_account_id, amount=target - h.amount,
+                currency=h.currency, reference=h.reference))
+    return _chain(batch), posts
+
+
+def force_post_transfers(card: asyncpg.Record | dict, message_id: str, amount: int, currency: str,
+                         make_id: IdFactory = new_id) -> list[Transfer]:
+    """A force post booked at once: DEPOSIT, the deposit pays the network and the user's money
+    repays the deposit; CREDIT, the user's money pays the network."""
+    settlement, reference = settlement_account(currency), message_id[:MAX_REFERENCE]
+    user = card["user_account"]
+    if card["funding_model"] != "DEPOSIT":
+        return [Transfer(id=make_id(), code=TransferCodes.USER_HOLD, debit_account_id=user,
+                         credit_account_id=settlement, amount=amount, currency=currency,
+                         reference=reference)]
+    deposit = card["deposit"]
+    if deposit is None:
+        raise FollowUpRefused("the partner has no deposit balance")
+    return _chain([
+        Transfer(id=make_id(), code=TransferCodes.DEPOSIT_HOLD, debit_account_id=deposit,
+                 credit_account_id=settlement, amount=amount, currency=currency,
+                 reference=reference),
+        Transfer(id=make_id(), code=TransferCodes.USER_HOLD, debit_account_id=user,
+                 credit_account_id=deposit, amount=amount, currency=currency,
+                 reference=reference)])
+
+
+class Pricing:
+    """How a follow-up of an authorization converts amounts and recomputes its fees (pure)."""
+
+    def __init__(self, authorization: asyncpg.Record | dict, schedule: pricing.FeeSchedule | None,
+                 exponents: dict[str, int]) -> None:
+        self.authorization, self.schedule, self.exponents = authorization, schedule, exponents
+
+    @property
+    def converted(self) -> bool:
+        return self.authorization["fx_rate"] is not None
+
+    def billing(self, amount: int) -> int:
+        """A network amount (the authorization's currency) in the balance's currency, at its
+        rate."""
+        a = self.authorization
+        if not self.converted:
+            return amount
+        if amount == a["amount"]:
+            return a["billing_amount"]
+        return pricing.convert(amount, self.exponents[a["currency"]],
+                               self.exponents[a["program_currency"]], a["fx_rate"])
+
+    def fees(self, billing: int) -> tuple[int, int]:
+        """(transaction fee, conversion fee) on `billing`; a part waived or absent at authorization
+        stays 0."""
+        a = self.authorization
+        if self.schedule is None or a["transaction_fee"] + a["conversion_fee"] == 0:
+            return 0, 0
+        fee, conversion = pricing.transaction_fees(self.schedule, a["type"], billing,
+                                                   self.converted, {})
+        return (fee if a["transaction_fee"] else 0), (conversion if a["conversion_fee"] else 0)
+
+
+# --- load, decide, write ---------------------------------------------------------------------
+class FollowUps:
+    """The network channel's reversals, clearings and force posts; built once per process."""
+
+    def __init__(self, pool: asyncpg.Pool, ledger: Ledger, keys: CardKeys, *, hold_seconds: int,
+                 clearing_tolerance_percent: int) -> None:
+        if hold_seconds <= 0:
+            raise ValueError(f"holds need a positive timeout, not {hold_seconds} seconds")
+        if clearing_tolerance_percent < 0:
+            raise ValueError(f"a negative clearing tolerance ({clearing_tolerance_percent}%)")
+        self.pool, self.ledger, self.keys = pool, ledger, keys
+        self.hold_seconds = hold_seconds  # what is held again after a partial reversal
+        self.clearing_tolerance_percent = clearing_tolerance_percent  # above the hold (tips, fuel)
+
+    async def reverse(self, network_id: uuid.UUID, message_id: str, original_message_id: str,
+                      amount: int | None) -> FollowUp:
+        """Release an authorization's hold, in full or in part (the rest, and its fee, stays
+        held)."""
+        exponents = await self.ledger.currencies()  # first: on a cold cache it takes a connection
+        async with self.pool.acquire() as conn, conn.transaction():
+            earlier = await _earlier_answer(conn, network_id, message_id)
+            if earlier is not None:
+                return earlier
+            auth, hold_ids, holds = await _open_authorization(conn, network_id,
+                                                              original_message_id)
+            price = Pricing(auth, await _schedule(conn, auth), exponents)
+            requested = None if amount is None else price.billing(amount)
+            release = decide_release(holds[hold_ids.user].amount, requested, price.converted)
+            fee_held = 0 if hold_ids.fee is None else holds[hold_ids.fee].amount
+            fee_on_rest = sum(price.fees(release.rest))
+            amounts = rehold_amounts(hold_ids, release.rest, fee_on_rest, fee_held)
+            batch, new_ids = reversal_transfers(_in_order(holds, hold_ids), amounts,
+                                                self.hold_seconds)
+            await self._book(conn, batch, "the hold cannot be released")
+            await SET_HOLDS.execute(conn, id=auth["id"], user_hold_id=new_ids.get(hold_ids.user),
+                                    deposit_hold_id=new_ids.get(hold_ids.deposit),
+                                    fee_hold_id=new_ids.get(hold_ids.fee))
+            # A full reversal names no amount: it is recorded as released, in the balance's
+            # currency.
+            if amount is None:
+                recorded, currency = release.released, auth["program_currency"]
+            else:
+                recorded, currency = amount, auth["currency"]
+            event_id = await _record(conn, network_id, message_id, auth["id"], "REVERSAL",
+                                     recorded, currency)
+        return FollowUp(event_id, auth["id"], "REVERSAL", recorded, False)
+
+    async def clear(self, network_id: uuid.UUID, message_id: str, original_message_id: str,
+                    amount: int) -> FollowUp:
+        """Capture an authorization's hold and its fee: in part (the rest is released) or above it
+        within the tolerance; the fees are recomputed on the captured amount and recorded as paid
+        charges."""
+        exponents = await self.ledger.currencies()  # first: on a cold cache it takes a connection
+        async with self.pool.acquire() as conn, conn.transaction():
+            earlier = await _earlier_answer(conn, network_id, message_id)
+            if earlier is not None:
+                return earlier
+            auth, hold_ids, holds = await _open_authorization(conn, network_id,
+                                                              original_message_id)
+            price = Pricing(auth, await _schedule(conn, auth), exponents)
+            billing = price.billing(amount)
+            check_clearing(billing, holds[hold_ids.user].amount, self.clearing_tolerance_percent)
+            fee, conversion = price.fees(billing)
+            targets = clearing_targets(hold_ids, billing, fee + conversion)
+            batch, posts = clearing_transfers(_in_order(holds, hold_ids), targets)
+            await self._book(conn, batch, "the clearing cannot be booked")
+            await SET_HOLDS.execute(conn, id=auth["id"], user_hold_id=None, deposit_hold_id=None,
+                                    fee_hold_id=None)
+            if hold_ids.fee is not None and hold_ids.fee in posts:
+                await _record_fee_charges(conn, auth, posts[hold_ids.fee], fee, conversion)
+            if hold_ids.deposit is not None:
+                await check_crossings(conn, [holds[hold_ids.deposit].debit_account_id])
+            event_id = await _record(conn, network_id, message_id, auth["id"], "CLEARING", amount,
+                                     auth["currency"])
+        return FollowUp(event_id, auth["id"], "CLEARING", amount, False)
+
+    async def force_post(self, network_id: uuid.UUID, message_id: str, pan: str, amount: int,
+                         currency: str) -> FollowUp:
+        """Book a clearing that has no authorization (a force post) directly on the card's
+        accounts."""
+        fingerprint = self.keys.fingerprint(pan)
+        async with self.pool.acquire() as conn, conn.transaction():
+            earlier = await _earlier_answer(conn, network_id, message_id)
+            if earlier is not None:
+                return earlier
+            card = await conn.fetchrow(FORCE_POST_CARD, fingerprint)
+            if card is None:
+                raise AuthorizationNotFound()
+            if card["currency"] != currency:
+                raise FollowUpRefused("the currency is not the card program's")
+            await self._book(conn, force_post_transfers(card, message_id, amount, currency),
+                             "the force post cannot be booked")
+            if card["funding_model"] == "DEPOSIT":
+                await check_crossings(conn, [card["deposit"]])
+            event_id = await _record(conn, network_id, message_id, None, "FORCE_POST", amount,
+                                     currency)
+        return FollowUp(event_id, None, "FORCE_POST", amount, False)
+
+    async def _book(self, conn: asyncpg.Connection, batch: list[Transfer], what: str) -> None:
+        """Write a follow-up's transfers; any refusal refuses the whole follow-up."""
+        outcome = await self.ledger.write_batch(conn, batch)
+        failed = [r.code for r in outcome.results if r.code is not ResultCode.OK]
+        if failed:
+            raise FollowUpRefused(f"{what}: {failed[0]}")
+
+
+async def _earlier_answer(conn: asyncpg.Connection, network_id: uuid.UUID,
+                          message_id: str) -> FollowUp | None:
+    """The answer recorded for this message, as a replay; None when it was never answered."""
+    done = await RECORDED_EVENT.fetchrow(conn, network_id=network_id, message_id=message_id)
+    if done is None:
+        return None
+    return FollowUp(done["id"], done["authorization_id"], done["kind"], done["amount"], True)
+
+
+async def _open_authorization(conn: asyncpg.Connection, network_id: uuid.UUID,
+                              original_message_id: str,
+                              ) -> tuple[asyncpg.Record, HoldIds, dict[uuid.UUID, StoredTransfer]]:
+    """The approved authorization with an open hold, locked; its hold ids; its holds by id."""
+    auth = await conn.fetchrow(AUTHORIZATION_FOR_FOLLOW_UP, network_id, original_message_id)
+    if auth is None:
+        raise AuthorizationNotFound()
+    hold_ids = HoldIds(auth["deposit_hold_id"], auth["user_hold_id"], auth["fee_hold_id"])
+    rows = await SELECT_TRANSFERS.fetch(conn, ids=hold_ids.in_booking_order())
+    holds = {t.id: t for t in map(transfer_from_row, rows)}
+    missing = set(hold_ids.in_booking_order()) - holds.keys()
+    if missing:  # the authorization row and the ledger disagree: book nothing
+        raise LookupError(f"authorization {auth['id']} names holds the ledger lacks: {missing}")
+    return auth, hold_ids, holds
+
+
+def _in_order(holds: dict[uuid.UUID, StoredTransfer], hold_ids: HoldIds) -> list[StoredTransfer]:
+    return [holds[i] for i in hold_ids.in_booking_order()]
+
+
+async def _schedule(conn: asyncpg.Connection,
+                    auth: asyncpg.Record) -> pricing.FeeSchedule | None:
+    """The fee schedule version the authorization was priced with (None: no fees)."""
+    if auth["fee_schedule_id"] is None:
+        return None
+    return pricing.decode_schedule(await conn.fetchval(FEE_SCHEDULE, auth["fee_schedule_id"]))
+
+
+async def _record(conn: asyncpg.Connection, network_id: uuid.UUID, message_id: str,
+                  authorization_id: uuid.UUID | None, kind: str, amount: int,
+                  currency: str) -> uuid.UUID:
+    event_id = new_id()
+    await INSERT_EVENT.execute(conn, id=event_id, network_id=network_id, message_id=message_id,
+                               authorization_id=authorization_id, kind=kind, amount=amount,
+                               currency=currency)
+    return event_id
+
+
+async def _record_fee_charges(conn: asyncpg.Connection, auth: asyncpg.Record,
+                              transfer_id: uuid.UUID, fee: int, conversion: int) -> None:
+    """The transaction and conversion fees a clearing posted, as paid charges (fee revenue
+    reports)."""
+    for fee_type, amount in ((pricing.TRANSACTION_FEES[auth["type"]], fee),
+                             (pricing.FeeType.CURRENCY_CONVERSION, conversion)):
+        if amount:
+            await INSERT_PAID_FEE_CHARGE.execute(
+                conn, id=new_id(), program_id=auth["program_id"],
+                schedule_id=auth["fee_schedule_id"], fee_type=str(fee_type),
+                cause=f"authorization:{auth['id']}", balance_id=auth["balance_id"],
+                card_id=auth["card_id"], amount=amount, currency=auth["program_currency"],
+                transfer_id=transfer_id)

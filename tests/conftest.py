@@ -99,10 +99,14 @@ async def api(pool, key_material, database_url):
 
     jwe_key, ca = key_material
     from antaca_auth.engine import AuthorizationEngine
+    from antaca_auth.followups import FollowUps
 
     services = Services(pool=pool, ledger=Ledger(pool), settings=Settings(), jwe_key=jwe_key, ca=ca,
                         kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate())
     services.engine = AuthorizationEngine(pool, services.ledger, services.card_keys)
+    services.follow_ups = FollowUps(
+        pool, services.ledger, services.card_keys, hold_seconds=services.engine.hold_seconds,
+        clearing_tolerance_percent=services.settings.clearing_tolerance_percent)
     await services.engine.start()
     server, runner = await start_api(services, ca)
     # Certificate lookups cached as `antaca serve` does, so every API test runs through the cache.

@@ -23,6 +23,7 @@ from antaca_auth.verify import verify_ledger
 from bench.auth_bench import setup
 
 HOLD_SECONDS = 100
+CLEARING_TOLERANCE_PERCENT = 20  # the model's clearing rule assumes it
 
 
 class Clock:
@@ -76,7 +77,9 @@ class Model:
             return False
         card, held = self.holds[message_id]
         extra = amount - held
-        if amount > held + held * 20 // 100 or (extra > 0 and (self.deposit + held < extra or self.user[card] < extra)):
+        limit = held + held * CLEARING_TOLERANCE_PERCENT // 100
+        uncovered = extra > 0 and (self.deposit + held < extra or self.user[card] < extra)
+        if amount > limit or uncovered:
             return False
         del self.holds[message_id]
         self.deposit += held  # the deposit is repaid by the user's posted funds
@@ -116,6 +119,8 @@ async def run(dsn: str, steps, funds, deposit) -> None:
         engine = AuthorizationEngine(pool, ledger, keys, EngineSettings(batch_size_max=8, batch_wait_seconds=0.002,
                                                                    hold_seconds=HOLD_SECONDS), clock=clock)
         await engine.start()
+        follow_ups = followups.FollowUps(pool, ledger, keys, hold_seconds=HOLD_SECONDS,
+                                         clearing_tolerance_percent=CLEARING_TOLERANCE_PERCENT)
         network = uuid.uuid4()
         async with pool.acquire() as conn:
             await conn.execute("INSERT INTO networks (id, name) VALUES ($1, $2)", network, network.hex)
@@ -139,9 +144,9 @@ async def run(dsn: str, steps, funds, deposit) -> None:
             elif kind in ("reverse", "clear") and messages:
                 index, amount = arg
                 original = messages[index % len(messages)]
-                call = (followups.reverse(pool, ledger, network, uuid.uuid4().hex, original, amount, HOLD_SECONDS)
+                call = (follow_ups.reverse(network, uuid.uuid4().hex, original, amount)
                         if kind == "reverse" else
-                        followups.clear(pool, ledger, network, uuid.uuid4().hex, original, amount, 20))
+                        follow_ups.clear(network, uuid.uuid4().hex, original, amount))
                 try:
                     await call
                     ok = True

@@ -130,6 +130,8 @@ async def run(dsn: str, steps, funds) -> None:
                    VALUES ($1, $2, 1, $3, $4)""",
                 uuid.uuid4(), program, datetime(2020, 1, 1, tzinfo=UTC), SCHEDULE)
         engine = AuthorizationEngine(pool, ledger, keys, EngineSettings(batch_size_max=4, batch_wait_seconds=0.002))
+        follow_ups = followups.FollowUps(pool, ledger, keys, hold_seconds=3600,
+                                         clearing_tolerance_percent=20)
         await engine.start()
         network = uuid.uuid4()
         await pool.execute("INSERT INTO networks (id, name) VALUES ($1, $2)", network, network.hex)
@@ -147,9 +149,9 @@ async def run(dsn: str, steps, funds) -> None:
             elif kind in ("clear", "reverse") and messages:
                 index, amount = arg
                 original = messages[index % len(messages)]
-                call = (followups.clear(pool, ledger, network, uuid.uuid4().hex, original, amount, 20)
+                call = (follow_ups.clear(network, uuid.uuid4().hex, original, amount)
                         if kind == "clear" else
-                        followups.reverse(pool, ledger, network, uuid.uuid4().hex, original, amount, 3600))
+                        follow_ups.reverse(network, uuid.uuid4().hex, original, amount))
                 try:
                     await call
                 except (followups.AuthorizationNotFound, followups.FollowUpRefused):

@@ -18,8 +18,6 @@ from antaca_auth.authorization import AuthorizationRequest, MessageId
 from antaca_auth.engine import AuthorizationResult, OutcomeUnknown
 from antaca_auth.followups import FollowUp
 
-CLEARING_TOLERANCE_PERCENT = 20  # a clearing may exceed its hold by this much (tips, fuel)
-
 
 @route("POST", "/network/authorizations", channel=Channel.NETWORK, body=AuthorizationRequest,
        response=AuthorizationResult, tags=("network",),
@@ -65,20 +63,21 @@ class ClearingBatchResult(Body):
 
 
 async def _follow_up(call) -> FollowUp:
+    """The follow-up's answer, its domain refusals as API errors."""
     try:
         return await call
     except followups.AuthorizationNotFound:
-        raise NotFound("no approved authorization with an open hold (or, for a force post, no card) matches") from None
+        raise NotFound("no approved authorization with an open hold (or, for a force post, no card)"
+                       " matches") from None
     except followups.FollowUpRefused as exc:
         raise FollowUpRefused(str(exc)) from None
 
 
-@route("POST", "/network/reversals", channel=Channel.NETWORK, body=Reversal, response=FollowUp, tags=("network",),
-       summary="Reverse an authorization, fully or partly: releases the hold")
+@route("POST", "/network/reversals", channel=Channel.NETWORK, body=Reversal, response=FollowUp,
+       tags=("network",), summary="Reverse an authorization, fully or partly: releases the hold")
 async def reversal(ctx: Context, body: Reversal) -> FollowUp:
-    s = ctx.services
-    return await _follow_up(followups.reverse(s.pool, s.ledger, ctx.network_id, body.message_id,
-                                                body.original_message_id, body.amount, s.engine.hold_seconds))
+    return await _follow_up(ctx.services.follow_ups.reverse(
+        ctx.network_id, body.message_id, body.original_message_id, body.amount))
 
 
 @route("POST", "/network/clearings", channel=Channel.NETWORK, body=Clearing, response=FollowUp, tags=("network",),
@@ -89,14 +88,15 @@ async def clearing(ctx: Context, body: Clearing) -> FollowUp:
 
 
 def _clear(ctx: Context, body: Clearing):
-    s = ctx.services
+    follow_ups = ctx.services.follow_ups
     if body.original_message_id is not None:
-        return followups.clear(s.pool, s.ledger, ctx.network_id, body.message_id, body.original_message_id,
-                                 body.amount, CLEARING_TOLERANCE_PERCENT)
+        return follow_ups.clear(ctx.network_id, body.message_id, body.original_message_id,
+                                body.amount)
     if body.pan is None or body.currency is None:
-        raise ValidationFailed("a clearing names its originalMessageId, or (force post) the pan and currency")
-    return followups.force_post(s.pool, s.ledger, s.card_keys, ctx.network_id, body.message_id, body.pan,
-                                  body.amount, body.currency)
+        raise ValidationFailed("a clearing names its originalMessageId, or (force post) the pan and"
+                               " currency")
+    return follow_ups.force_post(ctx.network_id, body.message_id, body.pan, body.amount,
+                                 body.currency)
 
 
 @route("POST", "/network/clearings/batch", channel=Channel.NETWORK, body=ClearingBatch, response=ClearingBatchResult,
