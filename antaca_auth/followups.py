@@ -4,8 +4,10 @@ authorization).
 
 Each is one transaction that books the ledger transfers and records the network's message in
 `authorization_events` (this module owns that table), so the same message again returns the first
-answer. It locks the authorization row, so different follow-ups of one authorization run one after
-another. A refused follow-up records nothing: sent again, it is decided afresh.
+answer. The transaction first takes a lock on the message's key, so copies of one message sent at
+once wait for the first and then answer what it recorded; it then locks the authorization row, so
+different follow-ups of one authorization run one after another (docs/authorization.md, lock
+order). A refused follow-up records nothing: sent again, it is decided afresh.
 
 The arithmetic (how much to release and hold again, what each hold is cleared at, the tolerance)
 is in pure functions below the SQL; `FollowUps` loads, calls them and writes.
@@ -13,6 +15,7 @@ is in pure functions below the SQL; `FollowUps` loads, calls them and writes.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from typing import NamedTuple
@@ -30,6 +33,9 @@ from antaca_auth.thresholds import check_crossings
 from antaca_auth.transfers import MAX_REFERENCE, ResultCode, StoredTransfer, Transfer, TransferKind
 
 PERCENT = 100
+MESSAGE_LOCK_KEY_BYTES = 8  # PostgreSQL advisory lock keys are one bigint
+# Personalizes the message-lock hash, so its keys follow no other advisory lock's scheme.
+MESSAGE_LOCK_PERSONALIZATION = b"antaca:followup"
 
 
 class AuthorizationNotFound(Exception):
@@ -49,6 +55,12 @@ class FollowUp(msgspec.Struct, frozen=True, rename="camel"):
 
 
 # --- SQL -------------------------------------------------------------------------------------
+# Transaction-scoped: released at commit or rollback, so no path can leave it held on a pooled
+# connection. Copies of a message wait for it holding their pool connection; the holder already
+# has its own and takes no other (currencies are read before the transaction), so a pool full of
+# waiters cannot stall it.
+LOCK_MESSAGE = "SELECT pg_advisory_xact_lock($1)"
+
 RECORDED_EVENT = Query("""
     SELECT id, authorization_id, kind, amount FROM authorization_events
     WHERE network_id = :network_id AND message_id = :message_id""")
@@ -94,6 +106,17 @@ FORCE_POST_CARD = """
 
 
 # --- pure decisions --------------------------------------------------------------------------
+def message_lock_key(network_id: uuid.UUID, message_id: str) -> int:
+    """The advisory lock key of a network's message: a signed 64-bit hash (PostgreSQL's bigint).
+
+    Two messages whose keys collide only wait for each other: each then looks up its own answer
+    by the exact (network, message)."""
+    digest = hashlib.blake2b(network_id.bytes + message_id.encode(),
+                             digest_size=MESSAGE_LOCK_KEY_BYTES,
+                             person=MESSAGE_LOCK_PERSONALIZATION).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class HoldIds(NamedTuple):
     """An authorization's open holds; the deposit's (DEPOSIT model only) and the fee's may be
     absent."""
@@ -299,7 +322,7 @@ class FollowUps:
         held)."""
         exponents = await self.ledger.currencies()  # first: on a cold cache it takes a connection
         async with self.pool.acquire() as conn, conn.transaction():
-            earlier = await _earlier_answer(conn, network_id, message_id)
+            earlier = await _claim(conn, network_id, message_id)
             if earlier is not None:
                 return earlier
             auth, hold_ids, holds = await _open_authorization(conn, network_id,
@@ -333,7 +356,7 @@ class FollowUps:
         charges."""
         exponents = await self.ledger.currencies()  # first: on a cold cache it takes a connection
         async with self.pool.acquire() as conn, conn.transaction():
-            earlier = await _earlier_answer(conn, network_id, message_id)
+            earlier = await _claim(conn, network_id, message_id)
             if earlier is not None:
                 return earlier
             auth, hold_ids, holds = await _open_authorization(conn, network_id,
@@ -361,7 +384,7 @@ class FollowUps:
         accounts."""
         fingerprint = self.keys.fingerprint(pan)
         async with self.pool.acquire() as conn, conn.transaction():
-            earlier = await _earlier_answer(conn, network_id, message_id)
+            earlier = await _claim(conn, network_id, message_id)
             if earlier is not None:
                 return earlier
             card = await conn.fetchrow(FORCE_POST_CARD, fingerprint)
@@ -385,9 +408,16 @@ class FollowUps:
             raise FollowUpRefused(f"{what}: {failed[0]}")
 
 
-async def _earlier_answer(conn: asyncpg.Connection, network_id: uuid.UUID,
-                          message_id: str) -> FollowUp | None:
-    """The answer recorded for this message, as a replay; None when it was never answered."""
+async def _claim(conn: asyncpg.Connection, network_id: uuid.UUID,
+                 message_id: str) -> FollowUp | None:
+    """Take the message's lock, first in the transaction, then return the answer recorded for it
+    (a replay), or None: this transaction decides it.
+
+    Without the lock, copies sent at once all found no answer, and all but the first then failed
+    on the unique (network, message) or on the hold the first had already moved. With it, a copy
+    waits until the first commits or rolls back and then reads what it recorded (READ COMMITTED:
+    each statement sees what committed before it began)."""
+    await conn.execute(LOCK_MESSAGE, message_lock_key(network_id, message_id))
     done = await RECORDED_EVENT.fetchrow(conn, network_id=network_id, message_id=message_id)
     if done is None:
         return None

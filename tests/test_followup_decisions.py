@@ -20,6 +20,7 @@ from antaca_auth.followups import (
     clearing_transfers,
     decide_release,
     force_post_transfers,
+    message_lock_key,
     rehold_amounts,
     reversal_transfers,
 )
@@ -181,3 +182,16 @@ def test_a_force_post_books_both_legs_or_refuses():
     assert (credit.debit_account_id, credit.amount, credit.linked) == (user, 700, False)
     with pytest.raises(FollowUpRefused):
         force_post_transfers({**card, "funding_model": "DEPOSIT"}, "m", 700, "EUR")
+
+
+# --- the message lock -------------------------------------------------------------------------
+@given(network=uuids, message=st.text(min_size=1, max_size=64))
+def test_a_message_lock_key_is_a_stable_bigint_per_network_and_message(network, message):
+    key = message_lock_key(network, message)
+    assert -(2**63) <= key < 2**63  # a PostgreSQL bigint
+    assert key == message_lock_key(uuid.UUID(bytes=network.bytes), str(message))
+    assert key != message_lock_key(network, message + "x")
+
+
+def test_the_same_message_id_on_another_network_is_another_lock():
+    assert message_lock_key(uuid.UUID(int=1), "m-1") != message_lock_key(uuid.UUID(int=2), "m-1")
