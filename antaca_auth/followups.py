@@ -313,14 +313,16 @@ class FollowUps:
         if clearing_tolerance_percent < 0:
             raise ValueError(f"a negative clearing tolerance ({clearing_tolerance_percent}%)")
         self.pool, self.ledger, self.keys = pool, ledger, keys
-        self.hold_seconds = hold_seconds  # what is held again after a partial reversal
+        self.hold_seconds = hold_seconds  # the timeout of what a partial reversal holds again
         self.clearing_tolerance_percent = clearing_tolerance_percent  # above the hold (tips, fuel)
 
     async def reverse(self, network_id: uuid.UUID, message_id: str, original_message_id: str,
                       amount: int | None) -> FollowUp:
         """Release an authorization's hold, in full or in part (the rest, and its fee, stays
         held)."""
-        exponents = await self.ledger.currencies()  # first: on a cold cache it takes a connection
+        # Before the transaction: on a cold cache this takes a second pool connection, which a
+        # holder of the message lock must never wait for (its copies may hold all the others).
+        exponents = await self.ledger.currencies()
         async with self.pool.acquire() as conn, conn.transaction():
             earlier = await _claim(conn, network_id, message_id)
             if earlier is not None:
@@ -354,7 +356,9 @@ class FollowUps:
         """Capture an authorization's hold and its fee: in part (the rest is released) or above it
         within the tolerance; the fees are recomputed on the captured amount and recorded as paid
         charges."""
-        exponents = await self.ledger.currencies()  # first: on a cold cache it takes a connection
+        # Before the transaction: on a cold cache this takes a second pool connection, which a
+        # holder of the message lock must never wait for (its copies may hold all the others).
+        exponents = await self.ledger.currencies()
         async with self.pool.acquire() as conn, conn.transaction():
             earlier = await _claim(conn, network_id, message_id)
             if earlier is not None:
