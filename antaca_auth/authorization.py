@@ -130,6 +130,10 @@ class CardFacts(msgspec.Struct, frozen=True, kw_only=True):
     stand_in_limit: int = 0  # per card and UTC day, in the program's currency
     stand_in_used: int = 0  # approved in stand-in today
     fingerprint: str = ""  # the PAN's keyed fingerprint
+    # What the user's balance and the partner deposit have available (credits posted less debits
+    # posted and pending) as the batch read them; None where the ledger sets no such limit.
+    user_available: int | None = None
+    deposit_available: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,8 @@ class Plan:
     rows: list[Planned]  # one per request, in the batch's order
     holds: NewTransfers
     card_updates: dict[uuid.UUID, CardUpdate] = field(default_factory=dict)
+    # Each limited account's available amount after the holds planned so far (from the snapshot).
+    available: dict[uuid.UUID, int] = field(default_factory=dict)
 
     @property
     def new_rows(self) -> list[Planned]:
@@ -214,6 +216,8 @@ def _decide_one(row: Planned, snapshot: Snapshot, keys: CardKeys, policy: Policy
     if row.decline is None and row.stand_in:
         _stand_in(row, plan)
     if row.decline is None:
+        row.decline = _funds(row, plan)
+    if row.decline is None:
         _holds(row, plan.holds, policy.hold_seconds)
 
 
@@ -279,6 +283,35 @@ def _stand_in(row: Planned, plan: Plan) -> None:
         card.pin_failures, card.verification_failures, card.verification_window_start, card.stand_in_used)
     update.stand_in_used = card.stand_in_used + spent
     plan.card_updates[card.card_id] = update
+
+
+def _funds(row: Planned, plan: Plan) -> Decline | None:
+    """Decline what the balances as read cannot cover, before the ledger sees it.
+
+    The ledger decides again under its locks and stays the authority (a hold it refuses is declined
+    in `settle`); declining here what is already short keeps a batch with declines on the ledger's
+    one-call path, which a single refused transfer would send to the sequential one."""
+    card, request = row.card, row.incoming.request
+    available = plan.available
+    user, deposit = card.user_account, card.deposit_account
+    if card.user_available is not None:
+        available.setdefault(user, card.user_available)
+    if request.type is TxType.REFUND:
+        if user in available:
+            available[user] += row.billing_amount
+        return None
+    if card.funding_model == "DEPOSIT" and deposit is not None and card.deposit_available is not None:
+        available.setdefault(deposit, card.deposit_available)
+        if available[deposit] < row.billing_amount:
+            return rules.INSUFFICIENT_DEPOSIT
+    spent = row.billing_amount + row.transaction_fee + row.conversion_fee
+    if user in available and available[user] < spent:
+        return rules.INSUFFICIENT_FUNDS
+    if user in available:
+        available[user] -= spent
+    if card.funding_model == "DEPOSIT" and deposit in available:
+        available[deposit] -= row.billing_amount
+    return None
 
 
 def _holds(row: Planned, holds: NewTransfers, hold_seconds: int) -> None:

@@ -58,12 +58,18 @@ CARDS = """
            p.stand_in_mode, p.stand_in_limit, p.ecommerce_without_cvc2,
            b.id AS balance_id, b.state AS balance_state, b.account_id AS user_account,
            pa.account_id AS deposit_account, c.program_id, fs.id AS fee_schedule_id,
-           pa.low_balance_threshold IS NOT NULL AND NOT pa.below_threshold AS deposit_alert_armed
+           pa.low_balance_threshold IS NOT NULL AND NOT pa.below_threshold AS deposit_alert_armed,
+           CASE WHEN ua.debits_must_not_exceed_credits
+                THEN ua.credits_posted - ua.debits_posted - ua.debits_pending END AS user_available,
+           CASE WHEN da.debits_must_not_exceed_credits
+                THEN da.credits_posted - da.debits_posted - da.debits_pending END AS deposit_available
     FROM cards c
     JOIN card_programs p ON p.id = c.program_id
     JOIN balances b ON b.id = c.balance_id
+    JOIN accounts ua ON ua.id = b.account_id
     LEFT JOIN partner_accounts pa
            ON pa.partner_id = c.partner_id AND pa.currency = p.currency AND pa.kind = 'partner_deposit'
+    LEFT JOIN accounts da ON da.id = pa.account_id
     LEFT JOIN LATERAL (
         SELECT id FROM fee_schedules WHERE program_id = c.program_id AND effective_from <= $2
         ORDER BY effective_from DESC LIMIT 1) fs ON true
@@ -563,7 +569,7 @@ class AuthorizationEngine:
         today = now.astimezone(UTC).date()
         fresh = {r["pan_fingerprint"]: _card_facts(r, today)
                  for r in await conn.fetch(CARDS_LOCKED, list(updated), now)}
-        if all(fresh[fingerprint] == snapshot.cards[fingerprint] for fingerprint in updated):
+        if all(_counted(fresh[fingerprint]) == _counted(snapshot.cards[fingerprint]) for fingerprint in updated):
             return None
         return {**snapshot.cards, **fresh}
 
@@ -736,6 +742,13 @@ def _only_answer(item: _Pending, stored: StoredAnswer) -> Snapshot:
                     cards={}, schedules={}, rates={}, activity={}, exponents={}, zone_keys={})
 
 
+def _counted(card: CardFacts) -> tuple:
+    """What a card's counters depend on (its available funds change with every batch; these rarely)."""
+    return (card.state, card.lock_reason, card.expiry, card.cvc_counter, card.pin_verification,
+            card.pin_failures, card.verification_failures, card.verification_window_start,
+            card.stand_in_approves, card.stand_in_limit, card.stand_in_used)
+
+
 def _card_facts(r: asyncpg.Record, today) -> CardFacts:
     return CardFacts(
         card_id=r["id"], state=CardState(r["state"]), lock_reason=r["lock_reason"], expiry=r["expiry"],
@@ -749,4 +762,5 @@ def _card_facts(r: asyncpg.Record, today) -> CardFacts:
         verification_window_start=r["verification_window_start"],
         stand_in_approves=r["stand_in_mode"] == "APPROVE", stand_in_limit=r["stand_in_limit"],
         stand_in_used=r["stand_in_amount"] if r["stand_in_day"] == today else 0,
-        fingerprint=r["pan_fingerprint"])
+        fingerprint=r["pan_fingerprint"], user_available=r["user_available"],
+        deposit_available=r["deposit_available"])

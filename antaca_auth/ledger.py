@@ -7,6 +7,7 @@ binary COPY and every touched account (and the holds the sweeper must expire) wi
 
 from __future__ import annotations
 
+import collections
 import asyncio
 import logging
 import random
@@ -237,6 +238,9 @@ class Ledger:
         self.clock = clock
         self.max_retries = max_retries
         self._currencies: dict[str, int] | None = None
+        # Batches of new transfers by the path that wrote them: "set_based" (one PostgreSQL call)
+        # or "sequential" (something failed: decided transfer by transfer in Python).
+        self.paths: collections.Counter[str] = collections.Counter()
 
     # accounts
 
@@ -398,7 +402,9 @@ class Ledger:
                 currencies=batch.currencies, now=None if self.clock is utc_now else self.clock())
             if rows:
                 assert len(rows) == len(batch)
+                self.paths["set_based"] += 1
                 return [(_OK, r[0], r[1]) for r in rows]
+        self.paths["sequential"] += 1
         outcome = await self.write_batch(conn, batch.transfers())
         return [(_OK, _available(r.debit_balance), _available(r.credit_balance)) if r.code is _OK else (r.code, 0, 0)
                 for r in outcome.results]

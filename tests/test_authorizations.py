@@ -10,6 +10,7 @@ import psec
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from antaca_auth import decision
 from antaca_auth.verify import verify_ledger
 from tests.api_harness import bearer, make_csr
 from tests.test_cards import World
@@ -371,9 +372,10 @@ async def test_force_post_and_clearing_batch(api, jwe_key):
     await p.assert_clean()
 
 
-async def test_approvals_are_written_by_the_set_based_path(api, jwe_key, monkeypatch):
-    """An approvable payment (amount and fee fit) never needs the ledger's sequential path; one that does
-    not fit falls back to it and is declined with nothing held."""
+async def test_approvals_and_declines_are_written_by_the_set_based_path(api, jwe_key, monkeypatch):
+    """A payment that fits and one the balances as read cannot cover both stay on the ledger's one-call
+    path; one the engine believed covered but the ledger refuses (funds gone in between) falls back to
+    the sequential path and is declined with nothing held."""
     p = await Payments().setup(api, jwe_key)
     ledger = api.services.ledger
     sequential = []
@@ -386,9 +388,12 @@ async def test_approvals_are_written_by_the_set_based_path(api, jwe_key, monkeyp
     monkeypatch.setattr(ledger, "write_batch", counting)
     approved = await p.authorize(amount=4000)
     assert (approved["decision"], approved["availableAfter"]) == ("APPROVED", 6000)
-    assert sequential == []
     declined = await p.authorize(amount=6500)
-    assert (declined["decision"], declined["reason"], declined["availableAfter"]) == (
+    assert (declined["decision"], declined["reason"]) == ("DECLINED", "INSUFFICIENT_FUNDS")
+    assert sequential == []
+    monkeypatch.setattr(decision, "_funds", lambda row, plan: None)  # as if the read were stale
+    refused = await p.authorize(amount=6500)
+    assert (refused["decision"], refused["reason"], refused["availableAfter"]) == (
         "DECLINED", "INSUFFICIENT_FUNDS", None)
     assert sequential == [2]  # the deposit charge and the user's hold, decided one by one
     user = await p.user_account()

@@ -145,6 +145,19 @@ def test_ledger_declines_map_to_their_codes():
     assert all(r.user_at is None and r.deposit_at is None for r in declined)
 
 
+def test_what_the_balances_as_read_cannot_cover_is_declined_in_order_before_the_ledger():
+    facts = replace(C, user_available=1500, deposit_available=10_000)
+    payments = [request(facts, amount=1000), request(facts, amount=1000), request(facts, amount=400),
+                request(facts, type=TxType.REFUND, amount=600), request(facts, amount=700)]
+    plan, results = decided(payments, snapshot(facts))
+    assert [r.reason for r in results] == ["APPROVED", "INSUFFICIENT_FUNDS", "APPROVED", "APPROVED", "APPROVED"]
+    assert plan.available[facts.user_account] == 1500 - 1000 - 400 + 600 - 700
+    short_deposit = replace(facts, deposit_available=1200, user_available=10_000)
+    _, results = decided([request(short_deposit, amount=1000), request(short_deposit, amount=300)],
+                         snapshot(short_deposit))
+    assert [r.reason for r in results] == ["APPROVED", "INSUFFICIENT_PARTNER_DEPOSIT"]
+
+
 # --- PIN, card testing, duplicates, stand-in ------------------------------------------------------
 
 def test_third_wrong_pin_in_one_batch_locks_and_later_requests_see_the_lock():
@@ -235,12 +248,18 @@ def test_fees_and_conversion_are_priced_and_held_in_one_chain():
 PANS = ["5355220000000018", "5355220000000026", "5355220000000034"]
 
 
+DEPOSIT = uuid.uuid4()  # one partner deposit behind every card, as in a DEPOSIT program
+
+
 @st.composite
 def batches(draw):
+    deposit = draw(st.one_of(st.none(), st.integers(0, 5 * 10**6)))
     cards = {pan: card(pan, state=draw(st.sampled_from([CardState.ACTIVE] * 4 + [CardState.LOCKED])),
                        lock_reason=3, pin_failures=draw(st.integers(0, 2)),
                        verification_failures=draw(st.integers(0, 4)), verification_window_start=NOW,
-                       funding_model=draw(st.sampled_from(["DEPOSIT", "CREDIT"])))
+                       funding_model=draw(st.sampled_from(["DEPOSIT", "CREDIT"])),
+                       user_available=draw(st.one_of(st.none(), st.integers(0, 3 * 10**6))),
+                       deposit_account=DEPOSIT, deposit_available=deposit)
              for pan in PANS}
     requests = []
     for _ in range(draw(st.integers(1, 12))):
@@ -275,6 +294,17 @@ def test_a_plan_holds_exactly_what_it_approves_and_counts_only_cards_it_may_lock
     for pan, c in zip(PANS, cards, strict=True):
         alone = decide([incoming(r) for r in requests if r.pan == pan], snap, KEYS, POLICY, stand_in=stand_in)
         assert alone.card_updates.get(c.card_id) == plan.card_updates.get(c.card_id)
+    # The balances as read never go below zero: the ledger's own rule, checked before it is asked.
+    limits = {c.user_account: c.user_available for c in cards if c.user_available is not None}
+    if cards[0].deposit_available is not None:
+        limits[DEPOSIT] = cards[0].deposit_available
+    for i in range(len(plan.holds)):
+        debit, credit, amount = plan.holds.debits[i], plan.holds.credits[i], plan.holds.amounts[i]
+        if credit in limits and not plan.holds.pending[i]:
+            limits[credit] += amount  # a refund, posted at once
+        if debit in limits:
+            limits[debit] -= amount
+            assert limits[debit] >= 0
     held = 0
     for row in plan.rows:
         indexes = [i for i in (row.deposit_at, row.user_at, row.fee_at) if i is not None]

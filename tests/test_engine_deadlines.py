@@ -13,13 +13,16 @@ import uuid
 
 import os
 
+import msgspec
 import psec
 import pytest
 
+from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.authorization import AuthorizationRequest, TxType
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.engine import AuthorizationEngine, EngineSettings
 from antaca_auth.pinblock import PinBlockFormat, ZoneKey
+from antaca_auth.transfers import Transfer
 from antaca_auth.verify import verify_ledger
 from antaca_auth.zonekeys import store_zone_key
 from bench.auth_bench import setup
@@ -262,5 +265,42 @@ async def test_concurrent_wrong_pins_count_every_one_and_lock_on_the_third(pool,
         card = await pool.fetchrow("SELECT state, lock_reason, pin_failures FROM cards WHERE id = $1",
                                    w.cards[0]["card"])
         assert tuple(card) == ("LOCKED", 6, 3)
+    finally:
+        await w.engine.stop()
+
+
+async def test_a_batch_of_approvals_and_every_decline_kind_stays_on_the_ledger_fast_path(pool, ledger):
+    w = await World().start(pool, ledger, EngineSettings(writers=1, batch_wait_seconds=0.1), n_cards=8)
+    try:
+        drain = uuid.uuid4()  # the user of card 1 keeps 500 of its funds
+        await ledger.create_accounts([NewAccount(id=drain, currency="EUR", kind=AccountKind.EXTERNAL_FUNDING)])
+        (funds,) = await ledger.lookup_accounts([w.cards[1]["balance"]])
+        await ledger.create_transfers([Transfer(id=uuid.uuid4(), code=1, debit_account_id=w.cards[1]["balance"],
+                                                credit_account_id=drain, currency="EUR",
+                                                amount=funds.balance.credits_posted - 500)])
+        zone_key = ZoneKey(PinBlockFormat.ISO_4, os.urandom(16))
+        async with pool.acquire() as conn:
+            await store_zone_key(conn, w.keys, w.network, zone_key)
+            await conn.execute("UPDATE cards SET state = 'LOCKED', lock_reason = 3 WHERE id = $1", w.cards[2]["card"])
+            await conn.execute("UPDATE cards SET expiry = '2001' WHERE id = $1", w.cards[3]["card"])
+        wrong_cvc2 = "000" if w.cards[4]["cvc2"] != "000" else "001"
+        requests = {
+            "APPROVED": w.request(0),
+            "INSUFFICIENT_FUNDS": w.request(1, amount=600),
+            "CARD_LOCKED_PENDING_QUERY": w.request(2),
+            "EXPIRED_CARD": AuthorizationRequest(
+                message_id=uuid.uuid4().hex, pan=w.cards[3]["pan"], expiry="2001", amount=100, currency="EUR",
+                type=TxType.ECOM, cvc2=w.keys.cvc2(w.cards[3]["pan"], "2001", 0)),
+            "WRONG_CVC2": msgspec.structs.replace(w.request(4), cvc2=wrong_cvc2),
+            "PIN_REQUIRED": msgspec.structs.replace(w.request(5), type=TxType.ATM, cvc2=None),
+            "WRONG_PIN": msgspec.structs.replace(
+                w.request(6), type=TxType.POS, cvc2=None,
+                pin_block=psec.pinblock.encipher_pinblock_iso_4(zone_key.key, "1357", w.cards[6]["pan"]).hex()),
+            "UNKNOWN_CARD": msgspec.structs.replace(w.request(7), pan="5355229999999999"),
+        }
+        answers = await asyncio.gather(*(w.authorize(r) for r in requests.values()))
+        assert [a.reason for a in answers] == list(requests)
+        assert dict(ledger.paths) == {"set_based": 1}  # one batch, written by one call
+        await w.verified()
     finally:
         await w.engine.stop()
