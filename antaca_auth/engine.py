@@ -168,13 +168,29 @@ class OutcomeUnknown(Exception):
     the request gets no answer (the network's own time-out and reversal then apply)."""
 
 
+class Batching(enum.StrEnum):
+    """How queued requests become batches."""
+
+    # One batch former with at most `pipeline_depth` batches in flight: the next batch is formed
+    # once the previous one has reached its ledger write (where it waits for the hot accounts'
+    # locks) and a slot is free, from everything queued by then. Batches grow with the load, and
+    # one batch prepares (reads, decisions, rows) while the one before holds the locks and commits.
+    PIPELINED = "pipelined"
+    # The earlier design, kept to measure against: `writers` loops, each taking what is queued
+    # (waiting up to `batch_wait_seconds` for more); under load they split the queue into small
+    # batches that queue on the hot accounts' locks.
+    WRITERS = "writers"
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """The engine's tuning (the service's settings fill it from the environment)."""
 
     batch_size_max: int = 512
-    batch_wait_seconds: float = 0.001  # a lone request waits at most this long for company
-    writers: int = 4
+    batching: str = Batching.PIPELINED
+    pipeline_depth: int = 2  # batches in flight (PIPELINED)
+    batch_wait_seconds: float = 0.001  # WRITERS: a lone request waits at most this long for company
+    writers: int = 4  # WRITERS: batch loops
     hold_seconds: int = 7 * 86400
     deadline_seconds: float = 1.5  # when the caller names none (a network's own setting wins)
     stand_in_reserve_seconds: float = 0.25  # before the deadline: stop deciding, stand in
@@ -186,6 +202,8 @@ class EngineSettings:
     card_testing_window_seconds: int = 86400
 
     def __post_init__(self) -> None:
+        if self.batching not in tuple(Batching) or not 1 <= self.pipeline_depth <= 16:
+            raise ValueError("engine settings out of range: batching")
         if not (1 <= self.batch_size_max <= 4096 and 1 <= self.writers <= 64 and self.queue_size_max >= 1
                 and 0 < self.stand_in_reserve_seconds and 0 <= self.commit_reserve_seconds
                 and self.deadline_seconds > 0 and self.card_testing_failures_max >= 1):
@@ -260,7 +278,10 @@ class AuthorizationEngine:
         # Every currency's settlement account up front: a payment converted into a program's currency
         # books on that currency's account even if no payment ever arrived in it.
         await self._ensure_settlement(set(await self.ledger.currencies()))
-        self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.settings.writers)]
+        if self.settings.batching == Batching.PIPELINED:
+            self._tasks = [asyncio.create_task(self._pipeline())]
+        else:
+            self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.settings.writers)]
         self._tasks += [asyncio.create_task(self._lane_runner()), asyncio.create_task(self._recorder())]
 
     async def stop(self) -> None:
@@ -383,14 +404,46 @@ class AuthorizationEngine:
             finally:
                 self._busy -= 1
 
-    async def _take_batch(self) -> list[_Pending]:
-        """Up to `batch_size_max` queued requests, waiting at most `batch_wait_seconds` for more."""
+    async def _pipeline(self) -> None:
+        """Form batches one after the other, each once the previous reached the ledger (PIPELINED)."""
+        slots = asyncio.Semaphore(self.settings.pipeline_depth)
+        previous_at_ledger: asyncio.Event | None = None
+        in_flight: set[asyncio.Task] = set()
+        try:
+            while True:
+                await slots.acquire()
+                if previous_at_ledger is not None:
+                    await previous_at_ledger.wait()
+                batch = await self._take_batch(wait_seconds=0)
+                at_ledger = asyncio.Event()
+                task = asyncio.create_task(self._run_in_pipeline(batch, at_ledger, slots))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                previous_at_ledger = at_ledger
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    async def _run_in_pipeline(self, batch: list[_Pending], at_ledger: asyncio.Event,
+                               slots: asyncio.Semaphore) -> None:
+        self._busy += 1
+        try:
+            await self._run(batch, at_ledger)
+        finally:
+            self._busy -= 1
+            at_ledger.set()
+            slots.release()
+
+    async def _take_batch(self, wait_seconds: float | None = None) -> list[_Pending]:
+        """Up to `batch_size_max` queued requests, waiting at most `wait_seconds` (by default
+        `batch_wait_seconds`) for more."""
         loop = asyncio.get_running_loop()
         first = await self.queue.get()
         while first.state is not _State.QUEUED:  # stood in while queued: already answered
             first = await self.queue.get()
         batch = [first]
-        wait_end = loop.time() + self.settings.batch_wait_seconds
+        wait = self.settings.batch_wait_seconds if wait_seconds is None else wait_seconds
+        wait_end = loop.time() + wait
         while len(batch) < self.settings.batch_size_max:
             try:
                 item = self.queue.get_nowait()
@@ -408,7 +461,7 @@ class AuthorizationEngine:
             item.state = _State.DECIDING
         return batch
 
-    async def _run(self, batch: list[_Pending]) -> None:
+    async def _run(self, batch: list[_Pending], at_ledger: asyncio.Event | None = None) -> None:
         """Decide, write and commit a batch, then answer; again without what was stood in meanwhile."""
         await self._ensure_settlement({item.request.currency for item in batch})  # currencies added since start
         unknown: Exception | None = None
@@ -417,7 +470,7 @@ class AuthorizationEngine:
             if not live:
                 return
             try:
-                answers = await self._attempt(live)
+                answers = await self._attempt(live, at_ledger)
             except _Abandoned:
                 continue
             except _CommitFailed as exc:  # asked again: a replay finds what did commit
@@ -449,12 +502,13 @@ class AuthorizationEngine:
             elif item.state is _State.SEALED:
                 self._fail(item, error)
 
-    async def _attempt(self, live: list[_Pending]) -> list[AuthorizationResult]:
+    async def _attempt(self, live: list[_Pending],
+                       at_ledger: asyncio.Event | None) -> list[AuthorizationResult]:
         async with self.pool.acquire() as conn:
             transaction = conn.transaction()
             await transaction.start()
             try:
-                finish = await self._batch(conn, live)
+                finish = await self._batch(conn, live, at_ledger=at_ledger)
                 self._seal(live)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -478,8 +532,8 @@ class AuthorizationEngine:
         for item in live:
             item.state = _State.SEALED
 
-    async def _batch(self, conn: asyncpg.Connection, live: Sequence[_Pending], *,
-                     stand_in: bool = False) -> Callable[[], list[AuthorizationResult]]:
+    async def _batch(self, conn: asyncpg.Connection, live: Sequence[_Pending], *, stand_in: bool = False,
+                     at_ledger: asyncio.Event | None = None) -> Callable[[], list[AuthorizationResult]]:
         """Load, decide and write a batch inside the caller's transaction; returns how to answer it
         once committed."""
         now = self.clock()
@@ -494,6 +548,8 @@ class AuthorizationEngine:
         # commit, then covers only the ledger's own work and the few rows the ledger declines.
         await self._write_cards(conn, plan, now)
         await self._insert(conn, plan.new_rows, plan.holds.ids, now)
+        if at_ledger is not None:
+            at_ledger.set()  # the next batch may form and prepare while this one holds the locks
         results = await self.ledger.write_new(conn, plan.holds)
         armed = any(row.card is not None and row.card.deposit_alert_armed and row.deposit_at is not None
                     for row in plan.rows)

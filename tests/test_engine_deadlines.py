@@ -27,7 +27,7 @@ from antaca_auth.verify import verify_ledger
 from antaca_auth.zonekeys import store_zone_key
 from bench.auth_bench import setup
 
-SHORT = EngineSettings(deadline_seconds=0.4, stand_in_reserve_seconds=0.1, writers=1, batch_wait_seconds=0.001,
+SHORT = EngineSettings(deadline_seconds=0.4, stand_in_reserve_seconds=0.1, pipeline_depth=1,
                        shutdown_grace_seconds=0.2)
 
 
@@ -130,7 +130,8 @@ async def test_past_the_deadline_the_answer_is_a_stand_in_and_the_late_batch_hol
 
 async def test_a_batch_committing_after_some_callers_timed_out_holds_only_for_the_others(pool, ledger):
     w = await World().start(pool, ledger, EngineSettings(deadline_seconds=5, stand_in_reserve_seconds=0.1,
-                                                         writers=1, batch_wait_seconds=0.05))
+                                                         batching="writers", writers=1,
+                                                         batch_wait_seconds=0.05))
     try:
         early, patient = w.request(0), w.request(1)
         async with w.deposit_locked():
@@ -152,8 +153,7 @@ async def test_a_batch_committing_after_some_callers_timed_out_holds_only_for_th
 
 
 async def test_a_full_queue_answers_new_requests_by_stand_in_at_once(pool, ledger):
-    w = await World().start(pool, ledger, EngineSettings(deadline_seconds=5, writers=1, queue_size_max=2,
-                                                         batch_wait_seconds=0.001))
+    w = await World().start(pool, ledger, EngineSettings(deadline_seconds=5, pipeline_depth=1, queue_size_max=2))
     loop = asyncio.get_running_loop()
     try:
         async with w.deposit_locked():
@@ -198,8 +198,7 @@ async def test_stop_answers_everything_queued_and_loses_nothing(world):
 
 
 async def test_stand_in_approves_within_the_card_limit_where_the_program_allows_it(pool, ledger):
-    w = await World().start(pool, ledger, EngineSettings(deadline_seconds=5, writers=1, queue_size_max=1,
-                                                         batch_wait_seconds=0.001))
+    w = await World().start(pool, ledger, EngineSettings(deadline_seconds=5, pipeline_depth=1, queue_size_max=1))
     try:
         await pool.execute("UPDATE card_programs SET stand_in_mode = 'APPROVE', stand_in_limit = 2500")
         assert (await w.authorize(w.request(0, amount=100))).decision == "APPROVED"  # the card is known
@@ -243,10 +242,12 @@ async def test_a_message_id_reused_for_another_payment_is_a_duplicate_transmissi
     assert world.engine.statistics()["duplicate_transmissions"] == 1
 
 
-async def test_concurrent_wrong_pins_count_every_one_and_lock_on_the_third(pool, ledger):
+@pytest.mark.parametrize("batching", ["pipelined", "writers"])
+async def test_concurrent_wrong_pins_count_every_one_and_lock_on_the_third(pool, ledger, batching):
     """24 wrong PINs at once over concurrent batches: each batch locks the cards its plan counts and
     decides again if another batch changed them, so exactly two answer WRONG_PIN and one locks."""
-    w = await World().start(pool, ledger, EngineSettings(writers=4, batch_size_max=3, batch_wait_seconds=0.001))
+    w = await World().start(pool, ledger, EngineSettings(batching=batching, pipeline_depth=4, writers=4,
+                                                         batch_size_max=3, batch_wait_seconds=0.001))
     try:
         zone_key = ZoneKey(PinBlockFormat.ISO_4, os.urandom(16))
         async with pool.acquire() as conn:
@@ -270,7 +271,8 @@ async def test_concurrent_wrong_pins_count_every_one_and_lock_on_the_third(pool,
 
 
 async def test_a_batch_of_approvals_and_every_decline_kind_stays_on_the_ledger_fast_path(pool, ledger):
-    w = await World().start(pool, ledger, EngineSettings(writers=1, batch_wait_seconds=0.1), n_cards=8)
+    w = await World().start(pool, ledger, EngineSettings(batching="writers", writers=1, batch_wait_seconds=0.1),
+                            n_cards=8)
     try:
         drain = uuid.uuid4()  # the user of card 1 keeps 500 of its funds
         await ledger.create_accounts([NewAccount(id=drain, currency="EUR", kind=AccountKind.EXTERNAL_FUNDING)])
