@@ -88,4 +88,5 @@ async def serve(dsn: str, settings: Settings) -> None:
         await runner.cleanup()
         await services.engine.stop()
         await asyncio.gather(*services.tasks, return_exceptions=True)
+        await services.background_cpu.close()
         await pool.close()

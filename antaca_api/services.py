@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from antaca_api.background_cpu import BackgroundCpu
 from antaca_api.credentials import CredentialCache
 from antaca_api.settings import Settings
 from antaca_auth.ledger import Ledger
@@ -34,6 +35,8 @@ class Services:
     # Background work started by requests (asynchronous card generation); kept so it is not
     # garbage-collected and can be awaited on shutdown.
     tasks: set[asyncio.Task] = field(default_factory=set)
+    # CPU-heavy request work (password hashing, JWE's RSA) runs here, off the event loop.
+    background_cpu: BackgroundCpu = field(default_factory=BackgroundCpu)
 
     def spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -120,3 +120,4 @@ async def api(pool, key_material, database_url):
     for session in server.sessions:
         await session.close()
     await runner.cleanup()
+    await services.background_cpu.close()
