@@ -138,6 +138,9 @@ class Context:
 
     @property
     def pool(self) -> asyncpg.Pool:
+        """The network channel's own connections (the engine's pool), the shared pool otherwise."""
+        if self.route.channel is Channel.NETWORK:
+            return self.services.authorization_pool
         return self.services.pool
 
     def path_id(self, name: str) -> uuid.UUID:

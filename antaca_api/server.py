@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 
+import asyncpg
 from aiohttp import web
 
 from antaca_api import jwe
@@ -29,6 +30,19 @@ from antaca_auth.migrations import migrate
 from antaca_auth.sweeper import run_sweeper
 
 log = logging.getLogger(__name__)
+
+# The authorization engine's concurrent batch writers (its own default, the figures in
+# docs/benchmarks.md), each holding one connection while its batch is written.
+AUTHORIZATION_WRITERS = 4
+# The engine's pool holds one connection per writer and these for the rest of the network channel
+# (reversals, clearings, card locks, certificate lookups) and the engine's own small queries.
+AUTHORIZATION_SPARE_CONNECTIONS = 2
+
+
+async def open_authorization_pool(dsn: str) -> asyncpg.Pool:
+    """The authorization engine's own connections: no other channel can take them."""
+    size = AUTHORIZATION_WRITERS + AUTHORIZATION_SPARE_CONNECTIONS
+    return await create_pool(dsn, min_size=size, max_size=size)
 
 
 def load_keys(settings: Settings) -> tuple[object, CertificateAuthority, CardKeys]:
@@ -53,9 +67,12 @@ async def serve(dsn: str, settings: Settings) -> None:
         log.info("applied migrations: %s", ", ".join(applied))
     jwe_key, ca, card_keys = load_keys(settings)
     pool = await create_pool(dsn)
+    authorization_pool = await open_authorization_pool(dsn)
     services = Services(pool=pool, ledger=Ledger(pool), settings=settings, jwe_key=jwe_key, ca=ca,
-                        kyc_provider=DeterministicKycProvider(), card_keys=card_keys)
-    services.engine = AuthorizationEngine(pool, services.ledger, card_keys)
+                        kyc_provider=DeterministicKycProvider(), card_keys=card_keys,
+                        authorization_pool=authorization_pool)
+    services.engine = AuthorizationEngine(authorization_pool, services.authorization_ledger,
+                                          card_keys, writers=AUTHORIZATION_WRITERS)
     await services.engine.start()
     resumed = await resume_pending(services)
     if resumed:
@@ -89,4 +106,5 @@ async def serve(dsn: str, settings: Settings) -> None:
         await services.engine.stop()
         await asyncio.gather(*services.tasks, return_exceptions=True)
         await services.background_cpu.close()
+        await authorization_pool.close()
         await pool.close()

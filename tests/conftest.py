@@ -98,11 +98,16 @@ async def api(pool, key_material, database_url):
     from tests.api_harness import start_api
 
     jwe_key, ca = key_material
+    from antaca_api.server import AUTHORIZATION_WRITERS, open_authorization_pool
     from antaca_auth.engine import AuthorizationEngine
 
+    # As `antaca serve` does: the engine and the network channel on their own pool.
+    authorization_pool = await open_authorization_pool(database_url)
     services = Services(pool=pool, ledger=Ledger(pool), settings=Settings(), jwe_key=jwe_key, ca=ca,
-                        kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate())
-    services.engine = AuthorizationEngine(pool, services.ledger, services.card_keys)
+                        kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate(),
+                        authorization_pool=authorization_pool)
+    services.engine = AuthorizationEngine(authorization_pool, services.authorization_ledger,
+                                          services.card_keys, writers=AUTHORIZATION_WRITERS)
     await services.engine.start()
     server, runner = await start_api(services, ca)
     # Certificate lookups cached as `antaca serve` does, so every API test runs through the cache.
@@ -121,3 +126,4 @@ async def api(pool, key_material, database_url):
         await session.close()
     await runner.cleanup()
     await services.background_cpu.close()
+    await authorization_pool.close()

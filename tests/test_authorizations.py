@@ -270,7 +270,7 @@ async def test_approvals_are_written_by_the_set_based_path(api, jwe_key, monkeyp
     """An approvable payment (amount and fee fit) never needs the ledger's sequential path; one that does
     not fit falls back to it and is declined with nothing held."""
     p = await Payments().setup(api, jwe_key)
-    ledger = api.services.ledger
+    ledger = api.services.authorization_ledger  # the engine's, on its own pool
     sequential = []
     original = ledger.write_batch
 

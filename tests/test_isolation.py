@@ -252,3 +252,16 @@ async def test_a_cancelled_caller_frees_its_waiting_place():
         release.set()
         await running
         await cpu.close()
+
+
+async def test_other_channels_cannot_take_the_engines_connections(api, jwe_key):
+    """Every connection of the shared pool held elsewhere: the network is still approved."""
+    p = await Payments().setup(api, jwe_key)
+    pool = api.services.pool
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]
+    try:
+        answer = await asyncio.wait_for(p.authorize(), timeout=30)
+        assert answer["decision"] == "APPROVED"
+    finally:
+        for conn in held:
+            await pool.release(conn)

@@ -70,8 +70,9 @@ async def _follow_up(call) -> FollowUp:
        summary="Reverse an authorization, fully or partly: releases the hold")
 async def reversal(ctx: Context, body: Reversal) -> FollowUp:
     s = ctx.services
-    return await _follow_up(followups.reverse(s.pool, s.ledger, ctx.network_id, body.message_id,
-                                                body.original_message_id, body.amount, s.engine.hold_seconds))
+    return await _follow_up(followups.reverse(
+        s.authorization_pool, s.authorization_ledger, ctx.network_id, body.message_id,
+        body.original_message_id, body.amount, s.engine.hold_seconds))
 
 
 @route("POST", "/network/clearings", channel=Channel.NETWORK, body=Clearing, response=FollowUp, tags=("network",),
@@ -84,12 +85,14 @@ async def clearing(ctx: Context, body: Clearing) -> FollowUp:
 def _clear(ctx: Context, body: Clearing):
     s = ctx.services
     if body.original_message_id is not None:
-        return followups.clear(s.pool, s.ledger, ctx.network_id, body.message_id, body.original_message_id,
-                                 body.amount, CLEARING_TOLERANCE_PERCENT)
+        return followups.clear(s.authorization_pool, s.authorization_ledger, ctx.network_id,
+                               body.message_id, body.original_message_id, body.amount,
+                               CLEARING_TOLERANCE_PERCENT)
     if body.pan is None or body.currency is None:
         raise ValidationFailed("a clearing names its originalMessageId, or (force post) the pan and currency")
-    return followups.force_post(s.pool, s.ledger, s.card_keys, ctx.network_id, body.message_id, body.pan,
-                                  body.amount, body.currency)
+    return followups.force_post(s.authorization_pool, s.authorization_ledger, s.card_keys,
+                                ctx.network_id, body.message_id, body.pan, body.amount,
+                                body.currency)
 
 
 @route("POST", "/network/clearings/batch", channel=Channel.NETWORK, body=ClearingBatch, response=ClearingBatchResult,
