@@ -43,7 +43,7 @@ ERROR_STATUSES = {
 }
 
 # Where JWE or password hashing may run: too much of such work already waiting (with Retry-After).
-BUSY = "SERVICE_BUSY: too much CPU-heavy work (JWE, password hashing) waits; retry after Retry-After"
+BUSY = "SERVICE_BUSY: too much CPU-heavy work (JWE, password checks) waits; retry after Retry-After"
 
 JWE_HEADERS = [
     {"name": "Public-Key", "in": "header", "required": False, "schema": {"type": "string"},

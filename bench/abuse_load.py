@@ -7,8 +7,8 @@ wrong passwords (`POST /admin/sessions`: a scrypt each) and JWE_ABUSERS clients 
 requests (`POST /customers/devices/pair` with a wrong pairing code, sealed to the key from
 `GET /public-key`: an RSA decryption each, before the 401), each client back to back. Prints "ready"
 once every client has started, then at the end one JSON object:
-{"abuse_requests_per_s", "abuse_refused_share", "answers": {status: count}}; refused is a
-503 SERVICE_BUSY.
+{"abuse_requests_per_s", "abuse_refused_share", "answers": {"path status": count}}; refused
+is a 503 SERVICE_BUSY.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.api_harness import JweClient
 
 
 async def main(base: str, admin_email: str, sign_in_abusers: int, jwe_abusers: int) -> dict:
-    answers: collections.Counter[int] = collections.Counter()
+    answers: collections.Counter[tuple[str, int]] = collections.Counter()
     stop = asyncio.Event()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         async with session.get(f"{base}/public-key") as r:
@@ -40,7 +40,7 @@ async def main(base: str, admin_email: str, sign_in_abusers: int, jwe_abusers: i
             while not stop.is_set():
                 async with session.post(f"{base}{path}", json=body, headers=headers) as r:
                     await r.read()
-                    answers[r.status] += 1
+                    answers[(path, r.status)] += 1
 
         clients = [
             abuser("/admin/sessions", wrong_password, None) for _ in range(sign_in_abusers)
@@ -53,10 +53,11 @@ async def main(base: str, admin_email: str, sign_in_abusers: int, jwe_abusers: i
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
     total = sum(answers.values())
+    refused = sum(count for (_, status), count in answers.items() if status == 503)
     return {
         "abuse_requests_per_s": round(total / elapsed, 1),
-        "abuse_refused_share": round(answers[503] / max(total, 1), 4),
-        "answers": {str(status): count for status, count in sorted(answers.items())},
+        "abuse_refused_share": round(refused / max(total, 1), 4),
+        "answers": {f"{path} {status}": n for (path, status), n in sorted(answers.items())},
     }
 
 
