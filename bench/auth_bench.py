@@ -60,7 +60,6 @@ NAIVE_CALLERS = 16
 SIGN_IN_ABUSERS = 8
 JWE_ABUSERS = 4
 ABUSED_RATE_SHARE = 0.5  # of http_hot's closed-loop rate: a busy network, not a saturated server
-LOAD_STARTUP_SECONDS = 2.0  # bench.http_load opens its 256 TLS connections before its schedule
 
 
 async def setup(pool, ledger: Ledger, keys: CardKeys, programs: int, n_cards: int = N_CARDS) -> list[dict]:
@@ -187,14 +186,20 @@ class Served:
 
     async def load(self, seconds: float, *options: str) -> dict:
         """Network authorizations from a client process (bench.http_load) with these options."""
+        client = await self.connected_load(seconds, *options)
+        out, _ = await client.communicate()
+        return json.loads(out.decode().strip().splitlines()[-1])
+
+    async def connected_load(self, seconds: float, *options: str) -> asyncio.subprocess.Process:
+        """The client process, started; with `--on-go`, connected and waiting for a stdin line."""
         w = self.work
         client = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.http_load", f"{self.https}/network/authorizations",
             str(w / "net.crt"), str(w / "net.key"), str(self.ca_path), str(w / "cards.json"),
-            str(seconds), *options,
-            stdout=asyncio.subprocess.PIPE)
-        out, _ = await client.communicate()
-        return json.loads(out.decode().strip().splitlines()[-1])
+            str(seconds), *options, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        if "--on-go" in options:
+            assert (await client.stdout.readline()).strip() == b"connected"
+        return client
 
 
 async def over_http(dsn: str, pool, keys: CardKeys, cards: list[dict], seconds: float) -> dict:
@@ -220,20 +225,27 @@ async def under_abuse(dsn: str, pool, keys: CardKeys, cards: list[dict], seconds
         closed = await served.load(seconds / 3, "--closed")
         rate = str(closed["auths_per_s"] * ABUSED_RATE_SHARE)
         alone = await served.load(seconds / 3, "--rate", rate)
+        # The load's connections are open before the abuse starts (a swamped server would
+        # otherwise still be in their TLS handshakes when the abuse ends), and its schedule
+        # starts once the abusers run.
+        client = await served.connected_load(seconds / 3, "--rate", rate, "--on-go")
         abusers = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.abuse_load", served.http, email, str(SIGN_IN_ABUSERS),
             str(JWE_ABUSERS), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         assert (await abusers.stdout.readline()).strip() == b"ready"
-        load = asyncio.create_task(served.load(seconds / 3, "--rate", rate))
+        client.stdin.write(b"go\n")
+        await client.stdin.drain()
+        answers = asyncio.create_task(client.stdout.read())
         try:
-            # The abuse lasts as long as the load's schedule (and its client's start-up), not as
-            # long as a swamped server takes to work through its backlog.
-            await asyncio.wait({load}, timeout=seconds / 3 + LOAD_STARTUP_SECONDS)
+            # The abuse lasts as long as the load's schedule, not as long as a swamped server
+            # takes to work through the backlog it left.
+            await asyncio.wait({answers}, timeout=seconds / 3)
         finally:
             abusers.stdin.close()
             out = await abusers.stdout.read()
             await abusers.wait()
-        load = await load
+        load = json.loads((await answers).decode().strip().splitlines()[-1])
+        await client.wait()
     abuse = json.loads(out.decode().strip().splitlines()[-1])
     print("auth_under_abuse closed loop", json.dumps(closed), "open loop alone", json.dumps(alone),
           "open loop under abuse", json.dumps(load), "abuse", json.dumps(abuse), flush=True)

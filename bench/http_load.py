@@ -6,7 +6,8 @@ Closed loop for throughput, then open loop at 80% of it for latency (queueing is
 Prints one JSON object: {"auths_per_s", "p50_ms", "p95_ms", "p99_ms"}. `--closed`: the closed loop
 alone for SECONDS, {"auths_per_s"}. `--rate R`: the open loop alone at R per second for SECONDS,
 {"auths_per_s", "p50_ms", "p95_ms", "p99_ms", "stand_in_share"} (answers with DE39 "91", issuer
-unavailable: the engine's stand-in answer, counted rather than refused).
+unavailable: the engine's stand-in answer, counted rather than refused); with `--on-go` it opens
+its connections, prints "connected" and starts when a line arrives on its standard input.
 
 The client shares the two cores with the server and PostgreSQL, so it is lean: HTTP/1.1 keep-alive
 over TLS connections opened once (mutual TLS, the network's certificate), requests written as bytes
@@ -20,6 +21,7 @@ import asyncio
 import json
 import random
 import ssl
+import sys
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -54,7 +56,7 @@ STAND_IN_CODE = "91"  # DE39 "issuer or switch inoperative": what a stand-in ans
 
 
 async def main(url: str, cert: str, key: str, ca: str, cards_file: str, seconds: float, *,
-               closed: bool = False, rate: float | None = None) -> dict:
+               closed: bool = False, rate: float | None = None, on_go: bool = False) -> dict:
     cards = json.loads(open(cards_file).read())
     context = ssl.create_default_context(cafile=ca)
     context.load_cert_chain(cert, key)
@@ -90,6 +92,9 @@ async def main(url: str, cert: str, key: str, ca: str, cards_file: str, seconds:
             return {"auths_per_s": round(await closed_loop(one, seconds, CONNECTIONS), 1)}
         if rate is None:
             return await closed_then_open(one, seconds, CONNECTIONS)
+        if on_go:  # connected: the caller starts whatever must run alongside, then says go
+            print("connected", flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         started = time.perf_counter()
         latencies = await open_loop(one, rate, seconds)
         figures = summary(len(latencies), time.perf_counter() - started, latencies, "auths_per_s",
@@ -109,7 +114,9 @@ if __name__ == "__main__":
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--closed", action="store_true", help="the closed loop alone")
     mode.add_argument("--rate", type=float, help="the open loop alone, at this many a second")
+    parser.add_argument("--on-go", action="store_true",
+                        help="with --rate: print 'connected', start on a line from stdin")
     args = parser.parse_args()
     figures = uvloop.run(main(args.url, args.cert, args.key, args.ca, args.cards_file, args.seconds,
-                              closed=args.closed, rate=args.rate))
+                              closed=args.closed, rate=args.rate, on_go=args.on_go))
     print(json.dumps(figures))
