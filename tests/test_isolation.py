@@ -37,16 +37,23 @@ TICK_SECONDS = 0.002
 
 
 class LoopLag:
-    """The longest the event loop kept a ticking task waiting past its due time, while active."""
+    """How late a ticking task's ticks came while active: the event loop's stalls."""
 
     def __init__(self) -> None:
-        self.worst = 0.0
+        self.lags: list[float] = []
+
+    @property
+    def worst(self) -> float:
+        return max(self.lags, default=0.0)
+
+    def longer_than(self, seconds: float) -> int:
+        return sum(lag > seconds for lag in self.lags)
 
     async def _tick(self) -> None:
         while True:
             due = time.perf_counter() + TICK_SECONDS
             await asyncio.sleep(TICK_SECONDS)
-            self.worst = max(self.worst, time.perf_counter() - due)
+            self.lags.append(time.perf_counter() - due)
 
     async def __aenter__(self) -> LoopLag:
         self._task = asyncio.create_task(self._tick())
@@ -104,9 +111,8 @@ async def test_the_loop_stays_responsive_while_wrong_passwords_flood_sign_in(api
             )
             for i in range(FLOOD)
         ]
-        await until(
-            lambda: api.services.background_cpu.waiting > 0
-        )  # the workers are busy, others wait
+        # the workers are busy and the other sign-ins wait
+        await until(lambda: api.services.background_cpu.waiting > 0)
         answer = await p.authorize()
         async with client.get(f"{api.http}/health") as r:
             assert r.status == 200
@@ -116,7 +122,9 @@ async def test_the_loop_stays_responsive_while_wrong_passwords_flood_sign_in(api
     assert answer["decision"] == "APPROVED"
     assert flood_running, "the authorization and /health were answered only after the flood"
     print(f"worst loop lag {lag.worst * 1000:.1f} ms, one scrypt {scrypt * 1000:.1f} ms")
-    assert lag.worst < scrypt / 4, (lag.worst, scrypt)
+    # On the event loop each of the eight scrypts would hold one tick back by a whole scrypt. A
+    # stall of a quarter of one may come once or twice from the shared machine, never eight times.
+    assert lag.longer_than(scrypt / 4) <= 2 and lag.worst < scrypt, (sorted(lag.lags)[-5:], scrypt)
     # The flood outlasted several scrypts (eight on two workers), so the ticks covered it: on the
     # event loop, as before, each of them would have stalled the loop for one whole scrypt.
     assert max(elapsed for *_, elapsed in answers) > 2 * scrypt
