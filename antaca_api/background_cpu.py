@@ -2,9 +2,10 @@
 
 Why: everything a request does on the event loop delays every other request, a network's
 authorizations included. Measured before this existed: eight clients sending wrong administrator
-passwords (one scrypt each, ~100 ms here, antaca_api/passwords.py) raised network authorization
+passwords (one scrypt each, 35-150 ms here, antaca_api/passwords.py) raised network authorization
 latency to 3.5 s; in bench.auth_bench's auth_under_abuse (eight such clients and four sending JWE
-requests, each an RSA decryption of ~1 ms) http_hot's p99 went from tens of milliseconds to minutes.
+requests, each an RSA decryption of ~1 ms) the network's p99 was 9.1-9.3 s before and 147-476 ms
+with this executor, same runs (docs/benchmarks.md, "Isolation").
 
 What runs here: password hashing (administrator sign-in and creation), the RSA work of JWE
 (`antaca_api.routing.dispatch`), CSR signing and document digests. Never the network channel's
@@ -33,12 +34,14 @@ from typing import Any, TypeVar
 
 from antaca_api.errors import ServiceBusy
 
-# Two workers on this two-core machine: one scrypt (~100 ms) per core at most, so heavy work never
-# holds both cores; more workers only lengthen each job (docs/authorization.md, "Isolation").
+# Two workers on this two-core machine, at most one scrypt (35-150 ms) per core; one worker
+# measured no better under abuse (p99 133 and 108 ms against 78 and 91, same minutes).
 WORKER_THREADS = 2
 # 16 waiting scrypts behind 2 workers is ~0.8 s of waiting: past that a sign-in is better refused.
 WAITING_JOBS_MAX = 16
-WORKER_NICE = 19  # the lowest priority: heavy work only takes CPU nobody else wants
+# The lowest priority: heavy work takes the CPU nobody else wants. At nice 0 the same abuse
+# measured p99 320-420 ms against 38 ms at 19 (SCHED_IDLE: no better than 19).
+WORKER_NICE = 19
 
 Result = TypeVar("Result")
 
