@@ -1,12 +1,20 @@
-"""Administrator accounts and their sessions (repository)."""
+"""Administrator accounts and their sessions (repository).
+
+Password hashing is scrypt (~100 ms of CPU): given a BackgroundCpu it runs there, off the event
+loop, and no database connection is held while it waits or runs. Without one (the CLI, scripts)
+it runs on the caller's thread.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
+from antaca_api.background_cpu import BackgroundCpu
 from antaca_api.errors import AdminExists, InvalidCredentials, ValidationFailed
 from antaca_api.passwords import DUMMY_HASH, hash_password, verify_password
 from antaca_api.routing import Role
@@ -14,34 +22,60 @@ from antaca_api.tokens import new_secret
 
 MIN_PASSWORD = 12
 
+ADMIN_CREDENTIALS = """
+    SELECT id, password_hash, role FROM admin_users WHERE email = lower($1) AND active"""
 
-async def create_admin_user(conn: asyncpg.Connection, email: str, password: str, role: Role) -> uuid.UUID:
-    """Create an administrator; the password is stored as a scrypt hash only."""
+
+async def _hashing(background_cpu: BackgroundCpu | None, func: Callable[..., Any],
+                   *args: Any) -> Any:
+    if background_cpu is None:
+        return func(*args)
+    return await background_cpu.run(func, *args)
+
+
+async def hash_admin_password(password: str, background_cpu: BackgroundCpu | None = None) -> str:
+    """The stored form of a new administrator's password, once it is long enough."""
     if len(password) < MIN_PASSWORD:
         raise ValidationFailed(f"the password must have at least {MIN_PASSWORD} characters")
+    return await _hashing(background_cpu, hash_password, password)
+
+
+async def insert_admin_user(conn: asyncpg.Connection, email: str, password_hash: str,
+                            role: Role) -> uuid.UUID:
+    """Record an administrator whose password is already hashed (hash_admin_password)."""
     admin_id = uuid.uuid4()
     try:
         await conn.execute(
             "INSERT INTO admin_users (id, email, password_hash, role) VALUES ($1, lower($2), $3, $4)",
-            admin_id, email, hash_password(password), str(role),
+            admin_id, email, password_hash, str(role),
         )
     except asyncpg.UniqueViolationError:
         raise AdminExists() from None
     return admin_id
 
 
+async def create_admin_user(conn: asyncpg.Connection, email: str, password: str, role: Role, *,
+                            background_cpu: BackgroundCpu | None = None) -> uuid.UUID:
+    """Create an administrator; the password is stored as a scrypt hash only."""
+    password_hash = await hash_admin_password(password, background_cpu)
+    return await insert_admin_user(conn, email, password_hash, role)
+
+
 async def open_session(
-    conn: asyncpg.Connection, email: str, password: str, now: datetime, ttl: int
+    pool: asyncpg.Pool, email: str, password: str, now: datetime, ttl: int, *,
+    background_cpu: BackgroundCpu | None = None,
 ) -> tuple[str, datetime, Role]:
-    """Check the credentials and start a session: (token, expiry, role)."""
-    row = await conn.fetchrow(
-        "SELECT id, password_hash, role FROM admin_users WHERE email = lower($1) AND active", email
-    )
-    if not verify_password(password, row["password_hash"] if row else DUMMY_HASH) or row is None:
+    """Check the credentials and start a session: (token, expiry, role).
+
+    An unknown e-mail is checked against a dummy hash, the same way, so that it takes as long.
+    """
+    row = await pool.fetchrow(ADMIN_CREDENTIALS, email)
+    stored = row["password_hash"] if row else DUMMY_HASH
+    if not await _hashing(background_cpu, verify_password, password, stored) or row is None:
         raise InvalidCredentials()
     token, token_hash = new_secret()
     expires_at = now + timedelta(seconds=ttl)
-    await conn.execute(
+    await pool.execute(
         "INSERT INTO admin_sessions (token_hash, admin_id, expires_at) VALUES ($1, $2, $3)",
         token_hash, row["id"], expires_at,
     )

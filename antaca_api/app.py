@@ -25,10 +25,14 @@ class ErrorBody(msgspec.Struct):
 
 
 def error_response(error: errors.ApiError) -> web.Response:
+    headers = None
+    if error.retry_after_seconds is not None:
+        headers = {"Retry-After": str(error.retry_after_seconds)}
     return web.Response(
         body=msgspec.json.encode(ErrorBody(error.code, error.message)),
         status=error.status,
         content_type="application/json",
+        headers=headers,
     )
 
 

@@ -12,6 +12,7 @@ class ApiError(Exception):
     status = 400
     code = "BAD_REQUEST"
     message = "the request is not valid"
+    retry_after_seconds: int | None = None  # sent as Retry-After when set
 
     def __init__(self, message: str | None = None) -> None:
         if message is not None:
@@ -159,6 +160,13 @@ class DocumentRejected(ApiError):
 
 class DatabaseUnavailable(ApiError):
     status, code, message = 503, "DATABASE_UNAVAILABLE", "the database does not answer"
+
+
+class ServiceBusy(ApiError):
+    """Too much CPU-heavy work (password hashing, JWE) already waits (antaca_api.background_cpu)."""
+
+    status, code, message = 503, "SERVICE_BUSY", "the service is busy; retry later"
+    retry_after_seconds = 1  # about what the waiting jobs take to clear (16 scrypts on 2 threads)
 
 
 # --- cards -----------------------------------------------------------------------------------

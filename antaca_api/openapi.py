@@ -42,6 +42,9 @@ ERROR_STATUSES = {
     "413": "Body too large",
 }
 
+# Where JWE or password hashing may run: too much of such work already waiting (with Retry-After).
+BUSY = "SERVICE_BUSY: too much CPU-heavy work (JWE, password checks) waits; retry after Retry-After"
+
 JWE_HEADERS = [
     {"name": "Public-Key", "in": "header", "required": False, "schema": {"type": "string"},
      "description": "Base64 of the client's RSA public key PEM; required with either JWE header."},
@@ -97,6 +100,8 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
             if status in ("401", "403") and (r.channel is Channel.PUBLIC or not r.authenticated):
                 continue
             responses[status] = {"description": description, "content": error}
+        if r.channel not in (Channel.PUBLIC, Channel.NETWORK):  # antaca_api/background_cpu.py
+            responses["503"] = {"description": BUSY, "content": error}
         operation: dict[str, Any] = {
             "operationId": _operation_id(r),
             "summary": r.summary,

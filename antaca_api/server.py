@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 
+import asyncpg
 from aiohttp import web
 
 from antaca_api import jwe
@@ -23,13 +24,26 @@ from antaca_api.services import Services
 from antaca_api.settings import Settings
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
-from antaca_auth.engine import AuthorizationEngine
+from antaca_auth.engine import AuthorizationEngine, EngineSettings
 from antaca_auth.followups import FollowUps
 from antaca_auth.ledger import Ledger
 from antaca_auth.migrations import migrate
 from antaca_auth.sweeper import run_sweeper
 
 log = logging.getLogger(__name__)
+
+# The authorization engine's concurrent batch writers (its own default, the figures in
+# docs/benchmarks.md), each holding one connection while its batch is written.
+# The engine's pool holds the connections its batches, stand-in lane and stand-in records use
+# (EngineSettings.connections) and these for the rest of the network channel (reversals, clearings,
+# card locks, certificate lookups) and the engine's own small queries.
+AUTHORIZATION_SPARE_CONNECTIONS = 2
+
+
+async def open_authorization_pool(dsn: str, engine: EngineSettings) -> asyncpg.Pool:
+    """The authorization engine's own connections: no other channel can take them."""
+    size = engine.connections + AUTHORIZATION_SPARE_CONNECTIONS
+    return await create_pool(dsn, min_size=size, max_size=size)
 
 
 def load_keys(settings: Settings) -> tuple[object, CertificateAuthority, CardKeys]:
@@ -54,10 +68,13 @@ async def serve(dsn: str, settings: Settings) -> None:
         log.info("applied migrations: %s", ", ".join(applied))
     jwe_key, ca, card_keys = load_keys(settings)
     pool = await create_pool(dsn)
+    authorization_pool = await open_authorization_pool(dsn, settings.engine)
     services = Services(pool=pool, ledger=Ledger(pool), settings=settings, jwe_key=jwe_key, ca=ca,
-                        kyc_provider=DeterministicKycProvider(), card_keys=card_keys)
-    services.engine = AuthorizationEngine(pool, services.ledger, card_keys, settings.engine)
-    services.follow_ups = FollowUps(pool, services.ledger, card_keys,
+                        kyc_provider=DeterministicKycProvider(), card_keys=card_keys,
+                        authorization_pool=authorization_pool)
+    services.engine = AuthorizationEngine(authorization_pool, services.authorization_ledger, card_keys,
+                                          settings.engine)
+    services.follow_ups = FollowUps(authorization_pool, services.authorization_ledger, card_keys,
                                     hold_seconds=services.engine.hold_seconds,
                                     clearing_tolerance_percent=settings.clearing_tolerance_percent)
     await services.engine.start()
@@ -96,4 +113,6 @@ async def serve(dsn: str, settings: Settings) -> None:
         # its grace period and stands in what is left: every accepted authorization gets its answer.
         await asyncio.gather(runner.cleanup(), services.engine.stop())
         await asyncio.gather(*services.tasks, return_exceptions=True)
+        await services.background_cpu.close()
+        await authorization_pool.close()
         await pool.close()

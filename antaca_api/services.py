@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from antaca_api.background_cpu import BackgroundCpu
 from antaca_api.credentials import CredentialCache
 from antaca_api.settings import Settings
 from antaca_auth.followups import FollowUps
@@ -36,6 +37,20 @@ class Services:
     # Background work started by requests (asynchronous card generation); kept so it is not
     # garbage-collected and can be awaited on shutdown.
     tasks: set[asyncio.Task] = field(default_factory=set)
+    # CPU-heavy request work (password hashing, JWE's RSA) runs here, off the event loop.
+    background_cpu: BackgroundCpu = field(default_factory=BackgroundCpu)
+    # The authorization engine's own connections, and a ledger on them: the network channel works
+    # on these, so no other channel can take them (antaca_api/server.py sizes them). None: the
+    # shared pool.
+    authorization_pool: asyncpg.Pool | None = None
+    authorization_ledger: Ledger | None = None
+
+    def __post_init__(self) -> None:
+        if self.authorization_pool is None:
+            self.authorization_pool = self.pool
+        if self.authorization_ledger is None:
+            same = self.authorization_pool is self.pool
+            self.authorization_ledger = self.ledger if same else Ledger(self.authorization_pool)
 
     def spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -201,6 +201,12 @@ class EngineSettings:
     card_testing_failures_max: int = 5
     card_testing_window_seconds: int = 86400
 
+    @property
+    def connections(self) -> int:
+        """The connections the engine holds at most: its batches, the stand-in lane, the recorder."""
+        batches = self.pipeline_depth if self.batching == Batching.PIPELINED else self.writers
+        return batches + 2
+
     def __post_init__(self) -> None:
         if self.batching not in tuple(Batching) or not 1 <= self.pipeline_depth <= 16:
             raise ValueError("engine settings out of range: batching")

@@ -25,12 +25,10 @@ def summary(count: int, elapsed: float, latencies_s: list[float], rate_key: str,
     return out
 
 
-async def closed_then_open(call: Callable[[], Awaitable[None]], seconds: float, callers: int) -> dict:
-    """Throughput from a closed loop (`callers` at once, half the time), latency from an open loop at 80%
-    of that throughput (the other half): requests start on schedule whether or not earlier ones are done,
-    so queueing shows in the latency instead of being hidden by callers that wait."""
+async def closed_loop(call: Callable[[], Awaitable[None]], seconds: float, callers: int) -> float:
+    """Calls per second with `callers` calling back to back for `seconds`."""
     done = 0
-    deadline = time.perf_counter() + seconds / 2
+    deadline = time.perf_counter() + seconds
 
     async def caller() -> None:
         nonlocal done
@@ -40,9 +38,14 @@ async def closed_then_open(call: Callable[[], Awaitable[None]], seconds: float, 
 
     start = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
-    rate = done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start)
 
-    target = max(1.0, rate * 0.8)
+
+async def open_loop(call: Callable[[], Awaitable[None]], rate: float,
+                    seconds: float) -> list[float]:
+    """Latencies (seconds) of calls started on schedule at `rate` per second for `seconds`, whether
+    or not earlier ones are done, each measured from its scheduled start: queueing shows in the
+    latency instead of being hidden by callers that wait."""
     latencies: list[float] = []
 
     async def timed(scheduled: float) -> None:
@@ -51,14 +54,23 @@ async def closed_then_open(call: Callable[[], Awaitable[None]], seconds: float, 
 
     tasks = []
     begin = time.perf_counter()
-    for i in range(int(target * seconds / 2)):
-        scheduled = begin + i / target
+    for i in range(int(rate * seconds)):
+        scheduled = begin + i / rate
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(timed(scheduled)))
     await asyncio.gather(*tasks)
-    figures = summary(done, seconds / 2, latencies, "auths_per_s", pcts=(50, 95, 99))
+    return latencies
+
+
+async def closed_then_open(call: Callable[[], Awaitable[None]], seconds: float,
+                           callers: int) -> dict:
+    """Throughput from a closed loop (`callers` at once, half the time), latency from an open loop
+    at 80% of that throughput (the other half)."""
+    rate = await closed_loop(call, seconds / 2, callers)
+    latencies = await open_loop(call, max(1.0, rate * 0.8), seconds / 2)
+    figures = summary(len(latencies), seconds / 2, latencies, "auths_per_s", pcts=(50, 95, 99))
     figures["auths_per_s"] = round(rate, 1)
     return figures
 

@@ -98,14 +98,20 @@ async def api(pool, key_material, database_url):
     from tests.api_harness import start_api
 
     jwe_key, ca = key_material
+    from antaca_api.server import open_authorization_pool
     from antaca_auth.engine import AuthorizationEngine
     from antaca_auth.followups import FollowUps
 
+    # As `antaca serve` does: the engine and the network channel on their own pool.
+    authorization_pool = await open_authorization_pool(database_url, Settings().engine)
     services = Services(pool=pool, ledger=Ledger(pool), settings=Settings(), jwe_key=jwe_key, ca=ca,
-                        kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate())
-    services.engine = AuthorizationEngine(pool, services.ledger, services.card_keys)
+                        kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate(),
+                        authorization_pool=authorization_pool)
+    services.engine = AuthorizationEngine(authorization_pool, services.authorization_ledger,
+                                          services.card_keys, services.settings.engine)
     services.follow_ups = FollowUps(
-        pool, services.ledger, services.card_keys, hold_seconds=services.engine.hold_seconds,
+        authorization_pool, services.authorization_ledger, services.card_keys,
+        hold_seconds=services.engine.hold_seconds,
         clearing_tolerance_percent=services.settings.clearing_tolerance_percent)
     await services.engine.start()
     server, runner = await start_api(services, ca)
@@ -124,3 +130,5 @@ async def api(pool, key_material, database_url):
     for session in server.sessions:
         await session.close()
     await runner.cleanup()
+    await services.background_cpu.close()
+    await authorization_pool.close()

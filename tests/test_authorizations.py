@@ -377,7 +377,7 @@ async def test_approvals_and_declines_are_written_by_the_set_based_path(api, jwe
     path; one the engine believed covered but the ledger refuses (funds gone in between) falls back to
     the sequential path and is declined with nothing held."""
     p = await Payments().setup(api, jwe_key)
-    ledger = api.services.ledger
+    ledger = api.services.authorization_ledger  # the engine's, on its own pool
     sequential = []
     original = ledger.write_batch
 

@@ -203,6 +203,7 @@ async def test_load_zone_keys_gives_the_engine_every_key_in_one_query(api, jwe_k
         queries.append(record.query)
 
     async with api.services.pool.acquire() as conn:
+        await load_zone_keys(conn, api.services.card_keys, ids)  # asyncpg's first use introspects types
         conn.add_query_logger(log)
         keys = await load_zone_keys(conn, api.services.card_keys, ids)
         conn.remove_query_logger(log)

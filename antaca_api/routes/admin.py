@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from antaca_api.admins import create_admin_user, open_session
+from antaca_api.admins import hash_admin_password, insert_admin_user, open_session
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, Role, route
 from antaca_api.schema import Body, Page
 from antaca_api.tokens import bearer_token, hash_secret
@@ -25,10 +25,10 @@ class AdminSession(Body):
 @route("POST", "/admin/sessions", channel=Channel.ADMIN, authenticated=False, body=Login, response=AdminSession,
        status=201, summary="Log in as an administrator", tags=("admin",))
 async def login(ctx: Context, body: Login) -> AdminSession:
-    async with ctx.pool.acquire() as conn:
-        token, expires_at, role = await open_session(
-            conn, body.email, body.password, ctx.services.clock(), ctx.services.settings.admin_session_ttl
-        )
+    services = ctx.services
+    token, expires_at, role = await open_session(
+        ctx.pool, body.email, body.password, services.clock(), services.settings.admin_session_ttl,
+        background_cpu=services.background_cpu)
     return AdminSession(token=token, expires_at=expires_at, role=role)
 
 
@@ -57,8 +57,10 @@ class AdminUser(Body):
 @route("POST", "/admin/users", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewAdmin, response=AdminUser,
        status=201, summary="Create an administrator", tags=("admin",))
 async def create_user(ctx: Context, body: NewAdmin) -> AdminUser:
+    # Hashed before the transaction: no connection is held while scrypt waits for a thread and runs.
+    password_hash = await hash_admin_password(body.password, ctx.services.background_cpu)
     async with ctx.transaction() as conn:
-        admin_id = await create_admin_user(conn, body.email, body.password, body.role)
+        admin_id = await insert_admin_user(conn, body.email, password_hash, body.role)
         ctx.audit_target = f"admin:{admin_id}"
         row = await conn.fetchrow("SELECT id, email, role, active, created_at FROM admin_users WHERE id = $1", admin_id)
     return AdminUser(**dict(row))

@@ -180,7 +180,8 @@ async def issue_certificate(ctx: Context, body: CertificateRequest) -> IssuedCer
     ca = ctx.services.ca
     async with ctx.transaction() as conn:
         await _partner(conn, partner_id)
-        issued = await issue_client_certificate(conn, ca, body.csr, "partner", partner_id)
+        issued = await issue_client_certificate(conn, ca, body.csr, "partner", partner_id,
+                                                  background_cpu=ctx.services.background_cpu)
         ctx.audit_target = f"certificate:{issued.serial}"
     return IssuedCertificate(
         serial=issued.serial, partner_id=partner_id, fingerprint=issued.fingerprint, subject=issued.subject,

@@ -203,7 +203,8 @@ async def issue_network_certificate(ctx: Context, body: CertificateRequest) -> N
     async with ctx.transaction() as conn:
         if await conn.fetchval("SELECT 1 FROM networks WHERE id = $1", network_id) is None:
             raise NotFound("no such network")
-        issued = await issue_client_certificate(conn, ca, body.csr, "network", network_id)
+        issued = await issue_client_certificate(conn, ca, body.csr, "network", network_id,
+                                                  background_cpu=ctx.services.background_cpu)
         ctx.audit_target = f"certificate:{issued.serial}"
     return NetworkCertificate(serial=issued.serial, network_id=network_id, fingerprint=issued.fingerprint,
                              subject=issued.subject, not_before=issued.not_before, not_after=issued.not_after,
