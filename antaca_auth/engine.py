@@ -23,9 +23,10 @@ import dataclasses
 import enum
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import asyncpg
 
@@ -250,6 +251,7 @@ class _OutOfTime(Exception):
     """The stand-in lane's transaction ran past its budget."""
 
 
+_T = TypeVar("_T")
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncpg.UniqueViolationError)
 
 
@@ -511,19 +513,12 @@ class AuthorizationEngine:
     async def _attempt(self, live: list[_Pending],
                        at_ledger: asyncio.Event | None) -> list[AuthorizationResult]:
         async with self.pool.acquire() as conn:
-            transaction = conn.transaction()
-            await transaction.start()
-            try:
+            async def write() -> Callable[[], list[AuthorizationResult]]:
                 finish = await self._batch(conn, live, at_ledger=at_ledger)
                 self._seal(live)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await transaction.rollback()
-                raise
-            try:
-                await transaction.commit()
-            except Exception as exc:
-                raise _CommitFailed(str(exc)) from exc
+                return finish
+
+            finish = await _committed(conn, write)
         return finish()
 
     def _seal(self, live: list[_Pending]) -> None:
@@ -746,9 +741,7 @@ class AuthorizationEngine:
                             budget_end: float) -> list[AuthorizationResult]:
         loop = asyncio.get_running_loop()
         async with self.pool.acquire(timeout=budget) as conn:
-            transaction = conn.transaction()
-            await transaction.start()
-            try:
+            async def write() -> Callable[[], list[AuthorizationResult]]:
                 milliseconds = max(1, int((budget_end - loop.time()) * 1000))
                 await conn.execute(f"SET LOCAL statement_timeout = {milliseconds};"
                                    f"SET LOCAL lock_timeout = {milliseconds}")
@@ -757,14 +750,9 @@ class AuthorizationEngine:
                     raise _OutOfTime()
                 for item in batch:
                     item.state = _State.SEALED
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await transaction.rollback()
-                raise
-            try:
-                await transaction.commit()
-            except Exception as exc:
-                raise _CommitFailed(str(exc)) from exc
+                return finish
+
+            finish = await _committed(conn, write)
         return finish()
 
     async def _recorder(self) -> None:
@@ -796,6 +784,24 @@ class AuthorizationEngine:
                 [q.merchant_country for q in requests], [q.terminal_id for q in requests],
                 [result.response_code for _, result, _ in chunk], [result.reason for _, result, _ in chunk],
                 [at for _, _, at in chunk], [item.digest for item, _, _ in chunk])
+
+
+async def _committed(conn: asyncpg.Connection, write: Callable[[], Awaitable[_T]]) -> _T:
+    """Run `write` in a transaction and commit it. Anything raised before the commit rolled it back;
+    a failure of COMMIT itself is `_CommitFailed`: whether it committed is unknown."""
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        result = await write()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await transaction.rollback()
+        raise
+    try:
+        await transaction.commit()
+    except Exception as exc:
+        raise _CommitFailed(str(exc)) from exc
+    return result
 
 
 def _only_answer(item: _Pending, stored: StoredAnswer) -> Snapshot:

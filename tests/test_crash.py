@@ -44,6 +44,18 @@ async def wait_healthy(port: int) -> None:
     raise AssertionError("the server did not come up")
 
 
+async def prepared(database_url: str, tmp_path, n_cards: int):
+    """Card keys and a CA in a key folder the server will read, a pool, and funded cards."""
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir()
+    card_keys = CardKeys.generate()
+    (keys_dir / "card-keys.json").write_text(card_keys.to_json())
+    ca, _ = CertificateAuthority.load_or_create(keys_dir)
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    cards = await setup(pool, Ledger(pool), card_keys, 1, n_cards=n_cards)
+    return keys_dir, ca, pool, cards
+
+
 async def network_client(pool, ca, tmp_path, name: str) -> tuple[uuid.UUID, ssl.SSLContext]:
     network_id = uuid.uuid4()
     csr, key_pem = make_csr()
@@ -68,13 +80,7 @@ async def no_hold_behind(conn, network_id: uuid.UUID, message_ids: list[str]) ->
 
 @pytest.mark.parametrize("deadline_ms", [1500, 60], ids=["default_deadline", "short_deadline_with_stand_ins"])
 async def test_sigkill_mid_load_loses_no_approval(database_url, tmp_path, deadline_ms):
-    keys_dir = tmp_path / "keys"
-    keys_dir.mkdir()
-    card_keys = CardKeys.generate()
-    (keys_dir / "card-keys.json").write_text(card_keys.to_json())
-    ca, _ = CertificateAuthority.load_or_create(keys_dir)
-    pool = await create_pool(database_url, min_size=1, max_size=4)
-    cards = await setup(pool, Ledger(pool), card_keys, 1, n_cards=50)
+    keys_dir, ca, pool, cards = await prepared(database_url, tmp_path, 50)
     network_id, context = await network_client(pool, ca, tmp_path, "crash")
     await pool.execute("UPDATE networks SET authorization_deadline_ms = $1", deadline_ms)
 
@@ -157,13 +163,7 @@ async def test_sigterm_answers_every_request_in_flight_and_loses_nothing(databas
     """SIGTERM with a batch stuck on the partner deposit and the rest queued: the listener closes,
     every request already sent gets an answer (queued ones by stand-in once the grace period is
     over, the stuck batch by its commit), and the process exits cleanly."""
-    keys_dir = tmp_path / "keys"
-    keys_dir.mkdir()
-    card_keys = CardKeys.generate()
-    (keys_dir / "card-keys.json").write_text(card_keys.to_json())
-    ca, _ = CertificateAuthority.load_or_create(keys_dir)
-    pool = await create_pool(database_url, min_size=1, max_size=4)
-    cards = await setup(pool, Ledger(pool), card_keys, 1, n_cards=20)
+    keys_dir, ca, pool, cards = await prepared(database_url, tmp_path, 20)
     network_id, context = await network_client(pool, ca, tmp_path, "sigterm")
     port, tls_port = free_port(), free_port()
     env = dict(os.environ, ANTACA_DATABASE_URL=database_url, ANTACA_KEY_DIR=str(keys_dir), ANTACA_PORT=str(port),
