@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -96,6 +97,11 @@ async def serve(dsn: str, settings: Settings) -> None:
     await web.TCPSite(runner, settings.host, settings.port).start()
     tls = ca.server_ssl_context([settings.host, "localhost"])
     await web.TCPSite(runner, settings.host, settings.tls_port, ssl_context=tls).start()
+    # What start-up built lives as long as the process: out of the collector's way. A full collection
+    # over it (52k objects) paused the event loop 16 ms each time it ran, a spike in every in-flight
+    # authorization's latency; frozen, the collector only walks what was made since.
+    gc.collect()
+    gc.freeze()
     print(f"antaca listening on http://{settings.host}:{settings.port} and "
           f"https://{settings.host}:{settings.tls_port} (CA: {ca.cert_path.resolve()})", flush=True)
     stop = asyncio.Event()
