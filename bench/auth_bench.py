@@ -70,8 +70,9 @@ N_PROGRAMS = 100
 CALLERS = 1024  # concurrent in-process callers (a network sends many at once)
 # naive_hot's writers, each committing one payment at a time. Tried once each, closed loop with
 # twice as many callers, realistic mix, embedded durable PostgreSQL, 20 s each, same minutes
-# (2026-11-28): 8 writers 438/s, 16 434/s, 32 249/s. Past a few, writers only queue on the hot
-# deposit's row lock (held to each commit's WAL flush) while competing for the two cores.
+# (2026-11-28): 8 writers 438/s, 16 434/s, 32 249/s; again on a quiet machine: 396, 395, 394/s.
+# The number does not matter: each payment costs the whole fixed CPU of an engine batch (~1.1 ms
+# of Python and ~2.7 ms of PostgreSQL), which fills the two cores. 8: the fewest connections.
 NAIVE_WRITERS = 8
 NAIVE_CALLERS = 2 * NAIVE_WRITERS  # one payment waiting for each writer as it commits
 # auth_under_abuse: the issue measured eight wrong-password clients; JWE clients come on top.
