@@ -1,23 +1,39 @@
-"""Authorization throughput: a naive baseline against the micro-batching engine.
+"""Authorization throughput and latency under a realistic mix of payments.
 
     python -m bench.auth_bench [--seconds N] [--only http_hot,auth_under_abuse]
+        [--mix realistic|approve] [--batching pipelined|writers] [--cards 10000]
+
+The traffic (bench.traffic): `--mix realistic` (the default) has ~5 % payments declined for funds,
+~1 % wrong CVC2s or PINs aimed at 1 % of the cards (locked by card testing, then declined as
+locked), 20 % POS payments with a PIN block, 10 % in USD converted at the admin's rate, and a fee
+schedule on every program; `--mix approve` is the earlier all-approve e-commerce traffic. Every
+scenario counts its answers: `approved_share`, `declined_share`, `stand_in_share` and `declines`
+by reason. `--batching` chooses the engine's design (antaca_auth.engine.Batching) for the engine
+and HTTP scenarios: `pipelined` (the default) or `writers` (the earlier design: 4 writers, 2 ms
+wait). `--cards` cards per database (10,000).
 
 Scenarios (each gets its share of N seconds, SCENARIO_WEIGHTS; `--only` runs some of them):
-- naive_hot: one database transaction per authorization (the deposit and user holds as one
-  linked ledger call), so every authorization takes the partner deposit's row lock in turn;
+- naive_hot: the same engine with one payment per transaction (`writers` batching, batches of
+  one, NAIVE_WRITERS writers), so that engine_vs_naive measures batching and nothing else;
 - engine_hot: in-process engine calls, one DEPOSIT-model program whose deposit account takes
-  every authorization, spread over 10,000 cards;
-- engine_spread: the same over 100 programs (100 partners, 100 deposit accounts).
-Durable PostgreSQL (synchronous_commit=on). The last line is one JSON object. In every scenario
-the throughput comes from a closed loop and the latency from an open loop at 80% of that throughput
-(bench.stats.closed_then_open): closed-loop latency at saturation only restates the number of callers.
+  every authorization, spread over the cards;
+- engine_spread: the same over 100 programs (100 partners, 100 deposit accounts);
 - http_hot, http_spread: end to end over HTTPS (mutual TLS) to `antaca serve` running in its
-  own process, from a client process (bench.http_load): closed loop for throughput, open loop
-  at 80% of it for latency.
+  own process, from a client process (bench.http_load);
 - auth_under_abuse: http_hot's load in an open loop at half its closed-loop rate while other
   clients (bench.abuse_load, their own process) flood administrator sign-in with wrong passwords
   and send JWE requests: {"p99_ms", "p50_ms", "stand_in_share", "abuse_requests_per_s",
-  "abuse_refused_share"}. Nothing else the service does may push an authorization past its deadline.
+  "abuse_refused_share", "approved_share", "declined_share"}. Nothing else the service does may
+  push an authorization past its deadline;
+- pg_floor: PostgreSQL alone doing the engine's database work (bench.pg_floor) from three
+  connections on its own fresh database: `pg_floor_per_s`, and `engine_vs_floor` (engine_hot's
+  closed-loop throughput over it).
+In every scenario the throughput comes from a closed loop and the latency from an open loop at 80%
+of that throughput (bench.stats.closed_then_open): closed-loop latency at saturation only restates
+the number of callers. engine_hot and http_hot then measure the latency curve (`latency_curve`):
+open loops at 25, 50, 70 and 90 % of their closed-loop throughput, three runs each after a
+warm-up, {"offered_per_s", "p50_ms", "p99_ms", "stand_in_share", "p99_ms_runs"} per point.
+Durable PostgreSQL (synchronous_commit=on). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -25,141 +41,148 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvloop
 
-from antaca_auth.accounts import AccountKind, NewAccount
-from antaca_auth.authorization import AuthorizationRequest, TxType
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
-from antaca_auth.engine import AuthorizationEngine, EngineSettings
-from antaca_auth.settlement import settlement_account
+from antaca_auth.engine import AuthorizationEngine, Batching, EngineSettings
 from antaca_auth.ledger import Ledger
-from antaca_auth.pans import generate_pan
-from antaca_auth.transfers import Transfer, TransferKind
+from bench.cards import N_CARDS, create_network, prepare_traffic, setup  # setup: tests use it too
 from bench.database import bench_database
-from bench.stats import CpuMeter, closed_then_open
+from bench.pg_floor import floor
+from bench.stats import CpuMeter, Outcome, closed_then_open, latency_curve, postmaster_pid
+from bench.traffic import Mix, Traffic
 
-N_CARDS = 10_000
 N_PROGRAMS = 100
 CALLERS = 1024  # concurrent in-process callers (a network sends many at once)
-NAIVE_CALLERS = 16
+# naive_hot's writers, each committing one payment at a time. Tried once each, closed loop with
+# twice as many callers, realistic mix, embedded durable PostgreSQL, 20 s each, same minutes
+# (2026-11-28): 8 writers 438/s, 16 434/s, 32 249/s; again on a quiet machine: 396, 395, 394/s.
+# The number does not matter: each payment costs the whole fixed CPU of an engine batch (~1.1 ms
+# of Python and ~2.7 ms of PostgreSQL), which fills the two cores. 8: the fewest connections.
+NAIVE_WRITERS = 8
+NAIVE_CALLERS = 2 * NAIVE_WRITERS  # one payment waiting for each writer as it commits
 # auth_under_abuse: the issue measured eight wrong-password clients; JWE clients come on top.
 SIGN_IN_ABUSERS = 8
 JWE_ABUSERS = 4
 ABUSED_RATE_SHARE = 0.5  # of http_hot's closed-loop rate: a busy network, not a saturated server
 
+# The engine designs --batching chooses. `writers` is the design before pipelining, as it was
+# benchmarked: 4 writers, each waiting up to 2 ms for company.
+BATCHING_SETTINGS = {
+    Batching.PIPELINED: EngineSettings(batch_size_max=512),
+    Batching.WRITERS: EngineSettings(batching=Batching.WRITERS, batch_size_max=512, writers=4,
+                                     batch_wait_seconds=0.002),
+}
+NAIVE_SETTINGS = EngineSettings(batching=Batching.WRITERS, batch_size_max=1, writers=NAIVE_WRITERS)
 
-async def setup(pool, ledger: Ledger, keys: CardKeys, programs: int, n_cards: int = N_CARDS) -> list[dict]:
-    """Partners with funded deposits, programs, customers with funded balances and ACTIVE cards."""
-    partners = [uuid.uuid4() for _ in range(programs)]
-    bank = uuid.uuid4()
-    await ledger.create_accounts([NewAccount(id=bank, currency="EUR", kind=AccountKind.EXTERNAL_FUNDING),
-                                  NewAccount(id=settlement_account("EUR"), currency="EUR",
-                                             kind=AccountKind.NETWORK_SETTLEMENT)])
-    deposits = {p: uuid.uuid4() for p in partners}
-    program_ids = {p: uuid.uuid4() for p in partners}
-    async with pool.acquire() as conn:
-        await conn.executemany("INSERT INTO partners (id, name) VALUES ($1, 'bench')", [(p,) for p in partners])
-        await ledger.create_accounts([NewAccount(id=d, currency="EUR", kind=AccountKind.PARTNER_DEPOSIT,
-                                                 debits_must_not_exceed_credits=True) for d in deposits.values()])
-        await conn.executemany(
-            "INSERT INTO partner_accounts (partner_id, currency, kind, account_id) VALUES ($1, 'EUR', 'partner_deposit', $2)",
-            list(deposits.items()))
-        await conn.executemany(
-            """INSERT INTO card_programs (id, partner_id, name, bin_prefix, pan_length, currency, processor,
-                   funding_model, validity_months) VALUES ($1, $2, 'bench', '535522', 16, 'EUR', 'simulated',
-                   'DEPOSIT', 36)""", [(program_ids[p], p) for p in partners])
-    await ledger.create_transfers([Transfer(id=uuid.uuid4(), code=2, debit_account_id=bank, credit_account_id=d,
-                                            amount=10**15, currency="EUR") for d in deposits.values()])
-    cards = []
-    pans: set[str] = set()  # random draws collide now and then (birthday bound): keep them unique
-    for start in range(0, n_cards, 1000):
-        chunk = []
-        for i in range(start, min(n_cards, start + 1000)):
-            partner = partners[i % programs]
-            pan = generate_pan("535522", 16)
-            while pan in pans:
-                pan = generate_pan("535522", 16)
-            pans.add(pan)
-            chunk.append({"partner": partner, "program": program_ids[partner], "customer": uuid.uuid4(),
-                          "balance": uuid.uuid4(), "card": uuid.uuid4(), "pan": pan, "expiry": "3012"})
-        await ledger.create_accounts([NewAccount(id=c["balance"], currency="EUR", kind=AccountKind.USER_BALANCE,
-                                                 debits_must_not_exceed_credits=True) for c in chunk])
-        await ledger.create_transfers([Transfer(id=uuid.uuid4(), code=1, debit_account_id=bank,
-                                                credit_account_id=c["balance"], amount=10**12, currency="EUR")
-                                       for c in chunk])
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
-                """INSERT INTO customers (id, partner_id, external_id, first_name, last_name, email, phone,
-                       birth_date, address, country, kyc_status)
-                   VALUES ($1, $2, $3, 'B', 'B', 'b@b.io', '+48123456789', '1990-01-01', '{}', 'PL', 'VERIFIED')""",
-                [(c["customer"], c["partner"], str(c["customer"])) for c in chunk])
-            await conn.executemany(
-                "INSERT INTO balances (id, partner_id, customer_id, account_id, currency) VALUES ($1, $2, $3, $1, 'EUR')",
-                [(c["balance"], c["partner"], c["customer"]) for c in chunk])
-            rows = []
-            for c in chunk:
-                key_id, sealed = keys.encrypt_pan(c["card"], c["pan"])
-                rows.append((c["card"], c["program"], c["partner"], c["balance"], c["customer"], key_id, sealed,
-                             keys.fingerprint(c["pan"]), c["pan"][:6], c["pan"][-4:], c["expiry"]))
-            await conn.executemany(
-                """INSERT INTO cards (id, program_id, partner_id, balance_id, customer_id, kind, state, pan_key_id,
-                       pan_ciphertext, pan_fingerprint, bin, last4, expiry)
-                   VALUES ($1, $2, $3, $4, $5, 'VIRTUAL', 'ACTIVE', $6, $7, $8, $9, $10, $11)""", rows)
-        for c in chunk:
-            c["cvc2"] = keys.cvc2(c["pan"], c["expiry"], 0)
-            c["deposit"] = deposits[c["partner"]]
-        cards.extend(chunk)
-    return cards
+# Each scenario's share of --seconds, relative (the HTTP ones run their closed and open loops in
+# half the share of the in-process ones). The latency curve of CURVE_SCENARIOS takes CURVE_WEIGHT
+# more: 13 slots (a warm-up, then 4 points x 3 runs).
+SCENARIO_WEIGHTS = {"naive_hot": 1.0, "engine_hot": 1.0, "http_hot": 0.5, "auth_under_abuse": 1.0,
+                    "pg_floor": 0.5, "engine_spread": 1.0, "http_spread": 0.5}
+CURVE_SCENARIOS = ("engine_hot", "http_hot")
+CURVE_WEIGHT = 3.0
+HOT_SCENARIOS = ("naive_hot", "engine_hot", "http_hot", "auth_under_abuse")
+SPREAD_SCENARIOS = ("engine_spread", "http_spread")
 
 
-def request(card: dict) -> AuthorizationRequest:
-    return AuthorizationRequest(message_id=uuid.uuid4().hex, pan=card["pan"], expiry=card["expiry"],
-                                amount=random.randint(100, 5000), currency="EUR", type=TxType.ECOM,
-                                cvc2=card["cvc2"], mcc="5411", merchant_name="bench")
+@dataclass(frozen=True)
+class Options:
+    mix: Mix = Mix.REALISTIC
+    batching: Batching = Batching.PIPELINED
+    cards: int = N_CARDS
 
 
-async def measured(call, cards: list[dict], seconds: float, callers: int) -> dict:
-    """Throughput closed-loop, latency open-loop at 80% of it (bench.stats.closed_then_open)."""
-    async def one() -> None:
-        assert await call(random.choice(cards))
+def weight(scenario: str) -> float:
+    return SCENARIO_WEIGHTS[scenario] + (CURVE_WEIGHT if scenario in CURVE_SCENARIOS else 0.0)
 
-    return await closed_then_open(one, seconds, callers)
+
+def engine_environment(settings: EngineSettings) -> dict[str, str]:
+    """The `ANTACA_AUTHORIZATION_<FIELD>` variables that give `antaca serve` these settings."""
+    from antaca_api.settings import ENGINE_PREFIX
+
+    default = EngineSettings()
+    return {ENGINE_PREFIX + f.name.upper(): str(getattr(settings, f.name))
+            for f in dataclasses.fields(EngineSettings)
+            if getattr(settings, f.name) != getattr(default, f.name)}
 
 
 @contextlib.asynccontextmanager
-async def serving(dsn: str, pool, keys: CardKeys, cards: list[dict]) -> AsyncIterator[Served]:
-    """`antaca serve` on this database in a child process, and a network certificate to load it."""
+async def running_engine(dsn: str, keys: CardKeys,
+                         settings: EngineSettings) -> AsyncIterator[AuthorizationEngine]:
+    """An engine with its own pool, as large as its settings need (as `antaca serve` sizes it)."""
+    pool = await create_pool(dsn, min_size=settings.connections, max_size=settings.connections)
+    engine = AuthorizationEngine(pool, Ledger(pool), keys, settings)
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+        await pool.close()
+
+
+async def in_process(dsn: str, keys: CardKeys, traffic: Traffic, name: str,
+                     settings: EngineSettings, callers: int, seconds: float,
+                     curve_seconds: float = 0.0) -> dict:
+    """The engine called in this process by `callers` callers, and the CPU each authorization
+    cost this process (callers and engine) and PostgreSQL."""
+    async with running_engine(dsn, keys, settings) as engine:
+        async with engine.pool.acquire() as conn:
+            network = await create_network(conn, keys, traffic, f"bench-{name}")
+            server = await postmaster_pid(conn)
+        with CpuMeter(server) as cpu:
+            async def via_engine() -> Outcome:
+                cpu.ops += 1
+                result = await engine.authorize(network, traffic.payment())
+                return Outcome(result.reason, result.stand_in)
+
+            figures = await closed_then_open(via_engine, seconds, callers)
+        print(name, json.dumps(figures), flush=True)
+        # Where the CPU goes, over the closed and open loops (the curve's small batches cost more).
+        print(f"{name} cpu per authorization", json.dumps(cpu.per_op_us()), flush=True)
+        if curve_seconds > 0:
+            figures["latency_curve"] = await latency_curve(via_engine, figures["auths_per_s"],
+                                                           curve_seconds)
+            print(f"{name} latency_curve", json.dumps(figures["latency_curve"]), flush=True)
+    return figures
+
+
+@contextlib.asynccontextmanager
+async def serving(dsn: str, pool, keys: CardKeys, traffic: Traffic,
+                  settings: EngineSettings) -> AsyncIterator[Served]:
+    """`antaca serve` on this database in a child process with these engine settings, and a
+    network certificate to load it."""
     from antaca_api.pki import CertificateAuthority, issue_client_certificate
     from tests.api_harness import free_port, make_csr
 
     work = Path(tempfile.mkdtemp(prefix="antaca-http-bench-"))
     (work / "card-keys.json").write_text(keys.to_json())
     ca, _ = CertificateAuthority.load_or_create(work)
-    network = uuid.uuid4()
     csr, key_pem = make_csr()
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("INSERT INTO networks (id, name) VALUES ($1, $2)", network, f"http-{network.hex}")
+        network = await create_network(conn, keys, traffic, f"http-{uuid.uuid4().hex}")
         issued = await issue_client_certificate(conn, ca, csr, "network", network)
     (work / "net.crt").write_text(issued.pem)
     (work / "net.key").write_bytes(key_pem)
-    (work / "cards.json").write_text(json.dumps([{k: c[k] for k in ("pan", "expiry", "cvc2")} for c in cards]))
+    (work / "traffic.json").write_text(traffic.to_json())
     port, tls_port = free_port(), free_port()
-    env = dict(os.environ, ANTACA_DATABASE_URL=dsn, ANTACA_KEY_DIR=str(work), ANTACA_PORT=str(port),
-               ANTACA_TLS_PORT=str(tls_port))
+    env = dict(os.environ, ANTACA_DATABASE_URL=dsn, ANTACA_KEY_DIR=str(work),
+               ANTACA_PORT=str(port), ANTACA_TLS_PORT=str(tls_port),
+               **engine_environment(settings))
     server = subprocess.Popen([sys.executable, "-m", "antaca_api.cli", "serve"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -195,20 +218,22 @@ class Served:
         w = self.work
         client = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.http_load", f"{self.https}/network/authorizations",
-            str(w / "net.crt"), str(w / "net.key"), str(self.ca_path), str(w / "cards.json"),
+            str(w / "net.crt"), str(w / "net.key"), str(self.ca_path), str(w / "traffic.json"),
             str(seconds), *options, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         if "--on-go" in options:
             assert (await client.stdout.readline()).strip() == b"connected"
         return client
 
 
-async def over_http(dsn: str, pool, keys: CardKeys, cards: list[dict], seconds: float) -> dict:
+async def over_http(dsn: str, pool, keys: CardKeys, traffic: Traffic, settings: EngineSettings,
+                    seconds: float, curve_seconds: float = 0.0) -> dict:
     """Serve on this database in a child process and load it from another one."""
-    async with serving(dsn, pool, keys, cards) as served:
-        return await served.load(seconds)
+    async with serving(dsn, pool, keys, traffic, settings) as served:
+        return await served.load(seconds, "--curve-seconds", str(curve_seconds))
 
 
-async def under_abuse(dsn: str, pool, keys: CardKeys, cards: list[dict], seconds: float) -> dict:
+async def under_abuse(dsn: str, pool, keys: CardKeys, traffic: Traffic, settings: EngineSettings,
+                      seconds: float) -> dict:
     """http_hot's load at half its closed-loop rate while abusive clients flood the heavy paths.
 
     A third of the time each: the closed loop sets the rate; the open loop at ABUSED_RATE_SHARE of
@@ -221,7 +246,7 @@ async def under_abuse(dsn: str, pool, keys: CardKeys, cards: list[dict], seconds
     email = f"abused-{uuid.uuid4().hex[:8]}@bench.example"
     async with pool.acquire() as conn:
         await create_admin_user(conn, email, uuid.uuid4().hex, Role.ADMIN)
-    async with serving(dsn, pool, keys, cards) as served:
+    async with serving(dsn, pool, keys, traffic, settings) as served:
         closed = await served.load(seconds / 3, "--closed")
         rate = str(closed["auths_per_s"] * ABUSED_RATE_SHARE)
         alone = await served.load(seconds / 3, "--rate", rate)
@@ -252,95 +277,92 @@ async def under_abuse(dsn: str, pool, keys: CardKeys, cards: list[dict], seconds
     return {"p99_ms": load["p99_ms"], "p50_ms": load["p50_ms"],
             "stand_in_share": load["stand_in_share"],
             "abuse_requests_per_s": abuse["abuse_requests_per_s"],
-            "abuse_refused_share": abuse["abuse_refused_share"]}
+            "abuse_refused_share": abuse["abuse_refused_share"],
+            "approved_share": load["approved_share"], "declined_share": load["declined_share"]}
 
 
-# Each scenario's share of --seconds, relative (the HTTP ones run their closed and open loops in
-# half the share of the in-process ones, as before auth_under_abuse existed).
-SCENARIO_WEIGHTS = {"naive_hot": 1.0, "engine_hot": 1.0, "http_hot": 0.5, "auth_under_abuse": 1.0,
-                    "engine_spread": 1.0, "http_spread": 0.5}
+async def on_database(dsn: str, keys: CardKeys, programs: int, scenarios: list[str], share: float,
+                      options: Options) -> dict:
+    """The scenarios that share one database (its cards and traffic), in order, each given
+    `share` times its weight in seconds."""
+    pool = await create_pool(dsn, min_size=4, max_size=32)
+    try:
+        ledger = Ledger(pool)
+        cards = await setup(pool, ledger, keys, programs, options.cards)
+        traffic = await prepare_traffic(pool, ledger, keys, cards, options.mix)
+        settings = BATCHING_SETTINGS[options.batching]
+        figures: dict = {}
+        for name in scenarios:
+            seconds = share * SCENARIO_WEIGHTS[name]
+            curve_seconds = share * CURVE_WEIGHT if name in CURVE_SCENARIOS else 0.0
+            if name == "naive_hot":
+                result = await in_process(dsn, keys, traffic, name, NAIVE_SETTINGS, NAIVE_CALLERS,
+                                          seconds)
+            elif name.startswith("engine_"):
+                result = await in_process(dsn, keys, traffic, name, settings, CALLERS, seconds,
+                                          curve_seconds)
+            elif name.startswith("http_"):
+                result = await over_http(dsn, pool, keys, traffic, settings, seconds, curve_seconds)
+                print(name, json.dumps(result), flush=True)
+            else:
+                result = await under_abuse(dsn, pool, keys, traffic, settings, seconds)
+                print(name, json.dumps(result), flush=True)
+            if "latency_curve" in result:
+                figures.setdefault("latency_curve", {})[name] = result.pop("latency_curve")
+            figures[name] = result
+        return figures
+    finally:
+        await pool.close()
 
 
-async def main(seconds: float, only: set[str]) -> dict:
+async def main(seconds: float, only: set[str], options: Options = Options(),
+               database: Callable[[], contextlib.AbstractAsyncContextManager[str]] = bench_database
+               ) -> dict:
+    """Every scenario of `only`, on fresh databases from `database` (one per group: hot, the
+    PostgreSQL floor, spread); the figures, the curves and the ratios."""
     keys = CardKeys.generate()
-    figures: dict = {}
-    share = seconds / sum(SCENARIO_WEIGHTS[name] for name in only)
-    for name, programs in (("hot", 1), ("spread", N_PROGRAMS)):
-        wanted = {s for s in only if s.endswith(name)}
-        if name == "hot" and "auth_under_abuse" in only:
-            wanted.add("auth_under_abuse")
-        if not wanted:
-            continue
-        async with bench_database() as dsn:
-            pool = await create_pool(dsn, min_size=4, max_size=32)
-            ledger = Ledger(pool)
-            cards = await setup(pool, ledger, keys, programs)
-            if "naive_hot" in wanted:
-                figures["naive_hot"] = await measured(naive_call(ledger), cards, share,
-                                                      NAIVE_CALLERS)
-                print("naive_hot", json.dumps(figures["naive_hot"]), flush=True)
-            if f"engine_{name}" in wanted:
-                figures[f"engine_{name}"] = await in_process(pool, ledger, keys, cards, name, share)
-            if f"http_{name}" in wanted:
-                figures[f"http_{name}"] = await over_http(dsn, pool, keys, cards, share / 2)
-                print(f"http_{name}", json.dumps(figures[f"http_{name}"]), flush=True)
-            if "auth_under_abuse" in wanted:
-                figures["auth_under_abuse"] = await under_abuse(dsn, pool, keys, cards, share)
-                print("auth_under_abuse", json.dumps(figures["auth_under_abuse"]), flush=True)
-            await pool.close()
+    figures: dict = {"mix": str(options.mix), "batching": str(options.batching)}
+    curves: dict = {}
+    share = seconds / sum(weight(name) for name in only)
+    for scenarios, programs in ((HOT_SCENARIOS, 1), (SPREAD_SCENARIOS, N_PROGRAMS)):
+        wanted = [name for name in scenarios if name in only]
+        if wanted:
+            async with database() as dsn:
+                found = await on_database(dsn, keys, programs, wanted, share, options)
+            curves.update(found.pop("latency_curve", {}))
+            figures.update(found)
+        if programs == 1 and "pg_floor" in only:  # between the two, close in time to engine_hot
+            async with database() as dsn:
+                floor_figures = await floor(dsn, share * weight("pg_floor"),
+                                            runs=("three_connections",), cards=options.cards)
+            print("pg_floor", json.dumps(floor_figures), flush=True)
+            figures["pg_floor_per_s"] = floor_figures["three_connections"]["auths_per_s"]
+    if curves:
+        figures["latency_curve"] = curves
     if "engine_hot" in figures and "naive_hot" in figures:
         figures["engine_vs_naive"] = round(figures["engine_hot"]["auths_per_s"]
                                            / figures["naive_hot"]["auths_per_s"], 1)
-    return figures
-
-
-def naive_call(ledger: Ledger):
-    """One database transaction per authorization: the deposit charge and the user hold, linked."""
-    async def naive(card: dict) -> bool:
-        amount = random.randint(100, 5000)
-        hold = [Transfer(id=uuid.uuid4(), kind=TransferKind.PENDING, code=10,
-                         debit_account_id=card["deposit"],
-                         credit_account_id=settlement_account("EUR"),
-                         amount=amount, currency="EUR", timeout=86400, linked=True),
-                Transfer(id=uuid.uuid4(), kind=TransferKind.PENDING, code=11,
-                         debit_account_id=card["balance"], credit_account_id=card["deposit"],
-                         amount=amount, currency="EUR", timeout=86400)]
-        return all(r.ok for r in await ledger.create_transfers(hold))
-
-    return naive
-
-
-async def in_process(pool, ledger: Ledger, keys: CardKeys, cards: list[dict], name: str,
-                     seconds: float) -> dict:
-    """The engine called in this process by CALLERS callers, and the CPU each authorization cost."""
-    engine = AuthorizationEngine(pool, ledger, keys, EngineSettings(batch_size_max=512,
-                                                                    batch_wait_seconds=0.002, writers=4))
-    await engine.start()
-    network = uuid.uuid4()
-    async with pool.acquire() as conn:
-        await conn.execute("INSERT INTO networks (id, name) VALUES ($1, $2)", network,
-                           f"bench-{name}")
-    with CpuMeter() as cpu:
-        async def via_engine(card: dict) -> bool:
-            cpu.ops += 1
-            return (await engine.authorize(network, request(card))).decision == "APPROVED"
-
-        figures = await measured(via_engine, cards, seconds, CALLERS)
-    print(f"engine_{name}", json.dumps(figures), flush=True)
-    # Where the CPU goes: this process (callers and engine) and PostgreSQL, per authorization.
-    print(f"engine_{name} cpu per authorization", json.dumps(cpu.per_op_us()), flush=True)
-    await engine.stop()
+    if "engine_hot" in figures and "pg_floor_per_s" in figures:
+        figures["engine_vs_floor"] = round(figures["engine_hot"]["auths_per_s"]
+                                           / figures["pg_floor_per_s"], 2)
     return figures
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0, help="total measuring time (default 60)")
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="total measuring time (default 60)")
     parser.add_argument("--only", default=",".join(SCENARIO_WEIGHTS),
                         help="comma-separated scenarios to run (default: all): "
                              + ", ".join(SCENARIO_WEIGHTS))
+    parser.add_argument("--mix", choices=list(Mix), default=Mix.REALISTIC,
+                        help="realistic (default): declines, PINs, fees, FX; approve: all approve")
+    parser.add_argument("--batching", choices=list(Batching), default=Batching.PIPELINED,
+                        help="the engine's design (default pipelined; writers: the earlier one)")
+    parser.add_argument("--cards", type=int, default=N_CARDS, help=f"cards (default {N_CARDS})")
     args = parser.parse_args()
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     if not only or only - set(SCENARIO_WEIGHTS):
         parser.error(f"--only takes some of: {', '.join(SCENARIO_WEIGHTS)}")
-    print(json.dumps(uvloop.run(main(args.seconds, only))))
+    options = Options(Mix(args.mix), Batching(args.batching), args.cards)
+    print(json.dumps(uvloop.run(main(args.seconds, only, options))))

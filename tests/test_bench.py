@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from antaca_api.settings import engine_settings_from_env
+from antaca_auth import fees
+from antaca_auth.authorization import TxType
+from antaca_auth.cardkeys import CardKeys
+from antaca_auth.database import create_pool, with_database
+from antaca_auth.engine import Batching, EngineSettings
+from antaca_auth.ledger import Ledger
+from antaca_auth.pans import generate_pan
+from antaca_auth.pinblock import decipher_pin
+from bench import auth_bench
+from bench.cards import FEE_SCHEDULE, create_network, prepare_traffic, setup
+from bench.pg_floor import floor
+from bench.stats import CURVE_RUNS
+from bench.traffic import (FOREIGN_CURRENCY_SHARE, INSUFFICIENT_FUNDS_SHARE, PIN,
+                           POS_WITH_PIN_SHARE, WRONG_CREDENTIALS_SHARE, Mix, Role, Traffic)
 
 
 def test_ledger_bench_prints_every_scenario():
@@ -21,3 +44,136 @@ def test_ledger_bench_prints_every_scenario():
         assert set(scenario) == {"transfers_per_s", "p50_ms", "p99_ms"}
         assert scenario["transfers_per_s"] > 0
         assert 0 < scenario["p50_ms"] <= scenario["p99_ms"]
+
+
+# --- bench.auth_bench: the realistic mix, the naive baseline, the curves, the floor ---------------
+# Tiny runs on the test server: they check what the benches do and print, never how fast.
+
+KNOWN_REASONS = {"INSUFFICIENT_FUNDS", "WRONG_CVC2", "WRONG_PIN", "SUSPECTED_CARD_TESTING",
+                 "PIN_TRIES_EXCEEDED", "CARD_LOCKED_SUSPECTED_FRAUD",
+                 "CARD_LOCKED_PIN_TRIES_EXCEEDED", "ISSUER_UNAVAILABLE"}
+
+
+def fresh_databases(pg_server: str, template_db: str):
+    """A factory of fresh migrated databases on the test server, for auth_bench.main."""
+    @contextlib.asynccontextmanager
+    async def database() -> AsyncIterator[str]:
+        name = f"antaca_test_{uuid.uuid4().hex[:16]}"
+        admin = await asyncpg.connect(pg_server)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+            yield with_database(pg_server, name)
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+
+    return database
+
+
+def test_traffic_draws_the_mix_and_travels_as_json():
+    cards = [{"pan": generate_pan("535522", 16), "expiry": "3012", "cvc2": "123"}
+             for _ in range(1000)]
+    traffic = Traffic.new(Mix.REALISTIC, cards)
+    assert len(traffic.of_role(Role.POOR)) == 50 and len(traffic.of_role(Role.TESTED)) == 10
+    role_of = {c["pan"]: c["role"] for c in cards}
+    draws = [traffic.payment() for _ in range(20_000)]
+    share = collections.Counter()
+    for payment in draws:
+        share[role_of[payment.pan]] += 1 / len(draws)
+        share[payment.type] += 1 / len(draws)
+        share[payment.currency] += 1 / len(draws)
+    assert abs(share[Role.POOR] - INSUFFICIENT_FUNDS_SHARE) < 0.01
+    assert abs(share[Role.TESTED] - WRONG_CREDENTIALS_SHARE) < 0.005
+    assert abs(share[TxType.POS] - POS_WITH_PIN_SHARE) < 0.02
+    assert abs(share["USD"] - FOREIGN_CURRENCY_SHARE) < 0.02
+    again = Traffic.from_json(traffic.to_json())
+    assert again.cards == cards and again.zone_key == traffic.zone_key
+    pos = next(p for p in draws if p.type == TxType.POS and role_of[p.pan] == Role.FUNDED)
+    assert decipher_pin(again.zone_key, bytes.fromhex(pos.pin_block), pos.pan) == PIN
+    approve = Traffic.new(Mix.APPROVE, cards)
+    approved = [approve.payment() for _ in range(100)]
+    assert {(p.type, p.currency, p.cvc2) for p in approved} == {(TxType.ECOM, "EUR", "123")}
+
+
+def test_realistic_mix_gets_each_kind_of_answer(database_url):
+    async def scenario() -> None:
+        pool = await create_pool(database_url, min_size=1, max_size=4)
+        ledger, keys = Ledger(pool), CardKeys.generate()
+        try:
+            cards = await setup(pool, ledger, keys, 1, n_cards=200)
+            traffic = await prepare_traffic(pool, ledger, keys, cards, Mix.REALISTIC)
+            funded, poor = traffic.of_role(Role.FUNDED)[0], traffic.of_role(Role.POOR)[0]
+            tested = traffic.of_role(Role.TESTED)
+            async with auth_bench.running_engine(database_url, keys, EngineSettings()) as engine:
+                async with engine.pool.acquire() as conn:
+                    network = await create_network(conn, keys, traffic, "mix")
+
+                async def answer(card, role, *, foreign=False, pos=False):
+                    payment = traffic.payment_for(card, role, foreign=foreign, pos=pos)
+                    return payment, await engine.authorize(network, payment)
+
+                payment, pos = await answer(funded, Role.FUNDED, pos=True)
+                fee = sum(fees.transaction_fees(FEE_SCHEDULE, "POS", payment.amount, False, {}))
+                assert pos.reason == "APPROVED" and pos.fee == fee > 0
+                payment, foreign = await answer(funded, Role.FUNDED, foreign=True)
+                assert foreign.reason == "APPROVED" and foreign.billing_amount < payment.amount
+                assert foreign.fee > 0  # 1 % e-commerce and 1 % conversion
+                assert (await answer(poor, Role.POOR))[1].reason == "INSUFFICIENT_FUNDS"
+                assert (await answer(tested[1], Role.TESTED, pos=True))[1].reason == "WRONG_PIN"
+                reasons = [(await answer(tested[0], Role.TESTED))[1].reason for _ in range(6)]
+                assert reasons == ["WRONG_CVC2"] * 4 + ["SUSPECTED_CARD_TESTING",
+                                                        "CARD_LOCKED_SUSPECTED_FRAUD"]
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_engine_settings_reach_the_server_through_its_environment():
+    for settings in (*auth_bench.BATCHING_SETTINGS.values(), auth_bench.NAIVE_SETTINGS):
+        assert engine_settings_from_env(auth_bench.engine_environment(settings)) == settings
+    writers = auth_bench.engine_environment(auth_bench.BATCHING_SETTINGS[Batching.WRITERS])
+    assert writers["ANTACA_AUTHORIZATION_BATCHING"] == "writers"
+
+
+def test_auth_bench_reports_answers_curves_and_the_floor(pg_server, template_db):
+    only = {"naive_hot", "engine_hot", "http_hot", "pg_floor"}
+    figures = asyncio.run(auth_bench.main(4.0, only, auth_bench.Options(cards=300),
+                                          database=fresh_databases(pg_server, template_db)))
+    assert {"naive_hot", "engine_hot", "http_hot", "pg_floor_per_s", "latency_curve",
+            "engine_vs_naive", "engine_vs_floor"} <= set(figures)
+    assert figures["mix"] == "realistic" and figures["batching"] == "pipelined"
+    for name in ("naive_hot", "engine_hot", "http_hot"):
+        scenario = figures[name]
+        assert scenario["auths_per_s"] > 0 and scenario["approved_share"] > 0
+        assert abs(scenario["approved_share"] + scenario["declined_share"] - 1) < 1e-3
+        assert set(scenario["declines"]) <= KNOWN_REASONS
+    assert set(figures["latency_curve"]) == {"engine_hot", "http_hot"}
+    for curve in figures["latency_curve"].values():
+        assert list(curve) == ["25", "50", "70", "90"]
+        for point in curve.values():
+            assert set(point) == {"offered_per_s", "p50_ms", "p99_ms", "stand_in_share",
+                                  "p99_ms_runs"}
+            assert len(point["p99_ms_runs"]) == CURVE_RUNS
+        assert curve["25"]["offered_per_s"] < curve["90"]["offered_per_s"]
+    assert figures["pg_floor_per_s"] > 0
+
+
+def test_auth_bench_runs_the_writers_design_and_the_approve_mix(pg_server, template_db):
+    options = auth_bench.Options(Mix.APPROVE, Batching.WRITERS, cards=200)
+    figures = asyncio.run(auth_bench.main(1.0, {"engine_spread"}, options,
+                                          database=fresh_databases(pg_server, template_db)))
+    assert figures["batching"] == "writers" and figures["mix"] == "approve"
+    assert set(figures["engine_spread"]["declines"]) <= {"ISSUER_UNAVAILABLE"}
+    assert "latency_curve" not in figures
+
+
+def test_pg_floor_measures_the_database_on_a_fresh_one(database_url):
+    figures = asyncio.run(floor(database_url, 1.0, batch=32, cards=200))
+    assert set(figures) == {"batch", "one_connection", "three_connections"}
+    assert set(figures["one_connection"]["step_ms_p50"]) == {
+        "idempotency_probe", "card_read", "authorization_rows", "ledger_holds"}
+    for run in ("one_connection", "three_connections"):
+        assert figures[run]["auths_per_s"] > 0
+        # The test server runs on this machine: its own processes' CPU is counted.
+        assert figures[run]["postgres_cores"] is not None and figures[run]["postgres_cores"] > 0
