@@ -63,7 +63,8 @@ from antaca_auth.ledger import Ledger
 from bench.cards import N_CARDS, create_network, prepare_traffic, setup  # setup: tests use it too
 from bench.database import bench_database
 from bench.pg_floor import floor
-from bench.stats import CpuMeter, Outcome, closed_then_open, latency_curve, postmaster_pid
+from bench.stats import (CpuMeter, Outcome, closed_then_open, freeze_heap, latency_curve,
+                         postmaster_pid)
 from bench.traffic import Mix, Traffic
 
 N_PROGRAMS = 100
@@ -144,6 +145,7 @@ async def in_process(dsn: str, keys: CardKeys, traffic: Traffic, name: str,
         async with engine.pool.acquire() as conn:
             network = await create_network(conn, keys, traffic, f"bench-{name}")
             server = await postmaster_pid(conn)
+        freeze_heap()
         with CpuMeter(server) as cpu:
             async def via_engine() -> Outcome:
                 cpu.ops += 1

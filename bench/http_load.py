@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 import msgspec
 import uvloop
 
-from bench.stats import (Outcome, answer_shares, closed_loop, closed_then_open, latency_curve,
-                         open_loop, summary)
+from bench.stats import (Outcome, answer_shares, closed_loop, closed_then_open, freeze_heap,
+                         latency_curve, open_loop, summary)
 from bench.traffic import Traffic
 
 CONNECTIONS = 256  # a network keeps many payments in flight; 64 capped the closed loop at 64 / latency
@@ -73,6 +73,7 @@ async def main(url: str, cert: str, key: str, ca: str, traffic_file: str, second
     for _ in range(CONNECTIONS):
         reader, writer = await asyncio.open_connection(target.hostname, target.port, ssl=context)
         idle.put_nowait(Connection(reader, writer, head))
+    freeze_heap()
     encode, decode = msgspec.json.encode, msgspec.json.decode
 
     async def one() -> Outcome:

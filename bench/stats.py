@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import os
 import statistics
 import time
@@ -31,6 +32,16 @@ class Outcome(NamedTuple):
 
     reason: str  # APPROVED, or the decline's reason (INSUFFICIENT_FUNDS, ...)
     stand_in: bool = False  # decided by stand-in (91: the engine could not decide in time)
+
+
+def freeze_heap() -> None:
+    """Move what set-up built out of the collector's way, as `antaca serve` does after start-up: a
+    full collection over the bench's cards and traffic paused this process 25-38 ms, which showed as
+    every in-flight payment's latency (measured: two such pauses in ten seconds at 2,500/s; with the
+    heap frozen, engine_hot's p99 at a quarter load was 12.6 and 16.8 ms against 27.4 and 30.4 in
+    alternating runs, and the same within noise higher up)."""
+    gc.collect()
+    gc.freeze()
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
