@@ -198,6 +198,18 @@ async def test_a_pin_block_under_another_key_is_unreadable_and_counts_no_wrong_p
         answer = await p.authorize(type="POS", cvc2=None, pinBlock=foreign)
         assert (answer["responseCode"], answer["reason"]) == ("81", "PIN_BLOCK_UNREADABLE")
     assert (await p.authorize(type="POS", cvc2=None, pin="4821"))["decision"] == "APPROVED"
+    # The network's key changes (the engine keeps keys for seconds; setting one empties the cache):
+    # blocks under the new key read at once, blocks under the old one no longer do.
+    old_key, p.zone_key = p.zone_key, os.urandom(16)
+    check_value = Cipher(algorithms.AES(p.zone_key), modes.ECB()).encryptor().update(bytes(16))[:3]
+    status, _ = await p.w.jwe.request(
+        api.client(), "PUT", f"{api.http}/admin/networks/{p.network_id}/pin-key",
+        {"format": "ISO_4", "key": p.zone_key.hex(), "checkValue": check_value.hex().upper()},
+        headers=bearer(p.w.admin))
+    assert status == 200
+    assert (await p.authorize(type="POS", cvc2=None, pin="4821"))["decision"] == "APPROVED"
+    stale = psec.pinblock.encipher_pinblock_iso_4(old_key, "4821", p.card["pan"]).hex()
+    assert (await p.authorize(type="POS", cvc2=None, pinBlock=stale))["reason"] == "PIN_BLOCK_UNREADABLE"
 
 
 async def test_card_testing_locks_the_card_after_five_wrong_cvc2_or_expiry(api, jwe_key):

@@ -158,6 +158,10 @@ async def test_currency_conversion_at_the_rate_in_force_with_its_fee(api, jwe_ke
     status, answer = await p.send("/network/authorizations", body)
     assert (answer["decision"], answer["approvedAmount"], answer["billingAmount"], answer["fee"]) == \
         ("APPROVED", 1_234, 1_142, 39)
+    # A new rate applies to the next payment: the engine keeps rates for a second, but setting one
+    # empties that cache. 10.00 USD at 0.5 = 5.00 EUR.
+    await admin_call(p, "POST", "/admin/fx-rates", {"base": "USD", "quote": "EUR", "rate": "0.5"})
+    assert (await p.authorize(currency="USD", amount=1_000))["billingAmount"] == 500
     # JPY has no minor unit: 1,000 JPY at 0.0062 = 6.20 EUR = 620 cents.
     await admin_call(p, "POST", "/admin/fx-rates", {"base": "JPY", "quote": "EUR", "rate": "0.0062"})
     assert (await p.authorize(currency="JPY", amount=1_000))["billingAmount"] == 620

@@ -202,6 +202,7 @@ async def set_rate(ctx: Context, body: NewRate) -> Rate:
             body.base, body.quote, rate, effective, ctx.admin.admin_id)
         if row is None:
             raise Conflict("a rate for this pair already applies from that moment")
+    ctx.services.engine.forget_rates()
     return rate_view(row)
 
 

@@ -63,6 +63,7 @@ async def set_pin_key(ctx: Context, body: NewPinKey) -> NetworkPinKey:
             info = await store_zone_key(conn, ctx.services.card_keys, network_id, zone_key)
         except UnknownNetwork:
             raise NotFound("no such network") from None
+    ctx.services.engine.forget_zone_keys()
     return pin_key_view(info)
 
 
