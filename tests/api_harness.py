@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import ssl
 import tempfile
@@ -25,10 +26,30 @@ from antaca_api.services import Services
 ADMIN_PASSWORD = "correct horse battery staple"
 
 
+def listening_socket() -> socket.socket:
+    """A TCP socket on 127.0.0.1 bound to a port the system chose, listening."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+# Ports for servers started in another process, below the range the system gives outgoing
+# connections (Linux: 32768-60999), so that no client socket takes one between the choice and the bind.
+SERVER_PORTS = range(20_000, 32_000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, outside the system's range for outgoing connections."""
+    for port in random.sample(SERVER_PORTS, 64):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port in the server range")
 
 
 def make_csr(common_name: str = "partner-server") -> tuple[str, bytes]:
@@ -102,10 +123,13 @@ class ApiServer:
 async def start_api(services: Services, ca: CertificateAuthority, extra_routes=()) -> tuple[ApiServer, web.AppRunner]:
     runner = web.AppRunner(create_app(services, list(extra_routes)), access_log=None)
     await runner.setup()
-    http_port, https_port = free_port(), free_port()
-    await web.TCPSite(runner, "127.0.0.1", http_port).start()
+    # Sockets bound to port 0 and handed to the sites: a port chosen first and bound later can be
+    # taken in between by any outgoing connection (seen: "address already in use" in CI).
+    http_socket, https_socket = listening_socket(), listening_socket()
+    http_port, https_port = http_socket.getsockname()[1], https_socket.getsockname()[1]
+    await web.SockSite(runner, http_socket).start()
     tls = ca.server_ssl_context(["127.0.0.1", "localhost"])
-    await web.TCPSite(runner, "127.0.0.1", https_port, ssl_context=tls).start()
+    await web.SockSite(runner, https_socket, ssl_context=tls).start()
     workdir = Path(tempfile.mkdtemp(prefix="antaca-api-test-"))
     server = ApiServer(services, ca, f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}", workdir)
     return server, runner
