@@ -145,6 +145,7 @@ class CardCheck:
     pin_failures: int
     lock_now: bool = False  # the third wrong PIN: lock the card with reason 6
     verification_failed: bool = False
+    pin_checked: bool = False  # a PIN was compared: the count is set (a right one resets it)
 
 
 def expired(expiry: str, today: date) -> bool:
@@ -197,11 +198,12 @@ def check_card(request: AuthorizationRequest, card: CardFacts | None, keys: Card
                                                                  card.pin_verification):
             failures += 1
             if failures >= MAX_PIN_FAILURES:
-                return CardCheck(PIN_TRIES_EXCEEDED, failures, lock_now=True)
-            return CardCheck(WRONG_PIN, failures)
+                return CardCheck(PIN_TRIES_EXCEEDED, failures, lock_now=True, pin_checked=True)
+            return CardCheck(WRONG_PIN, failures, pin_checked=True)
         failures = 0
+    checked = pin is not None
     if card.balance_state != "ACTIVE":
-        return CardCheck(BALANCE_BLOCKED, failures)
+        return CardCheck(BALANCE_BLOCKED, failures, pin_checked=checked)
     if request.currency != card.program_currency and (request.currency, card.program_currency) not in convertible:
-        return CardCheck(CURRENCY_NOT_SUPPORTED, failures)
-    return CardCheck(None, failures)
+        return CardCheck(CURRENCY_NOT_SUPPORTED, failures, pin_checked=checked)
+    return CardCheck(None, failures, pin_checked=checked)

@@ -25,7 +25,6 @@ from antaca_auth.authorization import (AuthorizationRequest, CardFacts, Decline,
                                        TxType)
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.holds import NewTransfers
-from antaca_auth.ids import new_id
 from antaca_auth.pinblock import PinBlockError, ZoneKey, decipher_pin
 from antaca_auth.settlement import TransferCodes, settlement_account
 from antaca_auth.transfers import ResultCode
@@ -55,6 +54,7 @@ class Incoming(Protocol):
     request: AuthorizationRequest
     fingerprint: str  # the PAN's keyed fingerprint
     digest: bytes  # what a retransmission must repeat: `request_digest`
+    authorization_id: uuid.UUID  # given at arrival: the id of its row and answer
 
 
 def request_digest(fingerprint: str, request: AuthorizationRequest) -> bytes:
@@ -162,10 +162,11 @@ def decide(batch: Sequence[Incoming], snapshot: Snapshot, keys: CardKeys, policy
         if origin is not None:  # the same message twice in one batch: one decision
             row = Planned(incoming, origin.id, None, same_as=origin)
             if origin.incoming.digest != incoming.digest:
-                row.same_as, row.replay = None, _duplicate(origin.id)
+                row.same_as, row.replay = None, duplicate_transmission(origin.id)
             plan.rows.append(row)
             continue
-        row = Planned(incoming, new_id(), _card_now(snapshot.cards.get(incoming.fingerprint), plan))
+        row = Planned(incoming, incoming.authorization_id,
+                      _card_now(snapshot.cards.get(incoming.fingerprint), plan))
         row.stand_in = stand_in
         first[key] = row
         plan.rows.append(row)
@@ -175,11 +176,11 @@ def decide(batch: Sequence[Incoming], snapshot: Snapshot, keys: CardKeys, policy
 
 def _replayed(incoming: Incoming, result: AuthorizationResult, digest: bytes | None) -> Planned:
     if digest is not None and digest != incoming.digest:
-        result = _duplicate(result.authorization_id)
+        result = duplicate_transmission(result.authorization_id)
     return Planned(incoming, result.authorization_id, None, replay=result)
 
 
-def _duplicate(original_id: uuid.UUID) -> AuthorizationResult:
+def duplicate_transmission(original_id: uuid.UUID) -> AuthorizationResult:
     """The answer to a duplicate transmission: it names the original, which stands unchanged."""
     d = rules.DUPLICATE_TRANSMISSION
     return AuthorizationResult(original_id, "DECLINED", d.response_code, d.reason, 0, d.action_code)
@@ -205,7 +206,10 @@ def _decide_one(row: Planned, snapshot: Snapshot, keys: CardKeys, policy: Policy
     request, card = row.incoming.request, row.card
     pin = _pin(row.incoming, snapshot)
     check = rules.check_card(request, card, keys, snapshot.now.date(), snapshot.rates, pin)
-    if card is not None and (check.pin_failures != card.pin_failures or check.verification_failed):
+    # A PIN checked sets the count (a right one resets it) even when the count read is the same:
+    # the card is then locked and read again, so a concurrent batch's wrong PIN is not overwritten.
+    if card is not None and (check.pin_checked or check.pin_failures != card.pin_failures
+                             or check.verification_failed):
         _count(card, check, snapshot.now, policy, plan)
         if plan.card_updates[card.card_id].lock_reason == CARD_TESTING_LOCK_REASON:
             check = rules.CardCheck(rules.SUSPECTED_CARD_TESTING, check.pin_failures)
@@ -214,10 +218,12 @@ def _decide_one(row: Planned, snapshot: Snapshot, keys: CardKeys, policy: Policy
         return
     _price(row, snapshot)
     if row.decline is None and row.stand_in:
-        _stand_in(row, plan)
+        row.decline = _stand_in_refusal(row)
     if row.decline is None:
         row.decline = _funds(row, plan)
     if row.decline is None:
+        if row.stand_in:
+            _use_allowance(row, plan, 1)
         _holds(row, plan.holds, policy.hold_seconds)
 
 
@@ -267,21 +273,30 @@ def _price(row: Planned, snapshot: Snapshot) -> None:
         row.decline = rules.INVALID_AMOUNT
 
 
-def _stand_in(row: Planned, plan: Plan) -> None:
+def _stand_in_refusal(row: Planned) -> Decline | None:
     """The program's stand-in rule on a payment the checks approve: within the card's daily limit."""
     card = row.card
     if row.incoming.request.type is TxType.REFUND:
-        return  # a refund credits the card: no allowance is used
+        return None  # a refund credits the card: no allowance is used
     if not card.stand_in_approves:
-        row.decline = rules.ISSUER_UNAVAILABLE
-        return
-    spent = row.billing_amount + row.transaction_fee + row.conversion_fee
-    if card.stand_in_used + spent > card.stand_in_limit:
-        row.decline = rules.STAND_IN_LIMIT_EXCEEDED
+        return rules.ISSUER_UNAVAILABLE
+    if card.stand_in_used + _spent(row) > card.stand_in_limit:
+        return rules.STAND_IN_LIMIT_EXCEEDED
+    return None
+
+
+def _spent(row: Planned) -> int:
+    return row.billing_amount + row.transaction_fee + row.conversion_fee
+
+
+def _use_allowance(row: Planned, plan: Plan, sign: int) -> None:
+    """Count a stand-in approval against the card's daily allowance (sign -1: give it back)."""
+    card = row.card
+    if row.incoming.request.type is TxType.REFUND:
         return
     update = plan.card_updates.get(card.card_id) or CardUpdate(
         card.pin_failures, card.verification_failures, card.verification_window_start, card.stand_in_used)
-    update.stand_in_used = card.stand_in_used + spent
+    update.stand_in_used += sign * _spent(row)
     plan.card_updates[card.card_id] = update
 
 
@@ -364,6 +379,8 @@ def settle(plan: Plan, results: Sequence[LedgerResult]) -> tuple[list[Planned], 
         if row.decline is not None:
             row.deposit_at = row.user_at = row.fee_at = None
             declined.append(row)
+            if row.stand_in:
+                _use_allowance(row, plan, -1)
         elif row.deposit_at is not None and row.card.deposit_alert_armed:
             touched.add(row.card.deposit_account)
     return declined, touched

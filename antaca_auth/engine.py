@@ -39,7 +39,8 @@ from antaca_auth.authorization import (DUPLICATE_TRANSMISSION, AuthorizationRequ
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
 from antaca_auth.decision import (AuthorizationResult, Plan, Planned, Policy, Snapshot, StoredAnswer,
-                                  answer, decide, request_digest, settle, stand_in_decline)
+                                  answer, decide, duplicate_transmission, request_digest, settle,
+                                  stand_in_decline)
 from antaca_auth.ids import new_id
 from antaca_auth.ledger import Ledger, utc_now
 from antaca_auth.rates import rates_in_force
@@ -159,6 +160,7 @@ STAND_IN_RECORDS = """
 RETRIES_MAX = 20  # a batch's attempts after deadlocks, serialization failures or key clashes
 RECORD_BATCH_MAX = 4096  # stand-in declines recorded per statement
 RECORDS_PENDING_MAX = 65_536  # stand-in declines awaiting their record; past it they are logged only
+STOOD_IN_REMEMBERED_MAX = 4 * RECORDS_PENDING_MAX  # unrecorded stand-ins answered again from memory
 RECORD_RETRY_SECONDS = 0.5
 STAND_IN_LANE_BATCH_MAX = 64
 STAND_IN_LANE_BUDGET_MIN_SECONDS = 0.02  # less time than this left: decline rather than try
@@ -242,6 +244,7 @@ class _Pending:
     stand_in_at: float  # loop time: stand in if not sealed by then
     deadline_at: float
     seal_by: float  # a batch sealed later than this stands the request in rather than wait
+    authorization_id: uuid.UUID  # its row's and its answer's, whoever decides it
     state: _State = _State.QUEUED
     timer: asyncio.TimerHandle | None = None
 
@@ -280,6 +283,7 @@ class AuthorizationEngine:
         self._schedules: dict[uuid.UUID, pricing.FeeSchedule] = {}  # versions are immutable: cached for good
         self._approving_cards: dict[str, None] = {}  # fingerprints whose program approves in stand-in
         self._stood_in: dict[tuple[uuid.UUID, str], StoredAnswer] = {}  # answered, not yet recorded
+        self._in_flight: dict[tuple[uuid.UUID, str], _Pending] = {}  # first copies being decided
         self._records: list[tuple[_Pending, AuthorizationResult, datetime]] = []
         self._records_waiting = asyncio.Event()
         self._zone_keys: dict[uuid.UUID, tuple[float, ZoneKey | None]] = {}  # by network: (until, key)
@@ -299,7 +303,8 @@ class AuthorizationEngine:
             self._tasks = [asyncio.create_task(self._pipeline())]
         else:
             self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.settings.writers)]
-        self._tasks += [asyncio.create_task(self._lane_runner()), asyncio.create_task(self._recorder())]
+        self._recorder_task = asyncio.create_task(self._recorder())
+        self._tasks += [asyncio.create_task(self._lane_runner()), self._recorder_task]
 
     async def stop(self) -> None:
         """Stop accepting (new requests are stood in), let the queue drain for the grace period, stand
@@ -315,12 +320,17 @@ class AuthorizationEngine:
         flight_end = loop.time() + self.settings.deadline_seconds + self.settings.shutdown_grace_seconds
         while (self._busy or not self._lane.empty()) and loop.time() < flight_end:
             await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
+        deciders = [task for task in self._tasks if task is not self._recorder_task]
+        for task in deciders:
+            task.cancel()
+        await asyncio.gather(*deciders, return_exceptions=True)
+        while not self._lane.empty():  # never started: nothing of them was written
+            self._decline_by_stand_in(self._lane.get_nowait())
         while self._records and loop.time() < flight_end:
             self._records_waiting.set()
             await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._recorder_task.cancel()
+        await asyncio.gather(self._recorder_task, return_exceptions=True)
 
     def forget_zone_keys(self) -> None:
         """A network's zone PIN key changed: read the keys again."""
@@ -349,12 +359,20 @@ class AuthorizationEngine:
         seal_by = stand_in_at - min(self.settings.commit_reserve_seconds, deadline / 8)
         fingerprint = self.keys.fingerprint(request.pan)
         item = _Pending(network_id, request, fingerprint, request_digest(fingerprint, request),
-                        loop.create_future(), stand_in_at, deadline_at, seal_by)
-        earlier = self._stood_in.get((network_id, request.message_id))
+                        loop.create_future(), stand_in_at, deadline_at, seal_by, new_id())
+        key = (network_id, request.message_id)
+        earlier = self._stood_in.get(key)
         if earlier is not None:  # a retransmission of a stand-in not yet recorded
             plan = decide([item], _only_answer(item, earlier), self.keys, self.policy)
             self._resolve(item, answer(plan.rows[0]))
             return await item.future
+        first = self._in_flight.get(key)
+        if first is not None:  # the same message again while its first copy is being decided
+            if first.digest != item.digest:
+                self._resolve(item, duplicate_transmission(first.authorization_id))
+                return await item.future
+            return await asyncio.shield(first.future)
+        self._in_flight[key] = item
         if self._closing:
             self._stand_in(item, "shutdown")
         elif self.queue.qsize() >= self.settings.queue_size_max:
@@ -364,7 +382,9 @@ class AuthorizationEngine:
         else:
             self.queue.put_nowait(item)
             item.timer = loop.call_at(item.stand_in_at, self._expire, item)
-        return await item.future
+        # Shielded: a caller that goes away (a dropped connection) does not cancel the decision,
+        # which other copies of the message may be waiting for.
+        return await asyncio.shield(item.future)
 
     # --- stand-in ------------------------------------------------------------------------------
 
@@ -382,21 +402,26 @@ class AuthorizationEngine:
                     item.request.message_id)
         loop = asyncio.get_running_loop()
         enough_time = item.deadline_at - loop.time() > STAND_IN_LANE_BUDGET_MIN_SECONDS * 2
-        if item.fingerprint in self._approving_cards and enough_time and not self._lane.full():
+        lane_open = not self._closing and not self._lane.full()
+        if item.fingerprint in self._approving_cards and enough_time and lane_open:
             item.state = _State.LANE
             self._lane.put_nowait(item)
             return
         self._decline_by_stand_in(item)
 
     def _decline_by_stand_in(self, item: _Pending) -> None:
-        result = stand_in_decline(new_id())
+        result = stand_in_decline(item.authorization_id)
+        key = (item.network_id, item.request.message_id)
+        # Remembered before the answer is given: a retransmission is answered the same.
+        self._stood_in[key] = StoredAnswer(result, item.digest)
         self._resolve(item, result)
         if len(self._records) >= RECORDS_PENDING_MAX:
             self.counters["stand_in_unrecorded"] += 1
             log.error("stand-in decline not recorded (backlog full): network %s message %s",
                       item.network_id, item.request.message_id)
+            if len(self._stood_in) > STOOD_IN_REMEMBERED_MAX:
+                del self._stood_in[next(iter(self._stood_in))]
             return
-        self._stood_in[(item.network_id, item.request.message_id)] = StoredAnswer(result, item.digest)
         self._records.append((item, result, self.clock()))
         self._records_waiting.set()
 
@@ -405,24 +430,30 @@ class AuthorizationEngine:
             self.counters["duplicate_transmissions"] += 1
             log.warning("duplicate transmission: network %s message %s reused for another payment",
                         item.network_id, item.request.message_id)
-        item.state = _State.DONE
-        if item.timer is not None:
-            item.timer.cancel()
+        self._done(item)
         if not item.future.done():
             item.future.set_result(result)
 
     def _fail(self, item: _Pending, error: Exception) -> None:
+        self._done(item)
+        if not item.future.done():
+            item.future.set_exception(error)
+
+    def _done(self, item: _Pending) -> None:
         item.state = _State.DONE
         if item.timer is not None:
             item.timer.cancel()
-        if not item.future.done():
-            item.future.set_exception(error)
+        key = (item.network_id, item.request.message_id)
+        if self._in_flight.get(key) is item:
+            del self._in_flight[key]
 
     # --- batches -------------------------------------------------------------------------------
 
     async def _writer(self) -> None:
         while True:
             batch = await self._take_batch()
+            if not batch:
+                continue
             self._busy += 1
             try:
                 await self._run(batch)
@@ -440,6 +471,9 @@ class AuthorizationEngine:
                 if previous_at_ledger is not None:
                     await previous_at_ledger.wait()
                 batch = await self._take_batch(wait_seconds=0)
+                if not batch:
+                    slots.release()
+                    continue
                 at_ledger = asyncio.Event()
                 task = asyncio.create_task(self._run_in_pipeline(batch, at_ledger, slots))
                 in_flight.add(task)
@@ -482,6 +516,8 @@ class AuthorizationEngine:
                     break
             if item.state is _State.QUEUED:
                 batch.append(item)
+        # What was stood in while this waited for more is answered already: never decided again.
+        batch = [item for item in batch if item.state is _State.QUEUED]
         for item in batch:
             item.state = _State.DECIDING
         return batch
@@ -518,10 +554,13 @@ class AuthorizationEngine:
         self._give_up([i for i in batch if i.state in (_State.DECIDING, _State.SEALED)],
                       OutcomeUnknown(str(unknown)))
 
-    def _give_up(self, items: Sequence[_Pending], error: Exception) -> None:
-        """Requests no attempt decided: stood in where nothing can have committed, else unanswered."""
+    def _give_up(self, items: Sequence[_Pending], error: Exception, *,
+                 undecided: _State = _State.DECIDING) -> None:
+        """Requests no attempt decided: stood in where nothing can have committed (state
+        `undecided`: a batch's DECIDING, the lane's LANE), unanswered where it may have (SEALED).
+        Others were answered already, or moved on (to the lane) while the attempt ran."""
         for item in items:
-            if item.state is _State.DECIDING:
+            if item.state is undecided:  # nothing of it can have committed
                 self.counters["stand_in_failure"] += 1
                 self._decline_by_stand_in(item)
             elif item.state is _State.SEALED:
@@ -564,14 +603,15 @@ class AuthorizationEngine:
                 plan = decide(live, snapshot, self.keys, self.policy)
         # Written before the ledger: the hot deposit's lock, taken by the ledger write and held to the
         # commit, then covers only the ledger's own work and the few rows the ledger declines.
-        await self._write_cards(conn, plan, now)
+        if not stand_in:
+            await self._write_cards(conn, plan, now)
         await self._insert(conn, plan.new_rows, plan.holds.ids, now)
         if at_ledger is not None:
             at_ledger.set()  # the next batch may form and prepare while this one holds the locks
         results = await self.ledger.write_new(conn, plan.holds)
         armed = any(row.card is not None and row.card.deposit_alert_armed and row.deposit_at is not None
                     for row in plan.rows)
-        if not armed and all(r[0] is _OK for r in results):
+        if not armed and not stand_in and all(r[0] is _OK for r in results):
             # Every hold written and no alert to check: nothing more belongs in the transaction, whose
             # commit releases the hot deposit's lock. The answers are worked out once it is committed.
             def answers() -> list[AuthorizationResult]:
@@ -580,6 +620,8 @@ class AuthorizationEngine:
 
             return answers
         declined, touched = settle(plan, results)
+        if stand_in:  # its cards are locked: the allowance counts only what the ledger held
+            await self._write_cards(conn, plan, now)
         if declined:
             await conn.execute(DECLINE, [r.id for r in declined], [r.decline.response_code for r in declined],
                                [r.decline.reason for r in declined], [r.decline.action_code for r in declined])
@@ -765,15 +807,19 @@ class AuthorizationEngine:
                 self._decline_by_stand_in(item)
             return
         try:
-            answers = await self._lane_attempt(batch, budget, budget_end)
+            try:
+                answers = await self._lane_attempt(batch, budget, budget_end)
+            except asyncpg.UniqueViolationError:  # another process stored one of these messages:
+                answers = await self._lane_attempt(batch, budget, budget_end)  # replay its answer
         except _CommitFailed as exc:
-            for item in batch:
-                self._fail(item, OutcomeUnknown(str(exc)))
+            self._give_up(batch, OutcomeUnknown(str(exc)), undecided=_State.LANE)
             return
+        except asyncio.CancelledError:
+            self._give_up(batch, OutcomeUnknown(), undecided=_State.LANE)
+            raise
         except Exception as exc:  # rolled back (a time limit, a lock wait, the database): nothing held
             log.warning("stand-in lane of %d failed: %s", len(batch), type(exc).__name__)
-            for item in batch:
-                self._decline_by_stand_in(item)
+            self._give_up(batch, OutcomeUnknown(str(exc)), undecided=_State.LANE)
             return
         for item, result in zip(batch, answers, strict=True):
             self._resolve(item, result)

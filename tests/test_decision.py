@@ -42,6 +42,7 @@ class Incoming:
     request: AuthorizationRequest
     fingerprint: str
     digest: bytes
+    authorization_id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
 
 
 def incoming(request: AuthorizationRequest, network: uuid.UUID = NETWORK) -> Incoming:
@@ -227,6 +228,16 @@ def test_stand_in_declines_91_unless_the_program_approves_within_the_card_limit(
     assert [(r.decision, r.stand_in) for r in results] == [("APPROVED", True), ("DECLINED", True)]
     assert results[1].reason == "STAND_IN_LIMIT_EXCEEDED" and results[1].response_code == "91"
     assert plan.card_updates[C.card_id].stand_in_used == 2000
+
+
+def test_a_stand_in_payment_declined_for_funds_uses_none_of_the_allowance():
+    facts = replace(C, stand_in_approves=True, stand_in_limit=10_000, user_available=500)
+    plan, (result,) = decided([request(facts, amount=5000)], snapshot(facts), stand_in=True)
+    assert result.reason == "INSUFFICIENT_FUNDS"
+    assert C.card_id not in plan.card_updates
+    approved, _ = decided([request(facts, amount=400)], snapshot(facts), stand_in=True)
+    declined_by_ledger, _ = settle(approved, [(ResultCode.EXCEEDS_CREDITS, 0, 0), (ResultCode.OK, 0, 0)])
+    assert approved.card_updates[C.card_id].stand_in_used == 0  # given back: nothing was held
 
 
 def test_fees_and_conversion_are_priced_and_held_in_one_chain():

@@ -306,3 +306,43 @@ async def test_a_batch_of_approvals_and_every_decline_kind_stays_on_the_ledger_f
         await w.verified()
     finally:
         await w.engine.stop()
+
+
+async def test_copies_of_one_message_in_flight_get_one_decision(world):
+    """Two copies of a message at once are one decision, whatever happens to it: both stood in here
+    (the deposit is locked past the deadline), and nothing held when the batch goes on."""
+    request = world.request()
+    async with world.deposit_locked():
+        first, second = await asyncio.gather(world.authorize(request), world.authorize(request))
+        other = AuthorizationRequest(**{**{f: getattr(request, f) for f in request.__struct_fields__},
+                                        "amount": request.amount + 1})
+    assert first == second and first.response_code == "91"
+    await world.settled()
+    assert await world.holds_for(request.message_id) == 0
+    assert (await world.authorize(request)) == first
+    assert (await world.authorize(other)).response_code == "94"
+    row = await world.row(request.message_id)
+    assert (row["decision"], row["response_code"]) == ("DECLINED", "91")
+
+
+async def test_a_request_stood_in_while_its_batch_gathered_is_not_decided_again(pool, ledger):
+    w = await World().start(pool, ledger, EngineSettings(batching="writers", writers=1,
+                                                         batch_wait_seconds=0.5))
+    try:
+        first = await w.authorize(w.request(), deadline_seconds=0.3)  # stood in during the wait
+        await w.settled()
+        assert first.response_code == "91"
+        assert w.engine.statistics()["stand_in_deadline"] == 1
+        assert await pool.fetchval("SELECT count(*) FROM authorizations") == 1
+        assert await pool.fetchval("SELECT count(*) FROM transfers WHERE code IN (10, 11)") == 0
+    finally:
+        await w.engine.stop()
+
+
+async def test_requests_after_stop_are_answered_even_where_stand_in_would_approve(pool, ledger):
+    w = await World().start(pool, ledger)
+    await pool.execute("UPDATE card_programs SET stand_in_mode = 'APPROVE', stand_in_limit = 10000")
+    assert (await w.authorize(w.request())).decision == "APPROVED"  # the engine knows the card
+    await w.engine.stop()
+    late = await asyncio.wait_for(w.authorize(w.request()), 2)
+    assert (late.response_code, late.stand_in) == ("91", True)
