@@ -33,8 +33,6 @@ from antaca_auth.sweeper import run_sweeper
 
 log = logging.getLogger(__name__)
 
-# The authorization engine's concurrent batch writers (its own default, the figures in
-# docs/benchmarks.md), each holding one connection while its batch is written.
 # The engine's pool holds the connections its batches, stand-in lane and stand-in records use
 # (EngineSettings.connections) and these for the rest of the network channel (reversals, clearings,
 # card locks, certificate lookups) and the engine's own small queries.

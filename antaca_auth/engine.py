@@ -363,7 +363,7 @@ class AuthorizationEngine:
         key = (network_id, request.message_id)
         earlier = self._stood_in.get(key)
         if earlier is not None:  # a retransmission of a stand-in not yet recorded
-            plan = decide([item], _only_answer(item, earlier), self.keys, self.policy)
+            plan = decide([item], _only_answer(item, earlier, self.clock()), self.keys, self.policy)
             self._resolve(item, answer(plan.rows[0]))
             return await item.future
         first = self._in_flight.get(key)
@@ -891,9 +891,9 @@ async def _committed(conn: asyncpg.Connection, write: Callable[[], Awaitable[_T]
     return result
 
 
-def _only_answer(item: _Pending, stored: StoredAnswer) -> Snapshot:
+def _only_answer(item: _Pending, stored: StoredAnswer, now: datetime) -> Snapshot:
     """A snapshot holding nothing but one earlier answer (a replay decided without the database)."""
-    return Snapshot(now=datetime.now(UTC), answers={(item.network_id, item.request.message_id): stored},
+    return Snapshot(now=now, answers={(item.network_id, item.request.message_id): stored},
                     cards={}, schedules={}, rates={}, activity={}, exponents={}, zone_keys={})
 
 
