@@ -45,9 +45,10 @@ def load_migrations(directory: Path = SQL_DIR) -> list[Migration]:
     return migrations
 
 
-async def migrate(dsn: str, directory: Path = SQL_DIR) -> list[str]:
-    """Apply pending migrations; return the names applied (empty when up to date)."""
-    migrations = load_migrations(directory)
+async def migrate(dsn: str, directory: Path = SQL_DIR, until: int | None = None) -> list[str]:
+    """Apply pending migrations (those numbered up to `until`, when given: the benchmarks compare
+    schemas); return the names applied (empty when up to date)."""
+    migrations = [m for m in load_migrations(directory) if until is None or m.version <= until]
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK)

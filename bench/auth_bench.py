@@ -336,7 +336,8 @@ async def main(seconds: float, only: set[str], options: Options = Options(),
         if programs == 1 and "pg_floor" in only:  # between the two, close in time to engine_hot
             async with database() as dsn:
                 floor_figures = await floor(dsn, share * weight("pg_floor"),
-                                            runs=("three_connections",), cards=options.cards)
+                                            runs=("three_connections",), cards=options.cards,
+                                            fees=options.mix is Mix.REALISTIC)
             print("pg_floor", json.dumps(floor_figures), flush=True)
             figures["pg_floor_per_s"] = floor_figures["three_connections"]["auths_per_s"]
     if curves:

@@ -14,8 +14,9 @@ from antaca_auth.migrations import migrate
 
 
 @contextlib.asynccontextmanager
-async def bench_database() -> AsyncIterator[str]:
-    """Yield the DSN of a fresh, migrated database, dropped afterwards."""
+async def bench_database(until: int | None = None) -> AsyncIterator[str]:
+    """Yield the DSN of a fresh database, migrated (up to migration `until`, when given), dropped
+    afterwards."""
     with contextlib.ExitStack() as stack:
         server = os.environ.get(DATABASE_URL_ENV) or stack.enter_context(embedded_server(throwaway=True))
         name = f"antaca_bench_{uuid.uuid4().hex[:12]}"
@@ -23,7 +24,7 @@ async def bench_database() -> AsyncIterator[str]:
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
             dsn = with_database(server, name)
-            await migrate(dsn)
+            await migrate(dsn, until=until)
             check = await asyncpg.connect(dsn)
             try:
                 # The figures are only honest if every commit is durable.

@@ -1,32 +1,38 @@
 """PostgreSQL alone: what the authorization engine's writes cost the database, without Python.
 
-    python -m bench.pg_floor [--seconds N] [--batch 512]
+    python -m bench.pg_floor [--seconds N] [--batch 512] [--compare MIGRATION [--rounds 3]]
 
 Each batch is run inside PostgreSQL by one function call, doing what an engine batch does in the
 database: the idempotency probe and the card read for every payment, the authorization rows, then
-the ledger's set-based write of the deposit and user holds (`ledger_create_new_transfers`) and the
+the ledger's set-based write of the holds (`ledger_create_new_transfers`: the deposit's, the user's
+and the fee's, as the realistic mix; `fees=False` leaves the fee out, as the approve mix) and the
 commit. The batches' cards are drawn before the clock starts (PREPARED_BATCHES random draws, used
 in turn) and passed as arrays, as the engine passes its batch: the timed window holds the
 database's work and the round trip only. PostgreSQL's CPU is that of this server's own processes
-(bench.stats.postgres_cpu_seconds). Batches come from one connection (with a timing of each step),
-then from three at once. The figures are a ceiling for the engine on this schema and server:
-Python only adds to them. `floor(dsn, seconds)` runs them on a fresh database (bench.auth_bench's
-`pg_floor` does). Durable PostgreSQL as in bench.auth_bench. The last line is one JSON object.
+(bench.stats.postgres_cpu_seconds); the WAL written per payment is read off the server's insert
+position (deterministic, unlike the rates, on a shared machine). Batches come from one connection
+(with a timing of each step), then from three at once. The figures are a ceiling for the engine on
+this schema and server: Python only adds to them. `floor(dsn, seconds)` runs them on a fresh
+database (bench.auth_bench's `pg_floor` does). `--compare N` runs the three-connection floor in
+turns on the schema of migrations up to N and on today's, to measure a schema change. Durable
+PostgreSQL as in bench.auth_bench. The last line is one JSON object.
 """
-
 from __future__ import annotations
 
 import argparse
 import asyncio
 import collections
+import dataclasses
 import itertools
 import json
 import random
+import statistics
 import time
 import uuid
 
 import uvloop
 
+from antaca_api.charges import ensure_revenue_account
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
 from antaca_auth.ledger import Ledger
@@ -35,22 +41,35 @@ from bench.cards import N_CARDS, setup
 from bench.database import bench_database
 from bench.stats import CpuMeter, percentile, postmaster_pid
 
+WAL_POSITION = "SELECT pg_current_wal_insert_lsn()"
+WAL_BYTES_SINCE = "SELECT pg_current_wal_insert_lsn() - $1::pg_lsn"
 PREPARED_BATCHES = 64  # random draws of a batch's cards, made before the clock starts
 RUNS = {"one_connection": 1, "three_connections": 3}  # connections sending batches at once
 
 # One engine batch of the given cards' payments, run in the database; notices time each step when
-# `floor.timing` is on. Message ids are md5 hex (32 characters, as long as the engine's bench ids),
-# unique through the caller's prefix.
+# `floor.timing` is on. As the engine: ids are time-ordered (UUIDv7, made here rather than in Python:
+# a few microseconds of the floor's CPU a payment), each payment's row carries what the engine's
+# does (its request digest, fees, hold ids), and its holds are the DEPOSIT model's chain in the
+# engine's order: the deposit's charge, the user's hold and, when `p_fee_account` is given (the
+# realistic mix prices every approval), the fee's hold. Message ids are md5 hex (32 characters, as
+# long as the engine's bench ids), unique through the caller's prefix.
 BATCH_FUNCTION = """
+CREATE FUNCTION floor_uuid7() RETURNS uuid LANGUAGE sql VOLATILE AS $u$
+    SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
+        substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+        FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid $u$;
+
 CREATE FUNCTION floor_batch(p_cards uuid[], p_balances uuid[], p_fingerprints text[],
-                            p_prefix text, p_network uuid, p_settlement uuid)
+                            p_prefix text, p_network uuid, p_settlement uuid, p_fee_account uuid)
 RETURNS bigint LANGUAGE plpgsql AS $f$
 DECLARE
     t timestamptz := clock_timestamp();
     timing boolean := current_setting('floor.timing', true) = 'on';
     v_n int := cardinality(p_cards);
+    v_legs int := CASE WHEN p_fee_account IS NULL THEN 2 ELSE 3 END;
     v_messages text[] := ARRAY(SELECT md5(p_prefix || o) FROM generate_series(1, v_n) o);
-    v_ids uuid[]; v_debits uuid[]; v_credits uuid[]; v_amounts bigint[]; n bigint;
+    v_holds uuid[] := ARRAY(SELECT floor_uuid7() FROM generate_series(1, v_legs * v_n));
+    v_debits uuid[]; v_credits uuid[]; v_amounts bigint[]; v_codes int[]; n bigint;
 BEGIN
     PERFORM count(*) FROM unnest(v_messages) m (message_id)
         CROSS JOIN LATERAL (SELECT 1 FROM authorizations a
@@ -70,30 +89,38 @@ BEGIN
     END IF;
     t := clock_timestamp();
     INSERT INTO authorizations (id, network_id, message_id, card_id, balance_id, type, amount,
-        currency, mcc, merchant_name, decision, response_code, reason, approved_amount,
-        created_at, billing_amount, deposit_hold_id, user_hold_id, answer_hold_id)
-    SELECT gen_random_uuid(), p_network, m, c, b, 'ECOM', 1000, 'EUR', '5411', 'bench',
-           'APPROVED', '00', 'APPROVED', 1000, now(), 1000, gen_random_uuid(),
-           gen_random_uuid(), gen_random_uuid()
-    FROM unnest(v_messages, p_cards, p_balances) AS u (m, c, b);
+        currency, mcc, merchant_id, merchant_name, merchant_country, terminal_id, decision,
+        response_code, reason, approved_amount, deposit_hold_id, user_hold_id, created_at,
+        billing_amount, transaction_fee, fee_hold_id, answer_hold_id, request_digest)
+    SELECT floor_uuid7(), p_network, m, c, b, 'ECOM', 1000, 'EUR', '5411', 'merchant-1', 'bench',
+           'FR', 'terminal-1', 'APPROVED', '00', 'APPROVED', 1000, v_holds[v_legs * (o - 1) + 1],
+           v_holds[v_legs * (o - 1) + 2], now(), 1000, CASE WHEN v_legs = 3 THEN 10 ELSE 0 END,
+           CASE WHEN v_legs = 3 THEN v_holds[3 * o] END, v_holds[v_legs * o],
+           '\\x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'::bytea
+    FROM unnest(v_messages, p_cards, p_balances) WITH ORDINALITY AS u (m, c, b, o);
     IF timing THEN
         RAISE NOTICE 'authorization_rows %', 1000 * extract(epoch FROM clock_timestamp() - t);
     END IF;
     t := clock_timestamp();
-    SELECT array_agg(x.id ORDER BY x.o), array_agg(x.dr ORDER BY x.o),
-           array_agg(x.cr ORDER BY x.o), array_agg(x.a ORDER BY x.o)
-      INTO v_ids, v_debits, v_credits, v_amounts
-      FROM (SELECT gen_random_uuid() AS id, pa.account_id AS dr, p_settlement AS cr,
-                   1000::bigint AS a, 2 * u.o AS o
+    SELECT array_agg(x.dr ORDER BY x.o), array_agg(x.cr ORDER BY x.o), array_agg(x.a ORDER BY x.o),
+           array_agg(x.code ORDER BY x.o)
+      INTO v_debits, v_credits, v_amounts, v_codes
+      FROM (SELECT pa.account_id AS dr, p_settlement AS cr, 1000::bigint AS a, 10 AS code,
+                   v_legs * u.o AS o
             FROM unnest(p_balances) WITH ORDINALITY u (b, o), partner_accounts pa
             UNION ALL
-            SELECT gen_random_uuid(), b.account_id, pa.account_id, 1000, 2 * u.o + 1
+            SELECT b.account_id, pa.account_id, 1000, 11, v_legs * u.o + 1
             FROM unnest(p_balances) WITH ORDINALITY u (b, o) JOIN balances b ON b.id = u.b,
-                 partner_accounts pa) x;
+                 partner_accounts pa
+            UNION ALL
+            SELECT b.account_id, p_fee_account, 10, 23, v_legs * u.o + 2
+            FROM unnest(p_balances) WITH ORDINALITY u (b, o) JOIN balances b ON b.id = u.b
+            WHERE p_fee_account IS NOT NULL) x;
     SELECT count(*) INTO n FROM ledger_create_new_transfers(
-        v_ids, v_debits, v_credits, v_amounts, array_fill(true, ARRAY[2 * v_n]),
-        array_fill(10, ARRAY[2 * v_n]), array_fill(604800, ARRAY[2 * v_n]),
-        array_fill('bench'::text, ARRAY[2 * v_n]), array_fill('EUR'::text, ARRAY[2 * v_n]), NULL);
+        v_holds, v_debits, v_credits, v_amounts, array_fill(true, ARRAY[v_legs * v_n]),
+        v_codes, array_fill(604800, ARRAY[v_legs * v_n]),
+        ARRAY(SELECT v_messages[(i - 1) / v_legs + 1] FROM generate_series(1, v_legs * v_n) i),
+        array_fill('EUR'::text, ARRAY[v_legs * v_n]), NULL);
     IF timing THEN
         RAISE NOTICE 'ledger_holds %', 1000 * extract(epoch FROM clock_timestamp() - t);
     END IF;
@@ -114,13 +141,23 @@ async def prepared_batches(conn, size: int) -> list[Batch]:
     return batches
 
 
-async def run(pool, network: uuid.UUID, batches: list[Batch], seconds: float, connections: int,
-              timing: bool, server: int | None, calls: itertools.count) -> dict:
+@dataclasses.dataclass(frozen=True)
+class World:
+    """What every batch of a floor run needs, made before the clock starts."""
+    network: uuid.UUID
+    fee_account: uuid.UUID | None  # None: no fee hold (the approve mix)
+    batches: list[Batch]
+    server: int | None  # the postmaster's pid, for its CPU
+
+
+async def run(pool, world: World, seconds: float, connections: int, timing: bool,
+              calls: itertools.count) -> dict:
     """Batches from `connections` connections at once for `seconds`."""
     notes: list[str] = []
     latencies: list[float] = []
     done = 0
     deadline = time.perf_counter() + seconds
+    legs = 2 if world.fee_account is None else 3
 
     async def worker() -> None:
         nonlocal done
@@ -134,29 +171,36 @@ async def run(pool, network: uuid.UUID, batches: list[Batch], seconds: float, co
                 conn.add_log_listener(note)
             while time.perf_counter() < deadline:
                 call = next(calls)
-                cards, balances, fingerprints = batches[call % len(batches)]
+                cards, balances, fingerprints = world.batches[call % len(world.batches)]
                 start = time.perf_counter()
                 async with conn.transaction():
                     written = await conn.fetchval(
-                        "SELECT floor_batch($1, $2, $3, $4, $5, $6)", cards, balances,
-                        fingerprints, f"{call}.", network, settlement_account("EUR"))
-                assert written == 2 * len(cards), written  # every hold by the set-based path
+                        "SELECT floor_batch($1, $2, $3, $4, $5, $6, $7)", cards, balances,
+                        fingerprints, f"{call}.", world.network, settlement_account("EUR"),
+                        world.fee_account)
+                # every hold by the set-based path
+                assert written == legs * len(cards), written
                 latencies.append(time.perf_counter() - start)
                 done += len(cards)
             if timing:
                 await conn.execute("RESET floor.timing")
                 conn.remove_log_listener(note)
 
-    with CpuMeter(server) as cpu:
+    async with pool.acquire() as conn:
+        wal_before = await conn.fetchval(WAL_POSITION)
+    with CpuMeter(world.server) as cpu:
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(connections)))
         elapsed = time.perf_counter() - start
+    async with pool.acquire() as conn:
+        wal_bytes = await conn.fetchval(WAL_BYTES_SINCE, wal_before)
     cpu.ops = done
     latencies.sort()
     figures = {"auths_per_s": round(done / elapsed, 1),
                "batch_ms_p50": round(1000 * percentile(latencies, 50), 1),
                "postgres_cpu_us_per_auth": cpu.per_op_us()["postgres_us"],
-               "postgres_cores": None if cpu.pg_s is None else round(cpu.pg_s / elapsed, 2)}
+               "postgres_cores": None if cpu.pg_s is None else round(cpu.pg_s / elapsed, 2),
+               "wal_bytes_per_auth": round(float(wal_bytes) / max(done, 1))}
     if timing:
         steps = collections.defaultdict(list)
         for note in notes:
@@ -169,32 +213,64 @@ async def run(pool, network: uuid.UUID, batches: list[Batch], seconds: float, co
     return figures
 
 
+async def prepare(pool, batch: int, cards: int, fees: bool) -> World:
+    """The hot program's cards (bench.cards.setup), the network, the batch function, the draws."""
+    ledger = Ledger(pool)
+    programs = await setup(pool, ledger, CardKeys.generate(), 1, cards)
+    network = uuid.uuid4()
+    async with pool.acquire() as conn:
+        fee_account = None
+        if fees:
+            program = await conn.fetchval("SELECT id FROM card_programs")
+            fee_account = await ensure_revenue_account(ledger, conn, program, "EUR")
+        await conn.execute("INSERT INTO networks (id, name) VALUES ($1, 'floor')", network)
+        await conn.execute(BATCH_FUNCTION)
+        await conn.execute("ANALYZE")
+        return World(network, fee_account, await prepared_batches(conn, batch),
+                     await postmaster_pid(conn))
+
+
 async def floor(dsn: str, seconds: float, batch: int = 512, runs: tuple[str, ...] = tuple(RUNS),
-                cards: int = N_CARDS) -> dict:
-    """On a fresh database (`dsn`): the hot program's cards (bench.cards.setup), then each of `runs`
-    (RUNS: one connection, timed step by step; three connections) for an equal part of `seconds`."""
+                cards: int = N_CARDS, fees: bool = True) -> dict:
+    """On a fresh database (`dsn`): the hot program's cards, then each of `runs` (RUNS: one
+    connection, timed step by step; three connections) for an equal part of `seconds`. `fees`:
+    every payment's fee held too, as in the realistic mix."""
     pool = await create_pool(dsn, min_size=max(RUNS[r] for r in runs), max_size=5)
     try:
-        await setup(pool, Ledger(pool), CardKeys.generate(), 1, cards)
-        network = uuid.uuid4()
-        async with pool.acquire() as conn:
-            await conn.execute("INSERT INTO networks (id, name) VALUES ($1, 'floor')", network)
-            await conn.execute(BATCH_FUNCTION)
-            await conn.execute("ANALYZE")
-            batches = await prepared_batches(conn, batch)
-            server = await postmaster_pid(conn)
-        figures: dict = {"batch": batch}
+        world = await prepare(pool, batch, cards, fees)
+        figures: dict = {"batch": batch, "holds_per_auth": 3 if fees else 2}
         calls = itertools.count()  # message ids stay unique across the runs
         for name in runs:
-            figures[name] = await run(pool, network, batches, seconds / len(runs), RUNS[name],
-                                      timing=RUNS[name] == 1, server=server, calls=calls)
+            figures[name] = await run(pool, world, seconds / len(runs), RUNS[name],
+                                      timing=RUNS[name] == 1, calls=calls)
             print(name, json.dumps(figures[name]), flush=True)
         return figures
     finally:
         await pool.close()
 
 
-async def main(seconds: float, batch: int) -> dict:
+async def compare(seconds: float, batch: int, before: int, rounds: int) -> dict:
+    """The floor on the schema of migrations up to `before` and on today's, in turns on one server
+    (`rounds` of each, fresh databases), three connections: the median of each and their ratio."""
+    figures: dict[str, list[dict]] = {"before": [], "after": []}
+    for _ in range(rounds):
+        for schema, until in (("before", before), ("after", None)):
+            async with bench_database(until=until) as dsn:
+                run_figures = await floor(dsn, seconds / (2 * rounds), batch,
+                                          runs=("three_connections",))
+            figures[schema].append(run_figures["three_connections"])
+    medians = {schema: {key: statistics.median(r[key] for r in runs)
+                        for key in ("auths_per_s", "postgres_cpu_us_per_auth",
+                                    "wal_bytes_per_auth")}
+               for schema, runs in figures.items()}
+    return {"before_migration": before, "runs": figures, "median": medians,
+            "after_vs_before": {key: round(medians["after"][key] / medians["before"][key], 3)
+                                for key in medians["after"]}}
+
+
+async def main(seconds: float, batch: int, compare_with: int | None, rounds: int) -> dict:
+    if compare_with is not None:
+        return await compare(seconds, batch, compare_with, rounds)
     async with bench_database() as dsn:
         return await floor(dsn, seconds, batch)
 
@@ -204,5 +280,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=30.0,
                         help="total measuring time (default 30)")
     parser.add_argument("--batch", type=int, default=512, help="payments per batch (default 512)")
+    parser.add_argument("--compare", type=int, default=None, metavar="MIGRATION",
+                        help="also run on the schema of migrations up to this number, in turns")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of each schema (--compare)")
     args = parser.parse_args()
-    print(json.dumps(uvloop.run(main(args.seconds, args.batch))))
+    print(json.dumps(uvloop.run(main(args.seconds, args.batch, args.compare, args.rounds))))

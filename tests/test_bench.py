@@ -21,6 +21,7 @@ from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool, with_database
 from antaca_auth.engine import Batching, EngineSettings
 from antaca_auth.ledger import Ledger
+from antaca_auth.migrations import migrate
 from antaca_auth.pans import generate_pan
 from antaca_auth.pinblock import decipher_pin
 from bench import auth_bench
@@ -170,10 +171,66 @@ def test_auth_bench_runs_the_writers_design_and_the_approve_mix(pg_server, templ
 
 def test_pg_floor_measures_the_database_on_a_fresh_one(database_url):
     figures = asyncio.run(floor(database_url, 1.0, batch=32, cards=200))
-    assert set(figures) == {"batch", "one_connection", "three_connections"}
+    assert set(figures) == {"batch", "holds_per_auth", "one_connection", "three_connections"}
+    assert figures["holds_per_auth"] == 3  # the realistic mix holds a fee on every approval
     assert set(figures["one_connection"]["step_ms_p50"]) == {
         "idempotency_probe", "card_read", "authorization_rows", "ledger_holds"}
     for run in ("one_connection", "three_connections"):
         assert figures[run]["auths_per_s"] > 0
         # The test server runs on this machine: its own processes' CPU is counted.
         assert figures[run]["postgres_cores"] is not None and figures[run]["postgres_cores"] > 0
+        # A payment's row and three holds, with their index entries: more than a kilobyte of WAL.
+        assert 1_000 < figures[run]["wal_bytes_per_auth"] < 20_000
+
+
+def test_pg_floor_writes_what_the_engine_writes(database_url):
+    """Each floor payment stores an approved row naming its three time-ordered holds, each one a
+    pending transfer of the DEPOSIT chain, as an engine approval with a fee does."""
+    asyncio.run(floor(database_url, 0.5, batch=16, cards=100, runs=("one_connection",)))
+
+    async def check() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(
+                """SELECT a.answer_hold_id = a.fee_hold_id AS answer_is_fee,
+                          d.code AS deposit, u.code AS user_hold, f.code AS fee,
+                          d.debit_account_id = u.credit_account_id AS deposit_chain,
+                          u.debit_account_id = f.debit_account_id AS same_user,
+                          d.reference = a.message_id AS referenced
+                   FROM authorizations a JOIN transfers d ON d.id = a.deposit_hold_id
+                   JOIN transfers u ON u.id = a.user_hold_id JOIN transfers f ON f.id = a.fee_hold_id""")
+            assert rows and await conn.fetchval("SELECT count(*) FROM authorizations") == len(rows)
+            assert {tuple(r) for r in rows} == {(True, 10, 11, 23, True, True, True)}
+            versions = await conn.fetch("SELECT DISTINCT substr(id::text, 15, 1) FROM transfers "
+                                        "WHERE kind = 'pending'")
+            assert [v[0] for v in versions] == ["7"]  # UUIDv7, as the engine's ids
+        finally:
+            await conn.close()
+
+    asyncio.run(check())
+
+
+def test_pg_floor_runs_on_an_earlier_schema(pg_server):
+    """`--compare` measures the schema before a migration: the floor runs on it too."""
+    name = f"antaca_test_{uuid.uuid4().hex[:16]}"
+
+    async def run() -> dict:
+        admin = await asyncpg.connect(pg_server)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            dsn = with_database(pg_server, name)
+            await migrate(dsn, until=15)
+            conn = await asyncpg.connect(dsn)
+            try:  # the two indexes migration 16 merges are there
+                assert await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE indexname IN "
+                                           "('authorizations_card', 'authorizations_balance')") == 2
+            finally:
+                await conn.close()
+            return await floor(dsn, 0.5, batch=16, cards=100, runs=("one_connection",),
+                               fees=False)
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+
+    figures = asyncio.run(run())
+    assert figures["holds_per_auth"] == 2 and figures["one_connection"]["auths_per_s"] > 0

@@ -149,7 +149,8 @@ async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
                       coalesce((SELECT json_agg(json_build_object('kind', e.kind, 'amount', e.amount,
                                                                   'createdAt', e.created_at) ORDER BY e.seq)
                                 FROM authorization_events e WHERE e.authorization_id = a.id), '[]') AS events
-               FROM authorizations a JOIN balances b ON b.id = a.balance_id
+               FROM balances b JOIN cards c ON c.balance_id = b.id
+               JOIN authorizations a ON a.card_id = c.id
                WHERE b.customer_id = $1 ORDER BY a.seq""",
             customer_id,
         )
