@@ -8,6 +8,7 @@ reads (card, balance, program, deposit, zone keys, rates) feed it. A reason adde
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -225,3 +226,23 @@ async def test_exactly_the_funds_available_is_approved_one_more_declined(table):
     assert (one_more.reason, exact.decision) == ("INSUFFICIENT_PARTNER_DEPOSIT", "APPROVED")
     assert await w.deposit_available() == 0
     await w.verified()
+
+
+async def test_a_converted_amount_is_rounded_half_up(table):
+    """One penny at 2.5 euros a pound is 2.5 cents: held as 3 (half up), not 2 (half to even)."""
+    await table.pool.execute("INSERT INTO fx_rates (base, quote, rate, effective_from) "
+                             "VALUES ('GBP', 'EUR', 2.5, '2000-01-01')")
+    result = await table.authorize(table.request(0, {"currency": "GBP", "amount": 1}))
+    assert (result.decision, result.billing_amount) == ("APPROVED", 3)
+
+
+async def test_another_payment_under_a_message_id_in_flight_is_answered_94_at_once(table):
+    """The second copy arrives while the first is being decided: with another amount it is a
+    duplicate transmission naming the first, never the first's approval."""
+    request = table.request(0, {})
+    other = msgspec.structs.replace(request, amount=request.amount + 1)
+    first, second = await asyncio.gather(table.authorize(request), table.authorize(other))
+    assert (first.decision, second.response_code, second.reason) == (
+        "APPROVED", "94", "DUPLICATE_TRANSMISSION")
+    assert second.authorization_id == first.authorization_id
+    assert await table.world.holds_for(request.message_id) == 2  # the first payment's, once
