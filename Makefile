@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install clean
+.PHONY: run test mutations install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Antaca needs Python 3.11+"'
@@ -19,6 +19,11 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Not part of `test`: breaks the product one line at a time (tests/mutations.py) and checks that
+# the tests named for each break fail (docs/testing.md).
+mutations: install
+	$(BIN)/python -m tests.mutation_runner
 
 clean:
 	rm -rf $(VENV) .antaca

@@ -47,6 +47,9 @@ LOCK_REASONS: dict[int, LockReason] = {r.code: r for r in (
     LockReason(11, "OFFLINE_PIN_ATTEMPTS_EXCEEDED", False, "1006"),
 )}
 
+# Locks for wrong PINs (online, 6; offline, 11): unlocking one resets the card's wrong-PIN count.
+PIN_TRIES_LOCK_REASONS = frozenset({6, 11})
+
 # Reasons a card network or acquirer may send on the network channel (the product's "lock outside").
 NETWORK_LOCK_REASONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8})
 

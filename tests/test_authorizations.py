@@ -411,3 +411,27 @@ async def test_approvals_and_declines_are_written_by_the_set_based_path(api, jwe
     user = await p.user_account()
     assert user.available == 6000
     await p.assert_clean()
+
+
+async def test_a_clearing_at_exactly_the_tolerance_passes_and_one_above_is_refused(api, jwe_key):
+    """The service's default tolerance, 20 %, rounded down: a hold of 1,000 clears at 1,200 and not
+    1,201; one of 1,001 at 1,201 (1,001 + 200.2 rounded down) and not 1,202. A refused clearing
+    books nothing and leaves the hold to clear."""
+    p = await Payments().setup(api, jwe_key, user_funds=10_000)
+    posted = 10_000
+    for held, limit in ((1000, 1200), (1001, 1201)):
+        authorization = p.request(amount=held)
+        assert (await p.send("/network/authorizations", authorization))[1]["decision"] == "APPROVED"
+        original = authorization["messageId"]
+        status, body = await p.send("/network/clearings", {"messageId": uuid.uuid4().hex,
+                                                           "originalMessageId": original, "amount": limit + 1})
+        assert (status, body["code"]) == (409, "FOLLOW_UP_REFUSED"), (held, body)
+        user = await p.user_account()
+        assert (user.posted, user.balance.debits_pending) == (posted, held)  # nothing booked
+        status, body = await p.send("/network/clearings", {"messageId": uuid.uuid4().hex,
+                                                           "originalMessageId": original, "amount": limit})
+        assert (status, body["kind"], body["amount"]) == (200, "CLEARING", limit), body
+        posted -= limit
+        user = await p.user_account()
+        assert (user.posted, user.balance.debits_pending) == (posted, 0)
+    await p.assert_clean()

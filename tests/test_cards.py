@@ -402,3 +402,28 @@ async def test_an_order_that_breaks_midway_leaves_a_failed_card_not_a_half_made_
         orders = await conn.fetchval("SELECT count(*) FROM card_orders")
     assert [(r["state"], r["pan_ciphertext"], r["failure_reason"]) for r in rows] == [("FAILED", None, "internal error")]
     assert orders == 0
+
+
+async def test_another_customer_of_the_same_partner_cannot_see_a_card(api, jwe_key):
+    """The app's card routes are scoped to the customer, not only to the partner: another app user
+    of the same partner gets 404 and none of the card's data on each of them, and changes nothing."""
+    w = await World().setup(api, jwe_key)
+    card = await w.virtual()
+    other = await register_customer(api, w.partner, verified=True)
+    other_session = await pair_device(api, w.partner, other["customerId"], device_id="device-2")
+    other_app = bearer(other_session["sessionToken"])
+    base = f"{api.http}/customers/me/cards/{card['cardId']}"
+    status, body = await w.jwe.request(api.client(), "GET", base, headers=other_app)
+    assert (status, body["code"]) == (404, "NOT_FOUND")
+    assert card["pan"] not in str(body) and card["pan"][-4:] not in str(body)
+    for method, path, payload in (("GET", "/status", None), ("POST", "/lock", {"reason": 3}),
+                                  ("POST", "/unlock", None), ("DELETE", "", None)):
+        async with api.client().request(method, base + path, json=payload, headers=other_app) as r:
+            assert r.status == 404, (method, path, r.status)
+            assert card["pan"][-4:] not in await r.text()
+    async with api.client().get(f"{api.http}/customers/me/cards", headers=other_app) as r:
+        assert (await r.json())["items"] == []
+    status, mine = await w.app_plain("GET", f"/customers/me/cards/{card['cardId']}/status")
+    assert (status, mine["status"]) == (200, "ACTIVE")  # the owner's card is untouched
+    status, data = await w.app_jwe("GET", f"/customers/me/cards/{card['cardId']}")
+    assert (status, data["pan"]) == (200, card["pan"])
