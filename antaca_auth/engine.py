@@ -177,7 +177,7 @@ def _fault_pauses(setting: str) -> dict[str, float]:
     pauses = {name: float(seconds) for name, _, seconds in
               (part.partition(":") for part in setting.split(",") if part)}
     if not pauses.keys() <= {"before_commit", "after_commit"}:  # a typo must not test nothing
-        raise ValueError(f"{FAULT_PAUSE_ENV}: before_commit:S and/or after_commit:S, not {setting!r}")
+        raise ValueError(f"{FAULT_PAUSE_ENV}: before_commit:S, after_commit:S, not {setting!r}")
     return pauses
 
 

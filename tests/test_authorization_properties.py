@@ -286,7 +286,7 @@ async def run(dsn: str, steps, funds, deposit) -> None:
                 answers = await asyncio.gather(*(engine.authorize(network, r) for r in sent))
                 got = {r.message_id: a.reason for r, a in zip(sent, answers, strict=True)}
                 groups, stored = await batches(pool, sent)
-                assert stored == got  # what a replay of the message would answer is what was answered
+                assert stored == got  # a replay of the message would answer what was answered
                 model = replay(model, dict((m, p) for p, m in requests), got, groups)
                 for r, a in zip(sent, answers, strict=True):
                     if a.decision == "APPROVED" and r.type is not TxType.REFUND:
@@ -359,8 +359,9 @@ async def prepare(pool, ledger: Ledger, keys: CardKeys, cards) -> tuple[uuid.UUI
             datetime(2020, 1, 1, tzinfo=UTC))
         for c in cards:
             salt, verification = keys.new_pin_record(c["card"], PIN)
-            await conn.execute("UPDATE cards SET pin_salt = $2, pin_verification = $3 WHERE id = $1",
-                               c["card"], salt, verification)
+            await conn.execute(
+                "UPDATE cards SET pin_salt = $2, pin_verification = $3 WHERE id = $1",
+                c["card"], salt, verification)
         await conn.execute("INSERT INTO networks (id, name) VALUES ($1, $2)", network, network.hex)
         await store_zone_key(conn, keys, network, zone_key)
     return network, zone_key
@@ -385,8 +386,9 @@ async def batches(pool, requests) -> tuple[list[list[str]], dict[str, str]]:
     decision order (the order between batches is the hot deposit lock's, which no row records), and
     each request's stored reason."""
     async with pool.acquire() as conn:
-        rows = await conn.fetch("SELECT message_id, xmin::text AS tx, reason FROM authorizations "
-                                "WHERE message_id = ANY($1) ORDER BY seq", [r.message_id for r in requests])
+        rows = await conn.fetch(
+            "SELECT message_id, xmin::text AS tx, reason FROM authorizations "
+            "WHERE message_id = ANY($1) ORDER BY seq", [r.message_id for r in requests])
     groups: dict[str, list[str]] = {}
     for r in rows:
         groups.setdefault(r["tx"], []).append(r["message_id"])
