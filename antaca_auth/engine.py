@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -164,6 +165,23 @@ STOOD_IN_REMEMBERED_MAX = 4 * RECORDS_PENDING_MAX  # unrecorded stand-ins answer
 RECORD_RETRY_SECONDS = 0.5
 STAND_IN_LANE_BATCH_MAX = 64
 STAND_IN_LANE_BUDGET_MIN_SECONDS = 0.02  # less time than this left: decline rather than try
+
+# Test only (tests/test_crash.py), never set in production: ANTACA_TEST_FAULT_PAUSE, e.g.
+# "before_commit:0.2,after_commit:0.2", makes every transaction of the engine wait that many
+# seconds between its ledger write and COMMIT, and between COMMIT and its answers, so that a crash
+# lands in those two windows on every run rather than by luck. Unset: one falsy check per commit.
+FAULT_PAUSE_ENV = "ANTACA_TEST_FAULT_PAUSE"
+
+
+def _fault_pauses(setting: str) -> dict[str, float]:
+    pauses = {name: float(seconds) for name, _, seconds in
+              (part.partition(":") for part in setting.split(",") if part)}
+    if not pauses.keys() <= {"before_commit", "after_commit"}:  # a typo must not test nothing
+        raise ValueError(f"{FAULT_PAUSE_ENV}: before_commit:S, after_commit:S, not {setting!r}")
+    return pauses
+
+
+_FAULT_PAUSES = _fault_pauses(os.environ.get(FAULT_PAUSE_ENV, ""))
 STAND_IN_RULES_MAX = 100_000  # cards remembered as approving in stand-in
 SHUTDOWN_POLL_SECONDS = 0.01
 # Reference data every batch of the realistic mix reads (PIN blocks on 20 % of payments, another
@@ -880,6 +898,8 @@ async def _committed(conn: asyncpg.Connection, write: Callable[[], Awaitable[_T]
     await transaction.start()
     try:
         result = await write()
+        if _FAULT_PAUSES:  # test only: written, not committed
+            await asyncio.sleep(_FAULT_PAUSES.get("before_commit", 0))
     except BaseException:
         with contextlib.suppress(Exception):
             await transaction.rollback()
@@ -888,6 +908,8 @@ async def _committed(conn: asyncpg.Connection, write: Callable[[], Awaitable[_T]
         await transaction.commit()
     except Exception as exc:
         raise _CommitFailed(str(exc)) from exc
+    if _FAULT_PAUSES:  # test only: committed, not answered
+        await asyncio.sleep(_FAULT_PAUSES.get("after_commit", 0))
     return result
 
 

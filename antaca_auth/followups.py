@@ -154,14 +154,15 @@ def decide_release(held: int, requested: int | None, converted: bool) -> Release
 def rehold_amounts(holds: HoldIds, rest: int, fee_on_rest: int,
                    fee_held: int) -> dict[uuid.UUID, int]:
     """What each hold is held at again after a reversal (0: released entirely). The fee is the
-    fee of what stays, never more than was held for it."""
+    fee of what stays, never more than was held for it, and nothing when nothing stays (a fixed
+    fee or a minimum priced on 0 would otherwise keep the fee held after a full reversal)."""
     if rest < 0 or fee_on_rest < 0 or fee_held < 0:
         raise ValueError(f"holding {rest} again with fees of {fee_on_rest} (held {fee_held})")
     amounts = {holds.user: rest}
     if holds.deposit is not None:
         amounts[holds.deposit] = rest
     if holds.fee is not None:
-        amounts[holds.fee] = min(fee_on_rest, fee_held)
+        amounts[holds.fee] = min(fee_on_rest, fee_held) if rest else 0
     return amounts
 
 

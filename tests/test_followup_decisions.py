@@ -82,7 +82,14 @@ def test_what_is_held_again_is_the_rest_and_never_more_fee(ids, rest, fee_on_res
     if ids.deposit is not None:
         assert again[ids.deposit] == rest
     if ids.fee is not None:
-        assert again[ids.fee] == min(fee_on_rest, fee_held) <= fee_held
+        assert again[ids.fee] == (min(fee_on_rest, fee_held) if rest else 0) <= fee_held
+
+
+def test_a_full_reversal_keeps_no_fee_held():
+    """A fee with a fixed part or a minimum is not 0 on 0: pricing the rest of a full reversal
+    gave the fee again, and the fee stayed held after the payment was released."""
+    ids = HoldIds(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
+    assert set(rehold_amounts(ids, 0, fee_on_rest=50, fee_held=50).values()) == {0}
 
 
 def test_negative_amounts_are_never_held_again():
