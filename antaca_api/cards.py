@@ -32,8 +32,8 @@ from antaca_api.errors import (
 from antaca_api.charges import CARD_CREATION, charge_flat, refund_flat
 from antaca_api.processors import PROCESSORS, ProcessorError, Program
 from antaca_api.services import Services
-from antaca_auth.cardstate import (PIN_TRIES_LOCK_REASONS, CardState, CardStatus, CardTransitionError,
-                                   pin_problem, usable_for_data)
+from antaca_auth.cardstate import (CARD_TESTING_LOCK_REASONS, PIN_TRIES_LOCK_REASONS, CardState,
+                                   CardStatus, CardTransitionError, pin_problem, usable_for_data)
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +104,19 @@ async def change_state(conn: asyncpg.Connection, row: asyncpg.Record, rule: Call
         raise CARD_TRANSITION_ERRORS[exc.code](exc.message) from None
     # Unlocking a card locked for PIN tries (6, or 11 offline) gives its holder the full tries
     # again: the count that locked it would otherwise lock it at the next wrong PIN.
-    pin_tries_unlocked = (before.state is CardState.LOCKED and after.state is not CardState.LOCKED
-                          and before.lock_reason in PIN_TRIES_LOCK_REASONS)
+    unlocked = before.state is CardState.LOCKED and after.state is not CardState.LOCKED
+    pin_tries_unlocked = unlocked and before.lock_reason in PIN_TRIES_LOCK_REASONS
+    card_testing_unlocked = unlocked and before.lock_reason in CARD_TESTING_LOCK_REASONS
     await conn.execute(
         """UPDATE cards SET state = $2, lock_reason = $3, state_before_lock = $4, updated_at = now(),
-                            pin_failures = CASE WHEN $5 THEN 0 ELSE pin_failures END
+                            pin_failures = CASE WHEN $5 THEN 0 ELSE pin_failures END,
+                            verification_failures = CASE WHEN $6 THEN 0 ELSE verification_failures END,
+                            verification_window_start = CASE WHEN $6 THEN NULL
+                                                             ELSE verification_window_start END
            WHERE id = $1""",
         row["id"], str(after.state), after.lock_reason,
         None if after.state_before_lock is None else str(after.state_before_lock), pin_tries_unlocked,
+        card_testing_unlocked,
     )
     await record_event(conn, row["id"], event, actor, before.state, after.state, reason)
     return after

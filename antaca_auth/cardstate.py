@@ -49,6 +49,9 @@ LOCK_REASONS: dict[int, LockReason] = {r.code: r for r in (
 
 # Locks for wrong PINs (online, 6; offline, 11): unlocking one resets the card's wrong-PIN count.
 PIN_TRIES_LOCK_REASONS = frozenset({6, 11})
+# The engine locks a card for suspected fraud (7) after repeated wrong CVC2s or expiry dates (card
+# testing): unlocking it resets that count too, or the next mistake would lock it again at once.
+CARD_TESTING_LOCK_REASONS = frozenset({7})
 
 # Reasons a card network or acquirer may send on the network channel (the product's "lock outside").
 NETWORK_LOCK_REASONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8})

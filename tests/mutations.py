@@ -91,6 +91,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_pin_concurrency.py::"
          "test_unlocking_a_card_locked_for_pin_tries_gives_three_tries_again",),
         "an unlocked card is locked again by its next wrong PIN (found by this suite)"),
+    Mutation(
+        "unlock_keeps_the_card_testing_count", "antaca_api/cards.py",
+        "verification_failures = CASE WHEN $6 THEN 0 ELSE verification_failures END",
+        "verification_failures = CASE WHEN $6 AND false THEN 0 ELSE verification_failures END",
+        ("tests/test_pin_concurrency.py::"
+         "test_unlocking_a_card_locked_for_card_testing_gives_its_tries_again",),
+        "an unlocked card is locked again by its next wrong CVC2 (found by this suite)"),
     # --- card checks --------------------------------------------------------------------------------
     Mutation(
         "locked_card_check_removed", "antaca_auth/authorization.py",

@@ -79,3 +79,21 @@ async def test_unlocking_a_card_locked_for_pin_tries_gives_three_tries_again(api
     assert reasons == ["WRONG_PIN", "WRONG_PIN"]
     assert (await p.authorize(type="POS", cvc2=None, pin=PIN))["decision"] == "APPROVED"
     await p.assert_clean()
+
+
+async def test_unlocking_a_card_locked_for_card_testing_gives_its_tries_again(api, jwe_key):  # noqa: F811
+    """A card locked for suspected fraud after wrong CVC2s (reason 7), once unlocked, does not lock
+    again at the next mistake: the unlock resets the card-testing count."""
+    p = await Payments().setup(api, jwe_key)
+    card_path = f"/customers/me/cards/{p.card['cardId']}"
+    wrong = f"{(int(p.card['cvc2']) + 1) % 1000:03d}"
+    tries = EngineSettings().card_testing_failures_max
+    reasons = [(await p.authorize(cvc2=wrong))["reason"] for _ in range(tries)]
+    assert reasons == ["WRONG_CVC2"] * (tries - 1) + ["SUSPECTED_CARD_TESTING"]
+    assert (await p.authorize())["reason"] == "CARD_LOCKED_SUSPECTED_FRAUD"
+    status, card = await p.w.app_plain("POST", f"{card_path}/unlock")
+    assert (status, card["status"]) == (200, "ACTIVE"), card
+    reasons = [(await p.authorize(cvc2=wrong))["reason"] for _ in range(tries - 1)]
+    assert reasons == ["WRONG_CVC2"] * (tries - 1)
+    assert (await p.authorize())["decision"] == "APPROVED"
+    await p.assert_clean()
