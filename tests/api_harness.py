@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import socket
 import ssl
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,3 +220,50 @@ class JweClient:
                 return r.status, None
             answer = await r.json()
             return r.status, (self.open(answer) if 200 <= r.status < 300 else answer)
+
+
+@contextlib.asynccontextmanager
+async def running_api(pool, key_material, database_url: str) -> AsyncIterator[ApiServer]:
+    """The whole application, as `antaca serve` wires it, on real HTTP and TLS listeners."""
+    from antaca_api.credentials import listen
+    from antaca_api.kyc import DeterministicKycProvider
+    from antaca_api.server import open_authorization_pool
+    from antaca_api.settings import Settings
+    from antaca_auth.cardkeys import CardKeys
+    from antaca_auth.engine import AuthorizationEngine
+    from antaca_auth.followups import FollowUps
+    from antaca_auth.ledger import Ledger
+
+    jwe_key, ca = key_material
+    # As `antaca serve` does: the engine and the network channel on their own pool.
+    authorization_pool = await open_authorization_pool(database_url, Settings().engine)
+    services = Services(pool=pool, ledger=Ledger(pool), settings=Settings(), jwe_key=jwe_key, ca=ca,
+                        kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate(),
+                        authorization_pool=authorization_pool)
+    services.engine = AuthorizationEngine(authorization_pool, services.authorization_ledger,
+                                          services.card_keys, services.settings.engine)
+    services.follow_ups = FollowUps(
+        authorization_pool, services.authorization_ledger, services.card_keys,
+        hold_seconds=services.engine.hold_seconds,
+        clearing_tolerance_percent=services.settings.clearing_tolerance_percent)
+    await services.engine.start()
+    server, runner = await start_api(services, ca)
+    # Certificate lookups cached as `antaca serve` does, so every API test runs through the cache.
+    listener = asyncio.create_task(listen(database_url, services.credentials))
+    try:
+        for _ in range(200):
+            if services.credentials.live:
+                break
+            await asyncio.sleep(0.01)
+        assert services.credentials.live, "the credential listener did not start"
+        yield server
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await services.engine.stop()
+        await asyncio.gather(*services.tasks, return_exceptions=True)
+        for session in server.sessions:
+            await session.close()
+        await runner.cleanup()
+        await services.background_cpu.close()
+        await authorization_pool.close()

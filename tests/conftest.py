@@ -6,6 +6,7 @@ Migrations run once into a template database; each test gets a fresh clone of it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 
@@ -56,13 +57,22 @@ def template_db(pg_server: str) -> str:
     asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@contextlib.contextmanager
+def fresh_database(pg_server: str, template_db: str):
+    """A fresh, migrated database (a clone of the template), dropped on exit: its URL."""
+    name = f"antaca_test_{uuid.uuid4().hex[:16]}"
+    asyncio.run(_admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+    try:
+        yield with_database(pg_server, name)
+    finally:
+        asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture
 def database_url(pg_server: str, template_db: str) -> str:
     """A fresh, migrated database for one test."""
-    name = f"antaca_test_{uuid.uuid4().hex[:16]}"
-    asyncio.run(_admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
-    yield with_database(pg_server, name)
-    asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_database(pg_server, template_db) as url:
+        yield url
 
 
 @pytest.fixture
@@ -90,45 +100,7 @@ def key_material(tmp_path_factory):
 @pytest.fixture
 async def api(pool, key_material, database_url):
     """The whole application on real HTTP and TLS listeners, on a fresh database."""
-    from antaca_api.kyc import DeterministicKycProvider
-    from antaca_auth.cardkeys import CardKeys
-    from antaca_api.services import Services
-    from antaca_api.settings import Settings
-    from antaca_api.credentials import listen
-    from tests.api_harness import start_api
+    from tests.api_harness import running_api
 
-    jwe_key, ca = key_material
-    from antaca_api.server import open_authorization_pool
-    from antaca_auth.engine import AuthorizationEngine
-    from antaca_auth.followups import FollowUps
-
-    # As `antaca serve` does: the engine and the network channel on their own pool.
-    authorization_pool = await open_authorization_pool(database_url, Settings().engine)
-    services = Services(pool=pool, ledger=Ledger(pool), settings=Settings(), jwe_key=jwe_key, ca=ca,
-                        kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate(),
-                        authorization_pool=authorization_pool)
-    services.engine = AuthorizationEngine(authorization_pool, services.authorization_ledger,
-                                          services.card_keys, services.settings.engine)
-    services.follow_ups = FollowUps(
-        authorization_pool, services.authorization_ledger, services.card_keys,
-        hold_seconds=services.engine.hold_seconds,
-        clearing_tolerance_percent=services.settings.clearing_tolerance_percent)
-    await services.engine.start()
-    server, runner = await start_api(services, ca)
-    # Certificate lookups cached as `antaca serve` does, so every API test runs through the cache.
-    listener = asyncio.create_task(listen(database_url, services.credentials))
-    for _ in range(200):
-        if services.credentials.live:
-            break
-        await asyncio.sleep(0.01)
-    assert services.credentials.live, "the credential listener did not start"
-    yield server
-    listener.cancel()
-    await asyncio.gather(listener, return_exceptions=True)
-    await services.engine.stop()
-    await asyncio.gather(*services.tasks, return_exceptions=True)
-    for session in server.sessions:
-        await session.close()
-    await runner.cleanup()
-    await services.background_cpu.close()
-    await authorization_pool.close()
+    async with running_api(pool, key_material, database_url) as server:
+        yield server

@@ -268,12 +268,22 @@ async def list_cards(ctx: Context, _: None) -> Cards:
         s = scope(ctx)
         customer_id, partner_id = s.customer_id, s.partner_id
     hidden = ("ORDERED", "REMOVED") if ctx.customer is not None else ("REMOVED",)
-    rows = await ctx.pool.fetch(
-        f"""SELECT {repo.CARD_COLUMNS} FROM cards c
-            WHERE c.customer_id = $1 AND ($2::uuid IS NULL OR c.partner_id = $2) AND c.state <> ALL($3::text[])
-            ORDER BY c.seq""",
-        customer_id, partner_id, list(hidden),
-    )
+    async with ctx.pool.acquire() as conn:
+        if ctx.customer is None:
+            # An unknown customer, or another partner's, is 404 as on every other customer route;
+            # an empty list would answer for customers that are not the caller's to ask about.
+            known = await conn.fetchval(
+                "SELECT 1 FROM customers WHERE id = $1 AND ($2::uuid IS NULL OR partner_id = $2)",
+                customer_id, partner_id)
+            if known is None:
+                raise NotFound("no such customer")
+        rows = await conn.fetch(
+            f"""SELECT {repo.CARD_COLUMNS} FROM cards c
+                WHERE c.customer_id = $1 AND ($2::uuid IS NULL OR c.partner_id = $2)
+                  AND c.state <> ALL($3::text[])
+                ORDER BY c.seq""",
+            customer_id, partner_id, list(hidden),
+        )
     return Cards(items=[summary(r) for r in rows])
 
 

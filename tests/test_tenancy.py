@@ -1,0 +1,395 @@
+"""The tenancy matrix: every route with an id in its path, called by everyone who must not use it.
+
+The routes come from the route table (`antaca_api.routing.ROUTES`), so a new route is in the
+matrix the day it is declared; `test_every_id_route_is_in_the_matrix` fails when the matrix does
+not know how to fill one of its path parameters or its body, so none is skipped silently.
+
+For each route, on one world built once for the module (partner A with customers A1 and A2,
+partner B with customer B1, each with a funded balance and a virtual card):
+
+- the other customer of the same partner (A2's session, A1's ids)     -> 404
+- another partner's customer (B1's session, A1's ids)                 -> 404
+- another partner (B's certificate, A's ids)                          -> 404
+- the owner's partner with a foreign parent in the path (customer A2
+  over A1's balance or card; admin paths naming partner B over A's
+  partner balance or certificate)                                     -> 404
+- an administrator whose role the route does not allow                -> 403
+- the credentials of every other channel, and none at all             -> 401
+
+and none of those calls changes a row of any table. A 404 for another tenant's object must be
+exactly the 404 for an id that exists nowhere, so an answer never tells that the object exists.
+Administrators are platform-wide in Antaca (no partner scope), so "an admin of another
+partner's scope" does not exist; admin routes are checked by role and channel, and by the
+partner-in-path mismatch above.
+
+Last, the owner calls the route: it must not be refused as unauthenticated, forbidden or not
+found, else the ids were wrong and the 404s above proved nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from antaca_api.routes import load_all
+from antaca_api.routing import ROUTES, Channel, Encryption, Role, Route
+from antaca_auth.pinblock import PinBlockFormat, ZoneKey
+from tests.api_harness import (
+    JweClient,
+    bearer,
+    make_csr,
+    pair_device,
+    register_customer,
+    running_api,
+)
+from tests.conftest import fresh_database
+
+load_all()
+ID_ROUTES = [r for r in ROUTES if "{" in r.path]
+PARAMETER = re.compile(r"\{(\w+)\}")
+
+ADDRESS = {"line1": "Main 1", "city": "Warsaw", "postalCode": "00-001", "country": "PL"}
+PDF = b"%PDF-1.7\n" + b"0" * 200 + b"\n%%EOF\n"
+ZONE_KEY = ZoneKey(PinBlockFormat.ISO_4, bytes(range(16)))
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+# How to fill each path parameter from a tenant's record. A parameter missing here fails
+# test_every_id_route_is_in_the_matrix: add it (and the world's object behind it) here.
+FILLERS = {
+    "customerId": lambda route, rec: rec["customerId"],
+    # Under /admin/partners a balance is the partner's deposit balance, elsewhere a customer's.
+    "balanceId": lambda route, rec: rec[
+        "partnerBalanceId" if route.path.startswith("/admin/partners/") else "balanceId"],
+    "cardId": lambda route, rec: rec["cardId"],
+    "dcCorporationId": lambda route, rec: rec["dcCorporationId"],
+    "partnerId": lambda route, rec: rec["partnerId"],
+    "programId": lambda route, rec: rec["programId"],
+    "networkId": lambda route, rec: rec["networkId"],
+    "serial": lambda route, rec: rec["serial"],
+}
+
+# A valid body for each body type, from the owner's record: a body that fails validation would
+# be refused (400) before any id is looked at, and prove nothing. Ids in bodies are the owner's.
+BODIES = {
+    "NewBalance": lambda rec: {"currency": "EUR"},
+    "Reload": lambda rec: {"amount": 100, "reference": _unique("tenancy")},
+    "NewVirtualCard": lambda rec: {"balanceId": rec["balanceId"]},
+    "NewPhysicalCard": lambda rec: {"balanceId": rec["balanceId"], "nameOnCard": "ADA LOVELACE",
+                                    "deliveryAddress": ADDRESS},
+    "Lock": lambda rec: {"reason": 3},  # pending query: reversible
+    "SetPin": lambda rec: {"pin": "4821"},
+    "CustomerUpdate": lambda rec: {"phone": "+48123456780"},
+    "KycDocument": lambda rec: {"documentType": "PASSPORT", "documentNumber": "AB123456",
+                                "documentCountry": "PL"},
+    "PartnerKyc": lambda rec: {"status": "VERIFIED"},
+    "KybDecision": lambda rec: {"status": "APPROVED"},
+    "NewFeeSchedule": lambda rec: {"schedule": {}},
+    "NewPinKey": lambda rec: {"format": "ISO_4", "key": ZONE_KEY.key.hex(),
+                              "checkValue": ZONE_KEY.check_value()},
+    "NewPartnerBalance": lambda rec: {"kind": "CREDIT", "currency": "EUR"},
+    "ThresholdChange": lambda rec: {"lowBalanceThreshold": 1000},
+    "PartnerReload": lambda rec: {"amount": 100, "bankReference": _unique("bank")},
+    "PartnerContact": lambda rec: {"contactEmail": "ops@partner.example"},
+    "StatusChange": lambda rec: {"status": "ACTIVE"},  # never suspend the world's partner
+    "CertificateRequest": lambda rec: {"csr": make_csr()[0]},
+    "AuthorizationRules": lambda rec: {"standInMode": "DECLINE"},
+    "NetworkChanges": lambda rec: {"authorizationDeadlineMs": 1500},
+    "NewMoneyTransfer": lambda rec: {"amount": 100, "iban": "DE89370400440532013000",
+                                     "beneficiaryName": "Ada", "reference": _unique("transfer")},
+}
+
+OWNED_CHANNELS = (Channel.CUSTOMER, Channel.PARTNER, Channel.ADMIN)
+
+
+def route_id(route: Route) -> str:
+    return f"{route.method} {route.path}"
+
+
+def fill(route: Route, rec: dict) -> str:
+    return PARAMETER.sub(lambda m: FILLERS[m.group(1)](route, rec), route.path)
+
+
+def gaps(route: Route) -> list[str]:
+    """What the matrix cannot do for this route (empty when it covers it)."""
+    found = [f"{route_id(route)}: no filler for path parameter {{{name}}}"
+             for name in PARAMETER.findall(route.path) if name not in FILLERS]
+    if route.channel not in OWNED_CHANNELS:
+        found.append(f"{route_id(route)}: no owner and intruders for channel {route.channel}")
+    if route.body is not None and route.body.__name__ not in BODIES:
+        found.append(f"{route_id(route)}: no example body for {route.body.__name__}")
+    if not route.authenticated:
+        found.append(f"{route_id(route)}: unauthenticated, yet it takes an id")
+    return found
+
+
+def test_every_id_route_is_in_the_matrix():
+    """A route with an id path parameter that the matrix cannot fill fails here, by name."""
+    problems = [problem for route in ID_ROUTES for problem in gaps(route)]
+    assert problems == [], "\n".join(problems)
+    # The table is the one the app serves: a sample of routes the product documents is in it.
+    ids = {route_id(r) for r in ID_ROUTES}
+    assert {"GET /customers/me/cards/{cardId}",
+            "GET /secure/customers/{customerId}/balances/{balanceId}",
+            "POST /admin/partners/{partnerId}/certificates/{serial}/revoke"} <= ids
+    assert len(ID_ROUTES) >= 70
+
+
+# --- the world -------------------------------------------------------------------------------
+
+
+@dataclass
+class Caller:
+    name: str
+    session: aiohttp.ClientSession
+    base: str  # the listener it calls: TLS for certificate holders, plain HTTP otherwise
+    headers: dict
+
+
+class World:
+    """Partner A (customers A1, A2) and partner B (customer B1), a network, administrators."""
+
+    async def build(self, api, jwe_key) -> World:
+        self.api = api
+        self.admin = await api.admin_token(Role.ADMIN)
+        self.role_tokens = {role: await api.admin_token(role) for role in Role}
+        async with api.client().get(f"{api.http}/public-key") as r:
+            self.jwe = JweClient((await r.json())["pem"], jwe_key)
+        self.network_id, self.network = await self._network()
+        self.a = await self._partner("535522")
+        self.b = await self._partner("535533")
+        self.a1 = await self._customer(self.a)
+        self.a2 = await self._customer(self.a)
+        self.b1 = await self._customer(self.b)
+        async with api.services.pool.acquire() as conn:
+            self.tables = [r["table_name"] for r in await conn.fetch(
+                """SELECT table_name FROM information_schema.tables
+                   WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
+                   ORDER BY table_name""")]
+        return self
+
+    async def _admin_post(self, path: str, body: dict) -> dict:
+        async with self.api.client().post(f"{self.api.http}{path}", json=body,
+                                          headers=bearer(self.admin)) as r:
+            assert r.status == 201, await r.text()
+            return await r.json()
+
+    async def _network(self) -> tuple[str, aiohttp.ClientSession]:
+        network = await self._admin_post("/admin/networks", {"name": _unique("net")})
+        csr, key = make_csr()
+        cert = await self._admin_post(f"/admin/networks/{network['networkId']}/certificates",
+                                      {"csr": csr})
+        return network["networkId"], self.api.client(cert=(cert["certificate"], key))
+
+    async def _partner(self, bin_prefix: str) -> dict:
+        api = self.api
+        partner_id, client = await api.partner(self.admin)
+        # A second certificate: the revoke route's target, so the owner's call never locks the
+        # partner out of the rest of the matrix.
+        _, _, spare = await api.partner_certificate(self.admin, partner_id)
+        program = await self._admin_post("/admin/programs", {
+            "partnerId": partner_id, "name": "Debit EUR", "binPrefix": bin_prefix, "panLength": 16,
+            "currency": "EUR", "fundingModel": "DEPOSIT", "validityMonths": 36})
+        deposit = await self._admin_post(f"/admin/partners/{partner_id}/balances",
+                                         {"kind": "DEPOSIT", "currency": "EUR"})
+        async with client.post(f"{api.https}/lifecycle/v1/corporations", json={
+                "name": "Acme", "registrationNumber": "KRS1", "country": "PL",
+                "address": ADDRESS}) as r:
+            assert r.status == 201, await r.text()
+            corporation = await r.json()
+        return {"client": client, "record": {
+            "partnerId": partner_id, "programId": program["programId"], "serial": spare["serial"],
+            "partnerBalanceId": deposit["balanceId"],
+            "dcCorporationId": corporation["dcCorporationId"],
+            "networkId": self.network_id}}
+
+    async def _customer(self, partner: dict) -> dict:
+        api, client = self.api, partner["client"]
+        customer = await register_customer(api, client, verified=True)
+        cid = customer["customerId"]
+        async with client.post(f"{api.https}/secure/customers/{cid}/balances",
+                               json={"currency": "EUR"}) as r:
+            assert r.status == 201, await r.text()
+            balance = (await r.json())["balanceId"]
+        async with client.post(f"{api.https}/secure/customers/{cid}/balances/{balance}/reload",
+                               json={"amount": 10_000, "reference": "initial"}) as r:
+            assert r.status == 200, await r.text()
+        session = await pair_device(api, client, cid)
+        status, card = await self.jwe.request(
+            client, "POST", f"{api.https}/secure/customers/{cid}/cards/virtual",
+            {"balanceId": balance})
+        assert status == 201, card
+        return {"session": bearer(session["sessionToken"]), "partner": partner, "record": {
+            **partner["record"], "customerId": cid, "balanceId": balance, "cardId": card["cardId"]}}
+
+    # callers
+
+    def customer(self, who: dict, name: str) -> Caller:
+        return Caller(name, self.api.client(), self.api.http, who["session"])
+
+    def partner(self, partner: dict, name: str) -> Caller:
+        return Caller(name, partner["client"], self.api.https, {})
+
+    def administrator(self, role: Role) -> Caller:
+        return Caller(f"admin {role}", self.api.client(), self.api.http,
+                      bearer(self.role_tokens[role]))
+
+    def other_channels(self, route: Route) -> list[Caller]:
+        """Every other channel's valid credentials on this route's path, and none at all."""
+        api = self.api
+        callers = {
+            Channel.CUSTOMER: self.customer(self.a1, "A1's session token"),
+            Channel.PARTNER: self.partner(self.a, "partner A's certificate"),
+            Channel.ADMIN: self.administrator(Role.ADMIN),
+        }
+        del callers[route.channel]
+        return [*callers.values(),
+                Caller("the network's certificate", self.network, api.https, {}),
+                Caller("no credentials", api.client(), api.https, {})]
+
+    # the database
+
+    async def snapshot(self) -> dict[str, str]:
+        """Every table's rows, as one checksum per table, read in one statement."""
+        parts = [f"SELECT '{t}', md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) "
+                 f'FROM "{t}" x' for t in self.tables]
+        async with self.api.services.pool.acquire() as conn:
+            return dict(await conn.fetch(" UNION ALL ".join(parts)))
+
+
+def random_record() -> dict:
+    """Ids that exist nowhere, in the shape of a tenant's record."""
+    rec = {k: str(uuid.uuid4()) for k in ("customerId", "balanceId", "cardId", "partnerId",
+                                          "programId", "networkId", "dcCorporationId",
+                                          "partnerBalanceId")}
+    return {**rec, "serial": uuid.uuid4().hex}
+
+
+async def call(world: World, caller: Caller, route: Route, rec: dict) -> tuple[int, dict | None]:
+    """The route called by `caller` for the objects of `rec`: (status, body or None)."""
+    url = caller.base + fill(route, rec)
+    body = BODIES[route.body.__name__](rec) if route.body is not None else None
+    if route.encryption is Encryption.REQUIRED:
+        return await world.jwe.request(caller.session, route.method, url, body,
+                                       headers=caller.headers)
+    if route.multipart:
+        form = aiohttp.FormData()
+        form.add_field("kind", "REGISTRY_EXTRACT")
+        form.add_field("file", PDF, filename="extract.pdf", content_type="application/pdf")
+        request = caller.session.request(route.method, url, data=form, headers=caller.headers)
+    else:
+        request = caller.session.request(route.method, url, json=body, headers=caller.headers)
+    async with request as r:
+        return r.status, (None if r.status == 204 else await r.json())
+
+
+@pytest.fixture(scope="module")
+def jwe_key():
+    from joserfc.jwk import RSAKey
+
+    return RSAKey.generate_key(2048)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(pg_server, template_db):
+    with fresh_database(pg_server, template_db) as url:
+        yield url
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(module_database_url, key_material, jwe_key):
+    from antaca_auth.database import create_pool
+
+    pool = await create_pool(module_database_url, min_size=1, max_size=10)
+    try:
+        async with running_api(pool, key_material, module_database_url) as api:
+            yield await World().build(api, jwe_key)
+    finally:
+        await pool.close()
+
+
+# --- the matrix ------------------------------------------------------------------------------
+
+
+def refusals(world: World, route: Route) -> list[tuple[Caller, dict, int, dict | None]]:
+    """(caller, the objects it asks for, the status it must get, ids for the no-leak comparison)."""
+    a1, a2, b1 = world.a1["record"], world.a2["record"], world.b1["record"]
+    cases: list[tuple[Caller, dict, int, dict | None]] = []
+    if route.channel is Channel.CUSTOMER:
+        cases += [(world.customer(world.a2, "A2 (same partner)"), a1, 404, random_record()),
+                  (world.customer(world.b1, "B1 (other partner)"), a1, 404, random_record())]
+    elif route.channel is Channel.PARTNER:
+        cases.append((world.partner(world.b, "partner B"), a1, 404, random_record()))
+        mixed = {**a1, "customerId": a2["customerId"]}
+        if names_a_foreign_child(route, a1, mixed, a2):
+            cases.append((world.partner(world.a, "partner A, customer A2 over A1's objects"),
+                          mixed, 404, None))
+    elif route.channel is Channel.ADMIN:
+        cases += [(world.administrator(role), a1, 403, None)
+                  for role in Role if role not in route.roles]
+        mixed = {**a1, "partnerId": b1["partnerId"]}
+        if names_a_foreign_child(route, a1, mixed, b1):
+            cases.append((world.administrator(Role.ADMIN), mixed, 404, None))
+    cases += [(caller, a1, 401, None) for caller in world.other_channels(route)]
+    return cases
+
+
+def names_a_foreign_child(route: Route, own: dict, mixed: dict, other: dict) -> bool:
+    """Whether the mixed request puts another parent in the path over the owner's objects: it
+    differs from the owner's (a parent was swapped) and from the other's (objects of the owner
+    are still named). Otherwise it is just the owner's or the other's own call."""
+    def request(rec: dict):
+        return fill(route, rec), _ids_in_body(route, rec)
+
+    return request(mixed) not in (request(own), request(other))
+
+
+def _ids_in_body(route: Route, rec: dict) -> dict | None:
+    """The ids a route's body names (reference-like fields are fresh on every call)."""
+    if route.body is None:
+        return None
+    body = BODIES[route.body.__name__](rec)
+    return {k: v for k, v in body.items() if k.endswith("Id")}
+
+
+@pytest.mark.asyncio(loop_scope="module")  # the module's world lives on the module's loop
+@pytest.mark.parametrize("route", ID_ROUTES, ids=route_id)
+async def test_only_the_owner_reaches_the_object(world, route):
+    assert not gaps(route), gaps(route)
+    before = await world.snapshot()
+    wrong = []
+    for caller, rec, expected, unknown in refusals(world, route):
+        status, body = await call(world, caller, route, rec)
+        typed = isinstance(body, dict) and set(body) == {"code", "message"}
+        if status != expected or not typed:
+            wrong.append(f"{caller.name}: expected {expected}, got {status} {body}")
+            continue
+        if unknown is not None:
+            # Another tenant's object answers exactly as an object that exists nowhere.
+            answer = await call(world, caller, route, unknown)
+            if answer != (status, body):
+                wrong.append(f"{caller.name}: {status} {body} for another tenant's object, "
+                             f"{answer[0]} {answer[1]} for an unknown one")
+    after = await world.snapshot()
+    changed = sorted(t for t in before if before[t] != after[t])
+    if changed:
+        wrong.append(f"refused calls changed rows in {changed}")
+    assert not wrong, "\n".join(wrong)
+
+    owner = {Channel.CUSTOMER: world.customer(world.a1, "A1"),
+             Channel.PARTNER: world.partner(world.a, "partner A"),
+             Channel.ADMIN: world.administrator(Role.ADMIN)}[route.channel]
+    status, body = await call(world, owner, route, world.a1["record"])
+    # 2xx, or a business refusal (e.g. the card is already active): the ids named real objects.
+    assert status < 500 and status not in (401, 403, 404), (status, body)
+    if status >= 400:
+        assert set(body) == {"code", "message"}, body
+
