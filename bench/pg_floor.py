@@ -41,17 +41,19 @@ from bench.cards import N_CARDS, setup
 from bench.database import bench_database
 from bench.stats import CpuMeter, percentile, postmaster_pid
 
+BATCH_CALL = "SELECT floor_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 WAL_POSITION = "SELECT pg_current_wal_insert_lsn()"
 WAL_BYTES_SINCE = "SELECT pg_current_wal_insert_lsn() - $1::pg_lsn"
 PREPARED_BATCHES = 64  # random draws of a batch's cards, made before the clock starts
 RUNS = {"one_connection": 1, "three_connections": 3}  # connections sending batches at once
 
 # One engine batch of the given cards' payments, run in the database; notices time each step when
-# `floor.timing` is on. As the engine: ids are time-ordered (UUIDv7, made here rather than in Python:
+# `floor.timing` is on. The holds' accounts, amounts and codes come as arrays, worked out before the
+# clock starts as the engine works them out in Python. As the engine: ids are time-ordered (UUIDv7, made here rather than in Python:
 # a few microseconds of the floor's CPU a payment), each payment's row carries what the engine's
 # does (its request digest, fees, hold ids), and its holds are the DEPOSIT model's chain in the
-# engine's order: the deposit's charge, the user's hold and, when `p_fee_account` is given (the
-# realistic mix prices every approval), the fee's hold. Message ids are md5 hex (32 characters, as
+# engine's order: the deposit's charge, the user's hold and, with `p_legs` 3 (the realistic mix
+# prices every approval), the fee's hold. Message ids are md5 hex (32 characters, as
 # long as the engine's bench ids), unique through the caller's prefix.
 BATCH_FUNCTION = """
 CREATE FUNCTION floor_uuid7() RETURNS uuid LANGUAGE sql VOLATILE AS $u$
@@ -60,16 +62,17 @@ CREATE FUNCTION floor_uuid7() RETURNS uuid LANGUAGE sql VOLATILE AS $u$
         FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid $u$;
 
 CREATE FUNCTION floor_batch(p_cards uuid[], p_balances uuid[], p_fingerprints text[],
-                            p_prefix text, p_network uuid, p_settlement uuid, p_fee_account uuid)
+                            p_prefix text, p_network uuid, p_legs int, p_debits uuid[],
+                            p_credits uuid[], p_amounts bigint[], p_codes int[])
 RETURNS bigint LANGUAGE plpgsql AS $f$
 DECLARE
     t timestamptz := clock_timestamp();
     timing boolean := current_setting('floor.timing', true) = 'on';
     v_n int := cardinality(p_cards);
-    v_legs int := CASE WHEN p_fee_account IS NULL THEN 2 ELSE 3 END;
+    v_legs int := p_legs;
     v_messages text[] := ARRAY(SELECT md5(p_prefix || o) FROM generate_series(1, v_n) o);
     v_holds uuid[] := ARRAY(SELECT floor_uuid7() FROM generate_series(1, v_legs * v_n));
-    v_debits uuid[]; v_credits uuid[]; v_amounts bigint[]; v_codes int[]; n bigint;
+    n bigint;
 BEGIN
     PERFORM count(*) FROM unnest(v_messages) m (message_id)
         CROSS JOIN LATERAL (SELECT 1 FROM authorizations a
@@ -102,23 +105,9 @@ BEGIN
         RAISE NOTICE 'authorization_rows %', 1000 * extract(epoch FROM clock_timestamp() - t);
     END IF;
     t := clock_timestamp();
-    SELECT array_agg(x.dr ORDER BY x.o), array_agg(x.cr ORDER BY x.o), array_agg(x.a ORDER BY x.o),
-           array_agg(x.code ORDER BY x.o)
-      INTO v_debits, v_credits, v_amounts, v_codes
-      FROM (SELECT pa.account_id AS dr, p_settlement AS cr, 1000::bigint AS a, 10 AS code,
-                   v_legs * u.o AS o
-            FROM unnest(p_balances) WITH ORDINALITY u (b, o), partner_accounts pa
-            UNION ALL
-            SELECT b.account_id, pa.account_id, 1000, 11, v_legs * u.o + 1
-            FROM unnest(p_balances) WITH ORDINALITY u (b, o) JOIN balances b ON b.id = u.b,
-                 partner_accounts pa
-            UNION ALL
-            SELECT b.account_id, p_fee_account, 10, 23, v_legs * u.o + 2
-            FROM unnest(p_balances) WITH ORDINALITY u (b, o) JOIN balances b ON b.id = u.b
-            WHERE p_fee_account IS NOT NULL) x;
     SELECT count(*) INTO n FROM ledger_create_new_transfers(
-        v_holds, v_debits, v_credits, v_amounts, array_fill(true, ARRAY[v_legs * v_n]),
-        v_codes, array_fill(604800, ARRAY[v_legs * v_n]),
+        v_holds, p_debits, p_credits, p_amounts, array_fill(true, ARRAY[v_legs * v_n]),
+        p_codes, array_fill(604800, ARRAY[v_legs * v_n]),
         ARRAY(SELECT v_messages[(i - 1) / v_legs + 1] FROM generate_series(1, v_legs * v_n) i),
         array_fill('EUR'::text, ARRAY[v_legs * v_n]), NULL);
     IF timing THEN
@@ -127,17 +116,43 @@ BEGIN
     RETURN n;
 END $f$"""
 
-Batch = tuple[list[uuid.UUID], list[uuid.UUID], list[str]]  # cards, their balances, fingerprints
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """A batch's cards and the columns of its holds, in the engine's order."""
+    cards: list[uuid.UUID]
+    balances: list[uuid.UUID]
+    fingerprints: list[str]
+    debits: list[uuid.UUID]
+    credits: list[uuid.UUID]
+    amounts: list[int]
+    codes: list[int]
 
 
-async def prepared_batches(conn, size: int) -> list[Batch]:
+CARDS = """
+    SELECT c.id, c.balance_id, c.pan_fingerprint, b.account_id, pa.account_id AS deposit
+    FROM cards c JOIN balances b ON b.id = c.balance_id
+    JOIN partner_accounts pa ON pa.partner_id = c.partner_id AND pa.kind = 'partner_deposit'"""
+
+PAYMENT_MINOR_UNITS, FEE_MINOR_UNITS = 1000, 10
+
+
+async def prepared_batches(conn, size: int, fee_account: uuid.UUID | None) -> list[Batch]:
     """PREPARED_BATCHES random draws (with replacement, as payments arrive) of `size` cards."""
-    cards = await conn.fetch("SELECT id, balance_id, pan_fingerprint FROM cards")
+    cards = await conn.fetch(CARDS)
+    settlement = settlement_account("EUR")
     batches = []
     for _ in range(PREPARED_BATCHES):
         drawn = random.choices(cards, k=size)
-        batches.append(([c["id"] for c in drawn], [c["balance_id"] for c in drawn],
-                        [c["pan_fingerprint"] for c in drawn]))
+        legs: list[tuple[uuid.UUID, uuid.UUID, int, int]] = []
+        for card in drawn:  # TransferCode 10, 11 and 23: the deposit's, the user's, the fee's
+            legs.append((card["deposit"], settlement, PAYMENT_MINOR_UNITS, 10))
+            legs.append((card["account_id"], card["deposit"], PAYMENT_MINOR_UNITS, 11))
+            if fee_account is not None:
+                legs.append((card["account_id"], fee_account, FEE_MINOR_UNITS, 23))
+        debits, credits, amounts, codes = (list(column) for column in zip(*legs, strict=True))
+        batches.append(Batch([c["id"] for c in drawn], [c["balance_id"] for c in drawn],
+                             [c["pan_fingerprint"] for c in drawn], debits, credits, amounts,
+                             codes))
     return batches
 
 
@@ -171,17 +186,17 @@ async def run(pool, world: World, seconds: float, connections: int, timing: bool
                 conn.add_log_listener(note)
             while time.perf_counter() < deadline:
                 call = next(calls)
-                cards, balances, fingerprints = world.batches[call % len(world.batches)]
+                batch = world.batches[call % len(world.batches)]
                 start = time.perf_counter()
                 async with conn.transaction():
                     written = await conn.fetchval(
-                        "SELECT floor_batch($1, $2, $3, $4, $5, $6, $7)", cards, balances,
-                        fingerprints, f"{call}.", world.network, settlement_account("EUR"),
-                        world.fee_account)
+                        BATCH_CALL, batch.cards, batch.balances, batch.fingerprints, f"{call}.",
+                        world.network, legs, batch.debits, batch.credits, batch.amounts,
+                        batch.codes)
                 # every hold by the set-based path
-                assert written == legs * len(cards), written
+                assert written == legs * len(batch.cards), written
                 latencies.append(time.perf_counter() - start)
-                done += len(cards)
+                done += len(batch.cards)
             if timing:
                 await conn.execute("RESET floor.timing")
                 conn.remove_log_listener(note)
@@ -226,7 +241,7 @@ async def prepare(pool, batch: int, cards: int, fees: bool) -> World:
         await conn.execute("INSERT INTO networks (id, name) VALUES ($1, 'floor')", network)
         await conn.execute(BATCH_FUNCTION)
         await conn.execute("ANALYZE")
-        return World(network, fee_account, await prepared_batches(conn, batch),
+        return World(network, fee_account, await prepared_batches(conn, batch, fee_account),
                      await postmaster_pid(conn))
 
 
