@@ -290,3 +290,23 @@ async def test_financial_messages_and_advices_book_what_the_network_decided(api,
     assert answer[39] == "00"
     assert (await p.user_account()).posted == 8250
     await p.done()
+
+
+async def test_the_network_s_deadline_stands_in_and_nothing_late_is_sent(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    await api.services.pool.execute("UPDATE networks SET authorization_deadline_ms = 200")
+    api.services.credentials.clear()
+    loop = asyncio.get_running_loop()
+    async with api.services.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+                           uuid.UUID(p.w.balance))  # the batch waits on the user's account
+        started = loop.time()
+        mti, answer = await client.request("0100", p.fields(amount=100))
+        elapsed = loop.time() - started
+    assert (mti, answer[39]) == ("0110", "91")  # stood in by the program's rule (DECLINE)
+    assert elapsed < 0.2 + 0.1
+    assert listener.statistics().get("late_answers_dropped", 0) == 0
+    await asyncio.sleep(0.3)
+    assert client.unmatched.empty()  # nothing else, and nothing late, came
+    await p.done()
