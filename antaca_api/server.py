@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import signal
+import ssl
 
 import asyncpg
 from aiohttp import web
@@ -17,6 +18,7 @@ from antaca_api.app import create_app
 from antaca_api.cards import resume_pending
 from antaca_api.charges import run_fee_worker
 from antaca_api.credentials import listen
+from antaca_api.iso8583.listener import Iso8583Listener
 from antaca_api.notifications import run_alert_worker
 from antaca_api.personalization import run_personalization
 from antaca_api.kyc import DeterministicKycProvider
@@ -60,6 +62,19 @@ def load_keys(settings: Settings) -> tuple[object, CertificateAuthority, CardKey
     return jwe_key, ca, card_keys
 
 
+def iso8583_listener(services: Services, ca: CertificateAuthority,
+                     settings: Settings) -> Iso8583Listener | None:
+    """The ISO 8583 listener the settings ask for: TLS requiring a client certificate, or plain
+    TCP for one named network; None when its port is 0."""
+    if settings.iso8583_port == 0:
+        return None
+    if not settings.iso8583_tls:
+        return Iso8583Listener(services, network_id=settings.iso8583_network_id)
+    tls = ca.server_ssl_context([settings.host, "localhost"])
+    tls.verify_mode = ssl.CERT_REQUIRED  # only networks connect here
+    return Iso8583Listener(services, ssl_context=tls)
+
+
 async def serve(dsn: str, settings: Settings) -> None:
     """Run until SIGINT or SIGTERM."""
     applied = await migrate(dsn)
@@ -95,13 +110,18 @@ async def serve(dsn: str, settings: Settings) -> None:
     await web.TCPSite(runner, settings.host, settings.port).start()
     tls = ca.server_ssl_context([settings.host, "localhost"])
     await web.TCPSite(runner, settings.host, settings.tls_port, ssl_context=tls).start()
+    iso_listener = iso8583_listener(services, ca, settings)
+    if iso_listener is not None:
+        await iso_listener.start(host=settings.host, port=settings.iso8583_port)
     # What start-up built lives as long as the process: out of the collector's way. A full collection
     # over it (52k objects) paused the event loop 16 ms each time it ran, a spike in every in-flight
     # authorization's latency; frozen, the collector only walks what was made since.
     gc.collect()
     gc.freeze()
     print(f"antaca listening on http://{settings.host}:{settings.port} and "
-          f"https://{settings.host}:{settings.tls_port} (CA: {ca.cert_path.resolve()})", flush=True)
+          f"https://{settings.host}:{settings.tls_port} (CA: {ca.cert_path.resolve()})"
+          + (f", ISO 8583 on {settings.host}:{iso_listener.port}" if iso_listener else ""),
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -115,7 +135,8 @@ async def serve(dsn: str, settings: Settings) -> None:
                 await worker
         # Stop listening and let the requests in flight finish while the engine drains its queue for
         # its grace period and stands in what is left: every accepted authorization gets its answer.
-        await asyncio.gather(runner.cleanup(), services.engine.stop())
+        await asyncio.gather(runner.cleanup(), services.engine.stop(),
+                             *([iso_listener.stop()] if iso_listener is not None else []))
         await asyncio.gather(*services.tasks, return_exceptions=True)
         await services.background_cpu.close()
         await authorization_pool.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import uuid
 from pathlib import Path
 
 import msgspec
@@ -50,6 +51,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     alert_max_attempts: int = 10  # a delivery is FAILED after this many attempts
     engine: EngineSettings = EngineSettings()  # the authorization engine (antaca_auth/engine.py)
     clearing_tolerance_percent: int = 20  # a clearing may exceed its hold by this much (tips, fuel)
+    # ISO 8583 listener (docs/iso8583.md); port 0: not started. TLS with the network's client
+    # certificate, or plain TCP for the one network named (behind a private link).
+    iso8583_port: int = 8583
+    iso8583_tls: bool = True
+    iso8583_network_id: uuid.UUID | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -82,4 +88,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             engine=engine_settings_from_env(env),
             clearing_tolerance_percent=int(env.get("ANTACA_CLEARING_TOLERANCE_PERCENT",
                                                    default.clearing_tolerance_percent)),
+            iso8583_port=int(env.get("ANTACA_ISO8583_PORT", default.iso8583_port)),
+            iso8583_tls=_flag(env.get("ANTACA_ISO8583_TLS"), default.iso8583_tls),
+            iso8583_network_id=(uuid.UUID(env["ANTACA_ISO8583_NETWORK_ID"])
+                                if env.get("ANTACA_ISO8583_NETWORK_ID") else None),
         )
+
+
+def _flag(raw: str | None, default: bool) -> bool:
+    if raw is None or not raw.strip():
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")

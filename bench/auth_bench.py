@@ -181,10 +181,10 @@ async def serving(dsn: str, pool, keys: CardKeys, traffic: Traffic,
     (work / "net.crt").write_text(issued.pem)
     (work / "net.key").write_bytes(key_pem)
     (work / "traffic.json").write_text(traffic.to_json())
-    port, tls_port = free_port(), free_port()
+    port, tls_port, iso8583_port = free_port(), free_port(), free_port()
     env = dict(os.environ, ANTACA_DATABASE_URL=dsn, ANTACA_KEY_DIR=str(work),
                ANTACA_PORT=str(port), ANTACA_TLS_PORT=str(tls_port),
-               **engine_environment(settings))
+               ANTACA_ISO8583_PORT=str(iso8583_port), **engine_environment(settings))
     server = subprocess.Popen([sys.executable, "-m", "antaca_api.cli", "serve"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -195,7 +195,7 @@ async def serving(dsn: str, pool, keys: CardKeys, traffic: Traffic,
             except OSError:
                 await asyncio.sleep(0.1)
         yield Served(work, ca.cert_path, f"http://127.0.0.1:{port}",
-                     f"https://127.0.0.1:{tls_port}")
+                     f"https://127.0.0.1:{tls_port}", iso8583_port)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -208,6 +208,7 @@ class Served:
     ca_path: Path
     http: str
     https: str
+    iso8583_port: int = 0  # the ISO 8583 listener (TLS with the network's certificate)
 
     async def load(self, seconds: float, *options: str) -> dict:
         """Network authorizations from a client process (bench.http_load) with these options."""

@@ -92,7 +92,7 @@ async def test_sigkill_mid_load_loses_no_approval(database_url, tmp_path, deadli
 
     port, tls_port = free_port(), free_port()
     env = dict(os.environ, ANTACA_DATABASE_URL=database_url, ANTACA_KEY_DIR=str(keys_dir), ANTACA_PORT=str(port),
-               ANTACA_TLS_PORT=str(tls_port))
+               ANTACA_TLS_PORT=str(tls_port), ANTACA_ISO8583_PORT="0")
     server = start_server(env)
     approved: dict[str, str] = {}  # authorization id -> message id, as the client was told
     declined: list[str] = []  # message ids answered declined (stand-ins among them)
@@ -173,7 +173,7 @@ async def test_sigterm_answers_every_request_in_flight_and_loses_nothing(databas
     network_id, context = await network_client(pool, ca, tmp_path, "sigterm")
     port, tls_port = free_port(), free_port()
     env = dict(os.environ, ANTACA_DATABASE_URL=database_url, ANTACA_KEY_DIR=str(keys_dir), ANTACA_PORT=str(port),
-               ANTACA_TLS_PORT=str(tls_port), ANTACA_AUTHORIZATION_PIPELINE_DEPTH="1",
+               ANTACA_TLS_PORT=str(tls_port), ANTACA_ISO8583_PORT="0", ANTACA_AUTHORIZATION_PIPELINE_DEPTH="1",
                ANTACA_AUTHORIZATION_BATCH_SIZE_MAX="8", ANTACA_AUTHORIZATION_SHUTDOWN_GRACE_SECONDS="0.2")
     server = start_server(env)
     url = f"https://127.0.0.1:{tls_port}/network/authorizations"

@@ -30,6 +30,7 @@ def test_serve_starts_embedded_database_and_answers_health(tmp_path):
     port, tls_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "ANTACA_DATABASE_URL"}
     env.update(ANTACA_PORT=str(port), ANTACA_TLS_PORT=str(tls_port), ANTACA_PGDATA=str(tmp_path / "pgdata"),
+               ANTACA_ISO8583_PORT=str(free_port()),
                ANTACA_KEY_DIR=str(tmp_path / "keys"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "antaca_api.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT

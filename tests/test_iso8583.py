@@ -1,0 +1,312 @@
+"""The ISO 8583 listener end to end: a network's client (tests/iso8583_client.py, its own encoder)
+over mutual TLS against the real engine, follow-ups and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import ssl
+import uuid
+
+import pytest
+
+from antaca_api.iso8583.listener import Iso8583Listener
+from antaca_auth.followups import message_lock_key
+from tests.api_harness import bearer, listening_socket, make_csr
+from tests.iso8583_client import NetworkClient, encode, transmission_time
+from tests.test_authorizations import Payments
+
+ACQUIRER = "123456"
+EUR = "978"
+
+
+@pytest.fixture(scope="module")
+def jwe_key():
+    from joserfc.jwk import RSAKey
+
+    return RSAKey.generate_key(2048)
+
+
+@pytest.fixture
+async def listener(api):
+    tls = api.ca.server_ssl_context(["127.0.0.1", "localhost"])
+    tls.verify_mode = ssl.CERT_REQUIRED
+    iso = Iso8583Listener(api.services, ssl_context=tls)
+    await iso.start(sock=listening_socket())
+    yield iso
+    await iso.stop()
+
+
+class Network(Payments):
+    """Payments (a funded card, a network with a zone PIN key) and ISO 8583 connections."""
+
+    _stan = itertools.count(1)
+
+    async def connect(self, listener: Iso8583Listener) -> NetworkClient:
+        if not hasattr(self, "tls"):
+            csr, key = make_csr()
+            async with self.api.client().post(
+                    f"{self.api.http}/admin/networks/{self.network_id}/certificates",
+                    json={"csr": csr}, headers=bearer(self.w.admin)) as r:
+                assert r.status == 201, await r.text()
+                cert = (await r.json())["certificate"]
+            (self.api.workdir / "iso.crt").write_text(cert)
+            (self.api.workdir / "iso.key").write_bytes(key)
+            self.tls = ssl.create_default_context(cafile=str(self.api.ca.cert_path))
+            self.tls.load_cert_chain(self.api.workdir / "iso.crt", self.api.workdir / "iso.key")
+        client = await NetworkClient().connect(listener.port, self.tls)
+        self.clients = getattr(self, "clients", []) + [client]
+        return client
+
+    def fields(self, amount: int = 1000, processing: str = "000000", **changes) -> dict:
+        """A purchase at a terminal with CVC2 in DE48 tag 92; `changes` by field number (f2=...)."""
+        stan = str(next(self._stan)).zfill(6)
+        expiry = self.card["expiry"][3:] + self.card["expiry"][:2]
+        fields = {2: self.card["pan"], 3: processing, 4: str(amount).zfill(12),
+                  7: transmission_time(), 11: stan, 12: "120000", 13: "0101", 14: expiry,
+                  18: "5411",
+                  22: "051", 32: ACQUIRER, 37: ("RRN" + stan).ljust(12, "0"), 41: "TERM0001",
+                  42: "MERCHANT0000001", 43: "Shop".ljust(25) + "Warsaw".ljust(13) + "PL",
+                  48: "9203" + self.card["cvc2"], 49: EUR}
+        for key, value in changes.items():
+            number = int(key[1:])
+            if value is None:
+                fields.pop(number, None)
+            else:
+                fields[number] = value
+        return fields
+
+    @staticmethod
+    def original(mti: str, fields: dict) -> str:
+        """DE90 naming a message: MTI, STAN, DE7, acquirer (11), forwarding institution (11)."""
+        return mti + fields[11] + fields[7] + fields[32].rjust(11, "0") + "0" * 11
+
+    async def done(self):
+        for client in getattr(self, "clients", []):
+            await client.close()
+        await self.assert_clean()
+
+
+async def test_network_management_and_unknown_messages(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    for code in ("001", "301", "002"):
+        mti, answer = await client.request("0800", {7: transmission_time(), 11: "000901", 70: code})
+        assert (mti, answer[39], answer[70], answer[11]) == ("0810", "00", code, "000901")
+    mti, answer = await client.request("0300", {11: "000902", 37: "RRN000000902"})
+    assert (mti, answer[39]) == ("0310", "12")  # unknown request: its response class, rejected
+    client.write_raw(encode("0110", {11: "000903", 39: "00"}))  # an answer no one asked for
+    mti, answer = await asyncio.wait_for(client.unmatched.get(), 5)
+    assert (mti, answer[39]) == ("0620", "12")
+    mti, answer = await client.request("0100", p.fields(processing="310000"))  # balance inquiry
+    assert (mti, answer[39]) == ("0110", "40")
+    await p.done()
+
+
+async def test_approval_and_the_engine_s_codes(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key, user_funds=3000)
+    client = await p.connect(listener)
+    request = p.fields(amount=1200)
+    mti, answer = await client.request("0100", request)
+    assert (mti, answer[39], answer[11], answer[37], answer[4]) == (
+        "0110", "00", request[11], request[37], request[4])
+    assert len(answer[38]) == 6 and 44 not in answer
+    assert answer[54] == "0002" + EUR + "C" + "1800".zfill(12)  # available after the hold
+    wrong_cvc2 = "000" if p.card["cvc2"] != "000" else "001"
+    cases = [
+        ({"f2": "5355220000000000"}, "14", None),
+        ({"f14": "9901"}, "54", None),
+        ({"f48": "9203" + wrong_cvc2}, "N7", None),
+        ({"amount": 5000}, "51", None),
+        ({"f49": "840"}, "57", None),
+        ({"processing": "010000"}, "55", None),  # cash without a PIN block
+        ({"f4": "000000000000"}, "13", None),
+    ]
+    for changes, code, action in cases:
+        mti, answer = await client.request("0100", p.fields(**changes))
+        assert (mti, answer[39], answer.get(44)) == ("0110", code, action), changes
+        assert 38 not in answer
+    status, _ = await p.w.app_plain("POST", f"/customers/me/cards/{p.card['cardId']}/lock",
+                                    {"reason": 1})
+    assert status == 200
+    mti, answer = await client.request("0100", p.fields())
+    assert (answer[39], answer[44]) == ("41", "2008")  # the action code travels in DE44
+    await p.done()
+
+
+async def test_pin_blocks_in_de52_and_the_third_wrong_pin(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key)
+    status, _ = await p.w.app_jwe("POST", f"/customers/me/cards/{p.card['cardId']}/pin",
+                                  {"pin": "4821"})
+    assert status == 204
+    client = await p.connect(listener)
+    cash = {"processing": "010000", "f48": None}
+    _, answer = await client.request("0100", p.fields(f52=bytes.fromhex(p.pin_block("4821")),
+                                                      **cash))
+    assert answer[39] == "00"
+    codes = []
+    for _ in range(3):
+        _, answer = await client.request("0100", p.fields(f52=bytes.fromhex(p.pin_block("1357")),
+                                                          **cash))
+        codes.append((answer[39], answer.get(44)))
+    assert codes == [("55", None), ("55", None), ("75", "1006")]
+    _, answer = await client.request("0100", p.fields(f52=b"\x01" * 16, **cash))
+    assert (answer[39], answer[44]) == ("75", "1006")  # locked (an unreadable block: 81)
+    await p.done()
+
+
+async def test_the_same_message_twice_is_decided_once(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    request = p.fields(amount=2500)
+    first, again = await asyncio.gather(client.request("0100", request),
+                                        (await p.connect(listener)).request("0100", request))
+    _, repeat = await client.request("0101", request)  # the network's repeat of the same message
+    assert first[1][38] == again[1][38] == repeat[38]
+    assert (await p.user_account()).available == 7500  # held once
+    changed = {**request, 4: "000000000999"}  # the same identity, another payment
+    _, answer = await client.request("0100", changed)
+    assert answer[39] == "94"
+    await p.done()
+
+
+async def test_pipelined_requests_are_answered_out_of_order(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key, user_funds=100_000)
+    client = await p.connect(listener)
+    approved = p.fields(amount=100)
+    await client.request("0100", approved)
+    reversal = p.fields(amount=100, f90=p.original("0100", approved))
+    lock_key = message_lock_key(uuid.UUID(p.network_id),
+                                reversal[32].rjust(11, "0") + reversal[7] + reversal[11])
+    async with api.services.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
+        held_back = client.send("0400", reversal)  # waits on the message lock we hold
+        later = [client.send("0100", p.fields(amount=10)) for _ in range(20)]
+        answers = await asyncio.wait_for(asyncio.gather(*later), 10)
+        assert all(answer[39] == "00" for _, answer in answers)
+        assert not held_back.done()  # answered after the 20 sent behind it
+    mti, answer = await asyncio.wait_for(held_back, 10)
+    assert (mti, answer[39]) == ("0410", "00")
+    await p.done()
+
+
+async def test_split_and_coalesced_frames(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key, user_funds=100_000)
+    client = await p.connect(listener)
+    requests = [p.fields(amount=10) for _ in range(10)]
+    futures = []
+    for request in requests:  # registered, then written as one coalesced chunk
+        futures.append(asyncio.get_running_loop().create_future())
+        client.waiting[(request[11], request[37])] = futures[-1]
+    client.write_raw(b"".join(encode("0100", request) for request in requests))
+    assert all(a[39] == "00" for _, a in await asyncio.wait_for(asyncio.gather(*futures), 10))
+    split = p.fields(amount=10)
+    future = asyncio.get_running_loop().create_future()
+    client.waiting[(split[11], split[37])] = future
+    for byte in encode("0100", split):  # one byte at a time, flushed each time
+        client.write_raw(bytes([byte]))
+        await client.writer.drain()
+        await asyncio.sleep(0)
+    assert (await asyncio.wait_for(future, 10))[1][39] == "00"
+    await p.done()
+
+
+async def test_malformed_messages_get_format_errors_and_broken_framing_closes(api, jwe_key,
+                                                                             listener):
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    _, answer = await client.request("0100", p.fields(f3="00000X"))  # DE3 not numeric
+    assert answer[39] == "30"
+    _, answer = await client.request("0100", p.fields(f49="97X"))  # DE49 not numeric
+    assert answer[39] == "30"
+    bad_length = encode("0100", {11: "000777", 37: "RRN000000777", 48: "9203123"})
+    assert bad_length[32:35] == b"007"
+    client.write_raw(bad_length[:32] + b"099" + bad_length[35:])  # LLLVAR past the message's end
+    mti, answer = await asyncio.wait_for(client.unmatched.get(), 5)
+    assert (mti, answer[39], answer[11]) == ("0110", "30", "000777")
+    client.write_raw(b"\x00\x05" + b"01X0Z")  # too short for an MTI and a bitmap
+    mti, answer = await asyncio.wait_for(client.unmatched.get(), 5)
+    assert (mti, answer[39]) == ("0620", "30")
+    _, answer = await client.request("0800", {7: transmission_time(), 11: "000778", 70: "301"})
+    assert answer[39] == "00"  # the connection still serves
+    assert listener.statistics()["format_errors"] == 4
+    client.write_raw((60_000).to_bytes(2, "big") + b"0100")  # past the limit: framing is broken
+    await asyncio.wait_for(client.closed.wait(), 5)
+    assert await api.services.pool.fetchval("SELECT count(*) FROM authorizations") == 0
+    await p.done()
+
+
+async def test_reversals_full_and_partial_release_the_hold(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    first = p.fields(amount=4000)
+    await client.request("0100", first)
+    assert (await p.user_account()).available == 6000
+    partial = p.fields(amount=4000, f90=p.original("0100", first),
+                       f95="000000001500" + "0" * 30)  # 1,500 remains: 2,500 released
+    mti, answer = await client.request("0400", partial)
+    assert (mti, answer[39]) == ("0410", "00")
+    assert (await p.user_account()).available == 8500
+    _, answer = await client.request("0401", partial)  # the repeat: answered, released once
+    assert answer[39] == "00" and (await p.user_account()).available == 8500
+    full = p.fields(amount=4000, f90=p.original("0100", first))
+    mti, answer = await client.request("0420", full)
+    assert (mti, answer[39]) == ("0430", "00")
+    assert (await p.user_account()).available == 10_000
+    unknown = p.fields(f90=p.original("0100", p.fields()))
+    mti, answer = await client.request("0420", unknown)
+    assert (mti, answer[39]) == ("0430", "25")
+    await p.done()
+
+
+async def test_financial_messages_and_advices_book_what_the_network_decided(api, jwe_key,
+                                                                           listener):
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    mti, answer = await client.request("0200", p.fields(amount=1000))  # authorize and capture
+    assert (mti, answer[39]) == ("0210", "00")
+    for _ in range(100):
+        if (await p.user_account()).posted == 9000:
+            break
+        await asyncio.sleep(0.02)
+    user = await p.user_account()
+    assert (user.posted, user.available) == (9000, 9000)
+    advice = p.fields(amount=500, f39="00")  # the network stood in and approved
+    mti, answer = await client.request("0120", advice)
+    assert (mti, answer[39]) == ("0130", "00")
+    assert (await p.user_account()).available == 8500
+    declined_advice = p.fields(amount=700, f39="05")  # the network declined: nothing to book
+    assert (await client.request("0120", declined_advice))[1][39] == "00"
+    assert (await p.user_account()).available == 8500
+    clearing = p.fields(amount=450, f90=p.original("0120", advice))
+    mti, answer = await client.request("0220", clearing)
+    assert (mti, answer[39]) == ("0230", "00")
+    user = await p.user_account()
+    assert (user.posted, user.available) == (8550, 8550)  # 450 posted, the other 50 released
+    force_post = p.fields(amount=300)  # no DE90: a force post on the card
+    mti, answer = await client.request("0220", force_post)
+    assert (mti, answer[39]) == ("0230", "00")
+    _, answer = await client.request("0221", force_post)  # repeated: booked once
+    assert answer[39] == "00"
+    assert (await p.user_account()).posted == 8250
+    await p.done()
+
+
+async def test_the_network_s_deadline_stands_in_and_nothing_late_is_sent(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    await api.services.pool.execute("UPDATE networks SET authorization_deadline_ms = 200")
+    api.services.credentials.clear()
+    loop = asyncio.get_running_loop()
+    async with api.services.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+                           uuid.UUID(p.w.balance))  # the batch waits on the user's account
+        started = loop.time()
+        mti, answer = await client.request("0100", p.fields(amount=100))
+        elapsed = loop.time() - started
+    assert (mti, answer[39]) == ("0110", "91")  # stood in by the program's rule (DECLINE)
+    assert elapsed < 0.2 + 0.1
+    assert listener.statistics().get("late_answers_dropped", 0) == 0
+    await asyncio.sleep(0.3)
+    assert client.unmatched.empty()  # nothing else, and nothing late, came
+    await p.done()
