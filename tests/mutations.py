@@ -93,8 +93,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "an unlocked card is locked again by its next wrong PIN (found by this suite)"),
     Mutation(
         "unlock_keeps_the_card_testing_count", "antaca_api/cards.py",
-        "verification_failures = CASE WHEN $6 THEN 0 ELSE verification_failures END",
-        "verification_failures = CASE WHEN $6 AND false THEN 0 ELSE verification_failures END",
+        "    card_testing_unlocked = unlocked and before.lock_reason in CARD_TESTING_LOCK_REASONS",
+        "    card_testing_unlocked = False",
         ("tests/test_pin_concurrency.py::"
          "test_unlocking_a_card_locked_for_card_testing_gives_its_tries_again",),
         "an unlocked card is locked again by its next wrong CVC2 (found by this suite)"),
