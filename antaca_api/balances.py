@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from antaca_api.charges import charge_flat
+from antaca_auth.charges import charge_flat
 from antaca_api.errors import (
     BalanceNotActive,
     BalanceNotEmpty,

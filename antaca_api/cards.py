@@ -29,9 +29,10 @@ from antaca_api.errors import (
     ProgramRequired,
     VirtualCardOnly,
 )
-from antaca_api.charges import CARD_CREATION, charge_flat, refund_flat
+from antaca_auth.charges import CARD_CREATION, charge_flat, refund_flat
 from antaca_api.processors import PROCESSORS, ProcessorError, Program
 from antaca_api.services import Services
+from antaca_auth.card_events import SYSTEM_ACTOR, record_event
 from antaca_auth.cardstate import (CARD_TESTING_LOCK_REASONS, PIN_TRIES_LOCK_REASONS, CardState,
                                    CardStatus, CardTransitionError, pin_problem, usable_for_data)
 
@@ -83,15 +84,6 @@ async def find_card(conn: asyncpg.Connection, card_id: uuid.UUID, scope: CardSco
     if row is None:
         raise NotFound("no such card")
     return row
-
-
-async def record_event(conn: asyncpg.Connection, card_id: uuid.UUID, event: str, actor: str,
-                       before: CardState | None, after: CardState, reason: int | None = None) -> None:
-    await conn.execute(
-        """INSERT INTO card_events (card_id, event, actor, from_state, to_state, reason)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        card_id, event, actor, None if before is None else str(before), str(after), reason,
-    )
 
 
 async def change_state(conn: asyncpg.Connection, row: asyncpg.Record, rule: Callable[[CardStatus], CardStatus],
@@ -275,7 +267,7 @@ async def resume_pending(services: Services) -> int:
     )
     for r in rows:
         program = await services.pool.fetchrow("SELECT * FROM card_programs WHERE id = $1", r["program_id"])
-        await complete_virtual_in_background(services, r["id"], program, "system")
+        await complete_virtual_in_background(services, r["id"], program, SYSTEM_ACTOR)
     return len(rows)
 
 

@@ -11,7 +11,8 @@ from datetime import timedelta
 import asyncpg
 
 from antaca_auth.periodic import every
-from antaca_api.cards import CARD_COLUMNS, change_state, program_of, record_event
+from antaca_api.cards import CARD_COLUMNS, change_state, program_of
+from antaca_auth.card_events import SYSTEM_ACTOR, record_event
 from antaca_api.processors import PROCESSORS, OrderStatus
 from antaca_api.services import Services
 from antaca_auth.cardstate import CardState, linked
@@ -53,7 +54,7 @@ async def process_due_orders(services: Services, *, limit: int = 50, recheck_sec
                 await conn.execute("UPDATE cards SET state = 'FAILED', failure_reason = $2, updated_at = now() "
                                    "WHERE id = $1 AND state = 'ORDERED'", order["card_id"], report.reason)
                 if card["state"] == "ORDERED":
-                    await record_event(conn, order["card_id"], "ORDER_FAILED", "system", CardState.ORDERED,
+                    await record_event(conn, order["card_id"], "ORDER_FAILED", SYSTEM_ACTOR, CardState.ORDERED,
                                        CardState.FAILED)
                 new_status = "FAILED"
             elif status == "ORDERED" and report.status is not OrderStatus.IN_PRODUCTION:
@@ -61,7 +62,7 @@ async def process_due_orders(services: Services, *, limit: int = 50, recheck_sec
                 card = await conn.fetchrow(f"SELECT {CARD_COLUMNS} FROM cards c WHERE c.id = $1 FOR UPDATE",
                                            order["card_id"])
                 if card["state"] == "ORDERED":  # removed meanwhile: nothing to link
-                    await change_state(conn, card, linked, "LINKED", "system")
+                    await change_state(conn, card, linked, "LINKED", SYSTEM_ACTOR)
                 new_status = DELIVERY.get(report.status, "LINKED")
             elif status in ("LINKED", "SHIPPED") and report.status in DELIVERY:
                 new_status = DELIVERY[report.status]

@@ -16,7 +16,7 @@ from aiohttp import web
 from antaca_api import jwe
 from antaca_api.app import create_app
 from antaca_api.cards import resume_pending
-from antaca_api.charges import run_fee_worker
+from antaca_auth.charges import run_fee_worker
 from antaca_api.credentials import listen
 from antaca_api.iso8583.listener import Iso8583Listener
 from antaca_api.notifications import run_alert_worker

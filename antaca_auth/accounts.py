@@ -47,6 +47,12 @@ def available_balance(kind: AccountKind, b: Balance) -> int:
     """Posted balance less the pending transfers that would reduce it (holds)."""
     if kind in DEBIT_NORMAL:
         return b.debits_posted - b.credits_posted - b.credits_pending
+    return credit_normal_available(b)
+
+
+def credit_normal_available(b: Balance) -> int:
+    """A credit-normal account's available balance (the SQL function of the same name,
+    sql/0017_available_balance.sql): the ledger's answers give it for both sides of a transfer."""
     return b.credits_posted - b.debits_posted - b.debits_pending
 
 

@@ -37,6 +37,7 @@ from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity
 from antaca_auth.authorization import (DUPLICATE_TRANSMISSION, AuthorizationRequest, CardFacts,
                                        ClearPinRefused)
+from antaca_auth.card_events import record_engine_locks
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
 from antaca_auth.decision import (AuthorizationResult, Plan, Planned, Policy, Snapshot, StoredAnswer,
@@ -65,9 +66,11 @@ CARDS = """
            pa.account_id AS deposit_account, c.program_id, fs.id AS fee_schedule_id,
            pa.low_balance_threshold IS NOT NULL AND NOT pa.below_threshold AS deposit_alert_armed,
            CASE WHEN ua.debits_must_not_exceed_credits
-                THEN ua.credits_posted - ua.debits_posted - ua.debits_pending END AS user_available,
+                THEN credit_normal_available(ua.credits_posted, ua.debits_posted, ua.debits_pending)
+                END AS user_available,
            CASE WHEN da.debits_must_not_exceed_credits
-                THEN da.credits_posted - da.debits_posted - da.debits_pending END AS deposit_available
+                THEN credit_normal_available(da.credits_posted, da.debits_posted, da.debits_pending)
+                END AS deposit_available
     FROM cards c
     JOIN card_programs p ON p.id = c.program_id
     JOIN balances b ON b.id = c.balance_id
@@ -91,9 +94,12 @@ CARDS_LOCKED = CARDS + """
 
 EXISTING = """
     SELECT a.message_id, a.id, a.decision, a.response_code, a.reason, a.approved_amount, a.action_code,
-           coalesce(a.available_after, CASE WHEN a.type = 'REFUND'
-                                            THEN t.cr_credits_posted - t.cr_debits_posted - t.cr_debits_pending
-                                            ELSE t.dr_credits_posted - t.dr_debits_posted - t.dr_debits_pending END)
+           coalesce(a.available_after,
+                    CASE WHEN a.type = 'REFUND'
+                         THEN credit_normal_available(t.cr_credits_posted, t.cr_debits_posted,
+                                                      t.cr_debits_pending)
+                         ELSE credit_normal_available(t.dr_credits_posted, t.dr_debits_posted,
+                                                      t.dr_debits_pending) END)
                AS available_after,
            a.billing_amount, a.transaction_fee + a.conversion_fee AS fee, a.stand_in, a.request_digest
     FROM unnest($2::text[]) AS m (message_id)
@@ -135,11 +141,6 @@ CARD_COUNTERS = """
     FROM unnest($1::uuid[], $2::int[], $3::int[], $4::timestamptz[], $5::bigint[], $6::smallint[])
          AS v (id, pin_failures, verification_failures, window_start, stand_in_amount, lock_reason)
     WHERE c.id = v.id AND (v.lock_reason IS NULL OR c.state = 'ACTIVE')"""
-
-CARD_LOCK_EVENTS = """
-    INSERT INTO card_events (card_id, event, actor, from_state, to_state, reason)
-    SELECT id, 'LOCKED', 'system', 'ACTIVE', 'LOCKED', reason
-    FROM unnest($1::uuid[], $2::smallint[]) AS v (id, reason)"""
 
 # Stand-in declines of requests no batch decided, recorded after they were answered. The card is
 # found by fingerprint here (no batch read it); a message id already stored keeps its first answer.
@@ -775,7 +776,7 @@ class AuthorizationEngine:
             [u.lock_reason for u in columns], now.astimezone(UTC).date())
         locks = [(card_id, updates[card_id].lock_reason) for card_id in ids if updates[card_id].lock_reason]
         if locks:
-            await conn.execute(CARD_LOCK_EVENTS, [c for c, _ in locks], [r for _, r in locks])
+            await record_engine_locks(conn, locks)
             for card_id, reason in locks:
                 log.warning("card %s locked by the authorization engine (reason %d)", card_id, reason)
 

@@ -25,6 +25,7 @@ import msgspec
 
 from antaca_auth import fees as pricing
 from antaca_auth.cardkeys import CardKeys
+from antaca_auth.charges import record_paid
 from antaca_auth.ids import new_id
 from antaca_auth.ledger import SELECT_TRANSFERS, Ledger, transfer_from_row
 from antaca_auth.query import Query
@@ -88,12 +89,6 @@ SET_HOLDS = Query("""
 
 FEE_SCHEDULE = "SELECT schedule FROM fee_schedules WHERE id = $1"
 
-# The same statement as antaca_api/charges.py INSERT_PAID: antaca_auth never imports antaca_api.
-INSERT_PAID_FEE_CHARGE = Query("""
-    INSERT INTO fee_charges (id, program_id, schedule_id, fee_type, cause, balance_id, card_id,
-                             amount, currency, state, transfer_id, paid_at)
-    VALUES (:id, :program_id, :schedule_id, :fee_type, :cause, :balance_id, :card_id,
-            :amount, :currency, 'PAID', :transfer_id, now())""")
 
 FORCE_POST_CARD = """
     SELECT c.id AS card_id, p.currency, p.funding_model, b.account_id AS user_account,
@@ -474,9 +469,9 @@ async def _record_fee_charges(conn: asyncpg.Connection, auth: asyncpg.Record,
     for fee_type, amount in ((pricing.TRANSACTION_FEES[auth["type"]], fee),
                              (pricing.FeeType.CURRENCY_CONVERSION, conversion)):
         if amount:
-            await INSERT_PAID_FEE_CHARGE.execute(
-                conn, id=new_id(), program_id=auth["program_id"],
-                schedule_id=auth["fee_schedule_id"], fee_type=str(fee_type),
+            await record_paid(
+                conn, charge=new_id(), program_id=auth["program_id"],
+                schedule_id=auth["fee_schedule_id"], fee_type=fee_type,
                 cause=f"authorization:{auth['id']}", balance_id=auth["balance_id"],
                 card_id=auth["card_id"], amount=amount, currency=auth["program_currency"],
                 transfer_id=transfer_id)

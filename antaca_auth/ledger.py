@@ -27,6 +27,7 @@ from antaca_auth.accounts import (
     Balance,
     NewAccount,
     available_balance,
+    credit_normal_available,
     posted_balance,
 )
 from antaca_auth.holds import NewTransfers
@@ -222,10 +223,6 @@ def _account_fields(a: NewAccount | Account) -> tuple:
     )
 
 
-def _available(b: Balance) -> int:
-    return b.credits_posted - b.debits_posted - b.debits_pending
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -406,7 +403,8 @@ class Ledger:
                 return [(_OK, r[0], r[1]) for r in rows]
         self.paths["sequential"] += 1
         outcome = await self.write_batch(conn, batch.transfers())
-        return [(_OK, _available(r.debit_balance), _available(r.credit_balance)) if r.code is _OK else (r.code, 0, 0)
+        return [(_OK, credit_normal_available(r.debit_balance),
+                 credit_normal_available(r.credit_balance)) if r.code is _OK else (r.code, 0, 0)
                 for r in outcome.results]
 
     async def _write(self, conn: asyncpg.Connection, outcome: BatchOutcome, now: datetime) -> None:

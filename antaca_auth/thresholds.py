@@ -22,9 +22,10 @@ CROSSED_BELOW = """
         FROM accounts a
         WHERE pa.account_id = ANY($1::uuid[]) AND a.id = pa.account_id
           AND pa.low_balance_threshold IS NOT NULL AND NOT pa.below_threshold
-          AND a.credits_posted - a.debits_posted - a.debits_pending < pa.low_balance_threshold
+          AND credit_normal_available(a.credits_posted, a.debits_posted, a.debits_pending)
+              < pa.low_balance_threshold
         RETURNING pa.partner_id, pa.account_id, pa.kind, pa.currency, pa.low_balance_threshold AS threshold,
-                  a.credits_posted - a.debits_posted - a.debits_pending AS available
+                  credit_normal_available(a.credits_posted, a.debits_posted, a.debits_pending) AS available
     ), alerts AS (
         INSERT INTO partner_alerts (partner_id, account_id, kind, currency, threshold, available)
         SELECT partner_id, account_id, kind, currency, threshold, available FROM crossed
@@ -45,7 +46,8 @@ REARM = """
     FROM accounts a
     WHERE pa.account_id = ANY($1::uuid[]) AND a.id = pa.account_id AND pa.below_threshold
       AND (pa.low_balance_threshold IS NULL
-           OR a.credits_posted - a.debits_posted - a.debits_pending >= pa.low_balance_threshold)"""
+           OR credit_normal_available(a.credits_posted, a.debits_posted, a.debits_pending)
+              >= pa.low_balance_threshold)"""
 
 
 async def check_crossings(conn: asyncpg.Connection, account_ids: Iterable[uuid.UUID]) -> int:

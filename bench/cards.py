@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from antaca_api.charges import ensure_revenue_account
+from antaca_auth.charges import ensure_revenue_account
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.codes import TransferCode

@@ -32,7 +32,7 @@ import uuid
 
 import uvloop
 
-from antaca_api.charges import ensure_revenue_account
+from antaca_auth.charges import ensure_revenue_account
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
 from antaca_auth.ledger import Ledger

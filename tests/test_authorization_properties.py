@@ -23,7 +23,7 @@ from fractions import Fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from antaca_api.charges import ensure_revenue_account
+from antaca_auth.charges import ensure_revenue_account
 from antaca_auth import followups
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.authorization import AuthorizationRequest, TxType

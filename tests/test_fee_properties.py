@@ -14,7 +14,7 @@ from fractions import Fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from antaca_api import charges
+from antaca_auth import charges
 from antaca_auth import followups
 from antaca_auth import fees
 from antaca_auth.accounts import AccountKind, NewAccount

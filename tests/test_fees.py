@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from antaca_api import charges
+from antaca_auth import charges
 from antaca_auth.fees import fee_revenue_account
 from tests.api_harness import bearer
 from tests.test_authorizations import Payments

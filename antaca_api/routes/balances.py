@@ -10,7 +10,8 @@ from typing import Literal
 import asyncpg
 
 from antaca_api import balances as repo
-from antaca_api import charges, partner_balances
+from antaca_api import partner_balances
+from antaca_auth import charges
 from antaca_api.customers import get_customer, require_verified
 from antaca_api.errors import IdempotencyConflict, InsufficientFunds, InsufficientPartnerCredit, NotFound
 from antaca_api.fields import Amount, Currency, Reference

@@ -18,6 +18,7 @@ from antaca_api.routes.customers import Address
 from antaca_api.routing import ADMIN_MANAGER, Channel, Context, Encryption, route
 from antaca_api.schema import Body
 from antaca_auth import cardstate
+from antaca_auth.card_events import events_of
 from antaca_auth.cardstate import LOCK_REASONS, NETWORK_LOCK_REASONS, CardState
 from antaca_auth.pans import mask_pan
 
@@ -327,10 +328,7 @@ class CardEvents(Body):
        summary="Every state change of a card: who, when, from, to, why")
 async def card_events(ctx: Context, _: None) -> CardEvents:
     card_id = ctx.path_id("cardId")
-    rows = await ctx.pool.fetch(
-        "SELECT event, actor, from_state, to_state, reason, created_at FROM card_events WHERE card_id = $1 ORDER BY id",
-        card_id,
-    )
+    rows = await events_of(ctx.pool, card_id)
     if not rows:
         raise NotFound("no such card")
     return CardEvents(items=[CardEvent(**dict(r)) for r in rows])

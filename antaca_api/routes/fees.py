@@ -11,7 +11,7 @@ import asyncpg
 import msgspec
 from msgspec import Meta
 
-from antaca_api import charges
+from antaca_auth import charges
 from antaca_api.balances import check_currency
 from antaca_api.errors import Conflict, EffectiveDateInPast, InvalidFeeSchedule, NotFound, ValidationFailed
 from antaca_api.fields import Currency
@@ -131,18 +131,7 @@ async def fee_revenue(ctx: Context, _: None) -> FeeRevenue:
     program_id = ctx.path_id("programId")
     async with ctx.pool.acquire() as conn:
         program = await _program(conn, program_id)
-        rows = await conn.fetch(
-            """SELECT fee_type,
-                   coalesce(sum(amount) FILTER (WHERE state IN ('PAID', 'REFUNDED')), 0) AS paid,
-                   count(*) FILTER (WHERE state IN ('PAID', 'REFUNDED')) AS paid_count,
-                   coalesce(sum(amount) FILTER (WHERE state = 'UNPAID'), 0) AS unpaid,
-                   count(*) FILTER (WHERE state = 'UNPAID') AS unpaid_count,
-                   count(*) FILTER (WHERE state = 'WAIVED') AS waived_count,
-                   coalesce(sum(amount) FILTER (WHERE state = 'REFUNDED'), 0) AS refunded
-               FROM fee_charges WHERE program_id = $1 GROUP BY fee_type ORDER BY fee_type""", program_id)
-        account = await conn.fetchrow(
-            "SELECT credits_posted - debits_posted AS posted, credits_pending AS held FROM accounts WHERE id = $1",
-            pricing.fee_revenue_account(program_id, program["currency"]))
+        rows, account = await charges.revenue_of(conn, program_id, program["currency"])
     by_type = [FeeTypeRevenue(fee_type=pricing.FeeType(r["fee_type"]), paid=int(r["paid"]), paid_count=r["paid_count"],
                               unpaid=int(r["unpaid"]), unpaid_count=r["unpaid_count"], waived_count=r["waived_count"],
                               refunded=int(r["refunded"])) for r in rows]

@@ -10,7 +10,7 @@ from msgspec import Meta
 
 from antaca_api import balances as repo
 from antaca_api import iban
-from antaca_api.charges import charge_id, ensure_revenue_account, record_paid, schedule_in_force
+from antaca_auth.charges import charge_id, ensure_revenue_account, record_paid, schedule_in_force
 from antaca_api.errors import BalanceNotActive, IdempotencyConflict, InsufficientFunds, InvalidIban, NotFound
 from antaca_api.fields import Amount, Name, Reference
 from antaca_api.routing import Channel, Context, route

@@ -188,7 +188,8 @@ async def collect_all(pool: asyncpg.Pool, ledger: Ledger) -> int:
     balances = await pool.fetch(
         """SELECT DISTINCT fc.balance_id FROM fee_charges fc
            JOIN balances b ON b.id = fc.balance_id JOIN accounts a ON a.id = b.account_id
-           WHERE fc.state = 'UNPAID' AND a.credits_posted - a.debits_posted - a.debits_pending > 0""")
+           WHERE fc.state = 'UNPAID'
+             AND credit_normal_available(a.credits_posted, a.debits_posted, a.debits_pending) > 0""")
     total = 0
     for r in balances:
         total += await collect_unpaid(pool, ledger, r["balance_id"])
@@ -243,3 +244,28 @@ async def run_fee_worker(pool: asyncpg.Pool, ledger: Ledger, interval: float, cl
         return f"{len(charged)} recurring charged, {collected} unpaid collected" if charged or collected else None
 
     await every(interval, one_pass, "fee pass")
+
+
+REVENUE_BY_FEE_TYPE = """
+    SELECT fee_type,
+           coalesce(sum(amount) FILTER (WHERE state IN ('PAID', 'REFUNDED')), 0) AS paid,
+           count(*) FILTER (WHERE state IN ('PAID', 'REFUNDED')) AS paid_count,
+           coalesce(sum(amount) FILTER (WHERE state = 'UNPAID'), 0) AS unpaid,
+           count(*) FILTER (WHERE state = 'UNPAID') AS unpaid_count,
+           count(*) FILTER (WHERE state = 'WAIVED') AS waived_count,
+           coalesce(sum(amount) FILTER (WHERE state = 'REFUNDED'), 0) AS refunded
+    FROM fee_charges WHERE program_id = $1 GROUP BY fee_type ORDER BY fee_type"""
+
+# The revenue account is credit-normal: posted is what was collected, pending what open
+# authorizations hold for it.
+REVENUE_ACCOUNT = """
+    SELECT credits_posted - debits_posted AS posted, credits_pending AS held
+    FROM accounts WHERE id = $1"""
+
+
+async def revenue_of(conn: asyncpg.Connection, program_id: uuid.UUID,
+                     currency: str) -> tuple[list[asyncpg.Record], asyncpg.Record | None]:
+    """A program's charges summed by fee type, and its revenue account's posted and held money."""
+    rows = await conn.fetch(REVENUE_BY_FEE_TYPE, program_id)
+    account = await conn.fetchrow(REVENUE_ACCOUNT, pricing.fee_revenue_account(program_id, currency))
+    return rows, account
