@@ -29,13 +29,6 @@ log = logging.getLogger(__name__)
 
 CHARGE_NAMESPACE = uuid.UUID("a3f1c7e2-58b4-4d09-9e6a-1b2c3d4e5f60")
 
-FEE_CODES = {
-    FeeType.BALANCE_CREATION: TransferCode.FEE_BALANCE_CREATION,
-    FeeType.VIRTUAL_CARD_CREATION: TransferCode.FEE_CARD_CREATION,
-    FeeType.PHYSICAL_CARD_CREATION: TransferCode.FEE_CARD_CREATION,
-    FeeType.CARD_RECURRING: TransferCode.FEE_CARD_RECURRING,
-    FeeType.MONEY_TRANSFER: TransferCode.FEE_MONEY_TRANSFER,
-}
 
 CARD_CREATION = {"VIRTUAL": FeeType.VIRTUAL_CARD_CREATION, "PHYSICAL": FeeType.PHYSICAL_CARD_CREATION}
 
@@ -127,7 +120,7 @@ async def _charge(conn: asyncpg.Connection, ledger: Ledger, targets: list, *, pr
             continue  # charged before: exactly once per cause
         charges.append(Charge(cid, fee_type, amount, state))
         if waiver is None:
-            transfers.append(Transfer(id=cid, code=FEE_CODES[fee_type], debit_account_id=account_id,
+            transfers.append(Transfer(id=cid, code=pricing.FEE_RULES[fee_type].transfer_code, debit_account_id=account_id,
                                       credit_account_id=revenue, amount=amount, currency=currency,
                                       reference=cause[:256]))
     if not transfers:
@@ -172,7 +165,7 @@ async def collect_unpaid(pool: asyncpg.Pool, ledger: Ledger, balance_id: uuid.UU
         rows = await conn.fetch(UNPAID, balance_id)
         if not rows:
             return 0
-        transfers = [Transfer(id=r["id"], code=FEE_CODES.get(FeeType(r["fee_type"]), TransferCode.FEE_TRANSACTION),
+        transfers = [Transfer(id=r["id"], code=pricing.FEE_RULES[FeeType(r["fee_type"])].transfer_code,
                               debit_account_id=r["account_id"],
                               credit_account_id=pricing.fee_revenue_account(r["program_id"], r["currency"]),
                               amount=r["amount"], currency=r["currency"], reference=r["cause"][:256])

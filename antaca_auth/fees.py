@@ -11,12 +11,15 @@ import enum
 import functools
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta
+
+from antaca_auth.codes import TransferCode
 
 FEE_REVENUE_ACCOUNTS_CACHED_MAX = 4096  # (program, currency) pairs whose account id is kept
 
@@ -105,7 +108,7 @@ class FeeSchedule(Struct):
 def problems(schedule: FeeSchedule) -> list[str]:
     """What makes a schedule unusable (empty when it is fine)."""
     found = []
-    for name in ("pos", "ecom", "atm", "money_transfer"):
+    for name in (r.schedule_field for r in FEE_RULES.values() if r.kind is FeeKind.TRANSACTION):
         spec = getattr(schedule, name)
         if spec is not None and spec.maximum is not None and spec.maximum < spec.minimum:
             found.append(f"{name}: the maximum is below the minimum")
@@ -135,21 +138,67 @@ def transaction_fee(spec: TransactionFee | None, amount: int) -> int:
     return fee
 
 
-TRANSACTION_FEES = {"POS": FeeType.POS, "ECOM": FeeType.ECOM, "ATM": FeeType.ATM}
+class FeeKind(enum.StrEnum):
+    FLAT = "FLAT"  # an amount, once per cause (a balance or card created)
+    RECURRING = "RECURRING"  # an amount per period, per card
+    TRANSACTION = "TRANSACTION"  # fixed + percent of an amount, bounded (TransactionFee)
+    CONVERSION = "CONVERSION"  # basis points of a converted payment
+
+
+@dataclass(frozen=True)
+class FeeRule:
+    """Where a fee type lives: its field of the schedule, how it is priced, its ledger code, and the
+    payment type it applies to (transaction fees of the authorization engine)."""
+
+    fee_type: FeeType
+    schedule_field: str  # the FeeSchedule attribute holding its price
+    kind: FeeKind
+    transfer_code: TransferCode
+    transaction_type: str | None = None  # the authorization's TxType it prices
+
+
+# The fee registry: a new fee type is a FeeType, a FeeSchedule field and a row here
+# (tests/test_fee_properties.py fails for a fee type, a schedule field or a payment type left out).
+FEE_RULES: dict[FeeType, FeeRule] = {rule.fee_type: rule for rule in (
+    FeeRule(FeeType.BALANCE_CREATION, "balance_creation", FeeKind.FLAT,
+            TransferCode.FEE_BALANCE_CREATION),
+    FeeRule(FeeType.VIRTUAL_CARD_CREATION, "virtual_card_creation", FeeKind.FLAT,
+            TransferCode.FEE_CARD_CREATION),
+    FeeRule(FeeType.PHYSICAL_CARD_CREATION, "physical_card_creation", FeeKind.FLAT,
+            TransferCode.FEE_CARD_CREATION),
+    FeeRule(FeeType.CARD_RECURRING, "card_recurring", FeeKind.RECURRING,
+            TransferCode.FEE_CARD_RECURRING),
+    FeeRule(FeeType.POS, "pos", FeeKind.TRANSACTION, TransferCode.FEE_TRANSACTION, "POS"),
+    FeeRule(FeeType.ECOM, "ecom", FeeKind.TRANSACTION, TransferCode.FEE_TRANSACTION, "ECOM"),
+    FeeRule(FeeType.ATM, "atm", FeeKind.TRANSACTION, TransferCode.FEE_TRANSACTION, "ATM"),
+    FeeRule(FeeType.MONEY_TRANSFER, "money_transfer", FeeKind.TRANSACTION,
+            TransferCode.FEE_MONEY_TRANSFER),
+    FeeRule(FeeType.CURRENCY_CONVERSION, "currency_conversion_bp", FeeKind.CONVERSION,
+            TransferCode.FEE_TRANSACTION),
+)}
+
+# The payment types that carry a transaction fee (a refund carries none).
+TRANSACTION_FEES = {rule.transaction_type: rule.fee_type for rule in FEE_RULES.values()
+                    if rule.transaction_type is not None}
 
 
 def spec_for(schedule: FeeSchedule, fee_type: FeeType) -> TransactionFee | None:
-    return {FeeType.POS: schedule.pos, FeeType.ECOM: schedule.ecom, FeeType.ATM: schedule.atm,
-            FeeType.MONEY_TRANSFER: schedule.money_transfer}.get(fee_type)
+    """A transaction fee's pricing in the schedule (None: the schedule has none)."""
+    rule = FEE_RULES[fee_type]
+    if rule.kind is not FeeKind.TRANSACTION:
+        return None
+    return getattr(schedule, rule.schedule_field)
 
 
 def flat_fee(schedule: FeeSchedule, fee_type: FeeType) -> int:
     """A one-off or recurring fee's amount (0 when the schedule has none)."""
-    if fee_type is FeeType.CARD_RECURRING:
-        return schedule.card_recurring.amount if schedule.card_recurring else 0
-    return {FeeType.BALANCE_CREATION: schedule.balance_creation,
-            FeeType.VIRTUAL_CARD_CREATION: schedule.virtual_card_creation,
-            FeeType.PHYSICAL_CARD_CREATION: schedule.physical_card_creation}.get(fee_type) or 0
+    rule = FEE_RULES[fee_type]
+    price = getattr(schedule, rule.schedule_field)
+    if rule.kind is FeeKind.RECURRING:
+        return price.amount if price else 0
+    if rule.kind is FeeKind.FLAT:
+        return price or 0
+    return 0
 
 
 def conversion_fee(schedule: FeeSchedule, billing_amount: int) -> int:

@@ -234,3 +234,28 @@ async def level(ledger: Ledger, cards, funds, bank) -> None:
         moves.append(Transfer(id=uuid.uuid4(), code=1, debit_account_id=c["balance"], credit_account_id=bank,
                               amount=account.available - target, currency="EUR"))
     assert all(r.ok for r in await ledger.create_transfers(moves))
+
+
+def test_the_fee_registry_covers_every_fee_type_schedule_field_and_payment_type():
+    """A new fee type, schedule field or payment type fails here until it has its registry row."""
+    assert set(fees.FEE_RULES) == set(FeeType)
+    assert all(rule.fee_type is fee_type for fee_type, rule in fees.FEE_RULES.items())
+    priced = {rule.schedule_field for rule in fees.FEE_RULES.values()}
+    assert priced == set(FeeSchedule.__struct_fields__) - {"waivers"}
+    assert set(fees.TRANSACTION_FEES) == {str(t) for t in TxType} - {"REFUND"}
+    kinds = {fees.FeeKind.TRANSACTION: TransactionFee, fees.FeeKind.RECURRING: fees.RecurringFee}
+    # Each field's type is the one its kind prices with (a flat fee or conversion is a number).
+    every_price = FeeSchedule(
+        balance_creation=1, virtual_card_creation=2, physical_card_creation=3,
+        card_recurring=fees.RecurringFee(period=fees.Period.MONTHLY, amount=4),
+        pos=TransactionFee(fixed=5), ecom=TransactionFee(fixed=6), atm=TransactionFee(fixed=7),
+        money_transfer=TransactionFee(fixed=8), currency_conversion_bp=9)
+    for rule in fees.FEE_RULES.values():
+        price = getattr(every_price, rule.schedule_field)
+        assert isinstance(price, kinds.get(rule.kind, int)), rule
+        if rule.kind is fees.FeeKind.TRANSACTION:
+            assert fees.spec_for(every_price, rule.fee_type) is price
+            assert fees.flat_fee(every_price, rule.fee_type) == 0
+        elif rule.kind is not fees.FeeKind.CONVERSION:
+            assert fees.flat_fee(every_price, rule.fee_type) == (
+                price.amount if rule.kind is fees.FeeKind.RECURRING else price)

@@ -79,7 +79,7 @@ async def send_money(ctx: Context, body: NewMoneyTransfer) -> MoneyTransfer:
         found = await schedule_in_force(conn, balance["program_id"], now)
         fee = 0
         if found is not None:
-            fee = pricing.transaction_fee(found[1].money_transfer, body.amount)
+            fee = pricing.transaction_fee(pricing.spec_for(found[1], FeeType.MONEY_TRANSFER), body.amount)
             if fee and pricing.waiver_for(found[1], FeeType.MONEY_TRANSFER, {}) is not None:
                 fee = 0
         cause = f"money-transfer:{transfer_id}"
@@ -88,7 +88,8 @@ async def send_money(ctx: Context, body: NewMoneyTransfer) -> MoneyTransfer:
                           reference=body.reference, linked=bool(fee))]
         if fee:
             revenue = await ensure_revenue_account(ledger, conn, balance["program_id"], currency)
-            batch.append(Transfer(id=charge_id(FeeType.MONEY_TRANSFER, cause), code=TransferCode.FEE_MONEY_TRANSFER,
+            batch.append(Transfer(id=charge_id(FeeType.MONEY_TRANSFER, cause),
+                                  code=pricing.FEE_RULES[FeeType.MONEY_TRANSFER].transfer_code,
                                   debit_account_id=balance_id, credit_account_id=revenue, amount=fee,
                                   currency=currency, reference=cause))
         results = (await ledger.write_batch(conn, batch)).results
