@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test mutations install clean
+.PHONY: run test test-unit mutations install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Antaca needs Python 3.11+"'
@@ -19,6 +19,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The tests without a database (tests/unit/): seconds.
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
 
 # Not part of `test`: breaks the product one line at a time (tests/mutations.py) and checks that
 # the tests named for each break fail (docs/testing.md).

@@ -167,7 +167,7 @@ RECORD_RETRY_SECONDS = 0.5
 STAND_IN_LANE_BATCH_MAX = 64
 STAND_IN_LANE_BUDGET_MIN_SECONDS = 0.02  # less time than this left: decline rather than try
 
-# Test only (tests/test_crash.py), never set in production: ANTACA_TEST_FAULT_PAUSE, e.g.
+# Test only (tests/integration/test_crash.py), never set in production: ANTACA_TEST_FAULT_PAUSE, e.g.
 # "before_commit:0.2,after_commit:0.2", makes every transaction of the engine wait that many
 # seconds between its ledger write and COMMIT, and between COMMIT and its answers, so that a crash
 # lands in those two windows on every run rather than by luck. Unset: one falsy check per commit.

@@ -158,7 +158,7 @@ class FeeRule:
 
 
 # The fee registry: a new fee type is a FeeType, a FeeSchedule field and a row here
-# (tests/test_fee_properties.py fails for a fee type, a schedule field or a payment type left out).
+# (tests/unit/test_fee_arithmetic.py fails for a fee type, a schedule field or a payment type left out).
 FEE_RULES: dict[FeeType, FeeRule] = {rule.fee_type: rule for rule in (
     FeeRule(FeeType.BALANCE_CREATION, "balance_creation", FeeKind.FLAT,
             TransferCode.FEE_BALANCE_CREATION),

@@ -21,11 +21,11 @@ class Mutation:
     why: str
 
 
-DECLINES = "tests/test_every_decline.py::test_every_decline_through_the_engine"
-EXPIRY = "tests/test_every_decline.py::test_a_card_is_valid_to_the_last_day_of_its_expiry_month"
-FUNDS = "tests/test_every_decline.py::test_exactly_the_funds_available_is_approved_one_more_declined"
-PINS = "tests/test_pin_concurrency.py"
-AUTHORIZATIONS = "tests/test_authorizations.py"
+DECLINES = "tests/integration/test_every_decline.py::test_every_decline_through_the_engine"
+EXPIRY = "tests/integration/test_every_decline.py::test_a_card_is_valid_to_the_last_day_of_its_expiry_month"
+FUNDS = "tests/integration/test_every_decline.py::test_exactly_the_funds_available_is_approved_one_more_declined"
+PINS = "tests/integration/test_pin_concurrency.py"
+AUTHORIZATIONS = "tests/integration/test_authorizations.py"
 
 MUTATIONS: tuple[Mutation, ...] = (
     # --- the six breaks the suite once missed -----------------------------------------------------
@@ -33,13 +33,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "customer_card_scope_without_customer", "antaca_api/routes/cards.py",
         "return repo.CardScope(ctx.partner_id, ctx.customer.customer_id)",
         "return repo.CardScope(ctx.partner_id, None)",
-        ("tests/test_cards.py::test_another_customer_of_the_same_partner_cannot_see_a_card",),
+        ("tests/integration/test_cards.py::test_another_customer_of_the_same_partner_cannot_see_a_card",),
         "one app user reads another user's full card data (same partner)"),
     Mutation(
         "card_query_without_customer_filter", "antaca_api/cards.py",
         " AND ($3::uuid IS NULL OR c.customer_id = $3)",
         " AND ($3::uuid IS NULL OR $3::uuid IS NOT NULL)",
-        ("tests/test_cards.py::test_another_customer_of_the_same_partner_cannot_see_a_card",),
+        ("tests/integration/test_cards.py::test_another_customer_of_the_same_partner_cannot_see_a_card",),
         "the card lookup ignores its customer: every card of the partner is visible"),
     Mutation(
         "expired_card_check_removed", "antaca_auth/authorization.py",
@@ -82,20 +82,20 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "hold_resolved_in_its_batch_stays_listed", "antaca_auth/posting.py",
         "            if pid in self.expiries_added:", "            if False:",
-        ("tests/test_ledger.py::test_pending_and_post_in_one_batch",),
+        ("tests/integration/test_ledger.py::test_pending_and_post_in_one_batch",),
         "the sweeper's list names holds resolved in the batch that wrote them"),
     Mutation(
         "unlock_keeps_the_wrong_pin_count", "antaca_api/cards.py",
         "pin_failures = CASE WHEN $5 THEN 0 ELSE pin_failures END",
         "pin_failures = CASE WHEN $5 AND false THEN 0 ELSE pin_failures END",
-        ("tests/test_pin_concurrency.py::"
+        ("tests/integration/test_pin_concurrency.py::"
          "test_unlocking_a_card_locked_for_pin_tries_gives_three_tries_again",),
         "an unlocked card is locked again by its next wrong PIN (found by this suite)"),
     Mutation(
         "unlock_keeps_the_card_testing_count", "antaca_api/cards.py",
         "    card_testing_unlocked = unlocked and before.lock_reason in CARD_TESTING_LOCK_REASONS",
         "    card_testing_unlocked = False",
-        ("tests/test_pin_concurrency.py::"
+        ("tests/integration/test_pin_concurrency.py::"
          "test_unlocking_a_card_locked_for_card_testing_gives_its_tries_again",),
         "an unlocked card is locked again by its next wrong CVC2 (found by this suite)"),
     # --- card checks --------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ledger_lets_a_balance_go_one_below_zero", "antaca_auth/posting.py",
         "if dr.debits_must_not_exceed_credits and new_dp + new_dpe > d_cp:",
         "if dr.debits_must_not_exceed_credits and new_dp + new_dpe > d_cp + 1:",
-        ("tests/test_ledger.py::test_flagged_account_never_goes_negative",),
+        ("tests/integration/test_ledger.py::test_flagged_account_never_goes_negative",),
         "balances overdrawn by one minor unit"),
     Mutation(
         "hold_one_less_than_the_payment", "antaca_auth/decision.py",
@@ -182,12 +182,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "fee_rounded_down", "antaca_auth/fees.py",
         "return (amount * basis_points + BASIS // 2) // BASIS",
         "return (amount * basis_points) // BASIS",
-        ("tests/test_fee_properties.py",), "percentage fees rounded down, not half up"),
+        ("tests/unit/test_fee_arithmetic.py",), "percentage fees rounded down, not half up"),
     Mutation(
         "conversion_rounded_half_even", "antaca_auth/fees.py",
         "return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))",
         'return int(exact.quantize(Decimal(1), rounding="ROUND_HALF_EVEN"))',
-        ("tests/test_every_decline.py::test_a_converted_amount_is_rounded_half_up",),
+        ("tests/integration/test_every_decline.py::test_a_converted_amount_is_rounded_half_up",),
         "converted amounts rounded against the rule"),
     Mutation(
         "partial_reversal_releases_everything", "antaca_auth/followups.py",
@@ -203,7 +203,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "copy_in_flight_treated_as_retransmission", "antaca_auth/engine.py",
         "            if first.digest != item.digest:", "            if False:",
-        ("tests/test_every_decline.py::"
+        ("tests/integration/test_every_decline.py::"
          "test_another_payment_under_a_message_id_in_flight_is_answered_94_at_once",),
         "another payment under a message id in flight gets the first one's approval"),
     # --- the sweeper ------------------------------------------------------------------------------
@@ -211,39 +211,39 @@ MUTATIONS: tuple[Mutation, ...] = (
         "sweeper_skips_holds_due_now", "antaca_auth/ledger.py",
         "WHERE expires_at <= :now ORDER BY expires_at, id LIMIT :limit",
         "WHERE expires_at < :now ORDER BY expires_at, id LIMIT :limit",
-        ("tests/test_ledger.py::test_expired_hold_is_released_by_the_sweeper_and_cannot_be_posted",),
+        ("tests/integration/test_ledger.py::test_expired_hold_is_released_by_the_sweeper_and_cannot_be_posted",),
         "holds stay held past their timeout"),
     Mutation(
         "expired_hold_can_be_posted", "antaca_auth/posting.py",
         "due = p.expires_at is not None and self.now >= p.expires_at",
         "due = p.expires_at is not None and self.now > p.expires_at",
-        ("tests/test_ledger.py::test_expired_hold_is_released_by_the_sweeper_and_cannot_be_posted",),
+        ("tests/integration/test_ledger.py::test_expired_hold_is_released_by_the_sweeper_and_cannot_be_posted",),
         "a hold is posted at the moment it expires"),
     # --- channels and tenancy ---------------------------------------------------------------------
     Mutation(
         "revoked_certificate_accepted", "antaca_api/channels.py",
         '    if row["revoked_at"] is not None:', "    if False:",
-        ("tests/test_channels.py::"
+        ("tests/integration/test_channels.py::"
          "test_issued_certificate_opens_partner_routes_and_revocation_closes_them_at_once",),
         "a revoked partner certificate still opens /secure"),
     Mutation(
         "expired_session_accepted", "antaca_api/channels.py",
         '    if row["expires_at"] <= ctx.services.clock():', "    if False:",
-        ("tests/test_channels.py",), "an app or admin session works past its lifetime"),
+        ("tests/integration/test_channels.py",), "an app or admin session works past its lifetime"),
     Mutation(
         "card_query_without_partner_filter", "antaca_api/cards.py",
         "AND ($2::uuid IS NULL OR c.partner_id = $2)", "AND ($2::uuid IS NULL OR $2::uuid IS NOT NULL)",
-        ("tests/test_cards.py::test_cards_need_verified_owner_and_own_balance",),
+        ("tests/integration/test_cards.py::test_cards_need_verified_owner_and_own_balance",),
         "a partner reads another partner's cards"),
     Mutation(
         "balance_query_without_partner_filter", "antaca_api/routes/balances.py",
         '" WHERE b.id = $1 AND b.partner_id = $2"', '" WHERE b.id = $1 AND $2::uuid IS NOT NULL"',
-        ("tests/test_balances.py::test_partners_cannot_touch_each_others_balances",),
+        ("tests/integration/test_balances.py::test_partners_cannot_touch_each_others_balances",),
         "a partner reads another partner's balance"),
     Mutation(
         "encryption_not_required", "antaca_api/routing.py",
         "if route.encryption is Encryption.REQUIRED and not encrypt_response:",
         "if False:",
-        ("tests/test_cards.py::test_virtual_card_is_active_with_valid_data_and_masked_in_lists",),
+        ("tests/integration/test_cards.py::test_virtual_card_is_active_with_valid_data_and_masked_in_lists",),
         "full card data sent without JWE"),
 )

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from tests.test_authorizations import Payments
+from tests.integration.test_authorizations import Payments
 
 COPIES = 50  # identical messages sent at once
 RACERS = 20  # reversals, and as many clearings, of one authorization at once

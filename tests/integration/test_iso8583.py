@@ -14,7 +14,7 @@ from antaca_api.iso8583.listener import Iso8583Listener
 from antaca_auth.followups import message_lock_key
 from tests.api_harness import bearer, listening_socket, make_csr
 from tests.iso8583_client import NetworkClient, encode, transmission_time
-from tests.test_authorizations import Payments
+from tests.integration.test_authorizations import Payments
 
 ACQUIRER = "123456"
 EUR = "978"

@@ -1,7 +1,7 @@
 """Every decline the engine can answer, through the real engine against PostgreSQL: one card per row,
 put in the state the row needs, one payment each, the answer's code, reason and action code.
 
-tests/test_decision.py checks the same table on the pure decision core; this one proves the engine's
+tests/unit/test_decision.py checks the same table on the pure decision core; this one proves the engine's
 reads (card, balance, program, deposit, zone keys, rates) feed it. A reason added to
 `antaca_auth.authorization` without a row here fails `test_every_decline_reason_has_a_row`.
 """
@@ -27,7 +27,7 @@ from antaca_auth.pinblock import PinBlockFormat, ZoneKey
 from antaca_auth.transfers import Transfer
 from antaca_auth.zonekeys import store_zone_key
 from bench.cards import BALANCE_FUNDS_MINOR_UNITS, DEPOSIT_FUNDS_MINOR_UNITS
-from tests.test_engine_deadlines import World
+from tests.integration.test_engine_deadlines import World
 
 # The last hour of June 2030: cards expiring 3006 are still valid, 3005 ones are not.
 NOW = datetime(2030, 6, 30, 23, 0, tzinfo=UTC)
@@ -87,9 +87,9 @@ ROWS = [
 # Answered only when the engine cannot decide in time: the deadline tests hold the engine up on
 # purpose, which a table row cannot do in a few milliseconds.
 COVERED_ELSEWHERE = {
-    rules.ISSUER_UNAVAILABLE.reason: "tests/test_engine_deadlines.py::"
+    rules.ISSUER_UNAVAILABLE.reason: "tests/integration/test_engine_deadlines.py::"
     "test_past_the_deadline_the_answer_is_a_stand_in_and_the_late_batch_holds_nothing",
-    rules.STAND_IN_LIMIT_EXCEEDED.reason: "tests/test_engine_deadlines.py::"
+    rules.STAND_IN_LIMIT_EXCEEDED.reason: "tests/integration/test_engine_deadlines.py::"
     "test_stand_in_approves_within_the_card_limit_where_the_program_allows_it",
 }
 

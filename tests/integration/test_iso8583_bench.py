@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bench import iso8583_bench
-from tests.test_bench import fresh_databases
+from tests.integration.test_bench import fresh_databases
 
 
 def test_iso8583_bench_reports_hot_spread_and_the_ratio(pg_server, template_db):

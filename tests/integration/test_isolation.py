@@ -22,7 +22,7 @@ from antaca_api.background_cpu import BackgroundCpu
 from antaca_api.passwords import DUMMY_HASH, verify_password
 from antaca_api.routing import Role
 from tests.api_harness import ADMIN_PASSWORD, bearer
-from tests.test_authorizations import Payments
+from tests.integration.test_authorizations import Payments
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from antaca_auth import decision
 from antaca_auth.verify import verify_ledger
 from tests.api_harness import bearer, make_csr
-from tests.test_cards import World
+from tests.integration.test_cards import World
 
 
 @pytest.fixture(scope="module")

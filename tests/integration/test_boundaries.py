@@ -18,8 +18,8 @@ from antaca_auth.accounts import Balance
 from antaca_auth.ledger import Ledger
 from antaca_auth.transfers import ResultCode, Transfer, TransferKind
 from tests.api_harness import bearer
-from tests.test_cards import World
-from tests.test_ledger import Clock, balance, make_accounts, single
+from tests.integration.test_cards import World
+from tests.integration.test_ledger import Clock, balance, make_accounts, single
 
 TIMEOUT = 30  # seconds a hold lives
 JUST_BEFORE = (timedelta(seconds=1), timedelta(microseconds=1))  # the clock's finest step too

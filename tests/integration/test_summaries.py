@@ -25,7 +25,7 @@ from antaca_auth.ledger import Ledger
 from antaca_auth.transfers import Transfer, TransferKind
 from antaca_auth.verify import verify_ledger
 from tests.api_harness import bearer, pair_device, register_customer
-from tests.test_balances import open_balance, reload
+from tests.integration.test_balances import open_balance, reload
 
 K = TransferKind
 ADDRESS = {"line1": "Main 1", "city": "Warsaw", "postalCode": "00-001", "country": "PL"}

@@ -14,8 +14,8 @@ import pytest
 from antaca_api.notifications import deliver_due
 from antaca_auth.verify import verify_ledger
 from tests.api_harness import bearer
-from tests.test_authorizations import Payments
-from tests.test_notifications import receiver, smtp  # noqa: F401  (fixtures)
+from tests.integration.test_authorizations import Payments
+from tests.integration.test_notifications import receiver, smtp  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

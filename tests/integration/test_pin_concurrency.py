@@ -14,8 +14,8 @@ from antaca_auth.authorization import MAX_PIN_FAILURES, AuthorizationRequest, Tx
 from antaca_auth.engine import EngineSettings
 from antaca_auth.pinblock import PinBlockFormat, ZoneKey
 from antaca_auth.zonekeys import store_zone_key
-from tests.test_authorizations import Payments, jwe_key  # noqa: F401 (the module's fixture)
-from tests.test_engine_deadlines import World
+from tests.integration.test_authorizations import Payments, jwe_key  # noqa: F401 (the module's fixture)
+from tests.integration.test_engine_deadlines import World
 
 PIN, WRONG_PIN = "4821", "1357"
 CONCURRENT = 24

@@ -12,8 +12,8 @@ import pytest
 from antaca_auth import charges
 from antaca_auth.fees import fee_revenue_account
 from tests.api_harness import bearer
-from tests.test_authorizations import Payments
-from tests.test_partner_money import admin_call, ledger_clean
+from tests.integration.test_authorizations import Payments
+from tests.integration.test_partner_money import admin_call, ledger_clean
 
 
 @pytest.fixture(scope="module")
