@@ -6,6 +6,8 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX
+
 Name = Annotated[str, Meta(min_length=1, max_length=100)]
 Text = Annotated[str, Meta(min_length=1, max_length=200)]
 Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
@@ -15,4 +17,4 @@ Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 alph
 ExternalId = Annotated[str, Meta(min_length=1, max_length=64)]
 Reference = Annotated[str, Meta(min_length=1, max_length=64, description="idempotency reference")]
 # Minor units of the currency; the ledger's bigint bound.
-Amount = Annotated[int, Meta(gt=0, le=2**63 - 1, description="integer minor units")]
+Amount = Annotated[int, Meta(gt=0, le=AMOUNT_MINOR_UNITS_MAX, description="integer minor units")]

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import msgspec
 
-MAX_AMOUNT = 2**63 - 1  # PostgreSQL bigint; every counter and amount fits in it
+AMOUNT_MINOR_UNITS_MAX = 2**63 - 1  # PostgreSQL bigint; every counter and amount fits in it
 
 
 class AccountKind(enum.StrEnum):

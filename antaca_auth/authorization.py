@@ -17,6 +17,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import LOCK_REASONS, CardState
 
@@ -44,7 +45,7 @@ class AuthorizationRequest(msgspec.Struct, frozen=True, kw_only=True, rename="ca
     message_id: MessageId  # idempotency key, per network
     pan: Annotated[str, Meta(pattern=r"^[0-9]{13,19}$")]
     expiry: Annotated[str, Meta(pattern=r"^[0-9]{2}(0[1-9]|1[0-2])$", description="YYMM (DE14)")]
-    amount: Annotated[int, Meta(gt=0, le=2**63 - 1, description="minor units")]
+    amount: Annotated[int, Meta(gt=0, le=AMOUNT_MINOR_UNITS_MAX, description="minor units")]
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
     type: TxType
     cvc2: Annotated[str, Meta(pattern=r"^[0-9]{3,4}$")] | None = None

@@ -20,7 +20,7 @@ import msgspec
 
 from antaca_auth import authorization as rules
 from antaca_auth import fees as pricing
-from antaca_auth.accounts import MAX_AMOUNT
+from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX
 from antaca_auth.authorization import (AuthorizationRequest, CardFacts, Decline, PinOutcome,
                                        TxType)
 from antaca_auth.cardkeys import CardKeys
@@ -269,7 +269,7 @@ def _price(row: Planned, snapshot: Snapshot) -> None:
     schedule = snapshot.schedules.get(card.fee_schedule_id) if card.fee_schedule_id else None
     row.transaction_fee, row.conversion_fee = pricing.transaction_fees(
         schedule, request.type, billing, row.fx_rate is not None, snapshot.activity.get(card.card_id, {}))
-    if not 0 < billing <= MAX_AMOUNT or row.transaction_fee + row.conversion_fee > MAX_AMOUNT:
+    if not 0 < billing <= AMOUNT_MINOR_UNITS_MAX or row.transaction_fee + row.conversion_fee > AMOUNT_MINOR_UNITS_MAX:
         row.decline = rules.INVALID_AMOUNT
 
 

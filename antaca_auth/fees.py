@@ -53,8 +53,12 @@ class Metric(enum.StrEnum):
     APPROVED_COUNT_PREVIOUS_PERIOD = "APPROVED_COUNT_PREVIOUS_PERIOD"
 
 
-MinorUnits = Annotated[int, Meta(ge=0, le=10**15, description="minor units of the program currency")]
-PositiveMinorUnits = Annotated[int, Meta(gt=0, le=10**15, description="minor units of the program currency")]
+# A fee schedule's prices: far below the ledger's bound, so that fixed + percent never overflows.
+FEE_PRICE_MINOR_UNITS_MAX = 10**15
+MinorUnits = Annotated[int, Meta(ge=0, le=FEE_PRICE_MINOR_UNITS_MAX,
+                                 description="minor units of the program currency")]
+PositiveMinorUnits = Annotated[int, Meta(gt=0, le=FEE_PRICE_MINOR_UNITS_MAX,
+                                         description="minor units of the program currency")]
 BasisPoints = Annotated[int, Meta(ge=0, le=BASIS, description="hundredths of a percent: 150 is 1.50%")]
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from antaca_auth.accounts import MAX_AMOUNT, Balance
+from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX, Balance
 from antaca_auth.transfers import (
     MAX_CODE,
     MAX_REFERENCE,
@@ -135,7 +135,7 @@ def check_request(t: Transfer, *, allow_expire: bool = False) -> ResultCode | No
     if amount is not None:
         if not (amount.__class__ is int or _is_int(amount)) or amount <= 0:
             return ResultCode.AMOUNT_MUST_BE_POSITIVE
-        if amount > MAX_AMOUNT:
+        if amount > AMOUNT_MINOR_UNITS_MAX:
             return ResultCode.AMOUNT_TOO_LARGE
     if currency is not None and not (currency.__class__ is str and currency in _GOOD_CURRENCIES):
         if not isinstance(currency, str) or not _CURRENCY.match(currency):
@@ -313,9 +313,9 @@ class _Batch:
         c_dp, c_cp, c_dpe, c_cpe = cr.debits_posted, cr.credits_posted, cr.debits_pending, cr.credits_pending
         new_dp, new_dpe = d_dp + dr_posted, d_dpe + dr_pending
         new_cp, new_cpe = c_cp + cr_posted, c_cpe + cr_pending
-        if new_dp + new_dpe > MAX_AMOUNT or new_dp > MAX_AMOUNT or new_dpe > MAX_AMOUNT:
+        if new_dp + new_dpe > AMOUNT_MINOR_UNITS_MAX or new_dp > AMOUNT_MINOR_UNITS_MAX or new_dpe > AMOUNT_MINOR_UNITS_MAX:
             return TransferResult(index, t.id, ResultCode.OVERFLOWS_DEBITS)
-        if new_cp + new_cpe > MAX_AMOUNT or new_cp > MAX_AMOUNT or new_cpe > MAX_AMOUNT:
+        if new_cp + new_cpe > AMOUNT_MINOR_UNITS_MAX or new_cp > AMOUNT_MINOR_UNITS_MAX or new_cpe > AMOUNT_MINOR_UNITS_MAX:
             return TransferResult(index, t.id, ResultCode.OVERFLOWS_CREDITS)
         if dr.debits_must_not_exceed_credits and new_dp + new_dpe > d_cp:
             return TransferResult(index, t.id, ResultCode.EXCEEDS_CREDITS)

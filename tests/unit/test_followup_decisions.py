@@ -26,8 +26,8 @@ from antaca_auth.followups import (
 )
 from antaca_auth.transfers import StoredTransfer, TransferKind
 
-MAX_AMOUNT = 2**63 - 1  # the ledger's largest amount, minor units
-amounts = st.integers(1, MAX_AMOUNT)
+AMOUNT_MINOR_UNITS_MAX = 2**63 - 1  # the ledger's largest amount, minor units
+amounts = st.integers(1, AMOUNT_MINOR_UNITS_MAX)
 tolerances = st.integers(0, 100)
 uuids = st.uuids()
 
@@ -54,7 +54,7 @@ def test_released_and_rest_make_the_hold(held, data, converted):
     assert release.released == (held if requested is None else requested)
 
 
-@given(held=st.integers(1, MAX_AMOUNT - 2), above=st.integers(1, 1000))
+@given(held=st.integers(1, AMOUNT_MINOR_UNITS_MAX - 2), above=st.integers(1, 1000))
 def test_a_reversal_above_the_hold_is_refused(held, above):
     with pytest.raises(FollowUpRefused):
         decide_release(held, held + above + 1, converted=True)
@@ -62,7 +62,7 @@ def test_a_reversal_above_the_hold_is_refused(held, above):
         decide_release(held, held + above, converted=False)
 
 
-@given(held=st.integers(1, MAX_AMOUNT - 1))
+@given(held=st.integers(1, AMOUNT_MINOR_UNITS_MAX - 1))
 def test_the_last_converted_part_one_above_what_is_left_releases_what_is_left(held):
     assert decide_release(held, held + 1, converted=True) == (held, 0)
 
@@ -73,7 +73,7 @@ def test_a_reversal_of_nothing_is_refused(requested):
         decide_release(100, requested, converted=True)
 
 
-@given(ids=hold_ids, rest=st.integers(0, MAX_AMOUNT), fee_on_rest=st.integers(0, 10**6),
+@given(ids=hold_ids, rest=st.integers(0, AMOUNT_MINOR_UNITS_MAX), fee_on_rest=st.integers(0, 10**6),
        fee_held=st.integers(0, 10**6))
 def test_what_is_held_again_is_the_rest_and_never_more_fee(ids, rest, fee_on_rest, fee_held):
     again = rehold_amounts(ids, rest, fee_on_rest, fee_held)
