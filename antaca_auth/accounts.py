@@ -19,12 +19,15 @@ class AccountKind(enum.StrEnum):
     FEE_REVENUE = "fee_revenue"
     NETWORK_SETTLEMENT = "network_settlement"
     EXTERNAL_FUNDING = "external_funding"
+    # What is owed to the issuer for a network's approved advice the card's funds did not cover.
+    ADVICE_RECEIVABLE = "advice_receivable"
 
 
 # Which side an account's balance grows on. Money the issuer holds for someone (user and partner
 # balances, revenue, amounts owed to the network) is credit-normal; the external funding account
-# mirrors the bank account money arrives in, so it is debit-normal.
-DEBIT_NORMAL = frozenset({AccountKind.EXTERNAL_FUNDING})
+# mirrors the bank account money arrives in, so it is debit-normal; so is the advice receivable
+# (money owed to the issuer grows on its debit side).
+DEBIT_NORMAL = frozenset({AccountKind.EXTERNAL_FUNDING, AccountKind.ADVICE_RECEIVABLE})
 
 
 class Balance(msgspec.Struct, frozen=True):

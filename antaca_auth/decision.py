@@ -26,12 +26,17 @@ from antaca_auth.authorization import (AuthorizationRequest, CardFacts, Decline,
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.holds import NewTransfers
 from antaca_auth.pinblock import PinBlockError, ZoneKey, decipher_pin
-from antaca_auth.settlement import TransferCodes, settlement_account
+from antaca_auth.settlement import TransferCodes, advice_receivable_account, settlement_account
 from antaca_auth.transfers import ResultCode
 
 _OK = ResultCode.OK
 PIN_TRIES_LOCK_REASON = 6
 CARD_TESTING_LOCK_REASON = 7
+# The reason of an authorization booked from a network's approved advice (0120): the network
+# decided, not Antaca's checks.
+NETWORK_ADVICE = "NETWORK_ADVICE"
+# The reason of an answered balance inquiry (nothing is stored or held for it).
+BALANCE_INQUIRY = "BALANCE_INQUIRY"
 
 
 class AuthorizationResult(msgspec.Struct, frozen=True, rename="camel"):
@@ -45,6 +50,9 @@ class AuthorizationResult(msgspec.Struct, frozen=True, rename="camel"):
     billing_amount: int | None = None  # the amount in the balance's currency (converted when they differ)
     fee: int = 0  # transaction plus conversion fee, held with the amount
     stand_in: bool = False  # decided by stand-in: the engine could not decide in time
+    # The currency of `available_after` and `billing_amount` (the card program's); None when no card
+    # was found. A payment in another currency is converted into it.
+    balance_currency: str | None = None
 
 
 class Incoming(Protocol):
@@ -126,6 +134,8 @@ class Planned:
     fx_rate: Decimal | None = None
     transaction_fee: int = 0
     conversion_fee: int = 0
+    advice: bool = False  # a network's approved advice, booked as the network decided
+    advice_shortfall: int = 0  # what of it was held on the advice receivable
 
     @property
     def stored(self) -> bool:
@@ -404,15 +414,134 @@ def answer(row: Planned) -> AuthorizationResult:
         return row.replay
     origin = row.same_as or row
     d = origin.decline
+    currency = origin.card.program_currency if origin.card is not None else None
     if d is None:
-        return AuthorizationResult(origin.id, "APPROVED", "00", "APPROVED", origin.incoming.request.amount,
-                                   None, origin.available_after, origin.billing_amount,
-                                   origin.transaction_fee + origin.conversion_fee, origin.stand_in)
+        return AuthorizationResult(origin.id, "APPROVED", "00",
+                                   NETWORK_ADVICE if origin.advice else "APPROVED",
+                                   origin.incoming.request.amount, None, origin.available_after,
+                                   origin.billing_amount, origin.transaction_fee + origin.conversion_fee,
+                                   origin.stand_in, currency)
     return AuthorizationResult(origin.id, "DECLINED", d.response_code, d.reason, 0, d.action_code,
-                               origin.available_after, stand_in=origin.stand_in)
+                               origin.available_after, stand_in=origin.stand_in,
+                               balance_currency=currency if origin.available_after is not None else None)
 
 
 def stand_in_decline(authorization_id: uuid.UUID) -> AuthorizationResult:
     """The stand-in answer when the engine could not decide in time: 91, issuer unavailable."""
     d = rules.ISSUER_UNAVAILABLE
     return AuthorizationResult(authorization_id, "DECLINED", d.response_code, d.reason, 0, stand_in=True)
+
+
+# --- network advices and balance inquiries ------------------------------------------------------
+
+def plan_advice(incoming: Incoming, snapshot: Snapshot, policy: Policy) -> Plan:
+    """Book a network's approved advice (0120) as the network decided: none of Antaca's checks,
+    counters or funds declines apply, the payment is priced as the engine prices it (conversion,
+    fees) and held on the usual chain (deposit charge, user hold, fee hold).
+
+    The network approved on the issuer's behalf and will settle it: the issuer must pay. A hold
+    whose debit account (the user's balance, the partner deposit: both must never go negative)
+    cannot cover it is held instead, whole, on the issuer's advice receivable of the currency, an
+    account without a funds limit: what the cardholder (for the user and fee holds) or the partner
+    (for the deposit charge) owes the issuer, recorded for collection. Reversals and clearings
+    then work on those holds unchanged. `snapshot.cards` must hold the accounts' available amounts
+    read under their locks, so the choice holds at the write.
+
+    Only an advice that cannot be priced is not booked: an unknown card (14) or a currency with no
+    rate in force (57); the caller logs it. A message booked before is answered as it was."""
+    plan = Plan([], NewTransfers())
+    key = (incoming.network_id, incoming.request.message_id)
+    earlier = snapshot.answers.get(key)
+    if earlier is not None:
+        plan.rows.append(_replayed(incoming, earlier.result, earlier.digest))
+        return plan
+    card = snapshot.cards.get(incoming.fingerprint)
+    row = Planned(incoming, incoming.authorization_id, card, advice=True)
+    plan.rows.append(row)
+    request = incoming.request
+    if card is None:
+        row.decline = rules.UNKNOWN_CARD
+        return plan
+    if (request.currency != card.program_currency
+            and (request.currency, card.program_currency) not in snapshot.rates):
+        row.decline = rules.CURRENCY_NOT_SUPPORTED
+        return plan
+    _price(row, snapshot)
+    if row.decline is None:
+        _advice_holds(row, plan, policy.hold_seconds)
+    return plan
+
+
+def _advice_holds(row: Planned, plan: Plan, hold_seconds: int) -> None:
+    """The engine's chain of holds, each debiting the advice receivable instead of its own account
+    when that account's available amount (None: no limit) cannot cover it."""
+    _holds(row, plan.holds, hold_seconds)
+    if row.decline is not None:  # a DEPOSIT program whose partner has no deposit account
+        row.decline = None
+        _holds_without_deposit(row, plan.holds, hold_seconds)
+    card, holds = row.card, plan.holds
+    receivable = advice_receivable_account(card.program_currency)
+    available = {card.user_account: card.user_available}
+    if card.deposit_account is not None:
+        available[card.deposit_account] = card.deposit_available
+    for at in (row.deposit_at, row.user_at, row.fee_at):
+        if at is None or not holds.pending[at]:
+            continue  # a refund credits the user: nothing to cover
+        debit, amount = holds.debits[at], holds.amounts[at]
+        left = available.get(debit)
+        if left is None or left >= amount:
+            if left is not None:
+                available[debit] = left - amount
+            continue
+        holds.debits[at] = receivable
+        row.advice_shortfall += amount
+
+
+def _holds_without_deposit(row: Planned, holds: NewTransfers, hold_seconds: int) -> None:
+    """A DEPOSIT program whose partner has no deposit account: the user's money pays the network
+    directly, as in the CREDIT model (the engine declines such a payment; the network did not)."""
+    card = row.card
+    currency, reference = card.program_currency, row.incoming.request.message_id[:256]
+    row.user_at = holds.add(TransferCodes.USER_HOLD, card.user_account, settlement_account(currency),
+                            row.billing_amount, currency, pending=True, timeout=hold_seconds,
+                            reference=reference)
+    fee = row.transaction_fee + row.conversion_fee
+    if fee:
+        holds.link(row.user_at)
+        row.fee_at = holds.add(TransferCodes.FEE, card.user_account,
+                               pricing.fee_revenue_account(card.program_id, currency), fee, currency,
+                               pending=True, timeout=hold_seconds, reference=reference)
+
+
+def decide_inquiry(incoming: Incoming, snapshot: Snapshot, keys: CardKeys, policy: Policy) -> Plan:
+    """A balance inquiry: the card checks of a payment (card state, expiry, CVC2, PIN and their
+    counters), then the available amount of the card's balance; nothing is held.
+
+    The inquiry moves no money, so the terminal's currency is not checked: the balance is given
+    in its own currency."""
+    card = snapshot.cards.get(incoming.fingerprint)
+    plan = Plan([], NewTransfers())
+    row = Planned(incoming, incoming.authorization_id, card)
+    plan.rows.append(row)
+    request = incoming.request
+    if card is not None and request.currency != card.program_currency:
+        request = msgspec.structs.replace(request, currency=card.program_currency)
+    check = rules.check_card(request, card, keys, snapshot.now.date(), (), _pin(incoming, snapshot))
+    if card is not None and (check.pin_checked or check.pin_failures != card.pin_failures
+                             or check.verification_failed):
+        _count(card, check, snapshot.now, policy, plan)
+        if plan.card_updates[card.card_id].lock_reason == CARD_TESTING_LOCK_REASON:
+            check = rules.CardCheck(rules.SUSPECTED_CARD_TESTING, check.pin_failures)
+    row.decline = check.decline
+    return plan
+
+
+def inquiry_answer(row: Planned) -> AuthorizationResult:
+    """The answer to a balance inquiry: the card's available balance in its currency, or the
+    card check's decline."""
+    d, card = row.decline, row.card
+    if d is not None:
+        return AuthorizationResult(row.id, "DECLINED", d.response_code, d.reason, 0, d.action_code)
+    return AuthorizationResult(row.id, "APPROVED", "00", BALANCE_INQUIRY, 0,
+                               available_after=card.user_available,
+                               balance_currency=card.program_currency)

@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 import asyncpg
+import msgspec
 
 from antaca_auth import fees as pricing
 from antaca_auth.accounts import AccountKind, NewAccount
@@ -40,13 +41,15 @@ from antaca_auth.authorization import (DUPLICATE_TRANSMISSION, AuthorizationRequ
 from antaca_auth.card_events import record_engine_locks
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
-from antaca_auth.decision import (AuthorizationResult, Plan, Planned, Policy, Snapshot, StoredAnswer,
-                                  answer, decide, duplicate_transmission, request_digest, settle,
+from antaca_auth.decision import (NETWORK_ADVICE, AuthorizationResult, Plan, Planned, Policy, Snapshot,
+                                  StoredAnswer, answer, decide, decide_inquiry, duplicate_transmission,
+                                  inquiry_answer, plan_advice, request_digest, settle,
                                   stand_in_decline)
+from antaca_auth.followups import message_lock_key
 from antaca_auth.ids import new_id
 from antaca_auth.ledger import Ledger, utc_now
 from antaca_auth.rates import rates_in_force
-from antaca_auth.settlement import settlement_account
+from antaca_auth.settlement import advice_receivable_account, settlement_account
 from antaca_auth.thresholds import check_crossings
 from antaca_auth.transfers import ResultCode
 from antaca_auth.pinblock import ZoneKey
@@ -101,7 +104,8 @@ EXISTING = """
                          ELSE credit_normal_available(t.dr_credits_posted, t.dr_debits_posted,
                                                       t.dr_debits_pending) END)
                AS available_after,
-           a.billing_amount, a.transaction_fee + a.conversion_fee AS fee, a.stand_in, a.request_digest
+           a.billing_amount, a.transaction_fee + a.conversion_fee AS fee, a.stand_in, a.request_digest,
+           t.currency AS balance_currency
     FROM unnest($2::text[]) AS m (message_id)
     CROSS JOIN LATERAL (
         SELECT * FROM authorizations a WHERE a.network_id = $1 AND a.message_id = m.message_id LIMIT 1) a
@@ -158,6 +162,23 @@ STAND_IN_RECORDS = """
                merchant_name, merchant_country, terminal_id, response_code, reason, created_at, digest)
     LEFT JOIN cards c ON c.pan_fingerprint = v.fingerprint
     ON CONFLICT (network_id, message_id) DO NOTHING"""
+
+# An advice's row after the COPY that stores every authorization: marked as the network's decision,
+# with its shortfall and the last hold on the user's balance (None when every hold went on the
+# receivable), whose balance-after columns answer a replay's available amount.
+MARK_ADVICE = """
+    UPDATE authorizations
+    SET network_advice = true, reason = $2, advice_shortfall = $3, answer_hold_id = $4
+    WHERE id = $1"""
+
+# The accounts an advice's holds may debit or credit, locked in id order (the ledger's order) and
+# read under the lock, so that whether a hold fits its account is still true when it is written.
+LOCK_ACCOUNTS = """
+    SELECT id, CASE WHEN debits_must_not_exceed_credits
+                    THEN credits_posted - debits_posted - debits_pending END AS available
+    FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"""
+
+MESSAGE_LOCK = "SELECT pg_advisory_xact_lock($1)"
 
 RETRIES_MAX = 20  # a batch's attempts after deadlocks, serialization failures or key clashes
 RECORD_BATCH_MAX = 4096  # stand-in declines recorded per statement
@@ -266,6 +287,17 @@ class _Pending:
     authorization_id: uuid.UUID  # its row's and its answer's, whoever decides it
     state: _State = _State.QUEUED
     timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Message:
+    """An advice or a balance inquiry: decided on its own, outside the batches."""
+
+    network_id: uuid.UUID
+    request: AuthorizationRequest
+    fingerprint: str
+    digest: bytes
+    authorization_id: uuid.UUID
 
 
 class _Abandoned(Exception):
@@ -404,6 +436,102 @@ class AuthorizationEngine:
         # Shielded: a caller that goes away (a dropped connection) does not cancel the decision,
         # which other copies of the message may be waiting for.
         return await asyncio.shield(item.future)
+
+    # --- network advices and balance inquiries -------------------------------------------------
+
+    async def book_advice(self, network_id: uuid.UUID,
+                          request: AuthorizationRequest) -> AuthorizationResult:
+        """Book a network's approved authorization advice (0120) as the network decided
+        (`decision.plan_advice`): one transaction, idempotent on the message id (a copy answers the
+        first booking; another payment under it, 94). Not batched and without a deadline: the
+        network answered its merchant already and only waits for the acknowledgement."""
+        if request.pin is not None:
+            raise ClearPinRefused()
+        fingerprint = self.keys.fingerprint(request.pan)
+        item = _Message(network_id, request, fingerprint, request_digest(fingerprint, request),
+                        new_id())
+        await self._ensure_settlement({request.currency})
+        for attempt in range(RETRIES_MAX):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    return await self._book_advice(conn, item)
+            except _RETRYABLE:  # a batch stored the same message meanwhile: replayed next time
+                await asyncio.sleep(0.001 * (attempt + 1))
+        raise OutcomeUnknown("the advice could not be booked")
+
+    async def _book_advice(self, conn: asyncpg.Connection, item: _Message) -> AuthorizationResult:
+        # Copies of one advice wait here for the first's commit, then replay what it booked.
+        await conn.execute(MESSAGE_LOCK, message_lock_key(item.network_id, item.request.message_id))
+        now = self.clock()
+        # The engine's lock order: the card row first, then accounts in id order.
+        snapshot = await self._load(conn, [item], now, lock_every_card=True)
+        card = snapshot.cards.get(item.fingerprint)
+        if card is not None and (item.network_id, item.request.message_id) not in snapshot.answers:
+            snapshot = dataclasses.replace(snapshot, cards={
+                item.fingerprint: await self._lock_advice_accounts(conn, card)})
+        plan = plan_advice(item, snapshot, self.policy)
+        row = plan.rows[0]
+        if not row.stored or row.decline is not None:
+            return answer(row)  # a replay, or an advice that cannot be priced: nothing written
+        ids = plan.holds.ids
+        await self._insert(conn, [row], ids, now)
+        user_holds = [at for at in (row.user_at, row.fee_at)
+                      if at is not None and plan.holds.debits[at] == card.user_account]
+        await conn.execute(MARK_ADVICE, row.id, NETWORK_ADVICE, row.advice_shortfall,
+                           ids[user_holds[-1]] if user_holds else None)
+        results = await self.ledger.write_new(conn, plan.holds)
+        refused = [code for code, _, _ in results if code is not _OK]
+        if refused:  # the accounts were read under their locks: a bug, never a decision
+            raise RuntimeError(f"advice holds refused by the ledger: {refused[0]}")
+        if user_holds:
+            row.available_after = results[user_holds[-1]][1]
+        else:
+            row.available_after = card.user_available
+        if row.deposit_at is not None and card.deposit_alert_armed:
+            await check_crossings(conn, [card.deposit_account])
+        if row.advice_shortfall:
+            self.counters["advice_shortfalls"] += 1
+            log.warning("network advice held %d on the advice receivable: network %s message %s",
+                        row.advice_shortfall, item.network_id, item.request.message_id)
+        return answer(row)
+
+    async def _lock_advice_accounts(self, conn: asyncpg.Connection, card: CardFacts) -> CardFacts:
+        """Lock every account an advice's holds may touch, in id order, and read the card's
+        balances' available amounts under that lock."""
+        currency = card.program_currency
+        receivable = advice_receivable_account(currency)
+        await self.ledger.create_accounts_in(conn, [NewAccount(
+            id=receivable, currency=currency, kind=AccountKind.ADVICE_RECEIVABLE,
+            owner_ref=f"advice_receivable:{currency}")])
+        accounts = {card.user_account, settlement_account(currency), receivable}
+        if card.deposit_account is not None:
+            accounts.add(card.deposit_account)
+        if card.program_id is not None:
+            accounts.add(pricing.fee_revenue_account(card.program_id, currency))
+        available = {r["id"]: r["available"]
+                     for r in await conn.fetch(LOCK_ACCOUNTS, sorted(accounts))}
+        return msgspec.structs.replace(
+            card, user_available=available.get(card.user_account),
+            deposit_available=available.get(card.deposit_account))
+
+    async def inquire(self, network_id: uuid.UUID,
+                      request: AuthorizationRequest) -> AuthorizationResult:
+        """A balance inquiry (`decision.decide_inquiry`): the card checks with their counters,
+        then the available amount of the card's balance. Nothing is held or stored but the card's
+        counters: a repeated inquiry is checked again."""
+        if request.pin is not None:
+            raise ClearPinRefused()
+        fingerprint = self.keys.fingerprint(request.pan)
+        item = _Message(network_id, request, fingerprint, request_digest(fingerprint, request),
+                        new_id())
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The card locked (its PIN and card-testing counters may change), then the answers'
+            # table is not read: an inquiry has no stored answer.
+            snapshot = await self._load(conn, [item], now, lock_every_card=True)
+            plan = decide_inquiry(item, snapshot, self.keys, self.policy)
+            await self._write_cards(conn, plan, now)
+        return inquiry_answer(plan.rows[0])
 
     # --- stand-in ------------------------------------------------------------------------------
 
@@ -712,7 +840,8 @@ class AuthorizationEngine:
             for r in await conn.fetch(EXISTING, network_id, message_ids):
                 result = AuthorizationResult(
                     r["id"], r["decision"], r["response_code"], r["reason"], r["approved_amount"],
-                    r["action_code"], r["available_after"], r["billing_amount"], r["fee"], r["stand_in"])
+                    r["action_code"], r["available_after"], r["billing_amount"], r["fee"], r["stand_in"],
+                    r["balance_currency"])
                 answers[(network_id, r["message_id"])] = StoredAnswer(result, r["request_digest"])
         return answers
 

@@ -22,3 +22,10 @@ class TransferCodes:
 def settlement_account(currency: str) -> uuid.UUID:
     """The network settlement account of a currency (one per currency, created on first use)."""
     return uuid.uuid5(SETTLEMENT_NAMESPACE, currency)
+
+
+@functools.cache
+def advice_receivable_account(currency: str) -> uuid.UUID:
+    """The issuer's advice receivable of a currency: the holds of a network's approved advice that
+    the card's own funds could not cover (one per currency, created on first use)."""
+    return uuid.uuid5(SETTLEMENT_NAMESPACE, f"advice_receivable:{currency}")
