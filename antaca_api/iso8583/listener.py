@@ -40,10 +40,11 @@ STAN_MODULUS = 1_000_000  # DE11 is six digits
 
 # Plain TCP, for a network named in the settings (behind a private link that does its own TLS):
 # the same columns as the certificate lookup, through the same cache (a change to the network
-# empties it).
+# empties it). No certificate, so no expiry: NULL, not 'infinity', which asyncpg decodes to a
+# naive datetime that cannot be compared with an aware one (every plain connection failed).
 NETWORK_BY_ID = """
     SELECT n.id AS network_id, NULL::timestamptz AS revoked_at,
-           'infinity'::timestamptz AS not_after, n.status, n.authorization_deadline_ms
+           NULL::timestamptz AS not_after, n.status, n.authorization_deadline_ms
     FROM networks n WHERE n.id = $1::text::uuid"""
 
 AUTHORIZATIONS = frozenset({"0100", "0101"})
@@ -163,8 +164,9 @@ class Iso8583Listener:
         credential cache, so a revocation or a new deadline applies at once."""
         query, key = connection.lookup
         row = await self.services.credentials.lookup(self.services.authorization_pool, query, key)
-        if (row is None or row["revoked_at"] is not None or row["not_after"] <= datetime.now(UTC)
-                or row["status"] != "ACTIVE"):
+        not_after = row["not_after"] if row is not None else None
+        if (row is None or row["revoked_at"] is not None or row["status"] != "ACTIVE"
+                or (not_after is not None and not_after <= datetime.now(UTC))):
             raise _Refused()
         return row
 
@@ -267,7 +269,7 @@ class Iso8583Listener:
         if mti in AUTHORIZATIONS or mti in FINANCIAL_REQUESTS:
             return await self._authorize(network, mti, fields, arrived_at)
         if mti in AUTHORIZATION_ADVICES:
-            return await self._advice(network, fields, arrived_at)
+            return await self._advice(network, fields)
         if mti in FINANCIAL_ADVICES:
             return await self._follow_up(fields, response, self._clearing(network_id, fields))
         if mti in REVERSALS:
@@ -291,6 +293,9 @@ class Iso8583Listener:
     async def _authorize(self, network, mti: str, fields: dict, arrived_at: float) -> dict | None:
         """0100 and 0200: the engine's decision; a 0200 approved is then captured in full."""
         request = messages.authorization_request(fields)
+        if messages.is_balance_inquiry(fields):
+            result = await self.services.engine.inquire(network["network_id"], request)
+            return messages.inquiry_answer(fields, messages.response_mti(mti), result)
         deadline_seconds = network["authorization_deadline_ms"] / 1000
         try:
             result = await self.services.engine.authorize(
@@ -303,8 +308,7 @@ class Iso8583Listener:
             log.warning("ISO 8583 answer past the deadline not sent: network %s message %s",
                         network["network_id"], request.message_id)
             return None
-        answer = messages.authorization_answer(fields, messages.response_mti(mti), result,
-                                               request.currency)
+        answer = messages.authorization_answer(fields, messages.response_mti(mti), result)
         if mti in FINANCIAL_REQUESTS and result.decision == "APPROVED" and request.type != "REFUND":
             # Answered first, captured right after: the capture must not push the answer past its
             # deadline, and the approval's hold is what the capture posts (replayed if repeated).
@@ -321,18 +325,20 @@ class Iso8583Listener:
             log.exception("ISO 8583 capture of a 0200 failed: network %s message %s", network_id,
                           message_id)
 
-    async def _advice(self, network, fields: dict, arrived_at: float) -> dict:
-        """0120: the network stood in. Approved by it: the engine books it when it approves too."""
+    async def _advice(self, network, fields: dict) -> dict:
+        """0120: the network stood in. Approved by it: booked as it decided, whatever Antaca's own
+        checks would say (`AuthorizationEngine.book_advice`); declined by it: nothing to book."""
         network_decision = fields.get("39")
         if network_decision == messages.APPROVED:
+            if messages.is_balance_inquiry(fields):
+                raise Unsupported(messages.INVALID_TRANSACTION)  # an inquiry has nothing to book
             request = messages.authorization_request(fields)
-            result = await self.services.engine.authorize(
-                network["network_id"], request,
-                deadline_seconds=network["authorization_deadline_ms"] / 1000, arrived_at=arrived_at)
-            if result.decision != "APPROVED":
+            result = await self.services.engine.book_advice(network["network_id"], request)
+            if result.decision != "APPROVED":  # an unknown card, a currency without a rate
                 self.counters["advices_not_booked"] += 1
-                log.warning("ISO 8583 advice approved by the network, declined here (%s):"
-                            " network %s message %s", result.reason, network["network_id"], request.message_id)
+                log.warning("ISO 8583 advice approved by the network, not bookable (%s):"
+                            " network %s message %s", result.reason, network["network_id"],
+                            request.message_id)
         return messages.answer(fields, "0130", messages.APPROVED)
 
     def _clearing(self, network_id: uuid.UUID, fields: dict):

@@ -23,7 +23,6 @@ INVALID_TRANSACTION = "12"  # an MTI or processing code Antaca does not handle
 INVALID_AMOUNT = "13"
 ORIGINAL_NOT_FOUND = "25"  # a reversal or clearing whose original Antaca cannot find
 FORMAT_ERROR = "30"
-FUNCTION_NOT_SUPPORTED = "40"  # balance inquiry: the engine has no such function yet
 SYSTEM_MALFUNCTION = "96"
 
 # DE3's first two digits: the transaction type.
@@ -138,19 +137,26 @@ def currency(fields: dict) -> str:
     return alphabetic
 
 
+def is_balance_inquiry(fields: dict) -> bool:
+    return numeric(fields, "3", 6)[:2] == BALANCE_INQUIRY
+
+
+def _presence(fields: dict) -> TxType:
+    """POS, or ECOM when DE22's entry mode says e-commerce."""
+    entry_mode = numeric(fields, "22", 3, required=False)
+    online = entry_mode is not None and entry_mode[:2] in ECOMMERCE_ENTRY_MODES
+    return TxType.ECOM if online else TxType.POS
+
+
 def transaction_type(fields: dict) -> TxType:
     processing = numeric(fields, "3", 6)[:2]
     if processing == PURCHASE:
-        entry_mode = numeric(fields, "22", 3, required=False)
-        online = entry_mode is not None and entry_mode[:2] in ECOMMERCE_ENTRY_MODES
-        return TxType.ECOM if online else TxType.POS
+        return _presence(fields)
     if processing == CASH:
         return TxType.ATM
     if processing == REFUND:
         return TxType.REFUND
-    if processing == BALANCE_INQUIRY:
-        raise Unsupported(FUNCTION_NOT_SUPPORTED)
-    raise Unsupported(INVALID_TRANSACTION)
+    raise Unsupported(INVALID_TRANSACTION)  # a balance inquiry never reaches here
 
 
 def cvc2(fields: dict) -> str | None:
@@ -172,15 +178,22 @@ def cvc2(fields: dict) -> str | None:
     return None
 
 
+# An inquiry's request needs a positive amount (AuthorizationRequest); the inquiry reads none, and
+# its DE4 is usually zero.
+INQUIRY_AMOUNT_PLACEHOLDER = 1
+
+
 def authorization_request(fields: dict) -> AuthorizationRequest:
-    """The engine's request for a 0100, 0120 or 0200 (their repeats too)."""
+    """The engine's request for a 0100, 0120 or 0200 (their repeats too). A balance inquiry (DE3
+    `31`) is checked as a payment at the point of sale (e-commerce by DE22) and has no amount."""
+    inquiry = is_balance_inquiry(fields)
     body = {
         "messageId": message_identity(fields),
         "pan": numeric(fields, "2"),
         "expiry": numeric(fields, "14", 4),
-        "amount": amount(fields),
+        "amount": INQUIRY_AMOUNT_PLACEHOLDER if inquiry else amount(fields),
         "currency": currency(fields),
-        "type": str(transaction_type(fields)),
+        "type": str(_presence(fields) if inquiry else transaction_type(fields)),
     }
     optional = {"cvc2": cvc2(fields), "mcc": numeric(fields, "18", 4, required=False),
                 "terminalId": text(fields, "41"), "merchantId": text(fields, "42")}
@@ -252,8 +265,7 @@ def answer(request: dict, mti: str, response_code: str) -> dict:
     return fields
 
 
-def authorization_answer(request: dict, mti: str, result: AuthorizationResult,
-                         currency_code: str) -> dict:
+def authorization_answer(request: dict, mti: str, result: AuthorizationResult) -> dict:
     """0110/0210: DE39, DE38 when approved, DE44 the action code, DE54 the available balance."""
     fields = answer(request, mti, result.response_code)
     if result.decision == "APPROVED":
@@ -262,13 +274,28 @@ def authorization_answer(request: dict, mti: str, result: AuthorizationResult,
             fields["4"] = str(result.approved_amount).zfill(AMOUNT_DIGITS)
     if result.action_code is not None:
         fields["44"] = result.action_code
-    # The available balance is in the balance's currency, which the result does not name: given
-    # when nothing was converted (the billing amount is the amount), in the payment's currency.
-    numeric_currency = CURRENCY_NUMERIC.get(currency_code)
-    unconverted = result.billing_amount in (None, result.approved_amount)
-    if (result.available_after is not None and unconverted
-            and numeric_currency is not None and abs(result.available_after) <= AMOUNT_MAX):
-        sign = "C" if result.available_after >= 0 else "D"
-        fields["54"] = ("00" + AVAILABLE_BALANCE + numeric_currency + sign
-                        + str(abs(result.available_after)).zfill(AMOUNT_DIGITS))
+    _available_balance(fields, result)
     return fields
+
+
+def inquiry_answer(request: dict, mti: str, result: AuthorizationResult) -> dict:
+    """A balance inquiry's 0110/0210: DE39, DE44 on a decline, DE54 the available balance; no
+    approval code (nothing was authorized)."""
+    fields = answer(request, mti, result.response_code)
+    if result.action_code is not None:
+        fields["44"] = result.action_code
+    _available_balance(fields, result)
+    return fields
+
+
+def _available_balance(fields: dict, result: AuthorizationResult) -> None:
+    """DE54: the available balance in the balance's own currency (converted payments included);
+    left out when the result names no currency or Antaca has no numeric code for it."""
+    if result.available_after is None or result.balance_currency is None:
+        return
+    numeric_currency = CURRENCY_NUMERIC.get(result.balance_currency)
+    if numeric_currency is None or abs(result.available_after) > AMOUNT_MAX:
+        return
+    sign = "C" if result.available_after >= 0 else "D"
+    fields["54"] = ("00" + AVAILABLE_BALANCE + numeric_currency + sign
+                    + str(abs(result.available_after)).zfill(AMOUNT_DIGITS))

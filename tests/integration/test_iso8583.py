@@ -10,8 +10,11 @@ import uuid
 
 import pytest
 
+from antaca_api.iso8583 import listener as listener_module
 from antaca_api.iso8583.listener import Iso8583Listener
+from antaca_auth import engine as engine_module
 from antaca_auth.followups import message_lock_key
+from antaca_auth.settlement import advice_receivable_account
 from tests.api_harness import bearer, listening_socket, make_csr
 from tests.iso8583_client import NetworkClient, encode, transmission_time
 from tests.integration.test_authorizations import Payments
@@ -98,8 +101,6 @@ async def test_network_management_and_unknown_messages(api, jwe_key, listener):
     client.write_raw(encode("0110", {11: "000903", 39: "00"}))  # an answer no one asked for
     mti, answer = await asyncio.wait_for(client.unmatched.get(), 5)
     assert (mti, answer[39]) == ("0620", "12")
-    mti, answer = await client.request("0100", p.fields(processing="310000"))  # balance inquiry
-    assert (mti, answer[39]) == ("0110", "40")
     await p.done()
 
 
@@ -278,6 +279,8 @@ async def test_financial_messages_and_advices_book_what_the_network_decided(api,
     declined_advice = p.fields(amount=700, f39="05")  # the network declined: nothing to book
     assert (await client.request("0120", declined_advice))[1][39] == "00"
     assert (await p.user_account()).available == 8500
+    assert await api.services.pool.fetchval(
+        "SELECT count(*) FROM authorizations WHERE amount = 700") == 0
     clearing = p.fields(amount=450, f90=p.original("0120", advice))
     mti, answer = await client.request("0220", clearing)
     assert (mti, answer[39]) == ("0230", "00")
@@ -309,4 +312,154 @@ async def test_the_network_s_deadline_stands_in_and_nothing_late_is_sent(api, jw
     assert listener.statistics().get("late_answers_dropped", 0) == 0
     await asyncio.sleep(0.3)
     assert client.unmatched.empty()  # nothing else, and nothing late, came
+    await p.done()
+
+
+async def advice_rows(api) -> list:
+    return await api.services.pool.fetch(
+        "SELECT a.decision, a.reason, a.network_advice, a.advice_shortfall, a.amount,"
+        " u.debit_account_id AS user_debit, d.debit_account_id AS deposit_debit"
+        " FROM authorizations a LEFT JOIN transfers u ON u.id = a.user_hold_id"
+        " LEFT JOIN transfers d ON d.id = a.deposit_hold_id WHERE a.network_advice ORDER BY a.seq")
+
+
+async def test_an_approved_advice_is_booked_even_where_antaca_would_decline(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key, user_funds=1000)
+    client = await p.connect(listener)
+    receivable = advice_receivable_account("EUR")
+    advice = p.fields(amount=5000, f39="00")  # 5,000 on a balance of 1,000: the engine says 51
+    assert (await client.request("0100", p.fields(amount=5000)))[1][39] == "51"
+    mti, answer = await client.request("0120", advice)
+    assert (mti, answer[39]) == ("0130", "00")
+    (row,) = await advice_rows(api)
+    assert (row["decision"], row["reason"], row["advice_shortfall"]) == (
+        "APPROVED", "NETWORK_ADVICE", 5000)
+    assert row["user_debit"] == receivable  # the user's hold: owed by the cardholder
+    assert row["deposit_debit"] == p.deposit  # the deposit covers its charge: held there
+    assert (await p.user_account()).available == 1000  # the balance never goes negative
+    assert (await p.counters(receivable)).balance.debits_pending == 5000
+    assert (await p.counters(p.deposit)).available == 45_000
+    _, again = await client.request("0121", advice)  # the network's repeat: booked once
+    assert again[39] == "00" and len(await advice_rows(api)) == 1
+    assert (await p.counters(receivable)).balance.debits_pending == 5000
+    status, _ = await p.w.app_plain("POST", f"/customers/me/cards/{p.card['cardId']}/lock",
+                                    {"reason": 1})
+    assert status == 200
+    locked = p.fields(amount=300, f39="00")  # a lost card: the engine says 41, the network approved
+    assert (await client.request("0120", locked))[1][39] == "00"
+    rows = await advice_rows(api)
+    assert (rows[1]["advice_shortfall"], rows[1]["user_debit"]) == (0, uuid.UUID(p.w.balance))
+    assert (await p.user_account()).available == 700  # the funds cover it: held on the balance
+    assert (await client.request("0120", p.fields(amount=200, f39="51")))[1][39] == "00"
+    assert len(await advice_rows(api)) == 2  # declined by the network: nothing booked
+    clearing = p.fields(amount=5000, f90=p.original("0120", advice))
+    assert (await client.request("0220", clearing))[1][39] == "00"
+    owed = await p.counters(receivable)
+    assert (owed.balance.debits_posted, owed.balance.debits_pending) == (5000, 0)
+    assert listener.statistics().get("advices_not_booked", 0) == 0
+    await p.done()
+
+
+async def test_an_advice_of_an_unknown_card_is_acknowledged_and_not_booked(api, jwe_key,
+                                                                          listener):
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    unknown = p.fields(f2="5355220000000000", f39="00")
+    assert (await client.request("0120", unknown))[1][39] == "00"
+    assert await advice_rows(api) == []
+    assert listener.statistics()["advices_not_booked"] == 1
+    await p.done()
+
+
+async def test_de54_names_the_balance_s_currency_of_a_converted_payment(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key)
+    async with api.client().post(f"{api.http}/admin/fx-rates", headers=bearer(p.w.admin),
+                                 json={"base": "USD", "quote": "EUR", "rate": "0.5"}) as r:
+        assert r.status == 201, await r.text()
+    client = await p.connect(listener)
+    _, answer = await client.request("0100", p.fields(amount=2000, f49="840"))  # 20.00 USD
+    assert answer[39] == "00" and answer[49] == "840"
+    assert answer[54] == "0002" + EUR + "C" + "9000".zfill(12)  # 10,000 - 1,000 EUR
+    await p.done()
+
+
+async def test_balance_inquiry_answers_the_available_balance(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key, user_funds=4321)
+    client = await p.connect(listener)
+    for mti in ("0100", "0200"):
+        answered, answer = await client.request(mti, p.fields(processing="310000",
+                                                              f4="000000000000"))
+        assert (answered, answer[39], answer[54]) == (
+            mti[:2] + "10", "00", "0002" + EUR + "C" + "4321".zfill(12))
+        assert 38 not in answer
+    wrong_cvc2 = "000" if p.card["cvc2"] != "000" else "001"
+    _, answer = await client.request("0100", p.fields(processing="310000",
+                                                      f48="9203" + wrong_cvc2))
+    assert (answer[39], answer.get(54)) == ("N7", None)
+    _, answer = await client.request("0100", p.fields(processing="310000", f22="810", f48=None))
+    assert answer[39] == "N7"  # e-commerce without CVC2: the program refuses it
+    assert (await p.user_account()).available == 4321  # nothing held
+    assert await api.services.pool.fetchval("SELECT count(*) FROM authorizations") == 0
+    assert await api.services.pool.fetchval(
+        "SELECT verification_failures FROM cards WHERE id = $1::text::uuid",
+        p.card["cardId"]) == 1  # the wrong CVC2 counts towards card testing
+    await p.done()
+
+
+async def test_an_idle_line_gets_echoes_then_is_closed(api, jwe_key, listener, monkeypatch):
+    monkeypatch.setattr(listener_module, "ECHO_AFTER_IDLE_SECONDS", 0.1)
+    monkeypatch.setattr(listener_module, "IDLE_SECONDS_MAX", 0.45)
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    mti, echo = await asyncio.wait_for(client.unmatched.get(), 5)
+    assert (mti, echo[70]) == ("0800", "301")
+    client.write_raw(encode("0810", {7: echo[7], 11: echo[11], 39: "00", 70: "301"}))
+    await asyncio.wait_for(client.closed.wait(), 5)  # nothing but our answer since: closed
+    statistics = listener.statistics()
+    assert statistics["idle_closed"] == 1 and statistics["echoes_sent"] >= 2
+    assert statistics.get("format_errors", 0) == 0  # the 0810 was read and dropped
+    await p.done()
+
+
+async def test_plain_tcp_belongs_to_the_configured_network(api, jwe_key):
+    p = await Network().setup(api, jwe_key)
+    plain = Iso8583Listener(api.services, network_id=uuid.UUID(p.network_id))
+    await plain.start(sock=listening_socket())
+    try:
+        client = await NetworkClient().connect(plain.port)
+        p.clients = [client]
+        request = p.fields(amount=1500)
+        mti, answer = await client.request("0100", request)
+        assert (mti, answer[39]) == ("0110", "00")
+        network = await api.services.pool.fetchval(
+            "SELECT network_id FROM authorizations WHERE amount = 1500")
+        assert network == uuid.UUID(p.network_id)
+        await api.services.pool.execute("UPDATE networks SET status = 'SUSPENDED' WHERE id = $1",
+                                        network)
+        api.services.credentials.clear()
+        client.write_raw(encode("0100", p.fields()))  # the network is no longer active: closed
+        await asyncio.wait_for(client.closed.wait(), 5)
+    finally:
+        await plain.stop()
+    await p.done()
+
+
+async def test_an_answer_past_the_deadline_is_never_sent(api, jwe_key, listener, monkeypatch):
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    await api.services.pool.execute("UPDATE networks SET authorization_deadline_ms = 200")
+    api.services.credentials.clear()
+    # The batch is sealed, then its commit waits 0.4 s: the approval commits past the deadline.
+    monkeypatch.setattr(engine_module, "_FAULT_PAUSES", {"before_commit": 0.4})
+    request = p.fields(amount=100)
+    pending = client.send("0100", request)
+    for _ in range(100):
+        if listener.statistics().get("late_answers_dropped"):
+            break
+        await asyncio.sleep(0.02)
+    assert listener.statistics()["late_answers_dropped"] == 1
+    await asyncio.sleep(0.2)
+    assert not pending.done() and client.unmatched.empty()  # nothing was sent for it
+    assert (await p.user_account()).available == 9900  # held: the network's reversal releases it
+    pending.cancel()
     await p.done()
