@@ -419,11 +419,14 @@ def answer(row: Planned) -> AuthorizationResult:
         return AuthorizationResult(origin.id, "APPROVED", "00",
                                    NETWORK_ADVICE if origin.advice else "APPROVED",
                                    origin.incoming.request.amount, None, origin.available_after,
-                                   origin.billing_amount, origin.transaction_fee + origin.conversion_fee,
+                                   origin.billing_amount,
+                                   origin.transaction_fee + origin.conversion_fee,
                                    origin.stand_in, currency)
+    if origin.available_after is None:
+        currency = None
     return AuthorizationResult(origin.id, "DECLINED", d.response_code, d.reason, 0, d.action_code,
                                origin.available_after, stand_in=origin.stand_in,
-                               balance_currency=currency if origin.available_after is not None else None)
+                               balance_currency=currency)
 
 
 def stand_in_decline(authorization_id: uuid.UUID) -> AuthorizationResult:
@@ -502,15 +505,15 @@ def _holds_without_deposit(row: Planned, holds: NewTransfers, hold_seconds: int)
     directly, as in the CREDIT model (the engine declines such a payment; the network did not)."""
     card = row.card
     currency, reference = card.program_currency, row.incoming.request.message_id[:256]
-    row.user_at = holds.add(TransferCodes.USER_HOLD, card.user_account, settlement_account(currency),
-                            row.billing_amount, currency, pending=True, timeout=hold_seconds,
-                            reference=reference)
+    row.user_at = holds.add(TransferCodes.USER_HOLD, card.user_account,
+                            settlement_account(currency), row.billing_amount, currency,
+                            pending=True, timeout=hold_seconds, reference=reference)
     fee = row.transaction_fee + row.conversion_fee
     if fee:
         holds.link(row.user_at)
         row.fee_at = holds.add(TransferCodes.FEE, card.user_account,
-                               pricing.fee_revenue_account(card.program_id, currency), fee, currency,
-                               pending=True, timeout=hold_seconds, reference=reference)
+                               pricing.fee_revenue_account(card.program_id, currency), fee,
+                               currency, pending=True, timeout=hold_seconds, reference=reference)
 
 
 def decide_inquiry(incoming: Incoming, snapshot: Snapshot, keys: CardKeys, policy: Policy) -> Plan:

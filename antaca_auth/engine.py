@@ -37,14 +37,14 @@ from antaca_auth import fees as pricing
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity
 from antaca_auth.authorization import (DUPLICATE_TRANSMISSION, AuthorizationRequest, CardFacts,
-                                       ClearPinRefused)
+                                       ClearPinRefused, TxType)
 from antaca_auth.card_events import record_engine_locks
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
-from antaca_auth.decision import (NETWORK_ADVICE, AuthorizationResult, Plan, Planned, Policy, Snapshot,
-                                  StoredAnswer, answer, decide, decide_inquiry, duplicate_transmission,
-                                  inquiry_answer, plan_advice, request_digest, settle,
-                                  stand_in_decline)
+from antaca_auth.decision import (NETWORK_ADVICE, AuthorizationResult, Plan, Planned, Policy,
+                                  Snapshot, StoredAnswer, answer, decide, decide_inquiry,
+                                  duplicate_transmission, inquiry_answer, plan_advice,
+                                  request_digest, settle, stand_in_decline)
 from antaca_auth.followups import message_lock_key
 from antaca_auth.ids import new_id
 from antaca_auth.ledger import Ledger, utc_now
@@ -104,8 +104,8 @@ EXISTING = """
                          ELSE credit_normal_available(t.dr_credits_posted, t.dr_debits_posted,
                                                       t.dr_debits_pending) END)
                AS available_after,
-           a.billing_amount, a.transaction_fee + a.conversion_fee AS fee, a.stand_in, a.request_digest,
-           t.currency AS balance_currency
+           a.billing_amount, a.transaction_fee + a.conversion_fee AS fee, a.stand_in,
+           a.request_digest, t.currency AS balance_currency
     FROM unnest($2::text[]) AS m (message_id)
     CROSS JOIN LATERAL (
         SELECT * FROM authorizations a WHERE a.network_id = $1 AND a.message_id = m.message_id LIMIT 1) a
@@ -473,20 +473,24 @@ class AuthorizationEngine:
         row = plan.rows[0]
         if not row.stored or row.decline is not None:
             return answer(row)  # a replay, or an advice that cannot be priced: nothing written
-        ids = plan.holds.ids
+        ids, holds = plan.holds.ids, plan.holds
         await self._insert(conn, [row], ids, now)
-        user_holds = [at for at in (row.user_at, row.fee_at)
-                      if at is not None and plan.holds.debits[at] == card.user_account]
+        # The answer's hold: the last on the user's balance, whose balance-after columns give the
+        # available amount (debit side; a refund's credit side), also to a replay.
+        if item.request.type is TxType.REFUND:
+            answer_at, side = row.user_at, 2
+        else:
+            on_user = [at for at in (row.user_at, row.fee_at)
+                       if at is not None and holds.debits[at] == card.user_account]
+            answer_at, side = (on_user[-1] if on_user else None), 1
         await conn.execute(MARK_ADVICE, row.id, NETWORK_ADVICE, row.advice_shortfall,
-                           ids[user_holds[-1]] if user_holds else None)
-        results = await self.ledger.write_new(conn, plan.holds)
+                           None if answer_at is None else ids[answer_at])
+        results = await self.ledger.write_new(conn, holds)
         refused = [code for code, _, _ in results if code is not _OK]
         if refused:  # the accounts were read under their locks: a bug, never a decision
             raise RuntimeError(f"advice holds refused by the ledger: {refused[0]}")
-        if user_holds:
-            row.available_after = results[user_holds[-1]][1]
-        else:
-            row.available_after = card.user_available
+        row.available_after = (card.user_available if answer_at is None
+                               else results[answer_at][side])
         if row.deposit_at is not None and card.deposit_alert_armed:
             await check_crossings(conn, [card.deposit_account])
         if row.advice_shortfall:
@@ -840,8 +844,8 @@ class AuthorizationEngine:
             for r in await conn.fetch(EXISTING, network_id, message_ids):
                 result = AuthorizationResult(
                     r["id"], r["decision"], r["response_code"], r["reason"], r["approved_amount"],
-                    r["action_code"], r["available_after"], r["billing_amount"], r["fee"], r["stand_in"],
-                    r["balance_currency"])
+                    r["action_code"], r["available_after"], r["billing_amount"], r["fee"],
+                    r["stand_in"], r["balance_currency"])
                 answers[(network_id, r["message_id"])] = StoredAnswer(result, r["request_digest"])
         return answers
 

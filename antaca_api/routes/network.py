@@ -48,8 +48,9 @@ class AuthorizationResult(msgspec.Struct, frozen=True, rename="camel"):
        summary="Authorize a card payment: APPROVED or DECLINED with DE39 and the failure action code")
 async def authorize(ctx: Context, body: AuthorizationRequest) -> AuthorizationResult:
     try:
-        return AuthorizationResult.of(await ctx.services.engine.authorize(
-            ctx.network_id, body, deadline_seconds=ctx.network_deadline_ms / 1000, arrived_at=ctx.arrived_at))
+        result = await ctx.services.engine.authorize(
+            ctx.network_id, body, deadline_seconds=ctx.network_deadline_ms / 1000, arrived_at=ctx.arrived_at)
+        return AuthorizationResult.of(result)
     except authorization.ClearPinRefused:
         raise ClearPinRefused() from None
     except OutcomeUnknown:

@@ -339,8 +339,10 @@ async def test_an_approved_advice_is_booked_even_where_antaca_would_decline(api,
     assert (await p.user_account()).available == 1000  # the balance never goes negative
     assert (await p.counters(receivable)).balance.debits_pending == 5000
     assert (await p.counters(p.deposit)).available == 45_000
-    _, again = await client.request("0121", advice)  # the network's repeat: booked once
-    assert again[39] == "00" and len(await advice_rows(api)) == 1
+    copies = await asyncio.gather(*(connection.request("0121", advice) for connection in
+                                    [client, await p.connect(listener), await p.connect(listener)]))
+    assert [answer[39] for _, answer in copies] == ["00"] * 3  # the network's repeats, at once
+    assert len(await advice_rows(api)) == 1  # booked once
     assert (await p.counters(receivable)).balance.debits_pending == 5000
     status, _ = await p.w.app_plain("POST", f"/customers/me/cards/{p.card['cardId']}/lock",
                                     {"reason": 1})
