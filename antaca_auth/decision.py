@@ -136,6 +136,7 @@ class Planned:
     conversion_fee: int = 0
     advice: bool = False  # a network's approved advice, booked as the network decided
     advice_shortfall: int = 0  # what of it was held on the advice receivable
+    supersedes: bool = False  # the advice approves a message Antaca had declined: its row
 
     @property
     def stored(self) -> bool:
@@ -451,15 +452,23 @@ def plan_advice(incoming: Incoming, snapshot: Snapshot, policy: Policy) -> Plan:
     read under their locks, so the choice holds at the write.
 
     Only an advice that cannot be priced is not booked: an unknown card (14) or a currency with no
-    rate in force (57); the caller logs it. A message booked before is answered as it was."""
+    rate in force (57); the caller logs it. A message approved before (by Antaca, or an advice
+    booked already) is answered as it was, another payment under its id 94. A message Antaca
+    declined, or stood in for with 91 because it could not answer in time (the usual cause of
+    the network's stand-in, and the advice carries the original's identity), is booked over its
+    decline: the same row (`supersedes`), approved."""
     plan = Plan([], NewTransfers())
     key = (incoming.network_id, incoming.request.message_id)
     earlier = snapshot.answers.get(key)
+    row_id = incoming.authorization_id
     if earlier is not None:
-        plan.rows.append(_replayed(incoming, earlier.result, earlier.digest))
-        return plan
+        replay = _replayed(incoming, earlier.result, earlier.digest)
+        if replay.replay.decision == "APPROVED" or replay.replay is not earlier.result:
+            plan.rows.append(replay)  # approved already, or a duplicate transmission (94)
+            return plan
+        row_id = earlier.result.authorization_id
     card = snapshot.cards.get(incoming.fingerprint)
-    row = Planned(incoming, incoming.authorization_id, card, advice=True)
+    row = Planned(incoming, row_id, card, advice=True, supersedes=earlier is not None)
     plan.rows.append(row)
     request = incoming.request
     if card is None:

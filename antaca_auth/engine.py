@@ -178,6 +178,17 @@ LOCK_ACCOUNTS = """
                     THEN credits_posted - debits_posted - debits_pending END AS available
     FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"""
 
+# An advice that approves a message Antaca had declined (or stood in for with 91): the same row,
+# approved, the code it had kept in declined_before. MARK_ADVICE then marks it.
+SUPERSEDE_DECLINE = """
+    UPDATE authorizations
+    SET decision = 'APPROVED', response_code = '00', action_code = NULL,
+        declined_before = response_code,
+        approved_amount = $2, billing_amount = $3, fx_rate = $4, fee_schedule_id = $5,
+        transaction_fee = $6, conversion_fee = $7, deposit_hold_id = $8, user_hold_id = $9,
+        fee_hold_id = $10, card_id = $11, balance_id = $12, available_after = NULL, stand_in = false
+    WHERE id = $1 AND decision = 'DECLINED'"""
+
 MESSAGE_LOCK = "SELECT pg_advisory_xact_lock($1)"
 
 RETRIES_MAX = 20  # a batch's attempts after deadlocks, serialization failures or key clashes
@@ -466,7 +477,9 @@ class AuthorizationEngine:
         # The engine's lock order: the card row first, then accounts in id order.
         snapshot = await self._load(conn, [item], now, lock_every_card=True)
         card = snapshot.cards.get(item.fingerprint)
-        if card is not None and (item.network_id, item.request.message_id) not in snapshot.answers:
+        earlier = snapshot.answers.get((item.network_id, item.request.message_id))
+        if card is not None and (earlier is None or earlier.result.decision != "APPROVED"):
+            # Not a replay of an approval: it may book, so its accounts are locked and read.
             snapshot = dataclasses.replace(snapshot, cards={
                 item.fingerprint: await self._lock_advice_accounts(conn, card)})
         plan = plan_advice(item, snapshot, self.policy)
@@ -474,7 +487,17 @@ class AuthorizationEngine:
         if not row.stored or row.decline is not None:
             return answer(row)  # a replay, or an advice that cannot be priced: nothing written
         ids, holds = plan.holds.ids, plan.holds
-        await self._insert(conn, [row], ids, now)
+        if row.supersedes:
+            def hold(at: int | None) -> uuid.UUID | None:
+                return None if at is None else ids[at]
+
+            await conn.execute(
+                SUPERSEDE_DECLINE, row.id, item.request.amount, row.billing_amount, row.fx_rate,
+                card.fee_schedule_id, row.transaction_fee, row.conversion_fee,
+                hold(row.deposit_at), hold(row.user_at), hold(row.fee_at), card.card_id,
+                card.balance_id)
+        else:
+            await self._insert(conn, [row], ids, now)
         # The answer's hold: the last on the user's balance, whose balance-after columns give the
         # available amount (debit side; a refund's credit side), also to a replay.
         if item.request.type is TxType.REFUND:
@@ -488,7 +511,7 @@ class AuthorizationEngine:
         results = await self.ledger.write_new(conn, holds)
         refused = [code for code, _, _ in results if code is not _OK]
         if refused:  # the accounts were read under their locks: a bug, never a decision
-            raise RuntimeError(f"advice holds refused by the ledger: {refused[0]}")
+            raise RuntimeError(f"advice holds refused by the ledger: {refused}")
         row.available_after = (card.user_available if answer_at is None
                                else results[answer_at][side])
         if row.deposit_at is not None and card.deposit_alert_armed:

@@ -10,7 +10,10 @@ ALTER TABLE accounts ADD CONSTRAINT accounts_kind_check CHECK (kind IN (
 
 -- network_advice: the row books a network's approved advice, not a decision of Antaca's.
 -- advice_shortfall: what of it was held on the advice receivable (0: all on the card's accounts).
--- Constant defaults: no table rewrite, and the engine's batch COPY names neither column.
+-- declined_before: the response code Antaca had given the same message (a decline, or its own
+-- stand-in 91 when it could not answer in time) before the network's advice approved it.
+-- Constant defaults: no table rewrite, and the engine's batch COPY names none of them.
 ALTER TABLE authorizations
     ADD COLUMN network_advice boolean NOT NULL DEFAULT false,
-    ADD COLUMN advice_shortfall bigint NOT NULL DEFAULT 0 CHECK (advice_shortfall >= 0);
+    ADD COLUMN advice_shortfall bigint NOT NULL DEFAULT 0 CHECK (advice_shortfall >= 0),
+    ADD COLUMN declined_before text;

@@ -8,7 +8,7 @@ from decimal import Decimal
 from antaca_auth import authorization as rules
 from antaca_auth.authorization import CardState, TxType
 from antaca_auth.decision import (BALANCE_INQUIRY, NETWORK_ADVICE, StoredAnswer, answer,
-                                  decide_inquiry, inquiry_answer, plan_advice)
+                                  decide_inquiry, inquiry_answer, plan_advice, stand_in_decline)
 from antaca_auth.settlement import TransferCodes, advice_receivable_account, settlement_account
 from tests.test_decision import (BAD_CVC, KEYS, NETWORK, POLICY, card, incoming, pin_block,
                                  request, snapshot)
@@ -115,3 +115,16 @@ def test_a_balance_inquiry_checks_the_card_and_answers_its_available_balance():
                                            POLICY).rows[0])
     assert (result.response_code, result.action_code, result.available_after) == (
         "41", "2008", None)
+
+
+def test_an_advice_books_over_antaca_s_own_decline_of_the_message():
+    c = card(user_available=100, deposit_available=50_000)
+    q = request(c, amount=500)
+    declined = answer(plan_advice(incoming(request(None, pan="5355220000000026")), snapshot(c),
+                                  POLICY).rows[0])  # any decline, stored under q's identity
+    for earlier in (declined, stand_in_decline(declined.authorization_id)):
+        stored = {(NETWORK, q.message_id): StoredAnswer(earlier, incoming(q).digest)}
+        plan = plan_advice(incoming(q), snapshot(c, answers=stored), POLICY)
+        (row,) = plan.rows
+        assert row.supersedes and row.stored and row.id == earlier.authorization_id
+        assert answer(row).response_code == "00" and len(plan.holds) == 2

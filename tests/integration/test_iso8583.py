@@ -465,3 +465,24 @@ async def test_an_answer_past_the_deadline_is_never_sent(api, jwe_key, listener,
     assert (await p.user_account()).available == 9900  # held: the network's reversal releases it
     pending.cancel()
     await p.done()
+
+
+async def test_an_advice_approves_the_message_antaca_declined(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key, user_funds=1000)
+    client = await p.connect(listener)
+    original = p.fields(amount=3000)
+    assert (await client.request("0100", original))[1][39] == "51"
+    # The network stood in (Antaca's answer late or declined) and approved: its advice carries
+    # the original's identity.
+    mti, answer = await client.request("0120", {**original, 39: "00"})
+    assert (mti, answer[39]) == ("0130", "00")
+    (row,) = await api.services.pool.fetch(
+        "SELECT decision, response_code, reason, declined_before, network_advice,"
+        " advice_shortfall, user_hold_id IS NOT NULL AS held FROM authorizations")
+    assert tuple(row) == ("APPROVED", "00", "NETWORK_ADVICE", "51", True, 3000, True)
+    _, again = await client.request("0101", original)  # the original's repeat: now approved
+    assert again[39] == "00" and 54 not in again  # every hold on the receivable: no balance hold
+    reversal = p.fields(amount=3000, f90=p.original("0100", original))
+    assert (await client.request("0420", reversal))[1][39] == "00"
+    assert (await p.counters(advice_receivable_account("EUR"))).balance.debits_pending == 0
+    await p.done()
