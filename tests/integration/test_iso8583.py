@@ -486,3 +486,33 @@ async def test_an_advice_approves_the_message_antaca_declined(api, jwe_key, list
     assert (await client.request("0420", reversal))[1][39] == "00"
     assert (await p.counters(advice_receivable_account("EUR"))).balance.debits_pending == 0
     await p.done()
+
+
+async def test_a_credit_program_s_advice_beyond_the_funds_pays_the_network_from_the_receivable(
+        api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key, user_funds=500, funding_model="CREDIT")
+    client = await p.connect(listener)
+    advice = p.fields(amount=800, f39="00")
+    assert (await client.request("0120", advice))[1][39] == "00"
+    (row,) = await advice_rows(api)
+    assert (row["advice_shortfall"], row["user_debit"], row["deposit_debit"]) == (
+        800, advice_receivable_account("EUR"), None)
+    assert (await p.user_account()).available == 500
+    assert await api.services.pool.fetchval(
+        "SELECT t.credit_account_id FROM authorizations a JOIN transfers t"
+        " ON t.id = a.user_hold_id") == engine_module.settlement_account("EUR")
+    await p.done()
+
+
+async def test_a_revoked_certificate_closes_its_live_connection(api, jwe_key, listener):
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    assert (await client.request("0100", p.fields(amount=100)))[1][39] == "00"
+    await api.services.pool.execute(
+        "UPDATE network_certificates SET revoked_at = now() WHERE network_id = $1::text::uuid",
+        p.network_id)
+    api.services.credentials.clear()  # as the revocation's notification does in the service
+    client.write_raw(encode("0100", p.fields(amount=100)))
+    await asyncio.wait_for(client.closed.wait(), 5)
+    assert await api.services.pool.fetchval("SELECT count(*) FROM authorizations") == 1
+    await p.done()
