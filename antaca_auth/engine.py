@@ -171,13 +171,6 @@ MARK_ADVICE = """
     SET network_advice = true, reason = $2, advice_shortfall = $3, answer_hold_id = $4
     WHERE id = $1"""
 
-# The accounts an advice's holds may debit or credit, locked in id order (the ledger's order) and
-# read under the lock, so that whether a hold fits its account is still true when it is written.
-LOCK_ACCOUNTS = """
-    SELECT id, CASE WHEN debits_must_not_exceed_credits
-                    THEN credits_posted - debits_posted - debits_pending END AS available
-    FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"""
-
 # An advice that approves a message Antaca had declined (or stood in for with 91): the same row,
 # approved, the code it had kept in declined_before. MARK_ADVICE then marks it.
 SUPERSEDE_DECLINE = """
@@ -535,8 +528,8 @@ class AuthorizationEngine:
             accounts.add(card.deposit_account)
         if card.program_id is not None:
             accounts.add(pricing.fee_revenue_account(card.program_id, currency))
-        available = {r["id"]: r["available"]
-                     for r in await conn.fetch(LOCK_ACCOUNTS, sorted(accounts))}
+        # Read under the lock: whether a hold fits its account stays true until it is written.
+        available = await self.ledger.lock_accounts(conn, accounts)
         return msgspec.structs.replace(
             card, user_available=available.get(card.user_account),
             deposit_available=available.get(card.deposit_account))

@@ -119,6 +119,15 @@ OPEN_HOLDS = Query(
        ORDER BY p.expires_at, p.id"""
 )
 
+# Accounts locked in id order (the order every writer of the ledger takes them) and what each has
+# available where it must not go below zero (NULL: no such limit), read under the lock.
+LOCK_AVAILABLE = Query(
+    """SELECT id, CASE WHEN debits_must_not_exceed_credits
+                       THEN credit_normal_available(credits_posted, debits_posted, debits_pending)
+                       END AS available
+       FROM accounts WHERE id = ANY(:ids::uuid[]) ORDER BY id FOR UPDATE"""
+)
+
 DROP_EXPIRY_BATCHES = Query("DELETE FROM pending_expiry_batches WHERE id = ANY(:ids::bigint[])")
 
 _OK = ResultCode.OK
@@ -305,6 +314,14 @@ class Ledger:
                 code = AccountResultCode.EXISTS_WITH_DIFFERENT_FIELDS
             results[i] = AccountResult(i, a.id, code)
         return results  # type: ignore[return-value]
+
+    async def lock_accounts(self, conn: asyncpg.Connection,
+                            ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int | None]:
+        """Lock accounts inside the caller's transaction, in id order, and return each one's
+        available amount where it must not go negative (None: no such limit); a missing account
+        is left out. Later writes of the same transaction find them locked already."""
+        rows = await LOCK_AVAILABLE.fetch(conn, ids=sorted(set(ids)))
+        return {r["id"]: r["available"] for r in rows}
 
     async def lookup_accounts(self, ids: Sequence[uuid.UUID]) -> list[Account]:
         """The accounts with these ids that exist, in the order asked."""
