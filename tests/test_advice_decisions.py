@@ -80,7 +80,8 @@ def test_advices_that_cannot_be_priced_and_replays_book_nothing():
     no_rate = plan_advice(incoming(request(c, currency="USD")), snapshot(c), POLICY)
     assert no_rate.rows[0].decline == rules.CURRENCY_NOT_SUPPORTED and len(no_rate.holds) == 0
     first = plan_advice(incoming(q := request(c, amount=300)), snapshot(c), POLICY)
-    stored = {(NETWORK, q.message_id): StoredAnswer(answer(first.rows[0]), first.rows[0].incoming.digest)}
+    stored = {(NETWORK, q.message_id): StoredAnswer(answer(first.rows[0]),
+                                                    first.rows[0].incoming.digest)}
     again = plan_advice(incoming(q), snapshot(c, answers=stored), POLICY)
     assert not again.rows[0].stored and len(again.holds) == 0
     assert answer(again.rows[0]) == answer(first.rows[0])
