@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 
 import asyncpg
 
 from antaca_api.balances import check_currency, partner_account_id
-from antaca_api.errors import NotFound, PartnerBalanceExists, PartnerCreditMissing
+from antaca_api.errors import (IdempotencyConflict, InvalidAmount, NotFound, PartnerBalanceExists,
+                               PartnerCreditMissing)
+from antaca_api.partners import check_exists as check_partner_exists
 from antaca_auth.accounts import AccountKind, NewAccount
+from antaca_auth.codes import TransferCode
 from antaca_auth.ledger import Ledger
 from antaca_auth.thresholds import rearm
+from antaca_auth.transfers import ResultCode, Transfer
 
 SPONSOR_NAMESPACE = uuid.UUID("9d2b6c1e-0f4a-4e8b-b7d3-5a1c2e9f6b40")
 PARTNER_RELOAD_NAMESPACE = uuid.UUID("4a7e2d90-1c3b-4f65-8e2a-7b9d0c1f3e62")
@@ -32,6 +39,21 @@ VIEW = """
            pa.created_at, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending
     FROM partner_accounts pa JOIN accounts a ON a.id = pa.account_id
     WHERE pa.kind IN ('partner_deposit', 'partner_credit')"""
+ONE_BALANCE = VIEW + " AND pa.partner_id = $1 AND pa.account_id = $2"
+BALANCES_OF_PARTNER = VIEW + " AND pa.partner_id = $1 ORDER BY pa.currency, pa.kind"
+INSERT_PARTNER_ACCOUNT = """
+    INSERT INTO partner_accounts (partner_id, currency, kind, account_id, low_balance_threshold)
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING account_id"""
+LOCK_ACCOUNT = "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE"
+SET_THRESHOLD = """
+    UPDATE partner_accounts SET low_balance_threshold = $3
+    WHERE partner_id = $1 AND account_id = $2"""
+CREDIT_PROGRAM_COUNT = """
+    SELECT count(*) FROM card_programs
+    WHERE partner_id = $1 AND currency = $2 AND funding_model = 'CREDIT'"""
+CREDIT_ACCOUNT = """
+    SELECT account_id FROM partner_accounts
+    WHERE partner_id = $1 AND currency = $2 AND kind = 'partner_credit'"""
 
 
 def sponsor_account(currency: str) -> uuid.UUID:
@@ -47,10 +69,8 @@ async def create(conn: asyncpg.Connection, ledger: Ledger, partner_id: uuid.UUID
     (result,) = await ledger.create_accounts_in(conn, [NewAccount(
         id=account_id, currency=currency, kind=LEDGER_KIND[kind], owner_ref=f"partner:{partner_id}",
         debits_must_not_exceed_credits=True)])
-    inserted = await conn.fetchval(
-        """INSERT INTO partner_accounts (partner_id, currency, kind, account_id, low_balance_threshold)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING account_id""",
-        partner_id, currency, str(LEDGER_KIND[kind]), account_id, threshold)
+    inserted = await conn.fetchval(INSERT_PARTNER_ACCOUNT, partner_id, currency,
+                                   str(LEDGER_KIND[kind]), account_id, threshold)
     if inserted is None:
         raise PartnerBalanceExists()
     assert result.code in ("ok", "exists"), result
@@ -58,24 +78,22 @@ async def create(conn: asyncpg.Connection, ledger: Ledger, partner_id: uuid.UUID
 
 
 async def find(conn: asyncpg.Connection, partner_id: uuid.UUID, account_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow(VIEW + " AND pa.partner_id = $1 AND pa.account_id = $2", partner_id, account_id)
+    row = await conn.fetchrow(ONE_BALANCE, partner_id, account_id)
     if row is None:
         raise NotFound("no such partner balance")
     return row
 
 
 async def list_for(conn: asyncpg.Connection, partner_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(VIEW + " AND pa.partner_id = $1 ORDER BY pa.currency, pa.kind", partner_id)
+    return await conn.fetch(BALANCES_OF_PARTNER, partner_id)
 
 
 async def set_threshold(conn: asyncpg.Connection, partner_id: uuid.UUID, account_id: uuid.UUID,
                         threshold: int | None) -> None:
     """Change the threshold; a balance now at or above it is re-armed (the next crossing alerts)."""
     # The account first, then partner_accounts: the order every money movement locks them in.
-    await conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", account_id)
-    await conn.execute(
-        "UPDATE partner_accounts SET low_balance_threshold = $3 WHERE partner_id = $1 AND account_id = $2",
-        partner_id, account_id, threshold)
+    await conn.execute(LOCK_ACCOUNT, account_id)
+    await conn.execute(SET_THRESHOLD, partner_id, account_id, threshold)
     await rearm(conn, [account_id])
 
 
@@ -94,14 +112,70 @@ async def ensure_sponsor(ledger: Ledger, currency: str) -> uuid.UUID:
 async def credit_account(conn: asyncpg.Connection, partner_id: uuid.UUID, currency: str) -> uuid.UUID | None:
     """The partner credit balance a user top-up must charge, or None when the partner's programs in
     this currency are all DEPOSIT-model (their user balances are funded from outside)."""
-    credit_programs = await conn.fetchval(
-        "SELECT count(*) FROM card_programs WHERE partner_id = $1 AND currency = $2 AND funding_model = 'CREDIT'",
-        partner_id, currency)
+    credit_programs = await conn.fetchval(CREDIT_PROGRAM_COUNT, partner_id, currency)
     if not credit_programs:
         return None
-    account_id = await conn.fetchval(
-        "SELECT account_id FROM partner_accounts WHERE partner_id = $1 AND currency = $2 AND kind = 'partner_credit'",
-        partner_id, currency)
+    account_id = await conn.fetchval(CREDIT_ACCOUNT, partner_id, currency)
     if account_id is None:
         raise PartnerCreditMissing()
     return account_id
+
+
+async def open_for_partner(conn: asyncpg.Connection, ledger: Ledger, partner_id: uuid.UUID,
+                           kind: PartnerBalanceKind, currency: str,
+                           threshold: int | None) -> asyncpg.Record:
+    """Open the existing partner's balance, in the caller's transaction; the balance's row."""
+    await check_partner_exists(conn, partner_id)
+    account_id = await create(conn, ledger, partner_id, kind, currency, threshold)
+    return await find(conn, partner_id, account_id)
+
+
+async def balances_of_partner(conn: asyncpg.Connection,
+                              partner_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The existing partner's deposit and credit balances."""
+    await check_partner_exists(conn, partner_id)
+    return await list_for(conn, partner_id)
+
+
+async def change_threshold(conn: asyncpg.Connection, partner_id: uuid.UUID, account_id: uuid.UUID,
+                           threshold: int | None) -> asyncpg.Record:
+    """Set or clear the partner balance's threshold, in the caller's transaction; its row after."""
+    await find(conn, partner_id, account_id)
+    await set_threshold(conn, partner_id, account_id, threshold)
+    return await find(conn, partner_id, account_id)
+
+
+@dataclass(frozen=True)
+class Reload:
+    transfer_id: uuid.UUID
+    replayed: bool  # the bank reference had already been booked: nothing moved this time
+    balance: asyncpg.Record
+
+
+Transaction = Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]
+
+
+async def reload(pool: asyncpg.Pool, ledger: Ledger, partner_id: uuid.UUID,
+                 account_id: uuid.UUID, amount: int, bank_reference: str, *,
+                 transaction: Transaction) -> Reload:
+    """Book the partner's bank transfer onto its balance, once per bank reference.
+
+    `transaction` opens the booking's transaction: the caller's, so its audit record is in it."""
+    async with pool.acquire() as conn:
+        row = await find(conn, partner_id, account_id)
+    currency = row["currency"]
+    sponsor = await ensure_sponsor(ledger, currency)
+    transfer = Transfer(id=reload_transfer_id(account_id, bank_reference),
+                        code=TransferCode.PARTNER_RELOAD, debit_account_id=sponsor,
+                        credit_account_id=account_id, amount=amount, currency=currency,
+                        reference=bank_reference)
+    async with transaction() as conn:
+        (result,) = (await ledger.write_batch(conn, [transfer])).results
+        if result.code is ResultCode.EXISTS_WITH_DIFFERENT_FIELDS:
+            raise IdempotencyConflict("this bank reference was already booked with another amount")
+        if result.code is not ResultCode.OK and result.code is not ResultCode.EXISTS:
+            raise InvalidAmount("the balance cannot take this amount")
+        await rearm(conn, [account_id])
+        balance = await find(conn, partner_id, account_id)
+    return Reload(transfer_id=transfer.id, replayed=result.code is ResultCode.EXISTS,
+                  balance=balance)

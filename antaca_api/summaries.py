@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from antaca_api.partners import check_exists as check_partner_exists
 from antaca_api.schema import Body
 from antaca_auth.accounts import AccountKind, Balance, available_balance, posted_balance
 from antaca_auth.query import Query
@@ -167,3 +168,14 @@ def _currency(currency: str, kinds: dict[AccountKind, KindTotals]) -> CurrencySu
         wallet=PostedAvailable(posted=users.posted + deposit[0] + credit[0],
                                available=users.available + deposit[1] + credit[1]),
     )
+
+
+async def global_summaries(conn: asyncpg.Connection) -> BalanceSummaries:
+    """Every balance's totals per currency."""
+    return assemble(await global_totals(conn))
+
+
+async def partner_summaries(conn: asyncpg.Connection, partner_id: uuid.UUID) -> BalanceSummaries:
+    """The existing partner's totals per currency: its users' balances and its own."""
+    await check_partner_exists(conn, partner_id)
+    return assemble(await partner_totals(conn, partner_id))

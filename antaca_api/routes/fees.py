@@ -8,12 +8,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
 import asyncpg
-import msgspec
 from msgspec import Meta
 
-from antaca_auth import charges
+from antaca_api import fee_schedules
 from antaca_api.balances import check_currency
-from antaca_api.errors import Conflict, EffectiveDateInPast, InvalidFeeSchedule, NotFound, ValidationFailed
+from antaca_api.errors import EffectiveDateInPast, InvalidFeeSchedule, ValidationFailed
 from antaca_api.fields import Currency
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body
@@ -61,14 +60,6 @@ def version_view(r: asyncpg.Record) -> FeeScheduleVersion:
                               created_at=r["created_at"])
 
 
-async def _program(conn: asyncpg.Connection, program_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record:
-    row = await conn.fetchrow(f"SELECT id, currency FROM card_programs WHERE id = $1{' FOR UPDATE' if lock else ''}",
-                              program_id)
-    if row is None:
-        raise NotFound("no such card program")
-    return row
-
-
 @route("POST", "/admin/programs/{programId}/fees", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewFeeSchedule,
        response=FeeScheduleVersion, status=201,
        summary="Publish a new fee schedule version for a card program, applying from a date", tags=("fees",))
@@ -79,18 +70,8 @@ async def publish_schedule(ctx: Context, body: NewFeeSchedule) -> FeeScheduleVer
         raise InvalidFeeSchedule("; ".join(found))
     effective = effective_from(ctx, body.effective_from)
     async with ctx.transaction() as conn:
-        program = await _program(conn, program_id, lock=True)  # serializes version numbers per program
-        version = await conn.fetchval(
-            "SELECT coalesce(max(version), 0) + 1 FROM fee_schedules WHERE program_id = $1", program_id)
-        if await conn.fetchval("SELECT 1 FROM fee_schedules WHERE program_id = $1 AND effective_from = $2",
-                               program_id, effective):
-            raise Conflict("a version already applies from that moment")
-        await charges.ensure_revenue_account(ctx.services.ledger, conn, program_id, program["currency"])
-        row = await conn.fetchrow(
-            """INSERT INTO fee_schedules (id, program_id, version, effective_from, schedule, created_by)
-               VALUES ($1, $2, $3, $4, $5::jsonb, $6) RETURNING *""",
-            uuid.uuid4(), program_id, version, effective, msgspec.json.encode(body.schedule).decode(),
-            ctx.admin.admin_id)
+        row = await fee_schedules.publish(conn, ctx.services.ledger, program_id, body.schedule,
+                                          effective, ctx.admin.admin_id)
         ctx.audit_target = f"fee-schedule:{row['id']}"
     return version_view(row)
 
@@ -100,10 +81,8 @@ async def publish_schedule(ctx: Context, body: NewFeeSchedule) -> FeeScheduleVer
 async def list_schedules(ctx: Context, _: None) -> FeeScheduleVersions:
     program_id = ctx.path_id("programId")
     async with ctx.pool.acquire() as conn:
-        await _program(conn, program_id)
-        rows = await conn.fetch("SELECT * FROM fee_schedules WHERE program_id = $1 ORDER BY version", program_id)
-        in_force = await charges.schedule_in_force(conn, program_id, ctx.services.clock())
-    return FeeScheduleVersions(items=[version_view(r) for r in rows], in_force=in_force[0] if in_force else None)
+        found = await fee_schedules.versions(conn, program_id, ctx.services.clock())
+    return FeeScheduleVersions(items=[version_view(r) for r in found.rows], in_force=found.in_force)
 
 
 class FeeTypeRevenue(Body):
@@ -130,12 +109,12 @@ class FeeRevenue(Body):
 async def fee_revenue(ctx: Context, _: None) -> FeeRevenue:
     program_id = ctx.path_id("programId")
     async with ctx.pool.acquire() as conn:
-        program = await _program(conn, program_id)
-        rows, account = await charges.revenue_of(conn, program_id, program["currency"])
+        found = await fee_schedules.revenue(conn, program_id)
+    rows, account = found.by_type, found.account
     by_type = [FeeTypeRevenue(fee_type=pricing.FeeType(r["fee_type"]), paid=int(r["paid"]), paid_count=r["paid_count"],
                               unpaid=int(r["unpaid"]), unpaid_count=r["unpaid_count"], waived_count=r["waived_count"],
                               refunded=int(r["refunded"])) for r in rows]
-    return FeeRevenue(program_id=program_id, currency=program["currency"], by_type=by_type,
+    return FeeRevenue(program_id=program_id, currency=found.currency, by_type=by_type,
                       total_paid=sum(t.paid - t.refunded for t in by_type),
                       held=account["held"] if account else 0,
                       revenue_account_posted=account["posted"] if account else 0)
@@ -185,12 +164,8 @@ async def set_rate(ctx: Context, body: NewRate) -> Rate:
     effective = effective_from(ctx, body.effective_from)
     ctx.audit_target = f"fx-rate:{body.base}{body.quote}"
     async with ctx.transaction() as conn:
-        row = await conn.fetchrow(
-            """INSERT INTO fx_rates (base, quote, rate, effective_from, created_by) VALUES ($1, $2, $3, $4, $5)
-               ON CONFLICT (base, quote, effective_from) DO NOTHING RETURNING *""",
-            body.base, body.quote, rate, effective, ctx.admin.admin_id)
-        if row is None:
-            raise Conflict("a rate for this pair already applies from that moment")
+        row = await fee_schedules.add_rate(conn, body.base, body.quote, rate, effective,
+                                           ctx.admin.admin_id)
     ctx.services.engine.forget_rates()
     return rate_view(row)
 
@@ -198,8 +173,7 @@ async def set_rate(ctx: Context, body: NewRate) -> Rate:
 @route("GET", "/admin/fx-rates", channel=Channel.ADMIN, response=Rates,
        summary="Exchange rates, every version, newest first per pair", tags=("fees",))
 async def list_rates(ctx: Context, _: None) -> Rates:
-    rows = await ctx.pool.fetch("SELECT * FROM fx_rates ORDER BY base, quote, effective_from DESC")
-    return Rates(items=[rate_view(r) for r in rows])
+    return Rates(items=[rate_view(r) for r in await fee_schedules.rates(ctx.pool)])
 
 
 class FeeRun(Body):
@@ -214,11 +188,11 @@ class FeeRun(Body):
        summary="Run the recurring fee job for the current period now, then collect unpaid fees (idempotent)",
        tags=("fees",))
 async def run_fees(ctx: Context, _: None) -> FeeRun:
-    s = ctx.services
-    done = await charges.charge_recurring(s.pool, s.ledger, s.clock())
-    collected = await charges.collect_all(s.pool, s.ledger)
+    services = ctx.services
+    run = await fee_schedules.run_recurring(services.pool, services.ledger, services.clock())
+    done = run.charges
     async with ctx.transaction():
         pass  # the audit record of the run
     return FeeRun(charged=len(done), paid=sum(c.state == "PAID" for c in done),
                   unpaid=sum(c.state == "UNPAID" for c in done), waived=sum(c.state == "WAIVED" for c in done),
-                  collected=collected)
+                  collected=run.collected)

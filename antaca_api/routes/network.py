@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from antaca_api import card_transactions
 from antaca_api.errors import (ApiError, AuthorizationOutcomeUnknown, ClearPinRefused, FollowUpRefused,
                                NotFound, ValidationFailed)
 from antaca_api.routing import Channel, Context, route
@@ -164,21 +165,7 @@ class CardTransactions(Body):
 async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
     customer_id = ctx.path_id("customerId")
     async with ctx.pool.acquire() as conn:
-        if await conn.fetchval("SELECT 1 FROM customers WHERE id = $1 AND partner_id = $2", customer_id,
-                               ctx.partner_id) is None:
-            raise NotFound("no such customer")
-        rows = await conn.fetch(
-            """SELECT a.id, a.balance_id, a.type, a.amount, a.currency, a.decision, a.response_code, a.reason,
-                      a.approved_amount, a.merchant_name, a.created_at, a.billing_amount, a.transaction_fee,
-                      a.conversion_fee,
-                      coalesce((SELECT json_agg(json_build_object('kind', e.kind, 'amount', e.amount,
-                                                                  'createdAt', e.created_at) ORDER BY e.seq)
-                                FROM authorization_events e WHERE e.authorization_id = a.id), '[]') AS events
-               FROM balances b JOIN cards c ON c.balance_id = b.id
-               JOIN authorizations a ON a.card_id = c.id
-               WHERE b.customer_id = $1 ORDER BY a.seq""",
-            customer_id,
-        )
+        rows = await card_transactions.for_customer(conn, ctx.partner_id, customer_id)
     return CardTransactions(items=[
         CardTransaction(authorization_id=r["id"], balance_id=r["balance_id"], type=r["type"], amount=r["amount"],
                         currency=r["currency"], decision=r["decision"], response_code=r["response_code"],

@@ -11,15 +11,11 @@ import asyncpg
 from msgspec import Meta
 
 from antaca_api import partner_balances as repo
-from antaca_api.errors import IdempotencyConflict, InvalidAmount, NotFound
 from antaca_api.fields import Amount, Currency, Reference
 from antaca_api.partner_balances import PartnerBalanceKind
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body
 from antaca_auth.accounts import AccountKind, Balance, available_balance, posted_balance
-from antaca_auth.codes import TransferCode
-from antaca_auth.thresholds import rearm
-from antaca_auth.transfers import ResultCode, Transfer
 
 Threshold = Annotated[int, Meta(ge=0, le=2**63 - 1, description="minor units; alerts fire below it")]
 
@@ -56,11 +52,6 @@ def view(row: asyncpg.Record) -> PartnerBalance:
         created_at=row["created_at"])
 
 
-async def _partner_exists(conn: asyncpg.Connection, partner_id: uuid.UUID) -> None:
-    if await conn.fetchval("SELECT 1 FROM partners WHERE id = $1", partner_id) is None:
-        raise NotFound("no such partner")
-
-
 @route("POST", "/admin/partners/{partnerId}/balances", channel=Channel.ADMIN, roles=ADMIN_ONLY,
        body=NewPartnerBalance, response=PartnerBalance, status=201,
        summary="Create a partner deposit or credit balance (one of each kind per currency)",
@@ -68,11 +59,10 @@ async def _partner_exists(conn: asyncpg.Connection, partner_id: uuid.UUID) -> No
 async def create_partner_balance(ctx: Context, body: NewPartnerBalance) -> PartnerBalance:
     partner_id = ctx.path_id("partnerId")
     async with ctx.transaction() as conn:
-        await _partner_exists(conn, partner_id)
-        account_id = await repo.create(conn, ctx.services.ledger, partner_id, body.kind, body.currency,
-                                       body.low_balance_threshold)
-        ctx.audit_target = f"partner-balance:{account_id}"
-        return view(await repo.find(conn, partner_id, account_id))
+        row = await repo.open_for_partner(conn, ctx.services.ledger, partner_id, body.kind,
+                                          body.currency, body.low_balance_threshold)
+        ctx.audit_target = f"partner-balance:{row['account_id']}"
+    return view(row)
 
 
 @route("GET", "/admin/partners/{partnerId}/balances", channel=Channel.ADMIN, response=PartnerBalances,
@@ -80,8 +70,8 @@ async def create_partner_balance(ctx: Context, body: NewPartnerBalance) -> Partn
 async def list_partner_balances(ctx: Context, _: None) -> PartnerBalances:
     partner_id = ctx.path_id("partnerId")
     async with ctx.pool.acquire() as conn:
-        await _partner_exists(conn, partner_id)
-        return PartnerBalances(items=[view(r) for r in await repo.list_for(conn, partner_id)])
+        rows = await repo.balances_of_partner(conn, partner_id)
+    return PartnerBalances(items=[view(r) for r in rows])
 
 
 @route("GET", "/admin/partners/{partnerId}/balances/{balanceId}", channel=Channel.ADMIN, response=PartnerBalance,
@@ -102,9 +92,8 @@ async def set_threshold(ctx: Context, body: ThresholdChange) -> PartnerBalance:
     partner_id, account_id = ctx.path_id("partnerId"), ctx.path_id("balanceId")
     ctx.audit_target = f"partner-balance:{account_id}"
     async with ctx.transaction() as conn:
-        await repo.find(conn, partner_id, account_id)
-        await repo.set_threshold(conn, partner_id, account_id, body.low_balance_threshold)
-        return view(await repo.find(conn, partner_id, account_id))
+        row = await repo.change_threshold(conn, partner_id, account_id, body.low_balance_threshold)
+    return view(row)
 
 
 class PartnerReload(Body):
@@ -127,23 +116,11 @@ class PartnerReloadResult(Body):
 async def reload_partner_balance(ctx: Context, body: PartnerReload) -> PartnerReloadResult:
     partner_id, account_id = ctx.path_id("partnerId"), ctx.path_id("balanceId")
     ctx.audit_target = f"partner-balance:{account_id}"
-    ledger = ctx.services.ledger
-    async with ctx.pool.acquire() as conn:
-        row = await repo.find(conn, partner_id, account_id)
-    sponsor = await repo.ensure_sponsor(ledger, row["currency"])
-    transfer = Transfer(id=repo.reload_transfer_id(account_id, body.bank_reference), code=TransferCode.PARTNER_RELOAD,
-                        debit_account_id=sponsor, credit_account_id=account_id, amount=body.amount,
-                        currency=row["currency"], reference=body.bank_reference)
-    async with ctx.transaction() as conn:
-        (result,) = (await ledger.write_batch(conn, [transfer])).results
-        if result.code is ResultCode.EXISTS_WITH_DIFFERENT_FIELDS:
-            raise IdempotencyConflict("this bank reference was already booked with another amount")
-        if result.code is not ResultCode.OK and result.code is not ResultCode.EXISTS:
-            raise InvalidAmount("the balance cannot take this amount")
-        await rearm(conn, [account_id])
-        balance = view(await repo.find(conn, partner_id, account_id))
-    return PartnerReloadResult(transaction_id=transfer.id, amount=body.amount, bank_reference=body.bank_reference,
-                               replayed=result.code is ResultCode.EXISTS, balance=balance)
+    booked = await repo.reload(ctx.pool, ctx.services.ledger, partner_id, account_id, body.amount,
+                               body.bank_reference, transaction=ctx.transaction)
+    return PartnerReloadResult(transaction_id=booked.transfer_id, amount=body.amount,
+                               bank_reference=body.bank_reference, replayed=booked.replayed,
+                               balance=view(booked.balance))
 
 
 @route("GET", "/secure/partner/balances", channel=Channel.PARTNER, response=PartnerBalances,

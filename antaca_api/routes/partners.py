@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import enum
 import re
-import secrets
 import uuid
 from datetime import datetime
 
-import asyncpg
 import msgspec
 
 from typing import Annotated
 
 from msgspec import Meta
 
+from antaca_api import partners as repo
 from antaca_api.errors import NotFound
 from antaca_api.fields import Email, Name
-from antaca_api.pki import issue_client_certificate
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body
 
@@ -46,22 +44,8 @@ class Partners(Body):
     items: list[Partner]
 
 
-PARTNER_COLUMNS = "id, name, contact_email, webhook_url, status, created_at"
-
-
-async def _partner(conn: asyncpg.Connection, partner_id: uuid.UUID) -> Partner:
-    row = await conn.fetchrow(f"SELECT {PARTNER_COLUMNS} FROM partners WHERE id = $1", partner_id)
-    if row is None:
-        raise NotFound("no such partner")
-    return Partner(**dict(row))
-
-
 class NewPartnerResult(Partner, kw_only=True):
     webhook_secret: str  # HMAC-SHA256 key of its webhooks' signatures: shown here and on rotation only
-
-
-def new_webhook_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
 
 
 @route("POST", "/admin/partners", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewPartner, response=NewPartnerResult,
@@ -69,13 +53,10 @@ def new_webhook_secret() -> str:
 async def create_partner(ctx: Context, body: NewPartner) -> NewPartnerResult:
     partner_id = uuid.uuid4()
     ctx.audit_target = f"partner:{partner_id}"
-    secret = new_webhook_secret()
+    secret = repo.new_webhook_secret()
     async with ctx.transaction() as conn:
-        await conn.execute(
-            "INSERT INTO partners (id, name, contact_email, webhook_url, webhook_secret) VALUES ($1, $2, $3, $4, $5)",
-            partner_id, body.name, body.contact_email, body.webhook_url, secret,
-        )
-        partner = await _partner(conn, partner_id)
+        partner = Partner(**dict(await repo.create(conn, partner_id, body.name, body.contact_email,
+                                                   body.webhook_url, secret)))
     return NewPartnerResult(**msgspec.structs.asdict(partner), webhook_secret=secret)
 
 
@@ -91,10 +72,8 @@ async def set_partner_contact(ctx: Context, body: PartnerContact) -> Partner:
     partner_id = ctx.path_id("partnerId")
     ctx.audit_target = f"partner:{partner_id}"
     async with ctx.transaction() as conn:
-        await _partner(conn, partner_id)
-        await conn.execute("UPDATE partners SET contact_email = $2, webhook_url = $3 WHERE id = $1",
-                           partner_id, body.contact_email, body.webhook_url)
-        return await _partner(conn, partner_id)
+        row = await repo.set_contact(conn, partner_id, body.contact_email, body.webhook_url)
+    return Partner(**dict(row))
 
 
 class WebhookSecret(Body):
@@ -107,25 +86,23 @@ class WebhookSecret(Body):
 async def rotate_webhook_secret(ctx: Context, _: None) -> WebhookSecret:
     partner_id = ctx.path_id("partnerId")
     ctx.audit_target = f"partner:{partner_id}"
-    secret = new_webhook_secret()
+    secret = repo.new_webhook_secret()
     async with ctx.transaction() as conn:
-        await _partner(conn, partner_id)
-        await conn.execute("UPDATE partners SET webhook_secret = $2 WHERE id = $1", partner_id, secret)
+        await repo.set_webhook_secret(conn, partner_id, secret)
     return WebhookSecret(webhook_secret=secret)
 
 
 @route("GET", "/admin/partners", channel=Channel.ADMIN, response=Partners, summary="List partners",
        tags=("partners",))
 async def list_partners(ctx: Context, _: None) -> Partners:
-    rows = await ctx.pool.fetch(f"SELECT {PARTNER_COLUMNS} FROM partners ORDER BY created_at, id")
-    return Partners(items=[Partner(**dict(r)) for r in rows])
+    return Partners(items=[Partner(**dict(r)) for r in await repo.all_partners(ctx.pool)])
 
 
 @route("GET", "/admin/partners/{partnerId}", channel=Channel.ADMIN, response=Partner, summary="Get a partner",
        tags=("partners",))
 async def get_partner(ctx: Context, _: None) -> Partner:
     async with ctx.pool.acquire() as conn:
-        return await _partner(conn, ctx.path_id("partnerId"))
+        return Partner(**dict(await repo.find(conn, ctx.path_id("partnerId"))))
 
 
 class StatusChange(Body):
@@ -138,9 +115,7 @@ async def set_partner_status(ctx: Context, body: StatusChange) -> Partner:
     partner_id = ctx.path_id("partnerId")
     ctx.audit_target = f"partner:{partner_id}"
     async with ctx.transaction() as conn:
-        await _partner(conn, partner_id)
-        await conn.execute("UPDATE partners SET status = $2 WHERE id = $1", partner_id, str(body.status))
-        partner = await _partner(conn, partner_id)
+        partner = Partner(**dict(await repo.set_status(conn, partner_id, str(body.status))))
     ctx.services.credentials.clear()  # committed: the next request sees the new status
     return partner
 
@@ -169,7 +144,6 @@ class Certificates(Body):
 
 
 SERIAL = re.compile(r"[0-9a-f]{1,40}")
-CERTIFICATE_COLUMNS = "serial, partner_id, fingerprint, subject, not_before, not_after, certificate, revoked_at"
 
 
 @route("POST", "/admin/partners/{partnerId}/certificates", channel=Channel.ADMIN, roles=ADMIN_ONLY,
@@ -179,9 +153,8 @@ async def issue_certificate(ctx: Context, body: CertificateRequest) -> IssuedCer
     partner_id = ctx.path_id("partnerId")
     ca = ctx.services.ca
     async with ctx.transaction() as conn:
-        await _partner(conn, partner_id)
-        issued = await issue_client_certificate(conn, ca, body.csr, "partner", partner_id,
-                                                  background_cpu=ctx.services.background_cpu)
+        issued = await repo.issue_certificate(conn, ca, body.csr, partner_id,
+                                              background_cpu=ctx.services.background_cpu)
         ctx.audit_target = f"certificate:{issued.serial}"
     return IssuedCertificate(
         serial=issued.serial, partner_id=partner_id, fingerprint=issued.fingerprint, subject=issued.subject,
@@ -195,11 +168,7 @@ async def issue_certificate(ctx: Context, body: CertificateRequest) -> IssuedCer
 async def list_certificates(ctx: Context, _: None) -> Certificates:
     partner_id = ctx.path_id("partnerId")
     async with ctx.pool.acquire() as conn:
-        await _partner(conn, partner_id)
-        rows = await conn.fetch(
-            f"SELECT {CERTIFICATE_COLUMNS} FROM partner_certificates WHERE partner_id = $1 ORDER BY created_at",
-            partner_id,
-        )
+        rows = await repo.certificates(conn, partner_id)
     return Certificates(items=[Certificate(**dict(r)) for r in rows])
 
 
@@ -213,12 +182,6 @@ async def revoke_certificate(ctx: Context, _: None) -> Certificate:
         raise NotFound("no such certificate for this partner")
     ctx.audit_target = f"certificate:{serial}"
     async with ctx.transaction() as conn:
-        row = await conn.fetchrow(
-            f"""UPDATE partner_certificates SET revoked_at = coalesce(revoked_at, now())
-                WHERE partner_id = $1 AND serial = $2 RETURNING {CERTIFICATE_COLUMNS}""",
-            partner_id, serial,
-        )
-        if row is None:
-            raise NotFound("no such certificate for this partner")
+        row = await repo.revoke_certificate(conn, partner_id, serial)
     ctx.services.credentials.clear()  # committed: the certificate's next request is refused
     return Certificate(**dict(row))

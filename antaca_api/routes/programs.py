@@ -7,13 +7,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-import msgspec
 from msgspec import Meta
 
+from antaca_api import networks, programs
 from antaca_api.balances import check_currency
-from antaca_api.errors import InvalidProgram, NetworkExists, NotFound
+from antaca_api.errors import InvalidProgram
 from antaca_api.fields import Currency, Name
-from antaca_api.pki import issue_client_certificate
 from antaca_api.processors import PROCESSORS
 from antaca_api.routes.partners import CertificateRequest
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
@@ -80,32 +79,24 @@ async def create_program(ctx: Context, body: NewProgram) -> CardProgram:
     program_id = uuid.uuid4()
     ctx.audit_target = f"program:{program_id}"
     async with ctx.transaction() as conn:
-        if await conn.fetchval("SELECT 1 FROM partners WHERE id = $1", body.partner_id) is None:
-            raise NotFound("no such partner")
-        row = await conn.fetchrow(
-            """INSERT INTO card_programs (id, partner_id, name, bin_prefix, pan_length, currency, processor,
-                   funding_model, validity_months, processor_config)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) RETURNING *""",
-            program_id, body.partner_id, body.name, body.bin_prefix, body.pan_length, body.currency, body.processor,
-            str(body.funding_model), body.validity_months, msgspec.json.encode(body.processor_config).decode(),
-        )
+        row = await programs.create(
+            conn, program_id, body.partner_id, name=body.name, bin_prefix=body.bin_prefix,
+            pan_length=body.pan_length, currency=body.currency, processor=body.processor,
+            funding_model=str(body.funding_model), validity_months=body.validity_months,
+            processor_config=body.processor_config)
     return program_view(row)
 
 
 @route("GET", "/admin/programs", channel=Channel.ADMIN, response=CardPrograms, summary="List card programs",
        tags=("programs",))
 async def list_programs(ctx: Context, _: None) -> CardPrograms:
-    rows = await ctx.pool.fetch("SELECT * FROM card_programs ORDER BY created_at, id")
-    return CardPrograms(items=[program_view(r) for r in rows])
+    return CardPrograms(items=[program_view(r) for r in await programs.all_programs(ctx.pool)])
 
 
 @route("GET", "/admin/programs/{programId}", channel=Channel.ADMIN, response=CardProgram,
        summary="Get a card program", tags=("programs",))
 async def get_program(ctx: Context, _: None) -> CardProgram:
-    row = await ctx.pool.fetchrow("SELECT * FROM card_programs WHERE id = $1", ctx.path_id("programId"))
-    if row is None:
-        raise NotFound("no such card program")
-    return program_view(row)
+    return program_view(await programs.find(ctx.pool, ctx.path_id("programId")))
 
 
 class AuthorizationRules(Body):
@@ -124,10 +115,8 @@ async def set_authorization_rules(ctx: Context, body: AuthorizationRules) -> Car
     program_id = ctx.path_id("programId")
     ctx.audit_target = f"program:{program_id}"
     async with ctx.transaction() as conn:
-        row = await authorization_settings.set_program_rules(
+        row = await programs.set_authorization_rules(
             conn, program_id, body.stand_in_mode, body.stand_in_limit, body.ecommerce_without_cvc2)
-        if row is None:
-            raise NotFound("no such card program")
     return program_view(row)
 
 
@@ -160,10 +149,7 @@ async def change_network(ctx: Context, body: NetworkChanges) -> Network:
     network_id = ctx.path_id("networkId")
     ctx.audit_target = f"network:{network_id}"
     async with ctx.transaction() as conn:
-        row = await authorization_settings.set_network_deadline(conn, network_id,
-                                                                body.authorization_deadline_ms)
-        if row is None:
-            raise NotFound("no such network")
+        row = await networks.set_deadline(conn, network_id, body.authorization_deadline_ms)
     ctx.services.credentials.clear()  # the deadline travels with the network's certificate row
     return network_view(row)
 
@@ -174,12 +160,7 @@ async def create_network(ctx: Context, body: NewNetwork) -> Network:
     network_id = uuid.uuid4()
     ctx.audit_target = f"network:{network_id}"
     async with ctx.transaction() as conn:
-        row = await conn.fetchrow(
-            "INSERT INTO networks (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING *",
-            network_id, body.name,
-        )
-        if row is None:
-            raise NetworkExists()
+        row = await networks.create(conn, network_id, body.name)
     return network_view(row)
 
 
@@ -201,9 +182,7 @@ async def issue_network_certificate(ctx: Context, body: CertificateRequest) -> N
     network_id = ctx.path_id("networkId")
     ca = ctx.services.ca
     async with ctx.transaction() as conn:
-        if await conn.fetchval("SELECT 1 FROM networks WHERE id = $1", network_id) is None:
-            raise NotFound("no such network")
-        issued = await issue_client_certificate(conn, ca, body.csr, "network", network_id,
+        issued = await networks.issue_certificate(conn, ca, body.csr, network_id,
                                                   background_cpu=ctx.services.background_cpu)
         ctx.audit_target = f"certificate:{issued.serial}"
     return NetworkCertificate(serial=issued.serial, network_id=network_id, fingerprint=issued.fingerprint,

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import asyncpg
-
+from antaca_api import health as database_health
 from antaca_api import jwe
-from antaca_api.errors import DatabaseUnavailable
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body
 
@@ -19,12 +15,7 @@ class Health(Body):
 
 @route("GET", "/health", channel=Channel.PUBLIC, response=Health, summary="Service and database health")
 async def health(ctx: Context, _: None) -> Health:
-    try:
-        async with asyncio.timeout(1.0):
-            async with ctx.pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        raise DatabaseUnavailable() from None
+    await database_health.check_database(ctx.pool)
     return Health(status="ok", database="ok")
 
 

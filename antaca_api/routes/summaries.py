@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from antaca_api import summaries as repo
-from antaca_api.errors import NotFound
 from antaca_api.routing import Channel, Context, route
 from antaca_api.summaries import BalanceSummaries
 
@@ -13,7 +12,7 @@ from antaca_api.summaries import BalanceSummaries
        tags=("summaries",))
 async def global_summaries(ctx: Context, _: None) -> BalanceSummaries:
     async with ctx.pool.acquire() as conn:
-        return repo.assemble(await repo.global_totals(conn))
+        return await repo.global_summaries(conn)
 
 
 @route("GET", "/admin/partners/{partnerId}/summaries", channel=Channel.ADMIN, response=BalanceSummaries,
@@ -22,6 +21,4 @@ async def global_summaries(ctx: Context, _: None) -> BalanceSummaries:
 async def partner_summaries(ctx: Context, _: None) -> BalanceSummaries:
     partner_id = ctx.path_id("partnerId")
     async with ctx.pool.acquire() as conn:
-        if await conn.fetchval("SELECT 1 FROM partners WHERE id = $1", partner_id) is None:
-            raise NotFound("no such partner")
-        return repo.assemble(await repo.partner_totals(conn, partner_id))
+        return await repo.partner_summaries(conn, partner_id)

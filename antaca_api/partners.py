@@ -1,0 +1,104 @@
+"""Partners: onboarding, contact, status and webhook secret, and their client certificates."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+import asyncpg
+
+from antaca_api.errors import NotFound
+from antaca_api.pki import CertificateAuthority, IssuedCertificate, issue_client_certificate
+
+PARTNER_EXISTS = "SELECT 1 FROM partners WHERE id = $1"
+PARTNER = """
+    SELECT id, name, contact_email, webhook_url, status, created_at
+    FROM partners WHERE id = $1"""
+ALL_PARTNERS = """
+    SELECT id, name, contact_email, webhook_url, status, created_at
+    FROM partners ORDER BY created_at, id"""
+INSERT_PARTNER = """
+    INSERT INTO partners (id, name, contact_email, webhook_url, webhook_secret)
+    VALUES ($1, $2, $3, $4, $5)"""
+SET_CONTACT = "UPDATE partners SET contact_email = $2, webhook_url = $3 WHERE id = $1"
+SET_WEBHOOK_SECRET = "UPDATE partners SET webhook_secret = $2 WHERE id = $1"
+SET_STATUS = "UPDATE partners SET status = $2 WHERE id = $1"
+CERTIFICATES_OF_PARTNER = """
+    SELECT serial, partner_id, fingerprint, subject, not_before, not_after, certificate, revoked_at
+    FROM partner_certificates WHERE partner_id = $1 ORDER BY created_at"""
+REVOKE_CERTIFICATE = """
+    UPDATE partner_certificates SET revoked_at = coalesce(revoked_at, now())
+    WHERE partner_id = $1 AND serial = $2
+    RETURNING serial, partner_id, fingerprint, subject, not_before, not_after, certificate,
+              revoked_at"""
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+async def check_exists(conn: asyncpg.Connection, partner_id: uuid.UUID) -> None:
+    """Raise NotFound unless the partner exists."""
+    if await conn.fetchval(PARTNER_EXISTS, partner_id) is None:
+        raise NotFound("no such partner")
+
+
+async def find(conn: asyncpg.Connection, partner_id: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow(PARTNER, partner_id)
+    if row is None:
+        raise NotFound("no such partner")
+    return row
+
+
+async def all_partners(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch(ALL_PARTNERS)
+
+
+async def create(conn: asyncpg.Connection, partner_id: uuid.UUID, name: str,
+                 contact_email: str | None, webhook_url: str | None,
+                 webhook_secret: str) -> asyncpg.Record:
+    """Onboard a partner, in the caller's transaction."""
+    await conn.execute(INSERT_PARTNER, partner_id, name, contact_email, webhook_url, webhook_secret)
+    return await find(conn, partner_id)
+
+
+async def set_contact(conn: asyncpg.Connection, partner_id: uuid.UUID, contact_email: str | None,
+                      webhook_url: str | None) -> asyncpg.Record:
+    await find(conn, partner_id)
+    await conn.execute(SET_CONTACT, partner_id, contact_email, webhook_url)
+    return await find(conn, partner_id)
+
+
+async def set_webhook_secret(conn: asyncpg.Connection, partner_id: uuid.UUID, secret: str) -> None:
+    await find(conn, partner_id)
+    await conn.execute(SET_WEBHOOK_SECRET, partner_id, secret)
+
+
+async def set_status(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                     status: str) -> asyncpg.Record:
+    await find(conn, partner_id)
+    await conn.execute(SET_STATUS, partner_id, status)
+    return await find(conn, partner_id)
+
+
+async def issue_certificate(conn: asyncpg.Connection, ca: CertificateAuthority, csr_pem: str,
+                            partner_id: uuid.UUID, *, background_cpu=None) -> IssuedCertificate:
+    """Sign the partner's CSR and record the certificate, in the caller's transaction."""
+    await find(conn, partner_id)
+    return await issue_client_certificate(conn, ca, csr_pem, "partner", partner_id,
+                                          background_cpu=background_cpu)
+
+
+async def certificates(conn: asyncpg.Connection, partner_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The partner's certificates, oldest first."""
+    await find(conn, partner_id)
+    return await conn.fetch(CERTIFICATES_OF_PARTNER, partner_id)
+
+
+async def revoke_certificate(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                             serial: str) -> asyncpg.Record:
+    """Revoke the partner's certificate (again: no change); NotFound when not the partner's."""
+    row = await conn.fetchrow(REVOKE_CERTIFICATE, partner_id, serial)
+    if row is None:
+        raise NotFound("no such certificate for this partner")
+    return row

@@ -1,0 +1,53 @@
+"""Card programs: created for a partner, read by administrators."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import msgspec
+
+from antaca_api.errors import NotFound
+from antaca_api.partners import check_exists as check_partner_exists
+from antaca_auth import authorization_settings
+from antaca_auth.authorization_settings import StandInMode
+
+INSERT_PROGRAM = """
+    INSERT INTO card_programs (id, partner_id, name, bin_prefix, pan_length, currency, processor,
+        funding_model, validity_months, processor_config)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) RETURNING *"""
+ALL_PROGRAMS = "SELECT * FROM card_programs ORDER BY created_at, id"
+PROGRAM = "SELECT * FROM card_programs WHERE id = $1"
+
+
+async def create(conn: asyncpg.Connection, program_id: uuid.UUID, partner_id: uuid.UUID, *,
+                 name: str, bin_prefix: str, pan_length: int, currency: str, processor: str,
+                 funding_model: str, validity_months: int,
+                 processor_config: dict) -> asyncpg.Record:
+    """Record the partner's card program, in the caller's transaction."""
+    await check_partner_exists(conn, partner_id)
+    return await conn.fetchrow(INSERT_PROGRAM, program_id, partner_id, name, bin_prefix, pan_length,
+                               currency, processor, funding_model, validity_months,
+                               msgspec.json.encode(processor_config).decode())
+
+
+async def all_programs(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch(ALL_PROGRAMS)
+
+
+async def find(pool: asyncpg.Pool, program_id: uuid.UUID) -> asyncpg.Record:
+    row = await pool.fetchrow(PROGRAM, program_id)
+    if row is None:
+        raise NotFound("no such card program")
+    return row
+
+
+async def set_authorization_rules(conn: asyncpg.Connection, program_id: uuid.UUID,
+                                  stand_in_mode: StandInMode, stand_in_limit: int,
+                                  ecommerce_without_cvc2: bool) -> asyncpg.Record:
+    """Set the program's stand-in rule and CVC2 requirement; the program's row after."""
+    row = await authorization_settings.set_program_rules(
+        conn, program_id, stand_in_mode, stand_in_limit, ecommerce_without_cvc2)
+    if row is None:
+        raise NotFound("no such card program")
+    return row
