@@ -322,7 +322,8 @@ async def reload_customer_balance(
         reference=reference,
     )
     async with pool.acquire() as conn, conn.transaction():
-        await require_active(conn, balance_id)  # the balance row before any ledger account: the lock order
+        # The balance row before any ledger account: the lock order.
+        await require_active(conn, balance_id)
         (result,) = (await ledger.write_batch(conn, [transfer])).results
         if result.code is ResultCode.EXISTS_WITH_DIFFERENT_FIELDS:
             raise IdempotencyConflict()
@@ -338,7 +339,7 @@ async def reload_customer_balance(
     # are locked after the balance's, never while the top-up holds its funding account).
     try:
         await charges.collect_unpaid(pool, ledger, balance_id)
-    except (asyncpg.PostgresError, OSError):  # the top-up stands; the fee job's sweep collects later
+    except (asyncpg.PostgresError, OSError):  # the top-up stands; the fee job's sweep collects
         log.exception("collecting unpaid fees after a top-up failed")
     async with pool.acquire() as conn:
         balance = await customer_balance(conn, partner_id, customer_id, balance_id)

@@ -323,8 +323,9 @@ SET_PROCESSOR_REFERENCE = "UPDATE cards SET processor_ref = $2 WHERE id = $1"
 CARD_PROGRAM = "SELECT * FROM card_programs WHERE id = $1"
 
 
-async def customer_cards(conn: asyncpg.Connection, customer_id: uuid.UUID, partner_id: uuid.UUID | None,
-                         hidden: list[str], *, check_customer: bool) -> list[asyncpg.Record]:
+async def customer_cards(conn: asyncpg.Connection, customer_id: uuid.UUID,
+                         partner_id: uuid.UUID | None, hidden: list[str], *,
+                         check_customer: bool) -> list[asyncpg.Record]:
     """A customer's cards in issue order, leaving out the `hidden` states; with `check_customer`,
     an unknown customer (or, given a partner, another partner's) is NOT_FOUND."""
     if check_customer:
@@ -344,7 +345,8 @@ async def find_visible_card(conn: asyncpg.Connection, card_id: uuid.UUID, scope:
 
 
 async def issue_virtual(services: Services, holder: Holder, balance_id: uuid.UUID,
-                        program_id: uuid.UUID | None, actor: str) -> tuple[asyncpg.Record, CardSecrets]:
+                        program_id: uuid.UUID | None,
+                        actor: str) -> tuple[asyncpg.Record, CardSecrets]:
     """Issue a virtual card, ACTIVE with its data: its row and its data."""
     card_id, program = await start_card(services, holder, balance_id, program_id, "VIRTUAL", actor)
     secrets = await complete_virtual(services, card_id, program, actor)
@@ -369,26 +371,29 @@ async def order_physical(services: Services, holder: Holder, balance_id: uuid.UU
     from antaca_api.personalization import record_order
 
     card_id, program = await start_card(services, holder, balance_id, program_id, "PHYSICAL", actor,
-                                        name_on_card=name_on_card, delivery_address=delivery_address)
+                                        name_on_card=name_on_card,
+                                        delivery_address=delivery_address)
     processor = PROCESSORS[program["processor"]]
     async with services.pool.acquire() as conn:
         try:
             async with conn.transaction():
                 await find_card(conn, card_id, CardScope(None), lock=True)
                 await store_card_data(services, conn, card_id, program, CardState.ORDERED)
-                reference = await processor.order_physical(program_of(program), card_id, name_on_card,
-                                                           delivery_address, services.clock())
+                reference = await processor.order_physical(program_of(program), card_id,
+                                                           name_on_card, delivery_address,
+                                                           services.clock())
                 await conn.execute(SET_PROCESSOR_REFERENCE, card_id, reference)
                 await record_order(conn, card_id, reference, services)
                 if pin is not None:
                     row = await find_card(conn, card_id, CardScope(None), lock=True)
                     await set_pin(services, conn, row, pin, actor, at_order=True)
         except ProcessorError as exc:
-            await fail_card(services, conn, card_id, CardState.ORDERED, "ORDER_FAILED", str(exc), actor)
+            await fail_card(services, conn, card_id, CardState.ORDERED, "ORDER_FAILED", str(exc),
+                            actor)
         except BaseException:
             # Never leave an ORDERED card without data or order behind: it fails visibly instead.
-            await fail_card(services, conn, card_id, CardState.ORDERED, "ORDER_FAILED", "internal error",
-                            actor)
+            await fail_card(services, conn, card_id, CardState.ORDERED, "ORDER_FAILED",
+                            "internal error", actor)
             raise
         return await find_card(conn, card_id, CardScope(None))
 
@@ -427,11 +432,12 @@ async def network_lock(conn: asyncpg.Connection, fingerprint: str, reason: int,
     row = await conn.fetchrow(CARD_BY_FINGERPRINT, fingerprint)
     if row is None:
         raise NotFound("no such card")
-    return await change_state(conn, row, lambda status: cardstate.lock(status, reason), "LOCKED", actor,
-                              reason)
+    return await change_state(conn, row, lambda status: cardstate.lock(status, reason), "LOCKED",
+                              actor, reason)
 
 
-async def card_events(conn: asyncpg.Connection | asyncpg.Pool, card_id: uuid.UUID) -> list[asyncpg.Record]:
+async def card_events(conn: asyncpg.Connection | asyncpg.Pool,
+                      card_id: uuid.UUID) -> list[asyncpg.Record]:
     """Every state change of a card, oldest first; an unknown card is NOT_FOUND."""
     rows = await events_of(conn, card_id)
     if not rows:

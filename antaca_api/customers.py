@@ -116,15 +116,18 @@ async def partner_of_customer(conn: asyncpg.Connection | asyncpg.Pool,
 
 
 CUSTOMERS_PAGE = f"""
-    SELECT {CUSTOMER_COLUMNS} FROM customers WHERE partner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
+    SELECT {CUSTOMER_COLUMNS} FROM customers WHERE partner_id = $1 AND seq > $2
+    ORDER BY seq LIMIT $3"""
 UPDATE_CONTACT = """
     UPDATE customers SET email = coalesce($2, email), phone = coalesce($3, phone),
         address = coalesce($4::jsonb, address), updated_at = now()
     WHERE id = $1"""
-KYC_HISTORY = "SELECT status, source, reason, created_at FROM kyc_events WHERE customer_id = $1 ORDER BY id"
+KYC_HISTORY = """
+    SELECT status, source, reason, created_at FROM kyc_events WHERE customer_id = $1 ORDER BY id"""
 
 
-async def create_customer(conn: asyncpg.Connection, partner_id: uuid.UUID, fields: dict) -> asyncpg.Record:
+async def create_customer(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                          fields: dict) -> asyncpg.Record:
     """insert_customer, in the caller's transaction; the new customer's row."""
     customer_id = await insert_customer(conn, partner_id, fields)
     return await get_customer(conn, partner_id, customer_id)
@@ -137,7 +140,8 @@ async def customers_page(pool: asyncpg.Pool, partner_id: uuid.UUID, *, after: in
 
 
 async def update_contact(conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, *,
-                         email: str | None, phone: str | None, address: object | None) -> asyncpg.Record:
+                         email: str | None, phone: str | None,
+                         address: object | None) -> asyncpg.Record:
     """Change the contact data given (None keeps it), in the caller's transaction; the new row."""
     await get_customer(conn, partner_id, customer_id, lock=True)
     encoded_address = None if address is None else msgspec.json.encode(address).decode()

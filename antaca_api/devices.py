@@ -23,7 +23,9 @@ from antaca_api.tokens import hash_secret, new_secret
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 PAIRING_LENGTH = 10  # 50 bits, single use, short-lived
 
-INSERT_PAIRING_CODE = "INSERT INTO pairing_codes (code_hash, customer_id, expires_at) VALUES ($1, $2, $3)"
+INSERT_PAIRING_CODE = (
+    "INSERT INTO pairing_codes (code_hash, customer_id, expires_at) VALUES ($1, $2, $3)"
+)
 USE_PAIRING_CODE = """
     UPDATE pairing_codes SET used_at = $2
     WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2
@@ -60,8 +62,9 @@ class Pairing:
     expires_at: datetime
 
 
-async def create_pairing_code(conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID,
-                              expires_at: datetime) -> str:
+async def create_pairing_code(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, expires_at: datetime
+) -> str:
     """A one-time pairing code for the partner's customer, valid until `expires_at`."""
     code = "".join(secrets.choice(PAIRING_ALPHABET) for _ in range(PAIRING_LENGTH))
     await get_customer(conn, partner_id, customer_id)
@@ -69,17 +72,27 @@ async def create_pairing_code(conn: asyncpg.Connection, partner_id: uuid.UUID, c
     return code
 
 
-async def start_session(conn: asyncpg.Connection, installation_id: uuid.UUID, customer_id: uuid.UUID,
-                        expires_at: datetime) -> str:
+async def start_session(
+    conn: asyncpg.Connection,
+    installation_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    expires_at: datetime,
+) -> str:
     """A new session token for an installation, valid until `expires_at`."""
     token, token_hash = new_secret()
     await conn.execute(INSERT_SESSION, token_hash, installation_id, customer_id, expires_at)
     return token
 
 
-async def pair(conn: asyncpg.Connection, pairing_code: str, device_id: str, *,
-               clock: Callable[[], datetime], session_ttl: int) -> Pairing:
-    """Use a pairing code: a new installation on the device, and a session, in the caller's transaction."""
+async def pair(
+    conn: asyncpg.Connection,
+    pairing_code: str,
+    device_id: str,
+    *,
+    clock: Callable[[], datetime],
+    session_ttl: int,
+) -> Pairing:
+    """Use a pairing code, in the caller's transaction: a new installation and its session."""
     now = clock()
     row = await conn.fetchrow(USE_PAIRING_CODE, hash_secret(pairing_code.strip().upper()), now)
     if row is None:
@@ -93,12 +106,23 @@ async def pair(conn: asyncpg.Connection, pairing_code: str, device_id: str, *,
     await conn.execute(INSERT_INSTALLATION, installation_id, customer_id, device_id, secret_hash)
     expires_at = clock() + timedelta(seconds=session_ttl)
     token = await start_session(conn, installation_id, customer_id, expires_at)
-    return Pairing(customer_id=customer_id, installation_id=installation_id, installation_secret=secret,
-                   session_token=token, expires_at=expires_at)
+    return Pairing(
+        customer_id=customer_id,
+        installation_id=installation_id,
+        installation_secret=secret,
+        session_token=token,
+        expires_at=expires_at,
+    )
 
 
-async def authenticate(conn: asyncpg.Connection, installation_id: uuid.UUID, installation_secret: str, *,
-                       clock: Callable[[], datetime], session_ttl: int) -> tuple[str, datetime]:
+async def authenticate(
+    conn: asyncpg.Connection,
+    installation_id: uuid.UUID,
+    installation_secret: str,
+    *,
+    clock: Callable[[], datetime],
+    session_ttl: int,
+) -> tuple[str, datetime]:
     """A new session (token, expiry) for an active installation's credentials."""
     row = await conn.fetchrow(INSTALLATION_CREDENTIALS, installation_id)
     # Compare even when the installation is unknown, so timing says nothing.

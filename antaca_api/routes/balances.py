@@ -171,10 +171,12 @@ class ReloadResult(Body):
        tags=("balances",))
 async def reload(ctx: Context, body: Reload) -> ReloadResult:
     outcome = await repo.reload_customer_balance(
-        ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id, customer_id=ctx.path_id("customerId"),
-        balance_id=ctx.path_id("balanceId"), amount=body.amount, reference=body.reference)
-    return ReloadResult(transaction_id=outcome.transaction_id, amount=body.amount, reference=body.reference,
-                        replayed=outcome.replayed, balance=balance_view(outcome.balance))
+        ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id,
+        customer_id=ctx.path_id("customerId"), balance_id=ctx.path_id("balanceId"),
+        amount=body.amount, reference=body.reference)
+    return ReloadResult(transaction_id=outcome.transaction_id, amount=body.amount,
+                        reference=body.reference, replayed=outcome.replayed,
+                        balance=balance_view(outcome.balance))
 
 
 async def _change_state(ctx: Context, action: str) -> BalanceView:
@@ -198,7 +200,8 @@ for _action, _summary in (
 @route("GET", "/secure/balances/{balanceId}", channel=Channel.PARTNER, response=BalanceView,
        summary="Get any of the partner's balances (customer or corporate)", tags=("balances",))
 async def get_partner_balance(ctx: Context, _: None) -> BalanceView:
-    return balance_view(await repo.partner_balance(ctx.pool, ctx.partner_id, ctx.path_id("balanceId")))
+    row = await repo.partner_balance(ctx.pool, ctx.partner_id, ctx.path_id("balanceId"))
+    return balance_view(row)
 
 
 # --- customer channel ------------------------------------------------------------------------

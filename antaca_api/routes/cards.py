@@ -153,7 +153,8 @@ ME, SECURE, ADMIN = "/customers/me/cards", "/secure/customers/{customerId}/cards
 
 
 async def _virtual(ctx: Context, holder: repo.Holder, balance_id: uuid.UUID, program_id: uuid.UUID | None):
-    row, secrets = await repo.issue_virtual(ctx.services, holder, balance_id, program_id, actor(ctx))
+    row, secrets = await repo.issue_virtual(ctx.services, holder, balance_id, program_id,
+                                            actor(ctx))
     if ctx.admin is not None:
         ctx.audit_target = f"card:{row['id']}"
         return summary(row)  # administrators never see card data
@@ -187,15 +188,16 @@ class PendingCard(Body):
           summary="Issue a virtual card in the background: 202 with the card id, PENDING")
 async def issue_virtual_async(ctx: Context, body: NewVirtualCard) -> PendingCard:
     holder = await customer_holder(ctx)
-    card_id = await repo.issue_virtual_in_background(ctx.services, holder, body.balance_id, body.program_id,
-                                                     actor(ctx))
+    card_id = await repo.issue_virtual_in_background(ctx.services, holder, body.balance_id,
+                                                     body.program_id, actor(ctx))
     return PendingCard(card_id=card_id, status=CardState.PENDING)
 
 
 async def _physical(ctx: Context, holder: repo.Holder, body, pin: str | None = None) -> CardSummary:
     row = await repo.order_physical(
-        ctx.services, holder, body.balance_id, body.program_id, actor(ctx), name_on_card=body.name_on_card,
-        delivery_address=msgspec.to_builtins(body.delivery_address), pin=pin)
+        ctx.services, holder, body.balance_id, body.program_id, actor(ctx),
+        name_on_card=body.name_on_card, delivery_address=msgspec.to_builtins(body.delivery_address),
+        pin=pin)
     if ctx.admin is not None:
         ctx.audit_target = f"card:{row['id']}"
     return summary(row)
@@ -294,8 +296,9 @@ async def card_events(ctx: Context, _: None) -> CardEvents:
 async def _transition(ctx: Context, rule, event: str, reason: int | None = None) -> CardSummary:
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:
-        row = await repo.transition(conn, card_id, scope(ctx), hide_ordered=ctx.customer is not None,
-                                    rule=rule, event=event, actor=actor(ctx), reason=reason)
+        row = await repo.transition(conn, card_id, scope(ctx),
+                                    hide_ordered=ctx.customer is not None, rule=rule, event=event,
+                                    actor=actor(ctx), reason=reason)
         if ctx.admin is not None:
             ctx.audit_target = f"card:{row['id']}"
         return summary(row)
@@ -343,8 +346,8 @@ async def remove(ctx: Context, _: None) -> CardSummary:
 async def reset_cvv(ctx: Context, _: None):
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:
-        row = await repo.reset_visible_cvv(conn, card_id, scope(ctx), hide_ordered=ctx.customer is not None,
-                                           actor=actor(ctx))
+        row = await repo.reset_visible_cvv(conn, card_id, scope(ctx),
+                                           hide_ordered=ctx.customer is not None, actor=actor(ctx))
     if ctx.admin is not None:
         ctx.audit_target = f"card:{row['id']}"
         return summary(row)  # the holder reads the new CVC2 in their app
@@ -360,8 +363,9 @@ class SetPin(Body):
 async def set_pin(ctx: Context, body: SetPin) -> None:
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:
-        await repo.set_visible_pin(ctx.services, conn, card_id, scope(ctx), hide_ordered=ctx.customer is not None,
-                                   pin=body.pin, actor=actor(ctx))
+        await repo.set_visible_pin(ctx.services, conn, card_id, scope(ctx),
+                                   hide_ordered=ctx.customer is not None, pin=body.pin,
+                                   actor=actor(ctx))
 
 
 # --- network channel -------------------------------------------------------------------------

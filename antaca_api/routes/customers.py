@@ -75,7 +75,8 @@ def customer_view(row) -> Customer:
        summary="Register a customer (kycStatus NOT_VERIFIED)", tags=("customers",))
 async def create_customer(ctx: Context, body: NewCustomer) -> Customer:
     async with ctx.transaction() as conn:
-        return customer_view(await repo.create_customer(conn, ctx.partner_id, msgspec.structs.asdict(body)))
+        row = await repo.create_customer(conn, ctx.partner_id, msgspec.structs.asdict(body))
+        return customer_view(row)
 
 
 @route("GET", "/secure/customers", channel=Channel.PARTNER, response=Customers,
@@ -100,8 +101,9 @@ async def get_customer(ctx: Context, _: None) -> Customer:
 async def update_customer(ctx: Context, body: CustomerUpdate) -> Customer:
     customer_id = ctx.path_id("customerId")
     async with ctx.transaction() as conn:
-        return customer_view(await repo.update_contact(conn, ctx.partner_id, customer_id, email=body.email,
-                                                       phone=body.phone, address=body.address))
+        row = await repo.update_contact(conn, ctx.partner_id, customer_id, email=body.email,
+                                        phone=body.phone, address=body.address)
+        return customer_view(row)
 
 
 @route("GET", "/customers/me", channel=Channel.CUSTOMER, response=Customer, summary="The signed-in customer",
@@ -174,7 +176,8 @@ async def register_by_app(ctx: Context, body: KycDocument) -> KycResult:
 async def set_kyc(ctx: Context, body: PartnerKyc) -> KycResult:
     customer_id = ctx.path_id("customerId")
     async with ctx.transaction() as conn:
-        await repo.set_partner_kyc(conn, ctx.partner_id, customer_id, KycStatus(body.status), body.reason)
+        await repo.set_partner_kyc(conn, ctx.partner_id, customer_id, KycStatus(body.status),
+                                   body.reason)
     return KycResult(customer_id=customer_id, kyc_status=KycStatus(body.status), reason=body.reason)
 
 

@@ -59,8 +59,8 @@ async def pair(ctx: Context, body: Pair) -> Pairing:
         pairing = await repo.pair(conn, body.pairing_code, body.device_id, clock=ctx.services.clock,
                                   session_ttl=ctx.services.settings.session_ttl)
     return Pairing(customer_id=pairing.customer_id, installation_id=pairing.installation_id,
-                   installation_secret=pairing.installation_secret, session_token=pairing.session_token,
-                   expires_at=pairing.expires_at)
+                   installation_secret=pairing.installation_secret,
+                   session_token=pairing.session_token, expires_at=pairing.expires_at)
 
 
 class Authenticate(Body):
@@ -78,9 +78,9 @@ class Session(Body):
        tags=("devices",))
 async def authenticate(ctx: Context, body: Authenticate) -> Session:
     async with ctx.transaction() as conn:
-        token, expires_at = await repo.authenticate(conn, body.installation_id, body.installation_secret,
-                                                    clock=ctx.services.clock,
-                                                    session_ttl=ctx.services.settings.session_ttl)
+        token, expires_at = await repo.authenticate(
+            conn, body.installation_id, body.installation_secret, clock=ctx.services.clock,
+            session_ttl=ctx.services.settings.session_ttl)
     return Session(session_token=token, expires_at=expires_at)
 
 
