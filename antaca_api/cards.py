@@ -328,10 +328,9 @@ async def customer_cards(conn: asyncpg.Connection, customer_id: uuid.UUID,
                          check_customer: bool) -> list[asyncpg.Record]:
     """A customer's cards in issue order, leaving out the `hidden` states; with `check_customer`,
     an unknown customer (or, given a partner, another partner's) is NOT_FOUND."""
-    if check_customer:
-        # An empty list would answer for customers that are not the caller's to ask about.
-        if await conn.fetchval(KNOWN_CUSTOMER, customer_id, partner_id) is None:
-            raise NotFound("no such customer")
+    # An empty list would answer for customers that are not the caller's to ask about.
+    if check_customer and await conn.fetchval(KNOWN_CUSTOMER, customer_id, partner_id) is None:
+        raise NotFound("no such customer")
     return await conn.fetch(CUSTOMER_CARDS, customer_id, partner_id, hidden)
 
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from antaca_api.admins import (add_admin_user, admin_users, audit_entries, hash_admin_password,
-                               open_session, revoke_session)
+from antaca_api.admins import (
+    add_admin_user,
+    admin_users,
+    audit_entries,
+    hash_admin_password,
+    open_session,
+    revoke_session,
+)
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, Role, route
 from antaca_api.schema import Body, Page
 from antaca_api.tokens import bearer_token
