@@ -18,12 +18,19 @@ from antaca_api.background_cpu import BackgroundCpu
 from antaca_api.errors import AdminExists, InvalidCredentials, ValidationFailed
 from antaca_api.passwords import DUMMY_HASH, hash_password, verify_password
 from antaca_api.routing import Role
-from antaca_api.tokens import new_secret
+from antaca_api.tokens import hash_secret, new_secret
 
 MIN_PASSWORD = 12
 
 ADMIN_CREDENTIALS = """
     SELECT id, password_hash, role FROM admin_users WHERE email = lower($1) AND active"""
+REVOKE_SESSION = "UPDATE admin_sessions SET revoked_at = now() WHERE token_hash = $1"
+ADMIN_USER = "SELECT id, email, role, active, created_at FROM admin_users WHERE id = $1"
+ADMIN_USERS = "SELECT id, email, role, active, created_at FROM admin_users ORDER BY created_at"
+AUDIT_ENTRIES = """
+    SELECT l.id, l.admin_id, a.email AS admin_email, l.action, l.target, l.created_at
+    FROM audit_log l JOIN admin_users a ON a.id = l.admin_id
+    WHERE l.id < $1 ORDER BY l.id DESC LIMIT $2"""
 
 
 async def _hashing(background_cpu: BackgroundCpu | None, func: Callable[..., Any],
@@ -80,3 +87,25 @@ async def open_session(
         token_hash, row["id"], expires_at,
     )
     return token, expires_at, Role(row["role"])
+
+
+async def revoke_session(conn: asyncpg.Connection, token: str) -> None:
+    """End the session opened with this token (an unknown token changes nothing)."""
+    await conn.execute(REVOKE_SESSION, hash_secret(token))
+
+
+async def add_admin_user(conn: asyncpg.Connection, email: str, password_hash: str,
+                         role: Role) -> asyncpg.Record:
+    """insert_admin_user, in the caller's transaction; the new administrator's row."""
+    admin_id = await insert_admin_user(conn, email, password_hash, role)
+    return await conn.fetchrow(ADMIN_USER, admin_id)
+
+
+async def admin_users(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Every administrator, oldest first."""
+    return await pool.fetch(ADMIN_USERS)
+
+
+async def audit_entries(pool: asyncpg.Pool, *, before: int, limit: int) -> list[asyncpg.Record]:
+    """Audit log entries with ids below `before`, newest first (cursor pagination)."""
+    return await pool.fetch(AUDIT_ENTRIES, before, limit)

@@ -7,23 +7,37 @@ Users' and corporations' money lives in ledger accounts that can never go below 
 from __future__ import annotations
 
 import enum
+import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 
+from antaca_auth import charges
 from antaca_auth.charges import charge_flat
+from antaca_api.customers import get_customer, require_verified
 from antaca_api.errors import (
     BalanceNotActive,
     BalanceNotEmpty,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InsufficientPartnerCredit,
     InvalidStateTransition,
     NotFound,
     ProgramCurrencyMismatch,
     UnsupportedCurrency,
 )
 from antaca_auth.accounts import AccountKind, Balance, NewAccount, available_balance, posted_balance
+from antaca_auth.codes import TransferCode
 from antaca_auth.fees import FeeType
-from antaca_auth.ledger import Ledger
+from antaca_auth.ledger import Ledger, Statement
+from antaca_auth.thresholds import check_crossings
+from antaca_auth.transfers import ResultCode, Transfer
+
+log = logging.getLogger(__name__)
+
+RELOAD_NAMESPACE = uuid.UUID("0f5d7a52-3c1b-4f7e-8d0e-6f1b2a9c4e11")
 
 
 class BalanceState(enum.StrEnum):
@@ -57,6 +71,15 @@ BALANCE_VIEW = """
     SELECT b.id, b.partner_id, b.customer_id, b.corporation_id, b.currency, b.state, b.created_at, b.seq,
            a.id AS account_id, a.kind, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending
     FROM balances b JOIN accounts a ON a.id = b.account_id"""
+
+CUSTOMER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.customer_id = $2 AND b.partner_id = $3"
+CUSTOMER_BALANCES = BALANCE_VIEW + " WHERE b.customer_id = $1 AND b.partner_id = $2 ORDER BY b.seq"
+PARTNER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.partner_id = $2"
+BALANCE_BY_ID = BALANCE_VIEW + " WHERE b.id = $1"
+
+CARDS_UNDER = """
+    SELECT id, balance_id, kind, state, bin, last4 FROM cards
+    WHERE balance_id = ANY($1::uuid[]) AND state <> ALL($2::text[]) ORDER BY seq"""
 
 
 def counters(row: asyncpg.Record) -> Balance:
@@ -183,3 +206,142 @@ async def partner_account(
         partner_id, currency, str(kind), account_id,
     )
     return account_id
+
+
+async def customer_balance(conn: asyncpg.Connection | asyncpg.Pool, partner_id: uuid.UUID,
+                           customer_id: uuid.UUID, balance_id: uuid.UUID) -> asyncpg.Record:
+    """A customer's balance row (BALANCE_VIEW); another customer's or partner's is NOT_FOUND."""
+    row = await conn.fetchrow(CUSTOMER_BALANCE, balance_id, customer_id, partner_id)
+    if row is None:
+        raise NotFound("no such balance")
+    return row
+
+
+async def partner_balance(conn: asyncpg.Connection | asyncpg.Pool, partner_id: uuid.UUID,
+                          balance_id: uuid.UUID) -> asyncpg.Record:
+    """Any of the partner's balances (customer or corporate); another partner's is NOT_FOUND."""
+    row = await conn.fetchrow(PARTNER_BALANCE, balance_id, partner_id)
+    if row is None:
+        raise NotFound("no such balance")
+    return row
+
+
+async def balance_by_id(conn: asyncpg.Connection, balance_id: uuid.UUID) -> asyncpg.Record:
+    """A balance row (BALANCE_VIEW) the caller has already checked it may see."""
+    return await conn.fetchrow(BALANCE_BY_ID, balance_id)
+
+
+async def cards_under(conn: asyncpg.Connection, balance_ids: list[uuid.UUID],
+                      hidden: list[str]) -> dict[uuid.UUID, list[asyncpg.Record]]:
+    """Each balance's cards in issue order, leaving out those in the `hidden` states."""
+    by_balance: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for row in await conn.fetch(CARDS_UNDER, balance_ids, hidden):
+        by_balance.setdefault(row["balance_id"], []).append(row)
+    return by_balance
+
+
+async def open_customer_balance(
+    conn: asyncpg.Connection, ledger: Ledger, *, partner_id: uuid.UUID, customer_id: uuid.UUID,
+    currency: str, program_id: uuid.UUID | None, at: datetime,
+) -> asyncpg.Record:
+    """Open a balance for a VERIFIED customer, in the caller's transaction; returns its row."""
+    await require_verified(conn, partner_id, customer_id)
+    balance_id = await open_balance(conn, ledger, partner_id=partner_id, currency=currency,
+                                    customer_id=customer_id, program_id=program_id, at=at)
+    return await customer_balance(conn, partner_id, customer_id, balance_id)
+
+
+async def customer_balances(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, hidden: list[str],
+) -> tuple[list[asyncpg.Record], dict[uuid.UUID, list[asyncpg.Record]]]:
+    """The customer's balance rows in opening order, and each one's cards (cards_under)."""
+    await get_customer(conn, partner_id, customer_id)
+    rows = await conn.fetch(CUSTOMER_BALANCES, customer_id, partner_id)
+    return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
+
+
+async def customer_balance_with_cards(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, balance_id: uuid.UUID,
+    hidden: list[str],
+) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """One of the customer's balance rows and its cards (cards_under)."""
+    row = await customer_balance(conn, partner_id, customer_id, balance_id)
+    cards = await cards_under(conn, [row["id"]], hidden)
+    return row, cards.get(row["id"], [])
+
+
+async def customer_statement(
+    pool: asyncpg.Pool, ledger: Ledger, *, partner_id: uuid.UUID, customer_id: uuid.UUID,
+    balance_id: uuid.UUID, after: int, limit: int,
+) -> tuple[asyncpg.Record, Statement | None]:
+    """A customer's balance row and its ledger statement from `after` (cursor pagination)."""
+    async with pool.acquire() as conn:
+        row = await customer_balance(conn, partner_id, customer_id, balance_id)
+    return row, await ledger.statement(row["account_id"], after=after, limit=limit)
+
+
+async def change_customer_balance_state(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, balance_id: uuid.UUID,
+    action: str,
+) -> asyncpg.Record:
+    """Block, unblock or close a customer's balance, in the caller's transaction; its new row."""
+    await customer_balance(conn, partner_id, customer_id, balance_id)
+    await change_state(conn, balance_id, action)
+    return await customer_balance(conn, partner_id, customer_id, balance_id)
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload booked: its transfer, whether it was a replay, and the balance after it."""
+
+    transaction_id: uuid.UUID
+    replayed: bool  # the reference had already been booked: nothing moved this time
+    balance: asyncpg.Record
+
+
+async def reload_customer_balance(
+    pool: asyncpg.Pool, ledger: Ledger, *, partner_id: uuid.UUID, customer_id: uuid.UUID,
+    balance_id: uuid.UUID, amount: int, reference: str,
+) -> ReloadOutcome:
+    """Top up a customer's balance, idempotently per reference, from the partner's credit balance
+    (CREDIT-model programs in its currency) or else its external funding account."""
+    # Imported here: partner_balances imports this module.
+    from antaca_api.partner_balances import credit_account
+
+    async with pool.acquire() as conn:
+        row = await customer_balance(conn, partner_id, customer_id, balance_id)
+        credit = await credit_account(conn, partner_id, row["currency"])
+        if credit is None:
+            async with conn.transaction():
+                funding = await partner_account(conn, ledger, partner_id, row["currency"],
+                                                AccountKind.EXTERNAL_FUNDING)
+    transfer = Transfer(
+        id=uuid.uuid5(RELOAD_NAMESPACE, f"{balance_id}:{reference}"),
+        code=TransferCode.BALANCE_RELOAD, debit_account_id=credit or funding,
+        credit_account_id=row["account_id"], amount=amount, currency=row["currency"],
+        reference=reference,
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        # The balance row before any ledger account: the lock order.
+        await require_active(conn, balance_id)
+        (result,) = (await ledger.write_batch(conn, [transfer])).results
+        if result.code is ResultCode.EXISTS_WITH_DIFFERENT_FIELDS:
+            raise IdempotencyConflict()
+        if result.code is ResultCode.EXCEEDS_CREDITS and credit is not None:
+            raise InsufficientPartnerCredit()
+        if result.code in (ResultCode.EXCEEDS_CREDITS, ResultCode.OVERFLOWS_CREDITS,
+                           ResultCode.OVERFLOWS_DEBITS):
+            raise InsufficientFunds("the balance cannot take this amount")
+        assert result.code in (ResultCode.OK, ResultCode.EXISTS), result.code
+        if credit is not None:
+            await check_crossings(conn, [credit])
+    # Money arrived: unpaid fees are collected now, in their own transaction (fee revenue accounts
+    # are locked after the balance's, never while the top-up holds its funding account).
+    try:
+        await charges.collect_unpaid(pool, ledger, balance_id)
+    except (asyncpg.PostgresError, OSError):  # the top-up stands; the fee job's sweep collects
+        log.exception("collecting unpaid fees after a top-up failed")
+    async with pool.acquire() as conn:
+        balance = await customer_balance(conn, partner_id, customer_id, balance_id)
+    return ReloadOutcome(transaction_id=transfer.id, replayed=result.code is ResultCode.EXISTS,
+                         balance=balance)

@@ -32,7 +32,8 @@ from antaca_api.errors import (
 from antaca_auth.charges import CARD_CREATION, charge_flat, refund_flat
 from antaca_api.processors import PROCESSORS, ProcessorError, Program
 from antaca_api.services import Services
-from antaca_auth.card_events import SYSTEM_ACTOR, record_event
+from antaca_auth import cardstate
+from antaca_auth.card_events import SYSTEM_ACTOR, events_of, record_event
 from antaca_auth.cardstate import (CARD_TESTING_LOCK_REASONS, PIN_TRIES_LOCK_REASONS, CardState,
                                    CardStatus, CardTransitionError, pin_problem, usable_for_data)
 
@@ -308,3 +309,136 @@ async def set_pin(services: Services, conn: asyncpg.Connection, row: asyncpg.Rec
     await PROCESSORS[program["processor"]].set_pin(program_of(program), row["id"])
     state = CardState(row["state"])
     await record_event(conn, row["id"], "PIN_SET", actor, state, state)
+
+
+# The partner filter is written unlike find_card's, so that each check is its own mutation target.
+KNOWN_CUSTOMER = "SELECT 1 FROM customers WHERE id = $1 AND (partner_id = $2 OR $2::uuid IS NULL)"
+CUSTOMER_CARDS = f"""
+    SELECT {CARD_COLUMNS} FROM cards c
+    WHERE c.customer_id = $1 AND (c.partner_id = $2 OR $2::uuid IS NULL)
+      AND c.state <> ALL($3::text[])
+    ORDER BY c.seq"""
+CARD_BY_FINGERPRINT = f"SELECT {CARD_COLUMNS} FROM cards c WHERE c.pan_fingerprint = $1 FOR UPDATE"
+SET_PROCESSOR_REFERENCE = "UPDATE cards SET processor_ref = $2 WHERE id = $1"
+CARD_PROGRAM = "SELECT * FROM card_programs WHERE id = $1"
+
+
+async def customer_cards(conn: asyncpg.Connection, customer_id: uuid.UUID,
+                         partner_id: uuid.UUID | None, hidden: list[str], *,
+                         check_customer: bool) -> list[asyncpg.Record]:
+    """A customer's cards in issue order, leaving out the `hidden` states; with `check_customer`,
+    an unknown customer (or, given a partner, another partner's) is NOT_FOUND."""
+    # An empty list would answer for customers that are not the caller's to ask about.
+    if check_customer and await conn.fetchval(KNOWN_CUSTOMER, customer_id, partner_id) is None:
+        raise NotFound("no such customer")
+    return await conn.fetch(CUSTOMER_CARDS, customer_id, partner_id, hidden)
+
+
+async def find_visible_card(conn: asyncpg.Connection, card_id: uuid.UUID, scope: CardScope, *,
+                            hide_ordered: bool, lock: bool = False) -> asyncpg.Record:
+    """find_card, and with `hide_ordered` (the app) an ORDERED card is NOT_FOUND too."""
+    row = await find_card(conn, card_id, scope, lock=lock)
+    if hide_ordered and row["state"] == CardState.ORDERED:
+        raise NotFound("no such card")  # not the user's until the processor's report links it
+    return row
+
+
+async def issue_virtual(services: Services, holder: Holder, balance_id: uuid.UUID,
+                        program_id: uuid.UUID | None,
+                        actor: str) -> tuple[asyncpg.Record, CardSecrets]:
+    """Issue a virtual card, ACTIVE with its data: its row and its data."""
+    card_id, program = await start_card(services, holder, balance_id, program_id, "VIRTUAL", actor)
+    secrets = await complete_virtual(services, card_id, program, actor)
+    async with services.pool.acquire() as conn:
+        row = await find_card(conn, card_id, CardScope(None))
+    return row, secrets
+
+
+async def issue_virtual_in_background(services: Services, holder: Holder, balance_id: uuid.UUID,
+                                      program_id: uuid.UUID | None, actor: str) -> uuid.UUID:
+    """Record a PENDING virtual card and generate its data in the background; its id."""
+    card_id, program = await start_card(services, holder, balance_id, program_id, "VIRTUAL", actor)
+    services.spawn(complete_virtual_in_background(services, card_id, program, actor))
+    return card_id
+
+
+async def order_physical(services: Services, holder: Holder, balance_id: uuid.UUID,
+                         program_id: uuid.UUID | None, actor: str, *, name_on_card: str,
+                         delivery_address: dict, pin: str | None = None) -> asyncpg.Record:
+    """Order a physical card from its processor (ORDERED, or FAILED with the reason); its row."""
+    # Imported here: personalization imports this module.
+    from antaca_api.personalization import record_order
+
+    card_id, program = await start_card(services, holder, balance_id, program_id, "PHYSICAL", actor,
+                                        name_on_card=name_on_card,
+                                        delivery_address=delivery_address)
+    processor = PROCESSORS[program["processor"]]
+    async with services.pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                await find_card(conn, card_id, CardScope(None), lock=True)
+                await store_card_data(services, conn, card_id, program, CardState.ORDERED)
+                reference = await processor.order_physical(program_of(program), card_id,
+                                                           name_on_card, delivery_address,
+                                                           services.clock())
+                await conn.execute(SET_PROCESSOR_REFERENCE, card_id, reference)
+                await record_order(conn, card_id, reference, services)
+                if pin is not None:
+                    row = await find_card(conn, card_id, CardScope(None), lock=True)
+                    await set_pin(services, conn, row, pin, actor, at_order=True)
+        except ProcessorError as exc:
+            await fail_card(services, conn, card_id, CardState.ORDERED, "ORDER_FAILED", str(exc),
+                            actor)
+        except BaseException:
+            # Never leave an ORDERED card without data or order behind: it fails visibly instead.
+            await fail_card(services, conn, card_id, CardState.ORDERED, "ORDER_FAILED",
+                            "internal error", actor)
+            raise
+        return await find_card(conn, card_id, CardScope(None))
+
+
+async def transition(conn: asyncpg.Connection, card_id: uuid.UUID, scope: CardScope, *,
+                     hide_ordered: bool, rule: Callable[[CardStatus], CardStatus], event: str,
+                     actor: str, reason: int | None = None) -> asyncpg.Record:
+    """Apply a state rule to a visible card, in the caller's transaction (an activation is told
+    to the processor); the card's new row."""
+    row = await find_visible_card(conn, card_id, scope, hide_ordered=hide_ordered, lock=True)
+    await change_state(conn, row, rule, event, actor, reason)
+    if event == "ACTIVATED":
+        program = await conn.fetchrow(CARD_PROGRAM, row["program_id"])
+        await PROCESSORS[program["processor"]].activate(program_of(program), row["id"])
+    return await find_card(conn, row["id"], CardScope(None))
+
+
+async def reset_visible_cvv(conn: asyncpg.Connection, card_id: uuid.UUID, scope: CardScope, *,
+                            hide_ordered: bool, actor: str) -> asyncpg.Record:
+    """reset_cvv on a visible card, in the caller's transaction; the card's new row."""
+    row = await find_visible_card(conn, card_id, scope, hide_ordered=hide_ordered, lock=True)
+    await reset_cvv(conn, row, actor)
+    return await find_card(conn, row["id"], CardScope(None))
+
+
+async def set_visible_pin(services: Services, conn: asyncpg.Connection, card_id: uuid.UUID,
+                          scope: CardScope, *, hide_ordered: bool, pin: str, actor: str) -> None:
+    """set_pin on a visible card, in the caller's transaction."""
+    row = await find_visible_card(conn, card_id, scope, hide_ordered=hide_ordered, lock=True)
+    await set_pin(services, conn, row, pin, actor)
+
+
+async def network_lock(conn: asyncpg.Connection, fingerprint: str, reason: int,
+                       actor: str) -> CardStatus:
+    """Lock the card with this PAN fingerprint for a card network, in the caller's transaction."""
+    row = await conn.fetchrow(CARD_BY_FINGERPRINT, fingerprint)
+    if row is None:
+        raise NotFound("no such card")
+    return await change_state(conn, row, lambda status: cardstate.lock(status, reason), "LOCKED",
+                              actor, reason)
+
+
+async def card_events(conn: asyncpg.Connection | asyncpg.Pool,
+                      card_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Every state change of a card, oldest first; an unknown card is NOT_FOUND."""
+    rows = await events_of(conn, card_id)
+    if not rows:
+        raise NotFound("no such card")
+    return rows

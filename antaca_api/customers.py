@@ -101,3 +101,63 @@ async def run_antaca_kyc(
     decision = await provider.verify(identity, today)
     await record_kyc(conn, customer_id, decision.status, provider.name, decision.reason)
     return decision
+
+
+CUSTOMER_PARTNER = "SELECT partner_id FROM customers WHERE id = $1"
+
+
+async def partner_of_customer(conn: asyncpg.Connection | asyncpg.Pool,
+                              customer_id: uuid.UUID) -> uuid.UUID:
+    """The partner a customer belongs to (administrators act on any partner's customers)."""
+    partner_id = await conn.fetchval(CUSTOMER_PARTNER, customer_id)
+    if partner_id is None:
+        raise NotFound("no such customer")
+    return partner_id
+
+
+CUSTOMERS_PAGE = f"""
+    SELECT {CUSTOMER_COLUMNS} FROM customers WHERE partner_id = $1 AND seq > $2
+    ORDER BY seq LIMIT $3"""
+UPDATE_CONTACT = """
+    UPDATE customers SET email = coalesce($2, email), phone = coalesce($3, phone),
+        address = coalesce($4::jsonb, address), updated_at = now()
+    WHERE id = $1"""
+KYC_HISTORY = """
+    SELECT status, source, reason, created_at FROM kyc_events WHERE customer_id = $1 ORDER BY id"""
+
+
+async def create_customer(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                          fields: dict) -> asyncpg.Record:
+    """insert_customer, in the caller's transaction; the new customer's row."""
+    customer_id = await insert_customer(conn, partner_id, fields)
+    return await get_customer(conn, partner_id, customer_id)
+
+
+async def customers_page(pool: asyncpg.Pool, partner_id: uuid.UUID, *, after: int,
+                         limit: int) -> list[asyncpg.Record]:
+    """The partner's customers registered after the cursor `after`, oldest first."""
+    return await pool.fetch(CUSTOMERS_PAGE, partner_id, after, limit)
+
+
+async def update_contact(conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, *,
+                         email: str | None, phone: str | None,
+                         address: object | None) -> asyncpg.Record:
+    """Change the contact data given (None keeps it), in the caller's transaction; the new row."""
+    await get_customer(conn, partner_id, customer_id, lock=True)
+    encoded_address = None if address is None else msgspec.json.encode(address).decode()
+    await conn.execute(UPDATE_CONTACT, customer_id, email, phone, encoded_address)
+    return await get_customer(conn, partner_id, customer_id)
+
+
+async def set_partner_kyc(conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID,
+                          status: KycStatus, reason: str | None) -> None:
+    """Record the result of the partner's own KYC, in the caller's transaction."""
+    await get_customer(conn, partner_id, customer_id, lock=True)
+    await record_kyc(conn, customer_id, status, "PARTNER", reason)
+
+
+async def kyc_history(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                      customer_id: uuid.UUID) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """The customer's row and its KYC events, oldest first."""
+    customer = await get_customer(conn, partner_id, customer_id)
+    return customer, await conn.fetch(KYC_HISTORY, customer_id)

@@ -26,6 +26,7 @@ import asyncpg
 import msgspec
 
 from antaca_auth.periodic import every
+from antaca_api.errors import NotFound
 from antaca_api.services import Services
 from antaca_api.settings import Settings
 
@@ -311,3 +312,41 @@ async def deliver_due(services: Services, *, limit: int = 50, max_attempts: int 
 async def run_alert_worker(services: Services, interval: float) -> None:
     """Deliver due alerts every `interval` seconds until cancelled."""
     await every(interval, lambda: deliver_due(services), "alert delivery pass (deliveries attempted)")
+
+
+# --- the administration channel's view of alerts ---------------------------------------------
+
+PARTNER_EXISTS = "SELECT EXISTS (SELECT 1 FROM partners WHERE id = $1)"
+PARTNER_ALERTS = """
+    SELECT id, partner_id, account_id, kind, currency, threshold, available, created_at
+    FROM partner_alerts WHERE partner_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"""
+ALERT_DELIVERIES = """
+    SELECT id, alert_id, channel, target, state, attempts, next_attempt_at, last_error, sent_at,
+        created_at
+    FROM alert_deliveries WHERE alert_id = ANY($1::bigint[]) ORDER BY id"""
+DELIVERY_ATTEMPTS = """
+    SELECT delivery_id, attempt, ok, status_code, error, created_at
+    FROM alert_delivery_attempts WHERE delivery_id = ANY($1::bigint[])
+    ORDER BY delivery_id, attempt"""
+
+
+@dataclass(frozen=True)
+class AlertRecords:
+    """A page of a partner's alerts with their deliveries and those deliveries' attempts."""
+
+    alerts: list[asyncpg.Record]
+    deliveries: list[asyncpg.Record]
+    attempts: list[asyncpg.Record]
+
+
+async def partner_alerts(pool: asyncpg.Pool, partner_id: uuid.UUID, *, before: int,
+                         limit: int) -> AlertRecords:
+    """A partner's alerts with ids below `before`, newest first; an unknown partner is NOT_FOUND."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # One snapshot for the three reads, so a delivery never shows attempts it does not count.
+        if not await conn.fetchval(PARTNER_EXISTS, partner_id):
+            raise NotFound("no such partner")
+        alerts = await conn.fetch(PARTNER_ALERTS, partner_id, before, limit)
+        deliveries = await conn.fetch(ALERT_DELIVERIES, [alert["id"] for alert in alerts])
+        attempts = await conn.fetch(DELIVERY_ATTEMPTS, [delivery["id"] for delivery in deliveries])
+    return AlertRecords(alerts=alerts, deliveries=deliveries, attempts=attempts)

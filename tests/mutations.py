@@ -236,7 +236,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/integration/test_cards.py::test_cards_need_verified_owner_and_own_balance",),
         "a partner reads another partner's cards"),
     Mutation(
-        "balance_query_without_partner_filter", "antaca_api/routes/balances.py",
+        "balance_query_without_partner_filter", "antaca_api/balances.py",
         '" WHERE b.id = $1 AND b.partner_id = $2"', '" WHERE b.id = $1 AND $2::uuid IS NOT NULL"',
         ("tests/integration/test_balances.py::test_partners_cannot_touch_each_others_balances",),
         "a partner reads another partner's balance"),

@@ -5,10 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from antaca_api.admins import hash_admin_password, insert_admin_user, open_session
+from antaca_api.admins import (
+    add_admin_user,
+    admin_users,
+    audit_entries,
+    hash_admin_password,
+    open_session,
+    revoke_session,
+)
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, Role, route
 from antaca_api.schema import Body, Page
-from antaca_api.tokens import bearer_token, hash_secret
+from antaca_api.tokens import bearer_token
 
 
 class Login(Body):
@@ -37,7 +44,7 @@ async def login(ctx: Context, body: Login) -> AdminSession:
 async def logout(ctx: Context, _: None) -> None:
     token = bearer_token(ctx.request.headers.get("Authorization"))
     async with ctx.transaction() as conn:
-        await conn.execute("UPDATE admin_sessions SET revoked_at = now() WHERE token_hash = $1", hash_secret(token))
+        await revoke_session(conn, token)
 
 
 class NewAdmin(Body):
@@ -60,9 +67,8 @@ async def create_user(ctx: Context, body: NewAdmin) -> AdminUser:
     # Hashed before the transaction: no connection is held while scrypt waits for a thread and runs.
     password_hash = await hash_admin_password(body.password, ctx.services.background_cpu)
     async with ctx.transaction() as conn:
-        admin_id = await insert_admin_user(conn, body.email, password_hash, body.role)
-        ctx.audit_target = f"admin:{admin_id}"
-        row = await conn.fetchrow("SELECT id, email, role, active, created_at FROM admin_users WHERE id = $1", admin_id)
+        row = await add_admin_user(conn, body.email, password_hash, body.role)
+        ctx.audit_target = f"admin:{row['id']}"
     return AdminUser(**dict(row))
 
 
@@ -73,7 +79,7 @@ class AdminUsers(Body):
 @route("GET", "/admin/users", channel=Channel.ADMIN, roles=ADMIN_ONLY, response=AdminUsers,
        summary="List administrators", tags=("admin",))
 async def list_users(ctx: Context, _: None) -> AdminUsers:
-    rows = await ctx.pool.fetch("SELECT id, email, role, active, created_at FROM admin_users ORDER BY created_at")
+    rows = await admin_users(ctx.pool)
     return AdminUsers(items=[AdminUser(**dict(r)) for r in rows])
 
 
@@ -95,11 +101,6 @@ class AuditLog(Page):
 async def audit_log(ctx: Context, _: None) -> AuditLog:
     limit = ctx.query_int("limit", 50, low=1, high=500)
     before = ctx.query_int("cursor", 2**62, low=1, high=2**62)
-    rows = await ctx.pool.fetch(
-        """SELECT l.id, l.admin_id, a.email AS admin_email, l.action, l.target, l.created_at
-           FROM audit_log l JOIN admin_users a ON a.id = l.admin_id
-           WHERE l.id < $1 ORDER BY l.id DESC LIMIT $2""",
-        before, limit,
-    )
+    rows = await audit_entries(ctx.pool, before=before, limit=limit)
     items = [AuditEntry(**dict(r)) for r in rows]
     return AuditLog(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)

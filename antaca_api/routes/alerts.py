@@ -6,8 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from antaca_api.errors import NotFound
-from antaca_api.notifications import KIND_NAMES
+from antaca_api.notifications import KIND_NAMES, partner_alerts
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body, Page
 
@@ -72,26 +71,8 @@ async def list_alerts(ctx: Context, _: None) -> Alerts:
     partner_id = ctx.path_id("partnerId")
     limit = ctx.query_int("limit", 50, low=1, high=200)
     before = ctx.query_int("cursor", 2**62, low=1, high=2**62)
-    async with ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        # One snapshot for the three reads, so a delivery never shows attempts it does not count.
-        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM partners WHERE id = $1)", partner_id):
-            raise NotFound("no such partner")
-        alerts = await conn.fetch(
-            """SELECT id, partner_id, account_id, kind, currency, threshold, available, created_at
-               FROM partner_alerts WHERE partner_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3""",
-            partner_id, before, limit,
-        )
-        alert_ids = [a["id"] for a in alerts]
-        deliveries = await conn.fetch(
-            """SELECT id, alert_id, channel, target, state, attempts, next_attempt_at, last_error, sent_at, created_at
-               FROM alert_deliveries WHERE alert_id = ANY($1::bigint[]) ORDER BY id""",
-            alert_ids,
-        )
-        attempts = await conn.fetch(
-            """SELECT delivery_id, attempt, ok, status_code, error, created_at
-               FROM alert_delivery_attempts WHERE delivery_id = ANY($1::bigint[]) ORDER BY delivery_id, attempt""",
-            [d["id"] for d in deliveries],
-        )
+    records = await partner_alerts(ctx.pool, partner_id, before=before, limit=limit)
+    alerts, deliveries, attempts = records.alerts, records.deliveries, records.attempts
     log: dict[int, list[DeliveryAttempt]] = {}
     for a in attempts:
         log.setdefault(a["delivery_id"], []).append(DeliveryAttempt(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import datetime
 from typing import Literal
@@ -10,21 +9,11 @@ from typing import Literal
 import asyncpg
 
 from antaca_api import balances as repo
-from antaca_api import partner_balances
-from antaca_auth import charges
-from antaca_api.customers import get_customer, require_verified
-from antaca_api.errors import IdempotencyConflict, InsufficientFunds, InsufficientPartnerCredit, NotFound
 from antaca_api.fields import Amount, Currency, Reference
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body, Page
 from antaca_auth.accounts import AccountKind, available_balance, posted_balance
-from antaca_auth.codes import TransferCode, code_name
-from antaca_auth.thresholds import check_crossings
-from antaca_auth.transfers import ResultCode, Transfer
-
-log = logging.getLogger(__name__)
-
-RELOAD_NAMESPACE = uuid.UUID("0f5d7a52-3c1b-4f7e-8d0e-6f1b2a9c4e11")
+from antaca_auth.codes import code_name
 
 
 class NewBalance(Body):
@@ -64,60 +53,38 @@ def balance_view(row: asyncpg.Record, cards: list[BalanceCard] = ()) -> BalanceV
     )
 
 
-async def cards_under(ctx: Context, conn: asyncpg.Connection, balance_ids: list[uuid.UUID]) -> dict:
-    """Each balance's cards; the app does not see ordered physical cards until they are linked."""
-    hidden = ["REMOVED", "ORDERED"] if ctx.customer is not None else ["REMOVED"]
-    rows = await conn.fetch(
-        """SELECT id, balance_id, kind, state, bin, last4 FROM cards
-           WHERE balance_id = ANY($1::uuid[]) AND state <> ALL($2::text[]) ORDER BY seq""",
-        balance_ids, hidden,
-    )
-    by_balance: dict[uuid.UUID, list[BalanceCard]] = {}
-    for r in rows:
-        masked = None if r["bin"] is None else f"{r['bin']}******{r['last4']}"
-        by_balance.setdefault(r["balance_id"], []).append(
-            BalanceCard(card_id=r["id"], kind=r["kind"], status=r["state"], masked_pan=masked))
-    return by_balance
+def hidden_card_states(ctx: Context) -> list[str]:
+    """The app does not see ordered physical cards until they are linked."""
+    return ["REMOVED", "ORDERED"] if ctx.customer is not None else ["REMOVED"]
 
 
-async def _customer_balance(
-    conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, balance_id: uuid.UUID
-) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        repo.BALANCE_VIEW + " WHERE b.id = $1 AND b.customer_id = $2 AND b.partner_id = $3",
-        balance_id, customer_id, partner_id,
-    )
-    if row is None:
-        raise NotFound("no such balance")
-    return row
+def card_views(rows: list[asyncpg.Record]) -> list[BalanceCard]:
+    return [
+        BalanceCard(card_id=r["id"], kind=r["kind"], status=r["state"],
+                    masked_pan=None if r["bin"] is None else f"{r['bin']}******{r['last4']}")
+        for r in rows
+    ]
 
 
 async def _open(ctx: Context, customer_id: uuid.UUID, body: NewBalance) -> BalanceView:
     async with ctx.transaction() as conn:
-        await require_verified(conn, ctx.partner_id, customer_id)
-        balance_id = await repo.open_balance(
-            conn, ctx.services.ledger, partner_id=ctx.partner_id, currency=body.currency, customer_id=customer_id,
-            program_id=body.program_id, at=ctx.services.clock(),
-        )
-        return balance_view(await _customer_balance(conn, ctx.partner_id, customer_id, balance_id))
+        return balance_view(await repo.open_customer_balance(
+            conn, ctx.services.ledger, partner_id=ctx.partner_id, customer_id=customer_id,
+            currency=body.currency, program_id=body.program_id, at=ctx.services.clock()))
 
 
 async def _list(ctx: Context, customer_id: uuid.UUID) -> Balances:
     async with ctx.pool.acquire() as conn:
-        await get_customer(conn, ctx.partner_id, customer_id)
-        rows = await conn.fetch(
-            repo.BALANCE_VIEW + " WHERE b.customer_id = $1 AND b.partner_id = $2 ORDER BY b.seq",
-            customer_id, ctx.partner_id,
-        )
-        cards = await cards_under(ctx, conn, [r["id"] for r in rows])
-    return Balances(items=[balance_view(r, cards.get(r["id"], [])) for r in rows])
+        rows, cards = await repo.customer_balances(conn, ctx.partner_id, customer_id,
+                                                   hidden_card_states(ctx))
+    return Balances(items=[balance_view(r, card_views(cards.get(r["id"], []))) for r in rows])
 
 
 async def _get(ctx: Context, customer_id: uuid.UUID) -> BalanceView:
     async with ctx.pool.acquire() as conn:
-        row = await _customer_balance(conn, ctx.partner_id, customer_id, ctx.path_id("balanceId"))
-        cards = await cards_under(ctx, conn, [row["id"]])
-    return balance_view(row, cards.get(row["id"], []))
+        row, cards = await repo.customer_balance_with_cards(
+            conn, ctx.partner_id, customer_id, ctx.path_id("balanceId"), hidden_card_states(ctx))
+    return balance_view(row, card_views(cards))
 
 
 class Transaction(Body):
@@ -140,9 +107,9 @@ class Transactions(Page, kw_only=True):
 async def _transactions(ctx: Context, customer_id: uuid.UUID) -> Transactions:
     limit = ctx.query_int("limit", 50, low=1, high=500)
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
-    async with ctx.pool.acquire() as conn:
-        row = await _customer_balance(conn, ctx.partner_id, customer_id, ctx.path_id("balanceId"))
-    statement = await ctx.services.ledger.statement(row["account_id"], after=after, limit=limit)
+    row, statement = await repo.customer_statement(
+        ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id, customer_id=customer_id,
+        balance_id=ctx.path_id("balanceId"), after=after, limit=limit)
     kind = AccountKind(row["kind"])
     items = [
         Transaction(
@@ -203,50 +170,19 @@ class ReloadResult(Body):
                "programs in this currency are CREDIT-model, else from the partner's external funding",
        tags=("balances",))
 async def reload(ctx: Context, body: Reload) -> ReloadResult:
-    customer_id, balance_id = ctx.path_id("customerId"), ctx.path_id("balanceId")
-    ledger = ctx.services.ledger
-    async with ctx.pool.acquire() as conn:
-        row = await _customer_balance(conn, ctx.partner_id, customer_id, balance_id)
-        credit = await partner_balances.credit_account(conn, ctx.partner_id, row["currency"])
-        if credit is None:
-            async with conn.transaction():
-                funding = await repo.partner_account(conn, ledger, ctx.partner_id, row["currency"],
-                                                     AccountKind.EXTERNAL_FUNDING)
-    transfer = Transfer(
-        id=uuid.uuid5(RELOAD_NAMESPACE, f"{balance_id}:{body.reference}"), code=TransferCode.BALANCE_RELOAD,
-        debit_account_id=credit or funding, credit_account_id=row["account_id"], amount=body.amount,
-        currency=row["currency"], reference=body.reference,
-    )
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        await repo.require_active(conn, balance_id)  # the balance row before any ledger account: the lock order
-        (result,) = (await ledger.write_batch(conn, [transfer])).results
-        if result.code is ResultCode.EXISTS_WITH_DIFFERENT_FIELDS:
-            raise IdempotencyConflict()
-        if result.code is ResultCode.EXCEEDS_CREDITS and credit is not None:
-            raise InsufficientPartnerCredit()
-        if result.code in (ResultCode.EXCEEDS_CREDITS, ResultCode.OVERFLOWS_CREDITS, ResultCode.OVERFLOWS_DEBITS):
-            raise InsufficientFunds("the balance cannot take this amount")
-        assert result.code in (ResultCode.OK, ResultCode.EXISTS), result.code
-        if credit is not None:
-            await check_crossings(conn, [credit])
-    # Money arrived: unpaid fees are collected now, in their own transaction (fee revenue accounts are
-    # locked after the balance's, never while the top-up holds its funding account).
-    try:
-        await charges.collect_unpaid(ctx.pool, ledger, balance_id)
-    except (asyncpg.PostgresError, OSError):  # the top-up stands; the fee job's sweep collects later
-        log.exception("collecting unpaid fees after a top-up failed")
-    async with ctx.pool.acquire() as conn:
-        view = balance_view(await _customer_balance(conn, ctx.partner_id, customer_id, balance_id))
-    return ReloadResult(transaction_id=transfer.id, amount=body.amount, reference=body.reference,
-                        replayed=result.code is ResultCode.EXISTS, balance=view)
+    outcome = await repo.reload_customer_balance(
+        ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id,
+        customer_id=ctx.path_id("customerId"), balance_id=ctx.path_id("balanceId"),
+        amount=body.amount, reference=body.reference)
+    return ReloadResult(transaction_id=outcome.transaction_id, amount=body.amount,
+                        reference=body.reference, replayed=outcome.replayed,
+                        balance=balance_view(outcome.balance))
 
 
 async def _change_state(ctx: Context, action: str) -> BalanceView:
-    customer_id, balance_id = ctx.path_id("customerId"), ctx.path_id("balanceId")
     async with ctx.transaction() as conn:
-        await _customer_balance(conn, ctx.partner_id, customer_id, balance_id)
-        await repo.change_state(conn, balance_id, action)
-        return balance_view(await _customer_balance(conn, ctx.partner_id, customer_id, balance_id))
+        return balance_view(await repo.change_customer_balance_state(
+            conn, ctx.partner_id, ctx.path_id("customerId"), ctx.path_id("balanceId"), action))
 
 
 for _action, _summary in (
@@ -264,10 +200,7 @@ for _action, _summary in (
 @route("GET", "/secure/balances/{balanceId}", channel=Channel.PARTNER, response=BalanceView,
        summary="Get any of the partner's balances (customer or corporate)", tags=("balances",))
 async def get_partner_balance(ctx: Context, _: None) -> BalanceView:
-    row = await ctx.pool.fetchrow(repo.BALANCE_VIEW + " WHERE b.id = $1 AND b.partner_id = $2",
-                                  ctx.path_id("balanceId"), ctx.partner_id)
-    if row is None:
-        raise NotFound("no such balance")
+    row = await repo.partner_balance(ctx.pool, ctx.partner_id, ctx.path_id("balanceId"))
     return balance_view(row)
 
 

@@ -10,15 +10,13 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api import cards as repo
-from antaca_api.errors import InvalidPin, NotFound
+from antaca_api.customers import partner_of_customer
+from antaca_api.errors import InvalidPin
 from antaca_api.fields import Name
-from antaca_api.personalization import record_order
-from antaca_api.processors import PROCESSORS, ProcessorError
 from antaca_api.routes.customers import Address
 from antaca_api.routing import ADMIN_MANAGER, Channel, Context, Encryption, route
 from antaca_api.schema import Body
 from antaca_auth import cardstate
-from antaca_auth.card_events import events_of
 from antaca_auth.cardstate import LOCK_REASONS, NETWORK_LOCK_REASONS, CardState
 from antaca_auth.pans import mask_pan
 
@@ -121,9 +119,7 @@ async def customer_holder(ctx: Context) -> repo.Holder:
     customer_id = ctx.path_id("customerId")
     partner_id = ctx.partner_id
     if ctx.admin is not None:
-        partner_id = await ctx.pool.fetchval("SELECT partner_id FROM customers WHERE id = $1", customer_id)
-        if partner_id is None:
-            raise NotFound("no such customer")
+        partner_id = await partner_of_customer(ctx.pool, customer_id)
         ctx.audit_target = f"customer:{customer_id}"
     return repo.Holder(partner_id=partner_id, customer_id=customer_id)
 
@@ -157,12 +153,10 @@ ME, SECURE, ADMIN = "/customers/me/cards", "/secure/customers/{customerId}/cards
 
 
 async def _virtual(ctx: Context, holder: repo.Holder, balance_id: uuid.UUID, program_id: uuid.UUID | None):
-    card_id, program = await repo.start_card(ctx.services, holder, balance_id, program_id, "VIRTUAL", actor(ctx))
-    secrets = await repo.complete_virtual(ctx.services, card_id, program, actor(ctx))
-    async with ctx.pool.acquire() as conn:
-        row = await repo.find_card(conn, card_id, repo.CardScope(None))
+    row, secrets = await repo.issue_virtual(ctx.services, holder, balance_id, program_id,
+                                            actor(ctx))
     if ctx.admin is not None:
-        ctx.audit_target = f"card:{card_id}"
+        ctx.audit_target = f"card:{row['id']}"
         return summary(row)  # administrators never see card data
     return data_view(row, secrets)
 
@@ -194,40 +188,19 @@ class PendingCard(Body):
           summary="Issue a virtual card in the background: 202 with the card id, PENDING")
 async def issue_virtual_async(ctx: Context, body: NewVirtualCard) -> PendingCard:
     holder = await customer_holder(ctx)
-    card_id, program = await repo.start_card(ctx.services, holder, body.balance_id, body.program_id, "VIRTUAL",
-                                             actor(ctx))
-    ctx.services.spawn(repo.complete_virtual_in_background(ctx.services, card_id, program, actor(ctx)))
+    card_id = await repo.issue_virtual_in_background(ctx.services, holder, body.balance_id,
+                                                     body.program_id, actor(ctx))
     return PendingCard(card_id=card_id, status=CardState.PENDING)
 
 
 async def _physical(ctx: Context, holder: repo.Holder, body, pin: str | None = None) -> CardSummary:
-    card_id, program = await repo.start_card(
-        ctx.services, holder, body.balance_id, body.program_id, "PHYSICAL", actor(ctx),
+    row = await repo.order_physical(
+        ctx.services, holder, body.balance_id, body.program_id, actor(ctx),
         name_on_card=body.name_on_card, delivery_address=msgspec.to_builtins(body.delivery_address),
-    )
+        pin=pin)
     if ctx.admin is not None:
-        ctx.audit_target = f"card:{card_id}"
-    processor = PROCESSORS[program["processor"]]
-    async with ctx.pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                await repo.find_card(conn, card_id, repo.CardScope(None), lock=True)
-                await repo.store_card_data(ctx.services, conn, card_id, program, CardState.ORDERED)
-                ref = await processor.order_physical(repo.program_of(program), card_id, body.name_on_card,
-                                                     msgspec.to_builtins(body.delivery_address), ctx.services.clock())
-                await conn.execute("UPDATE cards SET processor_ref = $2 WHERE id = $1", card_id, ref)
-                await record_order(conn, card_id, ref, ctx.services)
-                if pin is not None:
-                    row = await repo.find_card(conn, card_id, repo.CardScope(None), lock=True)
-                    await repo.set_pin(ctx.services, conn, row, pin, actor(ctx), at_order=True)
-        except ProcessorError as exc:
-            await repo.fail_card(ctx.services, conn, card_id, CardState.ORDERED, "ORDER_FAILED", str(exc), actor(ctx))
-        except BaseException:
-            # Never leave an ORDERED card without data or order behind: it fails visibly instead.
-            await repo.fail_card(ctx.services, conn, card_id, CardState.ORDERED, "ORDER_FAILED", "internal error",
-                                 actor(ctx))
-            raise
-        return summary(await repo.find_card(conn, card_id, repo.CardScope(None)))
+        ctx.audit_target = f"card:{row['id']}"
+    return summary(row)
 
 
 @register([(f"{ME}/physical", Channel.CUSTOMER, None), (f"{SECURE}/physical", Channel.PARTNER, None),
@@ -268,31 +241,17 @@ async def list_cards(ctx: Context, _: None) -> Cards:
     else:
         s = scope(ctx)
         customer_id, partner_id = s.customer_id, s.partner_id
-    hidden = ("ORDERED", "REMOVED") if ctx.customer is not None else ("REMOVED",)
+    hidden = ["ORDERED", "REMOVED"] if ctx.customer is not None else ["REMOVED"]
     async with ctx.pool.acquire() as conn:
-        if ctx.customer is None:
-            # An unknown customer, or another partner's, is 404 as on every other customer route;
-            # an empty list would answer for customers that are not the caller's to ask about.
-            known = await conn.fetchval(
-                "SELECT 1 FROM customers WHERE id = $1 AND ($2::uuid IS NULL OR partner_id = $2)",
-                customer_id, partner_id)
-            if known is None:
-                raise NotFound("no such customer")
-        rows = await conn.fetch(
-            f"""SELECT {repo.CARD_COLUMNS} FROM cards c
-                WHERE c.customer_id = $1 AND ($2::uuid IS NULL OR c.partner_id = $2)
-                  AND c.state <> ALL($3::text[])
-                ORDER BY c.seq""",
-            customer_id, partner_id, list(hidden),
-        )
+        # An unknown customer, or another partner's, is 404 as on every other customer route.
+        rows = await repo.customer_cards(conn, customer_id, partner_id, hidden,
+                                         check_customer=ctx.customer is None)
     return Cards(items=[summary(r) for r in rows])
 
 
-async def _visible_card(ctx: Context, conn, *, lock: bool = False):
-    row = await repo.find_card(conn, ctx.path_id("cardId"), scope(ctx), lock=lock)
-    if ctx.customer is not None and row["state"] == CardState.ORDERED:
-        raise NotFound("no such card")  # not the user's until the processor's report links it
-    return row
+async def _visible_card(ctx: Context, conn):
+    return await repo.find_visible_card(conn, ctx.path_id("cardId"), scope(ctx),
+                                        hide_ordered=ctx.customer is not None)
 
 
 @register([(f"{ME}/{{cardId}}/status", Channel.CUSTOMER, None),
@@ -327,10 +286,7 @@ class CardEvents(Body):
 @route("GET", "/admin/cards/{cardId}/events", channel=Channel.ADMIN, response=CardEvents, tags=("cards",),
        summary="Every state change of a card: who, when, from, to, why")
 async def card_events(ctx: Context, _: None) -> CardEvents:
-    card_id = ctx.path_id("cardId")
-    rows = await events_of(ctx.pool, card_id)
-    if not rows:
-        raise NotFound("no such card")
+    rows = await repo.card_events(ctx.pool, ctx.path_id("cardId"))
     return CardEvents(items=[CardEvent(**dict(r)) for r in rows])
 
 
@@ -338,15 +294,14 @@ async def card_events(ctx: Context, _: None) -> CardEvents:
 
 
 async def _transition(ctx: Context, rule, event: str, reason: int | None = None) -> CardSummary:
+    card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:
-        row = await _visible_card(ctx, conn, lock=True)
+        row = await repo.transition(conn, card_id, scope(ctx),
+                                    hide_ordered=ctx.customer is not None, rule=rule, event=event,
+                                    actor=actor(ctx), reason=reason)
         if ctx.admin is not None:
             ctx.audit_target = f"card:{row['id']}"
-        await repo.change_state(conn, row, rule, event, actor(ctx), reason)
-        if event == "ACTIVATED":
-            program = await conn.fetchrow("SELECT * FROM card_programs WHERE id = $1", row["program_id"])
-            await PROCESSORS[program["processor"]].activate(repo.program_of(program), row["id"])
-        return summary(await repo.find_card(conn, row["id"], repo.CardScope(None)))
+        return summary(row)
 
 
 @register([(f"{ME}/{{cardId}}/activate", Channel.CUSTOMER, None),
@@ -389,10 +344,10 @@ async def remove(ctx: Context, _: None) -> CardSummary:
           "POST", response=CardData, encryption=JWE, tags=("cards",),
           summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")
 async def reset_cvv(ctx: Context, _: None):
+    card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:
-        row = await _visible_card(ctx, conn, lock=True)
-        await repo.reset_cvv(conn, row, actor(ctx))
-        row = await repo.find_card(conn, row["id"], repo.CardScope(None))
+        row = await repo.reset_visible_cvv(conn, card_id, scope(ctx),
+                                           hide_ordered=ctx.customer is not None, actor=actor(ctx))
     if ctx.admin is not None:
         ctx.audit_target = f"card:{row['id']}"
         return summary(row)  # the holder reads the new CVC2 in their app
@@ -406,9 +361,11 @@ class SetPin(Body):
 @route("POST", f"{ME}/{{cardId}}/pin", channel=Channel.CUSTOMER, body=SetPin, encryption=JWE, tags=("cards",),
        summary="Set the card's PIN (4-12 digits, not trivial); only a verification value is kept")
 async def set_pin(ctx: Context, body: SetPin) -> None:
+    card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:
-        row = await _visible_card(ctx, conn, lock=True)
-        await repo.set_pin(ctx.services, conn, row, body.pin, actor(ctx))
+        await repo.set_visible_pin(ctx.services, conn, card_id, scope(ctx),
+                                   hide_ordered=ctx.customer is not None, pin=body.pin,
+                                   actor=actor(ctx))
 
 
 # --- network channel -------------------------------------------------------------------------
@@ -432,11 +389,6 @@ async def network_lock(ctx: Context, body: NetworkLock) -> NetworkLockResult:
     assert body.reason in NETWORK_LOCK_REASONS
     fingerprint = ctx.services.card_keys.fingerprint(body.pan)
     async with ctx.transaction() as conn:
-        row = await conn.fetchrow(f"SELECT {repo.CARD_COLUMNS} FROM cards c WHERE c.pan_fingerprint = $1 FOR UPDATE",
-                                  fingerprint)
-        if row is None:
-            raise NotFound("no such card")
-        await repo.change_state(conn, row, lambda s: cardstate.lock(s, body.reason), "LOCKED", actor(ctx),
-                                body.reason)
+        await repo.network_lock(conn, fingerprint, body.reason, actor(ctx))
     return NetworkLockResult(masked_pan=mask_pan(body.pan), status=CardState.LOCKED, lock_reason=body.reason,
                              action_code=LOCK_REASONS[body.reason].action_code)

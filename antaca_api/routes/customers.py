@@ -75,8 +75,8 @@ def customer_view(row) -> Customer:
        summary="Register a customer (kycStatus NOT_VERIFIED)", tags=("customers",))
 async def create_customer(ctx: Context, body: NewCustomer) -> Customer:
     async with ctx.transaction() as conn:
-        customer_id = await repo.insert_customer(conn, ctx.partner_id, msgspec.structs.asdict(body))
-        return customer_view(await repo.get_customer(conn, ctx.partner_id, customer_id))
+        row = await repo.create_customer(conn, ctx.partner_id, msgspec.structs.asdict(body))
+        return customer_view(row)
 
 
 @route("GET", "/secure/customers", channel=Channel.PARTNER, response=Customers,
@@ -84,10 +84,7 @@ async def create_customer(ctx: Context, body: NewCustomer) -> Customer:
 async def list_customers(ctx: Context, _: None) -> Customers:
     limit = ctx.query_int("limit", 50, low=1, high=200)
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
-    rows = await ctx.pool.fetch(
-        f"SELECT {repo.CUSTOMER_COLUMNS} FROM customers WHERE partner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        ctx.partner_id, after, limit,
-    )
+    rows = await repo.customers_page(ctx.pool, ctx.partner_id, after=after, limit=limit)
     return Customers(items=[customer_view(r) for r in rows],
                      next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
 
@@ -104,15 +101,9 @@ async def get_customer(ctx: Context, _: None) -> Customer:
 async def update_customer(ctx: Context, body: CustomerUpdate) -> Customer:
     customer_id = ctx.path_id("customerId")
     async with ctx.transaction() as conn:
-        await repo.get_customer(conn, ctx.partner_id, customer_id, lock=True)
-        await conn.execute(
-            """UPDATE customers SET email = coalesce($2, email), phone = coalesce($3, phone),
-                   address = coalesce($4::jsonb, address), updated_at = now()
-               WHERE id = $1""",
-            customer_id, body.email, body.phone,
-            None if body.address is None else msgspec.json.encode(body.address).decode(),
-        )
-        return customer_view(await repo.get_customer(conn, ctx.partner_id, customer_id))
+        row = await repo.update_contact(conn, ctx.partner_id, customer_id, email=body.email,
+                                        phone=body.phone, address=body.address)
+        return customer_view(row)
 
 
 @route("GET", "/customers/me", channel=Channel.CUSTOMER, response=Customer, summary="The signed-in customer",
@@ -185,8 +176,8 @@ async def register_by_app(ctx: Context, body: KycDocument) -> KycResult:
 async def set_kyc(ctx: Context, body: PartnerKyc) -> KycResult:
     customer_id = ctx.path_id("customerId")
     async with ctx.transaction() as conn:
-        await repo.get_customer(conn, ctx.partner_id, customer_id, lock=True)
-        await repo.record_kyc(conn, customer_id, KycStatus(body.status), "PARTNER", body.reason)
+        await repo.set_partner_kyc(conn, ctx.partner_id, customer_id, KycStatus(body.status),
+                                   body.reason)
     return KycResult(customer_id=customer_id, kyc_status=KycStatus(body.status), reason=body.reason)
 
 
@@ -195,9 +186,6 @@ async def set_kyc(ctx: Context, body: PartnerKyc) -> KycResult:
 async def kyc_history(ctx: Context, _: None) -> KycHistory:
     customer_id = ctx.path_id("customerId")
     async with ctx.pool.acquire() as conn:
-        customer = await repo.get_customer(conn, ctx.partner_id, customer_id)
-        rows = await conn.fetch(
-            "SELECT status, source, reason, created_at FROM kyc_events WHERE customer_id = $1 ORDER BY id", customer_id
-        )
+        customer, rows = await repo.kyc_history(conn, ctx.partner_id, customer_id)
     return KycHistory(customer_id=customer_id, kyc_status=KycStatus(customer["kyc_status"]),
                       history=[KycEvent(**dict(r)) for r in rows])
