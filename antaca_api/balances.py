@@ -28,7 +28,7 @@ from antaca_api.errors import (
     ProgramCurrencyMismatch,
     UnsupportedCurrency,
 )
-from antaca_auth.accounts import AccountKind, Balance, NewAccount, available_balance, posted_balance
+from antaca_auth.accounts import AccountKind, Counters, NewAccount, available_balance, posted_balance
 from antaca_auth.codes import TransferCode
 from antaca_auth.fees import FeeType
 from antaca_auth.ledger import Ledger, Statement
@@ -62,7 +62,7 @@ def next_state(action: str, current: BalanceState) -> BalanceState:
     return target
 
 
-def can_close(balance: Balance) -> bool:
+def can_close(balance: Counters) -> bool:
     """Only an empty balance with nothing pending either way can be closed."""
     return balance.debits_posted == balance.credits_posted and balance.debits_pending == balance.credits_pending == 0
 
@@ -82,8 +82,8 @@ CARDS_UNDER = """
     WHERE balance_id = ANY($1::uuid[]) AND state <> ALL($2::text[]) ORDER BY seq"""
 
 
-def counters(row: asyncpg.Record) -> Balance:
-    return Balance(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"])
+def counters(row: asyncpg.Record) -> Counters:
+    return Counters(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"])
 
 
 def amounts(row: asyncpg.Record) -> tuple[int, int]:

@@ -16,7 +16,7 @@ import asyncpg
 
 from antaca_api.partners import check_exists as check_partner_exists
 from antaca_api.schema import Body
-from antaca_auth.accounts import AccountKind, Balance, available_balance, posted_balance
+from antaca_auth.accounts import AccountKind, Counters, available_balance, posted_balance
 from antaca_auth.query import Query
 
 USER_KINDS = (AccountKind.USER_BALANCE, AccountKind.CORPORATE_BALANCE)
@@ -64,7 +64,7 @@ class KindTotals:
     currency: str
     kind: AccountKind
     accounts: int
-    balance: Balance
+    balance: Counters
 
 
 class PostedAvailable(Body):
@@ -101,7 +101,7 @@ def _totals(rows: Iterable[asyncpg.Record]) -> list[KindTotals]:
     return [
         KindTotals(
             currency=r["currency"], kind=AccountKind(r["kind"]), accounts=int(r["accounts"]),
-            balance=Balance(int(r["debits_posted"]), int(r["credits_posted"]), int(r["debits_pending"]),
+            balance=Counters(int(r["debits_posted"]), int(r["credits_posted"]), int(r["debits_pending"]),
                             int(r["credits_pending"])),
         )
         for r in rows
@@ -142,7 +142,7 @@ def assemble(totals: Iterable[KindTotals]) -> BalanceSummaries:
 
 def _add(a: KindTotals, b: KindTotals) -> KindTotals:
     x, y = a.balance, b.balance
-    return KindTotals(a.currency, a.kind, a.accounts + b.accounts, Balance(
+    return KindTotals(a.currency, a.kind, a.accounts + b.accounts, Counters(
         x.debits_posted + y.debits_posted, x.credits_posted + y.credits_posted,
         x.debits_pending + y.debits_pending, x.credits_pending + y.credits_pending))
 

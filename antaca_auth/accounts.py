@@ -30,7 +30,7 @@ class AccountKind(enum.StrEnum):
 DEBIT_NORMAL = frozenset({AccountKind.EXTERNAL_FUNDING, AccountKind.ADVICE_RECEIVABLE})
 
 
-class Balance(msgspec.Struct, frozen=True):
+class Counters(msgspec.Struct, frozen=True):
     """An account's four counters, in minor units."""
 
     debits_posted: int = 0
@@ -39,21 +39,21 @@ class Balance(msgspec.Struct, frozen=True):
     credits_pending: int = 0
 
 
-def posted_balance(kind: AccountKind, b: Balance) -> int:
+def posted_balance(kind: AccountKind, b: Counters) -> int:
     """Posted balance on the account's normal side."""
     if kind in DEBIT_NORMAL:
         return b.debits_posted - b.credits_posted
     return b.credits_posted - b.debits_posted
 
 
-def available_balance(kind: AccountKind, b: Balance) -> int:
+def available_balance(kind: AccountKind, b: Counters) -> int:
     """Posted balance less the pending transfers that would reduce it (holds)."""
     if kind in DEBIT_NORMAL:
         return b.debits_posted - b.credits_posted - b.credits_pending
     return credit_normal_available(b)
 
 
-def credit_normal_available(b: Balance) -> int:
+def credit_normal_available(b: Counters) -> int:
     """A credit-normal account's available balance (the SQL function of the same name,
     sql/0017_available_balance.sql): the ledger's answers give it for both sides of a transfer."""
     return b.credits_posted - b.debits_posted - b.debits_pending
@@ -78,7 +78,7 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     owner_ref: str | None
     debits_must_not_exceed_credits: bool
     credits_must_not_exceed_debits: bool
-    balance: Balance
+    balance: Counters
     metadata: dict | None
     created_at: datetime
 

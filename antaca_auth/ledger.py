@@ -24,7 +24,7 @@ from antaca_auth.accounts import (
     AccountKind,
     AccountResult,
     AccountResultCode,
-    Balance,
+    Counters,
     NewAccount,
     available_balance,
     credit_normal_available,
@@ -168,7 +168,7 @@ class StatementEntry(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     side: Literal["debit", "credit"]
     transfer: StoredTransfer
-    balance: Balance
+    balance: Counters
     posted: int
     available: int
 
@@ -194,10 +194,10 @@ def transfer_from_row(row: asyncpg.Record) -> StoredTransfer:
         reference=row["reference"],
         metadata=row["metadata"],
         created_at=row["created_at"],
-        debit_balance=Balance(
+        debit_balance=Counters(
             row["dr_debits_posted"], row["dr_credits_posted"], row["dr_debits_pending"], row["dr_credits_pending"]
         ),
-        credit_balance=Balance(
+        credit_balance=Counters(
             row["cr_debits_posted"], row["cr_credits_posted"], row["cr_debits_pending"], row["cr_credits_pending"]
         ),
     )
@@ -211,7 +211,7 @@ def account_from_row(row: asyncpg.Record) -> Account:
         owner_ref=row["owner_ref"],
         debits_must_not_exceed_credits=row["debits_must_not_exceed_credits"],
         credits_must_not_exceed_debits=row["credits_must_not_exceed_debits"],
-        balance=Balance(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"]),
+        balance=Counters(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"]),
         metadata=row["metadata"],
         created_at=row["created_at"],
     )

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX, Balance
+from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX, Counters
 from antaca_auth.transfers import (
     MAX_CODE,
     MAX_REFERENCE,
@@ -57,10 +57,10 @@ class AccountState:
     debits_pending: int
     credits_pending: int
 
-    def balance(self) -> Balance:
-        return Balance(self.debits_posted, self.credits_posted, self.debits_pending, self.credits_pending)
+    def balance(self) -> Counters:
+        return Counters(self.debits_posted, self.credits_posted, self.debits_pending, self.credits_pending)
 
-    def restore(self, b: Balance) -> None:
+    def restore(self, b: Counters) -> None:
         self.debits_posted, self.credits_posted = b.debits_posted, b.credits_posted
         self.debits_pending, self.credits_pending = b.debits_pending, b.credits_pending
 
@@ -164,7 +164,7 @@ def same_fields(t: Transfer, s: StoredTransfer, pending_amount: int | None) -> b
     return True
 
 
-def _stored(row: tuple, metadata: dict | None, debit_balance: Balance, credit_balance: Balance) -> StoredTransfer:
+def _stored(row: tuple, metadata: dict | None, debit_balance: Counters, credit_balance: Counters) -> StoredTransfer:
     """A transfer created earlier in this batch, as it will be stored."""
     return StoredTransfer(
         id=row[0],
@@ -346,8 +346,8 @@ class _Batch:
             new_dp, d_cp, new_dpe, d_cpe, c_dp, new_cp, c_dpe, new_cpe,
         )  # fmt: skip
         self.rows.append(row)
-        debit_balance = Balance(new_dp, d_cp, new_dpe, d_cpe)
-        credit_balance = Balance(c_dp, new_cp, c_dpe, new_cpe)
+        debit_balance = Counters(new_dp, d_cp, new_dpe, d_cpe)
+        credit_balance = Counters(c_dp, new_cp, c_dpe, new_cpe)
         self.seen[key] = (row, metadata, debit_balance, credit_balance)
         undo.append((_U_CREATED, key))
         if expires_at is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from antaca_auth.accounts import Balance
+from antaca_auth.accounts import Counters
 
 
 class TransferKind(enum.StrEnum):
@@ -65,8 +65,8 @@ class StoredTransfer(msgspec.Struct, frozen=True, kw_only=True):
     reference: str | None
     metadata: dict[str, Any] | None
     created_at: datetime
-    debit_balance: Balance
-    credit_balance: Balance
+    debit_balance: Counters
+    credit_balance: Counters
 
 
 class ResultCode(enum.StrEnum):
@@ -112,8 +112,8 @@ class TransferResult(msgspec.Struct, frozen=True):
     index: int
     id: Any
     code: ResultCode
-    debit_balance: Balance | None = None
-    credit_balance: Balance | None = None
+    debit_balance: Counters | None = None
+    credit_balance: Counters | None = None
     created_at: datetime | None = None
 
     @property

@@ -15,7 +15,7 @@ from antaca_api.fields import Amount, Currency, Reference
 from antaca_api.partner_balances import PartnerBalanceKind
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body
-from antaca_auth.accounts import AccountKind, Balance, available_balance, posted_balance
+from antaca_auth.accounts import AccountKind, Counters, available_balance, posted_balance
 
 Threshold = Annotated[int, Meta(ge=0, le=2**63 - 1, description="minor units; alerts fire below it")]
 
@@ -44,7 +44,7 @@ class PartnerBalances(Body):
 
 def view(row: asyncpg.Record) -> PartnerBalance:
     kind = AccountKind(row["kind"])
-    counters = Balance(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"])
+    counters = Counters(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"])
     return PartnerBalance(
         balance_id=row["account_id"], partner_id=row["partner_id"], kind=repo.KIND_OF[row["kind"]],
         currency=row["currency"], posted=posted_balance(kind, counters), available=available_balance(kind, counters),

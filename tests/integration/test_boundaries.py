@@ -14,7 +14,7 @@ import pytest
 from antaca_api.routes import load_all
 from antaca_api.routing import ROUTES, Channel, Route
 from antaca_api.schema import Page
-from antaca_auth.accounts import Balance
+from antaca_auth.accounts import Counters
 from antaca_auth.ledger import Ledger
 from antaca_auth.transfers import ResultCode, Transfer, TransferKind
 from tests.api_harness import bearer
@@ -47,10 +47,10 @@ async def test_the_sweeper_expires_a_hold_at_its_exact_second_and_not_before(poo
     for before in JUST_BEFORE:
         clock.now = made_at + timedelta(seconds=TIMEOUT) - before
         assert await ledger.expire_pending() == 0, f"expired {before} before its second"
-        assert await balance(ledger, alice) == Balance(credits_posted=100, debits_pending=60)
+        assert await balance(ledger, alice) == Counters(credits_posted=100, debits_pending=60)
     clock.now = made_at + timedelta(seconds=TIMEOUT)
     assert await ledger.expire_pending() == 1, "not expired at its exact second"
-    assert await balance(ledger, alice) == Balance(credits_posted=100)
+    assert await balance(ledger, alice) == Counters(credits_posted=100)
 
 
 @pytest.mark.parametrize("kind", [TransferKind.POST_PENDING, TransferKind.VOID_PENDING])

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from antaca_auth.accounts import AccountKind, AccountResultCode, Balance, NewAccount
+from antaca_auth.accounts import AccountKind, AccountResultCode, Counters, NewAccount
 from antaca_auth.ledger import Ledger
 from antaca_auth.transfers import ResultCode, Transfer, TransferKind
 from antaca_auth.verify import verify_ledger
@@ -55,7 +55,7 @@ def single(dr, cr, amount, **kw) -> Transfer:
                     currency=kw.pop("currency", "EUR"), code=kw.pop("code", 1), **kw)
 
 
-async def balance(ledger: Ledger, account_id: uuid.UUID) -> Balance:
+async def balance(ledger: Ledger, account_id: uuid.UUID) -> Counters:
     (account,) = await ledger.lookup_accounts([account_id])
     return account.balance
 
@@ -69,8 +69,8 @@ async def test_single_transfer_moves_money_and_returns_balances(ledger, pool):
     funding, alice, _ = await make_accounts(ledger)
     (r,) = await ledger.create_transfers([single(funding, alice, 500)])
     assert r.code is R.OK
-    assert r.debit_balance == Balance(debits_posted=500)
-    assert r.credit_balance == Balance(credits_posted=500)
+    assert r.debit_balance == Counters(debits_posted=500)
+    assert r.credit_balance == Counters(credits_posted=500)
     (acc,) = await ledger.lookup_accounts([alice])
     assert (acc.posted, acc.available) == (500, 500)
     (fund,) = await ledger.lookup_accounts([funding])
@@ -83,7 +83,7 @@ async def test_flagged_account_never_goes_negative(ledger, pool):
     await ledger.create_transfers([single(funding, alice, 100)])
     results = await ledger.create_transfers([single(alice, bob, 60), single(alice, bob, 60), single(alice, bob, 40)])
     assert [r.code for r in results] == [R.OK, R.EXCEEDS_CREDITS, R.OK]
-    assert await balance(ledger, alice) == Balance(debits_posted=100, credits_posted=100)
+    assert await balance(ledger, alice) == Counters(debits_posted=100, credits_posted=100)
     # At exactly zero, not one minor unit more, posted or held.
     for kind in (SINGLE, PENDING):
         (refused,) = await ledger.create_transfers([single(alice, bob, 1, kind=kind)])
@@ -114,7 +114,7 @@ async def test_idempotent_replay_and_conflicting_replay(ledger, pool):
     assert again.credit_balance == first.credit_balance
     (different,) = await ledger.create_transfers([single(funding, alice, 701, id=t.id, reference="bank-ref-1")])
     assert different.code is R.EXISTS_WITH_DIFFERENT_FIELDS
-    assert await balance(ledger, alice) == Balance(credits_posted=700)
+    assert await balance(ledger, alice) == Counters(credits_posted=700)
     (stored,) = await ledger.lookup_transfers([t.id])
     assert stored.metadata == {"source": "test"} and stored.reference == "bank-ref-1"
     await assert_clean(pool)
@@ -165,7 +165,7 @@ async def test_pending_post_partial_releases_the_rest(ledger, pool):
     await ledger.create_transfers([single(funding, alice, 1000)])
     hold = single(alice, bob, 300, kind=PENDING)
     (r,) = await ledger.create_transfers([hold])
-    assert r.code is R.OK and r.debit_balance == Balance(debits_pending=300, credits_posted=1000)
+    assert r.code is R.OK and r.debit_balance == Counters(debits_pending=300, credits_posted=1000)
     (acc,) = await ledger.lookup_accounts([alice])
     assert (acc.posted, acc.available) == (1000, 700)
     # the hold reserves funds: a transfer beyond what is available fails
@@ -176,8 +176,8 @@ async def test_pending_post_partial_releases_the_rest(ledger, pool):
     post = Transfer(id=tid(), kind=POST, pending_id=hold.id, amount=120, code=1)
     (p,) = await ledger.create_transfers([post])
     assert p.code is R.OK
-    assert await balance(ledger, alice) == Balance(debits_posted=120, credits_posted=1000)
-    assert await balance(ledger, bob) == Balance(credits_posted=120)
+    assert await balance(ledger, alice) == Counters(debits_posted=120, credits_posted=1000)
+    assert await balance(ledger, bob) == Counters(credits_posted=120)
     (twice,) = await ledger.create_transfers([Transfer(id=tid(), kind=POST, pending_id=hold.id, code=1)])
     assert twice.code is R.PENDING_ALREADY_RESOLVED
     (void,) = await ledger.create_transfers([Transfer(id=tid(), kind=VOID, pending_id=hold.id, code=1)])
@@ -198,7 +198,7 @@ async def test_void_releases_and_post_of_voided_is_refused(ledger, pool):
     assert partial_void.code is R.AMOUNT_MUST_MATCH_PENDING
     (v,) = await ledger.create_transfers([Transfer(id=tid(), kind=VOID, pending_id=hold.id, code=1)])
     assert v.code is R.OK
-    assert await balance(ledger, alice) == Balance(credits_posted=50)
+    assert await balance(ledger, alice) == Counters(credits_posted=50)
     (p,) = await ledger.create_transfers([Transfer(id=tid(), kind=POST, pending_id=hold.id, code=1)])
     assert p.code is R.PENDING_ALREADY_RESOLVED
     await assert_clean(pool)
@@ -235,7 +235,7 @@ async def test_linked_chain_commits_all_or_nothing(ledger, pool):
     assert [r.code for r in await ledger.create_transfers(ok_chain)] == [R.OK, R.OK]
     open_chain = await ledger.create_transfers([single(funding, alice, 1, linked=True), single(funding, alice, 1, linked=True)])
     assert [r.code for r in open_chain] == [R.LINKED_EVENT_FAILED, R.LINKED_EVENT_CHAIN_OPEN]
-    assert await balance(ledger, alice) == Balance(debits_posted=70, debits_pending=30, credits_posted=101)
+    assert await balance(ledger, alice) == Counters(debits_posted=70, debits_pending=30, credits_posted=101)
     await assert_clean(pool)
 
 
@@ -279,7 +279,7 @@ async def test_expired_hold_is_released_by_the_sweeper_and_cannot_be_posted(pool
     assert late.code is R.PENDING_EXPIRED
     assert await ledger.expire_pending() == 1
     assert await ledger.expire_pending() == 0  # a second sweep finds nothing
-    assert await balance(ledger, alice) == Balance(credits_posted=100, debits_pending=10)
+    assert await balance(ledger, alice) == Counters(credits_posted=100, debits_pending=10)
     (void,) = await ledger.create_transfers([Transfer(id=tid(), kind=VOID, pending_id=hold.id, code=1)])
     assert void.code is R.PENDING_EXPIRED
     statement = await ledger.statement(alice)

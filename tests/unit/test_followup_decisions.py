@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from antaca_auth.accounts import Balance
+from antaca_auth.accounts import Counters
 from antaca_auth.followups import (
     FollowUpRefused,
     HoldIds,
@@ -37,7 +37,7 @@ def hold(amount: int, code: int = 1) -> StoredTransfer:
                           credit_account_id=uuid.uuid4(), amount=amount, currency="EUR",
                           pending_id=None, timeout=60, expires_at=None, code=code, reference="r",
                           metadata=None, created_at=datetime(2026, 1, 1, tzinfo=UTC),
-                          debit_balance=Balance(), credit_balance=Balance())
+                          debit_balance=Counters(), credit_balance=Counters())
 
 
 hold_ids = st.builds(HoldIds, deposit=st.one_of(st.none(), uuids), user=uuids,
