@@ -194,10 +194,10 @@ def transfer_from_row(row: asyncpg.Record) -> StoredTransfer:
         reference=row["reference"],
         metadata=row["metadata"],
         created_at=row["created_at"],
-        debit_balance=Counters(
+        debit_counters=Counters(
             row["dr_debits_posted"], row["dr_credits_posted"], row["dr_debits_pending"], row["dr_credits_pending"]
         ),
-        credit_balance=Counters(
+        credit_counters=Counters(
             row["cr_debits_posted"], row["cr_credits_posted"], row["cr_debits_pending"], row["cr_credits_pending"]
         ),
     )
@@ -420,8 +420,8 @@ class Ledger:
                 return [(_OK, r[0], r[1]) for r in rows]
         self.paths["sequential"] += 1
         outcome = await self.write_batch(conn, batch.transfers())
-        return [(_OK, credit_normal_available(r.debit_balance),
-                 credit_normal_available(r.credit_balance)) if r.code is _OK else (r.code, 0, 0)
+        return [(_OK, credit_normal_available(r.debit_counters),
+                 credit_normal_available(r.credit_counters)) if r.code is _OK else (r.code, 0, 0)
                 for r in outcome.results]
 
     async def _write(self, conn: asyncpg.Connection, outcome: BatchOutcome, now: datetime) -> None:
@@ -478,7 +478,7 @@ class Ledger:
         for r in rows:
             t = transfer_from_row(r)
             side = "debit" if t.debit_account_id == account_id else "credit"
-            balance = t.debit_balance if side == "debit" else t.credit_balance
+            balance = t.debit_counters if side == "debit" else t.credit_counters
             entries.append(
                 StatementEntry(
                     seq=r["seq"],

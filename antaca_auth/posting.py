@@ -164,7 +164,7 @@ def same_fields(t: Transfer, s: StoredTransfer, pending_amount: int | None) -> b
     return True
 
 
-def _stored(row: tuple, metadata: dict | None, debit_balance: Counters, credit_balance: Counters) -> StoredTransfer:
+def _stored(row: tuple, metadata: dict | None, debit_counters: Counters, credit_counters: Counters) -> StoredTransfer:
     """A transfer created earlier in this batch, as it will be stored."""
     return StoredTransfer(
         id=row[0],
@@ -180,8 +180,8 @@ def _stored(row: tuple, metadata: dict | None, debit_balance: Counters, credit_b
         reference=row[10],
         metadata=metadata,
         created_at=row[12],
-        debit_balance=debit_balance,
-        credit_balance=credit_balance,
+        debit_counters=debit_counters,
+        credit_counters=credit_counters,
     )
 
 
@@ -234,7 +234,7 @@ class _Batch:
             if not same_fields(t, existing, pending.amount if pending else None):
                 return TransferResult(index, tid, ResultCode.EXISTS_WITH_DIFFERENT_FIELDS)
             return TransferResult(
-                index, tid, ResultCode.EXISTS, existing.debit_balance, existing.credit_balance, existing.created_at
+                index, tid, ResultCode.EXISTS, existing.debit_counters, existing.credit_counters, existing.created_at
             )
         kind = t.kind
         if kind is _POST or kind is _VOID or kind is _EXPIRE:
@@ -346,9 +346,9 @@ class _Batch:
             new_dp, d_cp, new_dpe, d_cpe, c_dp, new_cp, c_dpe, new_cpe,
         )  # fmt: skip
         self.rows.append(row)
-        debit_balance = Counters(new_dp, d_cp, new_dpe, d_cpe)
-        credit_balance = Counters(c_dp, new_cp, c_dpe, new_cpe)
-        self.seen[key] = (row, metadata, debit_balance, credit_balance)
+        debit_counters = Counters(new_dp, d_cp, new_dpe, d_cpe)
+        credit_counters = Counters(c_dp, new_cp, c_dpe, new_cpe)
+        self.seen[key] = (row, metadata, debit_counters, credit_counters)
         undo.append((_U_CREATED, key))
         if expires_at is not None:
             self.expiries_added[key] = (tid, expires_at)
@@ -359,7 +359,7 @@ class _Batch:
             undo.append((_U_RESOLVED, pid))
             if pid in self.expiries_added:  # a hold of this batch: never listed for the sweeper
                 undo.append((_U_EXPIRY_READDED, pid, self.expiries_added.pop(pid)))
-        return TransferResult(index, tid, _OK, debit_balance, credit_balance, now)
+        return TransferResult(index, tid, _OK, debit_counters, credit_counters, now)
 
     def rollback(self, rows_mark: int) -> None:
         """Undo everything the current chain did (its log starts empty)."""

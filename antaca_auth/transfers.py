@@ -65,8 +65,8 @@ class StoredTransfer(msgspec.Struct, frozen=True, kw_only=True):
     reference: str | None
     metadata: dict[str, Any] | None
     created_at: datetime
-    debit_balance: Counters
-    credit_balance: Counters
+    debit_counters: Counters
+    credit_counters: Counters
 
 
 class ResultCode(enum.StrEnum):
@@ -112,8 +112,8 @@ class TransferResult(msgspec.Struct, frozen=True):
     index: int
     id: Any
     code: ResultCode
-    debit_balance: Counters | None = None
-    credit_balance: Counters | None = None
+    debit_counters: Counters | None = None
+    credit_counters: Counters | None = None
     created_at: datetime | None = None
 
     @property

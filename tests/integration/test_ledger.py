@@ -69,8 +69,8 @@ async def test_single_transfer_moves_money_and_returns_balances(ledger, pool):
     funding, alice, _ = await make_accounts(ledger)
     (r,) = await ledger.create_transfers([single(funding, alice, 500)])
     assert r.code is R.OK
-    assert r.debit_balance == Counters(debits_posted=500)
-    assert r.credit_balance == Counters(credits_posted=500)
+    assert r.debit_counters == Counters(debits_posted=500)
+    assert r.credit_counters == Counters(credits_posted=500)
     (acc,) = await ledger.lookup_accounts([alice])
     assert (acc.posted, acc.available) == (500, 500)
     (fund,) = await ledger.lookup_accounts([funding])
@@ -111,7 +111,7 @@ async def test_idempotent_replay_and_conflicting_replay(ledger, pool):
     (first,) = await ledger.create_transfers([t])
     (again,) = await ledger.create_transfers([t])
     assert again.code is R.EXISTS
-    assert again.credit_balance == first.credit_balance
+    assert again.credit_counters == first.credit_counters
     (different,) = await ledger.create_transfers([single(funding, alice, 701, id=t.id, reference="bank-ref-1")])
     assert different.code is R.EXISTS_WITH_DIFFERENT_FIELDS
     assert await balance(ledger, alice) == Counters(credits_posted=700)
@@ -154,7 +154,7 @@ async def test_bad_input_gets_its_code_and_writes_nothing(ledger, pool, change, 
         fields["debit_account_id"] = alice
     (r,) = await ledger.create_transfers([Transfer(**fields)])
     assert r.code is code
-    assert r.debit_balance is None
+    assert r.debit_counters is None
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM transfers") == 0
         assert await conn.fetchval("SELECT sum(debits_posted + credits_posted) FROM accounts") == 0
@@ -165,7 +165,7 @@ async def test_pending_post_partial_releases_the_rest(ledger, pool):
     await ledger.create_transfers([single(funding, alice, 1000)])
     hold = single(alice, bob, 300, kind=PENDING)
     (r,) = await ledger.create_transfers([hold])
-    assert r.code is R.OK and r.debit_balance == Counters(debits_pending=300, credits_posted=1000)
+    assert r.code is R.OK and r.debit_counters == Counters(debits_pending=300, credits_posted=1000)
     (acc,) = await ledger.lookup_accounts([alice])
     assert (acc.posted, acc.available) == (1000, 700)
     # the hold reserves funds: a transfer beyond what is available fails

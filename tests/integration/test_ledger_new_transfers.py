@@ -59,7 +59,7 @@ async def _sequential(ledger: Ledger, conn: asyncpg.Connection, batch: NewTransf
     def available(b):
         return b.credits_posted - b.debits_posted - b.debits_pending
 
-    return [(r.code, available(r.debit_balance), available(r.credit_balance)) if r.ok else (r.code, 0, 0)
+    return [(r.code, available(r.debit_counters), available(r.credit_counters)) if r.ok else (r.code, 0, 0)
             for r in outcome.results]
 
 

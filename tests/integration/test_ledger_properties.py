@@ -139,7 +139,7 @@ def outcomes(results) -> list[tuple]:
     def counters(b):
         return None if b is None else (b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending)
 
-    return [(str(r.code), counters(r.debit_balance), counters(r.credit_balance)) for r in results]
+    return [(str(r.code), counters(r.debit_counters), counters(r.credit_counters)) for r in results]
 
 
 async def assert_matches_model(conn: asyncpg.Connection, model: LedgerModel, world: World) -> None:
@@ -300,12 +300,12 @@ async def run_concurrent(dsn: str, flags, plans, sweeps: int) -> None:
             for t, r in seen:
                 if r.code in (ResultCode.OK, ResultCode.EXISTS):
                     s = stored[t.id]
-                    assert (r.debit_balance, r.credit_balance) == (s.debit_balance, s.credit_balance)
+                    assert (r.debit_counters, r.credit_counters) == (s.debit_counters, s.credit_counters)
                     assert (s.kind, s.reference) == (t.kind, t.reference)
                     for name in ("debit_account_id", "credit_account_id", "amount", "pending_id"):
                         assert getattr(t, name) in (None, getattr(s, name))
                 else:
-                    assert r.debit_balance is None
+                    assert r.debit_counters is None
 
             # Replaying the stored history serially (commit order) through the model accepts every
             # transfer and reproduces every recorded balance: the concurrent run was serializable.
@@ -321,7 +321,7 @@ async def run_concurrent(dsn: str, flags, plans, sweeps: int) -> None:
                                  pending_id=s.pending_id, timeout=s.timeout, reference=s.reference,
                                  metadata=s.metadata)
                 outcome = model.submit([again], s.created_at, system=True)
-                balances = (s.debit_balance, s.credit_balance)
+                balances = (s.debit_counters, s.credit_counters)
                 expected = tuple((b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending)
                                  for b in balances)
                 assert outcome == [("ok", *expected)], s

@@ -37,7 +37,7 @@ def hold(amount: int, code: int = 1) -> StoredTransfer:
                           credit_account_id=uuid.uuid4(), amount=amount, currency="EUR",
                           pending_id=None, timeout=60, expires_at=None, code=code, reference="r",
                           metadata=None, created_at=datetime(2026, 1, 1, tzinfo=UTC),
-                          debit_balance=Counters(), credit_balance=Counters())
+                          debit_counters=Counters(), credit_counters=Counters())
 
 
 hold_ids = st.builds(HoldIds, deposit=st.one_of(st.none(), uuids), user=uuids,
