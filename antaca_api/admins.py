@@ -7,6 +7,7 @@ it runs on the caller's thread.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -15,10 +16,17 @@ from typing import Any
 import asyncpg
 
 from antaca_api.background_cpu import BackgroundCpu
-from antaca_api.errors import AdminExists, InvalidCredentials, ValidationFailed
+from antaca_api.domain_errors import AdminExists, InvalidCredentials, ValidationFailed
 from antaca_api.passwords import DUMMY_HASH, hash_password, verify_password
-from antaca_api.routing import Role
 from antaca_api.tokens import hash_secret, new_secret
+
+
+class Role(enum.StrEnum):
+    """An administrator's role: what the admin channel lets them do (antaca_api.routing)."""
+
+    ADMIN = "ADMIN"
+    MANAGER = "MANAGER"
+    EMPLOYEE = "EMPLOYEE"
 
 MIN_PASSWORD = 12
 

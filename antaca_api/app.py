@@ -9,28 +9,27 @@ import msgspec
 from aiohttp import web
 
 from antaca_api import channels, errors
+from antaca_api.domain_errors import DomainError, ValidationFailed
+from antaca_api.routes import load_all
 from antaca_api.routing import ROUTES, Route, dispatch
 from antaca_api.services import Services
-
-from antaca_api.routes import load_all
 
 log = logging.getLogger(__name__)
 
 SERVICES = web.AppKey("services", Services)
 
 
-class ErrorBody(msgspec.Struct):
-    code: str
-    message: str
-
-
-def error_response(error: errors.ApiError) -> web.Response:
-    headers = None
-    if error.retry_after_seconds is not None:
-        headers = {"Retry-After": str(error.retry_after_seconds)}
+def error_response(error: errors.ApiError | DomainError) -> web.Response:
+    """`{"code", "message"}` with the error's status: an HTTP layer error's own, a domain error's
+    from the one table (errors.DOMAIN_ERROR_STATUS)."""
+    if isinstance(error, DomainError):
+        status, retry_after_seconds = errors.status_of(error), None
+    else:
+        status, retry_after_seconds = error.status, error.retry_after_seconds
+    headers = None if retry_after_seconds is None else {"Retry-After": str(retry_after_seconds)}
     return web.Response(
-        body=msgspec.json.encode(ErrorBody(error.code, error.message)),
-        status=error.status,
+        body=msgspec.json.encode(errors.ErrorBody(error.code, error.message)),
+        status=status,
         content_type="application/json",
         headers=headers,
     )
@@ -49,7 +48,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     """Every failure becomes {"code", "message"} with its status; nothing else leaks out."""
     try:
         return await handler(request)
-    except errors.ApiError as exc:
+    except (errors.ApiError, DomainError) as exc:
         return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -58,17 +57,17 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         if error_class is not None:
             return error_response(error_class())
         return web.Response(
-            body=msgspec.json.encode(ErrorBody("HTTP_ERROR", exc.reason)), status=exc.status,
+            body=msgspec.json.encode(errors.ErrorBody("HTTP_ERROR", exc.reason)), status=exc.status,
             content_type="application/json",
         )
     except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
         # Text PostgreSQL cannot store (a NUL character, in a text or jsonb value): the caller's error.
-        return error_response(errors.ValidationFailed("text must not contain NUL characters"))
+        return error_response(ValidationFailed("text must not contain NUL characters"))
     except Exception:
         # Only the route is logged: request bodies may hold card data or secrets.
         log.exception("unhandled error in %s %s", request.method, request.match_info.route.resource)
         return web.Response(
-            body=msgspec.json.encode(ErrorBody("INTERNAL_ERROR", "an internal error occurred")),
+            body=msgspec.json.encode(errors.ErrorBody("INTERNAL_ERROR", "an internal error occurred")),
             status=500,
             content_type="application/json",
         )

@@ -17,15 +17,9 @@ import asyncpg
 from antaca_auth import charges
 from antaca_auth.charges import charge_flat
 from antaca_api.customers import get_customer, require_verified
-from antaca_api.errors import (
-    BalanceNotActive,
-    BalanceNotEmpty,
-    IdempotencyConflict,
-    InsufficientFunds,
-    InsufficientPartnerCredit,
-    InvalidStateTransition,
-    NotFound,
-    ProgramCurrencyMismatch,
+from antaca_api.domain_errors import (
+    BalanceNotActive, BalanceNotEmpty, IdempotencyConflict, InsufficientFunds,
+    InsufficientPartnerCredit, InvalidStateTransition, NotFound, ProgramCurrencyMismatch,
     UnsupportedCurrency,
 )
 from antaca_auth.accounts import AccountKind, Counters, NewAccount, available_balance, posted_balance

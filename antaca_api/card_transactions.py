@@ -6,7 +6,7 @@ import uuid
 
 import asyncpg
 
-from antaca_api.errors import NotFound
+from antaca_api.domain_errors import NotFound
 
 CUSTOMER_OF_PARTNER = "SELECT 1 FROM customers WHERE id = $1 AND partner_id = $2"
 # Each authorization's events ride along as one JSON array, so the list is one statement.

@@ -17,16 +17,9 @@ import asyncpg
 import msgspec
 
 from antaca_api.balances import require_active
-from antaca_api.errors import (
-    CARD_TRANSITION_ERRORS,
-    CardDataUnavailable,
-    CorporationNotApproved,
-    CustomerNotVerified,
-    InvalidPin,
-    NotFound,
-    ProcessorFailure,
-    ProgramCurrencyMismatch,
-    ProgramRequired,
+from antaca_api.domain_errors import (
+    CARD_TRANSITION_ERRORS, CardDataUnavailable, CorporationNotApproved, CustomerNotVerified,
+    InvalidPin, NotFound, ProcessorFailure, ProgramCurrencyMismatch, ProgramRequired,
     VirtualCardOnly,
 )
 from antaca_auth.charges import CARD_CREATION, charge_flat, refund_flat

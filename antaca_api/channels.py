@@ -6,7 +6,8 @@ import hashlib
 
 from aiohttp import web
 
-from antaca_api.errors import CertificateRequired, PartnerSuspended, SessionExpired, Unauthenticated
+from antaca_api.domain_errors import PartnerSuspended
+from antaca_api.errors import CertificateRequired, SessionExpired, Unauthenticated
 from antaca_api.routing import AdminPrincipal, Channel, Context, CustomerPrincipal, Role
 from antaca_api.tokens import bearer_token, hash_secret
 

@@ -74,6 +74,7 @@ def cmd_admin_create_user(args: argparse.Namespace) -> int:
     import asyncpg
 
     from antaca_api.admins import create_admin_user
+    from antaca_api.domain_errors import DomainError
     from antaca_api.errors import ApiError
     from antaca_api.routing import Role
     from antaca_auth.migrations import migrate
@@ -93,7 +94,7 @@ def cmd_admin_create_user(args: argparse.Namespace) -> int:
     with configured_server() as (server_dsn, embedded):
         try:
             admin_id = asyncio.run(run(_database(server_dsn, embedded)))
-        except ApiError as exc:
+        except (ApiError, DomainError) as exc:
             print(f"antaca admin create-user: {exc.message}", file=sys.stderr)
             return 1
     print(f"created {args.role} {args.email} ({admin_id})")

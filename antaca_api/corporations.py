@@ -10,8 +10,9 @@ import asyncpg
 import msgspec
 
 from antaca_api.balances import balance_by_id, open_balance
-from antaca_api.errors import (CorporationNotApproved, InvalidStateTransition, KybClosed, NotFound,
-                               ValidationFailed)
+from antaca_api.domain_errors import (
+    CorporationNotApproved, InvalidStateTransition, KybClosed, NotFound, ValidationFailed,
+)
 from antaca_auth.ledger import Ledger
 
 

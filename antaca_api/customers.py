@@ -8,7 +8,9 @@ from datetime import date
 import asyncpg
 import msgspec
 
-from antaca_api.errors import CustomerExists, CustomerNotVerified, KycAlreadyDecided, NotFound
+from antaca_api.domain_errors import (
+    CustomerExists, CustomerNotVerified, KycAlreadyDecided, NotFound,
+)
 from antaca_api.kyc import Identity, KycDecision, KycProvider, KycStatus
 
 CUSTOMER_COLUMNS = """id, partner_id, external_id, first_name, last_name, email, phone, birth_date, address,

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from antaca_api.customers import get_customer
-from antaca_api.errors import InvalidCredentials, InvalidPairingCode, PartnerSuspended
+from antaca_api.domain_errors import InvalidCredentials, InvalidPairingCode, PartnerSuspended
 from antaca_api.tokens import hash_secret, new_secret
 
 # No 0/O or 1/I: codes are typed by people.

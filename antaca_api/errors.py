@@ -1,11 +1,72 @@
-"""Every failure the API reports: one class per failure, each mapped once to a status and a code.
+"""Failures at the HTTP boundary, and the one place every failure meets its HTTP status.
 
-Handlers raise these; the error middleware (`antaca_api.app`) turns them into
-`{"code": "UPPER_SNAKE", "message": "..."}` with the class's HTTP status. Messages never carry
-card data, secrets or tokens.
+The HTTP layer's own failures (request shape, authentication, JWE, overload) are `ApiError`s with
+a status. The product's failures are `DomainError`s (antaca_api/domain_errors.py), raised by the
+domain modules without any HTTP; `DOMAIN_ERROR_STATUS` below gives each its status. The error
+middleware (`antaca_api.app`) answers both as `{"code": "UPPER_SNAKE", "message": "..."}`.
+Messages never carry card data, secrets or tokens.
 """
 
 from __future__ import annotations
+
+import msgspec
+
+from antaca_api.domain_errors import (
+    AdminExists,
+    BalanceNotActive,
+    BalanceNotEmpty,
+    CardDataUnavailable,
+    CardLockIrreversible,
+    CardNotInactive,
+    CardNotLockable,
+    CardNotLocked,
+    CardRemoved,
+    CardStateConflict,
+    CheckValueMismatch,
+    Conflict,
+    CorporationNotApproved,
+    CustomerExists,
+    CustomerNotVerified,
+    DocumentRejected,
+    DomainError,
+    EffectiveDateInPast,
+    FollowUpRefused,
+    Forbidden,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InsufficientPartnerCredit,
+    InvalidAmount,
+    InvalidCredentials,
+    InvalidCsr,
+    InvalidFeeSchedule,
+    InvalidIban,
+    InvalidLockReason,
+    InvalidPairingCode,
+    InvalidPin,
+    InvalidProgram,
+    InvalidStateTransition,
+    InvalidZoneKey,
+    KybClosed,
+    KycAlreadyDecided,
+    NetworkExists,
+    NotFound,
+    PartnerBalanceExists,
+    PartnerCreditMissing,
+    PartnerSuspended,
+    ProcessorFailure,
+    ProgramCurrencyMismatch,
+    ProgramRequired,
+    UnsupportedCurrency,
+    ValidationFailed,
+    VirtualCardOnly,
+)
+
+
+class ErrorBody(msgspec.Struct):
+    """What every failure answers: `{"code", "message"}` (the error middleware sends it)."""
+
+    code: str
+    message: str
 
 
 class ApiError(Exception):
@@ -23,10 +84,6 @@ class ApiError(Exception):
 # --- request shape ---------------------------------------------------------------------------
 class MalformedJson(ApiError):
     code, message = "MALFORMED_JSON", "the body is not valid JSON"
-
-
-class ValidationFailed(ApiError):
-    code, message = "VALIDATION_ERROR", "the request does not match the schema"
 
 
 class PayloadTooLarge(ApiError):
@@ -54,22 +111,8 @@ class SessionExpired(ApiError):
     status, code, message = 401, "SESSION_EXPIRED", "the session has expired; authenticate again"
 
 
-class InvalidCredentials(ApiError):
-    status, code, message = 401, "INVALID_CREDENTIALS", "the credentials are not valid"
-
-
 class CertificateRequired(ApiError):
     status, code, message = 401, "CERTIFICATE_REQUIRED", "this channel requires a valid partner client certificate"
-
-
-class Forbidden(ApiError):
-    status, code, message = 403, "FORBIDDEN", "your role does not allow this operation"
-
-
-class NotFound(ApiError):
-    """Unknown ids and other tenants' ids look the same: 404."""
-
-    status, code, message = 404, "NOT_FOUND", "no such resource"
 
 
 # --- JWE (the product's exact codes) ---------------------------------------------------------
@@ -89,75 +132,6 @@ class CantDecryptPayload(ApiError):
     code, message = "CANT_DECRYPT_PAYLOAD", "the payload cannot be decrypted with this service's key"
 
 
-# --- domain rules ----------------------------------------------------------------------------
-class Conflict(ApiError):
-    status, code, message = 409, "CONFLICT", "the request conflicts with the current state"
-
-
-class CustomerExists(Conflict):
-    code, message = "CUSTOMER_EXISTS", "a customer with this external id already exists"
-
-
-class CustomerNotVerified(Conflict):
-    code, message = "CUSTOMER_NOT_VERIFIED", "the customer must be VERIFIED (KYC) first"
-
-
-class KycAlreadyDecided(Conflict):
-    code, message = "KYC_ALREADY_DECIDED", "the customer's KYC is already decided"
-
-
-class CorporationNotApproved(Conflict):
-    code, message = "CORPORATION_NOT_APPROVED", "the corporation must be APPROVED (KYB) first"
-
-
-class BalanceNotActive(Conflict):
-    code, message = "BALANCE_NOT_ACTIVE", "the balance is blocked or closed"
-
-
-class BalanceNotEmpty(Conflict):
-    code, message = "BALANCE_NOT_EMPTY", "only a balance at zero, with no holds, can be closed"
-
-
-class InvalidStateTransition(Conflict):
-    code, message = "INVALID_STATE_TRANSITION", "that state change is not allowed"
-
-
-class IdempotencyConflict(Conflict):
-    code, message = "IDEMPOTENCY_CONFLICT", "this reference was already used for a different request"
-
-
-class InsufficientFunds(Conflict):
-    code, message = "INSUFFICIENT_FUNDS", "the funding balance cannot cover this amount"
-
-
-class PartnerSuspended(ApiError):
-    status, code, message = 403, "PARTNER_SUSPENDED", "the partner is suspended"
-
-
-class InvalidPairingCode(ApiError):
-    status, code, message = 401, "INVALID_PAIRING_CODE", "the pairing code is unknown, used or expired"
-
-
-class AdminExists(Conflict):
-    code, message = "ADMIN_EXISTS", "an administrator with this e-mail already exists"
-
-
-class InvalidCsr(ApiError):
-    code, message = "INVALID_CSR", "the certificate signing request is not a valid PEM CSR"
-
-
-class UnsupportedCurrency(ApiError):
-    code, message = "UNSUPPORTED_CURRENCY", "the currency is not a known ISO 4217 code"
-
-
-class InvalidAmount(ApiError):
-    code, message = "INVALID_AMOUNT", "the amount must be a positive integer number of minor units"
-
-
-class DocumentRejected(ApiError):
-    code, message = "DOCUMENT_REJECTED", "the document must be a PDF, PNG or JPEG within the size limit"
-
-
 class DatabaseUnavailable(ApiError):
     status, code, message = 503, "DATABASE_UNAVAILABLE", "the database does not answer"
 
@@ -169,122 +143,6 @@ class ServiceBusy(ApiError):
     retry_after_seconds = 1  # about what the waiting jobs take to clear (16 scrypts on 2 threads)
 
 
-# --- cards -----------------------------------------------------------------------------------
-class ProgramRequired(ApiError):
-    code, message = "PROGRAM_REQUIRED", "name the card program: the partner has none or several for this currency"
-
-
-class ProgramCurrencyMismatch(Conflict):
-    code, message = "PROGRAM_CURRENCY_MISMATCH", "the card program's currency differs from the balance's"
-
-
-class InvalidProgram(ApiError):
-    code, message = "INVALID_PROGRAM", "the card program is not valid"
-
-
-class ProcessorFailure(ApiError):
-    status, code, message = 502, "PROCESSOR_ERROR", "the issuing processor could not complete the operation"
-
-
-class CardDataUnavailable(Conflict):
-    code, message = "CARD_DATA_UNAVAILABLE", "the card has no usable card data in its current state"
-
-
-class VirtualCardOnly(Conflict):
-    code, message = "VIRTUAL_CARD_ONLY", "this operation is for virtual cards"
-
-
-class InvalidPin(ApiError):
-    code, message = "INVALID_PIN", "the PIN must have 4 to 12 digits and not be trivial"
-
-
-class InvalidLockReason(ApiError):
-    code, message = "INVALID_LOCK_REASON", "unknown lock reason"
-
-
-class CardNotInactive(Conflict):
-    code, message = "CARD_NOT_INACTIVE", "only an INACTIVE card can be activated"
-
-
-class CardLockIrreversible(Conflict):
-    code, message = "CARD_LOCK_IRREVERSIBLE", "the card is locked for a reason that cannot be undone"
-
-
-class CardNotLocked(Conflict):
-    code, message = "CARD_NOT_LOCKED", "the card is not locked"
-
-
-class CardNotLockable(Conflict):
-    code, message = "CARD_NOT_LOCKABLE", "the card cannot be locked in its current state"
-
-
-class CardRemoved(Conflict):
-    code, message = "CARD_REMOVED", "the card is removed"
-
-
-class CardStateConflict(Conflict):
-    code, message = "CARD_STATE_CONFLICT", "the card's state does not allow this"
-
-
-# The card state machine's refusals (antaca_auth.cardstate codes), each with its own class.
-CARD_TRANSITION_ERRORS: dict[str, type[ApiError]] = {
-    "CARD_NOT_INACTIVE": CardNotInactive,
-    "CARD_LOCK_IRREVERSIBLE": CardLockIrreversible,
-    "CARD_NOT_LOCKED": CardNotLocked,
-    "CARD_NOT_LOCKABLE": CardNotLockable,
-    "CARD_REMOVED": CardRemoved,
-    "INVALID_LOCK_REASON": InvalidLockReason,
-    "CARD_NOT_PENDING": CardStateConflict,
-    "CARD_NOT_ORDERED": CardStateConflict,
-}
-
-
-class KybClosed(Conflict):
-    code, message = "KYB_CLOSED", "the corporation's KYB is decided; documents can no longer change"
-
-
-class NetworkExists(Conflict):
-    code, message = "NETWORK_EXISTS", "a network with this name already exists"
-
-
-class InvalidZoneKey(ApiError):
-    code, message = "INVALID_ZONE_KEY", "the zone PIN key is malformed or weak"
-
-
-class CheckValueMismatch(ApiError):
-    code, message = "CHECK_VALUE_MISMATCH", "the check value does not match the key"
-
-
-class FollowUpRefused(Conflict):
-    code, message = "FOLLOW_UP_REFUSED", "the authorization's hold cannot take this reversal or clearing"
-
-
-# --- partners' money and fees ----------------------------------------------------------------
-class PartnerBalanceExists(Conflict):
-    code, message = "PARTNER_BALANCE_EXISTS", "the partner already has a balance of this kind in this currency"
-
-
-class PartnerCreditMissing(Conflict):
-    code, message = ("PARTNER_CREDIT_BALANCE_MISSING",
-                     "the partner's programs in this currency are CREDIT-model but it has no partner credit balance")
-
-
-class InsufficientPartnerCredit(Conflict):
-    code, message = "INSUFFICIENT_PARTNER_CREDIT", "the partner credit balance cannot cover this top-up"
-
-
-class InvalidFeeSchedule(ApiError):
-    code, message = "INVALID_FEE_SCHEDULE", "the fee schedule is not valid"
-
-
-class EffectiveDateInPast(ApiError):
-    code, message = "EFFECTIVE_DATE_IN_PAST", "a change can only apply from now or a later date"
-
-
-class InvalidIban(ApiError):
-    code, message = "INVALID_IBAN", "the IBAN is not valid (format or check digits)"
-
-
 class ClearPinRefused(ApiError):
     code = "CLEAR_PIN_REFUSED"
     message = ("a PIN never travels in clear: send it as pinBlock, an ISO 9564 PIN block (format 0 or 4) "
@@ -294,3 +152,60 @@ class ClearPinRefused(ApiError):
 class AuthorizationOutcomeUnknown(ApiError):
     status, code = 503, "AUTHORIZATION_OUTCOME_UNKNOWN"
     message = "the issuer could not confirm whether this authorization was recorded; treat it as unanswered"
+
+
+# Every domain error's HTTP status: the one place a domain failure meets HTTP (a test checks that
+# no DomainError subclass is missing).
+DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
+    ValidationFailed: 400,
+    InvalidCredentials: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    CustomerExists: 409,
+    CustomerNotVerified: 409,
+    KycAlreadyDecided: 409,
+    CorporationNotApproved: 409,
+    BalanceNotActive: 409,
+    BalanceNotEmpty: 409,
+    InvalidStateTransition: 409,
+    IdempotencyConflict: 409,
+    InsufficientFunds: 409,
+    PartnerSuspended: 403,
+    InvalidPairingCode: 401,
+    AdminExists: 409,
+    InvalidCsr: 400,
+    UnsupportedCurrency: 400,
+    InvalidAmount: 400,
+    DocumentRejected: 400,
+    ProgramRequired: 400,
+    ProgramCurrencyMismatch: 409,
+    InvalidProgram: 400,
+    ProcessorFailure: 502,
+    CardDataUnavailable: 409,
+    VirtualCardOnly: 409,
+    InvalidPin: 400,
+    InvalidLockReason: 400,
+    CardNotInactive: 409,
+    CardLockIrreversible: 409,
+    CardNotLocked: 409,
+    CardNotLockable: 409,
+    CardRemoved: 409,
+    CardStateConflict: 409,
+    KybClosed: 409,
+    NetworkExists: 409,
+    InvalidZoneKey: 400,
+    CheckValueMismatch: 400,
+    FollowUpRefused: 409,
+    PartnerBalanceExists: 409,
+    PartnerCreditMissing: 409,
+    InsufficientPartnerCredit: 409,
+    InvalidFeeSchedule: 400,
+    EffectiveDateInPast: 400,
+    InvalidIban: 400,
+}
+
+
+def status_of(error: DomainError) -> int:
+    """The HTTP status a domain error is answered with."""
+    return DOMAIN_ERROR_STATUS[type(error)]

@@ -10,7 +10,7 @@ from decimal import Decimal
 import asyncpg
 import msgspec
 
-from antaca_api.errors import Conflict, NotFound
+from antaca_api.domain_errors import Conflict, NotFound
 from antaca_auth import charges
 from antaca_auth.fees import FeeSchedule
 from antaca_auth.ledger import Ledger

@@ -6,18 +6,17 @@ import asyncio
 
 import asyncpg
 
-from antaca_api.errors import DatabaseUnavailable
-
 PING = "SELECT 1"
 # A health probe must answer fast: a database slower than this counts as unavailable.
 PING_TIMEOUT_SECONDS = 1.0
 
 
-async def check_database(pool: asyncpg.Pool) -> None:
-    """Raise DatabaseUnavailable unless a connection answers a query within the timeout."""
+async def database_answers(pool: asyncpg.Pool) -> bool:
+    """Whether a connection answers a query within the timeout."""
     try:
         async with asyncio.timeout(PING_TIMEOUT_SECONDS):
             async with pool.acquire() as conn:
                 await conn.fetchval(PING)
     except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        raise DatabaseUnavailable() from None
+        return False
+    return True

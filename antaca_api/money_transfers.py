@@ -10,8 +10,9 @@ import asyncpg
 
 from antaca_api import balances
 from antaca_api import iban
-from antaca_api.errors import (BalanceNotActive, IdempotencyConflict, InsufficientFunds,
-                               InvalidIban, NotFound)
+from antaca_api.domain_errors import (
+    BalanceNotActive, IdempotencyConflict, InsufficientFunds, InvalidIban, NotFound,
+)
 from antaca_auth import fees as pricing
 from antaca_auth.accounts import AccountKind
 from antaca_auth.charges import charge_id, ensure_revenue_account, record_paid, schedule_in_force

@@ -6,7 +6,7 @@ import uuid
 
 import asyncpg
 
-from antaca_api.errors import NetworkExists, NotFound
+from antaca_api.domain_errors import NetworkExists, NotFound
 from antaca_api.pki import CertificateAuthority, IssuedCertificate, issue_client_certificate
 from antaca_auth import authorization_settings
 

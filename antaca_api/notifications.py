@@ -26,7 +26,7 @@ import asyncpg
 import msgspec
 
 from antaca_auth.periodic import every
-from antaca_api.errors import NotFound
+from antaca_api.domain_errors import NotFound
 from antaca_api.services import Services
 from antaca_api.settings import Settings
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import msgspec
 
-from antaca_api.app import ErrorBody  # the shape error_middleware sends, not a copy of it
+from antaca_api.errors import (
+    ErrorBody,  # the shape error_middleware sends, not a copy of it
+)
 from antaca_api.routing import ALL_ROLES, Channel, Encryption, Route
 from antaca_api.schema import Page
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from antaca_api.balances import check_currency, partner_account_id
-from antaca_api.errors import (IdempotencyConflict, InvalidAmount, NotFound, PartnerBalanceExists,
-                               PartnerCreditMissing)
+from antaca_api.domain_errors import (
+    IdempotencyConflict, InvalidAmount, NotFound, PartnerBalanceExists, PartnerCreditMissing,
+)
 from antaca_api.partners import check_exists as check_partner_exists
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.codes import TransferCode

@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 
-from antaca_api.errors import NotFound
+from antaca_api.domain_errors import NotFound
 from antaca_api.pki import CertificateAuthority, IssuedCertificate, issue_client_certificate
 
 PARTNER_EXISTS = "SELECT 1 FROM partners WHERE id = $1"

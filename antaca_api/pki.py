@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from antaca_api.errors import InvalidCsr
+from antaca_api.domain_errors import InvalidCsr
 
 CLIENT_CERT_DAYS = 365
 CA_DAYS = 3650

@@ -7,7 +7,7 @@ import uuid
 import asyncpg
 import msgspec
 
-from antaca_api.errors import NotFound
+from antaca_api.domain_errors import NotFound
 from antaca_api.partners import check_exists as check_partner_exists
 from antaca_auth import authorization_settings
 from antaca_auth.authorization_settings import StandInMode

@@ -21,7 +21,9 @@ import msgspec
 from aiohttp import web
 
 from antaca_api import jwe
-from antaca_api.errors import EncryptionRequired, Forbidden, MalformedJson, NotFound, ValidationFailed
+from antaca_api.admins import Role
+from antaca_api.domain_errors import Forbidden, NotFound, ValidationFailed
+from antaca_api.errors import EncryptionRequired, MalformedJson
 from antaca_api.services import Services
 
 
@@ -31,12 +33,6 @@ class Channel(enum.StrEnum):
     PARTNER = "partner"  # /secure, /lifecycle: partner client certificate (mutual TLS)
     ADMIN = "admin"  # /admin: administrator session token
     NETWORK = "network"  # /network: card network or acquirer client certificate (mutual TLS)
-
-
-class Role(enum.StrEnum):
-    ADMIN = "ADMIN"
-    MANAGER = "MANAGER"
-    EMPLOYEE = "EMPLOYEE"
 
 
 ALL_ROLES = frozenset(Role)

@@ -11,7 +11,7 @@ from msgspec import Meta
 
 from antaca_api import cards as repo
 from antaca_api.customers import partner_of_customer
-from antaca_api.errors import InvalidPin
+from antaca_api.domain_errors import InvalidPin
 from antaca_api.fields import Name
 from antaca_api.routes.customers import Address
 from antaca_api.routing import ADMIN_MANAGER, Channel, Context, Encryption, route

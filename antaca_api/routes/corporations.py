@@ -15,13 +15,8 @@ from msgspec import Meta
 
 from antaca_api import corporations as repo
 from antaca_api.corporations import KybStatus
-from antaca_api.errors import (
-    ApiError,
-    DocumentRejected,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    ValidationFailed,
-)
+from antaca_api.domain_errors import DocumentRejected, ValidationFailed
+from antaca_api.errors import ApiError, PayloadTooLarge, UnsupportedMediaType
 from antaca_api.fields import Country, Currency, Text
 from antaca_api.routes.balances import BalanceView, balance_view
 from antaca_api.routes.customers import Address

@@ -12,7 +12,7 @@ from msgspec import Meta
 
 from antaca_api import fee_schedules
 from antaca_api.balances import check_currency
-from antaca_api.errors import EffectiveDateInPast, InvalidFeeSchedule, ValidationFailed
+from antaca_api.domain_errors import EffectiveDateInPast, InvalidFeeSchedule, ValidationFailed
 from antaca_api.fields import Currency
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body

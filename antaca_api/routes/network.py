@@ -10,8 +10,8 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api import card_transactions
-from antaca_api.errors import (ApiError, AuthorizationOutcomeUnknown, ClearPinRefused, FollowUpRefused,
-                               NotFound, ValidationFailed)
+from antaca_api.domain_errors import DomainError, FollowUpRefused, NotFound, ValidationFailed
+from antaca_api.errors import ApiError, AuthorizationOutcomeUnknown, ClearPinRefused
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body
 from antaca_auth import authorization, followups
@@ -132,7 +132,7 @@ async def clearing_batch(ctx: Context, body: ClearingBatch) -> ClearingBatchResu
     for item in body.items:
         try:
             outcomes.append(ClearingOutcome(message_id=item.message_id, result=await _follow_up(_clear(ctx, item))))
-        except ApiError as exc:
+        except (ApiError, DomainError) as exc:
             outcomes.append(ClearingOutcome(message_id=item.message_id,
                                             error={"code": exc.code, "message": exc.message}))
     return ClearingBatchResult(items=outcomes)

@@ -14,7 +14,8 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from antaca_api.errors import CheckValueMismatch, EncryptionRequired, InvalidZoneKey, NotFound
+from antaca_api.domain_errors import CheckValueMismatch, InvalidZoneKey, NotFound
+from antaca_api.errors import EncryptionRequired
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, Encryption, route
 from antaca_api.schema import Body
 from antaca_auth.pinblock import PinBlockFormat, ZoneKey, ZoneKeyError

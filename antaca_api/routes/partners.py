@@ -14,7 +14,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from antaca_api import partners as repo
-from antaca_api.errors import NotFound
+from antaca_api.domain_errors import NotFound
 from antaca_api.fields import Email, Name
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body

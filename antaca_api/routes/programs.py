@@ -11,7 +11,7 @@ from msgspec import Meta
 
 from antaca_api import networks, programs
 from antaca_api.balances import check_currency
-from antaca_api.errors import InvalidProgram
+from antaca_api.domain_errors import InvalidProgram
 from antaca_api.fields import Currency, Name
 from antaca_api.processors import PROCESSORS
 from antaca_api.routes.partners import CertificateRequest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from antaca_api import health as database_health
 from antaca_api import jwe
+from antaca_api.errors import DatabaseUnavailable
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body
 
@@ -15,7 +16,8 @@ class Health(Body):
 
 @route("GET", "/health", channel=Channel.PUBLIC, response=Health, summary="Service and database health")
 async def health(ctx: Context, _: None) -> Health:
-    await database_health.check_database(ctx.pool)
+    if not await database_health.database_answers(ctx.pool):
+        raise DatabaseUnavailable()
     return Health(status="ok", database="ok")
 
 

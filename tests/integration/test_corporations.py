@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from antaca_api.corporations import KybStatus, detect_type, document_type, review, safe_filename
-from antaca_api.errors import InvalidStateTransition, ValidationFailed
+from antaca_api.domain_errors import InvalidStateTransition, ValidationFailed
 from antaca_api.routing import Role
 from tests.api_harness import bearer
 

@@ -1,0 +1,221 @@
+"""The product's failures as its domain reports them: a code and a message, no HTTP.
+
+Domain modules (customers, balances, cards, corporations, partners, programs, fees...) raise these;
+antaca_api/errors.py maps each class to its HTTP status in one table, at the boundary. Messages
+never carry card data, secrets or tokens.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "INVALID_REQUEST"
+    message = "the request is not valid"
+
+    def __init__(self, message: str | None = None) -> None:
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)
+
+
+class ValidationFailed(DomainError):
+    code, message = "VALIDATION_ERROR", "the request does not match the schema"
+
+
+class InvalidCredentials(DomainError):
+    code, message = "INVALID_CREDENTIALS", "the credentials are not valid"
+
+
+class Forbidden(DomainError):
+    code, message = "FORBIDDEN", "your role does not allow this operation"
+
+
+class NotFound(DomainError):
+    """Unknown ids and other tenants' ids look the same: 404."""
+
+    code, message = "NOT_FOUND", "no such resource"
+
+
+# --- domain rules ----------------------------------------------------------------------------
+class Conflict(DomainError):
+    code, message = "CONFLICT", "the request conflicts with the current state"
+
+
+class CustomerExists(Conflict):
+    code, message = "CUSTOMER_EXISTS", "a customer with this external id already exists"
+
+
+class CustomerNotVerified(Conflict):
+    code, message = "CUSTOMER_NOT_VERIFIED", "the customer must be VERIFIED (KYC) first"
+
+
+class KycAlreadyDecided(Conflict):
+    code, message = "KYC_ALREADY_DECIDED", "the customer's KYC is already decided"
+
+
+class CorporationNotApproved(Conflict):
+    code, message = "CORPORATION_NOT_APPROVED", "the corporation must be APPROVED (KYB) first"
+
+
+class BalanceNotActive(Conflict):
+    code, message = "BALANCE_NOT_ACTIVE", "the balance is blocked or closed"
+
+
+class BalanceNotEmpty(Conflict):
+    code, message = "BALANCE_NOT_EMPTY", "only a balance at zero, with no holds, can be closed"
+
+
+class InvalidStateTransition(Conflict):
+    code, message = "INVALID_STATE_TRANSITION", "that state change is not allowed"
+
+
+class IdempotencyConflict(Conflict):
+    code, message = "IDEMPOTENCY_CONFLICT", "this reference was already used for a different request"
+
+
+class InsufficientFunds(Conflict):
+    code, message = "INSUFFICIENT_FUNDS", "the funding balance cannot cover this amount"
+
+
+class PartnerSuspended(DomainError):
+    code, message = "PARTNER_SUSPENDED", "the partner is suspended"
+
+
+class InvalidPairingCode(DomainError):
+    code, message = "INVALID_PAIRING_CODE", "the pairing code is unknown, used or expired"
+
+
+class AdminExists(Conflict):
+    code, message = "ADMIN_EXISTS", "an administrator with this e-mail already exists"
+
+
+class InvalidCsr(DomainError):
+    code, message = "INVALID_CSR", "the certificate signing request is not a valid PEM CSR"
+
+
+class UnsupportedCurrency(DomainError):
+    code, message = "UNSUPPORTED_CURRENCY", "the currency is not a known ISO 4217 code"
+
+
+class InvalidAmount(DomainError):
+    code, message = "INVALID_AMOUNT", "the amount must be a positive integer number of minor units"
+
+
+class DocumentRejected(DomainError):
+    code, message = "DOCUMENT_REJECTED", "the document must be a PDF, PNG or JPEG within the size limit"
+
+
+# --- cards -----------------------------------------------------------------------------------
+class ProgramRequired(DomainError):
+    code, message = "PROGRAM_REQUIRED", "name the card program: the partner has none or several for this currency"
+
+
+class ProgramCurrencyMismatch(Conflict):
+    code, message = "PROGRAM_CURRENCY_MISMATCH", "the card program's currency differs from the balance's"
+
+
+class InvalidProgram(DomainError):
+    code, message = "INVALID_PROGRAM", "the card program is not valid"
+
+
+class ProcessorFailure(DomainError):
+    code, message = "PROCESSOR_ERROR", "the issuing processor could not complete the operation"
+
+
+class CardDataUnavailable(Conflict):
+    code, message = "CARD_DATA_UNAVAILABLE", "the card has no usable card data in its current state"
+
+
+class VirtualCardOnly(Conflict):
+    code, message = "VIRTUAL_CARD_ONLY", "this operation is for virtual cards"
+
+
+class InvalidPin(DomainError):
+    code, message = "INVALID_PIN", "the PIN must have 4 to 12 digits and not be trivial"
+
+
+class InvalidLockReason(DomainError):
+    code, message = "INVALID_LOCK_REASON", "unknown lock reason"
+
+
+class CardNotInactive(Conflict):
+    code, message = "CARD_NOT_INACTIVE", "only an INACTIVE card can be activated"
+
+
+class CardLockIrreversible(Conflict):
+    code, message = "CARD_LOCK_IRREVERSIBLE", "the card is locked for a reason that cannot be undone"
+
+
+class CardNotLocked(Conflict):
+    code, message = "CARD_NOT_LOCKED", "the card is not locked"
+
+
+class CardNotLockable(Conflict):
+    code, message = "CARD_NOT_LOCKABLE", "the card cannot be locked in its current state"
+
+
+class CardRemoved(Conflict):
+    code, message = "CARD_REMOVED", "the card is removed"
+
+
+class CardStateConflict(Conflict):
+    code, message = "CARD_STATE_CONFLICT", "the card's state does not allow this"
+
+
+# The card state machine's refusals (antaca_auth.cardstate codes), each with its own class.
+CARD_TRANSITION_ERRORS: dict[str, type[DomainError]] = {
+    "CARD_NOT_INACTIVE": CardNotInactive,
+    "CARD_LOCK_IRREVERSIBLE": CardLockIrreversible,
+    "CARD_NOT_LOCKED": CardNotLocked,
+    "CARD_NOT_LOCKABLE": CardNotLockable,
+    "CARD_REMOVED": CardRemoved,
+    "INVALID_LOCK_REASON": InvalidLockReason,
+    "CARD_NOT_PENDING": CardStateConflict,
+    "CARD_NOT_ORDERED": CardStateConflict,
+}
+
+
+class KybClosed(Conflict):
+    code, message = "KYB_CLOSED", "the corporation's KYB is decided; documents can no longer change"
+
+
+class NetworkExists(Conflict):
+    code, message = "NETWORK_EXISTS", "a network with this name already exists"
+
+
+class InvalidZoneKey(DomainError):
+    code, message = "INVALID_ZONE_KEY", "the zone PIN key is malformed or weak"
+
+
+class CheckValueMismatch(DomainError):
+    code, message = "CHECK_VALUE_MISMATCH", "the check value does not match the key"
+
+
+class FollowUpRefused(Conflict):
+    code, message = "FOLLOW_UP_REFUSED", "the authorization's hold cannot take this reversal or clearing"
+
+
+# --- partners' money and fees ----------------------------------------------------------------
+class PartnerBalanceExists(Conflict):
+    code, message = "PARTNER_BALANCE_EXISTS", "the partner already has a balance of this kind in this currency"
+
+
+class PartnerCreditMissing(Conflict):
+    code, message = ("PARTNER_CREDIT_BALANCE_MISSING",
+                     "the partner's programs in this currency are CREDIT-model but it has no partner credit balance")
+
+
+class InsufficientPartnerCredit(Conflict):
+    code, message = "INSUFFICIENT_PARTNER_CREDIT", "the partner credit balance cannot cover this top-up"
+
+
+class InvalidFeeSchedule(DomainError):
+    code, message = "INVALID_FEE_SCHEDULE", "the fee schedule is not valid"
+
+
+class EffectiveDateInPast(DomainError):
+    code, message = "EFFECTIVE_DATE_IN_PAST", "a change can only apply from now or a later date"
+
+
+class InvalidIban(DomainError):
+    code, message = "INVALID_IBAN", "the IBAN is not valid (format or check digits)"
