@@ -14,17 +14,30 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from antaca_auth import charges
-from antaca_auth.charges import charge_flat
 from antaca_api.customers import get_customer, require_verified
 from antaca_api.domain_errors import (
-    BalanceNotActive, BalanceNotEmpty, IdempotencyConflict, InsufficientFunds,
-    InsufficientPartnerCredit, InvalidStateTransition, NotFound, ProgramCurrencyMismatch,
+    BalanceNotActive,
+    BalanceNotEmpty,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InsufficientPartnerCredit,
+    InvalidStateTransition,
+    NotFound,
+    ProgramCurrencyMismatch,
     UnsupportedCurrency,
 )
-from antaca_auth.accounts import AccountKind, Counters, NewAccount, available_balance, posted_balance
+from antaca_auth import charges
+from antaca_auth.accounts import (
+    AccountKind,
+    Counters,
+    NewAccount,
+    available_balance,
+    posted_balance,
+)
+from antaca_auth.charges import charge_flat
 from antaca_auth.codes import TransferCode
 from antaca_auth.fees import FeeType
+from antaca_auth.invariants import require
 from antaca_auth.ledger import Ledger, Statement
 from antaca_auth.thresholds import check_crossings
 from antaca_auth.transfers import ResultCode, Transfer
@@ -107,7 +120,7 @@ async def open_balance(
 
     The program is the one named, else the partner's only program in the currency (else none: no fees).
     """
-    assert (customer_id is None) != (corporation_id is None), "a balance has exactly one owner"
+    require((customer_id is None) != (corporation_id is None), "a balance has exactly one owner")
     await check_currency(ledger, currency)
     balance_id = uuid.uuid4()
     kind = AccountKind.USER_BALANCE if customer_id else AccountKind.CORPORATE_BALANCE
@@ -116,7 +129,7 @@ async def open_balance(
         conn,
         [NewAccount(id=balance_id, currency=currency, kind=kind, owner_ref=owner, debits_must_not_exceed_credits=True)],
     )
-    assert result.code == "ok", result
+    require(result.code == "ok", f"a balance's account could not be created: {result.code}")
     if program_id is None:
         programs = await conn.fetch("SELECT id FROM card_programs WHERE partner_id = $1 AND currency = $2",
                                     partner_id, currency)
@@ -326,7 +339,7 @@ async def reload_customer_balance(
         if result.code in (ResultCode.EXCEEDS_CREDITS, ResultCode.OVERFLOWS_CREDITS,
                            ResultCode.OVERFLOWS_DEBITS):
             raise InsufficientFunds("the balance cannot take this amount")
-        assert result.code in (ResultCode.OK, ResultCode.EXISTS), result.code
+        require(result.code in (ResultCode.OK, ResultCode.EXISTS), f"a reload was refused: {result.code}")
         if credit is not None:
             await check_crossings(conn, [credit])
     # Money arrived: unpaid fees are collected now, in their own transaction (fee revenue accounts

@@ -13,11 +13,16 @@ import asyncpg
 
 from antaca_api.balances import check_currency, partner_account_id
 from antaca_api.domain_errors import (
-    IdempotencyConflict, InvalidAmount, NotFound, PartnerBalanceExists, PartnerCreditMissing,
+    IdempotencyConflict,
+    InvalidAmount,
+    NotFound,
+    PartnerBalanceExists,
+    PartnerCreditMissing,
 )
 from antaca_api.partners import check_exists as check_partner_exists
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.codes import TransferCode
+from antaca_auth.invariants import require
 from antaca_auth.ledger import Ledger
 from antaca_auth.thresholds import rearm
 from antaca_auth.transfers import ResultCode, Transfer
@@ -74,7 +79,7 @@ async def create(conn: asyncpg.Connection, ledger: Ledger, partner_id: uuid.UUID
                                    str(LEDGER_KIND[kind]), account_id, threshold)
     if inserted is None:
         raise PartnerBalanceExists()
-    assert result.code in ("ok", "exists"), result
+    require(result.code in ("ok", "exists"), f"an account could not be created: {result.code}")
     return account_id
 
 

@@ -16,13 +16,14 @@ from datetime import datetime
 
 import asyncpg
 
-from antaca_auth.periodic import every
 from antaca_auth import fees as pricing
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity, midnight
 from antaca_auth.codes import TransferCode
 from antaca_auth.fees import FeeSchedule, FeeType
+from antaca_auth.invariants import require
 from antaca_auth.ledger import Ledger
+from antaca_auth.periodic import every
 from antaca_auth.transfers import ResultCode, Transfer
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ async def refund_flat(conn: asyncpg.Connection, ledger: Ledger, fee_type: FeeTyp
                       credit_account_id=row["account_id"], amount=row["amount"], currency=row["currency"],
                       reference=cause[:256])
     (result,) = (await ledger.write_batch(conn, [refund])).results
-    assert result.code in (ResultCode.OK, ResultCode.EXISTS), result.code
+    require(result.code in (ResultCode.OK, ResultCode.EXISTS), f"a fee refund was refused: {result.code}")
     await conn.execute("UPDATE fee_charges SET state = 'REFUNDED' WHERE id = $1", row["id"])
 
 

@@ -21,12 +21,22 @@ import msgspec
 from antaca_auth import authorization as rules
 from antaca_auth import fees as pricing
 from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX
-from antaca_auth.authorization import (AuthorizationRequest, CardFacts, Decline, PinOutcome,
-                                       TxType)
+from antaca_auth.authorization import (
+    AuthorizationRequest,
+    CardFacts,
+    Decline,
+    PinOutcome,
+    TxType,
+)
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.holds import NewTransfers
+from antaca_auth.invariants import require
 from antaca_auth.pinblock import PinBlockError, ZoneKey, decipher_pin
-from antaca_auth.settlement import TransferCodes, advice_receivable_account, settlement_account
+from antaca_auth.settlement import (
+    TransferCodes,
+    advice_receivable_account,
+    settlement_account,
+)
 from antaca_auth.transfers import ResultCode
 
 _OK = ResultCode.OK
@@ -344,6 +354,8 @@ def _holds(row: Planned, holds: NewTransfers, hold_seconds: int) -> None:
     """Add the ledger transfers of an approvable authorization, one linked chain: the partner deposit
     charge (DEPOSIT model), the hold on the user's balance, and the hold of its fees."""
     request, card = row.incoming.request, row.card
+    require(row.user_at is None and row.deposit_at is None and row.fee_at is None,
+            "one hold per approved payment")
     currency, amount, reference = card.program_currency, row.billing_amount, request.message_id[:256]
     settlement = settlement_account(currency)
     if request.type is TxType.REFUND:

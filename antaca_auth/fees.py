@@ -20,6 +20,7 @@ import msgspec
 from msgspec import Meta
 
 from antaca_auth.codes import TransferCode
+from antaca_auth.invariants import require
 
 FEE_REVENUE_ACCOUNTS_CACHED_MAX = 4096  # (program, currency) pairs whose account id is kept
 
@@ -127,7 +128,7 @@ def problems(schedule: FeeSchedule) -> list[str]:
 
 def percent_of(amount: int, basis_points: int) -> int:
     """basis_points/10,000 of amount, rounded half up to a whole minor unit."""
-    assert amount >= 0 and 0 <= basis_points <= BASIS
+    require(amount >= 0 and 0 <= basis_points <= BASIS, "a percentage of a negative amount")
     return (amount * basis_points + BASIS // 2) // BASIS
 
 
@@ -138,7 +139,7 @@ def transaction_fee(spec: TransactionFee | None, amount: int) -> int:
     fee = max(spec.fixed + percent_of(amount, spec.percent_bp), spec.minimum)
     if spec.maximum is not None:
         fee = min(fee, spec.maximum)
-    assert fee >= 0
+    require(fee >= 0, "a negative fee")
     return fee
 
 
@@ -247,7 +248,7 @@ def previous_period(period: Period, day: date) -> tuple[date, date]:
 
 def convert(amount: int, from_exponent: int, to_exponent: int, rate: Decimal) -> int:
     """`amount` minor units of one currency in minor units of another at `rate`, rounded half up."""
-    assert amount >= 0 and rate > 0
+    require(amount >= 0 and rate > 0, "a conversion of a negative amount or at a rate <= 0")
     exact = Decimal(amount) * rate * Decimal(10) ** (to_exponent - from_exponent)
     return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import uuid
 
+from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX
 from antaca_auth.ids import new_id
+from antaca_auth.invariants import require
 from antaca_auth.transfers import Transfer, TransferKind
 
 
@@ -38,8 +40,9 @@ class NewTransfers:
     def add(self, code: int, debit: uuid.UUID, credit: uuid.UUID, amount: int, currency: str, *,
             pending: bool, timeout: int = 0, reference: str | None = None, linked: bool = False) -> int:
         """Append a transfer with a new id; returns its index in the batch."""
-        assert amount > 0 and debit != credit, "a transfer moves a positive amount between two accounts"
-        assert pending or not timeout, "only a hold has a timeout"
+        require(0 < amount <= AMOUNT_MINOR_UNITS_MAX and debit != credit,
+                "a transfer moves a positive, bounded amount between two accounts")
+        require(pending or not timeout, "only a hold has a timeout")
         self.ids.append(new_id())
         self.debits.append(debit)
         self.credits.append(credit)

@@ -7,8 +7,8 @@ binary COPY and every touched account (and the holds the sweeper must expire) wi
 
 from __future__ import annotations
 
-import collections
 import asyncio
+import collections
 import logging
 import random
 import uuid
@@ -31,9 +31,23 @@ from antaca_auth.accounts import (
     posted_balance,
 )
 from antaca_auth.holds import NewTransfers
-from antaca_auth.posting import ROW_COLUMNS, AccountState, BatchOutcome, decide_batch, is_id
+from antaca_auth.invariants import require
+from antaca_auth.posting import (
+    ROW_COLUMNS,
+    AccountState,
+    BatchOutcome,
+    decide_batch,
+    is_id,
+)
 from antaca_auth.query import Query
-from antaca_auth.transfers import RESOLVING_KINDS, ResultCode, StoredTransfer, Transfer, TransferKind, TransferResult
+from antaca_auth.transfers import (
+    RESOLVING_KINDS,
+    ResultCode,
+    StoredTransfer,
+    Transfer,
+    TransferKind,
+    TransferResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +250,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+STATEMENT_PAGE_SIZE_MAX = 10_000  # transfers in one statement page
+
+
 class Ledger:
     """Double-entry ledger over a PostgreSQL pool. Safe for many concurrent callers."""
 
@@ -415,7 +432,7 @@ class Ledger:
                 pending=batch.pending, codes=batch.codes, timeouts=batch.timeouts, refs=batch.references,
                 currencies=batch.currencies, now=None if self.clock is utc_now else self.clock())
             if rows:
-                assert len(rows) == len(batch)
+                require(len(rows) == len(batch), "the set-based path answered another batch")
                 self.paths["set_based"] += 1
                 return [(_OK, r[0], r[1]) for r in rows]
         self.paths["sequential"] += 1
@@ -467,7 +484,7 @@ class Ledger:
 
     async def statement(self, account_id: uuid.UUID, *, after: int = 0, limit: int = 100) -> Statement | None:
         """An account's transfers in commit order from `after`, each with the balance after it."""
-        assert 1 <= limit <= 10_000
+        require(1 <= limit <= STATEMENT_PAGE_SIZE_MAX, "a statement page of 1 to 10,000 transfers")
         async with self.pool.acquire() as conn:
             accounts = await SELECT_ACCOUNTS.fetch(conn, ids=[account_id])
             if not accounts:

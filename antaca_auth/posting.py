@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX, Counters
+from antaca_auth.invariants import require
 from antaca_auth.transfers import (
     MAX_CODE,
     MAX_REFERENCE,
@@ -279,7 +280,7 @@ class _Batch:
             return TransferResult(index, t.id, ResultCode.PENDING_ALREADY_RESOLVED)
         due = p.expires_at is not None and self.now >= p.expires_at
         if t.kind is TransferKind.EXPIRE_PENDING:
-            assert due, "the sweeper expires only holds whose timeout has passed"
+            require(due, "the sweeper expires only holds whose timeout has passed")
         elif due:
             return TransferResult(index, t.id, ResultCode.PENDING_EXPIRED)
         amount = p.amount if t.amount is None else t.amount
@@ -321,7 +322,8 @@ class _Batch:
             return TransferResult(index, t.id, ResultCode.EXCEEDS_CREDITS)
         if cr.credits_must_not_exceed_debits and new_cp + new_cpe > c_dp:
             return TransferResult(index, t.id, ResultCode.EXCEEDS_DEBITS)
-        assert new_dp >= 0 and new_dpe >= 0 and new_cp >= 0 and new_cpe >= 0, "counters never go below zero"
+        require(new_dp >= 0 and new_dpe >= 0 and new_cp >= 0 and new_cpe >= 0,
+                "counters never go below zero")
 
         initial, undo = self.initial, self.undo
         key = id(dr)

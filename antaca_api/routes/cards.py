@@ -18,6 +18,7 @@ from antaca_api.routing import ADMIN_MANAGER, Channel, Context, Encryption, rout
 from antaca_api.schema import Body
 from antaca_auth import cardstate
 from antaca_auth.cardstate import LOCK_REASONS, NETWORK_LOCK_REASONS, CardState
+from antaca_auth.invariants import require
 from antaca_auth.pans import mask_pan
 
 JWE = Encryption.REQUIRED
@@ -386,7 +387,7 @@ class NetworkLockResult(Body):
 @route("POST", "/network/cards/lock", channel=Channel.NETWORK, body=NetworkLock, response=NetworkLockResult,
        tags=("network",), summary="A card network or acquirer locks a card by PAN")
 async def network_lock(ctx: Context, body: NetworkLock) -> NetworkLockResult:
-    assert body.reason in NETWORK_LOCK_REASONS
+    require(body.reason in NETWORK_LOCK_REASONS, "the schema admits only the network's reasons")
     fingerprint = ctx.services.card_keys.fingerprint(body.pan)
     async with ctx.transaction() as conn:
         await repo.network_lock(conn, fingerprint, body.reason, actor(ctx))
