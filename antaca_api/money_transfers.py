@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from antaca_api import balances
-from antaca_api import iban
+from antaca_api import balances, iban
 from antaca_api.domain_errors import (
-    BalanceNotActive, IdempotencyConflict, InsufficientFunds, InvalidIban, NotFound,
+    BalanceNotActive,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidIban,
+    NotFound,
 )
+from antaca_api.schema import Body
 from antaca_auth import fees as pricing
 from antaca_auth.accounts import AccountKind
-from antaca_auth.charges import charge_id, ensure_revenue_account, record_paid, schedule_in_force
+from antaca_auth.charges import (
+    charge_id,
+    ensure_revenue_account,
+    record_paid,
+    schedule_in_force,
+)
 from antaca_auth.codes import TransferCode
 from antaca_auth.fees import FeeType
 from antaca_auth.ledger import Ledger
@@ -34,8 +42,9 @@ INSERT_MONEY_TRANSFER = """
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *"""
 
 
-@dataclass(frozen=True)
-class MoneyTransfer:
+class MoneyTransfer(Body):
+    """An IBAN payout as booked (also the partner channel's answer)."""
+
     transfer_id: uuid.UUID
     balance_id: uuid.UUID
     amount: int
@@ -45,7 +54,7 @@ class MoneyTransfer:
     beneficiary_name: str
     reference: str
     created_at: datetime
-    replayed: bool  # the reference had already been booked: nothing moved this time
+    replayed: bool = False  # the reference had already been booked: nothing moved this time
 
 
 def transfer_id_of(balance_id: uuid.UUID, reference: str) -> uuid.UUID:

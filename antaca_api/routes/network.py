@@ -10,38 +10,20 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api import card_transactions
-from antaca_api.domain_errors import DomainError, FollowUpRefused, NotFound, ValidationFailed
+from antaca_api.domain_errors import (
+    DomainError,
+    FollowUpRefused,
+    NotFound,
+    ValidationFailed,
+)
 from antaca_api.errors import ApiError, AuthorizationOutcomeUnknown, ClearPinRefused
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body
 from antaca_auth import authorization, followups
 from antaca_auth.authorization import AuthorizationRequest, MessageId
-from antaca_auth import engine
+from antaca_auth.decision import AuthorizationResult
 from antaca_auth.engine import OutcomeUnknown
 from antaca_auth.followups import FollowUp
-
-
-# The JSON channel's answer: the engine's result without `balance_currency`, which the ISO 8583
-# channel needs for DE54 and this channel's answer never had (kept unchanged for its clients:
-# `billingAmount` and `availableAfter` are in the card program's currency). A comment, not a
-# docstring: the OpenAPI schema stays as it was.
-class AuthorizationResult(msgspec.Struct, frozen=True, rename="camel"):
-
-    authorization_id: uuid.UUID
-    decision: str  # APPROVED or DECLINED
-    response_code: str
-    reason: str
-    approved_amount: int
-    action_code: str | None = None
-    available_after: int | None = None
-    billing_amount: int | None = None
-    fee: int = 0
-    stand_in: bool = False
-
-    @classmethod
-    def of(cls, r: engine.AuthorizationResult) -> AuthorizationResult:
-        return cls(r.authorization_id, r.decision, r.response_code, r.reason, r.approved_amount,
-                   r.action_code, r.available_after, r.billing_amount, r.fee, r.stand_in)
 
 
 @route("POST", "/network/authorizations", channel=Channel.NETWORK, body=AuthorizationRequest,
@@ -51,7 +33,7 @@ async def authorize(ctx: Context, body: AuthorizationRequest) -> AuthorizationRe
     try:
         result = await ctx.services.engine.authorize(
             ctx.network_id, body, deadline_seconds=ctx.network_deadline_ms / 1000, arrived_at=ctx.arrived_at)
-        return AuthorizationResult.of(result)
+        return result
     except authorization.ClearPinRefused:
         raise ClearPinRefused() from None
     except OutcomeUnknown:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
-from datetime import datetime
 from typing import Annotated
 
 from msgspec import Meta
@@ -22,27 +19,14 @@ class NewMoneyTransfer(Body):
     reference: Reference  # idempotency: the same reference books once
 
 
-class MoneyTransfer(Body):
-    transfer_id: uuid.UUID
-    balance_id: uuid.UUID
-    amount: int
-    fee: int
-    currency: str
-    iban: str
-    beneficiary_name: str
-    reference: str
-    created_at: datetime
-    replayed: bool = False
-
-
 @route("POST", "/secure/customers/{customerId}/balances/{balanceId}/transfers", channel=Channel.PARTNER,
-       body=NewMoneyTransfer, response=MoneyTransfer, status=201,
+       body=NewMoneyTransfer, response=money_transfers.MoneyTransfer, status=201,
        summary="Send money from a balance to an IBAN; the amount plus the program's transfer fee must be available",
        tags=("balances",))
-async def send_money(ctx: Context, body: NewMoneyTransfer) -> MoneyTransfer:
+async def send_money(ctx: Context, body: NewMoneyTransfer) -> money_transfers.MoneyTransfer:
     customer_id, balance_id = ctx.path_id("customerId"), ctx.path_id("balanceId")
     sent = await money_transfers.send(
         ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id, customer_id=customer_id,
         balance_id=balance_id, amount=body.amount, iban_text=body.iban,
         beneficiary_name=body.beneficiary_name, reference=body.reference, now=ctx.services.clock())
-    return MoneyTransfer(**dataclasses.asdict(sent))
+    return sent
