@@ -166,6 +166,20 @@ async def register_customer(api: ApiServer, partner: aiohttp.ClientSession, *, v
     return customer
 
 
+async def create_network(api: ApiServer, admin_token: str,
+                         name: str = "Mastercard") -> tuple[str, tuple[str, bytes]]:
+    """A card network (admin channel) and a client certificate for it: (network id, (cert, key))."""
+    async with api.client().post(f"{api.http}/admin/networks", json={"name": name},
+                                 headers=bearer(admin_token)) as r:
+        assert r.status == 201, await r.text()
+        network_id = (await r.json())["networkId"]
+    csr, key = make_csr()
+    async with api.client().post(f"{api.http}/admin/networks/{network_id}/certificates",
+                                 json={"csr": csr}, headers=bearer(admin_token)) as r:
+        assert r.status in (200, 201), await r.text()
+        return network_id, ((await r.json())["certificate"], key)
+
+
 async def pair_device(api: ApiServer, partner: aiohttp.ClientSession, customer_id: str,
                       device_id: str = "device-1") -> dict:
     """Pairing as the product does it: the partner gets a code, the app pairs with it."""

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from antaca_auth import decision
 from antaca_auth.verify import verify_ledger
-from tests.api_harness import bearer, make_csr
+from tests.api_harness import bearer, create_network
 from tests.integration.test_cards import World
 
 
@@ -40,15 +40,9 @@ class Payments:
                 assert r.status == 200
         self.deposit = await self.fund_deposit(deposit)
         self.card = await w.virtual()
-        async with api.client().post(f"{api.http}/admin/networks", json={"name": f"net-{uuid.uuid4().hex[:6]}"},
-                                     headers=bearer(w.admin)) as r:
-            network = await r.json()
-        csr, key = make_csr()
-        async with api.client().post(f"{api.http}/admin/networks/{network['networkId']}/certificates",
-                                     json={"csr": csr}, headers=bearer(w.admin)) as r:
-            cert = (await r.json())["certificate"]
-        self.network = api.client(cert=(cert, key))
-        self.network_id = network["networkId"]
+        self.network_id, certificate = await create_network(api, w.admin,
+                                                            f"net-{uuid.uuid4().hex[:6]}")
+        self.network = api.client(cert=certificate)
         self.zone_key = os.urandom(16)  # the network's AES zone PIN key: PIN blocks in ISO 9564 format 4
         check_value = Cipher(algorithms.AES(self.zone_key), modes.ECB()).encryptor().update(bytes(16))[:3]
         status, answer = await w.jwe.request(

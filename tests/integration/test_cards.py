@@ -12,7 +12,7 @@ import pytest
 from antaca_api.personalization import process_due_orders
 from antaca_api.routing import Role
 from antaca_auth.pans import luhn_valid
-from tests.api_harness import JweClient, bearer, pair_device, register_customer
+from tests.api_harness import JweClient, bearer, create_network, pair_device, register_customer
 
 BIN = "535522"
 
@@ -231,18 +231,11 @@ async def test_cvv_reset_invalidates_the_previous_cvc2(api, jwe_key):
 
 
 async def test_network_locks_a_card_by_pan(api, jwe_key):
-    from tests.api_harness import make_csr
 
     w = await World().setup(api, jwe_key)
     card = await w.virtual()
-    async with api.client().post(f"{api.http}/admin/networks", json={"name": "Mastercard"},
-                                 headers=bearer(w.admin)) as r:
-        network = await r.json()
-    csr, key = make_csr()
-    async with api.client().post(f"{api.http}/admin/networks/{network['networkId']}/certificates",
-                                 json={"csr": csr}, headers=bearer(w.admin)) as r:
-        cert = (await r.json())["certificate"]
-    network_client = api.client(cert=(cert, key))
+    _, certificate = await create_network(api, w.admin)
+    network_client = api.client(cert=certificate)
     async with w.partner.post(f"{api.https}/network/cards/lock", json={"pan": card["pan"], "reason": 1}) as r:
         assert r.status == 401  # a partner certificate is not a network's
     async with network_client.post(f"{api.https}/network/cards/lock", json={"pan": card["pan"], "reason": 1}) as r:
