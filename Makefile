@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-unit mutations install clean
+.PHONY: run test test-unit lint mutations install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Antaca needs Python 3.11+"'
@@ -17,8 +17,11 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/antaca serve
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check antaca_auth antaca_api bench tests
 
 # The tests without a database (tests/unit/): seconds.
 test-unit: install

@@ -18,17 +18,31 @@ import msgspec
 
 from antaca_api.balances import require_active
 from antaca_api.domain_errors import (
-    CARD_TRANSITION_ERRORS, CardDataUnavailable, CorporationNotApproved, CustomerNotVerified,
-    InvalidPin, NotFound, ProcessorFailure, ProgramCurrencyMismatch, ProgramRequired,
+    CARD_TRANSITION_ERRORS,
+    CardDataUnavailable,
+    CorporationNotApproved,
+    CustomerNotVerified,
+    InvalidPin,
+    NotFound,
+    ProcessorFailure,
+    ProgramCurrencyMismatch,
+    ProgramRequired,
     VirtualCardOnly,
 )
-from antaca_auth.charges import CARD_CREATION, charge_flat, refund_flat
 from antaca_api.processors import PROCESSORS, ProcessorError, Program
 from antaca_api.services import Services
 from antaca_auth import cardstate
 from antaca_auth.card_events import SYSTEM_ACTOR, events_of, record_event
-from antaca_auth.cardstate import (CARD_TESTING_LOCK_REASONS, PIN_TRIES_LOCK_REASONS, CardState,
-                                   CardStatus, CardTransitionError, pin_problem, usable_for_data)
+from antaca_auth.cardstate import (
+    CARD_TESTING_LOCK_REASONS,
+    PIN_TRIES_LOCK_REASONS,
+    CardState,
+    CardStatus,
+    CardTransitionError,
+    pin_problem,
+    usable_for_data,
+)
+from antaca_auth.charges import CARD_CREATION, charge_flat, refund_flat
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,12 @@ import sys
 
 import uvloop
 
-from antaca_auth.database import EMBEDDED_DATABASE, configured_server, ensure_database, with_database
+from antaca_auth.database import (
+    EMBEDDED_DATABASE,
+    configured_server,
+    ensure_database,
+    with_database,
+)
 
 
 def _database(dsn: str, embedded: bool) -> str:

@@ -11,7 +11,11 @@ import msgspec
 
 from antaca_api.balances import balance_by_id, open_balance
 from antaca_api.domain_errors import (
-    CorporationNotApproved, InvalidStateTransition, KybClosed, NotFound, ValidationFailed,
+    CorporationNotApproved,
+    InvalidStateTransition,
+    KybClosed,
+    NotFound,
+    ValidationFailed,
 )
 from antaca_auth.ledger import Ledger
 

@@ -9,7 +9,10 @@ import asyncpg
 import msgspec
 
 from antaca_api.domain_errors import (
-    CustomerExists, CustomerNotVerified, KycAlreadyDecided, NotFound,
+    CustomerExists,
+    CustomerNotVerified,
+    KycAlreadyDecided,
+    NotFound,
 )
 from antaca_api.kyc import Identity, KycDecision, KycProvider, KycStatus
 

@@ -25,10 +25,10 @@ import aiosmtplib
 import asyncpg
 import msgspec
 
-from antaca_auth.periodic import every
 from antaca_api.domain_errors import NotFound
 from antaca_api.services import Services
 from antaca_api.settings import Settings
+from antaca_auth.periodic import every
 
 log = logging.getLogger(__name__)
 

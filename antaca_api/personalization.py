@@ -10,12 +10,12 @@ from datetime import timedelta
 
 import asyncpg
 
-from antaca_auth.periodic import every
 from antaca_api.cards import CARD_COLUMNS, change_state, program_of
-from antaca_auth.card_events import SYSTEM_ACTOR, record_event
 from antaca_api.processors import PROCESSORS, OrderStatus
 from antaca_api.services import Services
+from antaca_auth.card_events import SYSTEM_ACTOR, record_event
 from antaca_auth.cardstate import CardState, linked
+from antaca_auth.periodic import every
 
 log = logging.getLogger(__name__)
 

@@ -16,16 +16,16 @@ from aiohttp import web
 from antaca_api import jwe
 from antaca_api.app import create_app
 from antaca_api.cards import resume_pending
-from antaca_auth.charges import run_fee_worker
 from antaca_api.credentials import listen
 from antaca_api.iso8583.listener import Iso8583Listener
+from antaca_api.kyc import DeterministicKycProvider
 from antaca_api.notifications import run_alert_worker
 from antaca_api.personalization import run_personalization
-from antaca_api.kyc import DeterministicKycProvider
 from antaca_api.pki import CertificateAuthority
 from antaca_api.services import Services
 from antaca_api.settings import Settings
 from antaca_auth.cardkeys import CardKeys
+from antaca_auth.charges import run_fee_worker
 from antaca_auth.database import create_pool
 from antaca_auth.engine import AuthorizationEngine, EngineSettings
 from antaca_auth.followups import FollowUps

@@ -36,23 +36,42 @@ import msgspec
 from antaca_auth import fees as pricing
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity
-from antaca_auth.authorization import (DUPLICATE_TRANSMISSION, AuthorizationRequest, CardFacts,
-                                       ClearPinRefused, TxType)
+from antaca_auth.authorization import (
+    DUPLICATE_TRANSMISSION,
+    AuthorizationRequest,
+    CardFacts,
+    ClearPinRefused,
+    TxType,
+)
 from antaca_auth.card_events import record_engine_locks
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
-from antaca_auth.decision import (NETWORK_ADVICE, AuthorizationResult, Plan, Planned, Policy,
-                                  Snapshot, StoredAnswer, answer, decide, decide_inquiry,
-                                  duplicate_transmission, inquiry_answer, plan_advice,
-                                  request_digest, settle, stand_in_decline)
+from antaca_auth.decision import (
+    NETWORK_ADVICE,
+    AuthorizationResult,
+    Plan,
+    Planned,
+    Policy,
+    Snapshot,
+    StoredAnswer,
+    answer,
+    decide,
+    decide_inquiry,
+    duplicate_transmission,
+    inquiry_answer,
+    plan_advice,
+    request_digest,
+    settle,
+    stand_in_decline,
+)
 from antaca_auth.followups import message_lock_key
 from antaca_auth.ids import new_id
 from antaca_auth.ledger import Ledger, utc_now
+from antaca_auth.pinblock import ZoneKey
 from antaca_auth.rates import rates_in_force
 from antaca_auth.settlement import advice_receivable_account, settlement_account
 from antaca_auth.thresholds import check_crossings
 from antaca_auth.transfers import ResultCode
-from antaca_auth.pinblock import ZoneKey
 from antaca_auth.zonekeys import load_zone_keys
 
 __all__ = ["AuthorizationEngine", "AuthorizationResult", "EngineSettings", "OutcomeUnknown"]

@@ -11,7 +11,9 @@ import threading
 import time
 import uuid
 
-from asyncpg.pgproto.pgproto import UUID as _FastUUID  # a uuid.UUID subclass in C, as asyncpg returns them
+from asyncpg.pgproto.pgproto import (
+    UUID as _FastUUID,  # a uuid.UUID subclass in C, as asyncpg returns them
+)
 
 # The 80 bits under the timestamp: random, with the version (7) and variant (0b10) bits forced.
 _RANDOM_MASK = ((1 << 80) - 1) & ~(0xF << 76) & ~(0b11 << 62)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from antaca_auth.periodic import every
 from antaca_auth.ledger import Ledger
+from antaca_auth.periodic import every
 
 log = logging.getLogger(__name__)
 

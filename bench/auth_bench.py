@@ -63,8 +63,14 @@ from antaca_auth.ledger import Ledger
 from bench.cards import N_CARDS, create_network, prepare_traffic, setup  # setup: tests use it too
 from bench.database import bench_database
 from bench.pg_floor import floor
-from bench.stats import (CpuMeter, Outcome, closed_then_open, freeze_heap, latency_curve,
-                         postmaster_pid)
+from bench.stats import (
+    CpuMeter,
+    Outcome,
+    closed_then_open,
+    freeze_heap,
+    latency_curve,
+    postmaster_pid,
+)
 from bench.traffic import Mix, Traffic
 
 N_PROGRAMS = 100

@@ -13,9 +13,9 @@ from decimal import Decimal
 
 import asyncpg
 
-from antaca_auth.charges import ensure_revenue_account
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.cardkeys import CardKeys
+from antaca_auth.charges import ensure_revenue_account
 from antaca_auth.codes import TransferCode
 from antaca_auth.fees import FeeSchedule, TransactionFee
 from antaca_auth.ledger import Ledger
@@ -23,8 +23,15 @@ from antaca_auth.pans import generate_pan
 from antaca_auth.settlement import settlement_account
 from antaca_auth.transfers import Transfer
 from antaca_auth.zonekeys import store_zone_key
-from bench.traffic import (AMOUNT_MIN_MINOR_UNITS, FOREIGN_CURRENCY, HOME_CURRENCY, PIN, Mix,
-                           Role, Traffic)
+from bench.traffic import (
+    AMOUNT_MIN_MINOR_UNITS,
+    FOREIGN_CURRENCY,
+    HOME_CURRENCY,
+    PIN,
+    Mix,
+    Role,
+    Traffic,
+)
 
 N_CARDS = 10_000
 CHUNK_CARDS = 1000  # cards created per transaction

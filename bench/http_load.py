@@ -35,8 +35,16 @@ from urllib.parse import urlsplit
 import msgspec
 import uvloop
 
-from bench.stats import (Outcome, answer_shares, closed_loop, closed_then_open, freeze_heap,
-                         latency_curve, open_loop, summary)
+from bench.stats import (
+    Outcome,
+    answer_shares,
+    closed_loop,
+    closed_then_open,
+    freeze_heap,
+    latency_curve,
+    open_loop,
+    summary,
+)
 from bench.traffic import Traffic
 
 CONNECTIONS = 256  # a network keeps many payments in flight; 64 capped the closed loop at 64 / latency

@@ -24,12 +24,12 @@ import uvloop
 
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool
+from antaca_auth.engine import Batching
 from antaca_auth.ledger import Ledger
 from bench.auth_bench import BATCHING_SETTINGS, N_PROGRAMS, Served, serving
 from bench.cards import N_CARDS, prepare_traffic, setup
 from bench.database import bench_database
 from bench.traffic import Mix
-from antaca_auth.engine import Batching
 
 # Shares of the measuring time: http_hot is only the yardstick.
 WEIGHTS = {"http_hot": 1.0, "iso_hot": 1.0, "iso_spread": 1.0}

@@ -32,8 +32,8 @@ import uuid
 
 import uvloop
 
-from antaca_auth.charges import ensure_revenue_account
 from antaca_auth.cardkeys import CardKeys
+from antaca_auth.charges import ensure_revenue_account
 from antaca_auth.database import create_pool
 from antaca_auth.ledger import Ledger
 from antaca_auth.settlement import settlement_account
@@ -231,7 +231,7 @@ async def run(pool, world: World, seconds: float, connections: int, timing: bool
 async def prepare(pool, batch: int, cards: int, fees: bool) -> World:
     """The hot program's cards (bench.cards.setup), the network, the batch function, the draws."""
     ledger = Ledger(pool)
-    programs = await setup(pool, ledger, CardKeys.generate(), 1, cards)
+    await setup(pool, ledger, CardKeys.generate(), 1, cards)
     network = uuid.uuid4()
     async with pool.acquire() as conn:
         fee_account = None

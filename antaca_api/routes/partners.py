@@ -6,11 +6,9 @@ import enum
 import re
 import uuid
 from datetime import datetime
-
-import msgspec
-
 from typing import Annotated
 
+import msgspec
 from msgspec import Meta
 
 from antaca_api import partners as repo

@@ -23,11 +23,11 @@ from fractions import Fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from antaca_auth.charges import ensure_revenue_account
 from antaca_auth import followups
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.authorization import AuthorizationRequest, TxType
 from antaca_auth.cardkeys import CardKeys
+from antaca_auth.charges import ensure_revenue_account
 from antaca_auth.database import create_pool
 from antaca_auth.engine import AuthorizationEngine, EngineSettings
 from antaca_auth.fees import FeeSchedule, TransactionFee

@@ -28,8 +28,16 @@ from bench import auth_bench
 from bench.cards import FEE_SCHEDULE, create_network, prepare_traffic, setup
 from bench.pg_floor import floor
 from bench.stats import CURVE_RUNS
-from bench.traffic import (FOREIGN_CURRENCY_SHARE, INSUFFICIENT_FUNDS_SHARE, PIN,
-                           POS_WITH_PIN_SHARE, WRONG_CREDENTIALS_SHARE, Mix, Role, Traffic)
+from bench.traffic import (
+    FOREIGN_CURRENCY_SHARE,
+    INSUFFICIENT_FUNDS_SHARE,
+    PIN,
+    POS_WITH_PIN_SHARE,
+    WRONG_CREDENTIALS_SHARE,
+    Mix,
+    Role,
+    Traffic,
+)
 
 
 def test_ledger_bench_prints_every_scenario():

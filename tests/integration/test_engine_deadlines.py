@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-
 import os
+import uuid
 
 import msgspec
 import psec

@@ -10,9 +10,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from antaca_auth import charges
-from antaca_auth import followups
-from antaca_auth import fees
+from antaca_auth import charges, fees, followups
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.authorization import AuthorizationRequest, TxType
 from antaca_auth.cardkeys import CardKeys

@@ -16,8 +16,8 @@ from antaca_auth import engine as engine_module
 from antaca_auth.followups import message_lock_key
 from antaca_auth.settlement import advice_receivable_account
 from tests.api_harness import bearer, listening_socket, make_csr
-from tests.iso8583_client import NetworkClient, encode, transmission_time
 from tests.integration.test_authorizations import Payments
+from tests.iso8583_client import NetworkClient, encode, transmission_time
 
 ACQUIRER = "123456"
 EUR = "978"

@@ -21,7 +21,14 @@ from aiosmtpd.controller import Controller
 
 from antaca_api.balances import partner_account
 from antaca_api.notifications import (
-    BACKOFF_CAP, LEASE, backoff, claim_due, deliver_due, format_amount, sign, verify_signature,
+    BACKOFF_CAP,
+    LEASE,
+    backoff,
+    claim_due,
+    deliver_due,
+    format_amount,
+    sign,
+    verify_signature,
 )
 from antaca_api.routing import Role
 from antaca_api.services import Services

@@ -7,11 +7,28 @@ from decimal import Decimal
 
 from antaca_auth import authorization as rules
 from antaca_auth.authorization import CardState, TxType
-from antaca_auth.decision import (BALANCE_INQUIRY, NETWORK_ADVICE, StoredAnswer, answer,
-                                  decide_inquiry, inquiry_answer, plan_advice, stand_in_decline)
+from antaca_auth.decision import (
+    BALANCE_INQUIRY,
+    NETWORK_ADVICE,
+    StoredAnswer,
+    answer,
+    decide_inquiry,
+    inquiry_answer,
+    plan_advice,
+    stand_in_decline,
+)
 from antaca_auth.settlement import TransferCodes, advice_receivable_account, settlement_account
-from tests.unit.test_decision import (BAD_CVC, KEYS, NETWORK, POLICY, card, incoming, pin_block,
-                                 request, snapshot)
+from tests.unit.test_decision import (
+    BAD_CVC,
+    KEYS,
+    NETWORK,
+    POLICY,
+    card,
+    incoming,
+    pin_block,
+    request,
+    snapshot,
+)
 
 RECEIVABLE = advice_receivable_account("EUR")
 

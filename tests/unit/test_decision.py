@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-
-import msgspec
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,8 +18,16 @@ from antaca_auth import fees as pricing
 from antaca_auth.authorization import AuthorizationRequest, CardFacts, TxType
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
-from antaca_auth.decision import (Policy, Snapshot, StoredAnswer, answer, decide, request_digest, settle,
-                                  stand_in_decline)
+from antaca_auth.decision import (
+    Policy,
+    Snapshot,
+    StoredAnswer,
+    answer,
+    decide,
+    request_digest,
+    settle,
+    stand_in_decline,
+)
 from antaca_auth.pinblock import PinBlockFormat, ZoneKey, encipher_pin
 from antaca_auth.settlement import TransferCodes
 from antaca_auth.transfers import ResultCode
