@@ -66,6 +66,7 @@ from antaca_auth.decision import (
 )
 from antaca_auth.followups import message_lock_key
 from antaca_auth.ids import new_id
+from antaca_auth.invariants import require
 from antaca_auth.ledger import Ledger, utc_now
 from antaca_auth.pinblock import ZoneKey
 from antaca_auth.rates import rates_in_force
@@ -124,7 +125,12 @@ EXISTING = """
                                                       t.dr_debits_pending) END)
                AS available_after,
            a.billing_amount, a.transaction_fee + a.conversion_fee AS fee, a.stand_in,
-           a.request_digest, t.currency AS balance_currency
+           a.request_digest,
+           -- As decision.answer: the currency of an answer that gives an available amount.
+           CASE WHEN t.id IS NULL AND a.available_after IS NULL THEN NULL
+                ELSE coalesce(t.currency, (SELECT p.currency FROM cards c
+                                           JOIN card_programs p ON p.id = c.program_id
+                                           WHERE c.id = a.card_id)) END AS balance_currency
     FROM unnest($2::text[]) AS m (message_id)
     CROSS JOIN LATERAL (
         SELECT * FROM authorizations a WHERE a.network_id = $1 AND a.message_id = m.message_id LIMIT 1) a
@@ -187,7 +193,8 @@ STAND_IN_RECORDS = """
 # receivable), whose balance-after columns answer a replay's available amount.
 MARK_ADVICE = """
     UPDATE authorizations
-    SET network_advice = true, reason = $2, advice_shortfall = $3, answer_hold_id = $4
+    SET network_advice = true, reason = $2, advice_shortfall = $3, answer_hold_id = $4,
+        available_after = $5
     WHERE id = $1"""
 
 # An advice that approves a message Antaca had declined (or stood in for with 91): the same row,
@@ -503,11 +510,14 @@ class AuthorizationEngine:
             def hold(at: int | None) -> uuid.UUID | None:
                 return None if at is None else ids[at]
 
-            await conn.execute(
+            superseded = await conn.execute(
                 SUPERSEDE_DECLINE, row.id, item.request.amount, row.billing_amount, row.fx_rate,
                 card.fee_schedule_id, row.transaction_fee, row.conversion_fee,
                 hold(row.deposit_at), hold(row.user_at), hold(row.fee_at), card.card_id,
                 card.balance_id)
+            # The message lock keeps the decline in place; holds with no row naming them must
+            # never be written.
+            require(superseded == "UPDATE 1", "an advice superseded no declined row")
         else:
             await self._insert(conn, [row], ids, now)
         # The answer's hold: the last on the user's balance, whose balance-after columns give the
@@ -518,8 +528,11 @@ class AuthorizationEngine:
             on_user = [at for at in (row.user_at, row.fee_at)
                        if at is not None and holds.debits[at] == card.user_account]
             answer_at, side = (on_user[-1] if on_user else None), 1
+        # With no hold on the user's balance (all went on the receivable) the available amount is
+        # stored with the row, so that a replay answers what the first answer said.
         await conn.execute(MARK_ADVICE, row.id, NETWORK_ADVICE, row.advice_shortfall,
-                           None if answer_at is None else ids[answer_at])
+                           None if answer_at is None else ids[answer_at],
+                           card.user_available if answer_at is None else None)
         results = await self.ledger.write_new(conn, holds)
         refused = [code for code, _, _ in results if code is not _OK]
         if refused:  # the accounts were read under their locks: a bug, never a decision

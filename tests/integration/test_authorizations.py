@@ -130,9 +130,16 @@ async def test_declines_with_their_codes(api, jwe_key):
         ({"type": "ATM"}, "55", None, "PIN_REQUIRED"),
     ]
     for changes, code, action, reason in cases:
-        answer = await p.authorize(**changes)
+        body = p.request(**changes)
+        status, answer = await p.send("/network/authorizations", body)
+        assert status == 200, answer
         assert (answer["decision"], answer["responseCode"], answer["actionCode"], answer["reason"]) == (
             "DECLINED", code, action, reason), changes
+        # The same message again is answered exactly as the first time, the balance's currency
+        # and available amount included.
+        assert await p.send("/network/authorizations", body) == (200, answer), changes
+        # The currency names the available amount, and comes only with one.
+        assert answer["balanceCurrency"] == (None if answer["availableAfter"] is None else "EUR")
     user, deposit = await p.user_account(), await p.counters(p.deposit)
     assert user.balance.debits_pending == 0 and deposit.balance.debits_pending == 0  # a decline holds nothing
     await p.assert_clean()

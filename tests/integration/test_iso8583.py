@@ -481,7 +481,9 @@ async def test_an_advice_approves_the_message_antaca_declined(api, jwe_key, list
         " advice_shortfall, user_hold_id IS NOT NULL AS held FROM authorizations")
     assert tuple(row) == ("APPROVED", "00", "NETWORK_ADVICE", "51", True, 3000, True)
     _, again = await client.request("0101", original)  # the original's repeat: now approved
-    assert again[39] == "00" and 54 not in again  # every hold on the receivable: no balance hold
+    # Every hold went on the receivable: the balance was untouched, and the answer says so (its
+    # available amount stored with the row, as the advice's booking read it).
+    assert again[39] == "00" and again[54] == "0002978C000000001000", again
     reversal = p.fields(amount=3000, f90=p.original("0100", original))
     assert (await client.request("0420", reversal))[1][39] == "00"
     assert (await p.counters(advice_receivable_account("EUR"))).balance.debits_pending == 0
