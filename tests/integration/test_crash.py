@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import aiohttp
 import msgspec
@@ -338,8 +341,18 @@ async def check_ledger_against_answers(conn, network_id: uuid.UUID, bodies: dict
         2 + bool(a["fee"]) for a in answers.values() if a["decision"] == "APPROVED")
 
 
-async def test_sigkill_of_service_and_postgres_changes_no_answer(tmp_path):
-    cluster = DurableCluster(tmp_path / "cluster")
+@pytest.fixture
+def cluster_directory():
+    """A directory outside pytest's own temporary tree for the durable cluster: PostgreSQL runs as
+    another user there (when root), and every pytest session resets `/tmp/pytest-of-<user>` to
+    0700, which locked the cluster out of its data mid-test when another session started."""
+    directory = Path(tempfile.mkdtemp(prefix="antaca-durable-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_sigkill_of_service_and_postgres_changes_no_answer(tmp_path, cluster_directory):
+    cluster = DurableCluster(cluster_directory / "cluster")
     await cluster.start()
     server = None
     try:
