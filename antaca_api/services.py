@@ -6,13 +6,17 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
+from jwcrypto.jwk import JWK
 
 from antaca_api.background_cpu import BackgroundCpu
 from antaca_api.credentials import CredentialCache
+from antaca_api.kyc import KycProvider
+from antaca_api.pki import CertificateAuthority
 from antaca_api.settings import Settings
+from antaca_auth.cardkeys import CardKeys
+from antaca_auth.engine import AuthorizationEngine
 from antaca_auth.followups import FollowUps
 from antaca_auth.ledger import Ledger
 
@@ -26,11 +30,11 @@ class Services:
     pool: asyncpg.Pool
     ledger: Ledger
     settings: Settings
-    jwe_key: Any  # jwcrypto.jwk.JWK, Antaca's RSA key pair (antaca_api/jwe.py)
-    ca: Any = None  # antaca_api.pki.CertificateAuthority, when mutual TLS is configured
-    kyc_provider: Any = None  # antaca_api.kyc.KycProvider
-    card_keys: Any = None  # antaca_auth.cardkeys.CardKeys
-    engine: Any = None  # antaca_auth.engine.AuthorizationEngine
+    jwe_key: JWK  # Antaca's RSA key pair (antaca_api/jwe.py)
+    ca: CertificateAuthority | None = None  # when mutual TLS is configured
+    kyc_provider: KycProvider | None = None
+    card_keys: CardKeys | None = None
+    engine: AuthorizationEngine | None = None
     follow_ups: FollowUps | None = None  # reversals, clearings and force posts (network channel)
     clock: Callable[[], datetime] = field(default=utc_now)
     credentials: CredentialCache = field(default_factory=CredentialCache)  # client certificate rows
