@@ -219,3 +219,19 @@ class EffectiveDateInPast(DomainError):
 
 class InvalidIban(DomainError):
     code, message = "INVALID_IBAN", "the IBAN is not valid (format or check digits)"
+
+
+class InvalidControl(DomainError):
+    code, message = "INVALID_CONTROL", "the spending control is not valid"
+
+
+class ControlLooserThanPartner(Conflict):
+    code, message = "CONTROL_LOOSER_THAN_PARTNER", "a customer's limit is never looser than the partner's"
+
+
+class ControlNotShadow(Conflict):
+    code, message = "CONTROL_NOT_SHADOW", "only a SHADOW control can be promoted"
+
+
+class InvalidTimeZone(DomainError):
+    code, message = "INVALID_TIME_ZONE", "the time zone is not an IANA time zone name"

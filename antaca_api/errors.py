@@ -24,6 +24,8 @@ from antaca_api.domain_errors import (
     CardStateConflict,
     CheckValueMismatch,
     Conflict,
+    ControlLooserThanPartner,
+    ControlNotShadow,
     CorporationNotApproved,
     CustomerExists,
     CustomerNotVerified,
@@ -36,6 +38,7 @@ from antaca_api.domain_errors import (
     InsufficientFunds,
     InsufficientPartnerCredit,
     InvalidAmount,
+    InvalidControl,
     InvalidCredentials,
     InvalidCsr,
     InvalidFeeSchedule,
@@ -45,6 +48,7 @@ from antaca_api.domain_errors import (
     InvalidPin,
     InvalidProgram,
     InvalidStateTransition,
+    InvalidTimeZone,
     InvalidZoneKey,
     KybClosed,
     KycAlreadyDecided,
@@ -203,6 +207,10 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     InvalidFeeSchedule: 400,
     EffectiveDateInPast: 400,
     InvalidIban: 400,
+    InvalidControl: 400,
+    ControlLooserThanPartner: 409,
+    ControlNotShadow: 409,
+    InvalidTimeZone: 400,
 }
 
 

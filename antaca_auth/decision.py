@@ -12,13 +12,14 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
 import msgspec
 
 from antaca_auth import authorization as rules
+from antaca_auth import control_rules
 from antaca_auth import fees as pricing
 from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX
 from antaca_auth.authorization import (
@@ -29,6 +30,7 @@ from antaca_auth.authorization import (
     TxType,
 )
 from antaca_auth.cardkeys import CardKeys
+from antaca_auth.control_rules import Control, CounterKey
 from antaca_auth.holds import NewTransfers
 from antaca_auth.invariants import require
 from antaca_auth.pinblock import PinBlockError, ZoneKey, decipher_pin
@@ -111,6 +113,11 @@ class Snapshot:
     activity: Mapping[uuid.UUID, Mapping[pricing.Metric, int]]  # by card, for fee waivers
     exponents: Mapping[str, int]
     zone_keys: Mapping[uuid.UUID, ZoneKey]  # by network
+    # Spending controls by scope (program, balance, card id), in evaluation order; the velocity
+    # counters they read, (amount, count) by key; each program time zone's local date now.
+    controls: Mapping[uuid.UUID, tuple[Control, ...]] = field(default_factory=dict)
+    counters: Mapping[CounterKey, tuple[int, int]] = field(default_factory=dict)
+    local_days: Mapping[str, date] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -147,6 +154,11 @@ class Planned:
     advice: bool = False  # a network's approved advice, booked as the network decided
     advice_shortfall: int = 0  # what of it was held on the advice receivable
     supersedes: bool = False  # the advice approves a message Antaca had declined: its row
+    control: Control | None = None  # the ACTIVE spending control that declined
+    shadow: tuple[tuple[Control, Decline], ...] = ()  # SHADOW controls that would have declined
+    velocity: Mapping[CounterKey, int] | None = None  # the counters an approval adds to
+    velocity_bits: int = 0
+    local_day: date | None = None
 
     @property
     def stored(self) -> bool:
@@ -161,6 +173,12 @@ class Plan:
     card_updates: dict[uuid.UUID, CardUpdate] = field(default_factory=dict)
     # Each limited account's available amount after the holds planned so far (from the snapshot).
     available: dict[uuid.UUID, int] = field(default_factory=dict)
+    # Velocity: the counters after the approvals planned so far, what the batch adds to each, and
+    # the tightest ACTIVE (amount, count) limit on each (checked again once the counters are
+    # written, against what concurrent batches added meanwhile).
+    counters: dict[CounterKey, tuple[int, int]] = field(default_factory=dict)
+    deltas: dict[CounterKey, tuple[int, int]] = field(default_factory=dict)
+    limits: dict[CounterKey, tuple[int | None, int | None]] = field(default_factory=dict)
 
     @property
     def new_rows(self) -> list[Planned]:
@@ -238,6 +256,8 @@ def _decide_one(row: Planned, snapshot: Snapshot, keys: CardKeys, policy: Policy
         row.decline = check.decline
         return
     _price(row, snapshot)
+    if row.decline is None and request.type is not TxType.REFUND:
+        _controls(row, snapshot, plan)
     if row.decline is None and row.stand_in:
         row.decline = _stand_in_refusal(row)
     if row.decline is None:
@@ -246,6 +266,74 @@ def _decide_one(row: Planned, snapshot: Snapshot, keys: CardKeys, policy: Policy
         if row.stand_in:
             _use_allowance(row, plan, 1)
         _holds(row, plan.holds, policy.hold_seconds)
+    if row.decline is None and row.velocity:
+        _count_velocity(row, plan, 1)
+
+
+def _controls(row: Planned, snapshot: Snapshot, plan: Plan) -> None:
+    """The card's spending controls (program and product, balance, card) on the priced payment:
+    an ACTIVE control's decline, the SHADOW controls that would have declined, the counters."""
+    card, request = row.card, row.incoming.request
+    found = snapshot.controls
+    controls = (found.get(card.program_id, ()) + found.get(card.balance_id, ())
+                + found.get(card.card_id, ()))
+    if not controls:
+        return
+    row.local_day = snapshot.local_days[card.time_zone]
+    payment = control_rules.Payment(
+        card.card_id, card.balance_id, request.mcc, request.merchant_country,
+        control_rules.payment_channel(request.type, request.pos_entry_mode),
+        row.billing_amount, row.local_day)
+    keys, bits = control_rules.velocity_keys(controls, payment)
+    counters = plan.counters
+    for key in keys:
+        if key not in counters:
+            counters[key] = snapshot.counters.get(key, (0, 0))
+    verdict = control_rules.evaluate(controls, payment, counters)
+    row.shadow = verdict.shadow
+    if verdict.decline is not None:
+        row.decline, row.control = verdict.decline, verdict.control
+        return
+    if keys:
+        row.velocity, row.velocity_bits = keys, bits
+        tighter = control_rules.tighter
+        for key, (amount, count) in control_rules.limits(controls, payment).items():
+            known = plan.limits.get(key, (None, None))
+            plan.limits[key] = (tighter(known[0], amount), tighter(known[1], count))
+
+
+def _count_velocity(row: Planned, plan: Plan, sign: int) -> None:
+    """Count an approval in its counters (sign -1: take it back, the ledger declined it)."""
+    amount = sign * row.billing_amount
+    for key in row.velocity:
+        spent, count = plan.counters.get(key, (0, 0))
+        plan.counters[key] = (spent + amount, count + sign)
+        added, times = plan.deltas.get(key, (0, 0))
+        plan.deltas[key] = (added + amount, times + sign)
+
+
+def taken_back(rows: Sequence[Planned]) -> dict[CounterKey, tuple[int, int]]:
+    """What the counters must give back for approvals the ledger then declined (`settle`'s
+    declined rows), whose counts were written with the batch's: negative (amount, count)."""
+    back: dict[CounterKey, tuple[int, int]] = {}
+    for row in rows:
+        for key in row.velocity or ():
+            amount, count = back.get(key, (0, 0))
+            back[key] = (amount - row.billing_amount, count - 1)
+    return back
+
+
+def velocity_overrun(limits: Mapping[CounterKey, tuple[int | None, int | None]],
+                     totals: Mapping[CounterKey, tuple[int, int]]) -> bool:
+    """Whether a counter, as written (with what concurrent batches added since it was read),
+    passes an ACTIVE limit: the batch's velocity decisions read stale counts and must be made
+    again."""
+    for key, (amount, count) in totals.items():
+        amount_max, count_max = limits.get(key, (None, None))
+        if (amount_max is not None and amount > amount_max) or (
+                count_max is not None and count > count_max):
+            return True
+    return False
 
 
 def _pin(incoming: Incoming, snapshot: Snapshot) -> str | PinOutcome | None:

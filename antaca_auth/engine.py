@@ -29,11 +29,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
 
+from antaca_auth import controls as controls_store
 from antaca_auth import fees as pricing
+from antaca_auth import velocity
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity
 from antaca_auth.authorization import (
@@ -46,6 +49,7 @@ from antaca_auth.authorization import (
 from antaca_auth.card_events import record_engine_locks
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
+from antaca_auth.control_rules import Control, Kind, scope_key
 from antaca_auth.decision import (
     NETWORK_ADVICE,
     AuthorizationResult,
@@ -63,6 +67,8 @@ from antaca_auth.decision import (
     request_digest,
     settle,
     stand_in_decline,
+    taken_back,
+    velocity_overrun,
 )
 from antaca_auth.followups import message_lock_key
 from antaca_auth.ids import new_id
@@ -93,7 +99,9 @@ CARDS = """
                 END AS user_available,
            CASE WHEN da.debits_must_not_exceed_credits
                 THEN credit_normal_available(da.credits_posted, da.debits_posted, da.debits_pending)
-                END AS deposit_available
+                END AS deposit_available,
+           p.time_zone, p.controls_version AS program_controls,
+           b.controls_version AS balance_controls, c.controls_version AS card_controls
     FROM cards c
     JOIN card_programs p ON p.id = c.program_id
     JOIN balances b ON b.id = c.balance_id
@@ -145,7 +153,7 @@ AUTHORIZATION_COLUMNS = (
     "merchant_name", "merchant_country", "terminal_id", "decision", "response_code", "action_code", "reason",
     "approved_amount", "deposit_hold_id", "user_hold_id", "created_at", "billing_amount",
     "fx_rate", "fee_schedule_id", "transaction_fee", "conversion_fee", "fee_hold_id", "answer_hold_id",
-    "stand_in", "request_digest",
+    "stand_in", "request_digest", "control_id", "control_version", "velocity_periods", "velocity_day",
 )
 
 # The rows written as approved that the ledger then declined (few: a batch's funds declines).
@@ -153,7 +161,8 @@ DECLINE = """
     UPDATE authorizations a
     SET decision = 'DECLINED', response_code = v.response_code, reason = v.reason, action_code = v.action_code,
         approved_amount = 0, billing_amount = NULL, fx_rate = NULL, transaction_fee = 0, conversion_fee = 0,
-        deposit_hold_id = NULL, user_hold_id = NULL, fee_hold_id = NULL, answer_hold_id = NULL
+        deposit_hold_id = NULL, user_hold_id = NULL, fee_hold_id = NULL, answer_hold_id = NULL,
+        velocity_periods = NULL, velocity_day = NULL
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS v (id, response_code, reason, action_code)
     WHERE a.id = v.id"""
 
@@ -241,6 +250,9 @@ SHUTDOWN_POLL_SECONDS = 0.01
 # them empty the cache of their own process at once; another process sees a change this late.
 ZONE_KEYS_CACHED_SECONDS = 5.0
 RATES_CACHED_SECONDS = 1.0
+# Spending controls cached by scope (program, balance, card) with the scope's controls version:
+# reloaded when the version read with the card moved; past this many scopes the oldest go.
+CONTROL_SCOPES_CACHED_MAX = 100_000
 
 
 class OutcomeUnknown(Exception):
@@ -338,6 +350,11 @@ class _CommitFailed(Exception):
     """COMMIT raised: the batch may or may not be in the database."""
 
 
+class _CountersMoved(_Abandoned):
+    """A velocity counter, written, passes an ACTIVE limit: a concurrent batch counted payments
+    since this batch read it. Rolled back and decided again on the counters as committed."""
+
+
 class _OutOfTime(Exception):
     """The stand-in lane's transaction ran past its budget."""
 
@@ -369,6 +386,8 @@ class AuthorizationEngine:
         self._records_waiting = asyncio.Event()
         self._zone_keys: dict[uuid.UUID, tuple[float, ZoneKey | None]] = {}  # by network: (until, key)
         self._rates: dict[tuple[str, str], tuple[float, Decimal]] = {}  # (until, rate); none not kept
+        self._controls: dict[uuid.UUID, tuple[int, tuple[Control, ...]]] = {}  # (version, controls)
+        self._zones: dict[str, ZoneInfo] = {}
         self._busy = 0  # batches being decided or committed, the lane's included
         self._closing = False
 
@@ -805,8 +824,12 @@ class AuthorizationEngine:
         if not stand_in:
             await self._write_cards(conn, plan, now)
         await self._insert(conn, plan.new_rows, plan.holds.ids, now)
+        await _record_shadow(conn, plan.new_rows, now)
         if at_ledger is not None:
             at_ledger.set()  # the next batch may form and prepare while this one holds the locks
+        if plan.deltas:  # after the previous batch's commit, as the ledger's locks would be
+            if velocity_overrun(plan.limits, await velocity.add(conn, plan.deltas)):
+                raise _CountersMoved()
         results = await self.ledger.write_new(conn, plan.holds)
         armed = any(row.card is not None and row.card.deposit_alert_armed and row.deposit_at is not None
                     for row in plan.rows)
@@ -819,6 +842,8 @@ class AuthorizationEngine:
 
             return answers
         declined, touched = settle(plan, results)
+        if plan.deltas and (back := taken_back(declined)):
+            await velocity.add(conn, back)
         if stand_in:  # its cards are locked: the allowance counts only what the ledger held
             await self._write_cards(conn, plan, now)
         if declined:
@@ -839,6 +864,7 @@ class AuthorizationEngine:
         fingerprints = list({item.fingerprint for item in live})
         records = await conn.fetch(CARDS_LOCKED if lock_every_card else CARDS, fingerprints, now)
         cards = {r["pan_fingerprint"]: _card_facts(r, today) for r in records}
+        controls = await self._controls_of(conn, cards.values())
         self._remember_stand_in_rules(cards.values())
         await self._load_schedules(conn, {c.fee_schedule_id for c in cards.values()} - {None})
         pairs, need_activity = set(), set()
@@ -857,7 +883,60 @@ class AuthorizationEngine:
             activity=await card_activity(conn, need_activity,
                                          *pricing.previous_period(pricing.Period.MONTHLY, today)),
             exponents=await self.ledger.currencies(),
-            zone_keys=await self._zone_keys_of(conn, networks_with_pins))
+            zone_keys=await self._zone_keys_of(conn, networks_with_pins),
+            **await self._velocity_of(conn, live, cards, controls, now))
+
+    async def _controls_of(self, conn: asyncpg.Connection,
+                           cards) -> dict[uuid.UUID, tuple[Control, ...]]:
+        """The spending controls of the cards' programs, balances and cards (scopes with none are
+        absent), from the cache where the version read with the card is the cached one."""
+        versions = {}
+        for card in cards:
+            for scope, version in ((card.program_id, card.program_controls),
+                                   (card.balance_id, card.balance_controls),
+                                   (card.card_id, card.card_controls)):
+                if version:
+                    versions[scope] = version
+        if not versions:
+            return {}
+        cache = self._controls
+        missing = [scope for scope, version in versions.items()
+                   if (cached := cache.get(scope)) is None or cached[0] != version]
+        if missing:
+            for scope, found in (await controls_store.load(conn, missing)).items():
+                cache.pop(scope, None)
+                cache[scope] = (versions[scope], found)
+            while len(cache) > CONTROL_SCOPES_CACHED_MAX:
+                del cache[next(iter(cache))]
+        return {scope: found for scope in versions if (found := cache[scope][1])}
+
+    async def _velocity_of(self, conn: asyncpg.Connection, live: Sequence[_Pending],
+                           cards: dict[str, CardFacts],
+                           controls: dict[uuid.UUID, tuple[Control, ...]], now: datetime) -> dict:
+        """Each program time zone's local date, and the counters the velocity controls read."""
+        if not controls:
+            return {}
+        zones = {card.time_zone for card in cards.values()}
+        local_days = {zone: now.astimezone(self._zone(zone)).date() for zone in zones}
+        keys = set()
+        for item in live:
+            card = cards.get(item.fingerprint)
+            if card is None:
+                continue
+            found = (controls.get(card.program_id, ()) + controls.get(card.balance_id, ())
+                     + controls.get(card.card_id, ()))
+            local_day = local_days[card.time_zone]
+            for control in found:
+                if control.kind is Kind.VELOCITY:
+                    keys.add(scope_key(control, card.card_id, card.balance_id, local_day))
+        return {"controls": controls, "local_days": local_days,
+                "counters": await velocity.read(conn, keys)}
+
+    def _zone(self, name: str) -> ZoneInfo:
+        zone = self._zones.get(name)
+        if zone is None:
+            zone = self._zones[name] = ZoneInfo(name)
+        return zone
 
     async def _rates_in_force(self, conn: asyncpg.Connection, pairs: set[tuple[str, str]],
                               now: datetime) -> dict[tuple[str, str], Decimal]:
@@ -979,6 +1058,8 @@ class AuthorizationEngine:
                 None if row.fee_at is None else hold_ids[row.fee_at],
                 None if d else hold_ids[row.user_at if row.fee_at is None else row.fee_at],
                 row.stand_in, row.incoming.digest,
+                row.control.id if row.control else None, row.control.version if row.control else None,
+                None if d else row.velocity_bits or None, None if d or not row.velocity else row.local_day,
             ))
         if records:
             await conn.copy_records_to_table("authorizations", records=records, columns=AUTHORIZATION_COLUMNS)
@@ -1122,4 +1203,14 @@ def _card_facts(r: asyncpg.Record, today) -> CardFacts:
         stand_in_approves=r["stand_in_mode"] == "APPROVE", stand_in_limit=r["stand_in_limit"],
         stand_in_used=r["stand_in_amount"] if r["stand_in_day"] == today else 0,
         fingerprint=r["pan_fingerprint"], user_available=r["user_available"],
-        deposit_available=r["deposit_available"])
+        deposit_available=r["deposit_available"], time_zone=r["time_zone"],
+        program_controls=r["program_controls"], balance_controls=r["balance_controls"],
+        card_controls=r["card_controls"])
+
+
+async def _record_shadow(conn: asyncpg.Connection, rows: Sequence[Planned], now: datetime) -> None:
+    """What the batch's shadow controls would have declined, one row per control and payment."""
+    hits = [(control.id, row.id, control.version, decline.response_code, decline.reason,
+             row.billing_amount, row.card.program_currency, now)
+            for row in rows for control, decline in row.shadow]
+    await controls_store.record_shadow_hits(conn, hits)
