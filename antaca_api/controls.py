@@ -122,7 +122,7 @@ def looser_than(rule: dict, kind: Kind, theirs: list[asyncpg.Record] | list[dict
     for other in theirs:
         if other["kind"] != kind or other["status"] != Status.ACTIVE or other["set_by"] == "CUSTOMER":
             continue
-        limit = other["rule"] if isinstance(other["rule"], dict) else msgspec.json.decode(other["rule"])
+        limit = other["rule"]
         if kind is Kind.VELOCITY and (limit.get("period"), limit.get("per")) != (
                 rule.get("period"), rule.get("per")):
             continue
@@ -208,8 +208,7 @@ async def promote(conn: asyncpg.Connection, actor: Actor, control_id: uuid.UUID)
     record = await _changeable(conn, actor, control_id)
     if record["status"] != Status.SHADOW:
         raise ControlNotShadow()
-    return await store.update(conn, control_id, str(Status.ACTIVE),
-                              msgspec.json.decode(record["rule"]))
+    return await store.update(conn, control_id, str(Status.ACTIVE), record["rule"])
 
 
 async def delete(conn: asyncpg.Connection, actor: Actor, control_id: uuid.UUID) -> None:

@@ -82,7 +82,7 @@ SHADOW_HIT_COLUMNS = ("control_id", "authorization_id", "control_version", "resp
                       "reason", "amount", "currency", "created_at")
 
 SHADOW_SUMMARY = """
-    SELECT currency, count(*) AS authorizations, sum(amount) AS amount
+    SELECT currency, count(*) AS authorizations, sum(amount)::bigint AS amount
     FROM control_shadow_hits
     WHERE control_id = $1 AND created_at >= $2 AND created_at < $3
     GROUP BY currency ORDER BY currency"""
@@ -98,7 +98,7 @@ SHADOW_SAMPLE = """
 def control_of(record: asyncpg.Record) -> Control:
     return control_from_rule(id=record["id"], version=record["version"], level=record["level"],
                              scope_id=record["scope_id"], status=record["status"],
-                             kind=record["kind"], rule=msgspec.json.decode(record["rule"]))
+                             kind=record["kind"], rule=record["rule"])
 
 
 async def load(conn: asyncpg.Connection,

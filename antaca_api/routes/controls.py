@@ -116,7 +116,7 @@ class ProgramTimeZone(Body):
 def _view(r) -> Control:
     return Control(control_id=r["id"], version=r["version"], level=Level(r["level"]),
                    scope_id=r["scope_id"], kind=Kind(r["kind"]), status=Status(r["status"]),
-                   set_by=r["set_by"], rule=msgspec.json.decode(r["rule"], type=ControlRule),
+                   set_by=r["set_by"], rule=msgspec.convert(r["rule"], ControlRule),
                    created_at=r["created_at"], updated_at=r["updated_at"])
 
 
