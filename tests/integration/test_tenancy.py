@@ -75,6 +75,9 @@ FILLERS = {
     "programId": lambda route, rec: rec["programId"],
     "networkId": lambda route, rec: rec["networkId"],
     "serial": lambda route, rec: rec["serial"],
+    # A control per channel, and another for its DELETE (the owner's call deletes it).
+    "controlId": lambda route, rec: rec.get("controls", {}).get(
+        (route.channel, route.method == "DELETE"), rec.get("controlId")),
 }
 
 # A valid body for each body type, from the owner's record: a body that fails validation would
@@ -103,6 +106,9 @@ BODIES = {
     "CertificateRequest": lambda rec: {"csr": make_csr()[0]},
     "AuthorizationRules": lambda rec: {"standInMode": "DECLINE"},
     "NetworkChanges": lambda rec: {"authorizationDeadlineMs": 1500},
+    "NewCardControl": lambda rec: {"kind": "AMOUNT_MAX", "amountMax": 50_000},
+    "ControlChange": lambda rec: {"amountMax": 90_000},
+    "ProgramTimeZone": lambda rec: {"timeZone": "UTC"},
     "NewMoneyTransfer": lambda rec: {"amount": 100, "iban": "DE89370400440532013000",
                                      "beneficiaryName": "Ada", "reference": _unique("transfer")},
 }
@@ -169,6 +175,7 @@ class World:
         self.a1 = await self._customer(self.a)
         self.a2 = await self._customer(self.a)
         self.b1 = await self._customer(self.b)
+        await self._controls(self.a1)
         async with api.services.pool.acquire() as conn:
             self.tables = [r["table_name"] for r in await conn.fetch(
                 """SELECT table_name FROM information_schema.tables
@@ -230,6 +237,27 @@ class World:
         return {"session": bearer(session["sessionToken"]), "partner": partner, "record": {
             **partner["record"], "customerId": cid, "balanceId": balance, "cardId": card["cardId"]}}
 
+    async def _controls(self, who: dict) -> None:
+        """Controls on the customer's card: the partner's (partner and admin routes), the
+        customer's own (customer routes), one more of each for the DELETE routes."""
+        api, rec, client = self.api, who["record"], who["partner"]["client"]
+        made = {}
+        for channel, deleting in ((Channel.PARTNER, False), (Channel.PARTNER, True),
+                                  (Channel.ADMIN, True)):
+            async with client.post(f"{api.https}/secure/controls", json={
+                    "level": "CARD", "scopeId": rec["cardId"], "kind": "AMOUNT_MAX",
+                    "amountMax": 100_000}) as r:
+                assert r.status == 201, await r.text()
+                made[(channel, deleting)] = (await r.json())["controlId"]
+        made[(Channel.ADMIN, False)] = made[(Channel.PARTNER, False)]
+        for deleting in (False, True):
+            async with api.client().post(
+                    f"{api.http}/customers/me/cards/{rec['cardId']}/controls",
+                    json={"kind": "AMOUNT_MAX", "amountMax": 80_000}, headers=who["session"]) as r:
+                assert r.status == 201, await r.text()
+                made[(Channel.CUSTOMER, deleting)] = (await r.json())["controlId"]
+        rec["controls"] = made
+
     # callers
 
     def customer(self, who: dict, name: str) -> Caller:
@@ -269,7 +297,7 @@ def random_record() -> dict:
     """Ids that exist nowhere, in the shape of a tenant's record."""
     rec = {k: str(uuid.uuid4()) for k in ("customerId", "balanceId", "cardId", "partnerId",
                                           "programId", "networkId", "dcCorporationId",
-                                          "partnerBalanceId")}
+                                          "partnerBalanceId", "controlId")}
     return {**rec, "serial": uuid.uuid4().hex}
 
 
