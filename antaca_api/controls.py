@@ -120,7 +120,8 @@ def looser_than(rule: dict, kind: Kind, theirs: list[asyncpg.Record] | list[dict
     """What of a customer's limit is looser than an ACTIVE partner or admin limit of the same kind
     (and, for velocity, period and counting) on the card; None when none is."""
     for other in theirs:
-        if other["kind"] != kind or other["status"] != Status.ACTIVE or other["set_by"] == "CUSTOMER":
+        if (other["kind"] != kind or other["status"] != Status.ACTIVE
+                or other["set_by"] == "CUSTOMER"):
             continue
         limit = other["rule"]
         if kind is Kind.VELOCITY and (limit.get("period"), limit.get("per")) != (

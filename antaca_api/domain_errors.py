@@ -226,7 +226,8 @@ class InvalidControl(DomainError):
 
 
 class ControlLooserThanPartner(Conflict):
-    code, message = "CONTROL_LOOSER_THAN_PARTNER", "a customer's limit is never looser than the partner's"
+    code = "CONTROL_LOOSER_THAN_PARTNER"
+    message = "a customer's limit is never looser than the partner's"
 
 
 class ControlNotShadow(Conflict):

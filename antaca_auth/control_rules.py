@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from antaca_auth.authorization import Decline, TxType
 
@@ -77,8 +78,10 @@ class CountedPer(enum.StrEnum):
 
 LIFETIME_START = date(1970, 1, 1)
 # The bit of each (counted per, period) in an authorization's velocity_periods.
-PERIOD_BITS = {(per, period): 1 << (4 * p + q)
-               for p, per in enumerate(CountedPer) for q, period in enumerate(Period)}
+# A counted window is a (counted per, period) pair, numbered 0..7; its bit in an authorization's
+# velocity_periods is 1 << its number.
+WINDOWS = tuple((per, period) for per in CountedPer for period in Period)
+WINDOW_OF = {window: number for number, window in enumerate(WINDOWS)}
 
 # DE39 of each kind's decline: 57 not permitted to the cardholder, 62 restricted card, 61 exceeds
 # the amount limit, 65 exceeds the frequency limit.
@@ -110,6 +113,7 @@ class Control:
     period: Period | None = None
     per: CountedPer | None = None
     created_order: int = 0  # ordering within a level: the control created first is named first
+    window: int = -1  # VELOCITY: the number of its (per, period) window
 
 
 def control_from_rule(*, id: uuid.UUID, version: int, level: str, scope_id: uuid.UUID,
@@ -125,7 +129,8 @@ def control_from_rule(*, id: uuid.UUID, version: int, level: str, scope_id: uuid
                    frozenset(PaymentChannel(c) for c in rule.get("channels", ())),
                    rule.get("amountMax"), rule.get("countMax"),
                    Period(period) if period else None, CountedPer(per) if per else None,
-                   created_order)
+                   created_order,
+                   WINDOW_OF[(CountedPer(per), Period(period))] if period and per else -1)
 
 
 def parse_mccs(entries: Iterable[str]) -> tuple[frozenset[str], tuple[tuple[int, int], ...]]:
@@ -133,7 +138,8 @@ def parse_mccs(entries: Iterable[str]) -> tuple[frozenset[str], tuple[tuple[int,
     codes, ranges = set(), []
     for entry in entries:
         low, dash, high = entry.partition("-")
-        if not (len(low) == 4 and low.isdigit()) or (dash and not (len(high) == 4 and high.isdigit())):
+        digits = len(low) == 4 and low.isdigit()
+        if not digits or (dash and not (len(high) == 4 and high.isdigit())):
             raise ValueError(f"an MCC is four digits, or a range of two: not {entry!r}")
         if dash:
             if int(low) > int(high):
@@ -166,11 +172,12 @@ def period_start(period: Period, local_day: date) -> date:
 
 
 CounterKey = tuple[uuid.UUID, Period, date]  # (card or balance id, period, period start)
+Spent = tuple[int, int]  # (amount, count) counted in a window
+NOTHING_SPENT: Spent = (0, 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Payment:
-    """What the controls read about one payment."""
+class Payment(NamedTuple):
+    """What the controls read about one payment (a tuple: one is built for every payment)."""
 
     card_id: uuid.UUID
     balance_id: uuid.UUID
@@ -178,18 +185,50 @@ class Payment:
     country: str | None
     channel: PaymentChannel
     amount: int  # in the card's currency
-    local_day: date  # the program's local date now
 
 
-def scope_key(control: Control, card_id: uuid.UUID, balance_id: uuid.UUID,
-              local_day: date) -> CounterKey:
-    """The counter a velocity control reads for a card's payment on a local day."""
-    scope = card_id if control.per is CountedPer.CARD else balance_id
-    return scope, control.period, period_start(control.period, local_day)
+def period_starts(local_day: date) -> dict[Period, date]:
+    return {period: period_start(period, local_day) for period in Period}
 
 
-def counter_key(control: Control, payment: Payment) -> CounterKey:
-    return scope_key(control, payment.card_id, payment.balance_id, payment.local_day)
+def window_key(window: int, card_id: uuid.UUID, balance_id: uuid.UUID,
+               starts: Mapping[Period, date]) -> CounterKey:
+    """The counter of a window for a card's payment, the periods starting at `starts`."""
+    per, period = WINDOWS[window]
+    return (card_id if per is CountedPer.CARD else balance_id), period, starts[period]
+
+
+@dataclass(frozen=True, slots=True)
+class ControlSet:
+    """The controls in force on a card, prepared once per combination of scopes: in evaluation
+    order, the windows their velocity controls count, and the tightest ACTIVE limit of each."""
+
+    controls: tuple[Control, ...]
+    windows: tuple[int, ...]
+    limits: tuple[tuple[int | None, int | None], ...]  # (amount, count) by window, as `windows`
+    bits: int  # the windows as an authorization's velocity_periods
+
+    def keys(self, card_id: uuid.UUID, balance_id: uuid.UUID,
+             starts: Mapping[Period, date]) -> list[CounterKey]:
+        return [window_key(window, card_id, balance_id, starts) for window in self.windows]
+
+
+def control_set(*parts: Iterable[Control]) -> ControlSet:
+    """The set of the controls of a card's scopes (program, balance, card), each part ordered."""
+    controls = ordered(c for part in parts for c in part)
+    limits: dict[int, tuple[int | None, int | None]] = {}
+    for control in controls:
+        if control.kind is not Kind.VELOCITY:
+            continue
+        amount, count = limits.get(control.window, (None, None))
+        if control.status is Status.ACTIVE:
+            amount, count = tighter(amount, control.amount_max), tighter(count, control.count_max)
+        limits[control.window] = (amount, count)
+    windows = tuple(sorted(limits))
+    bits = 0
+    for window in windows:
+        bits |= 1 << window
+    return ControlSet(controls, windows, tuple(limits[w] for w in windows), bits)
 
 
 def _mcc_matches(control: Control, mcc: str | None) -> bool:
@@ -197,13 +236,15 @@ def _mcc_matches(control: Control, mcc: str | None) -> bool:
         return False
     if mcc in control.codes:
         return True
+    if not control.mcc_ranges:
+        return False
     code = int(mcc)
     return any(low <= code <= high for low, high in control.mcc_ranges)
 
 
-def check(control: Control, payment: Payment,
-          counters: Mapping[CounterKey, tuple[int, int]]) -> Decline | None:
-    """The decline one control gives the payment, or None. `counters`: (amount, count) spent."""
+def check(control: Control, payment: Payment, spent: Mapping[int, Spent]) -> Decline | None:
+    """The decline one control gives the payment, or None. `spent`: by window, what the card or
+    balance spent in the period so far."""
     kind = control.kind
     if kind is Kind.MCC_BLOCK:
         return MCC_NOT_PERMITTED if _mcc_matches(control, payment.mcc) else None
@@ -217,10 +258,10 @@ def check(control: Control, payment: Payment,
         return CHANNEL_NOT_PERMITTED if payment.channel in control.channels else None
     if kind is Kind.AMOUNT_MAX:
         return AMOUNT_LIMIT_EXCEEDED if payment.amount > control.amount_max else None
-    spent, count = counters.get(counter_key(control, payment), (0, 0))
+    amount, count = spent.get(control.window, NOTHING_SPENT)
     if control.count_max is not None and count + 1 > control.count_max:
         return VELOCITY_COUNT_EXCEEDED
-    if control.amount_max is not None and spent + payment.amount > control.amount_max:
+    if control.amount_max is not None and amount + payment.amount > control.amount_max:
         return VELOCITY_AMOUNT_EXCEEDED
     return None
 
@@ -233,19 +274,20 @@ class Verdict:
 
 
 PASS = Verdict()
+_ACTIVE, _SHADOW = Status.ACTIVE, Status.SHADOW
 
 
 def evaluate(controls: Iterable[Control], payment: Payment,
-             counters: Mapping[CounterKey, tuple[int, int]]) -> Verdict:
+             spent: Mapping[int, Spent]) -> Verdict:
     """Every control in order (`ordered`); the first ACTIVE decline is the answer."""
     decline, decider, shadow = None, None, []
     for control in controls:
-        if control.status is Status.ACTIVE and decider is not None:
+        if decider is not None and control.status is _ACTIVE:
             continue
-        outcome = check(control, payment, counters)
+        outcome = check(control, payment, spent)
         if outcome is None:
             continue
-        if control.status is Status.SHADOW:
+        if control.status is _SHADOW:
             shadow.append((control, outcome))
         else:
             decline, decider = outcome, control
@@ -259,39 +301,12 @@ def ordered(controls: Iterable[Control]) -> tuple[Control, ...]:
     return tuple(sorted(controls, key=lambda c: (LEVEL_ORDER[c.level], c.created_order)))
 
 
-def velocity_keys(controls: Iterable[Control], payment: Payment) -> tuple[dict[CounterKey, int], int]:
-    """The counters an approval of the payment adds to ({key: bit}) and their bit set."""
-    keys: dict[CounterKey, int] = {}
-    for control in controls:
-        if control.kind is Kind.VELOCITY:
-            keys[counter_key(control, payment)] = PERIOD_BITS[(control.per, control.period)]
-    bits = 0
-    for bit in keys.values():
-        bits |= bit
-    return keys, bits
-
-
 def counted_keys(bits: int, card_id: uuid.UUID, balance_id: uuid.UUID,
                  local_day: date) -> list[CounterKey]:
     """The counters an authorization was counted in, from its bit set (for a reversal)."""
-    found = []
-    for (per, period), bit in PERIOD_BITS.items():
-        if bits & bit:
-            scope = card_id if per is CountedPer.CARD else balance_id
-            found.append((scope, period, period_start(period, local_day)))
-    return found
-
-
-def limits(controls: Iterable[Control], payment: Payment) -> dict[CounterKey, tuple[int | None, int | None]]:
-    """The tightest ACTIVE (amount, count) limit on each counter the payment adds to."""
-    found: dict[CounterKey, tuple[int | None, int | None]] = {}
-    for control in controls:
-        if control.kind is not Kind.VELOCITY or control.status is not Status.ACTIVE:
-            continue
-        key = counter_key(control, payment)
-        amount, count = found.get(key, (None, None))
-        found[key] = (tighter(amount, control.amount_max), tighter(count, control.count_max))
-    return found
+    starts = period_starts(local_day)
+    return [window_key(window, card_id, balance_id, starts)
+            for window in range(len(WINDOWS)) if bits & (1 << window)]
 
 
 def tighter(a: int | None, b: int | None) -> int | None:

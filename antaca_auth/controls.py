@@ -65,12 +65,12 @@ SCOPE_OWNERS = {
 SCOPE_OWNERS[Level.PRODUCT] = SCOPE_OWNERS[Level.PROGRAM]
 
 BUMP_VERSION = {
-    Level.PROGRAM: """UPDATE card_programs SET controls_version = nextval('spending_controls_version')
-                      WHERE id = $1""",
-    Level.BALANCE: """UPDATE balances SET controls_version = nextval('spending_controls_version')
-                      WHERE id = $1""",
-    Level.CARD: """UPDATE cards SET controls_version = nextval('spending_controls_version')
-                   WHERE id = $1""",
+    Level.PROGRAM: """UPDATE card_programs
+                      SET controls_version = nextval('spending_controls_version') WHERE id = $1""",
+    Level.BALANCE: """UPDATE balances
+                      SET controls_version = nextval('spending_controls_version') WHERE id = $1""",
+    Level.CARD: """UPDATE cards
+                   SET controls_version = nextval('spending_controls_version') WHERE id = $1""",
 }
 BUMP_VERSION[Level.PRODUCT] = BUMP_VERSION[Level.PROGRAM]
 

@@ -30,7 +30,7 @@ from antaca_auth.authorization import (
     TxType,
 )
 from antaca_auth.cardkeys import CardKeys
-from antaca_auth.control_rules import Control, CounterKey
+from antaca_auth.control_rules import NOTHING_SPENT, Control, ControlSet, CounterKey, Period, Spent
 from antaca_auth.holds import NewTransfers
 from antaca_auth.invariants import require
 from antaca_auth.pinblock import PinBlockError, ZoneKey, decipher_pin
@@ -113,11 +113,13 @@ class Snapshot:
     activity: Mapping[uuid.UUID, Mapping[pricing.Metric, int]]  # by card, for fee waivers
     exponents: Mapping[str, int]
     zone_keys: Mapping[uuid.UUID, ZoneKey]  # by network
-    # Spending controls by scope (program, balance, card id), in evaluation order; the velocity
-    # counters they read, (amount, count) by key; each program time zone's local date now.
-    controls: Mapping[uuid.UUID, tuple[Control, ...]] = field(default_factory=dict)
-    counters: Mapping[CounterKey, tuple[int, int]] = field(default_factory=dict)
+    # Spending controls in force on each card (by card id; absent: none); the velocity counters
+    # they read, (amount, count) by key; each program time zone's local date now and the start
+    # of each period on it.
+    control_sets: Mapping[uuid.UUID, ControlSet] = field(default_factory=dict)
+    counters: Mapping[CounterKey, Spent] = field(default_factory=dict)
     local_days: Mapping[str, date] = field(default_factory=dict)
+    period_starts: Mapping[str, Mapping[Period, date]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -156,7 +158,7 @@ class Planned:
     supersedes: bool = False  # the advice approves a message Antaca had declined: its row
     control: Control | None = None  # the ACTIVE spending control that declined
     shadow: tuple[tuple[Control, Decline], ...] = ()  # SHADOW controls that would have declined
-    velocity: Mapping[CounterKey, int] | None = None  # the counters an approval adds to
+    velocity: list[CounterKey] | None = None  # the counters an approval adds to
     velocity_bits: int = 0
     local_day: date | None = None
 
@@ -274,39 +276,42 @@ def _controls(row: Planned, snapshot: Snapshot, plan: Plan) -> None:
     """The card's spending controls (program and product, balance, card) on the priced payment:
     an ACTIVE control's decline, the SHADOW controls that would have declined, the counters."""
     card, request = row.card, row.incoming.request
-    found = snapshot.controls
-    controls = (found.get(card.program_id, ()) + found.get(card.balance_id, ())
-                + found.get(card.card_id, ()))
-    if not controls:
+    found = snapshot.control_sets.get(card.card_id)
+    if found is None:
         return
-    row.local_day = snapshot.local_days[card.time_zone]
     payment = control_rules.Payment(
         card.card_id, card.balance_id, request.mcc, request.merchant_country,
-        control_rules.payment_channel(request.type, request.pos_entry_mode),
-        row.billing_amount, row.local_day)
-    keys, bits = control_rules.velocity_keys(controls, payment)
-    counters = plan.counters
-    for key in keys:
-        if key not in counters:
-            counters[key] = snapshot.counters.get(key, (0, 0))
-    verdict = control_rules.evaluate(controls, payment, counters)
+        control_rules.payment_channel(request.type, request.pos_entry_mode), row.billing_amount)
+    spent: dict[int, Spent] = {}
+    keys = None
+    if found.windows:
+        keys = found.keys(card.card_id, card.balance_id, snapshot.period_starts[card.time_zone])
+        counters, read = plan.counters, snapshot.counters
+        for window, key in zip(found.windows, keys, strict=True):
+            value = counters.get(key)
+            if value is None:  # the batch's first payment on this counter: as read
+                value = counters[key] = read.get(key, NOTHING_SPENT)
+            spent[window] = value
+    verdict = control_rules.evaluate(found.controls, payment, spent)
     row.shadow = verdict.shadow
     if verdict.decline is not None:
         row.decline, row.control = verdict.decline, verdict.control
         return
     if keys:
-        row.velocity, row.velocity_bits = keys, bits
-        tighter = control_rules.tighter
-        for key, (amount, count) in control_rules.limits(controls, payment).items():
-            known = plan.limits.get(key, (None, None))
-            plan.limits[key] = (tighter(known[0], amount), tighter(known[1], count))
+        row.velocity, row.velocity_bits = keys, found.bits
+        row.local_day = snapshot.local_days[card.time_zone]
+        tighter, limits = control_rules.tighter, plan.limits
+        for key, (amount, count) in zip(keys, found.limits, strict=True):
+            known = limits.get(key)
+            limits[key] = (amount, count) if known is None else (
+                tighter(known[0], amount), tighter(known[1], count))
 
 
 def _count_velocity(row: Planned, plan: Plan, sign: int) -> None:
     """Count an approval in its counters (sign -1: take it back, the ledger declined it)."""
     amount = sign * row.billing_amount
     for key in row.velocity:
-        spent, count = plan.counters.get(key, (0, 0))
+        spent, count = plan.counters[key]
         plan.counters[key] = (spent + amount, count + sign)
         added, times = plan.deltas.get(key, (0, 0))
         plan.deltas[key] = (added + amount, times + sign)

@@ -49,7 +49,7 @@ from antaca_auth.authorization import (
 from antaca_auth.card_events import record_engine_locks
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
-from antaca_auth.control_rules import Control, Kind, scope_key
+from antaca_auth.control_rules import Control, ControlSet, control_set, period_starts
 from antaca_auth.decision import (
     NETWORK_ADVICE,
     AuthorizationResult,
@@ -153,7 +153,8 @@ AUTHORIZATION_COLUMNS = (
     "merchant_name", "merchant_country", "terminal_id", "decision", "response_code", "action_code", "reason",
     "approved_amount", "deposit_hold_id", "user_hold_id", "created_at", "billing_amount",
     "fx_rate", "fee_schedule_id", "transaction_fee", "conversion_fee", "fee_hold_id", "answer_hold_id",
-    "stand_in", "request_digest", "control_id", "control_version", "velocity_periods", "velocity_day",
+    "stand_in", "request_digest",
+    "control_id", "control_version", "velocity_periods", "velocity_day",
 )
 
 # The rows written as approved that the ledger then declined (few: a batch's funds declines).
@@ -884,7 +885,7 @@ class AuthorizationEngine:
                                          *pricing.previous_period(pricing.Period.MONTHLY, today)),
             exponents=await self.ledger.currencies(),
             zone_keys=await self._zone_keys_of(conn, networks_with_pins),
-            **await self._velocity_of(conn, live, cards, controls, now))
+            **await self._velocity_of(conn, cards, controls, now))
 
     async def _controls_of(self, conn: asyncpg.Connection,
                            cards) -> dict[uuid.UUID, tuple[Control, ...]]:
@@ -910,26 +911,30 @@ class AuthorizationEngine:
                 del cache[next(iter(cache))]
         return {scope: found for scope in versions if (found := cache[scope][1])}
 
-    async def _velocity_of(self, conn: asyncpg.Connection, live: Sequence[_Pending],
-                           cards: dict[str, CardFacts],
+    async def _velocity_of(self, conn: asyncpg.Connection, cards: dict[str, CardFacts],
                            controls: dict[uuid.UUID, tuple[Control, ...]], now: datetime) -> dict:
-        """Each program time zone's local date, and the counters the velocity controls read."""
+        """Each card's control set, each program time zone's local date and period starts, and
+        the counters the velocity controls read."""
         if not controls:
             return {}
-        zones = {card.time_zone for card in cards.values()}
-        local_days = {zone: now.astimezone(self._zone(zone)).date() for zone in zones}
+        local_days = {zone: now.astimezone(self._zone(zone)).date()
+                      for zone in {card.time_zone for card in cards.values()}}
+        starts = {zone: period_starts(day) for zone, day in local_days.items()}
+        sets: dict[uuid.UUID, ControlSet] = {}
+        shared: dict[tuple, ControlSet] = {}  # cards with the same scopes' controls share a set
         keys = set()
-        for item in live:
-            card = cards.get(item.fingerprint)
-            if card is None:
+        for card in cards.values():
+            parts = (controls.get(card.program_id, ()), controls.get(card.balance_id, ()),
+                     controls.get(card.card_id, ()))
+            if not any(parts):
                 continue
-            found = (controls.get(card.program_id, ()) + controls.get(card.balance_id, ())
-                     + controls.get(card.card_id, ()))
-            local_day = local_days[card.time_zone]
-            for control in found:
-                if control.kind is Kind.VELOCITY:
-                    keys.add(scope_key(control, card.card_id, card.balance_id, local_day))
-        return {"controls": controls, "local_days": local_days,
+            scopes = tuple(id(part) for part in parts)
+            found = shared.get(scopes)
+            if found is None:
+                found = shared[scopes] = control_set(*parts)
+            sets[card.card_id] = found
+            keys.update(found.keys(card.card_id, card.balance_id, starts[card.time_zone]))
+        return {"control_sets": sets, "local_days": local_days, "period_starts": starts,
                 "counters": await velocity.read(conn, keys)}
 
     def _zone(self, name: str) -> ZoneInfo:
@@ -1058,8 +1063,7 @@ class AuthorizationEngine:
                 None if row.fee_at is None else hold_ids[row.fee_at],
                 None if d else hold_ids[row.user_at if row.fee_at is None else row.fee_at],
                 row.stand_in, row.incoming.digest,
-                row.control.id if row.control else None, row.control.version if row.control else None,
-                None if d else row.velocity_bits or None, None if d or not row.velocity else row.local_day,
+                *_control_columns(row),
             ))
         if records:
             await conn.copy_records_to_table("authorizations", records=records, columns=AUTHORIZATION_COLUMNS)
@@ -1206,6 +1210,13 @@ def _card_facts(r: asyncpg.Record, today) -> CardFacts:
         deposit_available=r["deposit_available"], time_zone=r["time_zone"],
         program_controls=r["program_controls"], balance_controls=r["balance_controls"],
         card_controls=r["card_controls"])
+
+
+def _control_columns(row: Planned) -> tuple:
+    """The deciding control and its version, and the counters an approval went into."""
+    control, counted = row.control, row.decline is None and row.velocity
+    return (control.id if control else None, control.version if control else None,
+            row.velocity_bits if counted else None, row.local_day if counted else None)
 
 
 async def _record_shadow(conn: asyncpg.Connection, rows: Sequence[Planned], now: datetime) -> None:

@@ -201,7 +201,8 @@ async def test_customer_sets_tighter_limits_never_looser(api, jwe_key):
     assert len(listing["items"]) == 3
     # The partner's own control is not the customer's to change.
     partner_control = [c for c in listing["items"] if c["setBy"] == "PARTNER"][0]
-    status, _ = await p.w.app_plain("DELETE", f"/customers/me/controls/{partner_control['controlId']}")
+    status, _ = await p.w.app_plain(
+        "DELETE", f"/customers/me/controls/{partner_control['controlId']}")
     assert status == 404
     status, _ = await p.w.app_plain("DELETE", f"/customers/me/controls/{mine['controlId']}")
     assert status == 204
@@ -278,7 +279,8 @@ async def test_shadow_records_without_changing_the_answer_report_and_promote(api
     p = await setup(api, jwe_key)
     shadow = await p.control("PRODUCT", "MCC_BLOCK", status="SHADOW", mccs=["7995"])
     limit = await p.control("CARD", "AMOUNT_MAX", status="SHADOW", amountMax=1500)
-    answers = [await p.authorize(mcc="7995", amount=1000), await p.authorize(mcc="7995", amount=2000),
+    answers = [await p.authorize(mcc="7995", amount=1000),
+               await p.authorize(mcc="7995", amount=2000),
                await p.authorize(mcc="5411", amount=3000)]
     assert [a["decision"] for a in answers] == ["APPROVED"] * 3
     path = f"/secure/controls/{shadow['controlId']}/shadow-report"
@@ -288,12 +290,14 @@ async def test_shadow_records_without_changing_the_answer_report_and_promote(api
     assert {h["authorizationId"] for h in report["sample"]} == {
         answers[0]["authorizationId"], answers[1]["authorizationId"]}
     assert {(h["responseCode"], h["decision"]) for h in report["sample"]} == {("57", "APPROVED")}
-    status, report = await p.admin_call("GET", f"/admin/controls/{limit['controlId']}/shadow-report")
+    status, report = await p.admin_call(
+        "GET", f"/admin/controls/{limit['controlId']}/shadow-report")
     assert report["totals"] == [{"currency": "EUR", "authorizations": 2, "amount": 5000}]
     later = (datetime.now(UTC) + timedelta(days=1)).isoformat().replace("+00:00", "Z")
     status, report = await p.partner_call("GET", f"{path}?since={later}&until={later}")
     assert status == 400
-    status, promoted = await p.partner_call("POST", f"/secure/controls/{shadow['controlId']}/promote")
+    status, promoted = await p.partner_call(
+        "POST", f"/secure/controls/{shadow['controlId']}/promote")
     assert (status, promoted["status"], promoted["version"]) == (200, "ACTIVE", 2)
     status, body = await p.partner_call("POST", f"/secure/controls/{shadow['controlId']}/promote")
     assert (status, body["code"]) == (409, "CONTROL_NOT_SHADOW")

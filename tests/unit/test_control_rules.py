@@ -26,9 +26,13 @@ def control(kind: cr.Kind, level: cr.Level = cr.Level.CARD, status: cr.Status = 
                                 status=status, kind=kind, rule=rule, created_order=order)
 
 
+DAY = date(2026, 11, 28)
+STARTS = cr.period_starts(DAY)
+
+
 def payment(**changes) -> cr.Payment:
     fields = dict(card_id=CARD, balance_id=BALANCE, mcc="5411", country="PL",
-                  channel=cr.PaymentChannel.CHIP, amount=1000, local_day=date(2026, 11, 28))
+                  channel=cr.PaymentChannel.CHIP, amount=1000)
     fields.update(changes)
     return cr.Payment(**fields)
 
@@ -93,25 +97,29 @@ def test_precedence_names_the_broadest_level_and_shadow_never_declines():
 def test_velocity_checks_count_then_amount_and_counts_keys_by_bits():
     day_count = control(cr.Kind.VELOCITY, period="DAY", per="CARD", countMax=2)
     month_amount = control(cr.Kind.VELOCITY, period="MONTH", per="BALANCE", amountMax=5000)
-    p = payment()
-    day_key, month_key = cr.counter_key(day_count, p), cr.counter_key(month_amount, p)
-    assert month_key == (BALANCE, cr.Period.MONTH, date(2026, 11, 1))
-    assert cr.check(day_count, p, {day_key: (10, 2)}) is cr.VELOCITY_COUNT_EXCEEDED
-    assert cr.check(month_amount, p, {month_key: (4001, 0)}) is cr.VELOCITY_AMOUNT_EXCEEDED
-    assert cr.check(month_amount, p, {month_key: (4000, 0)}) is None
-    keys, bits = cr.velocity_keys([day_count, month_amount], p)
-    assert set(keys) == {day_key, month_key}
-    assert set(cr.counted_keys(bits, CARD, BALANCE, p.local_day)) == {day_key, month_key}
     shadow = control(cr.Kind.VELOCITY, status=cr.Status.SHADOW, period="DAY", per="CARD",
                      countMax=1)
-    assert cr.limits([day_count, shadow], p) == {day_key: (None, 2)}
+    p = payment()
+    assert cr.check(day_count, p, {day_count.window: (10, 2)}) is cr.VELOCITY_COUNT_EXCEEDED
+    assert cr.check(month_amount, p, {month_amount.window: (4001, 0)}) is \
+        cr.VELOCITY_AMOUNT_EXCEEDED
+    assert cr.check(month_amount, p, {month_amount.window: (4000, 0)}) is None
+    found = cr.control_set([day_count, month_amount, shadow])
+    keys = found.keys(CARD, BALANCE, STARTS)
+    assert set(keys) == {(CARD, cr.Period.DAY, DAY), (BALANCE, cr.Period.MONTH, date(2026, 11, 1))}
+    # The shadow counts in the same window but sets no limit: the tightest ACTIVE one stands.
+    limits = dict(zip(keys, found.limits, strict=True))
+    assert limits[(CARD, cr.Period.DAY, DAY)] == (None, 2)
+    assert set(cr.counted_keys(found.bits, CARD, BALANCE, DAY)) == set(keys)
+    assert cr.control_set([shadow]).limits == ((None, None),)
 
 
 def _with_controls(facts, *controls, counters=None):
     return Snapshot(now=NOW, answers={}, cards={facts.fingerprint: facts}, schedules={}, rates={},
                     activity={}, exponents={"EUR": 2}, zone_keys={},
-                    controls={facts.card_id: cr.ordered(controls)}, counters=counters or {},
-                    local_days={"UTC": NOW.date()})
+                    control_sets={facts.card_id: cr.control_set(controls)},
+                    counters=counters or {}, local_days={"UTC": NOW.date()},
+                    period_starts={"UTC": cr.period_starts(NOW.date())})
 
 
 def test_two_payments_of_one_card_in_one_batch_count_against_each_other():
@@ -127,7 +135,7 @@ def test_two_payments_of_one_card_in_one_batch_count_against_each_other():
     assert results[2].response_code == "61"
     assert plan.rows[2].control is limit
     assert plan.deltas == {key: (2000, 2)} and plan.limits == {key: (2500, None)}
-    assert plan.rows[0].velocity_bits == cr.PERIOD_BITS[(cr.CountedPer.CARD, cr.Period.DAY)]
+    assert plan.rows[0].velocity_bits == 1 << cr.WINDOW_OF[(cr.CountedPer.CARD, cr.Period.DAY)]
     assert taken_back(plan.rows[:1]) == {key: (-1000, -1)}
     assert not velocity_overrun(plan.limits, {key: (2400, 3)})
     assert velocity_overrun(plan.limits, {key: (2600, 3)})  # a concurrent batch counted meanwhile
@@ -151,7 +159,8 @@ def test_rule_checks_of_the_api():
         "period": "DAY", "per": "CARD", "countMax": 3}
     for kind, fields in [(cr.Kind.MCC_BLOCK, RuleFields()),
                          (cr.Kind.AMOUNT_MAX, RuleFields(amount_max=5, mccs=["5411"])),
-                         (cr.Kind.VELOCITY, RuleFields(period=cr.Period.DAY, per=cr.CountedPer.CARD)),
+                         (cr.Kind.VELOCITY,
+                          RuleFields(period=cr.Period.DAY, per=cr.CountedPer.CARD)),
                          (cr.Kind.COUNTRY_BLOCK, RuleFields(countries=["pl"])),
                          (cr.Kind.AMOUNT_MAX, RuleFields(amount_max=0))]:
         with pytest.raises(InvalidControl):
