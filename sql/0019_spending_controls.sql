@@ -46,7 +46,7 @@ CREATE TABLE velocity_counters (
     amount       bigint NOT NULL DEFAULT 0,
     count        integer NOT NULL DEFAULT 0,
     PRIMARY KEY (scope_id, period, period_start)
-);
+) WITH (fillfactor = 50);  -- room on each page for HOT updates: a counter changes with every payment
 
 -- The control that declined (and its version), and which counters the approval was counted in:
 -- velocity_periods a bit set (antaca_auth/velocity.py), velocity_day the program's local day.
