@@ -334,7 +334,10 @@ def velocity_overrun(limits: Mapping[CounterKey, tuple[int | None, int | None]],
     passes an ACTIVE limit: the batch's velocity decisions read stale counts and must be made
     again."""
     for key, (amount, count) in totals.items():
-        amount_max, count_max = limits.get(key, (None, None))
+        limit = limits.get(key)
+        if limit is None:
+            continue
+        amount_max, count_max = limit
         if (amount_max is not None and amount > amount_max) or (
                 count_max is not None and count > count_max):
             return True

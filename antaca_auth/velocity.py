@@ -37,18 +37,21 @@ SCOPE_COUNTERS = """
     ORDER BY period, period_start"""
 
 
+PERIOD_OF = {str(period): period for period in Period}
+
+
 def _columns(keys: Iterable[CounterKey]) -> tuple[list, list, list]:
+    """The keys as three columns (a Period is a str: sent as its name)."""
     scopes, periods, starts = [], [], []
     for scope, period, start in keys:
         scopes.append(scope)
-        periods.append(str(period))
+        periods.append(period)
         starts.append(start)
     return scopes, periods, starts
 
 
 def _totals(records) -> dict[CounterKey, tuple[int, int]]:
-    return {(r["scope_id"], Period(r["period"]), r["period_start"]): (r["amount"], r["count"])
-            for r in records}
+    return {(r[0], PERIOD_OF[r[1]], r[2]): (r[3], r[4]) for r in records}
 
 
 async def read(conn: asyncpg.Connection,
@@ -65,12 +68,12 @@ async def add(conn: asyncpg.Connection,
     """Add (amount, count) to each counter, creating it at zero; the totals as written."""
     if not deltas:
         return {}
-    keys = sorted(deltas, key=lambda k: (k[0], str(k[1]), k[2]))
+    keys = sorted(deltas)  # (scope, period name, start): the order every writer locks in
     return _totals(await conn.fetch(ADD, *_columns(keys), [deltas[k][0] for k in keys],
                                     [deltas[k][1] for k in keys]))
 
 
 async def scope_counters(conn: asyncpg.Connection,
                          scope_id: uuid.UUID) -> dict[tuple[Period, date], tuple[int, int]]:
-    return {(Period(r["period"]), r["period_start"]): (r["amount"], r["count"])
+    return {(PERIOD_OF[r["period"]], r["period_start"]): (r["amount"], r["count"])
             for r in await conn.fetch(SCOPE_COUNTERS, scope_id)}

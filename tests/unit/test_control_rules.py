@@ -187,3 +187,18 @@ def test_local_day_in_a_zone_east_of_utc():
     assert late.astimezone(ZoneInfo("Asia/Tokyo")).date() == date(2027, 1, 4)  # a Monday there
     assert cr.period_start(cr.Period.WEEK, late.astimezone(ZoneInfo("Asia/Tokyo")).date()) == \
         date(2027, 1, 4)
+
+
+def test_iso8583_de22_reaches_the_request_as_the_entry_mode():
+    from antaca_api.iso8583.messages import authorization_request
+
+    fields = {"2": "5355220000000018", "3": "000000", "4": "000000001000", "7": "1128120000",
+              "11": "000001", "12": "120000", "13": "1128", "14": "3012", "18": "5411",
+              "22": "071", "32": "12345678901", "37": "RRN000000001", "41": "TERM0001",
+              "42": "MERCHANT0000001", "43": "Shop".ljust(25) + "Warsaw".ljust(13) + "PL",
+              "49": "978"}
+    request = authorization_request(fields)
+    assert request.pos_entry_mode == "071"
+    assert cr.payment_channel(request.type, request.pos_entry_mode) is cr.PaymentChannel.CONTACTLESS
+    del fields["22"]
+    assert authorization_request(fields).pos_entry_mode is None
