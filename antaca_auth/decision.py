@@ -30,7 +30,15 @@ from antaca_auth.authorization import (
     TxType,
 )
 from antaca_auth.cardkeys import CardKeys
-from antaca_auth.control_rules import NOTHING_SPENT, Control, ControlSet, CounterKey, Period, Spent
+from antaca_auth.control_rules import (
+    NOTHING_SPENT,
+    Control,
+    ControlSet,
+    CounterKey,
+    Kind,
+    Period,
+    Spent,
+)
 from antaca_auth.holds import NewTransfers
 from antaca_auth.invariants import require
 from antaca_auth.pinblock import PinBlockError, ZoneKey, decipher_pin
@@ -328,20 +336,9 @@ def taken_back(rows: Sequence[Planned]) -> dict[CounterKey, tuple[int, int]]:
     return back
 
 
-def velocity_overrun(limits: Mapping[CounterKey, tuple[int | None, int | None]],
-                     totals: Mapping[CounterKey, tuple[int, int]]) -> bool:
-    """Whether a counter, as written (with what concurrent batches added since it was read),
-    passes an ACTIVE limit: the batch's velocity decisions read stale counts and must be made
-    again."""
-    for key, (amount, count) in totals.items():
-        limit = limits.get(key)
-        if limit is None:
-            continue
-        amount_max, count_max = limit
-        if (amount_max is not None and amount > amount_max) or (
-                count_max is not None and count > count_max):
-            return True
-    return False
+def velocity_declined(plan: Plan) -> bool:
+    """Whether a payment of the plan was declined by a velocity limit (ACTIVE)."""
+    return any(row.control is not None and row.control.kind is Kind.VELOCITY for row in plan.rows)
 
 
 def _pin(incoming: Incoming, snapshot: Snapshot) -> str | PinOutcome | None:

@@ -49,7 +49,15 @@ from antaca_auth.authorization import (
 from antaca_auth.card_events import record_engine_locks
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
-from antaca_auth.control_rules import Control, ControlSet, control_set, period_starts
+from antaca_auth.control_rules import (
+    NOTHING_SPENT,
+    Control,
+    ControlSet,
+    CounterKey,
+    Spent,
+    control_set,
+    period_starts,
+)
 from antaca_auth.decision import (
     NETWORK_ADVICE,
     AuthorizationResult,
@@ -68,7 +76,7 @@ from antaca_auth.decision import (
     settle,
     stand_in_decline,
     taken_back,
-    velocity_overrun,
+    velocity_declined,
 )
 from antaca_auth.followups import message_lock_key
 from antaca_auth.ids import new_id
@@ -254,6 +262,9 @@ RATES_CACHED_SECONDS = 1.0
 # Spending controls cached by scope (program, balance, card) with the scope's controls version:
 # reloaded when the version read with the card moved; past this many scopes the oldest go.
 CONTROL_SCOPES_CACHED_MAX = 100_000
+# Velocity counters as this process's committed batches left them: read again only when missing,
+# when a decision declines on them, or when a written counter passes a limit.
+COUNTERS_CACHED_MAX = 1_000_000
 
 
 class OutcomeUnknown(Exception):
@@ -389,6 +400,7 @@ class AuthorizationEngine:
         self._rates: dict[tuple[str, str], tuple[float, Decimal]] = {}  # (until, rate); none not kept
         self._controls: dict[uuid.UUID, tuple[int, tuple[Control, ...]]] = {}  # (version, controls)
         self._zones: dict[str, ZoneInfo] = {}
+        self._counters: dict[CounterKey, Spent] = {}  # velocity counters as committed here
         self._busy = 0  # batches being decided or committed, the lane's included
         self._closing = False
 
@@ -820,6 +832,8 @@ class AuthorizationEngine:
             if fresh is not None:  # a concurrent batch changed them since the first read
                 snapshot = dataclasses.replace(snapshot, cards=fresh)
                 plan = decide(live, snapshot, self.keys, self.policy)
+        if snapshot.counters and velocity_declined(plan):
+            snapshot, plan = await self._verify_velocity(conn, live, snapshot, plan, stand_in)
         # Written before the ledger: the hot deposit's lock, taken by the ledger write and held to the
         # commit, then covers only the ledger's own work and the few rows the ledger declines.
         if not stand_in:
@@ -829,7 +843,10 @@ class AuthorizationEngine:
         if at_ledger is not None:
             at_ledger.set()  # the next batch may form and prepare while this one holds the locks
         if plan.deltas:  # after the previous batch's commit, as the ledger's locks would be
-            if velocity_overrun(plan.limits, await velocity.add(conn, plan.deltas)):
+            moved = await velocity.add_checked(conn, plan.deltas, plan.limits)
+            if moved:
+                for key in moved:
+                    self._counters.pop(key, None)
                 raise _CountersMoved()
         results = await self.ledger.write_new(conn, plan.holds)
         armed = any(row.card is not None and row.card.deposit_alert_armed and row.deposit_at is not None
@@ -839,11 +856,13 @@ class AuthorizationEngine:
             # commit releases the hot deposit's lock. The answers are worked out once it is committed.
             def answers() -> list[AuthorizationResult]:
                 settle(plan, results)
+                self._remember_counters(snapshot, plan, {})
                 return [answer(row) for row in plan.rows]
 
             return answers
         declined, touched = settle(plan, results)
-        if plan.deltas and (back := taken_back(declined)):
+        back = taken_back(declined) if plan.deltas else {}
+        if back:
             await velocity.add(conn, back)
         if stand_in:  # its cards are locked: the allowance counts only what the ledger held
             await self._write_cards(conn, plan, now)
@@ -852,7 +871,39 @@ class AuthorizationEngine:
                                [r.decline.reason for r in declined], [r.decline.action_code for r in declined])
         if touched:
             await check_crossings(conn, touched)
-        return lambda: [answer(row) for row in plan.rows]
+
+        def committed() -> list[AuthorizationResult]:
+            self._remember_counters(snapshot, plan, back)
+            return [answer(row) for row in plan.rows]
+
+        return committed
+
+    async def _verify_velocity(self, conn: asyncpg.Connection, live: Sequence[_Pending],
+                               snapshot: Snapshot, plan: Plan,
+                               stand_in: bool) -> tuple[Snapshot, Plan]:
+        """A velocity decline decided on counters from this process's cache (which misses what
+        reversals gave back) stands only on the counters as committed: read them, and decide
+        again if any differs. (An approval on a stale count is caught where the counters are
+        written: `_CountersMoved`.)"""
+        read = await velocity.read(conn, snapshot.counters)
+        fresh = {key: read.get(key, NOTHING_SPENT) for key in snapshot.counters}
+        self._counters.update(fresh)
+        if fresh == snapshot.counters:
+            return snapshot, plan
+        snapshot = dataclasses.replace(snapshot, counters=fresh)
+        return snapshot, decide(live, snapshot, self.keys, self.policy, stand_in=stand_in)
+
+    def _remember_counters(self, snapshot: Snapshot, plan: Plan,
+                           back: dict[CounterKey, Spent]) -> None:
+        """The counters as this committed batch left them, for the next batches' decisions."""
+        cache = self._counters
+        cache.update(snapshot.counters)
+        cache.update(plan.counters)
+        for key, (amount, count) in back.items():
+            spent, times = cache[key]
+            cache[key] = (spent + amount, times + count)
+        while len(cache) > COUNTERS_CACHED_MAX:
+            del cache[next(iter(cache))]
 
     # --- load ----------------------------------------------------------------------------------
 
@@ -935,7 +986,20 @@ class AuthorizationEngine:
             sets[card.card_id] = found
             keys.update(found.keys(card.card_id, card.balance_id, starts[card.time_zone]))
         return {"control_sets": sets, "local_days": local_days, "period_starts": starts,
-                "counters": await velocity.read(conn, keys)}
+                "counters": await self._counters_of(conn, keys)}
+
+    async def _counters_of(self, conn: asyncpg.Connection,
+                           keys: set[CounterKey]) -> dict[CounterKey, Spent]:
+        """The counters, from this process's cache where it has them (as its own committed
+        batches left them), the others read."""
+        cache = self._counters
+        found = {key: value for key in keys if (value := cache.get(key)) is not None}
+        missing = keys - found.keys()
+        if missing:
+            read = await velocity.read(conn, missing)
+            for key in missing:
+                found[key] = read.get(key, NOTHING_SPENT)
+        return found
 
     def _zone(self, name: str) -> ZoneInfo:
         zone = self._zones.get(name)

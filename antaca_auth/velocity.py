@@ -31,6 +31,16 @@ ADD = """
     DO UPDATE SET amount = v.amount + excluded.amount, count = v.count + excluded.count
     RETURNING scope_id, period, period_start, amount, count"""
 
+# ADD, answering only the counters that now pass an ACTIVE (amount, count) limit: normally none,
+# so nothing comes back (a concurrent batch counted payments since this batch read them).
+ADD_CHECKED = f"""
+    WITH added AS ({ADD})
+    SELECT a.scope_id, a.period, a.period_start FROM added a
+    JOIN unnest($6::uuid[], $7::text[], $8::date[], $9::bigint[], $10::int[])
+         AS l (scope_id, period, period_start, amount_max, count_max)
+         USING (scope_id, period, period_start)
+    WHERE a.amount > l.amount_max OR a.count > l.count_max"""
+
 # Every counter of one card or balance (operators, tests).
 SCOPE_COUNTERS = """
     SELECT period, period_start, amount, count FROM velocity_counters WHERE scope_id = $1
@@ -71,6 +81,18 @@ async def add(conn: asyncpg.Connection,
     keys = sorted(deltas)  # (scope, period name, start): the order every writer locks in
     return _totals(await conn.fetch(ADD, *_columns(keys), [deltas[k][0] for k in keys],
                                     [deltas[k][1] for k in keys]))
+
+
+async def add_checked(conn: asyncpg.Connection, deltas: Mapping[CounterKey, tuple[int, int]],
+                      limits: Mapping[CounterKey, tuple[int | None, int | None]]
+                      ) -> list[CounterKey]:
+    """`add`, then the counters that pass their limit as written (normally none)."""
+    keys = sorted(deltas)
+    limited = [key for key in keys if key in limits]
+    records = await conn.fetch(
+        ADD_CHECKED, *_columns(keys), [deltas[k][0] for k in keys], [deltas[k][1] for k in keys],
+        *_columns(limited), [limits[k][0] for k in limited], [limits[k][1] for k in limited])
+    return [(r[0], PERIOD_OF[r[1]], r[2]) for r in records]
 
 
 async def scope_counters(conn: asyncpg.Connection,
