@@ -377,6 +377,16 @@ async def test_corporate_card_operations_by_card_id(api, jwe_key):
         assert (declined["decision"], declined["reason"]) == ("DECLINED", "WRONG_CVC2")
     approved = await network.authorize(fresh, 100)
     assert approved["decision"] == "APPROVED"
+    # The partner's lock and the balance's block reach the network's answers, as for user cards.
+    await c.call("POST", f"{virtual_path}/lock", {"reason": 7})
+    declined = await network.authorize(fresh, 100)
+    assert (declined["decision"], declined["actionCode"]) == ("DECLINED", "1002")
+    await c.call("POST", f"{virtual_path}/unlock")
+    await c.call("POST", f"/secure/balances/{c.balance}/block")
+    declined = await network.authorize(fresh, 100)
+    assert (declined["decision"], declined["reason"]) == ("DECLINED", "BALANCE_BLOCKED")
+    await c.call("POST", f"/secure/balances/{c.balance}/unblock")
+    assert (await network.authorize(fresh, 100))["decision"] == "APPROVED"
 
     status, listing = await c.call("GET", f"/lifecycle/v1/corporations/{c.corporation}/cards")
     assert [(x["cardId"], x["status"]) for x in listing["items"]] == [
