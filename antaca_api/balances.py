@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 
 RELOAD_NAMESPACE = uuid.UUID("0f5d7a52-3c1b-4f7e-8d0e-6f1b2a9c4e11")
 
+# Reads the balance a request names, NOT_FOUND when it is not the caller's to use.
+FindBalance = Callable[[asyncpg.Connection], Awaitable[asyncpg.Record]]
+CardsByBalance = dict[uuid.UUID, list[asyncpg.Record]]
+
 
 class BalanceState(enum.StrEnum):
     ACTIVE = "ACTIVE"
@@ -83,7 +87,8 @@ BALANCE_VIEW = """
 CUSTOMER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.customer_id = $2 AND b.partner_id = $3"
 CUSTOMER_BALANCES = BALANCE_VIEW + " WHERE b.customer_id = $1 AND b.partner_id = $2 ORDER BY b.seq"
 PARTNER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.partner_id = $2"
-CORPORATE_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.partner_id = $2 AND b.corporation_id IS NOT NULL"
+CORPORATE_BALANCE = BALANCE_VIEW + """
+    WHERE b.id = $1 AND b.partner_id = $2 AND b.corporation_id IS NOT NULL"""
 CORPORATION_BALANCES = BALANCE_VIEW + """
     WHERE b.corporation_id = $1 AND b.partner_id = $2 AND b.seq > $3 ORDER BY b.seq LIMIT $4"""
 BALANCE_BY_ID = BALANCE_VIEW + " WHERE b.id = $1"
@@ -331,8 +336,8 @@ async def reload_corporate_balance(
 
 
 async def reload_balance(
-    pool: asyncpg.Pool, ledger: Ledger, find: Callable[[asyncpg.Connection], Awaitable[asyncpg.Record]],
-    *, partner_id: uuid.UUID, balance_id: uuid.UUID, amount: int, reference: str,
+    pool: asyncpg.Pool, ledger: Ledger, find: FindBalance, *, partner_id: uuid.UUID,
+    balance_id: uuid.UUID, amount: int, reference: str,
 ) -> ReloadOutcome:
     """Top up a balance `find` reads (NOT_FOUND when it is not the caller's), idempotently per
     reference, from the partner's credit balance (CREDIT-model programs in its currency) or else
@@ -395,7 +400,7 @@ async def corporate_balance(conn: asyncpg.Connection | asyncpg.Pool, partner_id:
 async def corporation_balances(conn: asyncpg.Connection, partner_id: uuid.UUID,
                                corporation_id: uuid.UUID, hidden: list[str], *, after: int,
                                limit: int,
-                               ) -> tuple[list[asyncpg.Record], dict[uuid.UUID, list[asyncpg.Record]]]:
+                               ) -> tuple[list[asyncpg.Record], CardsByBalance]:
     """A corporation's balance rows the caller has checked it may list, in opening order after
     the cursor `after`, and each one's cards (cards_under)."""
     rows = await conn.fetch(CORPORATION_BALANCES, corporation_id, partner_id, after, limit)

@@ -222,7 +222,7 @@ async def corporation_employees(conn: asyncpg.Connection, partner_id: uuid.UUID,
 async def corporation_balances(conn: asyncpg.Connection, partner_id: uuid.UUID,
                                corporation_id: uuid.UUID, hidden: list[str], *, after: int,
                                limit: int,
-                               ) -> tuple[list[asyncpg.Record], dict[uuid.UUID, list[asyncpg.Record]]]:
+                               ) -> tuple[list[asyncpg.Record], balances.CardsByBalance]:
     """The balances of the partner's corporation after the cursor `after`, and their cards."""
     await get_corporation(conn, corporation_id, partner_id)
     return await balances.corporation_balances(conn, partner_id, corporation_id, hidden,

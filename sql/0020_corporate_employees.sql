@@ -12,7 +12,8 @@ CREATE TABLE corporation_employees (
     UNIQUE (id, corporation_id)
 );
 
-CREATE UNIQUE INDEX corporation_employees_email ON corporation_employees (corporation_id, lower(email));
+CREATE UNIQUE INDEX corporation_employees_email
+    ON corporation_employees (corporation_id, lower(email));
 CREATE INDEX corporation_employees_corporation ON corporation_employees (corporation_id, seq);
 
 -- A corporate card's holder, of the card's own corporation (the composite key); customer cards
@@ -27,4 +28,5 @@ ALTER TABLE cards ADD CONSTRAINT customer_card_has_no_employee
 
 -- The corporation's cards, and its balances, page by issue order.
 CREATE INDEX cards_corporation ON cards (corporation_id, seq) WHERE corporation_id IS NOT NULL;
-CREATE INDEX balances_corporation_seq ON balances (corporation_id, seq) WHERE corporation_id IS NOT NULL;
+CREATE INDEX balances_corporation_seq ON balances (corporation_id, seq)
+    WHERE corporation_id IS NOT NULL;

@@ -203,7 +203,8 @@ for _action, _summary in (
 
 
 @route("GET", "/secure/balances/{balanceId}", channel=Channel.PARTNER, response=BalanceView,
-       summary="Get any of the partner's balances (customer or corporate) with its cards", tags=("balances",))
+       summary="Get any of the partner's balances (customer or corporate) with its cards",
+       tags=("balances",))
 async def get_partner_balance(ctx: Context, _: None) -> BalanceView:
     async with ctx.pool.acquire() as conn:
         row, cards = await repo.partner_balance_with_cards(conn, ctx.partner_id,

@@ -216,7 +216,8 @@ async def order_physical(ctx: Context, body: NewPhysicalCard) -> CardSummary:
 @route("POST", "/secure/cards/physical", channel=Channel.PARTNER, body=NewCorporatePhysicalCard,
        response=CardSummary, status=201, encryption=JWE, summary="Order a corporate physical card", tags=("cards",))
 async def order_corporate_physical(ctx: Context, body: NewCorporatePhysicalCard) -> CardSummary:
-    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id, employee_id=body.employee_id)
+    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id,
+                         employee_id=body.employee_id)
     return await _physical(ctx, holder, body)
 
 
@@ -227,7 +228,8 @@ async def order_corporate_physical_with_pin(ctx: Context, body: NewCorporatePhys
     problem = cardstate.pin_problem(body.pin)
     if problem is not None:  # checked before anything is ordered: a refused request leaves nothing
         raise InvalidPin(problem)
-    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id, employee_id=body.employee_id)
+    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id,
+                         employee_id=body.employee_id)
     return await _physical(ctx, holder, body, pin=body.pin)
 
 
@@ -264,7 +266,8 @@ async def card_status(ctx: Context, _: None) -> CardSummary:
         return summary(await _visible_card(ctx, conn))
 
 
-@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{SECURE}/{{cardId}}", Channel.PARTNER, None),
+@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None),
+           (f"{SECURE}/{{cardId}}", Channel.PARTNER, None),
            (f"{CORPORATE}/{{cardId}}", Channel.PARTNER, None)], "GET",
           response=CardData, encryption=JWE, tags=("cards",), summary="Full card data: PAN, expiry, CVC2")
 async def card_data(ctx: Context, _: None) -> CardData:
@@ -299,14 +302,16 @@ def holder_view(employee) -> CardHolder | None:
 
 def corporate_view(row, employee) -> CorporateCard:
     base = msgspec.structs.asdict(summary(row))
-    return CorporateCard(**base, dc_corporation_id=row["corporation_id"], holder=holder_view(employee))
+    return CorporateCard(**base, dc_corporation_id=row["corporation_id"],
+                         holder=holder_view(employee))
 
 
 @route("GET", f"{CORPORATE}/{{cardId}}/status", channel=Channel.PARTNER, response=CorporateCard,
        tags=("cards",), summary="A corporate card's status and holder (no card data)")
 async def corporate_card_status(ctx: Context, _: None) -> CorporateCard:
     async with ctx.pool.acquire() as conn:
-        row, employee = await corporations.corporate_card(conn, ctx.partner_id, ctx.path_id("cardId"))
+        row, employee = await corporations.corporate_card(conn, ctx.partner_id,
+                                                          ctx.path_id("cardId"))
     return corporate_view(row, employee)
 
 
@@ -377,14 +382,16 @@ async def unlock(ctx: Context, _: None) -> CardSummary:
     return await _transition(ctx, cardstate.unlock, "UNLOCKED")
 
 
-@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{ADMIN}/{{cardId}}", Channel.ADMIN, None),
+@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None),
+           (f"{ADMIN}/{{cardId}}", Channel.ADMIN, None),
            (f"{CORPORATE}/{{cardId}}", Channel.PARTNER, None)], "DELETE",
           response=CardSummary, tags=("cards",), summary="Remove a card: final, it can never be restored or used")
 async def remove(ctx: Context, _: None) -> CardSummary:
     return await _transition(ctx, cardstate.remove, "REMOVED")
 
 
-@register([(f"{ME}/{{cardId}}/cvv", Channel.CUSTOMER, None), (f"{ADMIN}/{{cardId}}/cvv", Channel.ADMIN, None),
+@register([(f"{ME}/{{cardId}}/cvv", Channel.CUSTOMER, None),
+           (f"{ADMIN}/{{cardId}}/cvv", Channel.ADMIN, None),
            (f"{CORPORATE}/{{cardId}}/cvv", Channel.PARTNER, None)],
           "POST", response=CardData, encryption=JWE, tags=("cards",),
           summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")
@@ -404,8 +411,10 @@ class SetPin(Body):
 
 
 @register([(f"{ME}/{{cardId}}/pin", Channel.CUSTOMER, None),
-           (f"{CORPORATE}/{{cardId}}/pin", Channel.PARTNER, None)], "POST", body=SetPin, encryption=JWE,
-          tags=("cards",), summary="Set the card's PIN (4-12 digits, not trivial); only a verification value is kept")
+           (f"{CORPORATE}/{{cardId}}/pin", Channel.PARTNER, None)], "POST", body=SetPin,
+          encryption=JWE, tags=("cards",),
+          summary="Set the card's PIN (4-12 digits, not trivial); only a verification value is "
+                  "kept")
 async def set_pin(ctx: Context, body: SetPin) -> None:
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:

@@ -303,8 +303,9 @@ class Employees(Page, kw_only=True):
 
 
 def employee_view(row) -> Employee:
-    return Employee(employee_id=row["id"], dc_corporation_id=row["corporation_id"], name=row["name"],
-                    email=row["email"], phone=row["phone"], created_at=row["created_at"])
+    return Employee(employee_id=row["id"], dc_corporation_id=row["corporation_id"],
+                    name=row["name"], email=row["email"], phone=row["phone"],
+                    created_at=row["created_at"])
 
 
 @route("POST", "/lifecycle/v1/corporations/{dcCorporationId}/employees", channel=Channel.PARTNER,
@@ -324,8 +325,8 @@ async def add_employee(ctx: Context, body: NewEmployee) -> Employee:
 async def list_employees(ctx: Context, _: None) -> Employees:
     after, limit = _page(ctx)
     async with ctx.pool.acquire() as conn:
-        rows = await repo.corporation_employees(conn, ctx.partner_id, ctx.path_id("dcCorporationId"),
-                                                after=after, limit=limit)
+        rows = await repo.corporation_employees(
+            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), after=after, limit=limit)
     return Employees(items=[employee_view(r) for r in rows], next_cursor=_next_cursor(rows, limit))
 
 
@@ -349,8 +350,8 @@ async def list_corporate_balances(ctx: Context, _: None) -> CorporateBalances:
         rows, cards = await repo.corporation_balances(
             conn, ctx.partner_id, ctx.path_id("dcCorporationId"), ["REMOVED"], after=after,
             limit=limit)
-    return CorporateBalances(items=[balance_view(r, card_views(cards.get(r["id"], []))) for r in rows],
-                             next_cursor=_next_cursor(rows, limit))
+    items = [balance_view(r, card_views(cards.get(r["id"], []))) for r in rows]
+    return CorporateBalances(items=items, next_cursor=_next_cursor(rows, limit))
 
 
 def _cards_page(rows, holders, limit: int) -> CorporateCards:
@@ -364,25 +365,27 @@ def _cards_page(rows, holders, limit: int) -> CorporateCards:
 async def list_corporation_cards(ctx: Context, _: None) -> CorporateCards:
     after, limit = _page(ctx)
     async with ctx.pool.acquire() as conn:
-        rows, holders = await repo.corporation_cards(conn, ctx.partner_id, ctx.path_id("dcCorporationId"),
-                                                     after=after, limit=limit)
+        rows, holders = await repo.corporation_cards(
+            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), after=after, limit=limit)
     return _cards_page(rows, holders, limit)
 
 
-@route("GET", "/secure/balances/{balanceId}/cards", channel=Channel.PARTNER, response=CorporateCards,
-       tags=("cards",), summary="The cards under a corporate balance, masked (cursor pagination)")
+@route("GET", "/secure/balances/{balanceId}/cards", channel=Channel.PARTNER,
+       response=CorporateCards, tags=("cards",),
+       summary="The cards under a corporate balance, masked (cursor pagination)")
 async def list_corporate_balance_cards(ctx: Context, _: None) -> CorporateCards:
     after, limit = _page(ctx)
     async with ctx.pool.acquire() as conn:
-        rows, holders = await repo.corporate_balance_cards(conn, ctx.partner_id, ctx.path_id("balanceId"),
-                                                           after=after, limit=limit)
+        rows, holders = await repo.corporate_balance_cards(
+            conn, ctx.partner_id, ctx.path_id("balanceId"), after=after, limit=limit)
     return _cards_page(rows, holders, limit)
 
 
 @route("POST", "/secure/balances/{balanceId}/reload", channel=Channel.PARTNER, body=Reload,
        response=ReloadResult, tags=("balances",),
-       summary="Top up a corporate balance (idempotent per reference), through the funding model as "
-               "a customer's balance: from the partner credit balance for CREDIT-model programs")
+       summary="Top up a corporate balance (idempotent per reference), through the funding "
+               "model as a customer's balance: from the partner credit balance for CREDIT-model "
+               "programs")
 async def reload_corporate_balance(ctx: Context, body: Reload) -> ReloadResult:
     outcome = await balances.reload_corporate_balance(
         ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id,
@@ -405,12 +408,14 @@ def _corporate_state_route(action: str, summary: str) -> None:
 
 _corporate_state_route("block", "Block a corporate balance: no reload or spending until unblocked")
 _corporate_state_route("unblock", "Unblock a blocked corporate balance")
-_corporate_state_route("close", "Close a corporate balance (final; only at zero with nothing pending)")
+_corporate_state_route("close",
+                       "Close a corporate balance (final; only at zero with nothing pending)")
 
 
 @route("GET", "/secure/balances/{balanceId}/transactions", channel=Channel.PARTNER,
        response=Transactions, tags=("balances",),
-       summary="A corporate balance's statement: its transactions, oldest first (cursor pagination)")
+       summary="A corporate balance's statement: its transactions, oldest first "
+               "(cursor pagination)")
 async def corporate_transactions(ctx: Context, _: None) -> Transactions:
     after = ctx.query_int("cursor", 0, low=0, high=CURSOR_MAX)
     limit = ctx.query_int("limit", PAGE_SIZE_DEFAULT, low=1, high=STATEMENT_PAGE_SIZE_MAX)

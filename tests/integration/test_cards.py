@@ -326,13 +326,14 @@ async def test_corporate_cards(api, jwe_key):
         "nameOnCard": "GRACE HOPPER", "deliveryAddress": address, "pin": "4821"})
     assert status == 201 and ordered["status"] == "ORDERED"
     async with api.services.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT pin_verification, holder_name, employee_id FROM cards WHERE id = $1",
-                                  uuid.UUID(ordered["cardId"]))
+        row = await conn.fetchrow(
+            "SELECT pin_verification, holder_name, employee_id FROM cards WHERE id = $1",
+            uuid.UUID(ordered["cardId"]))
     assert row["pin_verification"] is not None and row["holder_name"] == "Grace Hopper"
     assert str(row["employee_id"]) == employee
     status, body = await w.jwe.request(w.partner, "POST", f"{api.https}/secure/cards/physical_with_pin", {
-        "dcCorporationId": corporation, "balanceId": balance, "employeeId": employee, "nameOnCard": "G",
-        "deliveryAddress": address, "pin": "1111"})
+        "dcCorporationId": corporation, "balanceId": balance, "employeeId": employee,
+        "nameOnCard": "G", "deliveryAddress": address, "pin": "1111"})
     assert (status, body["code"]) == (400, "INVALID_PIN")
     async with api.services.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM cards WHERE corporation_id = $1",

@@ -108,7 +108,8 @@ BODIES = {
     "CertificateRequest": lambda rec: {"csr": make_csr()[0]},
     "AuthorizationRules": lambda rec: {"standInMode": "DECLINE"},
     "NetworkChanges": lambda rec: {"authorizationDeadlineMs": 1500},
-    "NewEmployee": lambda rec: {"name": "Grace Hopper", "email": f"{_unique('grace')}@acme.example"},
+    "NewEmployee": lambda rec: {"name": "Grace Hopper",
+                                "email": f"{_unique('grace')}@acme.example"},
     "NewMoneyTransfer": lambda rec: {"amount": 100, "iban": "DE89370400440532013000",
                                      "beneficiaryName": "Ada", "reference": _unique("transfer")},
 }
