@@ -3,11 +3,14 @@ corporate cards by card id, and a corporate card's payment through the network c
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import timedelta
 
 import aiohttp
+import psec
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from antaca_api.personalization import process_due_orders
 from antaca_auth.verify import verify_ledger
@@ -190,10 +193,25 @@ class Network:
     """A card network with its client certificate, sending JSON messages."""
 
     async def setup(self, api, admin: str) -> Network:
-        self.api = api
-        _, certificate = await create_network(api, admin, f"net-{uuid.uuid4().hex[:6]}")
+        self.api, self.admin = api, admin
+        name = f"net-{uuid.uuid4().hex[:6]}"
+        self.network_id, certificate = await create_network(api, admin, name)
         self.client = api.client(cert=certificate)
         return self
+
+    async def exchange_pin_key(self, jwe: JweClient) -> None:
+        """The network's AES zone PIN key (ISO 9564 format 4), given to Antaca by an admin."""
+        self.zone_key = os.urandom(16)
+        check = Cipher(algorithms.AES(self.zone_key), modes.ECB()).encryptor().update(bytes(16))
+        status, answer = await jwe.request(
+            self.api.client(), "PUT", f"{self.api.http}/admin/networks/{self.network_id}/pin-key",
+            {"format": "ISO_4", "key": self.zone_key.hex(), "checkValue": check[:3].hex().upper()},
+            headers=bearer(self.admin))
+        assert status == 200, answer
+
+    def pin_block(self, pin: str, pan: str) -> str:
+        """The PIN as the network sends it, enciphered by psec (not Antaca's own encoder)."""
+        return psec.pinblock.encipher_pinblock_iso_4(self.zone_key, pin, pan).hex().upper()
 
     async def send(self, path: str, body: dict) -> tuple[int, dict]:
         async with self.client.post(f"{self.api.https}{path}", json=body) as r:
@@ -486,6 +504,28 @@ async def test_corporate_card_operations_by_card_id(api, jwe_key):
     status, active = await c.call("POST", f"{card_path}/activate")
     assert (status, active["status"]) == (200, "ACTIVE")
 
+    # Face to face with the PIN the partner set; three wrong PINs lock the card (reason 6), and
+    # the partner's unlock gives the employee the full tries again.
+    status, plastic = await c.jwe_call("GET", card_path)
+    assert (status, plastic["kind"]) == (200, "PHYSICAL")
+    network = await Network().setup(api, c.admin)
+    await network.exchange_pin_key(c.jwe)
+
+    async def pos(pin: str) -> dict:
+        return await network.authorize(
+            plastic, 100, type="POS", cvc2=None, pinBlock=network.pin_block(pin, plastic["pan"]))
+
+    assert (await pos("4821"))["decision"] == "APPROVED"
+    for _ in range(3):
+        wrong = await pos("1357")
+    assert (wrong["decision"], wrong["actionCode"]) == ("DECLINED", "1006")
+    status, seen = await c.call("GET", f"{card_path}/status")
+    assert (seen["status"], seen["lockReason"]) == ("LOCKED", 6)
+    status, _ = await c.call("POST", f"{card_path}/unlock")
+    assert status == 200
+    assert (await pos("1357"))["reason"] == "WRONG_PIN"  # one wrong try no longer locks it
+    assert (await pos("4821"))["decision"] == "APPROVED"
+
     status, locked = await c.call("POST", f"{card_path}/lock", {"reason": 7})
     assert (status, locked["status"], locked["lockReason"]) == (200, "LOCKED", 7)
     status, unlocked = await c.call("POST", f"{card_path}/unlock")
@@ -507,7 +547,6 @@ async def test_corporate_card_operations_by_card_id(api, jwe_key):
     assert status == 200 and fresh["pan"] == virtual["pan"]
     status, data = await c.jwe_call("GET", virtual_path)
     assert data["cvc2"] == fresh["cvc2"]  # the reset took: the card answers with the new code
-    network = await Network().setup(api, c.admin)
     if fresh["cvc2"] != virtual["cvc2"]:
         declined = await network.authorize(virtual, 100)  # the old code
         assert (declined["decision"], declined["reason"]) == ("DECLINED", "WRONG_CVC2")
