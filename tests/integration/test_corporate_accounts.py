@@ -426,8 +426,14 @@ async def test_corporate_balances_reload_block_close_and_list(api, jwe_key):
     )
     assert len(page["items"]) == 1 and page["nextCursor"] is not None
 
-    status, statement = await c.call("GET", f"{base}/transactions?limit=1")
-    assert [t["type"] for t in statement["items"]] == ["BALANCE_RELOAD"]
+    await c.reload(700, "ref-2")
+    status, first = await c.call("GET", f"{base}/transactions?limit=1")
+    assert [(t["type"], t["amount"]) for t in first["items"]] == [("BALANCE_RELOAD", 5_000)]
+    status, rest = await c.call("GET", f"{base}/transactions?limit=1&cursor={first['nextCursor']}")
+    assert [(t["type"], t["amount"], t["postedAfter"]) for t in rest["items"]] == [
+        ("BALANCE_RELOAD", 700, 5_700)]
+    status, body = await c.call("GET", f"{base}/transactions?limit=501")
+    assert (status, body["code"]) == (400, "VALIDATION_ERROR")
 
 
 async def test_corporate_balance_routes_reach_only_the_partners_corporate_balances(api, jwe_key):
