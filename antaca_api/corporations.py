@@ -9,6 +9,7 @@ from urllib.parse import unquote
 import asyncpg
 import msgspec
 
+from antaca_api import balances, cards, employees
 from antaca_api.balances import balance_by_id, open_balance
 from antaca_api.domain_errors import (
     CorporationNotApproved,
@@ -198,3 +199,64 @@ async def open_corporate_balance(conn: asyncpg.Connection, ledger: Ledger, partn
     balance_id = await open_balance(conn, ledger, partner_id=partner_id, currency=currency,
                                     corporation_id=corporation_id)
     return await balance_by_id(conn, balance_id)
+
+
+# --- employees, and what a corporation owns ---------------------------------------------------
+
+
+async def add_employee(conn: asyncpg.Connection, partner_id: uuid.UUID, corporation_id: uuid.UUID,
+                       *, name: str, email: str, phone: str | None) -> asyncpg.Record:
+    """Record an employee of the partner's corporation, in the caller's transaction; its row."""
+    await get_corporation(conn, corporation_id, partner_id, lock="FOR SHARE")
+    return await employees.add_employee(conn, corporation_id, name=name, email=email, phone=phone)
+
+
+async def corporation_employees(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                                corporation_id: uuid.UUID, *, after: int,
+                                limit: int) -> list[asyncpg.Record]:
+    """The employees of the partner's corporation after the cursor `after`, oldest first."""
+    await get_corporation(conn, corporation_id, partner_id)
+    return await employees.corporation_employees(conn, corporation_id, after=after, limit=limit)
+
+
+async def corporation_balances(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                               corporation_id: uuid.UUID, hidden: list[str], *, after: int,
+                               limit: int,
+                               ) -> tuple[list[asyncpg.Record], balances.CardsByBalance]:
+    """The balances of the partner's corporation after the cursor `after`, and their cards."""
+    await get_corporation(conn, corporation_id, partner_id)
+    return await balances.corporation_balances(conn, partner_id, corporation_id, hidden,
+                                               after=after, limit=limit)
+
+
+CardsWithHolders = tuple[list[asyncpg.Record], dict[uuid.UUID, asyncpg.Record]]
+
+
+async def corporation_cards(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                            corporation_id: uuid.UUID, *, after: int,
+                            limit: int) -> CardsWithHolders:
+    """The cards of the partner's corporation after the cursor `after` (removed ones left out),
+    and the employees they name, by id."""
+    await get_corporation(conn, corporation_id, partner_id)
+    rows = await cards.corporation_cards(conn, corporation_id, partner_id, after=after, limit=limit)
+    return rows, await employees.employees_by_id(conn, [row["employee_id"] for row in rows])
+
+
+async def corporate_balance_cards(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                                  balance_id: uuid.UUID, *, after: int,
+                                  limit: int) -> CardsWithHolders:
+    """The cards under one of the partner's corporate balances after the cursor `after`
+    (removed ones left out), and the employees they name, by id."""
+    await balances.corporate_balance(conn, partner_id, balance_id)
+    rows = await cards.balance_cards(conn, balance_id, partner_id, after=after, limit=limit)
+    return rows, await employees.employees_by_id(conn, [row["employee_id"] for row in rows])
+
+
+async def corporate_card(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                         card_id: uuid.UUID) -> tuple[asyncpg.Record, asyncpg.Record | None]:
+    """One of the partner's corporate cards and the employee it names (None for a card issued
+    before cards named employees); a customer's card, another partner's or an unknown one is
+    NOT_FOUND."""
+    row = await cards.find_card(conn, card_id, cards.CardScope(partner_id, corporate=True))
+    holders = await employees.employees_by_id(conn, [row["employee_id"]])
+    return row, holders.get(row["employee_id"])

@@ -57,6 +57,10 @@ class CorporationNotApproved(Conflict):
     code, message = "CORPORATION_NOT_APPROVED", "the corporation must be APPROVED (KYB) first"
 
 
+class EmployeeExists(Conflict):
+    code, message = "EMPLOYEE_EXISTS", "the corporation already has an employee with this e-mail"
+
+
 class BalanceNotActive(Conflict):
     code, message = "BALANCE_NOT_ACTIVE", "the balance is blocked or closed"
 

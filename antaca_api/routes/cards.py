@@ -10,9 +10,9 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api import cards as repo
+from antaca_api import corporations
 from antaca_api.customers import partner_of_customer
 from antaca_api.domain_errors import InvalidPin
-from antaca_api.fields import Name
 from antaca_api.routes.customers import Address
 from antaca_api.routing import ADMIN_MANAGER, Channel, Context, Encryption, route
 from antaca_api.schema import Body
@@ -32,7 +32,7 @@ class NewVirtualCard(Body):
 class NewCorporateVirtualCard(Body):
     dc_corporation_id: uuid.UUID
     balance_id: uuid.UUID
-    holder_name: Name
+    employee_id: uuid.UUID  # the holder: an employee of the corporation
     program_id: uuid.UUID | None = None
 
 
@@ -46,7 +46,7 @@ class NewPhysicalCard(Body):
 class NewCorporatePhysicalCard(Body):
     dc_corporation_id: uuid.UUID
     balance_id: uuid.UUID
-    holder_name: Name
+    employee_id: uuid.UUID  # the holder: an employee of the corporation
     name_on_card: Annotated[str, Meta(min_length=1, max_length=26)]
     delivery_address: Address
     program_id: uuid.UUID | None = None
@@ -132,7 +132,7 @@ def scope(ctx: Context) -> repo.CardScope:
         return repo.CardScope(None)
     if "customerId" in ctx.request.match_info:
         return repo.CardScope(ctx.partner_id, ctx.path_id("customerId"))
-    return repo.CardScope(ctx.partner_id)
+    return repo.CardScope(ctx.partner_id, corporate=True)  # /secure/cards/{cardId}/...
 
 
 def register(paths: list[tuple[str, Channel, frozenset | None]], method: str, **kw):
@@ -148,6 +148,7 @@ def register(paths: list[tuple[str, Channel, frozenset | None]], method: str, **
 
 
 ME, SECURE, ADMIN = "/customers/me/cards", "/secure/customers/{customerId}/cards", "/admin/cards"
+CORPORATE = "/secure/cards"  # the partner's corporate cards, by card id
 
 
 # --- issuing ---------------------------------------------------------------------------------
@@ -175,7 +176,7 @@ async def issue_virtual(ctx: Context, body: NewVirtualCard):
        tags=("cards",))
 async def issue_corporate_virtual(ctx: Context, body: NewCorporateVirtualCard) -> CardData:
     holder = repo.Holder(partner_id=ctx.partner_id, corporation_id=body.dc_corporation_id,
-                         holder_name=body.holder_name)
+                         employee_id=body.employee_id)
     return await _virtual(ctx, holder, body.balance_id, body.program_id)
 
 
@@ -215,7 +216,8 @@ async def order_physical(ctx: Context, body: NewPhysicalCard) -> CardSummary:
 @route("POST", "/secure/cards/physical", channel=Channel.PARTNER, body=NewCorporatePhysicalCard,
        response=CardSummary, status=201, encryption=JWE, summary="Order a corporate physical card", tags=("cards",))
 async def order_corporate_physical(ctx: Context, body: NewCorporatePhysicalCard) -> CardSummary:
-    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id, holder_name=body.holder_name)
+    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id,
+                         employee_id=body.employee_id)
     return await _physical(ctx, holder, body)
 
 
@@ -226,7 +228,8 @@ async def order_corporate_physical_with_pin(ctx: Context, body: NewCorporatePhys
     problem = cardstate.pin_problem(body.pin)
     if problem is not None:  # checked before anything is ordered: a refused request leaves nothing
         raise InvalidPin(problem)
-    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id, holder_name=body.holder_name)
+    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id,
+                         employee_id=body.employee_id)
     return await _physical(ctx, holder, body, pin=body.pin)
 
 
@@ -263,12 +266,53 @@ async def card_status(ctx: Context, _: None) -> CardSummary:
         return summary(await _visible_card(ctx, conn))
 
 
-@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{SECURE}/{{cardId}}", Channel.PARTNER, None)], "GET",
+@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None),
+           (f"{SECURE}/{{cardId}}", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}", Channel.PARTNER, None)], "GET",
           response=CardData, encryption=JWE, tags=("cards",), summary="Full card data: PAN, expiry, CVC2")
 async def card_data(ctx: Context, _: None) -> CardData:
     async with ctx.pool.acquire() as conn:
         row = await _visible_card(ctx, conn)
     return data_view(row, repo.card_secrets(ctx.services, row))
+
+
+class CardHolder(Body):
+    """The employee a corporate card names."""
+
+    employee_id: uuid.UUID
+    name: str
+    email: str
+    phone: str | None = None
+
+
+class CorporateCard(CardSummary, kw_only=True):
+    """A corporate card as its partner sees it: the summary, its corporation and its holder
+    (null for a card issued before cards named employees)."""
+
+    dc_corporation_id: uuid.UUID
+    holder: CardHolder | None = None
+
+
+def holder_view(employee) -> CardHolder | None:
+    if employee is None:
+        return None
+    return CardHolder(employee_id=employee["id"], name=employee["name"], email=employee["email"],
+                      phone=employee["phone"])
+
+
+def corporate_view(row, employee) -> CorporateCard:
+    base = msgspec.structs.asdict(summary(row))
+    return CorporateCard(**base, dc_corporation_id=row["corporation_id"],
+                         holder=holder_view(employee))
+
+
+@route("GET", f"{CORPORATE}/{{cardId}}/status", channel=Channel.PARTNER, response=CorporateCard,
+       tags=("cards",), summary="A corporate card's status and holder (no card data)")
+async def corporate_card_status(ctx: Context, _: None) -> CorporateCard:
+    async with ctx.pool.acquire() as conn:
+        row, employee = await corporations.corporate_card(conn, ctx.partner_id,
+                                                          ctx.path_id("cardId"))
+    return corporate_view(row, employee)
 
 
 class CardEvent(Body):
@@ -307,6 +351,7 @@ async def _transition(ctx: Context, rule, event: str, reason: int | None = None)
 
 @register([(f"{ME}/{{cardId}}/activate", Channel.CUSTOMER, None),
            (f"{SECURE}/{{cardId}}/activate", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}/activate", Channel.PARTNER, None),
            (f"{ADMIN}/{{cardId}}/activate", Channel.ADMIN, None)], "POST", response=CardSummary, tags=("cards",),
           summary="Activate a delivered physical card")
 async def activate(ctx: Context, _: None) -> CardSummary:
@@ -321,6 +366,7 @@ class Lock(Body):
 
 
 @register([(f"{ME}/{{cardId}}/lock", Channel.CUSTOMER, None), (f"{SECURE}/{{cardId}}/lock", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}/lock", Channel.PARTNER, None),
            (f"{ADMIN}/{{cardId}}/lock", Channel.ADMIN, None)], "POST", body=Lock, response=CardSummary,
           tags=("cards",), summary="Lock a card with a reason code (1, 2, 5 and 8 are irreversible)")
 async def lock(ctx: Context, body: Lock) -> CardSummary:
@@ -329,19 +375,24 @@ async def lock(ctx: Context, body: Lock) -> CardSummary:
 
 @register([(f"{ME}/{{cardId}}/unlock", Channel.CUSTOMER, None),
            (f"{SECURE}/{{cardId}}/unlock", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}/unlock", Channel.PARTNER, None),
            (f"{ADMIN}/{{cardId}}/unlock", Channel.ADMIN, None)], "POST", response=CardSummary, tags=("cards",),
           summary="Unlock a card (refused for irreversible lock reasons)")
 async def unlock(ctx: Context, _: None) -> CardSummary:
     return await _transition(ctx, cardstate.unlock, "UNLOCKED")
 
 
-@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{ADMIN}/{{cardId}}", Channel.ADMIN, None)], "DELETE",
+@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None),
+           (f"{ADMIN}/{{cardId}}", Channel.ADMIN, None),
+           (f"{CORPORATE}/{{cardId}}", Channel.PARTNER, None)], "DELETE",
           response=CardSummary, tags=("cards",), summary="Remove a card: final, it can never be restored or used")
 async def remove(ctx: Context, _: None) -> CardSummary:
     return await _transition(ctx, cardstate.remove, "REMOVED")
 
 
-@register([(f"{ME}/{{cardId}}/cvv", Channel.CUSTOMER, None), (f"{ADMIN}/{{cardId}}/cvv", Channel.ADMIN, None)],
+@register([(f"{ME}/{{cardId}}/cvv", Channel.CUSTOMER, None),
+           (f"{ADMIN}/{{cardId}}/cvv", Channel.ADMIN, None),
+           (f"{CORPORATE}/{{cardId}}/cvv", Channel.PARTNER, None)],
           "POST", response=CardData, encryption=JWE, tags=("cards",),
           summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")
 async def reset_cvv(ctx: Context, _: None):
@@ -359,8 +410,11 @@ class SetPin(Body):
     pin: Annotated[str, Meta(min_length=4, max_length=12)]
 
 
-@route("POST", f"{ME}/{{cardId}}/pin", channel=Channel.CUSTOMER, body=SetPin, encryption=JWE, tags=("cards",),
-       summary="Set the card's PIN (4-12 digits, not trivial); only a verification value is kept")
+@register([(f"{ME}/{{cardId}}/pin", Channel.CUSTOMER, None),
+           (f"{CORPORATE}/{{cardId}}/pin", Channel.PARTNER, None)], "POST", body=SetPin,
+          encryption=JWE, tags=("cards",),
+          summary="Set the card's PIN (4-12 digits, not trivial); only a verification value is "
+                  "kept")
 async def set_pin(ctx: Context, body: SetPin) -> None:
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:

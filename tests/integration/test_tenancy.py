@@ -67,9 +67,14 @@ def _unique(prefix: str) -> str:
 FILLERS = {
     "customerId": lambda route, rec: rec["customerId"],
     # Under /admin/partners a balance is the partner's deposit balance, elsewhere a customer's.
+    # Under /admin/partners a balance is the partner's deposit balance, under /secure/balances
+    # the partner's corporate balance, elsewhere a customer's.
     "balanceId": lambda route, rec: rec[
-        "partnerBalanceId" if route.path.startswith("/admin/partners/") else "balanceId"],
-    "cardId": lambda route, rec: rec["cardId"],
+        "partnerBalanceId" if route.path.startswith("/admin/partners/")
+        else "corporateBalanceId" if route.path.startswith("/secure/balances/") else "balanceId"],
+    # Under /secure/cards a card is the partner's corporate card, elsewhere a customer's.
+    "cardId": lambda route, rec: rec[
+        "corporateCardId" if route.path.startswith("/secure/cards/") else "cardId"],
     "dcCorporationId": lambda route, rec: rec["dcCorporationId"],
     "partnerId": lambda route, rec: rec["partnerId"],
     "programId": lambda route, rec: rec["programId"],
@@ -109,6 +114,8 @@ BODIES = {
     "NewCardControl": lambda rec: {"kind": "AMOUNT_MAX", "amountMax": 50_000},
     "ControlChange": lambda rec: {"amountMax": 90_000},
     "ProgramTimeZone": lambda rec: {"timeZone": "UTC"},
+    "NewEmployee": lambda rec: {"name": "Grace Hopper",
+                                "email": f"{_unique('grace')}@acme.example"},
     "NewMoneyTransfer": lambda rec: {"amount": 100, "iban": "DE89370400440532013000",
                                      "beneficiaryName": "Ada", "reference": _unique("transfer")},
 }
@@ -212,11 +219,34 @@ class World:
                 "address": ADDRESS}) as r:
             assert r.status == 201, await r.text()
             corporation = await r.json()
+        corporate = await self._corporate(client, corporation["dcCorporationId"])
         return {"client": client, "record": {
             "partnerId": partner_id, "programId": program["programId"], "serial": spare["serial"],
             "partnerBalanceId": deposit["balanceId"],
             "dcCorporationId": corporation["dcCorporationId"],
-            "networkId": self.network_id}}
+            "networkId": self.network_id, **corporate}}
+
+    async def _corporate(self, client, corporation_id: str) -> dict:
+        """The corporation approved, with a funded corporate balance and an employee's card."""
+        api = self.api
+        async with api.client().post(f"{api.http}/admin/corporations/{corporation_id}/kyb",
+                                     json={"status": "APPROVED"}, headers=bearer(self.admin)) as r:
+            assert r.status == 200, await r.text()
+        async with client.post(f"{api.https}/secure/balances",
+                               json={"dcCorporationId": corporation_id, "currency": "EUR"}) as r:
+            assert r.status == 201, await r.text()
+            balance = (await r.json())["balanceId"]
+        async with client.post(f"{api.https}/secure/balances/{balance}/reload",
+                               json={"amount": 10_000, "reference": "initial"}) as r:
+            assert r.status == 200, await r.text()
+        async with client.post(f"{api.https}/lifecycle/v1/corporations/{corporation_id}/employees",
+                               json={"name": "Grace Hopper", "email": "grace@acme.example"}) as r:
+            assert r.status == 201, await r.text()
+            employee = (await r.json())["employeeId"]
+        status, card = await self.jwe.request(client, "POST", f"{api.https}/secure/cards/virtual", {
+            "dcCorporationId": corporation_id, "balanceId": balance, "employeeId": employee})
+        assert status == 201, card
+        return {"corporateBalanceId": balance, "corporateCardId": card["cardId"]}
 
     async def _customer(self, partner: dict) -> dict:
         api, client = self.api, partner["client"]
@@ -297,7 +327,8 @@ def random_record() -> dict:
     """Ids that exist nowhere, in the shape of a tenant's record."""
     rec = {k: str(uuid.uuid4()) for k in ("customerId", "balanceId", "cardId", "partnerId",
                                           "programId", "networkId", "dcCorporationId",
-                                          "partnerBalanceId", "controlId")}
+                                          "partnerBalanceId", "controlId",
+                                          "corporateBalanceId", "corporateCardId")}
     return {**rec, "serial": uuid.uuid4().hex}
 
 
