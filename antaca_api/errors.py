@@ -49,10 +49,14 @@ from antaca_api.domain_errors import (
     KybClosed,
     KycAlreadyDecided,
     NetworkExists,
+    NoProgramInCurrency,
     NotFound,
+    OwnAdministratorAccount,
     PartnerBalanceExists,
+    PartnerBalancePending,
     PartnerCreditMissing,
     PartnerSuspended,
+    PasswordChangeRequired,
     ProcessorFailure,
     ProgramCurrencyMismatch,
     ProgramRequired,
@@ -203,6 +207,10 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     InvalidFeeSchedule: 400,
     EffectiveDateInPast: 400,
     InvalidIban: 400,
+    PartnerBalancePending: 409,
+    NoProgramInCurrency: 409,
+    PasswordChangeRequired: 403,
+    OwnAdministratorAccount: 409,
 }
 
 

@@ -51,3 +51,17 @@ async def set_authorization_rules(conn: asyncpg.Connection, program_id: uuid.UUI
     if row is None:
         raise NotFound("no such card program")
     return row
+
+
+PROGRAM_IN_CURRENCY = "SELECT 1 FROM card_programs WHERE partner_id = $1 AND currency = $2 LIMIT 1"
+PROGRAM_PARTNER = "SELECT partner_id FROM card_programs WHERE id = $1"
+
+
+async def has_program_in(conn: asyncpg.Connection, partner_id: uuid.UUID, currency: str) -> bool:
+    """Whether the partner has a card program in this currency."""
+    return await conn.fetchval(PROGRAM_IN_CURRENCY, partner_id, currency) is not None
+
+
+async def partner_of_program(conn: asyncpg.Connection, program_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a program belongs to, or None for an unknown program."""
+    return await conn.fetchval(PROGRAM_PARTNER, program_id)
