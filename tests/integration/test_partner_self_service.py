@@ -166,3 +166,59 @@ async def test_the_partner_sets_its_threshold_and_alert_emails(api, jwe_key):
     async with other.put(f"{api.https}{path}", json={"lowBalanceThreshold": None}) as r:
         assert r.status == 404
     await ledger_clean(api)
+
+
+async def test_the_partner_removes_a_card_for_good(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    card_id = p.card["cardId"]
+    path = f"/secure/customers/{p.w.cid}/cards/{card_id}"
+    _, other = await api.partner(p.w.admin)
+    async with other.delete(f"{api.https}{path}") as r:
+        assert r.status == 404  # another partner's card is unknown
+    status, removed = await partner_call(p, "DELETE", path)
+    assert status == 200 and removed["status"] == "REMOVED"
+    declined = await p.authorize(amount=100)
+    assert declined["decision"] == "DECLINED"
+    status, again = await partner_call(p, "POST", f"{path}/unlock")
+    assert status == 409  # a removed card never comes back
+    # The Lifecycle API's path removes by card id alone.
+    second = await p.w.virtual()
+    status, gone = await partner_call(p, "DELETE", f"/lifecycle/v1/cards/{second['cardId']}")
+    assert status == 200 and gone["status"] == "REMOVED"
+    async with api.services.pool.acquire() as conn:
+        events = await conn.fetch("SELECT event, actor FROM card_events WHERE card_id = $1",
+                                  uuid.UUID(card_id))
+    assert ("REMOVED", f"partner:{p.w.partner_id}") in {(e["event"], e["actor"]) for e in events}
+
+
+async def test_the_partner_lists_and_unpairs_a_customers_devices(api, jwe_key):
+    from tests.api_harness import pair_device
+
+    p = await Payments().setup(api, jwe_key, deposit=0)
+    second = await pair_device(api, p.w.partner, p.w.cid, device_id="tablet-7")
+    status, listed = await partner_call(p, "GET", f"/secure/customers/{p.w.cid}/devices")
+    assert status == 200
+    assert {(d["deviceId"], d["active"]) for d in listed["items"]} == {("device-1", True),
+                                                                        ("tablet-7", True)}
+    tablet = next(d for d in listed["items"] if d["deviceId"] == "tablet-7")
+    session = bearer(second["sessionToken"])
+    async with api.client().get(f"{api.http}/customers/me", headers=session) as r:
+        assert r.status == 200
+    _, other = await api.partner(p.w.admin)
+    unpair = f"/secure/customers/{p.w.cid}/devices/{tablet['installationId']}"
+    async with other.delete(f"{api.https}{unpair}") as r:
+        assert r.status == 404
+    status, gone = await partner_call(p, "DELETE", unpair)
+    assert status == 200 and gone["active"] is False and gone["unpairedAt"] is not None
+    async with api.client().get(f"{api.http}/customers/me", headers=session) as r:
+        assert r.status == 401  # the device's session ended with it
+    async with api.client().post(f"{api.http}/customers/sessions", json={
+            "installationId": second["installationId"],
+            "installationSecret": second["installationSecret"]}) as r:
+        assert r.status == 401  # and it cannot start a new one
+    async with api.client().get(f"{api.http}/customers/me", headers=bearer(
+            p.w.session["sessionToken"])) as r:
+        assert r.status == 200  # the other device is untouched
+    status, unknown = await partner_call(p, "DELETE",
+                                         f"/secure/customers/{p.w.cid}/devices/{uuid.uuid4()}")
+    assert status == 404

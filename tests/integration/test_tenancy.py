@@ -68,7 +68,10 @@ FILLERS = {
     "customerId": lambda route, rec: rec["customerId"],
     # Under /admin/partners a balance is the partner's deposit balance, elsewhere a customer's.
     "balanceId": lambda route, rec: rec[
-        "partnerBalanceId" if route.path.startswith("/admin/partners/") else "balanceId"],
+        "partnerBalanceId" if route.path.startswith(("/admin/partners/", "/secure/partner/"))
+        else "balanceId"],
+    # A spare paired device of the customer: unpairing it leaves the customer's session alone.
+    "installationId": lambda route, rec: rec["installationId"],
     "cardId": lambda route, rec: rec["cardId"],
     "dcCorporationId": lambda route, rec: rec["dcCorporationId"],
     "partnerId": lambda route, rec: rec["partnerId"],
@@ -103,6 +106,8 @@ BODIES = {
     "CertificateRequest": lambda rec: {"csr": make_csr()[0]},
     "AuthorizationRules": lambda rec: {"standInMode": "DECLINE"},
     "NetworkChanges": lambda rec: {"authorizationDeadlineMs": 1500},
+    "AlertSettings": lambda rec: {"lowBalanceThreshold": 1000,
+                                  "alertEmails": ["ops@partner.example"]},
     "NewMoneyTransfer": lambda rec: {"amount": 100, "iban": "DE89370400440532013000",
                                      "beneficiaryName": "Ada", "reference": _unique("transfer")},
 }
@@ -223,12 +228,14 @@ class World:
                                json={"amount": 10_000, "reference": "initial"}) as r:
             assert r.status == 200, await r.text()
         session = await pair_device(api, client, cid)
+        spare = await pair_device(api, client, cid, device_id="spare-device")
         status, card = await self.jwe.request(
             client, "POST", f"{api.https}/secure/customers/{cid}/cards/virtual",
             {"balanceId": balance})
         assert status == 201, card
         return {"session": bearer(session["sessionToken"]), "partner": partner, "record": {
-            **partner["record"], "customerId": cid, "balanceId": balance, "cardId": card["cardId"]}}
+            **partner["record"], "customerId": cid, "balanceId": balance, "cardId": card["cardId"],
+            "installationId": spare["installationId"]}}
 
     # callers
 
@@ -269,7 +276,7 @@ def random_record() -> dict:
     """Ids that exist nowhere, in the shape of a tenant's record."""
     rec = {k: str(uuid.uuid4()) for k in ("customerId", "balanceId", "cardId", "partnerId",
                                           "programId", "networkId", "dcCorporationId",
-                                          "partnerBalanceId")}
+                                          "partnerBalanceId", "installationId")}
     return {**rec, "serial": uuid.uuid4().hex}
 
 
