@@ -352,3 +352,11 @@ async def reload_customer_balance(
         balance = await customer_balance(conn, partner_id, customer_id, balance_id)
     return ReloadOutcome(transaction_id=transfer.id, replayed=result.code is ResultCode.EXISTS,
                          balance=balance)
+
+
+BALANCE_PARTNER = "SELECT partner_id FROM balances WHERE id = $1"
+
+
+async def partner_of_balance(conn: asyncpg.Connection, balance_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a user's or corporation's balance belongs to, or None for an unknown one."""
+    return await conn.fetchval(BALANCE_PARTNER, balance_id)

@@ -17,6 +17,7 @@ from antaca_api.domain_errors import (
     NotFound,
     ValidationFailed,
 )
+from antaca_auth.cardkeys import CardKeys
 from antaca_auth.ledger import Ledger
 
 
@@ -108,10 +109,15 @@ PARTNER_CORPORATIONS = f"""
     ORDER BY seq LIMIT $3"""
 CORPORATIONS_BY_STATUS = f"""
     SELECT {CORPORATION_COLUMNS} FROM corporations
-    WHERE ($1::text IS NULL OR kyb_status = $1) AND seq > $2 ORDER BY seq LIMIT $3"""
+    WHERE ($1::text IS NULL OR kyb_status = $1) AND seq > $2
+      AND ($4::uuid IS NULL OR partner_id = $4) ORDER BY seq LIMIT $3"""
 INSERT_DOCUMENT = f"""
     INSERT INTO corporation_documents (id, corporation_id, kind, filename, content_type, size,
-        sha256, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {DOCUMENT_COLUMNS}"""
+        sha256, content, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    RETURNING {DOCUMENT_COLUMNS}"""
+DOCUMENT_CONTENT = f"""
+    SELECT {DOCUMENT_COLUMNS}, content, key_id FROM corporation_documents
+    WHERE id = $1 AND corporation_id = $2"""
 CORPORATION_DOCUMENTS = f"""
     SELECT {DOCUMENT_COLUMNS} FROM corporation_documents WHERE corporation_id = $1
     ORDER BY created_at, id"""
@@ -139,9 +145,11 @@ async def partner_corporations(pool: asyncpg.Pool, partner_id: uuid.UUID, *, aft
 
 
 async def corporations_by_status(pool: asyncpg.Pool, status: str | None, *, after: int,
-                                 limit: int) -> list[asyncpg.Record]:
-    """Every partner's corporations (of a KYB status, if given) after the cursor `after`."""
-    return await pool.fetch(CORPORATIONS_BY_STATUS, status, after, limit)
+                                 limit: int,
+                                 partner_scope: uuid.UUID | None = None) -> list[asyncpg.Record]:
+    """Every partner's corporations (of a KYB status, if given) after the cursor `after`; with a
+    partner scope (a partner's staff member), only that partner's."""
+    return await pool.fetch(CORPORATIONS_BY_STATUS, status, after, limit, partner_scope)
 
 
 async def check_documents_open(pool: asyncpg.Pool, corporation_id: uuid.UUID,
@@ -154,12 +162,31 @@ async def check_documents_open(pool: asyncpg.Pool, corporation_id: uuid.UUID,
 
 async def add_document(conn: asyncpg.Connection, corporation_id: uuid.UUID,
                        partner_id: uuid.UUID, *, kind: str, filename: str | None,
-                       content_type: str, content: bytes, sha256: str) -> asyncpg.Record:
-    """Store a KYB document while the review is open, in the caller's transaction; its metadata."""
+                       content_type: str, content: bytes, sha256: str,
+                       keys: CardKeys) -> asyncpg.Record:
+    """Store a KYB document while the review is open, encrypted at rest (`keys`), in the caller's
+    transaction; its metadata."""
     corporation = await get_corporation(conn, corporation_id, partner_id, lock="FOR SHARE")
     documents_open(KybStatus(corporation["kyb_status"]))
-    return await conn.fetchrow(INSERT_DOCUMENT, uuid.uuid4(), corporation_id, kind,
-                               safe_filename(filename), content_type, len(content), sha256, content)
+    document_id = uuid.uuid4()
+    key_id, sealed = keys.encrypt_document(document_id, content)
+    return await conn.fetchrow(INSERT_DOCUMENT, document_id, corporation_id, kind,
+                               safe_filename(filename), content_type, len(content), sha256, sealed,
+                               key_id)
+
+
+async def document_content(conn: asyncpg.Connection, corporation_id: uuid.UUID,
+                           document_id: uuid.UUID, partner_scope: uuid.UUID | None,
+                           keys: CardKeys) -> tuple[asyncpg.Record, bytes]:
+    """A document's metadata and its content as uploaded, for a reviewer (within a partner scope
+    when given); rows stored before encryption (no key id) are returned as they are."""
+    await get_corporation(conn, corporation_id, partner_scope)
+    row = await conn.fetchrow(DOCUMENT_CONTENT, document_id, corporation_id)
+    if row is None:
+        raise NotFound("no such document")
+    if row["key_id"] is None:
+        return row, row["content"]
+    return row, keys.decrypt_document(document_id, row["key_id"], row["content"])
 
 
 async def corporation_documents(conn: asyncpg.Connection, corporation_id: uuid.UUID,
@@ -198,3 +225,12 @@ async def open_corporate_balance(conn: asyncpg.Connection, ledger: Ledger, partn
     balance_id = await open_balance(conn, ledger, partner_id=partner_id, currency=currency,
                                     corporation_id=corporation_id)
     return await balance_by_id(conn, balance_id)
+
+
+CORPORATION_PARTNER = "SELECT partner_id FROM corporations WHERE id = $1"
+
+
+async def partner_of_corporation(conn: asyncpg.Connection,
+                                 corporation_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a corporation belongs to, or None for an unknown one."""
+    return await conn.fetchval(CORPORATION_PARTNER, corporation_id)
