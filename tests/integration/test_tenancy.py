@@ -72,6 +72,9 @@ FILLERS = {
         else "balanceId"],
     # A spare paired device of the customer: unpairing it leaves the customer's session alone.
     "installationId": lambda route, rec: rec["installationId"],
+    "documentId": lambda route, rec: rec["documentId"],
+    # A spare administrator: the target of the user-management routes.
+    "adminId": lambda route, rec: rec["adminId"],
     "cardId": lambda route, rec: rec["cardId"],
     "dcCorporationId": lambda route, rec: rec["dcCorporationId"],
     "partnerId": lambda route, rec: rec["partnerId"],
@@ -106,6 +109,20 @@ BODIES = {
     "CertificateRequest": lambda rec: {"csr": make_csr()[0]},
     "AuthorizationRules": lambda rec: {"standInMode": "DECLINE"},
     "NetworkChanges": lambda rec: {"authorizationDeadlineMs": 1500},
+    # Bodies of admin routes without ids (tests/integration/test_staff_scope.py calls them all).
+    "NewAdmin": lambda rec: {"email": f"{_unique('new')}@antaca.test",
+                             "password": "a long enough password", "role": "EMPLOYEE"},
+    "PasswordChange": lambda rec: {"currentPassword": "not the password",
+                                   "newPassword": "another long password"},
+    "NewRate": lambda rec: {"base": "EUR", "quote": "PLN", "rate": "4.3"},
+    "NewPartner": lambda rec: {"name": _unique("partner")},
+    "NewProgram": lambda rec: {"partnerId": rec["partnerId"], "name": "Debit", "binPrefix": "535599",
+                               "panLength": 16, "currency": "EUR", "fundingModel": "DEPOSIT",
+                               "validityMonths": 36},
+    "NewNetwork": lambda rec: {"name": _unique("net")},
+    "KycReview": lambda rec: {"decision": "REJECT", "reason": "document unreadable"},
+    "AdminChange": lambda rec: {"role": "EMPLOYEE"},
+    "PasswordReset": lambda rec: {"temporaryPassword": "a temporary password 1"},
     "AlertSettings": lambda rec: {"lowBalanceThreshold": 1000,
                                   "alertEmails": ["ops@partner.example"]},
     "NewMoneyTransfer": lambda rec: {"amount": 100, "iban": "DE89370400440532013000",
@@ -169,6 +186,9 @@ class World:
         async with api.client().get(f"{api.http}/public-key") as r:
             self.jwe = JweClient((await r.json())["pem"], jwe_key)
         self.network_id, self.network = await self._network()
+        self.spare_admin = (await self._admin_post("/admin/users", {
+            "email": f"{_unique('spare')}@antaca.test", "password": "a long enough password",
+            "role": "EMPLOYEE"}))["id"]
         self.a = await self._partner("535522")
         self.b = await self._partner("535533")
         self.a1 = await self._customer(self.a)
@@ -210,7 +230,15 @@ class World:
                 "address": ADDRESS}) as r:
             assert r.status == 201, await r.text()
             corporation = await r.json()
+        form = aiohttp.FormData()
+        form.add_field("kind", "REGISTRY_EXTRACT")
+        form.add_field("file", PDF, filename="extract.pdf", content_type="application/pdf")
+        async with client.post(f"{api.https}/lifecycle/v1/corporations/"
+                               f"{corporation['dcCorporationId']}/documents", data=form) as r:
+            assert r.status == 201, await r.text()
+            document = await r.json()
         return {"client": client, "record": {
+            "documentId": document["documentId"], "adminId": self.spare_admin,
             "partnerId": partner_id, "programId": program["programId"], "serial": spare["serial"],
             "partnerBalanceId": deposit["balanceId"],
             "dcCorporationId": corporation["dcCorporationId"],
@@ -276,7 +304,8 @@ def random_record() -> dict:
     """Ids that exist nowhere, in the shape of a tenant's record."""
     rec = {k: str(uuid.uuid4()) for k in ("customerId", "balanceId", "cardId", "partnerId",
                                           "programId", "networkId", "dcCorporationId",
-                                          "partnerBalanceId", "installationId")}
+                                          "partnerBalanceId", "installationId",
+                                          "documentId", "adminId")}
     return {**rec, "serial": uuid.uuid4().hex}
 
 
