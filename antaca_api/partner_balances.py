@@ -264,7 +264,7 @@ async def change_alerts(conn: asyncpg.Connection, partner_id: uuid.UUID, account
 
 # --- the statement ---------------------------------------------------------------------------
 
-STATEMENT_PAGE_SIZE_MAX = 500  # lines in one statement page
+STATEMENT_PAGE_SIZE_MAX = 200  # lines in one statement page (the API's declared page limit)
 CURSOR_PREFIX = "pb1:"  # the cursor's format version
 
 

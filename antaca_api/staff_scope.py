@@ -26,6 +26,7 @@ from antaca_api.corporations import partner_of_corporation
 from antaca_api.customers import partner_of_customer_or_none
 from antaca_api.domain_errors import Forbidden, NotFound
 from antaca_api.programs import partner_of_program
+from antaca_api.routing import Context
 
 PARAMETER = re.compile(r"\{(\w+)\}")
 
@@ -109,7 +110,7 @@ def scoped_parameters(method: str, path: str) -> list[str] | None:
     return checked
 
 
-async def check(ctx) -> None:
+async def check(ctx: Context) -> None:
     """Refuse a partner's staff member anything outside their partner: 404 for another partner's
     object (as for an unknown id), 403 for the platform's own routes."""
     scope = ctx.admin.partner_id

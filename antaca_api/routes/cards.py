@@ -128,8 +128,8 @@ async def customer_holder(ctx: Context) -> repo.Holder:
 def scope(ctx: Context) -> repo.CardScope:
     if ctx.customer is not None:
         return repo.CardScope(ctx.partner_id, ctx.customer.customer_id)
-    if ctx.admin is not None:
-        return repo.CardScope(None)
+    if ctx.admin is not None:  # a partner's staff member: that partner's cards only
+        return repo.CardScope(ctx.admin.partner_id)
     if "customerId" in ctx.request.match_info:
         return repo.CardScope(ctx.partner_id, ctx.path_id("customerId"))
     return repo.CardScope(ctx.partner_id)

@@ -193,7 +193,7 @@ class PartnerStatement(Page, kw_only=True):
 
 
 async def _statement(ctx: Context, partner_id: uuid.UUID) -> PartnerStatement:
-    limit = ctx.query_int("limit", 100, low=1, high=repo.STATEMENT_PAGE_SIZE_MAX)
+    limit = ctx.query_int("limit", 50, low=1, high=repo.STATEMENT_PAGE_SIZE_MAX)
     row, page = await repo.statement(ctx.pool, ctx.services.ledger, partner_id,
                                      ctx.path_id("balanceId"),
                                      cursor=ctx.request.query.get("cursor"), limit=limit)

@@ -18,9 +18,10 @@ partner B with customer B1, each with a funded balance and a virtual card):
 
 and none of those calls changes a row of any table. A 404 for another tenant's object must be
 exactly the 404 for an id that exists nowhere, so an answer never tells that the object exists.
-Administrators are platform-wide in Antaca (no partner scope), so "an admin of another
-partner's scope" does not exist; admin routes are checked by role and channel, and by the
-partner-in-path mismatch above.
+Here the administrators are the platform's own staff (no partner scope); admin routes are checked
+by role and channel, and by the partner-in-path mismatch above. Partner-scoped staff (an
+administrator of partner A against partner B's objects) have their own matrix over every admin
+route: tests/integration/test_staff_scope.py.
 
 Last, the owner calls the route: it must not be refused as unauthenticated, forbidden or not
 found, else the ids were wrong and the 404s above proved nothing.
