@@ -249,7 +249,8 @@ async def customer_in_scope(conn: asyncpg.Connection, partner_scope: uuid.UUID |
     return row
 
 
-async def admin_kyc_history(conn: asyncpg.Connection, customer_id: uuid.UUID) -> list[asyncpg.Record]:
+async def admin_kyc_history(conn: asyncpg.Connection,
+                            customer_id: uuid.UUID) -> list[asyncpg.Record]:
     """Every KYC event of the customer, oldest first, with the reviewer of manual decisions."""
     return await conn.fetch(ADMIN_KYC_HISTORY, customer_id)
 

@@ -52,7 +52,8 @@ KIND_OF = {str(v): k for k, v in LEDGER_KIND.items()}
 
 VIEW = """
     SELECT pa.account_id, pa.partner_id, pa.kind, pa.currency, pa.low_balance_threshold, pa.below_threshold,
-           pa.created_at, pa.approval, pa.alert_emails, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending
+           pa.created_at, pa.approval, pa.alert_emails,
+           a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending
     FROM partner_accounts pa JOIN accounts a ON a.id = pa.account_id
     WHERE pa.kind IN ('partner_deposit', 'partner_credit')"""
 ONE_BALANCE = VIEW + " AND pa.partner_id = $1 AND pa.account_id = $2"

@@ -125,7 +125,8 @@ class AdminChange(Body):
 
 
 @route("PATCH", "/admin/users/{adminId}", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=AdminChange,
-       response=AdminUser, summary="Deactivate or reactivate an administrator, or change their role",
+       response=AdminUser,
+       summary="Deactivate or reactivate an administrator, or change their role",
        tags=("admin",))
 async def change_user(ctx: Context, body: AdminChange) -> AdminUser:
     admin_id = ctx.path_id("adminId")

@@ -335,7 +335,8 @@ async def unlock(ctx: Context, _: None) -> CardSummary:
     return await _transition(ctx, cardstate.unlock, "UNLOCKED")
 
 
-@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{ADMIN}/{{cardId}}", Channel.ADMIN, None),
+@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None),
+           (f"{ADMIN}/{{cardId}}", Channel.ADMIN, None),
            (f"{SECURE}/{{cardId}}", Channel.PARTNER, None),
            ("/lifecycle/v1/cards/{cardId}", Channel.PARTNER, None)], "DELETE",
           response=CardSummary, tags=("cards",), summary="Remove a card: final, it can never be restored or used")

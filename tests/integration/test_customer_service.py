@@ -145,7 +145,8 @@ async def test_administrators_are_deactivated_re_roled_and_reset(api):
     assert (status, own["code"]) == (409, "OWN_ADMINISTRATOR_ACCOUNT")
 
     # A reset: old sessions end, the temporary password signs in but allows only the change.
-    status, reset = await admin_call(api, admin, "POST", f"/admin/users/{clerk['id']}/password-reset",
+    status, reset = await admin_call(api, admin, "POST",
+                                     f"/admin/users/{clerk['id']}/password-reset",
                                      {"temporaryPassword": "temporary password 42"})
     assert status == 200 and reset["passwordChangeRequired"] is True
     assert (await admin_call(api, token, "GET", "/admin/partners"))[0] == 401
@@ -156,7 +157,8 @@ async def test_administrators_are_deactivated_re_roled_and_reset(api):
     status, body = await admin_call(api, token, "GET", "/admin/partners")
     assert (status, body["code"]) == (403, "PASSWORD_CHANGE_REQUIRED")
     status, body = await admin_call(api, token, "PUT", "/admin/users/me/password",
-                                    {"currentPassword": "wrong one", "newPassword": "a new password!"})
+                                    {"currentPassword": "wrong one",
+                                     "newPassword": "a new password!"})
     assert status == 401
     status, changed = await admin_call(api, token, "PUT", "/admin/users/me/password",
                                        {"currentPassword": "temporary password 42",
@@ -197,10 +199,12 @@ async def test_a_partners_staff_member_is_created_by_the_platform_and_kept_in_sc
     assert (await admin_call(api, token, "GET", f"/admin/customers/{mine['customerId']}"))[0] == 200
     status, body = await admin_call(api, token, "GET", f"/admin/customers/{theirs['customerId']}")
     assert (status, body["code"]) == (404, "NOT_FOUND")
-    status, body = await admin_call(api, token, "POST", f"/admin/customers/{theirs['customerId']}/kyc",
+    status, body = await admin_call(api, token, "POST",
+                                    f"/admin/customers/{theirs['customerId']}/kyc",
                                     {"decision": "APPROVE"})
     assert status == 404
-    status, body = await admin_call(api, token, "POST", f"/admin/customers/{mine['customerId']}/kyc",
+    status, body = await admin_call(api, token, "POST",
+                                    f"/admin/customers/{mine['customerId']}/kyc",
                                     {"decision": "APPROVE"})
     assert status == 200  # a Manager decides inside the partner's scope
     status, body = await admin_call(api, token, "GET", "/admin/summaries")
