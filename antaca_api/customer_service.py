@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from antaca_api import card_transactions
-from antaca_api.balances import customer_balances
+from antaca_api.balances import customer_balances, customer_statement
 from antaca_api.customers import admin_kyc_history, customer_in_scope
+from antaca_auth.ledger import Ledger, Statement
 
 
 @dataclass(frozen=True)
@@ -36,3 +37,14 @@ async def customer_transactions(conn: asyncpg.Connection, partner_scope: uuid.UU
     """The customer's card authorizations with their reversals and clearings, oldest first."""
     customer = await customer_in_scope(conn, partner_scope, customer_id)
     return await card_transactions.for_customer(conn, customer["partner_id"], customer_id)
+
+
+async def balance_statement(pool: asyncpg.Pool, ledger: Ledger, partner_scope: uuid.UUID | None,
+                            customer_id: uuid.UUID, balance_id: uuid.UUID, *, after: int,
+                            limit: int) -> tuple[asyncpg.Record, Statement | None]:
+    """One of the customer's balances and its ledger statement from `after`."""
+    async with pool.acquire() as conn:
+        customer = await customer_in_scope(conn, partner_scope, customer_id)
+    return await customer_statement(pool, ledger, partner_id=customer["partner_id"],
+                                    customer_id=customer_id, balance_id=balance_id, after=after,
+                                    limit=limit)

@@ -110,6 +110,11 @@ async def _transactions(ctx: Context, customer_id: uuid.UUID) -> Transactions:
     row, statement = await repo.customer_statement(
         ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id, customer_id=customer_id,
         balance_id=ctx.path_id("balanceId"), after=after, limit=limit)
+    return transactions_view(row, statement)
+
+
+def transactions_view(row, statement) -> Transactions:
+    """A balance's ledger statement page as its transaction history."""
     kind = AccountKind(row["kind"])
     items = [
         Transaction(

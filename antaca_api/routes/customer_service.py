@@ -14,7 +14,13 @@ from antaca_api import customers as repo
 from antaca_api.customers import ReviewDecision
 from antaca_api.domain_errors import ValidationFailed
 from antaca_api.kyc import KycStatus
-from antaca_api.routes.balances import BalanceView, balance_view, card_views
+from antaca_api.routes.balances import (
+    BalanceView,
+    Transactions,
+    balance_view,
+    card_views,
+    transactions_view,
+)
 from antaca_api.routes.customers import Customer, customer_view
 from antaca_api.routes.network import CardTransactions, transaction_views
 from antaca_api.routing import ADMIN_MANAGER, Channel, Context, route
@@ -100,6 +106,19 @@ async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
         rows = await customer_service.customer_transactions(conn, ctx.admin.partner_id,
                                                             ctx.path_id("customerId"))
     return CardTransactions(items=transaction_views(rows))
+
+
+@route("GET", "/admin/customers/{customerId}/balances/{balanceId}/transactions",
+       channel=Channel.ADMIN, response=Transactions,
+       summary="One of the customer's balances: its ledger history, oldest first "
+               "(cursor pagination)", tags=("customer service",))
+async def balance_transactions(ctx: Context, _: None) -> Transactions:
+    limit = ctx.query_int("limit", 50, low=1, high=200)
+    after = ctx.query_int("cursor", 0, low=0, high=2**62)
+    row, statement = await customer_service.balance_statement(
+        ctx.pool, ctx.services.ledger, ctx.admin.partner_id, ctx.path_id("customerId"),
+        ctx.path_id("balanceId"), after=after, limit=limit)
+    return transactions_view(row, statement)
 
 
 class KycReview(Body):

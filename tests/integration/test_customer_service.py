@@ -78,6 +78,17 @@ async def test_a_customers_file_shows_kyc_history_balances_masked_cards_and_tran
                                             f"/admin/customers/{p.w.cid}/transactions")
     assert status == 200
     assert [(t["amount"], t["decision"]) for t in transactions["items"]] == [(1_200, "APPROVED")]
+    status, history = await admin_call(
+        api, p.w.admin, "GET", f"/admin/customers/{p.w.cid}/balances/{p.w.balance}/transactions")
+    assert status == 200
+    assert [(t["type"], t["kind"], t["amount"]) for t in history["items"]] == [
+        ("BALANCE_RELOAD", "single", 10_000), ("CARD_PAYMENT", "pending", 1_200)]
+    assert history["items"][-1]["availableAfter"] == 8_800
+    other = await register_customer(api, p.w.partner, verified=True)
+    status, _ = await admin_call(
+        api, p.w.admin, "GET",
+        f"/admin/customers/{other['customerId']}/balances/{p.w.balance}/transactions")
+    assert status == 404  # the balance is not that customer's
     status, missing = await admin_call(api, p.w.admin, "GET", f"/admin/customers/{uuid.uuid4()}")
     assert (status, missing["code"]) == (404, "NOT_FOUND")
 
