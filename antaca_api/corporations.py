@@ -234,3 +234,25 @@ async def partner_of_corporation(conn: asyncpg.Connection,
                                  corporation_id: uuid.UUID) -> uuid.UUID | None:
     """The partner a corporation belongs to, or None for an unknown one."""
     return await conn.fetchval(CORPORATION_PARTNER, corporation_id)
+
+
+SEAL_BATCH_SIZE_MAX = 20  # documents re-encrypted per transaction (each up to the upload limit)
+CLEAR_DOCUMENTS = """
+    SELECT id, content FROM corporation_documents WHERE key_id IS NULL
+    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"""
+SEAL_DOCUMENT = "UPDATE corporation_documents SET content = $2, key_id = $3 WHERE id = $1"
+
+
+async def seal_clear_documents(pool: asyncpg.Pool, keys: CardKeys) -> int:
+    """Encrypt the documents stored before encryption at rest (no key id); how many. Run at
+    start-up: a no-op once every row has a key id."""
+    sealed = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(CLEAR_DOCUMENTS, SEAL_BATCH_SIZE_MAX)
+            for row in rows:
+                key_id, blob = keys.encrypt_document(row["id"], bytes(row["content"]))
+                await conn.execute(SEAL_DOCUMENT, row["id"], blob, key_id)
+        sealed += len(rows)
+        if len(rows) < SEAL_BATCH_SIZE_MAX:
+            return sealed

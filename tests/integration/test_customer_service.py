@@ -4,6 +4,7 @@ administrators' own management (deactivate, change role, reset password forcing 
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import pytest
@@ -228,3 +229,33 @@ async def test_a_partners_staff_member_is_created_by_the_platform_and_kept_in_sc
                                  f"/admin/customers/{mine['customerId']}/kyc",
                                  {"decision": "REJECT", "reason": "x"})
     assert status == 403  # roles keep their meaning inside the scope
+
+
+async def test_documents_stored_before_encryption_are_sealed_and_still_download(api):
+    from antaca_api.corporations import seal_clear_documents
+
+    admin = await api.admin_token()
+    _, partner = await api.partner(admin)
+    async with partner.post(f"{api.https}/lifecycle/v1/corporations", json={
+            "name": "Old Co", "registrationNumber": "KRS9", "country": "PL",
+            "address": {"line1": "a", "city": "b", "postalCode": "1", "country": "PL"}}) as r:
+        corporation = (await r.json())["dcCorporationId"]
+    legacy = b"%PDF-1.4\nuploaded before encryption at rest\n%%EOF\n"
+    document_id = uuid.uuid4()
+    async with api.services.pool.acquire() as conn:  # a row as the service stored it before 0021
+        await conn.execute(
+            """INSERT INTO corporation_documents (id, corporation_id, kind, filename, content_type,
+                   size, sha256, content) VALUES ($1, $2, 'REGISTRY_EXTRACT', 'old.pdf',
+                   'application/pdf', $3, 'x', $4)""",
+            document_id, uuid.UUID(corporation), len(legacy), legacy)
+    path = f"/admin/corporations/{corporation}/documents/{document_id}"
+    status, before = await admin_call(api, admin, "GET", path)
+    assert status == 200 and base64.b64decode(before["contentBase64"]) == legacy
+    assert await seal_clear_documents(api.services.pool, api.services.card_keys) == 1
+    assert await seal_clear_documents(api.services.pool, api.services.card_keys) == 0
+    async with api.services.pool.acquire() as conn:
+        stored = await conn.fetchrow(
+            "SELECT content, key_id FROM corporation_documents WHERE id = $1", document_id)
+    assert stored["key_id"] is not None and legacy[:20] not in bytes(stored["content"])
+    status, after = await admin_call(api, admin, "GET", path)
+    assert status == 200 and base64.b64decode(after["contentBase64"]) == legacy
