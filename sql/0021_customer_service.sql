@@ -20,7 +20,7 @@ ALTER TABLE admin_users
 
 -- KYB documents encrypted at rest (AES-256-GCM under a key derived from the named card data
 -- key, the document id as associated data). Rows written before this migration have no key id
--- and keep their content as uploaded.
+-- until the service encrypts them at start-up (antaca_api/corporations.py seal_clear_documents).
 ALTER TABLE corporation_documents ADD COLUMN key_id text;
 
 -- Who decided a manual KYC review on the admin channel.
