@@ -433,3 +433,9 @@ async def change_corporate_balance_state(
     await corporate_balance(conn, partner_id, balance_id)
     await change_state(conn, balance_id, action)
     return await corporate_balance(conn, partner_id, balance_id)
+BALANCE_PARTNER = "SELECT partner_id FROM balances WHERE id = $1"
+
+
+async def partner_of_balance(conn: asyncpg.Connection, balance_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a user's or corporation's balance belongs to, or None for an unknown one."""
+    return await conn.fetchval(BALANCE_PARTNER, balance_id)

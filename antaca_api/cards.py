@@ -481,3 +481,11 @@ async def card_events(conn: asyncpg.Connection | asyncpg.Pool,
     if not rows:
         raise NotFound("no such card")
     return rows
+
+
+CARD_PARTNER = "SELECT partner_id FROM cards WHERE id = $1"
+
+
+async def partner_of_card(conn: asyncpg.Connection, card_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a card belongs to, or None for an unknown card."""
+    return await conn.fetchval(CARD_PARTNER, card_id)

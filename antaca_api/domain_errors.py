@@ -240,3 +240,21 @@ class ControlNotShadow(Conflict):
 
 class InvalidTimeZone(DomainError):
     code, message = "INVALID_TIME_ZONE", "the time zone is not an IANA time zone name"
+# --- partner self-service and customer service (issue 15) --------------------------------------
+class PartnerBalancePending(Conflict):
+    code, message = ("PARTNER_BALANCE_PENDING",
+                     "the partner balance waits for an administrator's approval")
+
+
+class NoProgramInCurrency(Conflict):
+    code, message = "NO_PROGRAM_IN_CURRENCY", "the partner has no card program in this currency"
+
+
+class PasswordChangeRequired(Forbidden):
+    code, message = ("PASSWORD_CHANGE_REQUIRED",
+                     "the password was reset: change it (PUT /admin/users/me/password) first")
+
+
+class OwnAdministratorAccount(Conflict):
+    code, message = ("OWN_ADMINISTRATOR_ACCOUNT",
+                     "administrators cannot deactivate or change the role of their own account")

@@ -54,10 +54,14 @@ from antaca_api.domain_errors import (
     KybClosed,
     KycAlreadyDecided,
     NetworkExists,
+    NoProgramInCurrency,
     NotFound,
+    OwnAdministratorAccount,
     PartnerBalanceExists,
+    PartnerBalancePending,
     PartnerCreditMissing,
     PartnerSuspended,
+    PasswordChangeRequired,
     ProcessorFailure,
     ProgramCurrencyMismatch,
     ProgramRequired,
@@ -213,6 +217,10 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     ControlLooserThanPartner: 409,
     ControlNotShadow: 409,
     InvalidTimeZone: 400,
+    PartnerBalancePending: 409,
+    NoProgramInCurrency: 409,
+    PasswordChangeRequired: 403,
+    OwnAdministratorAccount: 409,
 }
 
 

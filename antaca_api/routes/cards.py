@@ -128,11 +128,13 @@ async def customer_holder(ctx: Context) -> repo.Holder:
 def scope(ctx: Context) -> repo.CardScope:
     if ctx.customer is not None:
         return repo.CardScope(ctx.partner_id, ctx.customer.customer_id)
-    if ctx.admin is not None:
-        return repo.CardScope(None)
+    if ctx.admin is not None:  # a partner's staff member: that partner's cards only
+        return repo.CardScope(ctx.admin.partner_id)
     if "customerId" in ctx.request.match_info:
         return repo.CardScope(ctx.partner_id, ctx.path_id("customerId"))
-    return repo.CardScope(ctx.partner_id, corporate=True)  # /secure/cards/{cardId}/...
+    if ctx.request.path.startswith(f"{CORPORATE}/"):  # /secure/cards/{cardId}/...
+        return repo.CardScope(ctx.partner_id, corporate=True)
+    return repo.CardScope(ctx.partner_id)  # /lifecycle/v1/cards/{cardId}: any of the partner's
 
 
 def register(paths: list[tuple[str, Channel, frozenset | None]], method: str, **kw):
@@ -384,7 +386,9 @@ async def unlock(ctx: Context, _: None) -> CardSummary:
 
 @register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None),
            (f"{ADMIN}/{{cardId}}", Channel.ADMIN, None),
-           (f"{CORPORATE}/{{cardId}}", Channel.PARTNER, None)], "DELETE",
+           (f"{CORPORATE}/{{cardId}}", Channel.PARTNER, None),
+           (f"{SECURE}/{{cardId}}", Channel.PARTNER, None),
+           ("/lifecycle/v1/cards/{cardId}", Channel.PARTNER, None)], "DELETE",
           response=CardSummary, tags=("cards",), summary="Remove a card: final, it can never be restored or used")
 async def remove(ctx: Context, _: None) -> CardSummary:
     return await _transition(ctx, cardstate.remove, "REMOVED")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
 import uuid
@@ -171,7 +172,7 @@ async def upload_document(ctx: Context, _: None) -> Document:
     async with ctx.transaction() as conn:
         row = await repo.add_document(conn, corporation_id, ctx.partner_id, kind=kind,
                                       filename=filename, content_type=content_type, content=content,
-                                      sha256=digest)
+                                      sha256=digest, keys=ctx.services.card_keys)
     return Document(**dict(row))
 
 
@@ -225,7 +226,8 @@ async def admin_list(ctx: Context, _: None) -> AdminCorporations:
         raise ValidationFailed("kybStatus must be SUBMITTED, APPROVED, REJECTED or ON_HOLD")
     limit = ctx.query_int("limit", 50, low=1, high=200)
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
-    rows = await repo.corporations_by_status(ctx.pool, status, after=after, limit=limit)
+    rows = await repo.corporations_by_status(ctx.pool, status, after=after, limit=limit,
+                                             partner_scope=ctx.admin.partner_id)
     return AdminCorporations(items=[corporation_view(r) for r in rows],
                              next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
 
@@ -423,3 +425,19 @@ async def corporate_transactions(ctx: Context, _: None) -> Transactions:
         ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id,
         balance_id=ctx.path_id("balanceId"), after=after, limit=limit)
     return transactions_view(row, statement)
+class DocumentContent(Body):
+    document: Document
+    content_base64: str  # the file as uploaded (stored encrypted at rest)
+
+
+@route("GET", "/admin/corporations/{dcCorporationId}/documents/{documentId}", channel=Channel.ADMIN,
+       roles=ADMIN_MANAGER, response=DocumentContent, tags=("corporations",),
+       summary="Download a KYB document for review: its metadata and content (base64)")
+async def download_document(ctx: Context, _: None) -> DocumentContent:
+    async with ctx.pool.acquire() as conn:
+        row, content = await repo.document_content(
+            conn, ctx.path_id("dcCorporationId"), ctx.path_id("documentId"),
+            ctx.admin.partner_id, ctx.services.card_keys)
+    metadata = Document(**{f: row[f] for f in Document.__struct_fields__})
+    return DocumentContent(document=metadata,
+                           content_base64=base64.b64encode(content).decode())

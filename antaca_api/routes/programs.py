@@ -91,7 +91,8 @@ async def create_program(ctx: Context, body: NewProgram) -> CardProgram:
 @route("GET", "/admin/programs", channel=Channel.ADMIN, response=CardPrograms, summary="List card programs",
        tags=("programs",))
 async def list_programs(ctx: Context, _: None) -> CardPrograms:
-    return CardPrograms(items=[program_view(r) for r in await programs.all_programs(ctx.pool)])
+    rows = await programs.all_programs(ctx.pool, ctx.admin.partner_id)
+    return CardPrograms(items=[program_view(r) for r in rows])
 
 
 @route("GET", "/admin/programs/{programId}", channel=Channel.ADMIN, response=CardProgram,
