@@ -19,7 +19,7 @@ from antaca_api.schema import Body
 from antaca_auth import cardstate
 from antaca_auth.cardstate import LOCK_REASONS, NETWORK_LOCK_REASONS, CardState
 from antaca_auth.invariants import require
-from antaca_auth.pans import mask_pan
+from antaca_auth.pans import PAN_PATTERN, mask_pan
 
 JWE = Encryption.REQUIRED
 
@@ -373,7 +373,7 @@ async def set_pin(ctx: Context, body: SetPin) -> None:
 
 
 class NetworkLock(Body):
-    pan: Annotated[str, Meta(pattern=r"^[0-9]{13,19}$")]
+    pan: Annotated[str, Meta(pattern=PAN_PATTERN)]
     reason: Literal[1, 2, 3, 4, 5, 6, 7, 8]
 
 
