@@ -193,6 +193,11 @@ def decode_body(raw: bytes, body_type: type) -> Any:
         raise MalformedJson() from None
 
 
+def _fields_all_optional(body_type: type) -> bool:
+    fields = getattr(body_type, "__struct_fields__", None)
+    return fields is not None and all(not f.required for f in msgspec.structs.fields(body_type))
+
+
 def _flag(request: web.Request, name: str) -> bool:
     return request.headers.get(name, "").strip().lower() == "true"
 
@@ -234,6 +239,8 @@ def dispatch(route: Route, services: Services, authenticate: Authenticator) -> C
             if encrypted_request and (raw or route.body is not None):  # an empty body is no envelope either
                 raw = await _jwe_work(route, services, jwe.decrypt_envelope, services.jwe_key, raw)
             if route.body is not None:
+                if not raw.strip() and _fields_all_optional(route.body):
+                    raw = b"{}"  # a body whose every field is optional may be left out
                 body = decode_body(raw or b"", route.body)
             elif raw.strip():
                 raise ValidationFailed("this endpoint takes no body")
