@@ -193,7 +193,8 @@ def decode_body(raw: bytes, body_type: type) -> Any:
         raise MalformedJson() from None
 
 
-def _fields_all_optional(body_type: type) -> bool:
+def body_optional(body_type: type) -> bool:
+    """Whether every field of a body type has a default: such a body may be left out (empty)."""
     fields = getattr(body_type, "__struct_fields__", None)
     return fields is not None and all(not f.required for f in msgspec.structs.fields(body_type))
 
@@ -239,7 +240,7 @@ def dispatch(route: Route, services: Services, authenticate: Authenticator) -> C
             if encrypted_request and (raw or route.body is not None):  # an empty body is no envelope either
                 raw = await _jwe_work(route, services, jwe.decrypt_envelope, services.jwe_key, raw)
             if route.body is not None:
-                if not raw.strip() and _fields_all_optional(route.body):
+                if not raw.strip() and body_optional(route.body):
                     raw = b"{}"  # a body whose every field is optional may be left out
                 body = decode_body(raw or b"", route.body)
             elif raw.strip():
