@@ -338,3 +338,22 @@ async def test_pan_lengths_outside_14_to_19_are_refused(api, jwe_key, listener):
     mti, answer = await client.request("0100", p.fields(f2="5355220000000"))
     assert (mti, answer[39]) == ("0110", "30")  # a format error
     await p.done()
+
+
+async def test_a_replaced_card_pays_no_recurring_fee_and_its_replacement_no_creation_fee(api, jwe_key):
+    from antaca_auth import charges
+    from tests.integration.test_fees import charge_rows, publish
+
+    p = await Payments().setup(api, jwe_key, user_funds=10_000)
+    await publish(p, {"cardRecurring": {"period": "MONTHLY", "amount": 100},
+                      "virtualCardCreation": 250})
+    status, new = await p.w.app_plain("POST", f"/customers/me/cards/{p.card['cardId']}/replace",
+                                      {"reason": "STOLEN"})
+    assert status == 201, new
+    assert await charge_rows(p, "VIRTUAL_CARD_CREATION") == []
+    next_month = (datetime.now(UTC).replace(day=1) + timedelta(days=32)).replace(day=1, hour=12)
+    charged = await charges.charge_recurring(api.services.pool, api.services.ledger, next_month)
+    assert len(charged) == 1
+    assert [r["card_id"] for r in await charge_rows(p, "CARD_RECURRING")] == [
+        uuid.UUID(new["cardId"])]
+    await p.assert_clean()
