@@ -142,7 +142,8 @@ async def test_a_physical_replacement_is_ordered_linked_and_activated_with_its_p
     assert (status, new["status"], new["kind"]) == (201, "ORDERED", "PHYSICAL"), new
     status, delivery = await w.app_plain("GET", f"/customers/me/cards/{new['cardId']}/delivery")
     assert (status, delivery["deliveryMethod"], delivery["status"]) == (200, "COURIER", "ORDERED")
-    assert delivery["deliveryAddress"] == shown(NEW_ADDRESS)  # the new address, the old card's method
+    # The new address, the old card's delivery method.
+    assert delivery["deliveryAddress"] == shown(NEW_ADDRESS)
     await link_orders(api)
     status, linked = await w.app_plain("GET", f"/customers/me/cards/{new['cardId']}/status")
     assert linked["status"] == "INACTIVE"
@@ -171,8 +172,8 @@ async def test_delivery_is_tracked_on_every_channel(api, jwe_key):
     status, card = await partner_call(p, "POST", f"/secure/customers/{w.cid}/cards/physical", None)
     assert status == 400  # JWE required to order
     order = {"balanceId": w.balance, "nameOnCard": "ADA", "deliveryAddress": ADDRESS}
-    status, card = await w.jwe.request(w.partner, "POST",
-                                       f"{api.https}/secure/customers/{w.cid}/cards/physical", order)
+    status, card = await w.jwe.request(
+        w.partner, "POST", f"{api.https}/secure/customers/{w.cid}/cards/physical", order)
     assert status == 201, card
     paths = {"customer": f"/customers/me/cards/{card['cardId']}/delivery",
              "partner": f"/secure/customers/{w.cid}/cards/{card['cardId']}/delivery",
@@ -340,7 +341,8 @@ async def test_pan_lengths_outside_14_to_19_are_refused(api, jwe_key, listener):
     await p.done()
 
 
-async def test_a_replaced_card_pays_no_recurring_fee_and_its_replacement_no_creation_fee(api, jwe_key):
+async def test_a_replaced_card_pays_no_recurring_fee_and_its_replacement_no_creation_fee(
+        api, jwe_key):
     from antaca_auth import charges
     from tests.integration.test_fees import charge_rows, publish
 
