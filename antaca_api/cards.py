@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 CARD_COLUMNS = """c.id, c.program_id, c.partner_id, c.balance_id, c.customer_id, c.corporation_id, c.kind, c.state,
     c.lock_reason, c.state_before_lock, c.pan_key_id, c.pan_ciphertext, c.bin, c.last4, c.expiry, c.cvc_counter,
     c.pin_salt, c.pin_verification, c.name_on_card, c.holder_name, c.processor_ref, c.failure_reason,
-    c.created_at, c.updated_at, c.seq, c.delivery_address, c.replaces_card_id, c.replacement_reason"""
+    c.created_at, c.updated_at, c.seq, c.delivery_address, c.replaces_card_id,
+    c.replacement_reason"""
 
 PAN_ATTEMPTS = 5  # fresh PANs tried when one collides with an existing card's fingerprint
 
@@ -140,8 +141,8 @@ async def resolve_program(conn: asyncpg.Connection, partner_id: uuid.UUID, curre
 
 
 INSERT_CARD = """
-    INSERT INTO cards (id, program_id, partner_id, balance_id, customer_id, corporation_id, kind, state,
-        name_on_card, holder_name, delivery_address, replaces_card_id, replacement_reason)
+    INSERT INTO cards (id, program_id, partner_id, balance_id, customer_id, corporation_id, kind,
+        state, name_on_card, holder_name, delivery_address, replaces_card_id, replacement_reason)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13)"""
 
 

@@ -40,8 +40,8 @@ SELECT_DELIVERY = """
     FROM card_orders o JOIN cards c ON c.id = o.card_id WHERE o.card_id = $1"""
 
 
-async def record_order(conn: asyncpg.Connection, card_id: uuid.UUID, processor_ref: str, services: Services,
-                       delivery_method: str) -> None:
+async def record_order(conn: asyncpg.Connection, card_id: uuid.UUID, processor_ref: str,
+                       services: Services, delivery_method: str) -> None:
     await conn.execute(INSERT_ORDER, card_id, processor_ref, services.clock(), delivery_method)
 
 

@@ -72,8 +72,8 @@ class Decline:
 
 UNKNOWN_CARD = Decline("14", "UNKNOWN_CARD")
 CARD_REMOVED = Decline("57", "CARD_REMOVED")
-# Never activated (ordered, linked but not activated, pending, failed): the product's action code for
-# an inactive card, as for a card locked with reason 5.
+# Never activated (ordered, linked but not activated, pending, failed): the product's action
+# code for an inactive card, as for a card locked with reason 5.
 CARD_NOT_ACTIVE = Decline("57", "CARD_NOT_ACTIVATED", "1018")
 EXPIRED_CARD = Decline("54", "EXPIRED_CARD")
 WRONG_EXPIRY = Decline("54", "WRONG_EXPIRY")
