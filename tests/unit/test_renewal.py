@@ -55,3 +55,14 @@ def test_cards_that_never_lived_or_are_gone_are_not_replaced(state):
     with pytest.raises(CardTransitionError) as refused:
         cardstate.replaced(CardStatus(state))
     assert refused.value.code == "CARD_NOT_REPLACEABLE"
+
+
+def test_the_renewal_window_is_a_setting(monkeypatch):
+    from antaca_api.settings import Settings
+    from antaca_auth.renewal import RENEWAL_WINDOW_DAYS_DEFAULT
+
+    assert Settings.from_env().renewal_window_days == RENEWAL_WINDOW_DAYS_DEFAULT
+    monkeypatch.setenv("ANTACA_CARD_RENEWAL_WINDOW_DAYS", "45")
+    monkeypatch.setenv("ANTACA_CARD_RENEWAL_INTERVAL", "600")
+    settings = Settings.from_env()
+    assert (settings.renewal_window_days, settings.renewal_interval) == (45, 600.0)
