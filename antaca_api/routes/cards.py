@@ -12,7 +12,7 @@ from msgspec import Meta
 from antaca_api import cards as repo
 from antaca_api import replacement
 from antaca_api.customers import partner_of_customer
-from antaca_api.domain_errors import InvalidPin, PhysicalCardOnly
+from antaca_api.domain_errors import Forbidden, InvalidPin, PhysicalCardOnly
 from antaca_api.errors import EncryptionRequired
 from antaca_api.fields import Name
 from antaca_api.personalization import delivery_of
@@ -331,6 +331,8 @@ def _encrypted_request(ctx: Context) -> bool:
           response=CardSummary, tags=("cards",),
           summary="Activate a delivered physical card; with `pin` (JWE request), set its PIN too")
 async def activate(ctx: Context, body: Activation) -> CardSummary:
+    if body.pin is not None and ctx.admin is not None:
+        raise Forbidden("administrators never set a card's PIN")  # the product: PIN set, admin N/A
     if body.pin is not None and not _encrypted_request(ctx):
         raise EncryptionRequired()  # a PIN never travels in clear
     async with ctx.transaction() as conn:

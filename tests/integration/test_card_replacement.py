@@ -154,6 +154,10 @@ async def test_a_physical_replacement_is_ordered_linked_and_activated_with_its_p
     assert (status, body["code"]) == (400, "ENCRYPTION_REQUIRED")
     status, body = await w.app_jwe("POST", activate, {"pin": "1111"})
     assert (status, body["code"]) == (400, "INVALID_PIN")
+    status, body = await w.jwe.request(p.api.client(), "POST",
+                                       f"{api.http}/admin/cards/{new['cardId']}/activate",
+                                       {"pin": "4821"}, headers=bearer(w.admin))
+    assert (status, body["code"]) == (403, "FORBIDDEN")  # administrators never set a PIN
     status, body = await w.app_jwe("POST", activate, {"pin": "4821"})
     assert (status, body["status"]) == (200, "ACTIVE"), body
     assert await events(p, new["cardId"]) == [("CREATED", None, "ORDERED", None),
