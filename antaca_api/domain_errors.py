@@ -166,6 +166,18 @@ class CardStateConflict(Conflict):
     code, message = "CARD_STATE_CONFLICT", "the card's state does not allow this"
 
 
+class CardNotReplaceable(Conflict):
+    code, message = "CARD_NOT_REPLACEABLE", "the card cannot be replaced in its current state"
+
+
+class CardAlreadyReplaced(Conflict):
+    code, message = "CARD_ALREADY_REPLACED", "the card is already replaced"
+
+
+class PhysicalCardOnly(Conflict):
+    code, message = "PHYSICAL_CARD_ONLY", "this operation is for physical cards"
+
+
 # The card state machine's refusals (antaca_auth.cardstate codes), each with its own class.
 CARD_TRANSITION_ERRORS: dict[str, type[DomainError]] = {
     "CARD_NOT_INACTIVE": CardNotInactive,
@@ -176,6 +188,8 @@ CARD_TRANSITION_ERRORS: dict[str, type[DomainError]] = {
     "INVALID_LOCK_REASON": InvalidLockReason,
     "CARD_NOT_PENDING": CardStateConflict,
     "CARD_NOT_ORDERED": CardStateConflict,
+    "CARD_NOT_REPLACEABLE": CardNotReplaceable,
+    "CARD_ALREADY_REPLACED": CardAlreadyReplaced,
 }
 
 

@@ -12,7 +12,7 @@ import msgspec
 from antaca_api.errors import (
     ErrorBody,  # the shape error_middleware sends, not a copy of it
 )
-from antaca_api.routing import ALL_ROLES, Channel, Encryption, Route
+from antaca_api.routing import ALL_ROLES, Channel, Encryption, Route, body_optional
 from antaca_api.schema import Page
 
 SECURITY = {
@@ -123,7 +123,8 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
             notes.append("JWE required: send Encrypted-Request or Encrypt-Response with Public-Key.")
         operation["description"] = " ".join(notes)
         if r.body is not None:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref[r.body]}}}
+            operation["requestBody"] = {"required": not body_optional(r.body),
+                                        "content": {"application/json": {"schema": ref[r.body]}}}
         elif r.multipart:
             operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
                 "type": "object", "required": ["kind", "file"],

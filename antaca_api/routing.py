@@ -196,6 +196,12 @@ def decode_body(raw: bytes, body_type: type) -> Any:
         raise MalformedJson() from None
 
 
+def body_optional(body_type: type) -> bool:
+    """Whether every field of a body type has a default: such a body may be left out (empty)."""
+    fields = getattr(body_type, "__struct_fields__", None)
+    return fields is not None and all(not f.required for f in msgspec.structs.fields(body_type))
+
+
 def _flag(request: web.Request, name: str) -> bool:
     return request.headers.get(name, "").strip().lower() == "true"
 
@@ -237,6 +243,8 @@ def dispatch(route: Route, services: Services, authenticate: Authenticator) -> C
             if encrypted_request and (raw or route.body is not None):  # an empty body is no envelope either
                 raw = await _jwe_work(route, services, jwe.decrypt_envelope, services.jwe_key, raw)
             if route.body is not None:
+                if not raw.strip() and body_optional(route.body):
+                    raw = b"{}"  # a body whose every field is optional may be left out
                 body = decode_body(raw or b"", route.body)
             elif raw.strip():
                 raise ValidationFailed("this endpoint takes no body")

@@ -23,6 +23,7 @@ from antaca_api.kyc import DeterministicKycProvider
 from antaca_api.notifications import run_alert_worker
 from antaca_api.personalization import run_personalization
 from antaca_api.pki import CertificateAuthority
+from antaca_api.replacement import run_renewal
 from antaca_api.services import Services
 from antaca_api.settings import Settings
 from antaca_auth.cardkeys import CardKeys
@@ -102,6 +103,8 @@ async def serve(dsn: str, settings: Settings) -> None:
     workers = [
         asyncio.create_task(run_sweeper(services.ledger, settings.sweep_interval)),
         asyncio.create_task(run_personalization(services, settings.personalization_interval)),
+        asyncio.create_task(run_renewal(services, settings.renewal_interval,
+                                        settings.renewal_window_days)),
         asyncio.create_task(run_alert_worker(services, settings.alert_interval)),
         asyncio.create_task(run_fee_worker(pool, services.ledger, settings.fee_interval, services.clock)),
         asyncio.create_task(listen(dsn, services.credentials)),

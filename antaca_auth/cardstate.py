@@ -7,6 +7,7 @@
     ACTIVE | INACTIVE --lock(reason)--> LOCKED   (remembers the state it left)
     LOCKED --unlock------> the state it left     (refused for irreversible reasons)
     LOCKED --lock(reason)--> LOCKED              (a new reason replaces a reversible one)
+    ACTIVE | INACTIVE | LOCKED --replaced--> LOCKED(8)  (final: the card has a successor)
     any but REMOVED --remove--> REMOVED          (final)
 """
 
@@ -95,6 +96,22 @@ def lock(s: CardStatus, reason: int) -> CardStatus:
             raise _refuse("CARD_LOCK_IRREVERSIBLE", "the card is locked for good; its reason cannot change")
         return CardStatus(CardState.LOCKED, reason, s.state_before_lock)
     raise _refuse("CARD_NOT_LOCKABLE", f"a {s.state} card cannot be locked")
+
+
+CARD_REPLACED_LOCK_REASON = 8
+
+
+def replaced(s: CardStatus) -> CardStatus:
+    """A card that a new one replaces is locked for good with reason 8 (its authorizations answer
+    1011). Any other lock gives way to it, an irreversible one included (the card is lost or
+    stolen and now replaced): the replacement is what the network must be told."""
+    if s.state is CardState.LOCKED and s.lock_reason == CARD_REPLACED_LOCK_REASON:
+        raise _refuse("CARD_ALREADY_REPLACED", "the card is already replaced")
+    if s.state in (CardState.ACTIVE, CardState.INACTIVE):
+        return CardStatus(CardState.LOCKED, CARD_REPLACED_LOCK_REASON, s.state)
+    if s.state is CardState.LOCKED:
+        return CardStatus(CardState.LOCKED, CARD_REPLACED_LOCK_REASON, s.state_before_lock)
+    raise _refuse("CARD_NOT_REPLACEABLE", f"a {s.state} card cannot be replaced")
 
 
 def unlock(s: CardStatus) -> CardStatus:

@@ -190,10 +190,12 @@ async def collect_all(pool: asyncpg.Pool, ledger: Ledger) -> int:
     return total
 
 
+# A card locked for good as replaced (reason 8) is no longer live: its successor pays the fee.
 RECURRING_CARDS = """
     SELECT c.id, c.balance_id, b.account_id, c.seq
     FROM cards c JOIN balances b ON b.id = c.balance_id
-    WHERE c.program_id = $1 AND c.state IN ('ACTIVE', 'LOCKED', 'INACTIVE') AND c.created_at < $2 AND c.seq > $3
+    WHERE c.program_id = $1 AND c.state IN ('ACTIVE', 'LOCKED', 'INACTIVE')
+      AND c.lock_reason IS DISTINCT FROM 8 AND c.created_at < $2 AND c.seq > $3
     ORDER BY c.seq LIMIT $4"""
 
 

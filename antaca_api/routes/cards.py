@@ -10,16 +10,19 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api import cards as repo
-from antaca_api import corporations
+from antaca_api import corporations, replacement
 from antaca_api.customers import partner_of_customer
-from antaca_api.domain_errors import InvalidPin
+from antaca_api.domain_errors import Forbidden, InvalidPin, PhysicalCardOnly
+from antaca_api.errors import EncryptionRequired
+from antaca_api.personalization import delivery_of
+from antaca_api.replacement import DeliveryMethod, ReplacementReason
 from antaca_api.routes.customers import Address
 from antaca_api.routing import ADMIN_MANAGER, Channel, Context, Encryption, route
 from antaca_api.schema import Body
 from antaca_auth import cardstate
 from antaca_auth.cardstate import LOCK_REASONS, NETWORK_LOCK_REASONS, CardState
 from antaca_auth.invariants import require
-from antaca_auth.pans import mask_pan
+from antaca_auth.pans import PAN_PATTERN, mask_pan
 
 JWE = Encryption.REQUIRED
 
@@ -41,6 +44,7 @@ class NewPhysicalCard(Body):
     name_on_card: Annotated[str, Meta(min_length=1, max_length=26)]  # what fits on the plastic
     delivery_address: Address
     program_id: uuid.UUID | None = None
+    delivery_method: DeliveryMethod = "POST"  # courier or post
 
 
 class NewCorporatePhysicalCard(Body):
@@ -50,6 +54,7 @@ class NewCorporatePhysicalCard(Body):
     name_on_card: Annotated[str, Meta(min_length=1, max_length=26)]
     delivery_address: Address
     program_id: uuid.UUID | None = None
+    delivery_method: DeliveryMethod = "POST"
 
 
 class NewCorporatePhysicalCardWithPin(NewCorporatePhysicalCard, kw_only=True):
@@ -68,6 +73,8 @@ class CardSummary(Body):
     expiry: str | None = None  # MM/YY
     lock_reason: int | None = None
     failure_reason: str | None = None
+    replaces_card_id: uuid.UUID | None = None  # the card this one replaced (or renews)
+    replacement_reason: ReplacementReason | None = None
 
 
 class CardData(Body):
@@ -95,7 +102,9 @@ def summary(row) -> CardSummary:
     return CardSummary(card_id=row["id"], kind=row["kind"], status=CardState(row["state"]),
                        balance_id=row["balance_id"], created_at=row["created_at"], masked_pan=masked,
                        expiry=_mmyy(row["expiry"]), lock_reason=row["lock_reason"],
-                       failure_reason=row["failure_reason"])
+                       failure_reason=row["failure_reason"],
+                       replaces_card_id=row["replaces_card_id"],
+                       replacement_reason=row["replacement_reason"])
 
 
 def data_view(row, secrets: repo.CardSecrets, state: CardState | None = None) -> CardData:
@@ -201,7 +210,7 @@ async def _physical(ctx: Context, holder: repo.Holder, body, pin: str | None = N
     row = await repo.order_physical(
         ctx.services, holder, body.balance_id, body.program_id, actor(ctx),
         name_on_card=body.name_on_card, delivery_address=msgspec.to_builtins(body.delivery_address),
-        pin=pin)
+        delivery_method=body.delivery_method, pin=pin)
     if ctx.admin is not None:
         ctx.audit_target = f"card:{row['id']}"
     return summary(row)
@@ -351,13 +360,93 @@ async def _transition(ctx: Context, rule, event: str, reason: int | None = None)
         return summary(row)
 
 
+class Activation(Body):
+    """An activation's optional PIN, set in the same transaction (a PIN must come in a JWE)."""
+
+    pin: Annotated[str, Meta(min_length=4, max_length=12)] | None = None
+
+
+def _encrypted_request(ctx: Context) -> bool:
+    return ctx.request.headers.get("Encrypted-Request", "").strip().lower() == "true"
+
+
 @register([(f"{ME}/{{cardId}}/activate", Channel.CUSTOMER, None),
            (f"{SECURE}/{{cardId}}/activate", Channel.PARTNER, None),
            (f"{CORPORATE}/{{cardId}}/activate", Channel.PARTNER, None),
-           (f"{ADMIN}/{{cardId}}/activate", Channel.ADMIN, None)], "POST", response=CardSummary, tags=("cards",),
-          summary="Activate a delivered physical card")
-async def activate(ctx: Context, _: None) -> CardSummary:
-    return await _transition(ctx, cardstate.activate, "ACTIVATED")
+           (f"{ADMIN}/{{cardId}}/activate", Channel.ADMIN, None)], "POST", body=Activation,
+          response=CardSummary, tags=("cards",),
+          summary="Activate a delivered physical card; with `pin` (JWE request), set its PIN too")
+async def activate(ctx: Context, body: Activation) -> CardSummary:
+    if body.pin is not None and ctx.admin is not None:
+        raise Forbidden("administrators never set a card's PIN")  # the product: PIN set, admin N/A
+    if body.pin is not None and not _encrypted_request(ctx):
+        raise EncryptionRequired()  # a PIN never travels in clear
+    async with ctx.transaction() as conn:
+        row = await repo.activate_card(ctx.services, conn, ctx.path_id("cardId"), scope(ctx),
+                                       hide_ordered=ctx.customer is not None, actor=actor(ctx),
+                                       pin=body.pin)
+        if ctx.admin is not None:
+            ctx.audit_target = f"card:{row['id']}"
+        return summary(row)
+
+
+class Replacement(Body):
+    """Why a card is replaced; a physical card's successor goes to the old card's address by its
+    delivery method unless others are given."""
+
+    reason: ReplacementReason
+    delivery_method: DeliveryMethod | None = None
+    delivery_address: Address | None = None
+
+
+@register([(f"{ME}/{{cardId}}/replace", Channel.CUSTOMER, None),
+           (f"{SECURE}/{{cardId}}/replace", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}/replace", Channel.PARTNER, None),
+           (f"{ADMIN}/{{cardId}}/replace", Channel.ADMIN, None)], "POST", body=Replacement,
+          response=CardSummary, status=201, tags=("cards",),
+          summary="Replace a card (lost, stolen, damaged, renewal): the old one is locked for good "
+                  "(reason 8), the new one (answered) has a new PAN, expiry and CVC2 on the same "
+                  "balance; a physical one is ordered")
+async def replace(ctx: Context, body: Replacement) -> CardSummary:
+    address = None if body.delivery_address is None else msgspec.to_builtins(body.delivery_address)
+    row = await replacement.replace_card(
+        ctx.services, ctx.path_id("cardId"), scope(ctx), hide_ordered=ctx.customer is not None,
+        reason=body.reason, actor=actor(ctx), delivery_method=body.delivery_method,
+        delivery_address=address)
+    if ctx.admin is not None:
+        ctx.audit_target = f"card:{row['replaces_card_id']}"
+    return summary(row)
+
+
+class Delivery(Body):
+    """A physical card's way to its holder: ORDERED (in production), LINKED (personalized and
+    linked), SHIPPED, DELIVERED, or FAILED."""
+
+    card_id: uuid.UUID
+    delivery_method: DeliveryMethod
+    delivery_address: Address
+    status: Literal["ORDERED", "LINKED", "SHIPPED", "DELIVERED", "FAILED"]
+    updated_at: datetime
+
+
+@register([(f"{ME}/{{cardId}}/delivery", Channel.CUSTOMER, None),
+           (f"{SECURE}/{{cardId}}/delivery", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}/delivery", Channel.PARTNER, None),
+           (f"{ADMIN}/{{cardId}}/delivery", Channel.ADMIN, None)], "GET", response=Delivery,
+          tags=("cards",),
+          summary="A physical card's delivery: method, address and tracking status (the holder "
+                  "sees it from the order on)")
+async def delivery(ctx: Context, _: None) -> Delivery:
+    async with ctx.pool.acquire() as conn:
+        # The holder follows their own order before the card is linked to them.
+        card = await repo.find_visible_card(conn, ctx.path_id("cardId"), scope(ctx),
+                                            hide_ordered=False)
+        order = await delivery_of(conn, card["id"])
+    if order is None:
+        raise PhysicalCardOnly()
+    return Delivery(card_id=order["card_id"], delivery_method=order["delivery_method"],
+                    delivery_address=msgspec.convert(order["delivery_address"], Address),
+                    status=order["status"], updated_at=order["updated_at"])
 
 
 LockCode = Literal[1, 2, 3, 4, 5, 6, 7, 8, 11]
@@ -431,7 +520,7 @@ async def set_pin(ctx: Context, body: SetPin) -> None:
 
 
 class NetworkLock(Body):
-    pan: Annotated[str, Meta(pattern=r"^[0-9]{13,19}$")]
+    pan: Annotated[str, Meta(pattern=PAN_PATTERN)]
     reason: Literal[1, 2, 3, 4, 5, 6, 7, 8]
 
 

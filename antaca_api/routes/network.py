@@ -24,6 +24,7 @@ from antaca_auth.authorization import AuthorizationRequest, MessageId
 from antaca_auth.decision import AuthorizationResult
 from antaca_auth.engine import OutcomeUnknown
 from antaca_auth.followups import FollowUp
+from antaca_auth.pans import PAN_PATTERN
 
 
 @route("POST", "/network/authorizations", channel=Channel.NETWORK, body=AuthorizationRequest,
@@ -52,7 +53,7 @@ class Clearing(Body):
     message_id: MessageId
     amount: Annotated[int, Meta(gt=0, le=2**63 - 1)]
     original_message_id: MessageId | None = None
-    pan: Annotated[str, Meta(pattern=r"^[0-9]{13,19}$")] | None = None
+    pan: Annotated[str, Meta(pattern=PAN_PATTERN)] | None = None
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")] | None = None
 
 

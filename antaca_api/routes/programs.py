@@ -19,6 +19,7 @@ from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body
 from antaca_auth import authorization_settings
 from antaca_auth.authorization_settings import StandInMode
+from antaca_auth.pans import PAN_LENGTH_MAX, PAN_LENGTH_MIN
 
 
 class FundingModel(enum.StrEnum):
@@ -30,7 +31,7 @@ class NewProgram(Body):
     partner_id: uuid.UUID
     name: Name
     bin_prefix: Annotated[str, Meta(pattern=r"^[0-9]{6,11}$")]
-    pan_length: Annotated[int, Meta(ge=13, le=19)]
+    pan_length: Annotated[int, Meta(ge=PAN_LENGTH_MIN, le=PAN_LENGTH_MAX)]
     currency: Currency
     funding_model: FundingModel
     validity_months: Annotated[int, Meta(ge=1, le=120)]

@@ -11,7 +11,7 @@ import pytest
 
 from antaca_api.personalization import process_due_orders
 from antaca_api.routing import Role
-from antaca_auth.pans import luhn_valid
+from antaca_auth.pans import luhn_check_digit, luhn_valid
 from tests.api_harness import JweClient, bearer, create_network, pair_device, register_customer
 
 BIN = "535522"
@@ -270,12 +270,21 @@ async def test_cards_need_verified_owner_and_own_balance(api, jwe_key):
 
 
 async def test_pans_are_unique_even_in_a_tiny_bin_range(api, jwe_key):
-    """A 13-digit range with one free digit has ten PANs: cards never share one, the rest fail cleanly."""
+    """A 14-digit range with two free digits has a hundred PANs; with ninety taken, ten are left:
+    cards never share one, the rest fail cleanly."""
     w = await World().setup(api, jwe_key)
     async with api.client().post(f"{api.http}/admin/programs", headers=bearer(w.admin), json={
-            "partnerId": w.partner_id, "name": "Tiny", "binPrefix": "53552212345", "panLength": 13,
+            "partnerId": w.partner_id, "name": "Tiny", "binPrefix": "53552212345", "panLength": 14,
             "currency": "EUR", "fundingModel": "DEPOSIT", "validityMonths": 12}) as r:
         tiny = (await r.json())["programId"]
+    taken = [body + luhn_check_digit(body) for body in (f"53552212345{n:02d}" for n in range(90))]
+    async with api.services.pool.acquire() as conn:
+        await conn.executemany(
+            """INSERT INTO cards (id, program_id, partner_id, balance_id, customer_id, kind, state,
+                                  pan_fingerprint)
+               VALUES ($1, $2, $3, $4, $5, 'VIRTUAL', 'FAILED', $6)""",
+            [(uuid.uuid4(), uuid.UUID(tiny), uuid.UUID(w.partner_id), uuid.UUID(w.balance),
+              uuid.UUID(w.cid), api.services.card_keys.fingerprint(pan)) for pan in taken])
     pans, failures = [], 0
     for _ in range(14):
         status, body = await w.app_jwe("POST", "/customers/me/cards/virtual",
@@ -285,7 +294,7 @@ async def test_pans_are_unique_even_in_a_tiny_bin_range(api, jwe_key):
         else:
             assert (status, body["code"]) == (502, "PROCESSOR_ERROR")
             failures += 1
-    assert len(pans) == len(set(pans)) <= 10 and failures >= 4
+    assert len(pans) == len(set(pans)) <= 10 and failures >= 4 and not set(pans) & set(taken)
     assert all(p.startswith("53552212345") and luhn_valid(p) for p in pans)
     status, body = await w.app_jwe("POST", "/customers/me/cards/virtual", {"balanceId": w.balance})
     assert (status, body["code"]) == (400, "PROGRAM_REQUIRED")  # two EUR programs now: name one

@@ -101,6 +101,8 @@ BODIES = {
                                     "deliveryAddress": ADDRESS},
     "Lock": lambda rec: {"reason": 3},  # pending query: reversible
     "SetPin": lambda rec: {"pin": "4821"},
+    "Activation": lambda rec: {},
+    "Replacement": lambda rec: {"reason": "DAMAGED"},
     "CustomerUpdate": lambda rec: {"phone": "+48123456780"},
     "KycDocument": lambda rec: {"documentType": "PASSPORT", "documentNumber": "AB123456",
                                 "documentCountry": "PL"},
