@@ -219,3 +219,26 @@ class EffectiveDateInPast(DomainError):
 
 class InvalidIban(DomainError):
     code, message = "INVALID_IBAN", "the IBAN is not valid (format or check digits)"
+
+
+# --- step-up and money between users ---------------------------------------------------------
+class StepUpRequired(DomainError):
+    code, message = ("STEP_UP_REQUIRED",
+                     "confirm with the application PIN first (POST /customers/me/step-up) and send "
+                     "the proof as the Step-Up-Token header")
+
+
+class AppPinNotSet(Conflict):
+    code, message = "APP_PIN_NOT_SET", "set an application PIN first (PUT /customers/me/app-pin)"
+
+
+class InvalidAppPin(DomainError):
+    code, message = "INVALID_APP_PIN", "the application PIN is wrong"
+
+
+class AppPinLocked(DomainError):
+    code, message = "APP_PIN_LOCKED", "too many wrong application PINs: try again later"
+
+
+class RateUnavailable(Conflict):
+    code, message = "RATE_UNAVAILABLE", "no exchange rate is in force between these currencies"

@@ -13,6 +13,8 @@ import msgspec
 
 from antaca_api.domain_errors import (
     AdminExists,
+    AppPinLocked,
+    AppPinNotSet,
     BalanceNotActive,
     BalanceNotEmpty,
     CardDataUnavailable,
@@ -36,6 +38,7 @@ from antaca_api.domain_errors import (
     InsufficientFunds,
     InsufficientPartnerCredit,
     InvalidAmount,
+    InvalidAppPin,
     InvalidCredentials,
     InvalidCsr,
     InvalidFeeSchedule,
@@ -56,6 +59,8 @@ from antaca_api.domain_errors import (
     ProcessorFailure,
     ProgramCurrencyMismatch,
     ProgramRequired,
+    RateUnavailable,
+    StepUpRequired,
     UnsupportedCurrency,
     ValidationFailed,
     VirtualCardOnly,
@@ -203,6 +208,11 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     InvalidFeeSchedule: 400,
     EffectiveDateInPast: 400,
     InvalidIban: 400,
+    StepUpRequired: 403,
+    AppPinNotSet: 409,
+    InvalidAppPin: 403,
+    AppPinLocked: 423,
+    RateUnavailable: 409,
 }
 
 

@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from antaca_api import jwe
+from antaca_api import jwe, step_up
 from antaca_api.admins import Role
 from antaca_api.domain_errors import Forbidden, NotFound, ValidationFailed
 from antaca_api.errors import EncryptionRequired, MalformedJson, UnsupportedMediaType
@@ -88,6 +88,7 @@ class Route:
     encryption: Encryption = Encryption.OPTIONAL
     multipart: bool = False
     tags: tuple[str, ...] = ()
+    step_up: bool = False  # on the customer channel, a fresh step-up proof is required
 
 
 ROUTES: list[Route] = []
@@ -107,6 +108,7 @@ def route(
     encryption: Encryption = Encryption.OPTIONAL,
     multipart: bool = False,
     tags: tuple[str, ...] = (),
+    step_up: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Declare an endpoint; the handler is called as `handler(ctx, body)`."""
 
@@ -115,7 +117,7 @@ def route(
             assert path.startswith(PREFIXES[channel]), f"{path} is not under {channel}'s prefix"
         ROUTES.append(
             Route(method, path, handler, channel, summary, body, response, status, roles, authenticated,
-                  encryption, multipart, tags)
+                  encryption, multipart, tags, step_up)
         )
         return handler
 
@@ -260,6 +262,10 @@ def dispatch(route: Route, services: Services, authenticate: Authenticator) -> C
             await authenticate(ctx)
             if ctx.admin is not None and ctx.admin.role not in route.roles:
                 raise Forbidden()
+            if route.step_up and ctx.customer is not None:
+                await step_up.require_proof(services, ctx.customer.customer_id,
+                                            ctx.customer.installation_id,
+                                            request.headers.get(step_up.STEP_UP_HEADER))
         encrypted_request = _flag(request, "Encrypted-Request")
         encrypt_response = encrypted_request or _flag(request, "Encrypt-Response")
         check_encryption(route, encrypted_request, encrypt_response)

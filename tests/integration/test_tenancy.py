@@ -152,6 +152,10 @@ class Caller:
     session: aiohttp.ClientSession
     base: str  # the listener it calls: TLS for certificate holders, plain HTTP otherwise
     headers: dict
+    app_customer: dict | None = None  # a customer's app: it steps up where a route asks
+
+
+APP_PIN = "2580"  # every world customer's application PIN (step-up)
 
 
 class World:
@@ -223,6 +227,9 @@ class World:
                                json={"amount": 10_000, "reference": "initial"}) as r:
             assert r.status == 200, await r.text()
         session = await pair_device(api, client, cid)
+        status, _ = await self.jwe.request(self.api.client(), "PUT", f"{api.http}/customers/me/app-pin",
+                                           {"pin": APP_PIN}, headers=bearer(session["sessionToken"]))
+        assert status == 204
         status, card = await self.jwe.request(
             client, "POST", f"{api.https}/secure/customers/{cid}/cards/virtual",
             {"balanceId": balance})
@@ -233,7 +240,17 @@ class World:
     # callers
 
     def customer(self, who: dict, name: str) -> Caller:
-        return Caller(name, self.api.client(), self.api.http, who["session"])
+        return Caller(name, self.api.client(), self.api.http, who["session"], who)
+
+    async def step_up(self) -> None:
+        """A fresh step-up proof for every customer (taken before a route's snapshot: issuing one
+        writes rows)."""
+        for who in (self.a1, self.a2, self.b1):
+            status, proof = await self.jwe.request(self.api.client(), "POST",
+                                                   f"{self.api.http}/customers/me/step-up",
+                                                   {"pin": APP_PIN}, headers=who["session"])
+            assert status == 201, proof
+            who["stepUp"] = {"Step-Up-Token": proof["stepUpToken"]}
 
     def partner(self, partner: dict, name: str) -> Caller:
         return Caller(name, partner["client"], self.api.https, {})
@@ -277,16 +294,18 @@ async def call(world: World, caller: Caller, route: Route, rec: dict) -> tuple[i
     """The route called by `caller` for the objects of `rec`: (status, body or None)."""
     url = caller.base + fill(route, rec)
     body = BODIES[route.body.__name__](rec) if route.body is not None else None
-    if route.encryption is Encryption.REQUIRED:
-        return await world.jwe.request(caller.session, route.method, url, body,
-                                       headers=caller.headers)
+    headers = caller.headers
+    if route.step_up and caller.app_customer is not None:
+        headers = {**headers, **caller.app_customer["stepUp"]}
+    if route.encryption in (Encryption.REQUIRED, Encryption.REQUEST):
+        return await world.jwe.request(caller.session, route.method, url, body, headers=headers)
     if route.multipart:
         form = aiohttp.FormData()
         form.add_field("kind", "REGISTRY_EXTRACT")
         form.add_field("file", PDF, filename="extract.pdf", content_type="application/pdf")
-        request = caller.session.request(route.method, url, data=form, headers=caller.headers)
+        request = caller.session.request(route.method, url, data=form, headers=headers)
     else:
-        request = caller.session.request(route.method, url, json=body, headers=caller.headers)
+        request = caller.session.request(route.method, url, json=body, headers=headers)
     async with request as r:
         return r.status, (None if r.status == 204 else await r.json())
 
@@ -364,6 +383,8 @@ def _ids_in_body(route: Route, rec: dict) -> dict | None:
 @pytest.mark.parametrize("route", ID_ROUTES, ids=route_id)
 async def test_only_the_owner_reaches_the_object(world, route):
     assert not gaps(route), gaps(route)
+    if route.step_up:
+        await world.step_up()
     before = await world.snapshot()
     wrong = []
     for caller, rec, expected, unknown in refusals(world, route):
