@@ -103,6 +103,9 @@ BODIES = {
     "CertificateRequest": lambda rec: {"csr": make_csr()[0]},
     "AuthorizationRules": lambda rec: {"standInMode": "DECLINE"},
     "NetworkChanges": lambda rec: {"authorizationDeadlineMs": 1500},
+    # The owner's own balance as the receiver: refused (400) only after the sender's ownership.
+    "NewInternalTransfer": lambda rec: {"receiverBalanceId": rec["balanceId"], "amount": 100,
+                                        "reference": _unique("internal")},
     "NewMoneyTransfer": lambda rec: {"amount": 100, "iban": "DE89370400440532013000",
                                      "beneficiaryName": "Ada", "reference": _unique("transfer")},
 }
