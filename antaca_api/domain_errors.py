@@ -81,6 +81,10 @@ class PartnerSuspended(DomainError):
     code, message = "PARTNER_SUSPENDED", "the partner is suspended"
 
 
+class NetworkSuspended(DomainError):
+    code, message = "NETWORK_SUSPENDED", "the card network is suspended"
+
+
 class InvalidPairingCode(DomainError):
     code, message = "INVALID_PAIRING_CODE", "the pairing code is unknown, used or expired"
 

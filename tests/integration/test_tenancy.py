@@ -74,7 +74,9 @@ FILLERS = {
     "partnerId": lambda route, rec: rec["partnerId"],
     "programId": lambda route, rec: rec["programId"],
     "networkId": lambda route, rec: rec["networkId"],
-    "serial": lambda route, rec: rec["serial"],
+    # Under /admin/networks a serial is the network's spare certificate, elsewhere the partner's.
+    "serial": lambda route, rec: rec[
+        "networkSerial" if route.path.startswith("/admin/networks/") else "serial"],
 }
 
 # A valid body for each body type, from the owner's record: a body that fails validation would
@@ -103,6 +105,7 @@ BODIES = {
     "CertificateRequest": lambda rec: {"csr": make_csr()[0]},
     "AuthorizationRules": lambda rec: {"standInMode": "DECLINE"},
     "NetworkChanges": lambda rec: {"authorizationDeadlineMs": 1500},
+    "NetworkStatusChange": lambda rec: {"status": "ACTIVE"},  # never suspend the world's network
     # The owner's own balance as the receiver: refused (400) only after the sender's ownership.
     "NewInternalTransfer": lambda rec: {"receiverBalanceId": rec["balanceId"], "amount": 100,
                                         "reference": _unique("internal")},
@@ -170,7 +173,7 @@ class World:
         self.role_tokens = {role: await api.admin_token(role) for role in Role}
         async with api.client().get(f"{api.http}/public-key") as r:
             self.jwe = JweClient((await r.json())["pem"], jwe_key)
-        self.network_id, self.network = await self._network()
+        self.network_id, self.network, self.network_serial = await self._network()
         self.a = await self._partner("535522")
         self.b = await self._partner("535533")
         self.a1 = await self._customer(self.a)
@@ -189,12 +192,16 @@ class World:
             assert r.status == 201, await r.text()
             return await r.json()
 
-    async def _network(self) -> tuple[str, aiohttp.ClientSession]:
+    async def _network(self) -> tuple[str, aiohttp.ClientSession, str]:
         network = await self._admin_post("/admin/networks", {"name": _unique("net")})
         csr, key = make_csr()
         cert = await self._admin_post(f"/admin/networks/{network['networkId']}/certificates",
                                       {"csr": csr})
-        return network["networkId"], self.api.client(cert=(cert["certificate"], key))
+        # A spare certificate, the revoke route's target (the first one stays in use).
+        spare = await self._admin_post(f"/admin/networks/{network['networkId']}/certificates",
+                                       {"csr": make_csr()[0]})
+        return (network["networkId"], self.api.client(cert=(cert["certificate"], key)),
+                spare["serial"])
 
     async def _partner(self, bin_prefix: str) -> dict:
         api = self.api
@@ -216,7 +223,7 @@ class World:
             "partnerId": partner_id, "programId": program["programId"], "serial": spare["serial"],
             "partnerBalanceId": deposit["balanceId"],
             "dcCorporationId": corporation["dcCorporationId"],
-            "networkId": self.network_id}}
+            "networkId": self.network_id, "networkSerial": self.network_serial}}
 
     async def _customer(self, partner: dict) -> dict:
         api, client = self.api, partner["client"]
@@ -290,7 +297,7 @@ def random_record() -> dict:
     rec = {k: str(uuid.uuid4()) for k in ("customerId", "balanceId", "cardId", "partnerId",
                                           "programId", "networkId", "dcCorporationId",
                                           "partnerBalanceId")}
-    return {**rec, "serial": uuid.uuid4().hex}
+    return {**rec, "serial": uuid.uuid4().hex, "networkSerial": uuid.uuid4().hex}
 
 
 async def call(world: World, caller: Caller, route: Route, rec: dict) -> tuple[int, dict | None]:
