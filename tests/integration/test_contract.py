@@ -135,3 +135,27 @@ async def test_per_customer_lists_answer_404_for_unknown_or_foreign_customers(ap
         session, url = (w.partner, api.https + own) if partner_channel else (api.client(), api.http + own)
         async with session.get(url, headers=None if partner_channel else admin) as r:
             assert r.status == 200, (own, await r.text())
+
+
+async def test_countries_and_birth_dates_are_checked(api, jwe_key):
+    """Country codes must be assigned ISO 3166-1 alpha-2 codes; a birth date must be in the past
+    and at most 130 years back. A refused registration creates nothing."""
+    _, partner = await api.partner()
+    base = customer_body()
+    bad = [{"country": "XX"}, {"country": "UK"}, {"address": {**base["address"], "country": "ZZ"}},
+           {"birthDate": "2999-01-01"}, {"birthDate": "1850-06-01"}]
+    for change in bad:
+        async with partner.post(f"{api.https}/secure/customers", json={**base, **change}) as r:
+            assert (r.status, (await r.json())["code"]) == (400, "VALIDATION_ERROR"), change
+    async with api.services.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM customers") == 0
+    async with partner.post(f"{api.https}/lifecycle/v1/corporations", json={
+            "name": "Acme", "registrationNumber": "KRS1", "country": "XX",
+            "address": base["address"]}) as r:
+        assert r.status == 400
+    async with partner.post(f"{api.https}/secure/customers", json={**base, "country": "SS"}) as r:
+        assert r.status == 201  # South Sudan: assigned in 2011, valid
+        customer = await r.json()
+    async with partner.post(f"{api.https}/secure/customers/{customer['customerId']}/register", json={
+            "documentType": "PASSPORT", "documentNumber": "AB123456", "documentCountry": "QQ"}) as r:
+        assert (r.status, (await r.json())["code"]) == (400, "VALIDATION_ERROR")
