@@ -103,7 +103,8 @@ async def _lock_balances(conn: asyncpg.Connection, partner_id: uuid.UUID,
     return sender, receiver
 
 
-async def _rate(conn: asyncpg.Connection, sender: str, receiver: str, now: datetime) -> Decimal | None:
+async def _rate(conn: asyncpg.Connection, sender: str, receiver: str,
+                now: datetime) -> Decimal | None:
     if sender == receiver:
         return None
     rates = await rates_in_force(conn, [(sender, receiver)], now)

@@ -2,7 +2,8 @@
 
 Clients encrypt requests to Antaca's RSA key (`GET /public-key`) with RSA-OAEP-256 or RSA-OAEP
 and A256GCM; Antaca encrypts responses to the key the client sends in the `Public-Key` header
-(base64 of its PEM, or of its DER SubjectPublicKeyInfo) with RSA-OAEP-256 and A256GCM. Bodies are `{"payload": "<compact JWE>"}`.
+(base64 of its PEM, or of its DER SubjectPublicKeyInfo) with RSA-OAEP-256 and A256GCM. Bodies
+are `{"payload": "<compact JWE>"}`.
 """
 
 from __future__ import annotations

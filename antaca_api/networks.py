@@ -50,7 +50,8 @@ async def set_deadline(conn: asyncpg.Connection, network_id: uuid.UUID,
     return row
 
 
-async def set_status(conn: asyncpg.Connection, network_id: uuid.UUID, status: str) -> asyncpg.Record:
+async def set_status(conn: asyncpg.Connection, network_id: uuid.UUID,
+                     status: str) -> asyncpg.Record:
     """Suspend (every request of the network refused, on JSON and ISO 8583 alike) or reactivate a
     network; its row after."""
     row = await conn.fetchrow(SET_STATUS, network_id, status)

@@ -50,10 +50,13 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SCRYPT_MAXMEM = 128 * SCRYPT_R * SCRYPT_N * 2
 APP_PIN_KEY_INFO = b"antaca/app-pin/v1"  # HKDF label; changing it invalidates every app PIN
 
-APP_PIN = "SELECT salt, verification, failures, locked_until FROM customer_app_pins WHERE customer_id = $1"
+APP_PIN = """
+    SELECT salt, verification, failures, locked_until FROM customer_app_pins
+    WHERE customer_id = $1"""
 APP_PIN_FOR_UPDATE = APP_PIN + " FOR UPDATE"
 SAVE_APP_PIN = """
-    INSERT INTO customer_app_pins (customer_id, salt, verification, failures, locked_until, updated_at)
+    INSERT INTO customer_app_pins (customer_id, salt, verification, failures, locked_until,
+                                   updated_at)
     VALUES ($1, $2, $3, 0, NULL, now())
     ON CONFLICT (customer_id) DO UPDATE SET salt = $2, verification = $3, failures = 0,
         locked_until = NULL, updated_at = now()"""
@@ -191,4 +194,5 @@ async def require_proof(services: Services, customer_id: uuid.UUID, installation
     if expires_at is None:
         raise StepUpRequired("the step-up proof is not valid: confirm with the application PIN")
     if services.clock() >= expires_at:
-        raise StepUpRequired("the step-up proof has expired: confirm with the application PIN again")
+        raise StepUpRequired("the step-up proof has expired: confirm with the application PIN "
+                             "again")

@@ -2,8 +2,9 @@
 
 import importlib
 
-MODULES = ("admin", "alerts", "balances", "cards", "corporations", "customers", "devices", "docs", "fees", "network",
-           "network_keys", "partner_balances", "partners", "programs", "public", "step_up", "summaries", "transfers")
+MODULES = ("admin", "alerts", "balances", "cards", "corporations", "customers", "devices", "docs",
+           "fees", "network", "network_keys", "partner_balances", "partners", "programs", "public",
+           "summaries", "transfers", "step_up")
 
 
 def load_all() -> None:

@@ -381,8 +381,8 @@ class SetPin(Body):
 
 @route("POST", f"{ME}/{{cardId}}/pin", channel=Channel.CUSTOMER, body=SetPin,
        encryption=Encryption.REQUEST, step_up=True, tags=("cards",),
-       summary="Set the card's PIN (4-12 digits, not trivial; sent as a JWE, after a fresh step-up); "
-               "only a verification value is kept")
+       summary="Set the card's PIN (4-12 digits, not trivial; sent as a JWE, after a fresh "
+               "step-up); only a verification value is kept")
 async def set_pin(ctx: Context, body: SetPin) -> None:
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:

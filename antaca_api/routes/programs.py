@@ -202,7 +202,8 @@ class NetworkStatusChange(Body):
 
 @route("PUT", "/admin/networks/{networkId}/status", channel=Channel.ADMIN, roles=ADMIN_ONLY,
        body=NetworkStatusChange, response=Network, tags=("networks",),
-       summary="Suspend or reactivate a network: a suspended network's requests are refused at once")
+       summary="Suspend or reactivate a network: a suspended network's requests are refused "
+               "at once")
 async def set_network_status(ctx: Context, body: NetworkStatusChange) -> Network:
     network_id = ctx.path_id("networkId")
     ctx.audit_target = f"network:{network_id}"
@@ -237,7 +238,8 @@ async def list_network_certificates(ctx: Context, _: None) -> NetworkCertificate
 
 @route("POST", "/admin/networks/{networkId}/certificates/{serial}/revoke", channel=Channel.ADMIN,
        roles=ADMIN_ONLY, response=IssuedNetworkCertificate, tags=("networks",),
-       summary="Revoke a network's certificate (takes effect at once, ISO 8583 connections included)")
+       summary="Revoke a network's certificate (takes effect at once, ISO 8583 connections "
+               "included)")
 async def revoke_network_certificate(ctx: Context, _: None) -> IssuedNetworkCertificate:
     network_id = ctx.path_id("networkId")
     serial = ctx.request.match_info["serial"].lower()

@@ -39,8 +39,8 @@ async def set_app_pin(ctx: Context, body: NewAppPin) -> None:
 
 @route("POST", "/customers/me/step-up", channel=Channel.CUSTOMER, body=StepUp, response=StepUpProof,
        status=201, encryption=Encryption.REQUEST, tags=("step-up",),
-       summary="Confirm with the application PIN: a step-up proof for full card data, CVV reset and "
-               "PIN set, valid 5 minutes")
+       summary="Confirm with the application PIN: a step-up proof for full card data, CVV "
+               "reset and PIN set, valid 5 minutes")
 async def confirm(ctx: Context, body: StepUp) -> StepUpProof:
     proof = await step_up.step_up(ctx.services, ctx.customer.customer_id,
                                   ctx.customer.installation_id, body.pin)

@@ -48,15 +48,16 @@ async def _send_internal(ctx: Context, customer_id: uuid.UUID,
         amount=body.amount, reference=body.reference, now=ctx.services.clock())
 
 
-INTERNAL_SUMMARY = ("Send money to another customer balance of the same partner; between currencies "
-                    "converted at the rate in force, with the program's conversion fee")
+INTERNAL_SUMMARY = ("Send money to another customer balance of the same partner; between "
+                    "currencies converted at the rate in force, with the program's conversion fee")
 
 
 @route("POST", "/secure/customers/{customerId}/balances/{balanceId}/internal-transfers",
        channel=Channel.PARTNER, body=NewInternalTransfer,
        response=internal_transfers.InternalTransfer, status=201, summary=INTERNAL_SUMMARY,
        tags=("balances",))
-async def send_internal(ctx: Context, body: NewInternalTransfer) -> internal_transfers.InternalTransfer:
+async def send_internal(ctx: Context,
+                        body: NewInternalTransfer) -> internal_transfers.InternalTransfer:
     return await _send_internal(ctx, ctx.path_id("customerId"), body)
 
 

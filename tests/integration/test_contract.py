@@ -127,12 +127,14 @@ async def test_per_customer_lists_answer_404_for_unknown_or_foreign_customers(ap
     for path in lists:
         partner_channel = path.startswith("/secure")
         for customer in (str(uuid.uuid4()), other.cid) if partner_channel else (str(uuid.uuid4()),):
-            url = (api.https if partner_channel else api.http) + path.replace("{customerId}", customer)
+            base = api.https if partner_channel else api.http
+            url = base + path.replace("{customerId}", customer)
             session = w.partner if partner_channel else api.client()
             async with session.get(url, headers=None if partner_channel else admin) as r:
                 assert (r.status, (await r.json())["code"]) == (404, "NOT_FOUND"), url
         own = path.replace("{customerId}", w.cid)
-        session, url = (w.partner, api.https + own) if partner_channel else (api.client(), api.http + own)
+        session = w.partner if partner_channel else api.client()
+        url = (api.https if partner_channel else api.http) + own
         async with session.get(url, headers=None if partner_channel else admin) as r:
             assert r.status == 200, (own, await r.text())
 
@@ -156,6 +158,7 @@ async def test_countries_and_birth_dates_are_checked(api, jwe_key):
     async with partner.post(f"{api.https}/secure/customers", json={**base, "country": "SS"}) as r:
         assert r.status == 201  # South Sudan: assigned in 2011, valid
         customer = await r.json()
-    async with partner.post(f"{api.https}/secure/customers/{customer['customerId']}/register", json={
-            "documentType": "PASSPORT", "documentNumber": "AB123456", "documentCountry": "QQ"}) as r:
+    document = {"documentType": "PASSPORT", "documentNumber": "AB123456", "documentCountry": "QQ"}
+    async with partner.post(f"{api.https}/secure/customers/{customer['customerId']}/register",
+                            json=document) as r:
         assert (r.status, (await r.json())["code"]) == (400, "VALIDATION_ERROR")

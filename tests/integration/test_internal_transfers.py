@@ -38,10 +38,9 @@ class Users:
                            {"amount": 10_000, "reference": "initial"})
         receiver = await register_customer(api, w.partner, verified=True)
         self.receiver_id = receiver["customerId"]
-        self.receiver_eur = (await self.partner(
-            "POST", f"/secure/customers/{self.receiver_id}/balances", {"currency": "EUR"}))["balanceId"]
-        self.receiver_pln = (await self.partner(
-            "POST", f"/secure/customers/{self.receiver_id}/balances", {"currency": "PLN"}))["balanceId"]
+        balances = f"/secure/customers/{self.receiver_id}/balances"
+        self.receiver_eur = (await self.partner("POST", balances, {"currency": "EUR"}))["balanceId"]
+        self.receiver_pln = (await self.partner("POST", balances, {"currency": "PLN"}))["balanceId"]
         return self
 
     async def admin(self, method, path, body=None):
@@ -65,7 +64,8 @@ class Users:
             "available"]
 
     async def history(self, customer_id: str, balance: str) -> list[tuple[str, str, int]]:
-        page = await self.partner("GET", f"/secure/customers/{customer_id}/balances/{balance}/transactions")
+        page = await self.partner(
+            "GET", f"/secure/customers/{customer_id}/balances/{balance}/transactions")
         return [(t["type"], t["direction"], t["amount"]) for t in page["items"]]
 
 
@@ -75,11 +75,13 @@ async def test_same_currency_transfer_is_in_both_histories_and_books_once(api, j
     status, sent = await u.send(body)
     assert status == 201, sent
     assert (sent["amount"], sent["receivedAmount"], sent["currency"], sent["receivedCurrency"],
-            sent["rate"], sent["fee"], sent["replayed"]) == (1_500, 1_500, "EUR", "EUR", None, 0, False)
+            sent["rate"], sent["fee"], sent["replayed"]) == (
+        1_500, 1_500, "EUR", "EUR", None, 0, False)
     assert await u.available(u.w.cid, u.sender) == 8_500
     assert await u.available(u.receiver_id, u.receiver_eur) == 1_500
     assert ("INTERNAL_TRANSFER", "DEBIT", 1_500) in await u.history(u.w.cid, u.sender)
-    assert await u.history(u.receiver_id, u.receiver_eur) == [("INTERNAL_TRANSFER", "CREDIT", 1_500)]
+    received = await u.history(u.receiver_id, u.receiver_eur)
+    assert received == [("INTERNAL_TRANSFER", "CREDIT", 1_500)]
 
     status, again = await u.send(body)  # the same reference: replayed, nothing moves
     assert (status, again["replayed"], again["transferId"]) == (201, True, sent["transferId"])
@@ -96,7 +98,8 @@ async def test_converted_transfer_from_the_app_with_its_fee_as_one_batch(api, jw
     url = f"{api.http}/customers/me/balances/{u.sender}/internal-transfers"
     async with u.w.app.post(url, json=body, headers=u.w.me) as r:
         assert (r.status, (await r.json())["code"]) == (409, "RATE_UNAVAILABLE")
-    status, _ = await u.admin("POST", "/admin/fx-rates", {"base": "EUR", "quote": "PLN", "rate": "4.3125"})
+    status, _ = await u.admin("POST", "/admin/fx-rates",
+                              {"base": "EUR", "quote": "PLN", "rate": "4.3125"})
     assert status == 201
     async with u.w.app.post(url, json=body, headers=u.w.me) as r:
         assert r.status == 201, await r.text()
@@ -107,13 +110,16 @@ async def test_converted_transfer_from_the_app_with_its_fee_as_one_batch(api, jw
     assert await u.available(u.w.cid, u.sender) == 10_000 - 1_000 - 20
     assert await u.available(u.receiver_id, u.receiver_pln) == 4_313
     sender_history = await u.history(u.w.cid, u.sender)
-    assert sender_history[-2:] == [("INTERNAL_TRANSFER", "DEBIT", 1_000), ("FEE_TRANSACTION", "DEBIT", 20)]
-    assert await u.history(u.receiver_id, u.receiver_pln) == [("INTERNAL_TRANSFER", "CREDIT", 4_313)]
+    assert sender_history[-2:] == [("INTERNAL_TRANSFER", "DEBIT", 1_000),
+                                   ("FEE_TRANSACTION", "DEBIT", 20)]
+    received = await u.history(u.receiver_id, u.receiver_pln)
+    assert received == [("INTERNAL_TRANSFER", "CREDIT", 4_313)]
     async with api.services.pool.acquire() as conn:
         charge = await conn.fetchrow("SELECT fee_type, amount, state FROM fee_charges "
                                      "WHERE cause = $1", f"internal-transfer:{sent['transferId']}")
         assert await verify_ledger(conn) == []
-    assert (charge["fee_type"], charge["amount"], charge["state"]) == ("CURRENCY_CONVERSION", 20, "PAID")
+    assert (charge["fee_type"], charge["amount"], charge["state"]) == (
+        "CURRENCY_CONVERSION", 20, "PAID")
 
     # Amount and fee beyond the funds: the linked batch books nothing at all.
     status, error = await u.send({"receiverBalanceId": u.receiver_pln, "amount": 8_900,

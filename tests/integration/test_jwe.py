@@ -216,8 +216,9 @@ def invalid_public_keys() -> dict[str, str | None]:
         "not base64": "this is not base64!",
         "base64 of garbage": b64(b"hello, I am not a key"),
         "base64 of a private key's DER": b64(CLIENT_KEY.as_der(private=True)),
-        "base64 of an EC key's DER": b64(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)),
+        "base64 of an EC key's DER": b64(
+            ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)),
         "a private key PEM": b64(CLIENT_KEY.as_pem(private=True)),
         "an RSA-1024 key": b64(_pem(small)),
         "an EC key": b64(_pem(ec.generate_private_key(ec.SECP256R1()))),
@@ -245,7 +246,8 @@ async def test_public_key_header_takes_base64_of_pem_or_der(api, encoding):
     """`Public-Key` is base64 of the client's PEM or of its DER SubjectPublicKeyInfo (the
     description says only "encoded b64"); either way the answer opens with the client's key."""
     _, partner = await api.partner()
-    public = CLIENT_KEY.as_pem(private=False) if encoding == "PEM" else CLIENT_KEY.as_der(private=False)
+    public = (CLIENT_KEY.as_pem(private=False) if encoding == "PEM"
+              else CLIENT_KEY.as_der(private=False))
     for header in (b64(public), base64.urlsafe_b64encode(public).decode().rstrip("=")):
         async with partner.post(f"{api.https}/secure/customers", json=customer_body(),
                                 headers={"Encrypt-Response": "true", "Public-Key": header}) as r:

@@ -35,18 +35,20 @@ async def test_a_revoked_network_certificate_is_refused_at_once(api, jwe_key):
     serial = listed["items"][0]["serial"]
     booked = await authorizations_booked(p)
 
-    status, revoked = await admin(p, "POST", f"/admin/networks/{p.network_id}/certificates/{serial}/revoke")
+    revoke = f"/admin/networks/{p.network_id}/certificates/{serial}/revoke"
+    status, revoked = await admin(p, "POST", revoke)
     assert status == 200 and revoked["revokedAt"] is not None
     status, answer = await p.send("/network/authorizations", p.request())
     assert (status, answer["code"]) == (401, "CERTIFICATE_REQUIRED")
     assert "revoked" in answer["message"]
     assert await authorizations_booked(p) == booked  # nothing was decided for it
-    status, again = await admin(p, "POST", f"/admin/networks/{p.network_id}/certificates/{serial}/revoke")
-    assert (status, again["revokedAt"]) == (200, revoked["revokedAt"])  # revoking twice changes nothing
+    status, again = await admin(p, "POST", revoke)
+    assert (status, again["revokedAt"]) == (200, revoked["revokedAt"])  # twice changes nothing
 
     # A new certificate for the network works; another network's path does not know the serial.
     csr, key = make_csr()
-    status, issued = await admin(p, "POST", f"/admin/networks/{p.network_id}/certificates", {"csr": csr})
+    status, issued = await admin(p, "POST", f"/admin/networks/{p.network_id}/certificates",
+                                 {"csr": csr})
     assert status == 201
     p.network = api.client(cert=(issued["certificate"], key))
     assert (await p.authorize())["decision"] == "APPROVED"
@@ -55,7 +57,8 @@ async def test_a_revoked_network_certificate_is_refused_at_once(api, jwe_key):
                                f"{issued['serial']}/revoke")
     assert (status, body["code"]) == (404, "NOT_FOUND")
     for bad in ("not-hex!", "f" * 41):
-        status, body = await admin(p, "POST", f"/admin/networks/{p.network_id}/certificates/{bad}/revoke")
+        status, body = await admin(p, "POST",
+                                   f"/admin/networks/{p.network_id}/certificates/{bad}/revoke")
         assert status == 404
     employee = await api.admin_token(Role.EMPLOYEE)
     status, body = await admin(p, "POST", f"/admin/networks/{p.network_id}/certificates/"
@@ -72,7 +75,8 @@ async def test_a_suspended_network_is_refused_until_reactivated(api, jwe_key):
     status, network = await admin(p, "PUT", path, {"status": "SUSPENDED"})
     assert (status, network["status"]) == (200, "SUSPENDED")
     for route in ("/network/authorizations", "/network/cards/lock"):
-        body = p.request() if route.endswith("authorizations") else {"pan": p.card["pan"], "reason": 7}
+        body = (p.request() if route.endswith("authorizations")
+                else {"pan": p.card["pan"], "reason": 7})
         status, answer = await p.send(route, body)
         assert (status, answer["code"]) == (403, "NETWORK_SUSPENDED"), route
     assert await authorizations_booked(p) == booked

@@ -237,8 +237,9 @@ class World:
                                json={"amount": 10_000, "reference": "initial"}) as r:
             assert r.status == 200, await r.text()
         session = await pair_device(api, client, cid)
-        status, _ = await self.jwe.request(self.api.client(), "PUT", f"{api.http}/customers/me/app-pin",
-                                           {"pin": APP_PIN}, headers=bearer(session["sessionToken"]))
+        status, _ = await self.jwe.request(
+            self.api.client(), "PUT", f"{api.http}/customers/me/app-pin", {"pin": APP_PIN},
+            headers=bearer(session["sessionToken"]))
         assert status == 204
         status, card = await self.jwe.request(
             client, "POST", f"{api.https}/secure/customers/{cid}/cards/virtual",

@@ -67,7 +67,8 @@ def test_internal_transfer_in_one_currency_moves_the_amount_without_fee():
     (1_000, "161.5", (2, 0), 1_615, 20),  # EUR cents to whole yen
     (25, "0.5", (2, 2), 13, 1),  # half a cent up, and the fee's half up too (0.5 -> 1)
 ])
-def test_internal_transfer_converts_half_up_with_the_conversion_fee(amount, rate, exponents, received, fee):
+def test_internal_transfer_converts_half_up_with_the_conversion_fee(amount, rate, exponents,
+                                                                   received, fee):
     schedule = FeeSchedule(currency_conversion_bp=200)
     price = price_internal_transfer(schedule, amount, Decimal(rate), *exponents)
     assert (price.received_amount, price.fee) == (received, fee)
@@ -105,7 +106,8 @@ def test_a_body_less_route_takes_nothing_or_an_empty_object(raw):
     check_empty_body(raw)
 
 
-@pytest.mark.parametrize(("raw", "error"), [(b"[]", ValidationFailed), (b'{"a": 1}', ValidationFailed),
+@pytest.mark.parametrize(("raw", "error"), [(b"[]", ValidationFailed),
+                                            (b'{"a": 1}', ValidationFailed),
                                             (b"null", ValidationFailed), (b"{", MalformedJson)])
 def test_a_body_less_route_refuses_anything_else(raw, error):
     with pytest.raises(error):
