@@ -3,6 +3,7 @@ or converted at the rate in force with the program's conversion fee, as one link
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -155,3 +156,28 @@ async def test_only_the_partners_own_customer_balances(api, jwe_key):
     assert (status, error["code"]) == (409, "BALANCE_NOT_ACTIVE")
     assert await u.available(u.w.cid, u.sender) == 10_000
     assert str(uuid.UUID(u.sender)) == u.sender
+
+
+async def test_crossing_transfers_neither_deadlock_nor_lose_money(api, jwe_key):
+    """A to B and B to A at once, many times: the balances are locked in id order, so no deadlock
+    (which would be a 500) and the totals add up."""
+    u = await Users().setup(api, jwe_key)
+    await u.partner("POST", f"/secure/customers/{u.receiver_id}/balances/{u.receiver_eur}/reload",
+                    {"amount": 10_000, "reference": "initial"})
+
+    async def send(index: int):
+        if index % 2:
+            return await u.send({"receiverBalanceId": u.receiver_eur, "amount": 100 + index,
+                                 "reference": f"a-{index}"})
+        return await u.send({"receiverBalanceId": u.sender, "amount": 100 + index,
+                             "reference": f"b-{index}"}, customer_id=u.receiver_id,
+                            balance=u.receiver_eur)
+
+    answers = await asyncio.gather(*(send(i) for i in range(24)))
+    assert [status for status, _ in answers] == [201] * 24
+    a_to_b = sum(100 + i for i in range(24) if i % 2)
+    b_to_a = sum(100 + i for i in range(24) if not i % 2)
+    assert await u.available(u.w.cid, u.sender) == 10_000 - a_to_b + b_to_a
+    assert await u.available(u.receiver_id, u.receiver_eur) == 10_000 + a_to_b - b_to_a
+    async with api.services.pool.acquire() as conn:
+        assert await verify_ledger(conn) == []
