@@ -133,9 +133,27 @@ KYC_HISTORY = """
     SELECT status, source, reason, created_at FROM kyc_events WHERE customer_id = $1 ORDER BY id"""
 
 
+AGE_YEARS_MAX = 130  # a birth date further back than this is a typing error, not a customer
+
+
+def birth_date_problem(birth_date: date, today: date) -> str | None:
+    """Why a birth date is refused, or None: it must not be after today (age 0 is a newborn's,
+    whose parent may hold an account for them) nor more than AGE_YEARS_MAX years back."""
+    if birth_date > today:
+        return "birthDate must not be in the future"
+    oldest = today.replace(year=today.year - AGE_YEARS_MAX, day=min(today.day, 28))
+    if birth_date < oldest:
+        return f"birthDate must be within the last {AGE_YEARS_MAX} years"
+    return None
+
+
 async def create_customer(conn: asyncpg.Connection, partner_id: uuid.UUID,
-                          fields: dict) -> asyncpg.Record:
-    """insert_customer, in the caller's transaction; the new customer's row."""
+                          fields: dict, *, today: date) -> asyncpg.Record:
+    """insert_customer, in the caller's transaction; the new customer's row. The birth date must
+    be plausible (birth_date_problem)."""
+    problem = birth_date_problem(fields["birth_date"], today)
+    if problem is not None:
+        raise ValidationFailed(problem)
     customer_id = await insert_customer(conn, partner_id, fields)
     return await get_customer(conn, partner_id, customer_id)
 

@@ -85,6 +85,10 @@ class PartnerSuspended(DomainError):
     code, message = "PARTNER_SUSPENDED", "the partner is suspended"
 
 
+class NetworkSuspended(DomainError):
+    code, message = "NETWORK_SUSPENDED", "the card network is suspended"
+
+
 class InvalidPairingCode(DomainError):
     code, message = "INVALID_PAIRING_CODE", "the pairing code is unknown, used or expired"
 
@@ -272,3 +276,24 @@ class PasswordChangeRequired(Forbidden):
 class OwnAdministratorAccount(Conflict):
     code, message = ("OWN_ADMINISTRATOR_ACCOUNT",
                      "administrators cannot deactivate or change the role of their own account")
+# --- step-up and money between users ---------------------------------------------------------
+class StepUpRequired(DomainError):
+    code, message = ("STEP_UP_REQUIRED",
+                     "confirm with the application PIN first (POST /customers/me/step-up) and send "
+                     "the proof as the Step-Up-Token header")
+
+
+class AppPinNotSet(Conflict):
+    code, message = "APP_PIN_NOT_SET", "set an application PIN first (PUT /customers/me/app-pin)"
+
+
+class InvalidAppPin(DomainError):
+    code, message = "INVALID_APP_PIN", "the application PIN is wrong"
+
+
+class AppPinLocked(DomainError):
+    code, message = "APP_PIN_LOCKED", "too many wrong application PINs: try again later"
+
+
+class RateUnavailable(Conflict):
+    code, message = "RATE_UNAVAILABLE", "no exchange rate is in force between these currencies"

@@ -13,6 +13,8 @@ import msgspec
 
 from antaca_api.domain_errors import (
     AdminExists,
+    AppPinLocked,
+    AppPinNotSet,
     BalanceNotActive,
     BalanceNotEmpty,
     CardAlreadyReplaced,
@@ -41,6 +43,7 @@ from antaca_api.domain_errors import (
     InsufficientFunds,
     InsufficientPartnerCredit,
     InvalidAmount,
+    InvalidAppPin,
     InvalidControl,
     InvalidCredentials,
     InvalidCsr,
@@ -56,6 +59,7 @@ from antaca_api.domain_errors import (
     KybClosed,
     KycAlreadyDecided,
     NetworkExists,
+    NetworkSuspended,
     NoProgramInCurrency,
     NotFound,
     OwnAdministratorAccount,
@@ -68,6 +72,8 @@ from antaca_api.domain_errors import (
     ProcessorFailure,
     ProgramCurrencyMismatch,
     ProgramRequired,
+    RateUnavailable,
+    StepUpRequired,
     UnsupportedCurrency,
     ValidationFailed,
     VirtualCardOnly,
@@ -185,6 +191,7 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     IdempotencyConflict: 409,
     InsufficientFunds: 409,
     PartnerSuspended: 403,
+    NetworkSuspended: 403,
     InvalidPairingCode: 401,
     AdminExists: 409,
     InvalidCsr: 400,
@@ -227,6 +234,11 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     NoProgramInCurrency: 409,
     PasswordChangeRequired: 403,
     OwnAdministratorAccount: 409,
+    StepUpRequired: 403,
+    AppPinNotSet: 409,
+    InvalidAppPin: 403,
+    AppPinLocked: 423,
+    RateUnavailable: 409,
 }
 
 

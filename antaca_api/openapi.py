@@ -121,6 +121,12 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
                 notes.append(f"Roles: {', '.join(sorted(str(role) for role in r.roles))}.")
         if r.encryption is Encryption.REQUIRED:
             notes.append("JWE required: send Encrypted-Request or Encrypt-Response with Public-Key.")
+        if r.step_up and r.channel is Channel.CUSTOMER:
+            notes.append("Step-up required: send a fresh proof of POST /customers/me/step-up "
+                         "as the Step-Up-Token header.")
+        if r.encryption is Encryption.REQUEST:
+            notes.append("JWE request required: the body is sensitive; send it encrypted with "
+                         "Encrypted-Request and Public-Key.")
         operation["description"] = " ".join(notes)
         if r.body is not None:
             operation["requestBody"] = {"required": not body_optional(r.body),

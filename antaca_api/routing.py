@@ -20,10 +20,10 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from antaca_api import jwe
+from antaca_api import jwe, step_up
 from antaca_api.admins import Role
 from antaca_api.domain_errors import Forbidden, NotFound, ValidationFailed
-from antaca_api.errors import EncryptionRequired, MalformedJson
+from antaca_api.errors import EncryptionRequired, MalformedJson, UnsupportedMediaType
 from antaca_api.services import Services
 
 
@@ -43,6 +43,9 @@ ADMIN_MANAGER = frozenset({Role.ADMIN, Role.MANAGER})
 class Encryption(enum.StrEnum):
     OPTIONAL = "optional"  # the JWE headers are honoured when sent
     REQUIRED = "required"  # plain requests asking for a plain response are refused
+    # The request body itself is sensitive (a PIN): it must arrive as a JWE (Encrypted-Request),
+    # and the response is encrypted too; Encrypt-Response alone is refused.
+    REQUEST = "request"
 
 
 PREFIXES = {
@@ -88,6 +91,7 @@ class Route:
     encryption: Encryption = Encryption.OPTIONAL
     multipart: bool = False
     tags: tuple[str, ...] = ()
+    step_up: bool = False  # on the customer channel, a fresh step-up proof is required
 
 
 ROUTES: list[Route] = []
@@ -107,6 +111,7 @@ def route(
     encryption: Encryption = Encryption.OPTIONAL,
     multipart: bool = False,
     tags: tuple[str, ...] = (),
+    step_up: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Declare an endpoint; the handler is called as `handler(ctx, body)`."""
 
@@ -115,7 +120,7 @@ def route(
             assert path.startswith(PREFIXES[channel]), f"{path} is not under {channel}'s prefix"
         ROUTES.append(
             Route(method, path, handler, channel, summary, body, response, status, roles, authenticated,
-                  encryption, multipart, tags)
+                  encryption, multipart, tags, step_up)
         )
         return handler
 
@@ -202,6 +207,44 @@ def body_optional(body_type: type) -> bool:
     return fields is not None and all(not f.required for f in msgspec.structs.fields(body_type))
 
 
+# What a JSON body may be sent as; a body sent as anything else is refused with 415. A request
+# without a Content-Type header is read as JSON (the header is what a client gets wrong, not its
+# absence).
+JSON_MEDIA_TYPE = "application/json"
+JSON_MEDIA_TYPE_SUFFIX = "+json"
+
+
+def check_media_type(request: web.Request) -> None:
+    """A body on a JSON route must be declared JSON (or not declared at all)."""
+    if "Content-Type" not in request.headers:
+        return
+    media_type = request.content_type.lower()
+    if media_type != JSON_MEDIA_TYPE and not (media_type.startswith("application/")
+                                              and media_type.endswith(JSON_MEDIA_TYPE_SUFFIX)):
+        raise UnsupportedMediaType(f"send the body as {JSON_MEDIA_TYPE}")
+
+
+def check_empty_body(raw: bytes) -> None:
+    """A route without a body takes none, or an empty JSON object (`{}`)."""
+    if not raw.strip():
+        return
+    try:
+        value = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise MalformedJson() from None
+    if value != {}:
+        raise ValidationFailed("this endpoint takes no body (an empty one or {})")
+
+
+def check_encryption(route: Route, encrypted_request: bool, encrypt_response: bool) -> None:
+    """The route's encryption rule against the request's JWE headers."""
+    if route.encryption is Encryption.REQUIRED and not encrypt_response:
+        raise EncryptionRequired()
+    if route.encryption is Encryption.REQUEST and not encrypted_request:
+        raise EncryptionRequired("this request carries sensitive data: send it as a JWE with "
+                                 "Encrypted-Request: true")
+
+
 def _flag(request: web.Request, name: str) -> bool:
     return request.headers.get(name, "").strip().lower() == "true"
 
@@ -228,10 +271,13 @@ def dispatch(route: Route, services: Services, authenticate: Authenticator) -> C
             await authenticate(ctx)
             if ctx.admin is not None and ctx.admin.role not in route.roles:
                 raise Forbidden()
+            if route.step_up and ctx.customer is not None:
+                await step_up.require_proof(services, ctx.customer.customer_id,
+                                            ctx.customer.installation_id,
+                                            request.headers.get(step_up.STEP_UP_HEADER))
         encrypted_request = _flag(request, "Encrypted-Request")
         encrypt_response = encrypted_request or _flag(request, "Encrypt-Response")
-        if route.encryption is Encryption.REQUIRED and not encrypt_response:
-            raise EncryptionRequired()
+        check_encryption(route, encrypted_request, encrypt_response)
         client_key = jwe.parse_client_key(request.headers.get("Public-Key")) if encrypt_response else None
         if client_key is not None and route.channel is not Channel.NETWORK:
             # Refused now if at all: once the handler has changed something, its answer must go out.
@@ -240,14 +286,16 @@ def dispatch(route: Route, services: Services, authenticate: Authenticator) -> C
         body = None
         if not route.multipart:
             raw = await request.read()
+            if raw:
+                check_media_type(request)
             if encrypted_request and (raw or route.body is not None):  # an empty body is no envelope either
                 raw = await _jwe_work(route, services, jwe.decrypt_envelope, services.jwe_key, raw)
             if route.body is not None:
                 if not raw.strip() and body_optional(route.body):
                     raw = b"{}"  # a body whose every field is optional may be left out
                 body = decode_body(raw or b"", route.body)
-            elif raw.strip():
-                raise ValidationFailed("this endpoint takes no body")
+            else:
+                check_empty_body(raw)
 
         result = await route.handler(ctx, body)
         if ctx.admin is not None and not ctx.audited and route.method != "GET":

@@ -80,7 +80,14 @@ def _refuse(code: str, message: str) -> CardTransitionError:
     return CardTransitionError(code, message)
 
 
+def _refuse_if_removed(s: CardStatus) -> None:
+    """A removed card refuses every operation as removed, whatever the operation would need."""
+    if s.state is CardState.REMOVED:
+        raise _refuse("CARD_REMOVED", "the card is removed")
+
+
 def activate(s: CardStatus) -> CardStatus:
+    _refuse_if_removed(s)
     if s.state is not CardState.INACTIVE:
         raise _refuse("CARD_NOT_INACTIVE", f"only an INACTIVE card can be activated, this one is {s.state}")
     return CardStatus(CardState.ACTIVE)
@@ -89,6 +96,7 @@ def activate(s: CardStatus) -> CardStatus:
 def lock(s: CardStatus, reason: int) -> CardStatus:
     if reason not in LOCK_REASONS:
         raise _refuse("INVALID_LOCK_REASON", f"unknown lock reason {reason}")
+    _refuse_if_removed(s)
     if s.state in (CardState.ACTIVE, CardState.INACTIVE):
         return CardStatus(CardState.LOCKED, reason, s.state)
     if s.state is CardState.LOCKED:
@@ -115,6 +123,7 @@ def replaced(s: CardStatus) -> CardStatus:
 
 
 def unlock(s: CardStatus) -> CardStatus:
+    _refuse_if_removed(s)
     if s.state is not CardState.LOCKED:
         raise _refuse("CARD_NOT_LOCKED", "the card is not locked")
     reason = LOCK_REASONS[s.lock_reason]
@@ -124,8 +133,7 @@ def unlock(s: CardStatus) -> CardStatus:
 
 
 def remove(s: CardStatus) -> CardStatus:
-    if s.state is CardState.REMOVED:
-        raise _refuse("CARD_REMOVED", "the card is already removed")
+    _refuse_if_removed(s)
     return CardStatus(CardState.REMOVED)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -78,8 +79,17 @@ class CardSummary(Body):
 
 
 class CardData(Body):
-    """Full card data, for the card holder's own encrypted response only."""
+    """Full card data, for the card holder's own encrypted response only.
 
+    `id`, `type`, `cvv`, `cardNo` and `exp` are the product description's names for the card's
+    id, kind, CVC2, PAN and expiry (the last day of the expiry month); `cardId`, `kind`, `cvc2`,
+    `pan` and `expiry` (MM/YY) say the same under the names this API used first."""
+
+    id: uuid.UUID
+    type: Literal["VIRTUAL", "PHYSICAL"]
+    cvv: str
+    card_no: str
+    exp: date
     card_id: uuid.UUID
     kind: Literal["VIRTUAL", "PHYSICAL"]
     status: CardState
@@ -91,6 +101,12 @@ class CardData(Body):
 
 class Cards(Body):
     items: list[CardSummary]
+
+
+def expiry_date(expiry: str) -> date:
+    """A YYMM expiry as the date the card stops working after: the last day of its month."""
+    year, month = 2000 + int(expiry[:2]), int(expiry[2:])
+    return date(year, month, calendar.monthrange(year, month)[1])
 
 
 def _mmyy(expiry: str | None) -> str | None:
@@ -108,8 +124,10 @@ def summary(row) -> CardSummary:
 
 
 def data_view(row, secrets: repo.CardSecrets, state: CardState | None = None) -> CardData:
-    return CardData(card_id=row["id"], kind=row["kind"], status=state or CardState(row["state"]),
-                    balance_id=row["balance_id"], pan=secrets.pan, expiry=_mmyy(secrets.expiry), cvc2=secrets.cvc2)
+    return CardData(id=row["id"], type=row["kind"], cvv=secrets.cvc2, card_no=secrets.pan,
+                    exp=expiry_date(secrets.expiry), card_id=row["id"], kind=row["kind"],
+                    status=state or CardState(row["state"]), balance_id=row["balance_id"],
+                    pan=secrets.pan, expiry=_mmyy(secrets.expiry), cvc2=secrets.cvc2)
 
 
 def actor(ctx: Context) -> str:
@@ -233,7 +251,7 @@ async def order_corporate_physical(ctx: Context, body: NewCorporatePhysicalCard)
 
 
 @route("POST", "/secure/cards/physical_with_pin", channel=Channel.PARTNER, body=NewCorporatePhysicalCardWithPin,
-       response=CardSummary, status=201, encryption=JWE,
+       response=CardSummary, status=201, encryption=Encryption.REQUEST,
        summary="Order a corporate physical card and set its PIN at order", tags=("cards",))
 async def order_corporate_physical_with_pin(ctx: Context, body: NewCorporatePhysicalCardWithPin) -> CardSummary:
     problem = cardstate.pin_problem(body.pin)
@@ -280,7 +298,8 @@ async def card_status(ctx: Context, _: None) -> CardSummary:
 @register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None),
            (f"{SECURE}/{{cardId}}", Channel.PARTNER, None),
            (f"{CORPORATE}/{{cardId}}", Channel.PARTNER, None)], "GET",
-          response=CardData, encryption=JWE, tags=("cards",), summary="Full card data: PAN, expiry, CVC2")
+          response=CardData, encryption=JWE, step_up=True, tags=("cards",),
+          summary="Full card data: PAN, expiry, CVC2 (the app needs a fresh step-up proof)")
 async def card_data(ctx: Context, _: None) -> CardData:
     async with ctx.pool.acquire() as conn:
         row = await _visible_card(ctx, conn)
@@ -486,8 +505,9 @@ async def remove(ctx: Context, _: None) -> CardSummary:
 @register([(f"{ME}/{{cardId}}/cvv", Channel.CUSTOMER, None),
            (f"{ADMIN}/{{cardId}}/cvv", Channel.ADMIN, None),
            (f"{CORPORATE}/{{cardId}}/cvv", Channel.PARTNER, None)],
-          "POST", response=CardData, encryption=JWE, tags=("cards",),
-          summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")
+          "POST", response=CardData, encryption=JWE, step_up=True, tags=("cards",),
+          summary="Issue a new CVC2 for a virtual card; the previous one stops working at once "
+                  "(the app needs a fresh step-up proof)")
 async def reset_cvv(ctx: Context, _: None):
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:
@@ -505,9 +525,9 @@ class SetPin(Body):
 
 @register([(f"{ME}/{{cardId}}/pin", Channel.CUSTOMER, None),
            (f"{CORPORATE}/{{cardId}}/pin", Channel.PARTNER, None)], "POST", body=SetPin,
-          encryption=JWE, tags=("cards",),
-          summary="Set the card's PIN (4-12 digits, not trivial); only a verification value is "
-                  "kept")
+          encryption=Encryption.REQUEST, step_up=True, tags=("cards",),
+          summary="Set the card's PIN (4-12 digits, not trivial; sent as a JWE, after a fresh "
+               "step-up); only a verification value is kept")
 async def set_pin(ctx: Context, body: SetPin) -> None:
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:

@@ -75,7 +75,8 @@ def customer_view(row) -> Customer:
        summary="Register a customer (kycStatus NOT_VERIFIED)", tags=("customers",))
 async def create_customer(ctx: Context, body: NewCustomer) -> Customer:
     async with ctx.transaction() as conn:
-        row = await repo.create_customer(conn, ctx.partner_id, msgspec.structs.asdict(body))
+        row = await repo.create_customer(conn, ctx.partner_id, msgspec.structs.asdict(body),
+                                         today=ctx.services.clock().date())
         return customer_view(row)
 
 

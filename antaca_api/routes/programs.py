@@ -11,10 +11,10 @@ from msgspec import Meta
 
 from antaca_api import networks, programs
 from antaca_api.balances import check_currency
-from antaca_api.domain_errors import InvalidProgram
+from antaca_api.domain_errors import InvalidProgram, NotFound
 from antaca_api.fields import Currency, Name
 from antaca_api.processors import PROCESSORS
-from antaca_api.routes.partners import CertificateRequest
+from antaca_api.routes.partners import SERIAL, CertificateRequest
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body
 from antaca_auth import authorization_settings
@@ -192,3 +192,64 @@ async def issue_network_certificate(ctx: Context, body: CertificateRequest) -> N
                              subject=issued.subject, not_before=issued.not_before, not_after=issued.not_after,
                              certificate=issued.pem, ca_certificate=ca.cert_pem)
 
+
+
+class NetworkStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+
+
+class NetworkStatusChange(Body):
+    status: NetworkStatus
+
+
+@route("PUT", "/admin/networks/{networkId}/status", channel=Channel.ADMIN, roles=ADMIN_ONLY,
+       body=NetworkStatusChange, response=Network, tags=("networks",),
+       summary="Suspend or reactivate a network: a suspended network's requests are refused "
+               "at once")
+async def set_network_status(ctx: Context, body: NetworkStatusChange) -> Network:
+    network_id = ctx.path_id("networkId")
+    ctx.audit_target = f"network:{network_id}"
+    async with ctx.transaction() as conn:
+        row = await networks.set_status(conn, network_id, str(body.status))
+    ctx.services.credentials.clear()  # committed: the next request sees the new status
+    return network_view(row)
+
+
+class IssuedNetworkCertificate(Body):
+    serial: str
+    network_id: uuid.UUID
+    fingerprint: str
+    subject: str
+    not_before: datetime
+    not_after: datetime
+    certificate: str  # PEM
+    revoked_at: datetime | None = None
+
+
+class NetworkCertificates(Body):
+    items: list[IssuedNetworkCertificate]
+
+
+@route("GET", "/admin/networks/{networkId}/certificates", channel=Channel.ADMIN,
+       response=NetworkCertificates, summary="List a network's certificates", tags=("networks",))
+async def list_network_certificates(ctx: Context, _: None) -> NetworkCertificates:
+    async with ctx.pool.acquire() as conn:
+        rows = await networks.certificates(conn, ctx.path_id("networkId"))
+    return NetworkCertificates(items=[IssuedNetworkCertificate(**dict(r)) for r in rows])
+
+
+@route("POST", "/admin/networks/{networkId}/certificates/{serial}/revoke", channel=Channel.ADMIN,
+       roles=ADMIN_ONLY, response=IssuedNetworkCertificate, tags=("networks",),
+       summary="Revoke a network's certificate (takes effect at once, ISO 8583 connections "
+               "included)")
+async def revoke_network_certificate(ctx: Context, _: None) -> IssuedNetworkCertificate:
+    network_id = ctx.path_id("networkId")
+    serial = ctx.request.match_info["serial"].lower()
+    if not SERIAL.fullmatch(serial):  # serials are hex (pki.describe); anything else is unknown
+        raise NotFound("no such certificate for this network")
+    ctx.audit_target = f"certificate:{serial}"
+    async with ctx.transaction() as conn:
+        row = await networks.revoke_certificate(conn, network_id, serial)
+    ctx.services.credentials.clear()  # committed: the certificate's next request is refused
+    return IssuedNetworkCertificate(**dict(row))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from datetime import timedelta
 
@@ -15,6 +16,16 @@ from antaca_auth.pans import luhn_check_digit, luhn_valid
 from tests.api_harness import JweClient, bearer, create_network, pair_device, register_customer
 
 BIN = "535522"
+APP_PIN = "2580"  # the test customers' application PIN (step-up)
+# Customer-channel requests that need a fresh step-up proof: full card data, CVV reset, PIN set.
+STEP_UP_PATH = re.compile(r"/customers/me/cards/[0-9a-f-]{36}(/cvv|/pin)?")
+
+
+def needs_step_up(method: str, path: str) -> bool:
+    match = STEP_UP_PATH.fullmatch(path)
+    if match is None or method == "DELETE":
+        return False
+    return (method == "GET") == (match.group(1) is None)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +57,24 @@ class World:
         self.me = bearer(self.session["sessionToken"])
         async with api.client().get(f"{api.http}/public-key") as r:
             self.jwe = JweClient((await r.json())["pem"], jwe_key)
+        status, body = await self.jwe.request(self.app, "PUT", f"{api.http}/customers/me/app-pin",
+                                              {"pin": APP_PIN}, headers=self.me)
+        assert status == 204, body
         return self
 
-    async def app_jwe(self, method, path, body=None):
-        return await self.jwe.request(self.app, method, f"{self.api.http}{path}", body, headers=self.me)
+    async def step_up(self, pin: str = APP_PIN) -> tuple[int, dict]:
+        return await self.jwe.request(self.app, "POST", f"{self.api.http}/customers/me/step-up",
+                                      {"pin": pin}, headers=self.me)
+
+    async def app_jwe(self, method, path, body=None, *, step_up: bool = True):
+        """A JWE request of the app; a fresh step-up proof goes with those that need one."""
+        headers = dict(self.me)
+        if step_up and needs_step_up(method, path):
+            status, proof = await self.step_up()
+            assert status == 201, proof
+            headers["Step-Up-Token"] = proof["stepUpToken"]
+        return await self.jwe.request(self.app, method, f"{self.api.http}{path}", body,
+                                      headers=headers)
 
     async def app_plain(self, method, path, body=None):
         async with self.app.request(method, f"{self.api.http}{path}", json=body, headers=self.me) as r:
@@ -201,7 +226,9 @@ async def test_removed_card_stays_removed(api, jwe_key):
                                ("POST", f"/customers/me/cards/{card}/activate", None),
                                ("DELETE", f"/customers/me/cards/{card}", None)):
         status, body = await w.app_plain(method, path, body)
-        assert status == 409, (path, body)
+        assert (status, body["code"]) == (409, "CARD_REMOVED"), (path, body)
+    async with w.partner.post(f"{api.https}/secure/customers/{w.cid}/cards/{card}/unlock") as r:
+        assert (r.status, (await r.json())["code"]) == (409, "CARD_REMOVED")
     status, body = await w.app_jwe("GET", f"/customers/me/cards/{card}")
     assert (status, body["code"]) == (409, "CARD_DATA_UNAVAILABLE")
     status, body = await w.app_jwe("POST", f"/customers/me/cards/{card}/cvv")
@@ -422,6 +449,14 @@ async def test_another_customer_of_the_same_partner_cannot_see_a_card(api, jwe_k
     other_app = bearer(other_session["sessionToken"])
     base = f"{api.http}/customers/me/cards/{card['cardId']}"
     status, body = await w.jwe.request(api.client(), "GET", base, headers=other_app)
+    assert (status, body["code"]) == (403, "STEP_UP_REQUIRED")  # the same for any card id
+    status, _ = await w.jwe.request(api.client(), "PUT", f"{api.http}/customers/me/app-pin",
+                                    {"pin": "1470"}, headers=other_app)
+    status, proof = await w.jwe.request(api.client(), "POST", f"{api.http}/customers/me/step-up",
+                                        {"pin": "1470"}, headers=other_app)
+    assert status == 201, proof
+    stepped_up = {**other_app, "Step-Up-Token": proof["stepUpToken"]}
+    status, body = await w.jwe.request(api.client(), "GET", base, headers=stepped_up)
     assert (status, body["code"]) == (404, "NOT_FOUND")
     assert card["pan"] not in str(body) and card["pan"][-4:] not in str(body)
     for method, path, payload in (("GET", "/status", None), ("POST", "/lock", {"reason": 3}),
