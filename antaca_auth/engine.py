@@ -33,6 +33,7 @@ from typing import TypeVar
 import asyncpg
 import msgspec
 
+from antaca_auth import events
 from antaca_auth import fees as pricing
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity
@@ -824,6 +825,7 @@ class AuthorizationEngine:
         if declined:
             await conn.execute(DECLINE, [r.id for r in declined], [r.decline.response_code for r in declined],
                                [r.decline.reason for r in declined], [r.decline.action_code for r in declined])
+            await events.correct_declined(conn, [r.id for r in declined])
         if touched:
             await check_crossings(conn, touched)
         return lambda: [answer(row) for row in plan.rows]
@@ -982,6 +984,8 @@ class AuthorizationEngine:
             ))
         if records:
             await conn.copy_records_to_table("authorizations", records=records, columns=AUTHORIZATION_COLUMNS)
+            # Their events with one statement, before the ledger's locks (antaca_auth/events.py).
+            await events.record_authorizations(conn, [row.id for row in rows])
 
     # --- the stand-in lane and the stand-in records --------------------------------------------
 
@@ -1061,7 +1065,7 @@ class AuthorizationEngine:
 
     async def _record(self, chunk: list[tuple[_Pending, AuthorizationResult, datetime]]) -> None:
         requests = [item.request for item, _, _ in chunk]
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 STAND_IN_RECORDS, [result.authorization_id for _, result, _ in chunk],
                 [item.network_id for item, _, _ in chunk], [q.message_id for q in requests],
@@ -1071,6 +1075,7 @@ class AuthorizationEngine:
                 [q.merchant_country for q in requests], [q.terminal_id for q in requests],
                 [result.response_code for _, result, _ in chunk], [result.reason for _, result, _ in chunk],
                 [at for _, _, at in chunk], [item.digest for item, _, _ in chunk])
+            await events.record_authorizations(conn, [result.authorization_id for _, result, _ in chunk])
 
 
 async def _committed(conn: asyncpg.Connection, write: Callable[[], Awaitable[_T]]) -> _T:
