@@ -219,3 +219,19 @@ class EffectiveDateInPast(DomainError):
 
 class InvalidIban(DomainError):
     code, message = "INVALID_IBAN", "the IBAN is not valid (format or check digits)"
+
+
+# --- events and webhooks ---------------------------------------------------------------------
+class WebhookTargetRefused(DomainError):
+    """An https URL whose host is (or resolves to) a loopback, private, link-local or metadata
+    address, or a URL that is not https."""
+
+    code, message = "WEBHOOK_TARGET_REFUSED", "the webhook URL must be https and reach a public address"
+
+
+class WebhookEndpointLimit(Conflict):
+    code, message = "WEBHOOK_ENDPOINT_LIMIT", "the partner has as many webhook endpoints as allowed"
+
+
+class InvalidCursor(DomainError):
+    code, message = "INVALID_CURSOR", "the cursor is not one this list gave"

@@ -38,6 +38,7 @@ from antaca_api.domain_errors import (
     InvalidAmount,
     InvalidCredentials,
     InvalidCsr,
+    InvalidCursor,
     InvalidFeeSchedule,
     InvalidIban,
     InvalidLockReason,
@@ -59,6 +60,8 @@ from antaca_api.domain_errors import (
     UnsupportedCurrency,
     ValidationFailed,
     VirtualCardOnly,
+    WebhookEndpointLimit,
+    WebhookTargetRefused,
 )
 
 
@@ -203,6 +206,9 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     InvalidFeeSchedule: 400,
     EffectiveDateInPast: 400,
     InvalidIban: 400,
+    WebhookTargetRefused: 400,
+    WebhookEndpointLimit: 409,
+    InvalidCursor: 400,
 }
 
 

@@ -24,6 +24,7 @@ from antaca_api.personalization import run_personalization
 from antaca_api.pki import CertificateAuthority
 from antaca_api.services import Services
 from antaca_api.settings import Settings
+from antaca_api.webhook_delivery import run_webhook_worker
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.charges import run_fee_worker
 from antaca_auth.database import create_pool
@@ -99,6 +100,7 @@ async def serve(dsn: str, settings: Settings) -> None:
         asyncio.create_task(run_sweeper(services.ledger, settings.sweep_interval)),
         asyncio.create_task(run_personalization(services, settings.personalization_interval)),
         asyncio.create_task(run_alert_worker(services, settings.alert_interval)),
+        asyncio.create_task(run_webhook_worker(services, settings.webhook_interval)),
         asyncio.create_task(run_fee_worker(pool, services.ledger, settings.fee_interval, services.clock)),
         asyncio.create_task(listen(dsn, services.credentials)),
     ]
