@@ -75,6 +75,7 @@ FILLERS = {
     "programId": lambda route, rec: rec["programId"],
     "networkId": lambda route, rec: rec["networkId"],
     "serial": lambda route, rec: rec["serial"],
+    "endpointId": lambda route, rec: rec["endpointId"],
 }
 
 # A valid body for each body type, from the owner's record: a body that fails validation would
@@ -103,6 +104,8 @@ BODIES = {
     "CertificateRequest": lambda rec: {"csr": make_csr()[0]},
     "AuthorizationRules": lambda rec: {"standInMode": "DECLINE"},
     "NetworkChanges": lambda rec: {"authorizationDeadlineMs": 1500},
+    "EventTypesChange": lambda rec: {"eventTypes": ["card.locked"]},
+    "ReplayRequest": lambda rec: {"since": "2020-01-01T00:00:00+00:00"},
     "NewMoneyTransfer": lambda rec: {"amount": 100, "iban": "DE89370400440532013000",
                                      "beneficiaryName": "Ada", "reference": _unique("transfer")},
 }
@@ -205,7 +208,13 @@ class World:
                 "address": ADDRESS}) as r:
             assert r.status == 201, await r.text()
             corporation = await r.json()
+        # A webhook endpoint at a public address (nothing is sent: no worker runs here).
+        async with client.post(f"{api.https}/secure/webhooks",
+                               json={"url": "https://93.184.215.14/hooks"}) as r:
+            assert r.status == 201, await r.text()
+            endpoint = await r.json()
         return {"client": client, "record": {
+            "endpointId": endpoint["endpointId"],
             "partnerId": partner_id, "programId": program["programId"], "serial": spare["serial"],
             "partnerBalanceId": deposit["balanceId"],
             "dcCorporationId": corporation["dcCorporationId"],
@@ -269,7 +278,7 @@ def random_record() -> dict:
     """Ids that exist nowhere, in the shape of a tenant's record."""
     rec = {k: str(uuid.uuid4()) for k in ("customerId", "balanceId", "cardId", "partnerId",
                                           "programId", "networkId", "dcCorporationId",
-                                          "partnerBalanceId")}
+                                          "partnerBalanceId", "endpointId")}
     return {**rec, "serial": uuid.uuid4().hex}
 
 
