@@ -20,6 +20,7 @@ from antaca_api.credentials import listen
 from antaca_api.iso8583.listener import Iso8583Listener
 from antaca_api.kyc import DeterministicKycProvider
 from antaca_api.notifications import run_alert_worker
+from antaca_api.partners import seal_clear_secrets
 from antaca_api.personalization import run_personalization
 from antaca_api.pki import CertificateAuthority
 from antaca_api.services import Services
@@ -93,6 +94,9 @@ async def serve(dsn: str, settings: Settings) -> None:
                                     hold_seconds=services.engine.hold_seconds,
                                     clearing_tolerance_percent=settings.clearing_tolerance_percent)
     await services.engine.start()
+    sealed = await seal_clear_secrets(pool, card_keys)
+    if sealed:
+        log.info("sealed %d partner webhook secrets stored in clear", sealed)
     resumed = await resume_pending(services)
     if resumed:
         log.info("resumed %d virtual cards left pending", resumed)

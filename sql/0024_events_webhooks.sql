@@ -2,6 +2,10 @@
 -- and the webhook outbox that delivers them. antaca_auth/events.py owns `events`;
 -- antaca_api/webhooks.py owns the webhook tables.
 
+-- The partner's own (alert) webhook secret, sealed like the endpoints' (antaca_api/partners.py);
+-- `antaca serve` seals the secrets still in clear at start and clears the old column.
+ALTER TABLE partners ADD COLUMN webhook_secret_sealed bytea;
+
 -- A UUIDv7 made in SQL (the layout of antaca_auth/ids.py): the first 48 bits are the Unix time in
 -- milliseconds, then the version 7 and random bits, for rows written set-based by statements.
 CREATE FUNCTION uuid_v7() RETURNS uuid LANGUAGE sql VOLATILE AS $$

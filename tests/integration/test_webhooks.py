@@ -285,3 +285,35 @@ async def test_refused_targets_at_delivery_time(api, jwe_key, receiver, host):
     _, log = await call(w, "GET", f"/secure/webhooks/{endpoint['endpointId']}/deliveries")
     (delivery,) = log["items"]
     assert delivery["state"] == "PENDING" and "loopback" in delivery["lastError"]
+
+
+async def test_the_partners_alert_webhook_secret_is_sealed_too(api, jwe_key):
+    from antaca_api.partners import open_secret, seal_clear_secrets
+    from tests.api_harness import bearer
+
+    admin = await api.admin_token()
+    async with api.client().post(f"{api.http}/admin/partners", headers=bearer(admin), json={
+            "name": "Acme", "webhookUrl": "https://93.184.215.14/alerts"}) as r:
+        assert r.status == 201
+        created = await r.json()
+    partner_id, keys, pool = uuid.UUID(created["id"]), api.services.card_keys, api.services.pool
+
+    async def stored() -> tuple[str | None, bytes]:
+        row = await pool.fetchrow(
+            "SELECT webhook_secret, webhook_secret_sealed FROM partners WHERE id = $1", partner_id)
+        return row["webhook_secret"], row["webhook_secret_sealed"]
+
+    clear, sealed = await stored()
+    assert clear is None and created["webhookSecret"].encode() not in sealed
+    assert open_secret(keys, partner_id, sealed) == created["webhookSecret"]
+    async with api.client().post(f"{api.http}/admin/partners/{partner_id}/webhook-secret",
+                                 headers=bearer(admin)) as r:
+        rotated = (await r.json())["webhookSecret"]
+    assert open_secret(keys, partner_id, (await stored())[1]) == rotated != created["webhookSecret"]
+    # A secret written in clear before sql/0024 is sealed when the service starts.
+    await pool.execute("UPDATE partners SET webhook_secret = 'whsec_old', webhook_secret_sealed = NULL "
+                       "WHERE id = $1", partner_id)
+    assert await seal_clear_secrets(pool, keys) == 1
+    clear, sealed = await stored()
+    assert clear is None and open_secret(keys, partner_id, sealed) == "whsec_old"
+    assert await seal_clear_secrets(pool, keys) == 0
