@@ -75,7 +75,8 @@ async def record_kyc(
     details: dict | None = None,
 ) -> None:
     partner_id = await conn.fetchval(
-        "UPDATE customers SET kyc_status = $2, updated_at = now() WHERE id = $1 RETURNING partner_id",
+        "UPDATE customers SET kyc_status = $2, updated_at = now() WHERE id = $1 "
+        "RETURNING partner_id",
         customer_id, str(status))
     await events.record(conn, partner_id, events.KYC_RESULT, customer_id, {
         "customerId": customer_id, "status": str(status), "source": source, "reason": reason})

@@ -226,7 +226,8 @@ class WebhookTargetRefused(DomainError):
     """An https URL whose host is (or resolves to) a loopback, private, link-local or metadata
     address, or a URL that is not https."""
 
-    code, message = "WEBHOOK_TARGET_REFUSED", "the webhook URL must be https and reach a public address"
+    code = "WEBHOOK_TARGET_REFUSED"
+    message = "the webhook URL must be https and reach a public address"
 
 
 class WebhookEndpointLimit(Conflict):

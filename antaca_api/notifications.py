@@ -226,7 +226,8 @@ CLAIM = """
         RETURNING d.id, d.alert_id, d.channel, d.target
     )
     SELECT c.id AS delivery_id, c.alert_id, c.channel, c.target, a.partner_id, p.name AS partner_name,
-           p.webhook_secret, p.webhook_secret_sealed, a.account_id, a.kind, a.currency, cu.exponent, a.threshold, a.available,
+           p.webhook_secret, p.webhook_secret_sealed,
+           a.account_id, a.kind, a.currency, cu.exponent, a.threshold, a.available,
            a.created_at AS occurred_at
     FROM claimed c
     JOIN partner_alerts a ON a.id = c.alert_id

@@ -26,7 +26,8 @@ def encode_cursor(last_id: uuid.UUID, newest_first: bool) -> str:
 
 
 def decode_cursor(cursor: str, newest_first: bool) -> uuid.UUID:
-    """The id after which the next page starts; InvalidCursor for anything this list did not give."""
+    """The id after which the next page starts; InvalidCursor for anything this list did not
+    give."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):
@@ -40,7 +41,8 @@ def decode_cursor(cursor: str, newest_first: bool) -> uuid.UUID:
 @dataclass(frozen=True)
 class EventPage:
     items: list[events.Event]
-    next_cursor: str | None  # None: no more events now (oldest first: ask again later with the last)
+    # None: no more events now (oldest first, the last page's cursor serves to ask again later)
+    next_cursor: str | None
     has_more: bool
 
 

@@ -40,7 +40,8 @@ USER_AGENT = "Antaca-Webhooks/1"
 class DeliveryFailed(Exception):
     """An attempt that did not deliver; `status_code` is the HTTP status, if one came."""
 
-    def __init__(self, message: str, status_code: int | None = None, *, final: bool = False) -> None:
+    def __init__(self, message: str, status_code: int | None = None, *,
+                 final: bool = False) -> None:
         super().__init__(message)
         self.message, self.status_code, self.final = message, status_code, final
 
@@ -85,8 +86,9 @@ async def send(session: aiohttp.ClientSession, due: webhooks.Due, *, allow_priva
     body = message_body(due)
     headers = headers_for(due, body, int(time.time()))
     try:
+        timeout = aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT_SECONDS)
         async with session.post(due.url, data=body, headers=headers, allow_redirects=False,
-                                timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT_SECONDS)) as response:
+                                timeout=timeout) as response:
             status = response.status
     except WebhookTargetRefused as exc:  # raised by the checking resolver, at this connection
         raise DeliveryFailed(f"refused target: {exc.message}") from None
@@ -107,7 +109,8 @@ async def _attempt(services: Services, session: aiohttp.ClientSession, due: webh
     status_code, error, final = None, None, False
     async with limiter:
         try:
-            status_code = await send(session, due, allow_private=services.settings.webhook_allow_private_targets)
+            status_code = await send(
+                session, due, allow_private=services.settings.webhook_allow_private_targets)
         except DeliveryFailed as exc:
             status_code, error, final = exc.status_code, exc.message, exc.final
             log.warning("webhook delivery %s failed: %s", due.delivery_id, exc.message)
@@ -134,10 +137,12 @@ async def deliver_due(services: Services, *, limit: int = DELIVERY_BATCH_MAX) ->
                                          for due in claimed), return_exceptions=True)
     for due, result in zip(claimed, results, strict=True):
         if isinstance(result, BaseException):  # not recorded: the lease expires and it is retried
-            log.error("webhook delivery %s: the attempt could not be recorded: %r", due.delivery_id, result)
+            log.error("webhook delivery %s: the attempt could not be recorded: %r",
+                      due.delivery_id, result)
     return len(claimed)
 
 
 async def run_webhook_worker(services: Services, interval: float) -> None:
     """Deliver due webhooks every `interval` seconds until cancelled."""
-    await every(interval, lambda: deliver_due(services), "webhook delivery pass (deliveries attempted)")
+    await every(interval, lambda: deliver_due(services),
+                "webhook delivery pass (deliveries attempted)")

@@ -104,7 +104,8 @@ async def check_target(url: str, *, allow_private: bool) -> None:
         return
     try:
         async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                                 type=socket.SOCK_STREAM)
     except (OSError, TimeoutError):
         return
     check_addresses([ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos],

@@ -135,7 +135,8 @@ def _found(row: asyncpg.Record | None) -> asyncpg.Record:
     return row
 
 
-async def endpoint(pool: asyncpg.Pool, partner_id: uuid.UUID, endpoint_id: uuid.UUID) -> asyncpg.Record:
+async def endpoint(pool: asyncpg.Pool, partner_id: uuid.UUID,
+                   endpoint_id: uuid.UUID) -> asyncpg.Record:
     return _found(await pool.fetchrow(ENDPOINT, endpoint_id, partner_id))
 
 
@@ -249,7 +250,8 @@ CLAIM = """
     JOIN events e ON e.id = c.event_id
     ORDER BY c.id"""
 
-LOCK_DELIVERY = "SELECT state, attempts, created_at FROM webhook_deliveries WHERE id = $1 FOR UPDATE"
+LOCK_DELIVERY = """
+    SELECT state, attempts, created_at FROM webhook_deliveries WHERE id = $1 FOR UPDATE"""
 INSERT_ATTEMPT = """
     INSERT INTO webhook_attempts (delivery_id, attempt, ok, status_code, error, created_at)
     VALUES ($1, $2, $3, $4, $5, $6)"""
@@ -313,7 +315,8 @@ async def record_attempt(pool: asyncpg.Pool, delivery_id: uuid.UUID, *, ok: bool
         if row["state"] != "PENDING":  # settled by an overlapping attempt: only count this one
             await conn.execute(COUNT_ATTEMPT, delivery_id, attempt)
             return row["state"]
-        state, at = next_state(attempt, row["created_at"], now, backoff_base_seconds, random.random())
+        state, at = next_state(attempt, row["created_at"], now, backoff_base_seconds,
+                               random.random())
         if give_up:
             state, at = "FAILED", now
         await conn.execute(MARK_RETRY, delivery_id, attempt, error, state, at)

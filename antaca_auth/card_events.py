@@ -1,7 +1,7 @@
 """Card events: every state change of a card, who made it and why. The one module that writes and
 reads `card_events`: the API's card operations, the personalization jobs and the authorization
-engine's locks all record through it. Each card event is also a partner event (antaca_auth/events.py,
-`card.issued`, `card.locked`...), written in the same transaction."""
+engine's locks all record through it. Each card event is also a partner event
+(antaca_auth/events.py: `card.issued`, `card.locked`...), written in the same transaction."""
 
 from __future__ import annotations
 

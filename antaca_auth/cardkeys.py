@@ -121,7 +121,8 @@ class CardKeys:
 
     @functools.cached_property
     def webhook_secret_sealer(self) -> AESGCM:
-        """AES-256-GCM under HKDF-SHA256(pin_key, info=WEBHOOK_SECRET_WRAPPING_INFO), derived once."""
+        """AES-256-GCM under HKDF-SHA256(pin_key, info=WEBHOOK_SECRET_WRAPPING_INFO), derived
+        once."""
         hkdf = HKDF(algorithm=hashes.SHA256(), length=WRAPPING_KEY_BYTES, salt=None,
                     info=WEBHOOK_SECRET_WRAPPING_INFO)
         return AESGCM(hkdf.derive(self.pin_key))
@@ -133,8 +134,8 @@ class CardKeys:
 
     def open_webhook_secret(self, endpoint_id: uuid.UUID, blob: bytes) -> bytes:
         try:
-            return self.webhook_secret_sealer.decrypt(blob[:GCM_NONCE_BYTES], blob[GCM_NONCE_BYTES:],
-                                                      endpoint_id.bytes)
+            return self.webhook_secret_sealer.decrypt(blob[:GCM_NONCE_BYTES],
+                                                      blob[GCM_NONCE_BYTES:], endpoint_id.bytes)
         except InvalidTag:
             raise CardKeyError("a webhook secret does not open under these card keys") from None
 

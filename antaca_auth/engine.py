@@ -1075,7 +1075,8 @@ class AuthorizationEngine:
                 [q.merchant_country for q in requests], [q.terminal_id for q in requests],
                 [result.response_code for _, result, _ in chunk], [result.reason for _, result, _ in chunk],
                 [at for _, _, at in chunk], [item.digest for item, _, _ in chunk])
-            await events.record_authorizations(conn, [result.authorization_id for _, result, _ in chunk])
+            await events.record_authorizations(conn, [result.authorization_id
+                                                      for _, result, _ in chunk])
 
 
 async def _committed(conn: asyncpg.Connection, write: Callable[[], Awaitable[_T]]) -> _T:

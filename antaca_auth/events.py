@@ -180,7 +180,8 @@ async def record_authorizations(conn: asyncpg.Connection,
         await conn.execute(INSERT_AUTHORIZATIONS, authorization_ids)
 
 
-async def correct_declined(conn: asyncpg.Connection, authorization_ids: Sequence[uuid.UUID]) -> None:
+async def correct_declined(conn: asyncpg.Connection,
+                           authorization_ids: Sequence[uuid.UUID]) -> None:
     """After the ledger declined rows written as approved: their events follow the rows."""
     if authorization_ids:
         await conn.execute(CORRECT_DECLINED, authorization_ids)
@@ -203,7 +204,8 @@ async def record_partner_balances_low(conn: asyncpg.Connection,
     if crossed:
         await conn.execute(INSERT_PARTNER_BALANCES_LOW, *(
             [row[column] for row in crossed]
-            for column in ("partner_id", "account_id", "kind", "currency", "threshold", "available")))
+            for column in ("partner_id", "account_id", "kind", "currency", "threshold",
+                           "available")))
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -245,7 +247,8 @@ async def page(conn: asyncpg.Connection | asyncpg.Pool, partner_id: uuid.UUID, *
                object_id: uuid.UUID | None, limit: int) -> list[Event]:
     """Up to `limit` of the partner's events past the cursor `after`, in id (time) order."""
     query = PAGE_NEWEST_FIRST if newest_first else PAGE_OLDEST_FIRST
-    rows = await conn.fetch(query, partner_id, after, event_type, object_id, min(limit, PAGE_SIZE_MAX))
+    rows = await conn.fetch(query, partner_id, after, event_type, object_id,
+                            min(limit, PAGE_SIZE_MAX))
     return [_event(r) for r in rows]
 
 

@@ -552,9 +552,12 @@ class Ledger:
                 await DROP_EXPIRY_BATCHES.execute(conn, ids=[r["id"] for r in lists])
 
 
-def _expired_holds_recorder(batch: list[Transfer]) -> Callable[[asyncpg.Connection, list[TransferResult]],
-                                                               Awaitable[None]]:
-    """What records, in the expiry's transaction, the `hold.expired` events of the holds it released."""
+ExpiryRecorder = Callable[[asyncpg.Connection, list[TransferResult]], Awaitable[None]]
+
+
+def _expired_holds_recorder(batch: list[Transfer]) -> ExpiryRecorder:
+    """What records, in the expiry's transaction, the `hold.expired` events of the holds it
+    released."""
     async def record(conn: asyncpg.Connection, results: list[TransferResult]) -> None:
         await record_expired_holds(conn, [batch[r.index].pending_id for r in results
                                           if r.code is ResultCode.OK])

@@ -3,8 +3,8 @@
 import importlib
 
 MODULES = ("admin", "alerts", "balances", "cards", "corporations", "customers", "devices", "docs", "fees", "network",
-           "network_keys", "partner_balances", "partners", "programs", "public", "summaries", "transfers",
-           "webhooks")
+           "network_keys", "partner_balances", "partners", "programs", "public", "summaries",
+           "transfers", "webhooks")
 
 
 def load_all() -> None:

@@ -43,8 +43,9 @@ class Event(Body):
 class EventList(Body):
     query_parameters: ClassVar[list[dict[str, Any]]] = [
         CURSOR_PARAMETER,
-        _query("limit", "Events per page.", {"type": "integer", "minimum": 1,
-                                             "maximum": partner_events.PAGE_SIZE_MAX, "default": 50}),
+        _query("limit", "Events per page.", {
+            "type": "integer", "minimum": 1, "maximum": partner_events.PAGE_SIZE_MAX,
+            "default": partner_events.PAGE_SIZE_DEFAULT}),
         _query("order", "newest (default) or oldest first.",
                {"type": "string", "enum": ["newest", "oldest"]}),
         _query("type", "Only events of this type.", {"type": "string",
@@ -120,7 +121,8 @@ def endpoint_view(row: asyncpg.Record) -> WebhookEndpoint:
        summary="Register a webhook endpoint (the answer carries its signing secret, once)")
 async def create_endpoint(ctx: Context, body: NewWebhookEndpoint) -> NewWebhookEndpointResult:
     row, secret = await webhooks.create_endpoint(
-            ctx.pool, ctx.services.card_keys, ctx.partner_id, url=body.url, event_types=body.event_types,
+            ctx.pool, ctx.services.card_keys, ctx.partner_id, url=body.url,
+            event_types=body.event_types,
             allow_private=ctx.services.settings.webhook_allow_private_targets)
     return NewWebhookEndpointResult(**msgspec.structs.asdict(endpoint_view(row)), secret=secret)
 
@@ -135,7 +137,8 @@ async def list_endpoints(ctx: Context, _: None) -> WebhookEndpoints:
 @route("GET", "/secure/webhooks/{endpointId}", channel=Channel.PARTNER, response=WebhookEndpoint,
        tags=TAGS, summary="One webhook endpoint")
 async def get_endpoint(ctx: Context, _: None) -> WebhookEndpoint:
-    return endpoint_view(await webhooks.endpoint(ctx.pool, ctx.partner_id, ctx.path_id("endpointId")))
+    row = await webhooks.endpoint(ctx.pool, ctx.partner_id, ctx.path_id("endpointId"))
+    return endpoint_view(row)
 
 
 @route("PUT", "/secure/webhooks/{endpointId}/event-types", channel=Channel.PARTNER,
@@ -208,7 +211,8 @@ class WebhookDeliveries(Body):
 
 class ReplayRequest(Body):
     event_id: uuid.UUID | None = None  # one event
-    since: Annotated[datetime, Meta(tz=True)] | None = None  # or every event at or after this time (exactly one of the two)
+    # or every event at or after this time (exactly one of the two)
+    since: Annotated[datetime, Meta(tz=True)] | None = None
 
 
 class ReplayResult(Body):

@@ -32,7 +32,9 @@ async def partner_events(api, partner, **query) -> list[dict]:
     """Every event of the partner matching the query, oldest first, through the cursor."""
     found, cursor = [], None
     while True:
-        params = {"order": "oldest", "limit": "50", **query, **({"cursor": cursor} if cursor else {})}
+        params = {"order": "oldest", "limit": "50", **query}
+        if cursor:
+            params["cursor"] = cursor
         async with partner.get(f"{api.https}/secure/events", params=params) as r:
             assert r.status == 200, await r.text()
             page = await r.json()
@@ -69,8 +71,8 @@ async def test_payment_events(api, jwe_key):
     p = await Payments().setup(api, jwe_key, user_funds=10_000, deposit=50_000)
     partner, card = p.w.partner, p.card
     approved = await p.authorize(amount=2500)
-    (event,) = await expect(api, partner, events.AUTHORIZATION_APPROVED, approved["authorizationId"],
-                            card)
+    (event,) = await expect(api, partner, events.AUTHORIZATION_APPROVED,
+                            approved["authorizationId"], card)
     assert event["payload"]["cardId"] == card["cardId"] and event["payload"]["amount"] == 2500
     declined = await p.authorize(amount=999_999)
     await expect(api, partner, events.AUTHORIZATION_DECLINED, declined["authorizationId"], card, 1)
@@ -103,8 +105,8 @@ async def test_a_decline_by_the_ledger_is_a_declined_event(api, jwe_key):
     p = await Payments().setup(api, jwe_key, user_funds=10_000, deposit=500)
     answer = await p.authorize(amount=800)  # the deposit declines it in the ledger, after the row
     assert answer["reason"] == "INSUFFICIENT_PARTNER_DEPOSIT"
-    (event,) = await expect(api, p.w.partner, events.AUTHORIZATION_DECLINED, answer["authorizationId"],
-                            p.card, 1)
+    (event,) = await expect(api, p.w.partner, events.AUTHORIZATION_DECLINED,
+                            answer["authorizationId"], p.card, 1)
     assert event["payload"]["reason"] == "INSUFFICIENT_PARTNER_DEPOSIT"
     assert await partner_events(api, p.w.partner, type=events.AUTHORIZATION_APPROVED) == []
 
@@ -158,7 +160,8 @@ async def test_a_stand_in_is_an_event(api, jwe_key):
         if await partner_events(api, p.w.partner, type=events.AUTHORIZATION_STAND_IN):
             break
         await asyncio.sleep(0.05)
-    await expect(api, p.w.partner, events.AUTHORIZATION_STAND_IN, answer["authorizationId"], p.card, 1)
+    await expect(api, p.w.partner, events.AUTHORIZATION_STAND_IN, answer["authorizationId"],
+                 p.card, 1)
 
 
 async def test_card_events(api, jwe_key):
@@ -168,7 +171,8 @@ async def test_card_events(api, jwe_key):
     card = await w.virtual()
     card_id = card["cardId"]
     await expect(api, w.partner, events.CARD_ISSUED, card_id, card, 1)
-    assert (await w.app_plain("POST", f"/customers/me/cards/{card_id}/lock", {"reason": 3}))[0] == 200
+    status, _ = await w.app_plain("POST", f"/customers/me/cards/{card_id}/lock", {"reason": 3})
+    assert status == 200
     (locked,) = await expect(api, w.partner, "card.locked", card_id, card, 1)
     assert (locked["payload"]["reason"], locked["payload"]["toState"]) == (3, "LOCKED")
     assert (await w.app_plain("POST", f"/customers/me/cards/{card_id}/unlock"))[0] == 200
@@ -192,7 +196,8 @@ async def test_card_events(api, jwe_key):
     finally:
         api.services.clock = real_clock
     await expect(api, w.partner, "card.linked", physical["cardId"], count=1)
-    assert (await w.app_plain("POST", f"/customers/me/cards/{physical['cardId']}/activate"))[0] == 200
+    status, _ = await w.app_plain("POST", f"/customers/me/cards/{physical['cardId']}/activate")
+    assert status == 200
     await expect(api, w.partner, "card.activated", physical["cardId"], count=1)
 
 
@@ -204,7 +209,8 @@ async def test_customer_corporation_and_balance_events(api, jwe_key):
     assert kyc["payload"]["status"] == "VERIFIED"
     await expect(api, w.partner, events.BALANCE_OPENED, w.balance, count=1)
     base = f"{api.https}/secure/customers/{w.cid}/balances/{w.balance}"
-    for action, event_type in (("block", events.BALANCE_BLOCKED), ("unblock", events.BALANCE_UNBLOCKED),
+    for action, event_type in (("block", events.BALANCE_BLOCKED),
+                               ("unblock", events.BALANCE_UNBLOCKED),
                                ("close", events.BALANCE_CLOSED)):
         async with w.partner.post(f"{base}/{action}") as r:
             assert r.status == 200, await r.text()
@@ -214,7 +220,8 @@ async def test_customer_corporation_and_balance_events(api, jwe_key):
     status, _ = await review_http(api, w.admin, corporation["dcCorporationId"],
                                   {"status": "APPROVED"})
     assert status == 200
-    (kyb,) = await expect(api, w.partner, events.KYB_RESULT, corporation["dcCorporationId"], count=1)
+    (kyb,) = await expect(api, w.partner, events.KYB_RESULT, corporation["dcCorporationId"],
+                          count=1)
     assert kyb["payload"]["status"] == "APPROVED"
 
 

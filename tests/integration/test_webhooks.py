@@ -71,6 +71,10 @@ async def call(w: World, method: str, path: str, body=None) -> tuple[int, dict]:
         return r.status, await r.json()
 
 
+async def lock(w: World, card: dict) -> tuple[int, dict]:
+    return await w.app_plain("POST", f"/customers/me/cards/{card['cardId']}/lock", {"reason": 3})
+
+
 def verified(secret: str, headers: dict, body: bytes) -> dict:
     return Webhook(secret).verify(body, headers)
 
@@ -81,7 +85,7 @@ async def test_deliveries_are_signed_filtered_and_logged(api, jwe_key, receiver)
     status, endpoint = await register(w, receiver.url, [events.CARD_ISSUED])
     assert status == 201 and endpoint["secret"].startswith("whsec_") and endpoint["enabled"]
     card = await w.virtual()
-    assert (await w.app_plain("POST", f"/customers/me/cards/{card['cardId']}/lock", {"reason": 3}))[0] == 200
+    assert (await lock(w, card))[0] == 200
     assert await deliver_due(api.services) == 1  # the lock is not a type the endpoint wants
     ((headers, body),) = receiver.received
     message = verified(endpoint["secret"], headers, body)
@@ -97,7 +101,8 @@ async def test_deliveries_are_signed_filtered_and_logged(api, jwe_key, receiver)
     (delivery,) = log["items"]
     assert (delivery["state"], delivery["eventId"], delivery["deliveryId"]) == (
         "SENT", message["id"], headers["webhook-id"])
-    assert [(a["attempt"], a["ok"], a["statusCode"]) for a in delivery["attempts"]] == [(1, True, 200)]
+    attempts = [(a["attempt"], a["ok"], a["statusCode"]) for a in delivery["attempts"]]
+    assert attempts == [(1, True, 200)]
     assert await deliver_due(api.services) == 0  # sent once
 
     # Choosing types and disabling: nothing more is queued for a disabled endpoint.
@@ -106,11 +111,13 @@ async def test_deliveries_are_signed_filtered_and_logged(api, jwe_key, receiver)
     assert (status, changed["eventTypes"]) == (200, ["card.locked"])
     assert (await call(w, "PUT", f"{path}/event-types", {"eventTypes": ["nope"]}))[0] == 400
     assert (await call(w, "POST", f"{path}/disable"))[1]["enabled"] is False
-    assert (await w.app_plain("POST", f"/customers/me/cards/{card['cardId']}/unlock"))[0] == 200
-    assert (await w.app_plain("POST", f"/customers/me/cards/{card['cardId']}/lock", {"reason": 3}))[0] == 200
+    assert (await w.app_plain("POST", f"/customers/me/cards/{card['cardId']}/unlock"))[0] \
+        == 200
+    assert (await lock(w, card))[0] == 200
     assert await deliver_due(api.services) == 0
     status, listed = await call(w, "GET", "/secure/webhooks")
-    assert [(e["endpointId"], e["enabled"]) for e in listed["items"]] == [(endpoint["endpointId"], False)]
+    assert [(e["endpointId"], e["enabled"]) for e in listed["items"]] == [
+        (endpoint["endpointId"], False)]
     assert "secret" not in listed["items"][0]
 
 
@@ -131,7 +138,8 @@ async def test_rotation_signs_with_both_secrets_for_24_hours(api, jwe_key, recei
     w = await World().setup(api, jwe_key)
     _, endpoint = await register(w, receiver.url, [events.CARD_ISSUED])
     old = endpoint["secret"]
-    status, rotated = await call(w, "POST", f"/secure/webhooks/{endpoint['endpointId']}/rotate-secret")
+    path = f"/secure/webhooks/{endpoint['endpointId']}/rotate-secret"
+    status, rotated = await call(w, "POST", path)
     assert status == 200 and rotated["secret"] != old
     now = datetime.now(UTC)
     until = datetime.fromisoformat(rotated["previousSecretValidUntil"])
@@ -171,7 +179,8 @@ async def test_retries_back_off_with_jitter_then_fail_after_three_days(api, jwe_
         for _ in range(100):
             api.services.clock = lambda at=at: at
             assert await deliver_due(api.services) == 1
-            row = await pool.fetchrow("SELECT state, attempts, next_attempt_at FROM webhook_deliveries")
+            row = await pool.fetchrow(
+                "SELECT state, attempts, next_attempt_at FROM webhook_deliveries")
             if row["state"] == "FAILED":
                 break
             waits.append((row["next_attempt_at"] - at).total_seconds())
@@ -205,7 +214,8 @@ async def test_replay_of_one_event_and_of_every_event_since_a_time(api, jwe_key,
     before = datetime.now(UTC)
     first, second = await w.virtual(), await w.virtual()
     assert await deliver_due(api.services) == 2
-    (issued, _) = [e for e in (await call(w, "GET", "/secure/events?order=oldest&type=card.issued"))[1]["items"]]
+    _, listed = await call(w, "GET", "/secure/events?order=oldest&type=card.issued")
+    issued, _ = listed["items"]
     status, one = await call(w, "POST", f"{path}/replay", {"eventId": issued["eventId"]})
     assert (status, one) == (202, {"queued": 1, "hasMore": False})
     assert await deliver_due(api.services) == 1
@@ -311,8 +321,8 @@ async def test_the_partners_alert_webhook_secret_is_sealed_too(api, jwe_key):
         rotated = (await r.json())["webhookSecret"]
     assert open_secret(keys, partner_id, (await stored())[1]) == rotated != created["webhookSecret"]
     # A secret written in clear before sql/0024 is sealed when the service starts.
-    await pool.execute("UPDATE partners SET webhook_secret = 'whsec_old', webhook_secret_sealed = NULL "
-                       "WHERE id = $1", partner_id)
+    await pool.execute("UPDATE partners SET webhook_secret = 'whsec_old', "
+                       "webhook_secret_sealed = NULL WHERE id = $1", partner_id)
     assert await seal_clear_secrets(pool, keys) == 1
     clear, sealed = await stored()
     assert clear is None and open_secret(keys, partner_id, sealed) == "whsec_old"

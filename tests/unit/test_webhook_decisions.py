@@ -73,7 +73,8 @@ def test_public_addresses_are_allowed(address):
 def test_url_forms():
     assert check_form("https://hooks.example.com/antaca", allow_private=False) == (
         "hooks.example.com", 443, False)
-    assert check_form("https://93.184.215.14:8443/x", allow_private=False) == ("93.184.215.14", 8443, True)
+    assert check_form("https://93.184.215.14:8443/x", allow_private=False) == (
+        "93.184.215.14", 8443, True)
     assert check_form("http://127.0.0.1:9000/x", allow_private=True) == ("127.0.0.1", 9000, True)
     for url in ("http://hooks.example.com/", "ftp://hooks.example.com/", "https:///x",
                 "https://u:p@hooks.example.com/", "https://hooks.example.com/#f",
