@@ -519,6 +519,7 @@ class AuthorizationEngine:
             # The message lock keeps the decline in place; holds with no row naming them must
             # never be written.
             require(superseded == "UPDATE 1", "an advice superseded no declined row")
+            await events.record_authorization_changes(conn, [row.id])  # the decline's stays
         else:
             await self._insert(conn, [row], ids, now)
         # The answer's hold: the last on the user's balance, whose balance-after columns give the

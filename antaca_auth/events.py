@@ -121,6 +121,14 @@ INSERT_AUTHORIZATIONS = f"""
     WHERE a.id = ANY($1::uuid[])
     ON CONFLICT (id) DO NOTHING"""
 
+# A later decision on an authorization whose first event is already committed (a network advice
+# approving a message Antaca had declined): a new event, with a new id, about the same object.
+INSERT_AUTHORIZATION_CHANGES = f"""
+    INSERT INTO events (id, partner_id, type, object_id, payload)
+    SELECT uuid_v7(), c.partner_id, {_AUTHORIZATION_TYPE}, a.id, {_AUTHORIZATION_PAYLOAD}
+    FROM authorizations a JOIN cards c ON c.id = a.card_id
+    WHERE a.id = ANY($1::uuid[])"""
+
 # Rows the ledger declined after the batch wrote them as approved: their events say so.
 CORRECT_DECLINED = f"""
     UPDATE events e SET type = {_AUTHORIZATION_TYPE}, payload = {_AUTHORIZATION_PAYLOAD}
@@ -178,6 +186,13 @@ async def record_authorizations(conn: asyncpg.Connection,
     """The events of authorizations just written (one statement, whatever their number)."""
     if authorization_ids:
         await conn.execute(INSERT_AUTHORIZATIONS, authorization_ids)
+
+
+async def record_authorization_changes(conn: asyncpg.Connection,
+                                       authorization_ids: Sequence[uuid.UUID]) -> None:
+    """New events for authorizations decided again after their first event committed."""
+    if authorization_ids:
+        await conn.execute(INSERT_AUTHORIZATION_CHANGES, authorization_ids)
 
 
 async def correct_declined(conn: asyncpg.Connection,

@@ -8,6 +8,7 @@ import json
 import uuid
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 from antaca_auth import events
@@ -258,6 +259,28 @@ async def test_the_events_list_cursor_order_and_filters(api, jwe_key):
                              params={"order": "oldest", "cursor": page["nextCursor"]}) as r:
         later = (await r.json())["items"]
     assert events.CARD_ISSUED in {e["type"] for e in later} and later[0]["eventId"] > ids[-1]
+
+
+async def test_network_advices_are_events_even_over_a_decline(api, jwe_key):
+    from antaca_auth.authorization import AuthorizationRequest
+
+    p = await Payments().setup(api, jwe_key, user_funds=1_000)
+    network_id, engine = uuid.UUID(p.network_id), api.services.engine
+    body = p.request(amount=5_000)
+    declined = (await p.send("/network/authorizations", body))[1]
+    assert declined["decision"] == "DECLINED"
+    # The network stood in and approved (an 0120 advice): the decline's event stays, a new one
+    # says the authorization is approved.
+    advice = await engine.book_advice(network_id, msgspec.convert(body, AuthorizationRequest))
+    assert advice.decision == "APPROVED"
+    found = await partner_events(api, p.w.partner, objectId=declined["authorizationId"])
+    assert [e["type"] for e in found] == [events.AUTHORIZATION_DECLINED,
+                                          events.AUTHORIZATION_APPROVED]
+    assert found[0]["eventId"] == declined["authorizationId"] != found[1]["eventId"]
+    fresh = await engine.book_advice(network_id, msgspec.convert(p.request(amount=200),
+                                                                 AuthorizationRequest))
+    await expect(api, p.w.partner, events.AUTHORIZATION_APPROVED, fresh.authorization_id,
+                 p.card, 1)
 
 
 def test_every_type_is_tested():
