@@ -177,6 +177,7 @@ async def collect_unpaid(pool: asyncpg.Pool, ledger: Ledger, balance_id: uuid.UU
         results = (await ledger.write_batch(conn, transfers)).results
         paid = [r.id for r in results if r.code is ResultCode.OK]
         await conn.execute(MARK_PAID, paid)
+        await events.record_fees_charged(conn, paid)  # charged now that they are paid
         return len(paid)
 
 

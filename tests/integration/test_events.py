@@ -132,6 +132,24 @@ async def test_fee_low_balance_and_expired_hold_events(api, jwe_key):
     await expect(api, p.w.partner, events.FEE_CHARGED, charged["objectId"], second, 1)
     assert (charged["payload"]["cardId"], charged["payload"]["amount"]) == (second["cardId"], 150)
 
+    # A fee charged unpaid (a new balance is empty) is `fee.charged` when the money arrives.
+    async with api.client().post(f"{api.http}/admin/programs/{p.w.program['programId']}/fees",
+                                 json={"schedule": {"balanceCreation": 40}},
+                                 headers=bearer(p.w.admin)) as r:
+        assert r.status == 201, await r.text()
+    base = f"{api.https}/secure/customers/{p.w.cid}/balances"
+    async with p.w.partner.post(base, json={"currency": "EUR"}) as r:
+        fresh_balance = (await r.json())["balanceId"]
+    charged_now = await partner_events(api, p.w.partner, type=events.FEE_CHARGED)
+    # Only the card's fee so far: the new balance's is unpaid, and no event says it was charged.
+    assert [e["payload"]["balanceId"] for e in charged_now] == [p.w.balance]
+    async with p.w.partner.post(f"{base}/{fresh_balance}/reload",
+                                json={"amount": 500, "reference": "first"}) as r:
+        assert r.status == 200, await r.text()
+    (collected,) = [e for e in await partner_events(api, p.w.partner, type=events.FEE_CHARGED)
+                    if e["payload"]["balanceId"] == fresh_balance]
+    assert (collected["payload"]["amount"], collected["payload"]["state"]) == (40, "PAID")
+
     held = await p.authorize(amount=700)
     ledger = api.services.ledger
     real_clock = ledger.clock
