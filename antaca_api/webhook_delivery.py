@@ -27,6 +27,7 @@ from antaca_api import webhooks
 from antaca_api.domain_errors import WebhookTargetRefused
 from antaca_api.services import Services
 from antaca_api.webhook_targets import CheckingResolver, check_form
+from antaca_auth import events
 from antaca_auth.periodic import every
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ DELIVERY_BATCH_MAX = 100  # deliveries claimed per pass
 DELIVERY_CONCURRENCY_MAX = 16  # requests in flight at once
 ATTEMPT_TIMEOUT_SECONDS = 10.0  # per request, connection included; well within the lease
 USER_AGENT = "Antaca-Webhooks/1"
+PRUNE_INTERVAL_SECONDS = 3600.0  # between prunings of the delivery log and of old events
 
 
 class DeliveryFailed(Exception):
@@ -142,7 +144,16 @@ async def deliver_due(services: Services, *, limit: int = DELIVERY_BATCH_MAX) ->
     return len(claimed)
 
 
+async def prune(services: Services) -> int:
+    """Old settled deliveries first (they name events), then old events; how many rows."""
+    now = services.clock()
+    return await webhooks.prune(services.pool, now) + await events.prune(services.pool, now)
+
+
 async def run_webhook_worker(services: Services, interval: float) -> None:
-    """Deliver due webhooks every `interval` seconds until cancelled."""
-    await every(interval, lambda: deliver_due(services),
-                "webhook delivery pass (deliveries attempted)")
+    """Deliver due webhooks every `interval` seconds, and prune hourly, until cancelled."""
+    await asyncio.gather(
+        every(interval, lambda: deliver_due(services),
+              "webhook delivery pass (deliveries attempted)"),
+        every(PRUNE_INTERVAL_SECONDS, lambda: prune(services),
+              "webhook log and events pruning (rows deleted)"))

@@ -39,6 +39,8 @@ RETRY_WINDOW_DAYS = 3  # a delivery not sent this long after it was queued is FA
 BACKOFF_CAP_SECONDS = 6 * 3600.0
 LEASE_SECONDS = 60  # longer than an attempt can take (webhook_delivery.ATTEMPT_TIMEOUT_SECONDS)
 ERROR_LENGTH_MAX = 500
+DELIVERY_LOG_RETENTION_DAYS = 30  # settled deliveries and their attempts are pruned after this
+PRUNE_BATCH_MAX = 1000  # deliveries deleted per transaction
 
 
 # --- pure: secrets, signatures, backoff ------------------------------------------------------
@@ -229,6 +231,29 @@ async def deliveries(pool: asyncpg.Pool, partner_id: uuid.UUID, endpoint_id: uui
             attempts[attempt["delivery_id"]].append(attempt)
     next_cursor = encode_cursor(page[-1]["id"], True) if has_more else None
     return DeliveryPage(page, attempts, next_cursor, has_more)
+
+
+# --- pruning the delivery log ---------------------------------------------------------------
+SETTLED_BEFORE = """
+    SELECT id FROM webhook_deliveries WHERE id < $1 AND state <> 'PENDING' ORDER BY id LIMIT $2
+    FOR UPDATE SKIP LOCKED"""
+DELETE_ATTEMPTS = "DELETE FROM webhook_attempts WHERE delivery_id = ANY($1::uuid[])"
+DELETE_DELIVERIES = "DELETE FROM webhook_deliveries WHERE id = ANY($1::uuid[])"
+
+
+async def prune(pool: asyncpg.Pool, now: datetime) -> int:
+    """Delete SENT and FAILED deliveries queued more than DELIVERY_LOG_RETENTION_DAYS ago (their
+    ids are time-ordered), with their attempts, a bounded batch per transaction; how many."""
+    bound = events.first_id_at(now - timedelta(days=DELIVERY_LOG_RETENTION_DAYS))
+    pruned = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            ids = [r["id"] for r in await conn.fetch(SETTLED_BEFORE, bound, PRUNE_BATCH_MAX)]
+            await conn.execute(DELETE_ATTEMPTS, ids)
+            await conn.execute(DELETE_DELIVERIES, ids)
+        pruned += len(ids)
+        if len(ids) < PRUNE_BATCH_MAX:
+            return pruned
 
 
 # --- the outbox, as the delivery worker drains it --------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -59,6 +59,8 @@ EVENT_TYPES = frozenset({
 # Payload keys that would name card data: refused whoever adds a field.
 FORBIDDEN_PAYLOAD_KEYS = frozenset({"pan", "cvv", "cvc", "cvc2", "pin", "pinblock", "expiry"})
 PAGE_SIZE_MAX = 200
+EVENT_RETENTION_DAYS = 400  # older events are pruned (a year and a month of reconciliation)
+PRUNE_BATCH_MAX = 1000  # events deleted per statement
 
 
 def card_event_type(event: str) -> str:
@@ -71,6 +73,11 @@ def check_payload(payload: Mapping[str, Any]) -> None:
     for key in payload:
         if key.lower() in FORBIDDEN_PAYLOAD_KEYS:
             raise ValueError(f"an event payload may not carry {key!r}")
+
+
+def first_id_at(at: datetime) -> uuid.UUID:
+    """The smallest time-ordered id of `at`'s millisecond: ids below it were made before."""
+    return uuid.UUID(int=int(at.timestamp() * 1000) << 80)
 
 
 def _json(payload: Mapping[str, Any]) -> str:
@@ -221,6 +228,24 @@ async def record_partner_balances_low(conn: asyncpg.Connection,
             [row[column] for row in crossed]
             for column in ("partner_id", "account_id", "kind", "currency", "threshold",
                            "available")))
+
+
+# Events past their retention that no webhook delivery still names (a replay may, for a while).
+PRUNE = """
+    DELETE FROM events WHERE id IN (
+        SELECT e.id FROM events e
+        WHERE e.id < $1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
+        ORDER BY e.id LIMIT $2)"""
+
+
+async def prune(pool: asyncpg.Pool, now: datetime) -> int:
+    """Delete events older than EVENT_RETENTION_DAYS, a bounded batch per statement; how many."""
+    bound, pruned = first_id_at(now - timedelta(days=EVENT_RETENTION_DAYS)), 0
+    while True:
+        deleted = int((await pool.execute(PRUNE, bound, PRUNE_BATCH_MAX)).split()[-1])
+        pruned += deleted
+        if deleted < PRUNE_BATCH_MAX:
+            return pruned
 
 
 # --- reading -------------------------------------------------------------------------------------

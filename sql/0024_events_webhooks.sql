@@ -62,6 +62,7 @@ CREATE TABLE webhook_deliveries (
 
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'PENDING';
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id);
+CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);  -- pruning events
 
 CREATE TABLE webhook_attempts (
     delivery_id  uuid NOT NULL REFERENCES webhook_deliveries (id),

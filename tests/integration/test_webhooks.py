@@ -327,3 +327,32 @@ async def test_the_partners_alert_webhook_secret_is_sealed_too(api, jwe_key):
     clear, sealed = await stored()
     assert clear is None and open_secret(keys, partner_id, sealed) == "whsec_old"
     assert await seal_clear_secrets(pool, keys) == 0
+
+
+async def test_old_deliveries_and_events_are_pruned(api, jwe_key, receiver):
+    from antaca_api.webhook_delivery import prune
+
+    allow_private(api)
+    w = await World().setup(api, jwe_key)
+    await register(w, receiver.url, [events.CARD_ISSUED])
+    await w.virtual()
+    assert await deliver_due(api.services) == 1
+    receiver.status = 500
+    await w.virtual()
+    assert await deliver_due(api.services) == 1  # this one stays PENDING
+    pool, real_clock = api.services.pool, api.services.clock
+    counts = "SELECT (SELECT count(*) FROM webhook_deliveries), (SELECT count(*) FROM events)"
+    before = tuple(await pool.fetchrow(counts))
+    try:
+        api.services.clock = lambda: real_clock() + timedelta(days=29)
+        assert await prune(api.services) == 0
+        api.services.clock = lambda: real_clock() + timedelta(
+            days=webhooks.DELIVERY_LOG_RETENTION_DAYS + 1)
+        assert await prune(api.services) == 1  # the SENT delivery and its attempt
+        assert tuple(await pool.fetchrow(counts)) == (before[0] - 1, before[1])
+        assert await pool.fetchval("SELECT count(*) FROM webhook_attempts") == 1
+        api.services.clock = lambda: real_clock() + timedelta(days=events.EVENT_RETENTION_DAYS + 1)
+        assert await prune(api.services) == before[1] - 1  # all but the one still being sent
+    finally:
+        api.services.clock = real_clock
+    assert await pool.fetchval("SELECT count(*) FROM events") == 1

@@ -106,3 +106,12 @@ def test_event_types_and_payloads():
         webhooks.check_event_types(["card.issued", "no.such"])
     assert webhooks.check_event_types(["card.locked", "card.issued", "card.locked"]) == [
         "card.issued", "card.locked"]
+
+
+def test_the_first_id_of_a_millisecond_orders_time_ordered_ids():
+    from antaca_auth.ids import new_id
+
+    now = datetime.now(UTC)
+    made = new_id()
+    assert events.first_id_at(now - timedelta(milliseconds=2)) < made
+    assert made < events.first_id_at(now + timedelta(milliseconds=50))
