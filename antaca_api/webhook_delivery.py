@@ -81,6 +81,8 @@ async def send(session: aiohttp.ClientSession, due: webhooks.Due, *, allow_priva
     """POST the signed event; the HTTP status of a 2xx answer, or DeliveryFailed."""
     if not due.enabled:
         raise DeliveryFailed("the endpoint is disabled", final=True)
+    if not due.secrets:
+        raise DeliveryFailed("the signing secret cannot be opened with these card keys")
     try:
         check_form(due.url, allow_private=allow_private)  # an address host never meets the resolver
     except WebhookTargetRefused as exc:

@@ -26,7 +26,7 @@ from antaca_api.domain_errors import NotFound, ValidationFailed, WebhookEndpoint
 from antaca_api.partner_events import decode_cursor, encode_cursor
 from antaca_api.webhook_targets import check_target
 from antaca_auth import events
-from antaca_auth.cardkeys import CardKeys
+from antaca_auth.cardkeys import CardKeyError, CardKeys
 
 SECRET_PREFIX = "whsec_"  # the Standard Webhooks form of a secret: whsec_<base64 of its bytes>
 SECRET_BYTES = 32
@@ -313,9 +313,12 @@ async def claim_due(pool: asyncpg.Pool, keys: CardKeys, *, limit: int, now: date
         rows = await conn.fetch(CLAIM, now, now + timedelta(seconds=LEASE_SECONDS), limit)
     claimed = []
     for r in rows:
-        secrets = [keys.open_webhook_secret(r["endpoint_id"], r["secret"])]
-        if r["previous_secret"] is not None:
-            secrets.append(keys.open_webhook_secret(r["endpoint_id"], r["previous_secret"]))
+        try:
+            secrets = [keys.open_webhook_secret(r["endpoint_id"], r["secret"])]
+            if r["previous_secret"] is not None:
+                secrets.append(keys.open_webhook_secret(r["endpoint_id"], r["previous_secret"]))
+        except CardKeyError:  # other card keys than the sealing ones: never sent unsigned
+            secrets = []
         claimed.append(Due(
             delivery_id=r["id"], queued_at=r["queued_at"], url=r["url"], enabled=r["enabled"],
             secrets=secrets, event_id=r["event_id"], partner_id=r["partner_id"], type=r["type"],

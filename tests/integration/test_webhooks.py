@@ -356,3 +356,17 @@ async def test_old_deliveries_and_events_are_pruned(api, jwe_key, receiver):
     finally:
         api.services.clock = real_clock
     assert await pool.fetchval("SELECT count(*) FROM events") == 1
+
+
+async def test_a_secret_that_does_not_open_is_never_sent_unsigned(api, jwe_key, receiver):
+    allow_private(api)
+    w = await World().setup(api, jwe_key)
+    _, endpoint = await register(w, receiver.url, [events.CARD_ISSUED])
+    await api.services.pool.execute(  # sealed under other card keys, or altered
+        "UPDATE webhook_endpoints SET secret = $2 WHERE id = $1", uuid.UUID(endpoint["endpointId"]),
+        webhooks.new_secret())
+    await w.virtual()
+    assert await deliver_due(api.services) == 1
+    assert receiver.received == []
+    _, log = await call(w, "GET", f"/secure/webhooks/{endpoint['endpointId']}/deliveries")
+    assert "cannot be opened" in log["items"][0]["lastError"]
