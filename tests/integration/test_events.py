@@ -97,6 +97,10 @@ async def test_payment_events(api, jwe_key):
     assert status == 200
     (forced,) = await expect(api, partner, events.FORCE_POST, card["cardId"], card)
     assert forced["payload"]["amount"] == 700
+    status, _ = await p.send("/network/reversals", {"messageId": uuid.uuid4().hex,
+                                                     "originalMessageId": "no-such-message"})
+    assert status == 404
+    await expect(api, partner, events.REVERSAL, answer["authorizationId"], card, 1)
     # Nothing of another partner shows, and another partner sees none of these.
     _, other = await api.partner(p.w.admin)
     assert await partner_events(api, other) == []
@@ -203,6 +207,10 @@ async def test_card_events(api, jwe_key):
     await expect(api, w.partner, "card.pin_set", card_id, fresh, 1)
     assert (await w.app_plain("DELETE", f"/customers/me/cards/{card_id}"))[0] == 200
     await expect(api, w.partner, "card.removed", card_id, fresh, 1)
+    # A refused change writes no event: the event lives and dies with its transaction.
+    status, _ = await w.app_plain("POST", f"/customers/me/cards/{card_id}/lock", {"reason": 3})
+    assert status == 409
+    await expect(api, w.partner, "card.locked", card_id, fresh, 1)
 
     order = {"balanceId": w.balance, "nameOnCard": "ADA LOVELACE", "deliveryAddress": {
         "line1": "Main 1", "city": "Warsaw", "postalCode": "00-001", "country": "PL"}}
