@@ -4,6 +4,8 @@ then FAILED on a controllable clock, the delivery log, replays, and refused targ
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -370,3 +372,18 @@ async def test_a_secret_that_does_not_open_is_never_sent_unsigned(api, jwe_key, 
     assert receiver.received == []
     _, log = await call(w, "GET", f"/secure/webhooks/{endpoint['endpointId']}/deliveries")
     assert "cannot be opened" in log["items"][0]["lastError"]
+
+
+async def test_an_authorization_reaches_the_partners_webhook(api, jwe_key, receiver):
+    from tests.integration.test_authorizations import Payments
+
+    allow_private(api)
+    p = await Payments().setup(api, jwe_key)
+    _, endpoint = await register(p.w, receiver.url, [events.AUTHORIZATION_APPROVED])
+    answers = await asyncio.gather(*(p.authorize(amount=100 + n) for n in range(5)))
+    assert await api.services.pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 5
+    assert await deliver_due(api.services) == 5
+    messages = [verified(endpoint["secret"], h, b) for h, b in receiver.received]
+    assert sorted(m["objectId"] for m in messages) == sorted(a["authorizationId"] for a in answers)
+    assert {m["type"] for m in messages} == {events.AUTHORIZATION_APPROVED}
+    assert all(p.card["pan"] not in json.dumps(m) for m in messages)
