@@ -27,7 +27,7 @@ from antaca_api.domain_errors import (
     ProgramCurrencyMismatch,
     UnsupportedCurrency,
 )
-from antaca_auth import charges
+from antaca_auth import charges, events
 from antaca_auth.accounts import (
     AccountKind,
     Counters,
@@ -64,6 +64,12 @@ TRANSITIONS: dict[str, tuple[set[BalanceState], BalanceState]] = {
     "unblock": ({BalanceState.BLOCKED}, BalanceState.ACTIVE),
     "close": ({BalanceState.ACTIVE, BalanceState.BLOCKED}, BalanceState.CLOSED),
 }
+
+
+# The partner event of each state a balance can be moved to (antaca_auth/events.py).
+BALANCE_EVENT_TYPES = {BalanceState.BLOCKED: events.BALANCE_BLOCKED,
+                       BalanceState.ACTIVE: events.BALANCE_UNBLOCKED,
+                       BalanceState.CLOSED: events.BALANCE_CLOSED}
 
 
 def next_state(action: str, current: BalanceState) -> BalanceState:
@@ -151,6 +157,9 @@ async def open_balance(
            VALUES ($1, $2, $3, $4, $1, $5, $6)""",
         balance_id, partner_id, customer_id, corporation_id, currency, program_id,
     )
+    await events.record(conn, partner_id, events.BALANCE_OPENED, balance_id, {
+        "balanceId": balance_id, "currency": currency, "customerId": customer_id,
+        "corporationId": corporation_id, "programId": program_id})
     await charge_flat(conn, ledger, program_id=program_id, fee_type=FeeType.BALANCE_CREATION,
                       cause=f"balance:{balance_id}", balance_id=balance_id, account_id=balance_id, currency=currency,
                       card_id=None, at=at or datetime.now(UTC))
@@ -160,7 +169,8 @@ async def open_balance(
 async def locked_balance(conn: asyncpg.Connection, balance_id: uuid.UUID, *, share: bool) -> asyncpg.Record:
     """The balance row, locked (before any ledger account: the fixed lock order)."""
     row = await conn.fetchrow(
-        f"SELECT id, state, account_id, currency FROM balances WHERE id = $1 FOR {'SHARE' if share else 'UPDATE'}",
+        f"SELECT id, state, account_id, currency, partner_id FROM balances WHERE id = $1 "
+        f"FOR {'SHARE' if share else 'UPDATE'}",
         balance_id,
     )
     if row is None:
@@ -190,6 +200,8 @@ async def change_state(conn: asyncpg.Connection, balance_id: uuid.UUID, action: 
         if not can_close(counters(account)):
             raise BalanceNotEmpty()
     await conn.execute("UPDATE balances SET state = $2, updated_at = now() WHERE id = $1", balance_id, str(target))
+    await events.record(conn, row["partner_id"], BALANCE_EVENT_TYPES[target], balance_id, {
+        "balanceId": balance_id, "state": str(target), "previousState": row["state"]})
     return target
 
 

@@ -17,6 +17,7 @@ from antaca_api.domain_errors import (
     ValidationFailed,
 )
 from antaca_api.kyc import Identity, KycDecision, KycProvider, KycStatus
+from antaca_auth import events
 
 CUSTOMER_COLUMNS = """id, partner_id, external_id, first_name, last_name, email, phone, birth_date, address,
     country, kyc_status, created_at, updated_at, seq"""
@@ -75,9 +76,12 @@ async def record_kyc(
     conn: asyncpg.Connection, customer_id: uuid.UUID, status: KycStatus, source: str, reason: str | None = None,
     details: dict | None = None,
 ) -> None:
-    await conn.execute(
-        "UPDATE customers SET kyc_status = $2, updated_at = now() WHERE id = $1", customer_id, str(status)
-    )
+    partner_id = await conn.fetchval(
+        "UPDATE customers SET kyc_status = $2, updated_at = now() WHERE id = $1 "
+        "RETURNING partner_id",
+        customer_id, str(status))
+    await events.record(conn, partner_id, events.KYC_RESULT, customer_id, {
+        "customerId": customer_id, "status": str(status), "source": source, "reason": reason})
     await conn.execute(
         "INSERT INTO kyc_events (customer_id, status, source, reason, details) VALUES ($1, $2, $3, $4, $5::jsonb)",
         customer_id, str(status), source, reason, None if details is None else msgspec.json.encode(details).decode(),

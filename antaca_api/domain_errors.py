@@ -297,3 +297,18 @@ class AppPinLocked(DomainError):
 
 class RateUnavailable(Conflict):
     code, message = "RATE_UNAVAILABLE", "no exchange rate is in force between these currencies"
+# --- events and webhooks ---------------------------------------------------------------------
+class WebhookTargetRefused(DomainError):
+    """An https URL whose host is (or resolves to) a loopback, private, link-local or metadata
+    address, or a URL that is not https."""
+
+    code = "WEBHOOK_TARGET_REFUSED"
+    message = "the webhook URL must be https and reach a public address"
+
+
+class WebhookEndpointLimit(Conflict):
+    code, message = "WEBHOOK_ENDPOINT_LIMIT", "the partner has as many webhook endpoints as allowed"
+
+
+class InvalidCursor(DomainError):
+    code, message = "INVALID_CURSOR", "the cursor is not one this list gave"

@@ -47,6 +47,7 @@ from antaca_api.domain_errors import (
     InvalidControl,
     InvalidCredentials,
     InvalidCsr,
+    InvalidCursor,
     InvalidFeeSchedule,
     InvalidIban,
     InvalidLockReason,
@@ -77,6 +78,8 @@ from antaca_api.domain_errors import (
     UnsupportedCurrency,
     ValidationFailed,
     VirtualCardOnly,
+    WebhookEndpointLimit,
+    WebhookTargetRefused,
 )
 
 
@@ -239,6 +242,9 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     InvalidAppPin: 403,
     AppPinLocked: 423,
     RateUnavailable: 409,
+    WebhookTargetRefused: 400,
+    WebhookEndpointLimit: 409,
+    InvalidCursor: 400,
 }
 
 

@@ -79,6 +79,8 @@ def _parameters(route: Route) -> list[dict]:
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     if route.method == "GET" and isinstance(route.response, type) and issubclass(route.response, Page):
         params += PAGE_PARAMETERS
+    # A response type may name its route's query parameters (an opaque cursor, filters).
+    params += getattr(route.response, "query_parameters", [])
     if route.channel is not Channel.PUBLIC:
         params += JWE_HEADERS
     return params

@@ -53,6 +53,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     alert_interval: float = 1.0  # seconds between passes of the alert worker
     alert_backoff_base: float = 1.0  # seconds before the first retry; doubles per failure, capped at an hour
     alert_max_attempts: int = 10  # a delivery is FAILED after this many attempts
+    # Partner webhooks (antaca_api/webhook_delivery.py). Allowing private targets (loopback,
+    # private networks, plain http) is for development and tests only, never production.
+    webhook_interval: float = 1.0  # seconds between passes of the webhook worker
+    webhook_backoff_base: float = 10.0  # seconds before the first retry; doubles, with jitter
+    webhook_allow_private_targets: bool = False
     engine: EngineSettings = EngineSettings()  # the authorization engine (antaca_auth/engine.py)
     clearing_tolerance_percent: int = 20  # a clearing may exceed its hold by this much (tips, fuel)
     # ISO 8583 listener (docs/iso8583.md); port 0: not started. TLS with the network's client
@@ -95,6 +100,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             alert_interval=float(env.get("ANTACA_ALERT_INTERVAL", default.alert_interval)),
             alert_backoff_base=float(env.get("ANTACA_ALERT_BACKOFF_BASE", default.alert_backoff_base)),
             alert_max_attempts=int(env.get("ANTACA_ALERT_MAX_ATTEMPTS", default.alert_max_attempts)),
+            webhook_interval=float(env.get("ANTACA_WEBHOOK_INTERVAL", default.webhook_interval)),
+            webhook_backoff_base=float(env.get("ANTACA_WEBHOOK_BACKOFF_BASE",
+                                               default.webhook_backoff_base)),
+            webhook_allow_private_targets=_flag(env.get("ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS"),
+                                                default.webhook_allow_private_targets),
             engine=engine_settings_from_env(env),
             clearing_tolerance_percent=int(env.get("ANTACA_CLEARING_TOLERANCE_PERCENT",
                                                    default.clearing_tolerance_percent)),

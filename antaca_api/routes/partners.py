@@ -53,8 +53,9 @@ async def create_partner(ctx: Context, body: NewPartner) -> NewPartnerResult:
     ctx.audit_target = f"partner:{partner_id}"
     secret = repo.new_webhook_secret()
     async with ctx.transaction() as conn:
-        partner = Partner(**dict(await repo.create(conn, partner_id, body.name, body.contact_email,
-                                                   body.webhook_url, secret)))
+        row = await repo.create(conn, ctx.services.card_keys, partner_id, body.name,
+                                body.contact_email, body.webhook_url, secret)
+        partner = Partner(**dict(row))
     return NewPartnerResult(**msgspec.structs.asdict(partner), webhook_secret=secret)
 
 
@@ -86,7 +87,7 @@ async def rotate_webhook_secret(ctx: Context, _: None) -> WebhookSecret:
     ctx.audit_target = f"partner:{partner_id}"
     secret = repo.new_webhook_secret()
     async with ctx.transaction() as conn:
-        await repo.set_webhook_secret(conn, partner_id, secret)
+        await repo.set_webhook_secret(conn, ctx.services.card_keys, partner_id, secret)
     return WebhookSecret(webhook_secret=secret)
 
 

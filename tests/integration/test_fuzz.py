@@ -89,11 +89,15 @@ async def seed(api) -> Seed:
     async with api.client().post(f"{api.http}/admin/networks/{network}/certificates", json={"csr": csr},
                                  headers=bearer(admin)) as r:
         network_cert = (await r.json())["certificate"]
+    async with partner.post(f"{api.https}/secure/webhooks",
+                            json={"url": "https://93.184.215.14/hooks"}) as r:
+        endpoint = (await r.json())["endpointId"]
     return Seed(
         admin=admin, session=session, jwe_public=client.public_header,
         ids={"customerId": cid, "balanceId": balance, "partnerId": partner_id, "programId": program,
              "cardId": card["cardId"], "dcCorporationId": corporation, "networkId": network, "serial": "00",
-             "installationId": spare_device, "documentId": document, "adminId": spare_admin},
+             "installationId": spare_device, "documentId": document, "adminId": spare_admin,
+             "endpointId": endpoint},
         partner=tls_session(api, "partner", cert, key), network=tls_session(api, "network", network_cert, network_key),
     )
 

@@ -91,6 +91,7 @@ FILLERS = {
     # Under /admin/networks a serial is the network's spare certificate, elsewhere the partner's.
     "serial": lambda route, rec: rec[
         "networkSerial" if route.path.startswith("/admin/networks/") else "serial"],
+    "endpointId": lambda route, rec: rec["endpointId"],
 }
 
 # A valid body for each body type, from the owner's record: a body that fails validation would
@@ -146,6 +147,8 @@ BODIES = {
     # The owner's own balance as the receiver: refused (400) only after the sender's ownership.
     "NewInternalTransfer": lambda rec: {"receiverBalanceId": rec["balanceId"], "amount": 100,
                                         "reference": _unique("internal")},
+    "EventTypesChange": lambda rec: {"eventTypes": ["card.locked"]},
+    "ReplayRequest": lambda rec: {"since": "2020-01-01T00:00:00+00:00"},
     "NewMoneyTransfer": lambda rec: {"amount": 100, "iban": "DE89370400440532013000",
                                      "beneficiaryName": "Ada", "reference": _unique("transfer")},
 }
@@ -268,8 +271,14 @@ class World:
             assert r.status == 201, await r.text()
             document = await r.json()
         corporate = await self._corporate(client, corporation["dcCorporationId"])
+        # A webhook endpoint at a public address (nothing is sent: no worker runs here).
+        async with client.post(f"{api.https}/secure/webhooks",
+                               json={"url": "https://93.184.215.14/hooks"}) as r:
+            assert r.status == 201, await r.text()
+            endpoint = await r.json()
         return {"client": client, "record": {
             "documentId": document["documentId"], "adminId": self.spare_admin,
+            "endpointId": endpoint["endpointId"],
             "partnerId": partner_id, "programId": program["programId"], "serial": spare["serial"],
             "partnerBalanceId": deposit["balanceId"],
             "dcCorporationId": corporation["dcCorporationId"],
@@ -394,7 +403,8 @@ def random_record() -> dict:
                                           "programId", "networkId", "dcCorporationId",
                                           "partnerBalanceId", "controlId",
                                           "corporateBalanceId", "corporateCardId",
-                                          "installationId", "documentId", "adminId")}
+                                          "installationId", "documentId", "adminId",
+                                          "endpointId")}
     return {**rec, "serial": uuid.uuid4().hex, "networkSerial": uuid.uuid4().hex}
 
 
