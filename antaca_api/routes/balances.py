@@ -165,7 +165,7 @@ class ReloadResult(Body):
 
 
 @route("POST", "/secure/customers/{customerId}/balances/{balanceId}/reload", channel=Channel.PARTNER, body=Reload,
-       response=ReloadResult,
+       response=ReloadResult, idempotent=True,
        summary="Top up a balance (idempotent per reference): from the partner credit balance when the partner's "
                "programs in this currency are CREDIT-model, else from the partner's external funding",
        tags=("balances",))

@@ -110,7 +110,7 @@ class PartnerReloadResult(Body):
 
 
 @route("POST", "/admin/partners/{partnerId}/balances/{balanceId}/reload", channel=Channel.ADMIN, roles=ADMIN_ONLY,
-       body=PartnerReload, response=PartnerReloadResult,
+       body=PartnerReload, response=PartnerReloadResult, idempotent=True,
        summary="Book the partner's bank transfer onto its deposit or credit balance (idempotent per bank reference)",
        tags=("partner balances",))
 async def reload_partner_balance(ctx: Context, body: PartnerReload) -> PartnerReloadResult:
