@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from antaca_api import pages
 from antaca_api.errors import (
     ErrorBody,  # the shape error_middleware sends, not a copy of it
 )
@@ -56,12 +57,16 @@ JWE_HEADERS = [
      "description": "Plain request, encrypted 2xx response."},
 ]
 
-# The bounds every paginated handler accepts (some take a larger limit), so documented values always work.
+# The bounds every paginated handler accepts (antaca_api/pages.py; some older lists take a larger
+# limit), so documented values always work.
 PAGE_PARAMETERS = [
     {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-    {"name": "cursor", "in": "query", "required": False, "description": "The previous page's nextCursor.",
-     "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}},
+     "schema": {"type": "integer", "minimum": 1, "maximum": pages.page_size_max,
+                "default": pages.page_size_default}},
+    {"name": "cursor", "in": "query", "required": False,
+     "description": "The previous page's nextCursor, opaque: pass it back unchanged.",
+     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$",
+                "maxLength": pages.cursor_length_max}},
 ]
 
 _PARAM = re.compile(r"{([A-Za-z_]+)}")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime
 
 import asyncpg
 
+from antaca_api import pages
 from antaca_api.domain_errors import NotFound
 from antaca_api.pki import CertificateAuthority, IssuedCertificate, issue_client_certificate
 
@@ -16,7 +18,9 @@ PARTNER = """
     FROM partners WHERE id = $1"""
 ALL_PARTNERS = """
     SELECT id, name, contact_email, webhook_url, status, created_at
-    FROM partners ORDER BY created_at, id"""
+    FROM partners WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2::uuid))
+    ORDER BY created_at, id LIMIT $3"""
+PARTNER_PAGES = pages.Keyset("partners", tuple[datetime, uuid.UUID])  # (created_at, id)
 INSERT_PARTNER = """
     INSERT INTO partners (id, name, contact_email, webhook_url, webhook_secret)
     VALUES ($1, $2, $3, $4, $5)"""
@@ -50,8 +54,10 @@ async def find(conn: asyncpg.Connection, partner_id: uuid.UUID) -> asyncpg.Recor
     return row
 
 
-async def all_partners(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    return await pool.fetch(ALL_PARTNERS)
+async def all_partners(pool: asyncpg.Pool, page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of every partner, in onboarding order."""
+    created_at, partner_id = page.after or (None, None)
+    return await pool.fetch(ALL_PARTNERS, created_at, partner_id, page.fetch)
 
 
 async def create(conn: asyncpg.Connection, partner_id: uuid.UUID, name: str,

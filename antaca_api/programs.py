@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import asyncpg
 import msgspec
 
+from antaca_api import pages
 from antaca_api.domain_errors import NotFound
 from antaca_api.partners import check_exists as check_partner_exists
 from antaca_auth import authorization_settings
@@ -16,7 +18,11 @@ INSERT_PROGRAM = """
     INSERT INTO card_programs (id, partner_id, name, bin_prefix, pan_length, currency, processor,
         funding_model, validity_months, processor_config)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) RETURNING *"""
-ALL_PROGRAMS = "SELECT * FROM card_programs ORDER BY created_at, id"
+ALL_PROGRAMS = """
+    SELECT * FROM card_programs
+    WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2::uuid))
+    ORDER BY created_at, id LIMIT $3"""
+PROGRAM_PAGES = pages.Keyset("programs", tuple[datetime, uuid.UUID])  # (created_at, id)
 PROGRAM = "SELECT * FROM card_programs WHERE id = $1"
 
 
@@ -31,8 +37,10 @@ async def create(conn: asyncpg.Connection, program_id: uuid.UUID, partner_id: uu
                                msgspec.json.encode(processor_config).decode())
 
 
-async def all_programs(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    return await pool.fetch(ALL_PROGRAMS)
+async def all_programs(pool: asyncpg.Pool, page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of every card program, in creation order."""
+    created_at, program_id = page.after or (None, None)
+    return await pool.fetch(ALL_PROGRAMS, created_at, program_id, page.fetch)
 
 
 async def find(pool: asyncpg.Pool, program_id: uuid.UUID) -> asyncpg.Record:

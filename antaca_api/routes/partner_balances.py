@@ -10,11 +10,12 @@ from typing import Annotated
 import asyncpg
 from msgspec import Meta
 
+from antaca_api import pages
 from antaca_api import partner_balances as repo
 from antaca_api.fields import Amount, Currency, Reference
 from antaca_api.partner_balances import PartnerBalanceKind
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
-from antaca_api.schema import Body
+from antaca_api.schema import Body, Page
 from antaca_auth.accounts import AccountKind, Counters, available_balance, posted_balance
 
 Threshold = Annotated[int, Meta(ge=0, le=2**63 - 1, description="minor units; alerts fire below it")]
@@ -38,7 +39,7 @@ class PartnerBalance(Body):
     created_at: datetime
 
 
-class PartnerBalances(Body):
+class PartnerBalances(Page, kw_only=True):
     items: list[PartnerBalance]
 
 
@@ -69,9 +70,10 @@ async def create_partner_balance(ctx: Context, body: NewPartnerBalance) -> Partn
        summary="A partner's deposit and credit balances", tags=("partner balances",))
 async def list_partner_balances(ctx: Context, _: None) -> PartnerBalances:
     partner_id = ctx.path_id("partnerId")
+    page = pages.request(repo.PARTNER_BALANCE_PAGES, ctx.request.query)
     async with ctx.pool.acquire() as conn:
-        rows = await repo.balances_of_partner(conn, partner_id)
-    return PartnerBalances(items=[view(r) for r in rows])
+        rows = await repo.balances_of_partner(conn, partner_id, page)
+    return _page(rows, page)
 
 
 @route("GET", "/admin/partners/{partnerId}/balances/{balanceId}", channel=Channel.ADMIN, response=PartnerBalance,
@@ -126,5 +128,11 @@ async def reload_partner_balance(ctx: Context, body: PartnerReload) -> PartnerRe
 @route("GET", "/secure/partner/balances", channel=Channel.PARTNER, response=PartnerBalances,
        summary="The calling partner's own deposit and credit balances", tags=("partner balances",))
 async def my_partner_balances(ctx: Context, _: None) -> PartnerBalances:
+    page = pages.request(repo.PARTNER_BALANCE_PAGES, ctx.request.query)
     async with ctx.pool.acquire() as conn:
-        return PartnerBalances(items=[view(r) for r in await repo.list_for(conn, ctx.partner_id)])
+        return _page(await repo.list_for(conn, ctx.partner_id, page), page)
+
+
+def _page(rows, page: pages.PageRequest) -> PartnerBalances:
+    shown, cursor = pages.cut(rows, page, lambda r: (r["currency"], r["kind"]))
+    return PartnerBalances(items=[view(r) for r in shown], next_cursor=cursor)
