@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from antaca_api import pages
+from antaca_api import pages, reference
 from antaca_api.errors import (
     ErrorBody,  # the shape error_middleware sends, not a copy of it
 )
@@ -134,7 +134,7 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
                 "type": "object", "required": ["kind", "file"],
                 "properties": {"kind": {"type": "string"}, "file": {"type": "string", "format": "binary"}}}}}}
         paths.setdefault(r.path, {})[r.method.lower()] = operation
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {"title": "Antaca card management system", "version": "0.1.0",
                  "description": "Channels: /customers (app sessions), /secure and /lifecycle (partners, mutual "
@@ -143,6 +143,7 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }
+    return reference.enrich(document, routes)
 
 
 @functools.cache

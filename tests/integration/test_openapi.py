@@ -140,7 +140,7 @@ async def test_document_and_docs_page_are_served(api):
         assert r.status == 200 and r.content_type == "application/json"
         served = await r.json()
     assert served == document()
-    async with api.client().get(f"{api.http}/docs") as r:
+    async with api.client().get(f"{api.http}/docs/routes") as r:  # /docs: tests/integration/test_reference.py
         assert r.status == 200 and r.content_type == "text/html"
         page = await r.text()
     for path in served["paths"]:
