@@ -90,6 +90,20 @@ PAGE_MAXIMUM = {
     "/secure/customers": 200,
     "/lifecycle/v1/corporations": 200,
     "/admin/corporations": 200,
+    # antaca_api/pages.py: page_size_max
+    "/secure/cards": 200,
+    "/secure/customers/{customerId}/cards": 200,
+    "/admin/customers/{customerId}/cards": 200,
+    "/customers/me/cards": 200,
+    "/secure/balances": 200,
+    "/secure/customers/{customerId}/balances": 200,
+    "/customers/me/balances": 200,
+    "/secure/partner/balances": 200,
+    "/admin/partners/{partnerId}/balances": 200,
+    "/secure/customers/{customerId}/transactions": 200,
+    "/secure/transactions": 200,
+    "/admin/partners": 200,
+    "/admin/programs": 200,
 }
 
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from antaca_api import pages
-from tests.api_harness import bearer
+from tests.api_harness import bearer, register_customer
 from tests.integration.test_authorizations import Payments
 from tests.integration.test_cards import approved_corporation
 
@@ -56,11 +56,13 @@ async def test_every_list_pages_each_item_exactly_once(api, jwe_key):
         "dcCorporationId": corporation, "balanceId": corporate_balance, "holderName": "Grace"})
     assert status == 201, corporate
 
+    customers = [w.cid] + [(await register_customer(api, w.partner))["customerId"] for _ in range(2)]
     customer_payments = [(await p.authorize(amount=100 + i))["authorizationId"] for i in range(5)]
     p.card = corporate  # the corporate card pays too (declined: its balance is empty)
     corporate_payments = [(await p.authorize())["authorizationId"] for _ in range(2)]
 
     lists = [
+        (w.partner, f"{https}/secure/customers", "customerId", customers, None),
         (w.partner, f"{https}/secure/customers/{w.cid}/cards", "cardId", cards, None),
         (api.client(), f"{http}/admin/customers/{w.cid}/cards", "cardId", cards, admin),
         (w.partner, f"{https}/secure/cards", "cardId", cards + [corporate["cardId"]], None),
