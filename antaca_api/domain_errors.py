@@ -74,7 +74,8 @@ class IdempotencyConflict(Conflict):
 
 
 class IdempotencyKeyReused(Conflict):
-    code, message = "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used for a different request"
+    code, message = ("IDEMPOTENCY_KEY_REUSED",
+                     "this Idempotency-Key was used for a different request")
 
 
 class IdempotencyKeyInProgress(Conflict):

@@ -258,23 +258,25 @@ you send must be yours (another partner's id answers 404, like an unknown one).<
      https://antaca.example:8443/secure/cards?limit=50</pre>
 
 <h2>2. Card data only through JWE</h2>
-<p>Read Antaca's RSA key from <code>GET /public-key</code>. To send a body, encrypt it (JWE compact,
-<code>RSA-OAEP-256</code> + <code>A256GCM</code>) and post <code>{"payload": "&lt;JWE&gt;"}</code> with
-<code>Encrypted-Request: true</code> and your own public key, PEM then base64, in
-<code>Public-Key</code>. The answer comes back as <code>{"payload": "&lt;JWE&gt;"}</code> encrypted to
-your key. To read card data without a body, send <code>Encrypt-Response: true</code>. Issuing cards
+<p>Read Antaca's RSA key from <code>GET /public-key</code>. To send a body, encrypt it (JWE
+compact, <code>RSA-OAEP-256</code> + <code>A256GCM</code>) and post
+<code>{"payload": "&lt;JWE&gt;"}</code> with <code>Encrypted-Request: true</code> and your own
+public key, PEM then base64, in <code>Public-Key</code>. The answer comes back as
+<code>{"payload": "&lt;JWE&gt;"}</code> encrypted to your key. To read card data without a
+body, send <code>Encrypt-Response: true</code>. Issuing cards
 and reading PAN, expiry and CVC2 require it.</p>
 
 <h2>3. Customers, balances, cards</h2>
 <ol>
-<li><code>POST /secure/customers</code>, then its KYC (<code>PUT /secure/customers/{id}/kyc</code> or
-<code>POST .../register</code>).</li>
+<li><code>POST /secure/customers</code>, then its KYC
+(<code>PUT /secure/customers/{id}/kyc</code> or <code>POST .../register</code>).</li>
 <li><code>POST /secure/customers/{id}/balances</code> opens a balance in a currency;
 <code>.../reload</code> tops it up, idempotently per <code>reference</code>.</li>
 <li><code>POST /secure/customers/{id}/cards/virtual</code> (JWE) issues a card, ACTIVE at once;
 <code>.../cards/physical</code> orders one.</li>
-<li>Corporations: <code>/lifecycle/v1/corporations</code>, then <code>POST /secure/balances</code> and
-<code>POST /secure/cards/virtual</code> once their KYB is approved.</li>
+<li>Corporations: <code>/lifecycle/v1/corporations</code>, then
+<code>POST /secure/balances</code> and <code>POST /secure/cards/virtual</code> once their KYB is
+approved.</li>
 </ol>
 
 <h2>4. Retry safely: Idempotency-Key</h2>

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from antaca_api.domain_errors import Forbidden, NotFound, ValidationFailed
 from antaca_api.errors import EncryptionRequired, MalformedJson
 from antaca_api.services import Services
 from antaca_auth.invariants import require
+
+log = logging.getLogger(__name__)
 
 
 class Channel(enum.StrEnum):
@@ -93,7 +96,8 @@ class Route:
 IDEMPOTENT_CHANNELS = frozenset({Channel.PARTNER, Channel.ADMIN})
 
 
-def creates(method: str, channel: Channel, status: int, authenticated: bool, multipart: bool) -> bool:
+def creates(method: str, channel: Channel, status: int, authenticated: bool,
+            multipart: bool) -> bool:
     """A partner's or an administrator's POST answering 201 or 202 creates something: idempotent
     unless declared otherwise. A multipart upload is not (its body is read by its handler)."""
     return (method == "POST" and channel in IDEMPOTENT_CHANNELS and status in (201, 202)
@@ -299,6 +303,10 @@ def _replayed(replay: idempotency.Replay) -> web.Response:
                         headers=headers)
 
 
+# What storing or releasing a key may fail with; the request's answer goes out all the same.
+STORE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 async def _run_once(ctx: Context, body: Any, client_key: Any,
                     produce: Callable[[], Awaitable[web.Response]]) -> web.Response:
     """The request under its Idempotency-Key: run once, or the first answer replayed, or 409."""
@@ -315,11 +323,20 @@ async def _run_once(ctx: Context, body: Any, client_key: Any,
     try:
         response = await produce()
     except BaseException:
-        await asyncio.shield(idempotency.release(services.pool, caller, key))
+        with contextlib.suppress(*STORE_ERRORS):  # the request's own error is the answer
+            await asyncio.shield(idempotency.release(services.pool, caller, key))
         raise
-    if 200 <= response.status < 300 and isinstance(response.body, bytes | None):
-        await idempotency.record(services.pool, services.card_keys, caller, key, response.status,
-                                 response.body or b"")
-    else:
-        await idempotency.release(services.pool, caller, key)
+    try:
+        if 200 <= response.status < 300 and isinstance(response.body, bytes | None):
+            await idempotency.record(services.pool, services.card_keys, caller, key,
+                                     response.status, response.body or b"")
+        else:
+            await idempotency.release(services.pool, caller, key)
+    except STORE_ERRORS:
+        # The operation is done: its answer goes out. The claim stays until its lease ends.
+        log.exception("could not store the answer of an idempotent %s", route_name(ctx))
     return response
+
+
+def route_name(ctx: Context) -> str:
+    return f"{ctx.route.method} {ctx.route.path}"

@@ -184,7 +184,8 @@ class FeeRun(Body):
     collected: int
 
 
-@route("POST", "/admin/fees/run", channel=Channel.ADMIN, roles=ADMIN_ONLY, response=FeeRun, idempotent=True,
+@route("POST", "/admin/fees/run", channel=Channel.ADMIN, roles=ADMIN_ONLY, response=FeeRun,
+       idempotent=True,
        summary="Run the recurring fee job for the current period now, then collect unpaid fees (idempotent)",
        tags=("fees",))
 async def run_fees(ctx: Context, _: None) -> FeeRun:

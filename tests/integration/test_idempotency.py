@@ -29,10 +29,11 @@ class World:
         self.api = api
         self.admin = await api.admin_token()
         self.partner_id, self.partner = await api.partner(self.admin)
-        async with api.client().post(f"{api.http}/admin/programs", headers=bearer(self.admin), json={
-                "partnerId": self.partner_id, "name": "Debit EUR", "binPrefix": BIN, "panLength": 16,
-                "currency": "EUR", "fundingModel": "DEPOSIT", "validityMonths": 36,
-                "processorConfig": {}}) as r:
+        program = {"partnerId": self.partner_id, "name": "Debit EUR", "binPrefix": BIN,
+                   "panLength": 16, "currency": "EUR", "fundingModel": "DEPOSIT",
+                   "validityMonths": 36, "processorConfig": {}}
+        async with api.client().post(f"{api.http}/admin/programs", headers=bearer(self.admin),
+                                     json=program) as r:
             assert r.status == 201, await r.text()
         self.customer = await register_customer(api, self.partner, verified=True)
         self.cid = self.customer["customerId"]

@@ -56,7 +56,8 @@ async def test_every_list_pages_each_item_exactly_once(api, jwe_key):
         "dcCorporationId": corporation, "balanceId": corporate_balance, "holderName": "Grace"})
     assert status == 201, corporate
 
-    customers = [w.cid] + [(await register_customer(api, w.partner))["customerId"] for _ in range(2)]
+    customers = [w.cid]
+    customers += [(await register_customer(api, w.partner))["customerId"] for _ in range(2)]
     customer_payments = [(await p.authorize(amount=100 + i))["authorizationId"] for i in range(5)]
     p.card = corporate  # the corporate card pays too (declined: its balance is empty)
     corporate_payments = [(await p.authorize())["authorizationId"] for _ in range(2)]

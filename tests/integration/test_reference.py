@@ -38,9 +38,10 @@ def test_every_body_has_an_example_that_fits_its_schema():
                         continue
                     assert "example" in media, (method, path)
                     schema = {**media["schema"], "$defs": components}
-                    schema = json.loads(json.dumps(schema).replace("#/components/schemas/", "#/$defs/"))
-                    errors = list(Draft202012Validator(schema).iter_errors(media["example"]))
-                    # Patterns are matched from a list of realistic candidates; other rules always hold.
+                    text = json.dumps(schema).replace("#/components/schemas/", "#/$defs/")
+                    validator = Draft202012Validator(json.loads(text))
+                    errors = list(validator.iter_errors(media["example"]))
+                    # Patterns are met from a list of realistic candidates; the other rules always.
                     assert [e for e in errors if e.validator != "pattern"] == [], (method, path)
                     checked += 1
     assert checked > 100
@@ -67,7 +68,8 @@ async def test_reference_pages_are_served_from_the_service_alone(api):
         assert r.status == 200 and r.content_type == "text/html"
         assert r.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
         page = await r.text()
-    assert "script-src 'self'" in CONTENT_SECURITY_POLICY and "default-src 'none'" in CONTENT_SECURITY_POLICY
+    assert "script-src 'self'" in CONTENT_SECURITY_POLICY
+    assert "default-src 'none'" in CONTENT_SECURITY_POLICY
     assert "http:" not in page and "https:" not in page and "//" not in page
     for name in [*ASSETS, "antaca-reference.js", "antaca-reference.css"]:
         assert f"/docs/assets/{name}" in page or name == "antaca-reference.css"
@@ -88,7 +90,8 @@ def _chromium_driver():
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     if browser is None or driver is None:
-        return None, "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        return None, ("chromium and chromium-driver are not installed "
+                      "(apt-get install chromium chromium-driver)")
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -121,8 +124,9 @@ def _find_schema_in_browser(url: str) -> tuple[str, list[dict]]:
             block.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
         wait.until(lambda d: "balanceId" in d.find_element(By.CSS_SELECTOR, operation).text)
         # The schema view of the request body, not only its example.
-        tabs = block.find_elements(By.CSS_SELECTOR, ".opblock-section-request-body .tab button, "
-                                                    ".opblock-section-request-body [data-name='model']")
+        section = ".opblock-section-request-body"
+        tabs = block.find_elements(By.CSS_SELECTOR,
+                                   f"{section} .tab button, {section} [data-name='model']")
         for tab in tabs:
             if "Schema" in tab.text:
                 tab.click()

@@ -23,7 +23,8 @@ def test_cursors_round_trip_and_are_opaque_url_safe_text():
         assert pages.decode_cursor(keyset, cursor) == position
 
 
-@pytest.mark.parametrize("cursor", ["", "!!", "bm90IGpzb24", "WzFd", "x" * (pages.cursor_length_max + 1)])
+@pytest.mark.parametrize("cursor", ["", "!!", "bm90IGpzb24", "WzFd",
+                                    "x" * (pages.cursor_length_max + 1)])
 def test_nonsense_is_refused(cursor):
     with pytest.raises(ValidationFailed):
         pages.decode_cursor(SEQ, cursor)
