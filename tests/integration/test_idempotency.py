@@ -158,3 +158,36 @@ async def test_keys_expire_and_the_sweeper_deletes_them(api, jwe_key):
     finally:
         job.cancel()
     assert await pool.fetchval("SELECT count(*) FROM idempotency_keys") == 0
+
+
+async def test_administrators_keys_and_a_money_movement(api, jwe_key):
+    """An administrator's create and a partner's reload (200, moves money) replay the same way;
+    two administrators' equal keys are two keys."""
+    w = await World().setup(api, jwe_key)
+    admin = api.client()
+    key = {idempotency.HEADER: "onboard-1"}
+    answers = []
+    for token in (w.admin, w.admin, await api.admin_token()):
+        async with admin.post(f"{api.http}/admin/partners", json={"name": "Twice"},
+                              headers=bearer(token) | key) as r:
+            answers.append((r.status, r.headers.get(idempotency.REPLAYED_HEADER),
+                            (await r.json())["id"]))
+    assert [a[:2] for a in answers] == [(201, None), (201, "true"), (201, None)]
+    assert answers[0][2] == answers[1][2] != answers[2][2]
+    async with api.services.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM partners WHERE name = 'Twice'") == 2
+        audited = await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE action = 'POST /admin/partners'")
+    assert audited == 3  # the replay ran nothing, so it audited nothing: 2 + the World's own
+
+    url = f"{api.https}/secure/customers/{w.cid}/balances/{w.balance}/reload"
+    results = []
+    for reference in ("r-1", "r-1", "r-2"):
+        async with w.partner.post(url, json={"amount": 700, "reference": reference},
+                                  headers={idempotency.HEADER: "reload-1"}) as r:
+            results.append((r.status, r.headers.get(idempotency.REPLAYED_HEADER),
+                            await r.json()))
+    assert [(s, replayed) for s, replayed, _ in results] == [(200, None), (200, "true"), (409, None)]
+    assert results[0][2] == results[1][2] and results[2][2]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    async with w.partner.get(f"{api.https}/secure/customers/{w.cid}/balances/{w.balance}") as r:
+        assert (await r.json())["posted"] == 700
