@@ -52,7 +52,7 @@ JWE_HEADERS = [
     {"name": "Public-Key", "in": "header", "required": False, "schema": {"type": "string"},
      "description": "Base64 of the client's RSA public key PEM; required with either JWE header."},
     {"name": "Encrypted-Request", "in": "header", "required": False, "schema": {"type": "string", "enum": ["true", "false"]},
-     "description": "The body is {\"payload\": \"<compact JWE>\"} and the response is encrypted."},
+     "description": "The body is `{\"payload\": \"<compact JWE>\"}` and the response is encrypted."},
     {"name": "Encrypt-Response", "in": "header", "required": False, "schema": {"type": "string", "enum": ["true", "false"]},
      "description": "Plain request, encrypted 2xx response."},
 ]

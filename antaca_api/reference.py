@@ -17,7 +17,8 @@ from typing import Any
 
 import swagger_ui_bundle
 
-from antaca_api import idempotency, pages
+from antaca_api import errors, idempotency, pages
+from antaca_api.domain_errors import Conflict, Forbidden, NotFound, ValidationFailed
 from antaca_api.routing import Route
 
 example_depth_max = 16  # nested schemas an example follows before it stops
@@ -148,16 +149,28 @@ def example_of(schema: dict, components: dict, name: str = "", depth: int = 0) -
     return None
 
 
+# The example error body of each status: a real code and message of that status.
+ERROR_EXAMPLES = {
+    str(status): {"code": error.code, "message": error.message} for status, error in (
+        (400, ValidationFailed), (401, errors.Unauthenticated), (403, Forbidden), (404, NotFound),
+        (409, Conflict), (413, errors.PayloadTooLarge), (503, errors.ServiceBusy))}
+
+
 def _add_examples(document: dict) -> None:
+    """An example beside every body schema that has none yet."""
     components = document["components"]["schemas"]
     for operations in document["paths"].values():
         for operation in operations.values():
-            bodies = [operation.get("requestBody", {}).get("content", {})]
-            bodies += [response.get("content", {}) for response in operation["responses"].values()]
-            for content in bodies:
+            bodies = [(None, operation.get("requestBody", {}).get("content", {}))]
+            bodies += [(status, response.get("content", {}))
+                       for status, response in operation["responses"].items()]
+            for status, content in bodies:
                 for media in content.values():
-                    if "schema" in media and "example" not in media:
-                        media["example"] = example_of(media["schema"], components)
+                    if "schema" not in media or "example" in media:
+                        continue
+                    error = ERROR_EXAMPLES.get(status)
+                    media["example"] = (dict(error) if error is not None
+                                        else example_of(media["schema"], components))
 
 
 def _add_idempotency(document: dict, routes: Sequence[Route]) -> None:
