@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from antaca_api import pages
 from antaca_api.customers import get_customer, require_verified
 from antaca_api.domain_errors import (
     BalanceNotActive,
@@ -91,7 +92,12 @@ BALANCE_VIEW = """
     FROM balances b JOIN accounts a ON a.id = b.account_id"""
 
 CUSTOMER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.customer_id = $2 AND b.partner_id = $3"
-CUSTOMER_BALANCES = BALANCE_VIEW + " WHERE b.customer_id = $1 AND b.partner_id = $2 ORDER BY b.seq"
+CUSTOMER_BALANCES = BALANCE_VIEW + """ WHERE b.customer_id = $1 AND b.partner_id = $2 AND b.seq > $3
+    ORDER BY b.seq LIMIT $4"""
+# The partner's balances, its customers' and its corporations' alike, in opening order.
+PARTNER_BALANCES = BALANCE_VIEW + """ WHERE b.partner_id = $1 AND b.seq > $2
+    ORDER BY b.seq LIMIT $3"""
+BALANCE_PAGES = pages.Keyset("balances", tuple[int])
 PARTNER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.partner_id = $2"
 CORPORATE_BALANCE = BALANCE_VIEW + """
     WHERE b.id = $1 AND b.partner_id = $2 AND b.corporation_id IS NOT NULL"""
@@ -281,10 +287,22 @@ async def open_customer_balance(
 
 async def customer_balances(
     conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, hidden: list[str],
+    page: pages.PageRequest,
 ) -> tuple[list[asyncpg.Record], dict[uuid.UUID, list[asyncpg.Record]]]:
-    """The customer's balance rows in opening order, and each one's cards (cards_under)."""
+    """A page of the customer's balance rows in opening order (`page.fetch` rows at most), and
+    each one's cards (cards_under)."""
     await get_customer(conn, partner_id, customer_id)
-    rows = await conn.fetch(CUSTOMER_BALANCES, customer_id, partner_id)
+    after = page.after[0] if page.after else 0
+    rows = await conn.fetch(CUSTOMER_BALANCES, customer_id, partner_id, after, page.fetch)
+    return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
+
+
+async def partner_balances(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, hidden: list[str], page: pages.PageRequest,
+) -> tuple[list[asyncpg.Record], dict[uuid.UUID, list[asyncpg.Record]]]:
+    """A page of the partner's balances (customers' and corporations') and their cards."""
+    after = page.after[0] if page.after else 0
+    rows = await conn.fetch(PARTNER_BALANCES, partner_id, after, page.fetch)
     return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
+from antaca_api import pages
 from antaca_api.balances import require_active
 from antaca_api.domain_errors import (
     CARD_TRANSITION_ERRORS,
@@ -337,8 +338,14 @@ KNOWN_CUSTOMER = "SELECT 1 FROM customers WHERE id = $1 AND (partner_id = $2 OR 
 CUSTOMER_CARDS = f"""
     SELECT {CARD_COLUMNS} FROM cards c
     WHERE c.customer_id = $1 AND (c.partner_id = $2 OR $2::uuid IS NULL)
-      AND c.state <> ALL($3::text[])
-    ORDER BY c.seq"""
+      AND c.state <> ALL($3::text[]) AND c.seq > $4
+    ORDER BY c.seq LIMIT $5"""
+# The partner's cards, its customers' and its corporations' alike, in issue order.
+PARTNER_CARDS = f"""
+    SELECT {CARD_COLUMNS} FROM cards c
+    WHERE c.partner_id = $1 AND c.state <> 'REMOVED' AND c.seq > $2
+    ORDER BY c.seq LIMIT $3"""
+CARD_PAGES = pages.Keyset("cards", tuple[int])
 CARD_BY_FINGERPRINT = f"SELECT {CARD_COLUMNS} FROM cards c WHERE c.pan_fingerprint = $1 FOR UPDATE"
 CORPORATION_CARDS = f"""
     SELECT {CARD_COLUMNS} FROM cards c
@@ -354,13 +361,21 @@ CARD_PROGRAM = "SELECT * FROM card_programs WHERE id = $1"
 
 async def customer_cards(conn: asyncpg.Connection, customer_id: uuid.UUID,
                          partner_id: uuid.UUID | None, hidden: list[str], *,
-                         check_customer: bool) -> list[asyncpg.Record]:
+                         check_customer: bool, page: pages.PageRequest) -> list[asyncpg.Record]:
     """A customer's cards in issue order, leaving out the `hidden` states; with `check_customer`,
     an unknown customer (or, given a partner, another partner's) is NOT_FOUND."""
     # An empty list would answer for customers that are not the caller's to ask about.
     if check_customer and await conn.fetchval(KNOWN_CUSTOMER, customer_id, partner_id) is None:
         raise NotFound("no such customer")
-    return await conn.fetch(CUSTOMER_CARDS, customer_id, partner_id, hidden)
+    after = page.after[0] if page.after else 0
+    return await conn.fetch(CUSTOMER_CARDS, customer_id, partner_id, hidden, after, page.fetch)
+
+
+async def partner_cards(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                        page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of the partner's cards (customers' and corporations'), REMOVED ones left out."""
+    after = page.after[0] if page.after else 0
+    return await conn.fetch(PARTNER_CARDS, partner_id, after, page.fetch)
 
 
 async def corporation_cards(conn: asyncpg.Connection, corporation_id: uuid.UUID,

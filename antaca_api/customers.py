@@ -9,6 +9,7 @@ from datetime import date
 import asyncpg
 import msgspec
 
+from antaca_api import pages
 from antaca_api.domain_errors import (
     CustomerExists,
     CustomerNotVerified,
@@ -129,6 +130,7 @@ async def partner_of_customer(conn: asyncpg.Connection | asyncpg.Pool,
 CUSTOMERS_PAGE = f"""
     SELECT {CUSTOMER_COLUMNS} FROM customers WHERE partner_id = $1 AND seq > $2
     ORDER BY seq LIMIT $3"""
+CUSTOMER_PAGES = pages.Keyset("customers", tuple[int])  # (seq,)
 UPDATE_CONTACT = """
     UPDATE customers SET email = coalesce($2, email), phone = coalesce($3, phone),
         address = coalesce($4::jsonb, address), updated_at = now()
@@ -162,10 +164,11 @@ async def create_customer(conn: asyncpg.Connection, partner_id: uuid.UUID,
     return await get_customer(conn, partner_id, customer_id)
 
 
-async def customers_page(pool: asyncpg.Pool, partner_id: uuid.UUID, *, after: int,
-                         limit: int) -> list[asyncpg.Record]:
-    """The partner's customers registered after the cursor `after`, oldest first."""
-    return await pool.fetch(CUSTOMERS_PAGE, partner_id, after, limit)
+async def customers_page(pool: asyncpg.Pool, partner_id: uuid.UUID,
+                         page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of the partner's customers, oldest first."""
+    after = page.after[0] if page.after else 0
+    return await pool.fetch(CUSTOMERS_PAGE, partner_id, after, page.fetch)
 
 
 async def update_contact(conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, *,

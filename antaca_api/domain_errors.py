@@ -77,6 +77,16 @@ class IdempotencyConflict(Conflict):
     code, message = "IDEMPOTENCY_CONFLICT", "this reference was already used for a different request"
 
 
+class IdempotencyKeyReused(Conflict):
+    code, message = ("IDEMPOTENCY_KEY_REUSED",
+                     "this Idempotency-Key was used for a different request")
+
+
+class IdempotencyKeyInProgress(Conflict):
+    code, message = ("IDEMPOTENCY_KEY_IN_PROGRESS",
+                     "a request with this Idempotency-Key is still running; retry later")
+
+
 class InsufficientFunds(Conflict):
     code, message = "INSUFFICIENT_FUNDS", "the funding balance cannot cover this amount"
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from antaca_api import pages, reference
 from antaca_api.errors import (
     ErrorBody,  # the shape error_middleware sends, not a copy of it
 )
@@ -51,17 +52,21 @@ JWE_HEADERS = [
     {"name": "Public-Key", "in": "header", "required": False, "schema": {"type": "string"},
      "description": "Base64 of the client's RSA public key PEM; required with either JWE header."},
     {"name": "Encrypted-Request", "in": "header", "required": False, "schema": {"type": "string", "enum": ["true", "false"]},
-     "description": "The body is {\"payload\": \"<compact JWE>\"} and the response is encrypted."},
+     "description": "The body is `{\"payload\": \"<compact JWE>\"}` and the response is encrypted."},
     {"name": "Encrypt-Response", "in": "header", "required": False, "schema": {"type": "string", "enum": ["true", "false"]},
      "description": "Plain request, encrypted 2xx response."},
 ]
 
-# The bounds every paginated handler accepts (some take a larger limit), so documented values always work.
+# The bounds every paginated handler accepts (antaca_api/pages.py; some older lists take a larger
+# limit), so documented values always work.
 PAGE_PARAMETERS = [
     {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-    {"name": "cursor", "in": "query", "required": False, "description": "The previous page's nextCursor.",
-     "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}},
+     "schema": {"type": "integer", "minimum": 1, "maximum": pages.page_size_max,
+                "default": pages.page_size_default}},
+    {"name": "cursor", "in": "query", "required": False,
+     "description": "The previous page's nextCursor, opaque: pass it back unchanged.",
+     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$",
+                "maxLength": pages.cursor_length_max}},
 ]
 
 _PARAM = re.compile(r"{([A-Za-z_]+)}")
@@ -138,7 +143,7 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
                 "type": "object", "required": ["kind", "file"],
                 "properties": {"kind": {"type": "string"}, "file": {"type": "string", "format": "binary"}}}}}}
         paths.setdefault(r.path, {})[r.method.lower()] = operation
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {"title": "Antaca card management system", "version": "0.1.0",
                  "description": "Channels: /customers (app sessions), /secure and /lifecycle (partners, mutual "
@@ -147,6 +152,7 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }
+    return reference.enrich(document, routes)
 
 
 @functools.cache

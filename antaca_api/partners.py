@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime
 
 import asyncpg
 
+from antaca_api import pages
 from antaca_api.domain_errors import NotFound
 from antaca_api.pki import CertificateAuthority, IssuedCertificate, issue_client_certificate
 from antaca_auth.cardkeys import CardKeys
@@ -17,7 +19,11 @@ PARTNER = """
     FROM partners WHERE id = $1"""
 ALL_PARTNERS = """
     SELECT id, name, contact_email, webhook_url, status, created_at
-    FROM partners WHERE ($1::uuid IS NULL OR id = $1) ORDER BY created_at, id"""
+    FROM partners
+    WHERE ($1::uuid IS NULL OR id = $1)
+      AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+    ORDER BY created_at, id LIMIT $4"""
+PARTNER_PAGES = pages.Keyset("partners", tuple[datetime, uuid.UUID])  # (created_at, id)
 INSERT_PARTNER = """
     INSERT INTO partners (id, name, contact_email, webhook_url, webhook_secret_sealed)
     VALUES ($1, $2, $3, $4, $5)"""
@@ -57,10 +63,12 @@ async def find(conn: asyncpg.Connection, partner_id: uuid.UUID) -> asyncpg.Recor
     return row
 
 
-async def all_partners(pool: asyncpg.Pool,
+async def all_partners(pool: asyncpg.Pool, page: pages.PageRequest,
                        partner_scope: uuid.UUID | None = None) -> list[asyncpg.Record]:
-    """Every partner, or only the one a partner's staff member belongs to."""
-    return await pool.fetch(ALL_PARTNERS, partner_scope)
+    """A page of every partner in onboarding order, or only the one a partner's staff member
+    belongs to."""
+    created_at, partner_id = page.after or (None, None)
+    return await pool.fetch(ALL_PARTNERS, partner_scope, created_at, partner_id, page.fetch)
 
 
 def seal_secret(keys: CardKeys, partner_id: uuid.UUID, secret: str) -> bytes:

@@ -13,7 +13,7 @@ import ssl
 import asyncpg
 from aiohttp import web
 
-from antaca_api import jwe
+from antaca_api import idempotency, jwe
 from antaca_api.app import create_app
 from antaca_api.cards import resume_pending
 from antaca_api.corporations import seal_clear_documents
@@ -114,6 +114,7 @@ async def serve(dsn: str, settings: Settings) -> None:
         asyncio.create_task(run_webhook_worker(services, settings.webhook_interval)),
         asyncio.create_task(run_fee_worker(pool, services.ledger, settings.fee_interval, services.clock)),
         asyncio.create_task(listen(dsn, services.credentials)),
+        asyncio.create_task(idempotency.run_sweeper(pool, services.clock)),
     ]
     # On SIGTERM aiohttp stops listening, then waits this long for the requests in flight: long
     # enough for the engine to answer every queued authorization (by its deadline at the latest).

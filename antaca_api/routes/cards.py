@@ -11,7 +11,7 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api import cards as repo
-from antaca_api import corporations, replacement
+from antaca_api import corporations, pages, replacement
 from antaca_api.customers import partner_of_customer
 from antaca_api.domain_errors import Forbidden, InvalidPin, PhysicalCardOnly
 from antaca_api.errors import EncryptionRequired
@@ -19,7 +19,7 @@ from antaca_api.personalization import delivery_of
 from antaca_api.replacement import DeliveryMethod, ReplacementReason
 from antaca_api.routes.customers import Address
 from antaca_api.routing import ADMIN_MANAGER, Channel, Context, Encryption, route
-from antaca_api.schema import Body
+from antaca_api.schema import Body, Page
 from antaca_auth import cardstate
 from antaca_auth.cardstate import LOCK_REASONS, NETWORK_LOCK_REASONS, CardState
 from antaca_auth.invariants import require
@@ -99,7 +99,7 @@ class CardData(Body):
     cvc2: str
 
 
-class Cards(Body):
+class Cards(Page, kw_only=True):
     items: list[CardSummary]
 
 
@@ -275,11 +275,26 @@ async def list_cards(ctx: Context, _: None) -> Cards:
         s = scope(ctx)
         customer_id, partner_id = s.customer_id, s.partner_id
     hidden = ["ORDERED", "REMOVED"] if ctx.customer is not None else ["REMOVED"]
+    page = pages.request(repo.CARD_PAGES, ctx.request.query)
     async with ctx.pool.acquire() as conn:
         # An unknown customer, or another partner's, is 404 as on every other customer route.
         rows = await repo.customer_cards(conn, customer_id, partner_id, hidden,
-                                         check_customer=ctx.customer is None)
-    return Cards(items=[summary(r) for r in rows])
+                                         check_customer=ctx.customer is None, page=page)
+    return _card_page(rows, page)
+
+
+def _card_page(rows, page: pages.PageRequest) -> Cards:
+    shown, cursor = pages.cut(rows, page, lambda r: (r["seq"],))
+    return Cards(items=[summary(r) for r in shown], next_cursor=cursor)
+
+
+@route("GET", "/secure/cards", channel=Channel.PARTNER, response=Cards, tags=("cards",),
+       summary="Every card of the partner, its customers' and its corporations', in issue order "
+               "(masked PAN only; cursor pagination)")
+async def list_partner_cards(ctx: Context, _: None) -> Cards:
+    page = pages.request(repo.CARD_PAGES, ctx.request.query)
+    async with ctx.pool.acquire() as conn:
+        return _card_page(await repo.partner_cards(conn, ctx.partner_id, page), page)
 
 
 async def _visible_card(ctx: Context, conn):

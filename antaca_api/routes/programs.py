@@ -9,14 +9,14 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from antaca_api import networks, programs
+from antaca_api import networks, pages, programs
 from antaca_api.balances import check_currency
 from antaca_api.domain_errors import InvalidProgram, NotFound
 from antaca_api.fields import Currency, Name
 from antaca_api.processors import PROCESSORS
 from antaca_api.routes.partners import SERIAL, CertificateRequest
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
-from antaca_api.schema import Body
+from antaca_api.schema import Body, Page
 from antaca_auth import authorization_settings
 from antaca_auth.authorization_settings import StandInMode
 from antaca_auth.pans import PAN_LENGTH_MAX, PAN_LENGTH_MIN
@@ -57,7 +57,7 @@ class CardProgram(Body):
     time_zone: str = "UTC"  # where the program's velocity limits' days begin
 
 
-class CardPrograms(Body):
+class CardPrograms(Page, kw_only=True):
     items: list[CardProgram]
 
 
@@ -92,8 +92,11 @@ async def create_program(ctx: Context, body: NewProgram) -> CardProgram:
 @route("GET", "/admin/programs", channel=Channel.ADMIN, response=CardPrograms, summary="List card programs",
        tags=("programs",))
 async def list_programs(ctx: Context, _: None) -> CardPrograms:
-    rows = await programs.all_programs(ctx.pool, ctx.admin.partner_id)
-    return CardPrograms(items=[program_view(r) for r in rows])
+    page = pages.request(programs.PROGRAM_PAGES, ctx.request.query)
+    rows, cursor = pages.cut(await programs.all_programs(ctx.pool, page, ctx.admin.partner_id),
+                             page,
+                             lambda r: (r["created_at"], r["id"]))
+    return CardPrograms(items=[program_view(r) for r in rows], next_cursor=cursor)
 
 
 @route("GET", "/admin/programs/{programId}", channel=Channel.ADMIN, response=CardProgram,

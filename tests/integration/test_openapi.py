@@ -142,7 +142,8 @@ async def test_document_and_docs_page_are_served(api):
         assert r.status == 200 and r.content_type == "application/json"
         served = await r.json()
     assert served == document()
-    async with api.client().get(f"{api.http}/docs") as r:
+    # The plain list of routes; the interactive /docs: tests/integration/test_reference.py
+    async with api.client().get(f"{api.http}/docs/routes") as r:
         assert r.status == 200 and r.content_type == "text/html"
         page = await r.text()
     for path in served["paths"]:
