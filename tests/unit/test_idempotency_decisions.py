@@ -77,6 +77,16 @@ NOT_CREATING = {
     "/admin/corporations/{dcCorporationId}/kyb": "a decision on an existing corporation",
     "/lifecycle/v1/corporations/{dcCorporationId}/documents": "multipart, read by its handler",
     "/secure/customers/{customerId}/register": "submits KYC documents of an existing customer",
+    "/admin/users/{adminId}/password-reset": "a new temporary password: a retry sets another",
+    "/secure/cards/{cardId}/pin": "sets a PIN: a retry sets the same PIN again",
+    "/admin/networks/{networkId}/certificates/{serial}/revoke": "a state change, idempotent itself",
+    "/secure/controls/{controlId}/promote": "a state change (SHADOW to ACTIVE), refused once done",
+    "/admin/controls/{controlId}/promote": "a state change (SHADOW to ACTIVE), refused once done",
+    "/admin/customers/{customerId}/kyc": "a decision on an existing customer, refused once made",
+    "/admin/partners/{partnerId}/balances/{balanceId}/approve": "a state change, refused once done",
+    "/secure/webhooks/{endpointId}/disable": "a state change, idempotent itself",
+    "/secure/webhooks/{endpointId}/enable": "a state change, idempotent itself",
+    "/secure/webhooks/{endpointId}/rotate-secret": "rotates a secret: a retry rotates again",
 }
 STATE_CHANGES = ("/activate", "/lock", "/unlock", "/block", "/unblock", "/close", "/cvv")
 
@@ -85,6 +95,8 @@ MOVES_MONEY = {
     "/secure/customers/{customerId}/balances/{balanceId}/transfers",
     "/admin/partners/{partnerId}/balances/{balanceId}/reload",
     "/admin/fees/run",
+    "/secure/balances/{balanceId}/reload",
+    "/secure/customers/{customerId}/balances/{balanceId}/internal-transfers",
 }
 
 
