@@ -10,6 +10,7 @@ from aiohttp import web
 
 from antaca_api import channels, errors
 from antaca_api.domain_errors import DomainError, ValidationFailed
+from antaca_api.panel import panel_app
 from antaca_api.routes import load_all
 from antaca_api.routing import ROUTES, Route, dispatch
 from antaca_api.services import Services
@@ -80,4 +81,5 @@ def create_app(services: Services, extra_routes: list[Route] = ()) -> web.Applic
     app[SERVICES] = services
     for r in [*ROUTES, *extra_routes]:
         app.router.add_route(r.method, r.path, dispatch(r, services, channels.authenticate))
+    app.add_subapp("/panel/", panel_app(services))  # the administration panel (docs/panel.md)
     return app

@@ -45,3 +45,32 @@ async def for_partner(conn: asyncpg.Connection, partner_id: uuid.UUID,
     """A page of the authorizations of every card of the partner, corporate cards included."""
     after = page.after[0] if page.after else 0
     return await conn.fetch(TRANSACTIONS_OF_PARTNER, partner_id, after, page.fetch)
+
+
+# --- the administration panel's dashboard ----------------------------------------------------
+
+# Authorizations since a moment, by outcome and reason; a partner's staff (scope) see only their
+# partner's cards' (an authorization for an unknown PAN belongs to no partner).
+AUTHORIZATION_OUTCOMES = """
+    SELECT a.decision, a.stand_in, a.reason, count(*) AS count
+    FROM authorizations a LEFT JOIN cards c ON c.id = a.card_id
+    WHERE a.created_at >= $1 AND ($2::uuid IS NULL OR c.partner_id = $2)
+    GROUP BY a.decision, a.stand_in, a.reason ORDER BY count(*) DESC, a.reason"""
+AUTHORIZATIONS_PER_HOUR = """
+    SELECT date_trunc('hour', a.created_at) AS hour, count(*) AS count,
+           count(*) FILTER (WHERE a.decision = 'APPROVED') AS approved
+    FROM authorizations a LEFT JOIN cards c ON c.id = a.card_id
+    WHERE a.created_at >= $1 AND ($2::uuid IS NULL OR c.partner_id = $2)
+    GROUP BY 1 ORDER BY 1"""
+
+
+async def outcomes_since(conn: asyncpg.Connection, since, partner_scope: uuid.UUID | None
+                         ) -> list[asyncpg.Record]:
+    """(decision, stand_in, reason, count) of the authorizations since `since`, most first."""
+    return await conn.fetch(AUTHORIZATION_OUTCOMES, since, partner_scope)
+
+
+async def hourly_since(conn: asyncpg.Connection, since, partner_scope: uuid.UUID | None
+                       ) -> list[asyncpg.Record]:
+    """(hour, count, approved) of the authorizations since `since`, hours with none left out."""
+    return await conn.fetch(AUTHORIZATIONS_PER_HOUR, since, partner_scope)

@@ -22,7 +22,7 @@ import msgspec
 from aiohttp import web
 
 from antaca_api import idempotency, jwe, step_up
-from antaca_api.admins import Role
+from antaca_api.admins import Role, record_audit_entry
 from antaca_api.domain_errors import Forbidden, NotFound, ValidationFailed
 from antaca_api.errors import EncryptionRequired, MalformedJson, UnsupportedMediaType
 from antaca_api.services import Services
@@ -202,12 +202,9 @@ class Context:
     async def write_audit(self, conn: asyncpg.Connection) -> None:
         if self.admin is None or self.route.method == "GET" or self.audited:
             return
-        await conn.execute(
-            "INSERT INTO audit_log (admin_id, action, target) VALUES ($1, $2, $3)",
-            self.admin.admin_id,
-            f"{self.route.method} {self.route.path}",
-            self.audit_target or self.request.path,
-        )
+        await record_audit_entry(conn, self.admin.admin_id,
+                                 f"{self.route.method} {self.route.path}",
+                                 self.audit_target or self.request.path)
         self.audited = True
 
 

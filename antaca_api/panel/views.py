@@ -1,0 +1,427 @@
+"""The panel's pages: each decodes the request, calls the domain functions the admin API calls,
+and renders a template. No SQL here (tests/unit/test_architecture.py); the rules each page
+follows are declared with `access.page` and checked by the panel's middleware before it runs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import aiohttp_jinja2
+import msgspec
+from aiohttp import web
+
+from antaca_api import admins, card_transactions, customer_service, fee_schedules, pages
+from antaca_api import cards as card_repo
+from antaca_api import customers as customer_repo
+from antaca_api import programs as program_repo
+from antaca_api import summaries as summary_repo
+from antaca_api.balances import amounts as balance_amounts
+from antaca_api.cards import CardScope
+from antaca_api.customers import ReviewDecision
+from antaca_api.domain_errors import DomainError, InvalidCredentials, ValidationFailed
+from antaca_api.panel import access, figures, security
+from antaca_api.panel.access import Rule, page
+from antaca_api.panel.charts import bar_chart
+from antaca_api.services import Services
+from antaca_auth import cardstate
+from antaca_auth import fees as pricing
+
+SERVICES = web.AppKey("panel_services", Services)
+USER = web.RequestKey("panel_user", access.PanelUser)
+customer_page_size = 25
+audit_page_size = 50
+# The lock reasons an administrator may give (the admin API's Lock body).
+ADMIN_LOCK_REASONS = (1, 2, 3, 4, 5, 6, 7, 8, 11)
+
+
+def services_of(request: web.Request) -> Services:
+    return request.config_dict[SERVICES]
+
+
+def user_of(request: web.Request) -> access.PanelUser:
+    return request[USER]
+
+
+def render(request: web.Request, template: str, status: int = 200, **context) -> web.Response:
+    user = request.get(USER)
+    context.setdefault("errors", {})
+    return aiohttp_jinja2.render_template(
+        template, request, {"user": user, "csrf": user.csrf if user else None,
+                            "may": (lambda *a, **k: access.may(user, *a, **k)) if user else None,
+                            **context}, status=status)
+
+
+def redirect(location: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(location)
+
+
+def public(handler):
+    handler.panel_public = True
+    return handler
+
+
+# --- sign-in -------------------------------------------------------------------------------
+
+
+@public
+async def sign_in_form(request: web.Request) -> web.Response:
+    return _sign_in_page(request, {})
+
+
+def _sign_in_page(request: web.Request, errors: dict[str, str], status: int = 200,
+                  email: str = "") -> web.Response:
+    token = security.new_sign_in_token()
+    response = render(request, "sign_in.html", status, sign_in_token=token, errors=errors,
+                      email=email)
+    response.set_cookie(security.SIGN_IN_COOKIE, token, **security.cookie_flags(request.secure))
+    return response
+
+
+@public
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    if not security.csrf_matches(request.cookies.get(security.SIGN_IN_COOKIE),
+                                 form.get(security.CSRF_FIELD)):
+        return _sign_in_page(request, {"form": "the form expired: sign in again"}, 403)
+    email, password = str(form.get("email", "")), str(form.get("password", ""))
+    services = services_of(request)
+    try:
+        token, _, _, _ = await admins.open_session(
+            services.pool, email, password, services.clock(), services.settings.admin_session_ttl,
+            background_cpu=services.background_cpu)
+    except InvalidCredentials as exc:
+        return _sign_in_page(request, {"password": exc.message}, 401, email)
+    response = redirect(f"{security.PANEL_PREFIX}/")
+    response.set_cookie(security.SESSION_COOKIE, token, **security.cookie_flags(request.secure))
+    response.del_cookie(security.SIGN_IN_COOKIE, path=security.COOKIE_PATH)
+    raise response
+
+
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    async with services_of(request).pool.acquire() as conn:
+        await admins.revoke_session(conn, request.cookies.get(security.SESSION_COOKIE, ""))
+    response = redirect(f"{security.PANEL_PREFIX}/sign-in")
+    response.del_cookie(security.SESSION_COOKIE, path=security.COOKIE_PATH)
+    raise response
+
+
+# --- dashboard -----------------------------------------------------------------------------
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    """The platform's summaries (GET /admin/summaries) or, for a partner's staff, their
+    partner's (GET /admin/partners/{partnerId}/summaries, their own partner: always in scope)."""
+    user, services = user_of(request), services_of(request)
+    now = services.clock()
+    async with services.pool.acquire() as conn:
+        if user.platform_staff:
+            summaries = await summary_repo.global_summaries(conn)
+        else:
+            summaries = await summary_repo.partner_summaries(conn, user.partner_id)
+        today = figures.outcomes(await card_transactions.outcomes_since(
+            conn, figures.start_of_day(now), user.partner_id))
+        hourly = await card_transactions.hourly_since(
+            conn, now - timedelta(hours=figures.chart_hours), user.partner_id)
+    chart = bar_chart(figures.hourly_bars(hourly, now),
+                      "Authorizations per hour, last 24 hours (approved part darker)")
+    return render(request, "dashboard.html", summaries=summaries.items, today=today, chart=chart)
+
+
+# --- customers -----------------------------------------------------------------------------
+
+
+@page("GET", "/admin/customers")
+async def customers(request: web.Request) -> web.Response:
+    query = request.query
+    criteria = {name: (query.get(name) or "").strip() or None for name in ("name", "email", "phone")}
+    after = _cursor(query.get("cursor"))
+    rows = await customer_repo.search(
+        services_of(request).pool, partner_scope=user_of(request).partner_id, partner_id=None,
+        after=after, limit=customer_page_size, **criteria)
+    next_cursor = str(rows[-1]["seq"]) if len(rows) == customer_page_size else None
+    return render(request, "customers.html", rows=rows, criteria=criteria,
+                  next_cursor=next_cursor)
+
+
+def _cursor(raw: str | None) -> int:
+    if not raw:
+        return 0
+    try:
+        return max(int(raw), 0)
+    except ValueError:
+        raise ValidationFailed("the page cursor is not valid") from None
+
+
+@page("GET", "/admin/customers/{customerId}")
+async def customer(request: web.Request, errors: dict[str, str] | None = None,
+                   status: int = 200) -> web.Response:
+    services, user = services_of(request), user_of(request)
+    customer_id = access.path_id(request)("customerId")
+    page_request = pages.request(card_transactions.TRANSACTION_PAGES, request.query)
+    async with services.pool.acquire() as conn:
+        found = await customer_service.customer_file(conn, user.partner_id, customer_id)
+        transactions = await customer_service.customer_transactions(
+            conn, user.partner_id, customer_id, page_request)
+    shown, next_cursor = pages.cut(transactions, page_request, lambda r: (r["seq"],))
+    return render(request, "customer.html", status, file=found, transactions=shown,
+                  next_cursor=next_cursor, errors=errors or {},
+                  masked=_masked, decisions=list(ReviewDecision), amounts=balance_amounts)
+
+
+def _masked(card) -> str:
+    """A card's masked PAN (first six, last four), never more."""
+    return "-" if card["bin"] is None else f"{card['bin']}******{card['last4']}"
+
+
+@page("POST", "/admin/customers/{customerId}/kyc", acts=True)
+async def review_kyc(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    customer_id = access.path_id(request)("customerId")
+    errors = {}
+    decision = form.get("decision")
+    reason = (form.get("reason") or "").strip() or None
+    if decision not in set(ReviewDecision):
+        errors["decision"] = "choose approve or reject"
+    elif decision == ReviewDecision.REJECT and reason is None:
+        errors["reason"] = "a rejection needs a reason"
+    if form.get("confirm") != "yes":
+        errors["confirm"] = "tick the box to confirm the decision"
+    if errors:
+        return await customer(request, errors, 422)
+    try:
+        await _review(request, customer_id, ReviewDecision(decision), reason)
+    except DomainError as exc:
+        return await customer(request, {"decision": exc.message}, 409)
+    raise redirect(f"{security.PANEL_PREFIX}/customers/{customer_id}")
+
+
+async def _review(request: web.Request, customer_id: uuid.UUID, decision: ReviewDecision,
+                  reason: str | None) -> None:
+    user = user_of(request)
+    async with services_of(request).pool.acquire() as conn, conn.transaction():
+        await customer_repo.review_kyc(conn, user.partner_id, customer_id, decision, reason,
+                                       user.admin_id)
+        await access.audit(conn, user, request.match_info.handler.panel_rule,
+                           f"customer:{customer_id}")
+
+
+# --- cards ---------------------------------------------------------------------------------
+
+
+async def find_cards(request: web.Request) -> web.StreamResponse:
+    """By id (its page, under GET /admin/cards/{cardId}/events' rules), or by the last four
+    digits and the expiry (MM/YY) within the caller's scope."""
+    query, user = request.query, user_of(request)
+    card_id = (query.get("cardId") or "").strip()
+    if card_id:
+        raise redirect(f"{security.PANEL_PREFIX}/cards/{card_id}")
+    last_four, expiry = (query.get("lastFour") or "").strip(), (query.get("expiry") or "").strip()
+    errors: dict[str, str] = {}
+    rows = []
+    if last_four or expiry:
+        if not (len(last_four) == 4 and last_four.isdigit()):
+            errors["lastFour"] = "four digits"
+        yymm = _yymm(expiry)
+        if yymm is None:
+            errors["expiry"] = "MM/YY, e.g. 07/29"
+        if not errors:
+            rows = await card_repo.cards_by_last_four(services_of(request).pool, last_four, yymm,
+                                                      user.partner_id)
+    return render(request, "cards.html", 422 if errors else 200, rows=rows, errors=errors,
+                  last_four=last_four, expiry=expiry, masked=_masked, mmyy=_mmyy,
+                  searched=bool(last_four or expiry))
+
+
+def _yymm(mm_yy: str) -> str | None:
+    """MM/YY as the cards' YYMM, or None when it is not a month."""
+    month, _, year = mm_yy.partition("/")
+    if not (len(month) == 2 and len(year) == 2 and month.isdigit() and year.isdigit()):
+        return None
+    return f"{year}{month}" if 1 <= int(month) <= 12 else None
+
+
+def _mmyy(yymm: str | None) -> str:
+    return "-" if yymm is None else f"{yymm[2:]}/{yymm[:2]}"
+
+
+@page("GET", "/admin/cards/{cardId}/events")
+async def card(request: web.Request, errors: dict[str, str] | None = None,
+               status: int = 200) -> web.Response:
+    user, card_id = user_of(request), access.path_id(request)("cardId")
+    async with services_of(request).pool.acquire() as conn:
+        row = await card_repo.find_visible_card(conn, card_id, CardScope(user.partner_id),
+                                                hide_ordered=False)
+        events = await card_repo.card_events(conn, card_id)
+    reasons = [cardstate.LOCK_REASONS[code] for code in ADMIN_LOCK_REASONS]
+    return render(request, "card.html", status, card=row, events=events, masked=_masked,
+                  mmyy=_mmyy, reasons=reasons, errors=errors or {},
+                  lock_reason=cardstate.LOCK_REASONS.get(row["lock_reason"]))
+
+
+def _lock_reason(form) -> int | None:
+    try:
+        code = int(form.get("reason", ""))
+    except ValueError:
+        return None
+    return code if code in ADMIN_LOCK_REASONS else None
+
+
+@page("POST", "/admin/cards/{cardId}/lock", acts=True)
+async def lock_card(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    reason = _lock_reason(form)
+    errors = {}
+    if reason is None:
+        errors["reason"] = "choose a reason"
+    if form.get("confirm") != "yes":
+        errors["confirm"] = "tick the box to confirm the lock"
+    elif reason is not None and cardstate.LOCK_REASONS[reason].irreversible \
+            and form.get("confirmIrreversible") != "yes":
+        errors["confirmIrreversible"] = "this reason locks the card for good: confirm it too"
+    if errors:
+        return await card(request, errors, 422)
+    return await _transition(request, "LOCKED", lambda s: cardstate.lock(s, reason), reason)
+
+
+@page("POST", "/admin/cards/{cardId}/unlock", acts=True)
+async def unlock_card(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    if form.get("confirm") != "yes":
+        return await card(request, {"unlock": "tick the box to confirm the unlock"}, 422)
+    return await _transition(request, "UNLOCKED", cardstate.unlock, None)
+
+
+async def _transition(request: web.Request, event: str, rule, reason: int | None
+                      ) -> web.StreamResponse:
+    """The admin API's card transition (cards.transition), audited in its transaction."""
+    user, card_id = user_of(request), access.path_id(request)("cardId")
+    try:
+        async with services_of(request).pool.acquire() as conn, conn.transaction():
+            await card_repo.transition(conn, card_id, CardScope(user.partner_id),
+                                       hide_ordered=False, rule=rule, event=event,
+                                       actor=f"admin:{user.admin_id}", reason=reason)
+            await access.audit(conn, user, request.match_info.handler.panel_rule,
+                               f"card:{card_id}")
+    except DomainError as exc:  # the state refuses it (e.g. an irreversible lock)
+        return await card(request, {"reason" if reason else "unlock": exc.message}, 409)
+    raise redirect(f"{security.PANEL_PREFIX}/cards/{card_id}")
+
+
+# --- programs and fee schedules ------------------------------------------------------------
+
+
+@page("GET", "/admin/programs")
+async def programs(request: web.Request) -> web.Response:
+    page_request = pages.request(program_repo.PROGRAM_PAGES, request.query)
+    rows = await program_repo.all_programs(services_of(request).pool, page_request,
+                                           user_of(request).partner_id)
+    shown, next_cursor = pages.cut(rows, page_request, lambda r: (r["created_at"], r["id"]))
+    return render(request, "programs.html", rows=shown, next_cursor=next_cursor)
+
+
+SAMPLE_TYPES = ("POS", "ECOM", "ATM")
+sample_amount_default = 10_000  # minor units: what the preview prices when none is given
+sample_amount_max = 10**12
+
+
+@page("GET", "/admin/programs/{programId}/fees")
+async def fees(request: web.Request, errors: dict[str, str] | None = None, status: int = 200,
+               draft: str | None = None, preview=None) -> web.Response:
+    services, program_id = services_of(request), access.path_id(request)("programId")
+    program = await program_repo.find(services.pool, program_id)
+    async with services.pool.acquire() as conn:
+        found = await fee_schedules.versions(conn, program_id, services.clock())
+    versions = [(r, pricing.decode_schedule(r["schedule"])) for r in found.rows]
+    if draft is None:
+        current = next((s for r, s in versions if r["id"] == found.in_force), pricing.FeeSchedule())
+        draft = msgspec.json.format(msgspec.json.encode(current), indent=2).decode()
+    return render(request, "fees.html", status, program=program, versions=versions,
+                  in_force=found.in_force, draft=draft, preview=preview, errors=errors or {},
+                  encode=lambda s: msgspec.json.encode(s).decode(),
+                  sample_amount=request.get("sample_amount", sample_amount_default))
+
+
+def fee_preview(schedule: pricing.FeeSchedule, amount: int) -> list[tuple[str, int, int]]:
+    """What a sample payment of `amount` minor units would cost under the schedule, per type:
+    (type, fee, total), without waivers or a currency conversion."""
+    rows = []
+    for tx_type in SAMPLE_TYPES:
+        fee = pricing.transaction_fee(pricing.spec_for(schedule, pricing.FeeType(tx_type)), amount)
+        rows.append((tx_type, fee, amount + fee))
+    return rows
+
+
+def decode_draft(text: str) -> tuple[pricing.FeeSchedule | None, str | None]:
+    """A schedule typed as JSON (the admin API's FeeSchedule), or why it is not one."""
+    try:
+        schedule = msgspec.json.decode(text.encode(), type=pricing.FeeSchedule)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return None, str(exc)
+    found = pricing.problems(schedule)
+    return (None, "; ".join(found)) if found else (schedule, None)
+
+
+def _sample_amount(raw: str) -> int | None:
+    return int(raw) if raw.isdigit() and 0 < int(raw) <= sample_amount_max else None
+
+
+@page("POST", "/admin/programs/{programId}/fees", acts=True)
+async def publish_fees(request: web.Request) -> web.StreamResponse:
+    """Preview (nothing written) or publish a new version from now; publishing asks for the
+    confirmation box."""
+    form = await request.post()
+    draft = str(form.get("schedule", ""))
+    schedule, problem = decode_draft(draft)
+    amount = _sample_amount(str(form.get("sampleAmount", sample_amount_default)))
+    errors = {}
+    if schedule is None:
+        errors["schedule"] = problem
+    if amount is None:
+        errors["sampleAmount"] = f"a whole number of minor units from 1 to {sample_amount_max}"
+    else:
+        request["sample_amount"] = amount
+    publishing = form.get("action") == "publish"
+    if publishing and form.get("confirm") != "yes":
+        errors["confirm"] = "tick the box to confirm the new version"
+    preview = fee_preview(schedule, amount) if schedule and amount else None
+    if errors or not publishing:
+        return await fees(request, errors, 422 if errors else 200, draft, preview)
+    version = await _publish(request, schedule)
+    raise redirect(f"{security.PANEL_PREFIX}/programs/{version['program_id']}/fees")
+
+
+async def _publish(request: web.Request, schedule: pricing.FeeSchedule):
+    services, user = services_of(request), user_of(request)
+    program_id = access.path_id(request)("programId")
+    async with services.pool.acquire() as conn, conn.transaction():
+        row = await fee_schedules.publish(conn, services.ledger, program_id, schedule,
+                                          services.clock(), user.admin_id)
+        await access.audit(conn, user, request.match_info.handler.panel_rule,
+                           f"fee-schedule:{row['id']}")
+    return row
+
+
+# --- administration (Admin only) -----------------------------------------------------------
+
+
+@page("GET", "/admin/audit-log")
+async def audit_log(request: web.Request) -> web.Response:
+    before = _cursor(request.query.get("cursor")) or 2**62
+    rows = await admins.audit_entries(services_of(request).pool, before=before,
+                                      limit=audit_page_size)
+    next_cursor = str(rows[-1]["id"]) if len(rows) == audit_page_size else None
+    return render(request, "audit_log.html", rows=rows, next_cursor=next_cursor)
+
+
+@page("GET", "/admin/users")
+async def users(request: web.Request) -> web.Response:
+    return render(request, "users.html", rows=await admins.admin_users(services_of(request).pool))
+
+
+def forbidden_page(request: web.Request, error: DomainError, status: int) -> web.Response:
+    return render(request, "error.html", status, error=error)
+
+
+def rule_of(request: web.Request) -> Rule | None:
+    return getattr(request.match_info.handler, "panel_rule", None)

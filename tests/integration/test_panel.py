@@ -1,0 +1,220 @@
+"""The administration panel over plain HTTP (an aiohttp client with a cookie jar): the session
+cookie's flags, the CSRF refusals, the Content-Security-Policy, the idle timeout and sign-out,
+the role and partner-scope refusals, the audit of an action and masked card data. The browser
+tests are in test_panel_browser.py."""
+
+from __future__ import annotations
+
+import re
+import ssl
+import uuid
+from http.cookies import SimpleCookie
+
+import aiohttp
+import pytest
+
+from antaca_api.admins import create_admin_user
+from antaca_api.panel import security
+from antaca_api.routing import Role
+from tests.api_harness import ADMIN_PASSWORD, bearer, register_customer
+from tests.integration.test_authorizations import Payments
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture(scope="module")
+def jwe_key():
+    from joserfc.jwk import RSAKey
+
+    return RSAKey.generate_key(2048)
+
+
+class PanelClient:
+    """A browser-like client of the panel: a cookie jar, forms posted with their CSRF token."""
+
+    def __init__(self, api, base: str | None = None) -> None:
+        self.api, self.base = api, base or api.http
+        context = ssl.create_default_context(cafile=str(api.ca.cert_path))
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                             connector=aiohttp.TCPConnector(ssl=context))
+        api.sessions.append(self.session)
+
+    async def get(self, path: str) -> tuple[int, str, aiohttp.ClientResponse]:
+        async with self.session.get(f"{self.base}{path}", allow_redirects=False) as r:
+            return r.status, await r.text(), r
+
+    async def post(self, path: str, form: dict, *, csrf_from: str | None = None
+                   ) -> tuple[int, str, aiohttp.ClientResponse]:
+        if csrf_from is not None:
+            _, page, _ = await self.get(csrf_from)
+            form = {"csrf": CSRF.search(page).group(1), **form}
+        async with self.session.post(f"{self.base}{path}", data=form,
+                                     allow_redirects=False) as r:
+            return r.status, await r.text(), r
+
+    async def sign_in(self, email: str, password: str = ADMIN_PASSWORD):
+        return await self.post("/panel/sign-in", {"email": email, "password": password},
+                               csrf_from="/panel/sign-in")
+
+
+async def new_admin(api, role: Role = Role.ADMIN, partner_id: str | None = None) -> str:
+    email = f"panel-{role.lower()}-{uuid.uuid4().hex[:8]}@antaca.test"
+    async with api.services.pool.acquire() as conn:
+        await create_admin_user(conn, email, ADMIN_PASSWORD, role,
+                                partner_id=uuid.UUID(partner_id) if partner_id else None)
+    return email
+
+
+async def signed_in(api, role: Role = Role.ADMIN, partner_id: str | None = None) -> PanelClient:
+    client = PanelClient(api)
+    status, _, response = await client.sign_in(await new_admin(api, role, partner_id))
+    assert status == 303 and response.headers["Location"] == "/panel/"
+    return client
+
+
+def set_cookie(response: aiohttp.ClientResponse, name: str):
+    for header in response.headers.getall("Set-Cookie", []):
+        cookie = SimpleCookie(header)
+        if name in cookie:
+            return cookie[name], header
+    raise AssertionError(f"no {name} cookie set")
+
+
+async def test_sign_in_sets_a_strict_http_only_cookie_and_every_page_a_strict_csp(api):
+    client = PanelClient(api)
+    status, page, response = await client.get("/panel/")
+    assert status == 303 and response.headers["Location"] == "/panel/sign-in"
+    status, page, response = await client.get("/panel/sign-in")
+    assert status == 200 and response.headers["Content-Security-Policy"] == \
+        security.CONTENT_SECURITY_POLICY
+    for words in ("default-src 'none'", "script-src 'self'", "frame-ancestors 'none'",
+                  "form-action 'self'"):
+        assert words in security.CONTENT_SECURITY_POLICY
+    assert "http:" not in page and "https:" not in page and "<script>" not in page
+    status, _, response = await client.sign_in(await new_admin(api))
+    assert status == 303
+    cookie, header = set_cookie(response, security.SESSION_COOKIE)
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/panel/"
+    assert "Secure" not in header  # plain HTTP: a Secure cookie would never come back
+    status, page, response = await client.get("/panel/")
+    assert status == 200 and "Dashboard" in page
+    assert response.headers["Content-Security-Policy"] == security.CONTENT_SECURITY_POLICY
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"
+    # Over TLS the cookie is Secure as well.
+    tls = PanelClient(api, api.https)
+    status, _, response = await tls.sign_in(await new_admin(api))
+    cookie, header = set_cookie(response, security.SESSION_COOKIE)
+    assert status == 303 and cookie["secure"] and "Secure" in header
+
+
+async def test_sign_in_refuses_a_wrong_password_and_a_form_without_its_token(api):
+    email = await new_admin(api)
+    client = PanelClient(api)
+    status, page, _ = await client.sign_in(email, "not the password at all")
+    assert status == 401 and "the credentials are not valid" in page
+    status, page, response = await client.post("/panel/sign-in",
+                                               {"email": email, "password": ADMIN_PASSWORD})
+    assert status == 403 and security.SESSION_COOKIE not in response.cookies
+    status, _, _ = await client.get("/panel/")
+    assert status == 303  # still signed out
+
+
+async def test_a_form_without_the_csrf_token_changes_nothing(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    client = await signed_in(api, Role.MANAGER)
+    card_id = p.card["cardId"]
+    for form in ({"reason": "3", "confirm": "yes"},
+                 {"reason": "3", "confirm": "yes", "csrf": "0" * 64}):
+        status, page, _ = await client.post(f"/panel/cards/{card_id}/lock", form)
+        assert status == 403 and "security token" in page
+    _, page, _ = await client.get(f"/panel/cards/{card_id}")
+    assert '<dd id="card-state">ACTIVE</dd>' in page
+    # The token of another session is no better.
+    other = await signed_in(api, Role.MANAGER)
+    _, other_page, _ = await other.get(f"/panel/cards/{card_id}")
+    status, _, _ = await client.post(f"/panel/cards/{card_id}/lock", {
+        "reason": "3", "confirm": "yes", "csrf": CSRF.search(other_page).group(1)})
+    assert status == 403
+
+
+async def test_a_manager_locks_a_card_with_confirmation_audited_and_masked(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    client = await signed_in(api, Role.MANAGER)
+    card_id = p.card["cardId"]
+    path = f"/panel/cards/{card_id}"
+    status, page, _ = await client.post(f"{path}/lock", {"reason": "3"}, csrf_from=path)
+    assert status == 422 and "tick the box to confirm the lock" in page
+    status, page, _ = await client.post(f"{path}/lock", {"reason": "2", "confirm": "yes"},
+                                        csrf_from=path)
+    assert status == 422 and "locks the card for good" in page
+    status, _, response = await client.post(f"{path}/lock", {"reason": "3", "confirm": "yes"},
+                                            csrf_from=path)
+    assert status == 303 and response.headers["Location"] == path
+    status, page, _ = await client.get(path)
+    assert '<dd id="card-state">LOCKED</dd>' in page and "3 PENDING_QUERY" in page
+    assert p.card["pan"] not in page and p.card["pan"][-4:] in page
+    answer = await p.authorize()
+    assert answer["decision"] == "DECLINED"
+    admin = await api.admin_token()
+    async with api.client().get(f"{api.http}/admin/audit-log", headers=bearer(admin)) as r:
+        entries = (await r.json())["items"]
+    assert any(e["action"] == "PANEL POST /admin/cards/{cardId}/lock"
+               and e["target"] == f"card:{card_id}" for e in entries)
+    status, _, _ = await client.post(f"{path}/unlock", {"confirm": "yes"}, csrf_from=path)
+    assert status == 303
+    _, page, _ = await client.get(path)
+    assert '<dd id="card-state">ACTIVE</dd>' in page
+
+
+async def test_an_employee_reads_but_cannot_act_nor_open_admin_pages(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    client = await signed_in(api, Role.EMPLOYEE)
+    card_id = p.card["cardId"]
+    status, page, _ = await client.get(f"/panel/cards/{card_id}")
+    assert status == 200 and "lock-form" not in page
+    _, dashboard, _ = await client.get("/panel/")
+    status, _, _ = await client.post(f"/panel/cards/{card_id}/lock", {
+        "reason": "3", "confirm": "yes", "csrf": CSRF.search(dashboard).group(1)})
+    assert status == 403
+    status, _, _ = await client.post(f"/panel/customers/{p.w.cid}/kyc", {
+        "decision": "APPROVE", "confirm": "yes", "csrf": CSRF.search(dashboard).group(1)})
+    assert status == 403
+    for admin_only in ("/panel/audit-log", "/panel/users"):
+        status, _, _ = await client.get(admin_only)
+        assert status == 403, admin_only
+    _, page, _ = await client.get(f"/panel/cards/{card_id}")
+    assert '<dd id="card-state">ACTIVE</dd>' in page
+
+
+async def test_partner_staff_see_their_partner_only(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    other_partner, other_client = await api.partner(p.w.admin)
+    theirs = await register_customer(api, other_client)
+    client = await signed_in(api, Role.MANAGER, p.w.partner_id)
+    status, _, _ = await client.get(f"/panel/customers/{p.w.cid}")
+    assert status == 200
+    status, page, _ = await client.get(f"/panel/customers/{theirs['customerId']}")
+    unknown_status, unknown_page, _ = await client.get(f"/panel/customers/{uuid.uuid4()}")
+    assert status == unknown_status == 404 and "NOT_FOUND" in page
+    _, listing, _ = await client.get("/panel/customers")
+    assert p.w.cid in listing and theirs["customerId"] not in listing
+    # The platform's own pages are refused.
+    status, _, _ = await client.get("/panel/audit-log")
+    assert status == 403
+
+
+async def test_idle_sessions_end_and_sign_out_revokes(api):
+    client = await signed_in(api)
+    async with api.services.pool.acquire() as conn:
+        await conn.execute("UPDATE admin_sessions SET last_seen_at = now() - make_interval("
+                           "secs => $1)", float(security.idle_timeout_seconds + 1))
+    status, _, response = await client.get("/panel/")
+    assert status == 303 and response.headers["Location"] == "/panel/sign-in"
+    client = await signed_in(api)
+    _, page, _ = await client.get("/panel/")
+    status, _, response = await client.post("/panel/sign-out",
+                                            {"csrf": CSRF.search(page).group(1)})
+    assert status == 303 and response.headers["Location"] == "/panel/sign-in"
+    status, _, _ = await client.get("/panel/")
+    assert status == 303
