@@ -29,6 +29,7 @@ from antaca_auth import fees as pricing
 
 SERVICES = web.AppKey("panel_services", Services)
 USER = web.RequestKey("panel_user", access.PanelUser)
+SAMPLE_AMOUNT = web.RequestKey("panel_sample_amount", int)
 customer_page_size = 25
 audit_page_size = 50
 # The lock reasons an administrator may give (the admin API's Lock body).
@@ -339,7 +340,7 @@ async def fees(request: web.Request, errors: dict[str, str] | None = None, statu
     return render(request, "fees.html", status, program=program, versions=versions,
                   in_force=found.in_force, draft=draft, preview=preview, errors=errors or {},
                   encode=lambda s: msgspec.json.encode(s).decode(),
-                  sample_amount=request.get("sample_amount", sample_amount_default))
+                  sample_amount=request.get(SAMPLE_AMOUNT, sample_amount_default))
 
 
 def fee_preview(schedule: pricing.FeeSchedule, amount: int) -> list[tuple[str, int, int]]:
@@ -380,7 +381,7 @@ async def publish_fees(request: web.Request) -> web.StreamResponse:
     if amount is None:
         errors["sampleAmount"] = f"a whole number of minor units from 1 to {sample_amount_max}"
     else:
-        request["sample_amount"] = amount
+        request[SAMPLE_AMOUNT] = amount
     publishing = form.get("action") == "publish"
     if publishing and form.get("confirm") != "yes":
         errors["confirm"] = "tick the box to confirm the new version"
