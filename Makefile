@@ -15,6 +15,8 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install
+	@echo "The administration panel will be at http://127.0.0.1:8080/panel/ (ANTACA_PORT changes the port)."
+	@echo "Create the first administrator (once, in another terminal): $(BIN)/antaca admin create-user --email you@example.com --role ADMIN"
 	$(BIN)/antaca serve
 
 test: install lint

@@ -136,6 +136,9 @@ async def serve(dsn: str, settings: Settings) -> None:
           f"https://{settings.host}:{settings.tls_port} (CA: {ca.cert_path.resolve()})"
           + (f", ISO 8583 on {settings.host}:{iso_listener.port}" if iso_listener else ""),
           flush=True)
+    print(f"administration panel: http://{settings.host}:{settings.port}/panel/ (the first "
+          "administrator: .venv/bin/antaca admin create-user --email you@example.com --role ADMIN)",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

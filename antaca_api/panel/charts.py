@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-chart_width_pixels = 720
-chart_height_pixels = 200
+chart_width_pixels = 1200
+chart_height_pixels = 220
 chart_bars_max = 96
 
 
