@@ -13,25 +13,34 @@ from aiohttp import web
 
 from antaca_api import admins, card_transactions, customer_service, fee_schedules, pages
 from antaca_api import cards as card_repo
+from antaca_api import corporations as corporation_repo
 from antaca_api import customers as customer_repo
+from antaca_api import partner_balances as partner_balance_repo
+from antaca_api import partners as partner_repo
 from antaca_api import programs as program_repo
 from antaca_api import summaries as summary_repo
 from antaca_api.balances import amounts as balance_amounts
 from antaca_api.cards import CardScope
+from antaca_api.corporations import KybStatus
 from antaca_api.customers import ReviewDecision
 from antaca_api.domain_errors import DomainError, InvalidCredentials, ValidationFailed
+from antaca_api.errors import status_of as error_status
 from antaca_api.panel import access, figures, security
 from antaca_api.panel.access import Rule, page
 from antaca_api.panel.charts import bar_chart
+from antaca_api.routes.partner_balances import view as partner_balance_view
 from antaca_api.services import Services
 from antaca_auth import cardstate
 from antaca_auth import fees as pricing
+from antaca_auth.codes import code_name
 
 SERVICES = web.AppKey("panel_services", Services)
 USER = web.RequestKey("panel_user", access.PanelUser)
 SAMPLE_AMOUNT = web.RequestKey("panel_sample_amount", int)
 customer_page_size = 25
 audit_page_size = 50
+corporation_page_size = 25
+statement_page_size = 50
 # The lock reasons an administrator may give (the admin API's Lock body).
 ADMIN_LOCK_REASONS = (1, 2, 3, 4, 5, 6, 7, 8, 11)
 
@@ -426,3 +435,101 @@ def forbidden_page(request: web.Request, error: DomainError, status: int) -> web
 
 def rule_of(request: web.Request) -> Rule | None:
     return getattr(request.match_info.handler, "panel_rule", None)
+
+
+# --- partners ------------------------------------------------------------------------------
+
+
+@page("GET", "/admin/partners")
+async def partners(request: web.Request) -> web.Response:
+    page_request = pages.request(partner_repo.PARTNER_PAGES, request.query)
+    rows = await partner_repo.all_partners(services_of(request).pool, page_request,
+                                           user_of(request).partner_id)
+    shown, next_cursor = pages.cut(rows, page_request, lambda r: (r["created_at"], r["id"]))
+    return render(request, "partners.html", rows=shown, next_cursor=next_cursor)
+
+
+@page("GET", "/admin/partners/{partnerId}")
+async def partner(request: web.Request) -> web.Response:
+    partner_id = access.path_id(request)("partnerId")
+    first_page = pages.PageRequest(partner_balance_repo.PARTNER_BALANCE_PAGES,
+                                   pages.page_size_max, None)
+    async with services_of(request).pool.acquire() as conn:
+        row = await partner_repo.find(conn, partner_id)
+        balances = await partner_balance_repo.balances_of_partner(conn, partner_id, first_page)
+        summaries = await summary_repo.partner_summaries(conn, partner_id)
+    return render(request, "partner.html", partner=row, summaries=summaries.items,
+                  balances=[partner_balance_view(b) for b in balances[:pages.page_size_max]])
+
+
+@page("GET", "/admin/partners/{partnerId}/balances/{balanceId}/statement")
+async def partner_statement(request: web.Request) -> web.Response:
+    ids = access.path_id(request)
+    row, statement = await partner_balance_repo.statement(
+        services_of(request).pool, services_of(request).ledger, ids("partnerId"), ids("balanceId"),
+        cursor=request.query.get("cursor"), limit=statement_page_size)
+    next_cursor = (None if statement.next_after is None
+                   else partner_balance_repo.encode_cursor(statement.next_after))
+    return render(request, "partner_statement.html", balance=partner_balance_view(row),
+                  entries=statement.entries, next_cursor=next_cursor, code_name=code_name)
+
+
+# --- corporations --------------------------------------------------------------------------
+
+
+@page("GET", "/admin/corporations")
+async def corporations(request: web.Request) -> web.Response:
+    status = request.query.get("kybStatus") or None
+    if status is not None and status not in KybStatus.__members__:
+        raise ValidationFailed("choose a KYB status from the list")
+    rows = await corporation_repo.corporations_by_status(
+        services_of(request).pool, status, after=_cursor(request.query.get("cursor")),
+        limit=corporation_page_size, partner_scope=user_of(request).partner_id)
+    next_cursor = str(rows[-1]["seq"]) if len(rows) == corporation_page_size else None
+    return render(request, "corporations.html", rows=rows, kyb_status=status,
+                  statuses=list(KybStatus), next_cursor=next_cursor)
+
+
+@page("GET", "/admin/corporations/{dcCorporationId}")
+async def corporation(request: web.Request, errors: dict[str, str] | None = None,
+                      status: int = 200) -> web.Response:
+    corporation_id = access.path_id(request)("dcCorporationId")
+    async with services_of(request).pool.acquire() as conn:
+        row, documents, history = await corporation_repo.review_file(conn, corporation_id)
+    return render(request, "corporation.html", status, corporation=row, documents=documents,
+                  history=history, errors=errors or {},
+                  decisions=[s for s in KybStatus if s is not KybStatus.SUBMITTED])
+
+
+@page("POST", "/admin/corporations/{dcCorporationId}/kyb", acts=True)
+async def decide_kyb(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    user, corporation_id = user_of(request), access.path_id(request)("dcCorporationId")
+    decision = form.get("decision")
+    reason = (form.get("reason") or "").strip() or None
+    if decision not in KybStatus.__members__ or decision == KybStatus.SUBMITTED:
+        return await corporation(request, {"decision": "choose a decision"}, 422)
+    if form.get("confirm") != "yes":
+        return await corporation(request, {"confirm": "tick the box to confirm the decision"},
+                                 422)
+    try:
+        async with services_of(request).pool.acquire() as conn, conn.transaction():
+            await corporation_repo.decide_kyb(conn, corporation_id, KybStatus(decision), reason,
+                                              user.admin_id)
+            await access.audit(conn, user, rule_of(request), f"corporation:{corporation_id}")
+    except DomainError as exc:
+        return await corporation(request, {"decision": exc.message}, error_status(exc))
+    raise redirect(f"{security.PANEL_PREFIX}/corporations/{corporation_id}")
+
+
+@page("GET", "/admin/corporations/{dcCorporationId}/documents/{documentId}")
+async def corporation_document(request: web.Request) -> web.Response:
+    """The document as uploaded, as a download (never shown inline: it is the uploader's file)."""
+    ids, user = access.path_id(request), user_of(request)
+    services = services_of(request)
+    async with services.pool.acquire() as conn:
+        row, content = await corporation_repo.document_content(
+            conn, ids("dcCorporationId"), ids("documentId"), user.partner_id, services.card_keys)
+    filename = "".join(c for c in row["filename"] if c.isalnum() or c in "._-")[:100]
+    return web.Response(body=content, content_type="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="{filename or "document"}"'})

@@ -218,3 +218,67 @@ async def test_idle_sessions_end_and_sign_out_revokes(api):
     assert status == 303 and response.headers["Location"] == "/panel/sign-in"
     status, _, _ = await client.get("/panel/")
     assert status == 303
+
+
+async def test_a_partner_page_shows_its_balances_and_statement_as_the_api(api, jwe_key):
+    p = await Payments().setup(api, jwe_key, user_funds=0, deposit=42_000)
+    client = await signed_in(api, Role.EMPLOYEE)
+    status, page, _ = await client.get("/panel/partners")
+    assert status == 200 and f"/panel/partners/{p.w.partner_id}" in page
+    status, page, _ = await client.get(f"/panel/partners/{p.w.partner_id}")
+    assert status == 200
+    async with api.client().get(f"{api.http}/admin/partners/{p.w.partner_id}/balances",
+                                headers=bearer(p.w.admin)) as r:
+        (deposit,) = [b for b in (await r.json())["items"] if b["kind"] == "DEPOSIT"]
+    assert deposit["available"] == 42_000
+    assert f'<td class="num" data-field="available">{deposit["available"]}</td>' in page
+    statement = f"/panel/partners/{p.w.partner_id}/balances/{deposit['balanceId']}/statement"
+    status, page, _ = await client.get(statement)
+    assert status == 200 and "42000" in page and "CREDIT" in page
+    # Another partner's staff member reaches neither.
+    other_partner, _ = await api.partner(p.w.admin)
+    staff = await signed_in(api, Role.MANAGER, other_partner)
+    for path in (f"/panel/partners/{p.w.partner_id}", statement):
+        status, _, _ = await staff.get(path)
+        assert status == 404, path
+    status, page, _ = await staff.get("/panel/partners")
+    assert status == 200 and p.w.partner_id not in page
+
+
+async def test_a_kyb_review_with_its_document_downloaded(api):
+    from tests.integration.test_corporations import PDF, create, upload
+
+    admin = await api.admin_token()
+    partner_id, partner = await api.partner(admin)
+    corporation = await create(api, partner)
+    cid = corporation["dcCorporationId"]
+    status, document = await upload(api, partner, cid, PDF)
+    assert status == 201, document
+    employee = await signed_in(api, Role.EMPLOYEE)
+    status, page, _ = await employee.get(f"/panel/corporations/{cid}")
+    assert status == 200 and "kyb-form" not in page and "extract.pdf" in page
+    status, _, _ = await employee.get(f"/panel/corporations/{cid}/documents/"
+                                      f"{document['documentId']}")
+    assert status == 403  # downloading a KYB document is the API's Admin and Manager's
+    client = await signed_in(api, Role.MANAGER)
+    status, page, _ = await client.get("/panel/corporations?kybStatus=SUBMITTED")
+    assert status == 200 and f"/panel/corporations/{cid}" in page
+    async with client.session.get(f"{api.http}/panel/corporations/{cid}/documents/"
+                                  f"{document['documentId']}") as r:
+        assert r.status == 200 and await r.read() == PDF
+        assert r.headers["Content-Disposition"].startswith("attachment;")
+    path = f"/panel/corporations/{cid}"
+    status, page, _ = await client.post(f"{path}/kyb", {"decision": "REJECTED", "confirm": "yes"},
+                                        csrf_from=path)
+    assert status == 400 and "a reason is required" in page
+    status, _, _ = await client.post(f"{path}/kyb", {"decision": "APPROVED", "confirm": "yes"},
+                                     csrf_from=path)
+    assert status == 303
+    async with api.client().get(f"{api.http}/admin/corporations/{cid}",
+                                headers=bearer(admin)) as r:
+        assert (await r.json())["corporation"]["kybStatus"] == "APPROVED"
+    # Partner staff: the KYB decision is the platform's business.
+    staff = await signed_in(api, Role.MANAGER, partner_id)
+    status, _, _ = await staff.post(f"{path}/kyb", {"decision": "APPROVED", "confirm": "yes"},
+                                    csrf_from=path)
+    assert status == 403
