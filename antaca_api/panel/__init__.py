@@ -85,6 +85,8 @@ def panel_app(services: Services) -> web.Application:
     get("/programs", views.programs)
     get("/programs/{programId}/fees", views.fees)
     post("/programs/{programId}/fees", views.publish_fees)
+    get("/authorizations", views.authorizations)
+    get("/authorizations/{authorizationId}", views.authorization)
     get("/partners", views.partners)
     get("/partners/{partnerId}", views.partner)
     get("/partners/{partnerId}/balances/{balanceId}/statement", views.partner_statement)

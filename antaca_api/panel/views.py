@@ -4,8 +4,10 @@ follows are declared with `access.page` and checked by the panel's middleware be
 
 from __future__ import annotations
 
+import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import msgspec
@@ -533,3 +535,74 @@ async def corporation_document(request: web.Request) -> web.Response:
     filename = "".join(c for c in row["filename"] if c.isalnum() or c in "._-")[:100]
     return web.Response(body=content, content_type="application/octet-stream", headers={
         "Content-Disposition": f'attachment; filename="{filename or "document"}"'})
+
+
+# --- authorizations ------------------------------------------------------------------------
+
+authorization_page_size = 50
+FILTER_TEXT_MAX = 40  # characters of a filter field read
+
+
+def authorization_filter(query) -> tuple[card_transactions.AuthorizationFilter, dict[str, str]]:
+    """The list's filters from the query string, and the message for each that is not valid."""
+    errors: dict[str, str] = {}
+
+    def text(name: str) -> str | None:
+        return (query.get(name) or "").strip()[:FILTER_TEXT_MAX] or None
+
+    def an_id(name: str) -> uuid.UUID | None:
+        raw = text(name)
+        try:
+            return None if raw is None else uuid.UUID(raw)
+        except ValueError:
+            errors[name] = "an id (UUID)"
+            return None
+
+    def moment(name: str) -> datetime | None:
+        raw = text(name)
+        try:
+            value = None if raw is None else datetime.fromisoformat(raw)
+        except ValueError:
+            errors[name] = "a date, e.g. 2026-11-28 or 2026-11-28T14:30"
+            return None
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+    decision = text("decision")
+    if decision not in (None, "APPROVED", "DECLINED"):
+        errors["decision"] = "APPROVED or DECLINED"
+        decision = None
+    found = card_transactions.AuthorizationFilter(
+        card_id=an_id("cardId"), partner_id=an_id("partnerId"), decision=decision,
+        code=text("code"), since=moment("since"), until=moment("until"))
+    return found, errors
+
+
+async def authorizations(request: web.Request) -> web.Response:
+    """Readable by every role; a partner's staff see their partner's cards' only (the domain
+    query's scope). No admin API route lists authorizations: this page is the panel's own."""
+    where, errors = authorization_filter(request.query)
+    before = _cursor(request.query.get("cursor")) or 2**62
+    rows = []
+    if not errors:
+        async with services_of(request).pool.acquire() as conn:
+            rows = await card_transactions.authorizations(
+                conn, user_of(request).partner_id, where, before=before,
+                limit=authorization_page_size)
+    next_cursor = str(rows[-1]["seq"]) if len(rows) == authorization_page_size else None
+    filters = {k: v for k, v in request.query.items() if k != "cursor"}
+    return render(request, "authorizations.html", 422 if errors else 200, rows=rows,
+                  errors=errors, query=request.query, next_cursor=next_cursor,
+                  next_query=urlencode({**filters, "cursor": next_cursor or ""}), masked=_masked)
+
+
+async def authorization(request: web.Request) -> web.Response:
+    authorization_id = access.path_id(request)("authorizationId")
+    services = services_of(request)
+    async with services.pool.acquire() as conn:
+        row = await card_transactions.authorization(conn, user_of(request).partner_id,
+                                                    authorization_id)
+    holds = [h for h in (row["deposit_hold_id"], row["user_hold_id"], row["fee_hold_id"]) if h]
+    transfers = await services.ledger.transfers_and_resolutions(holds) if holds else []
+    return render(request, "authorization.html", authorization=row,
+                  events=json.loads(row["events"]) if isinstance(row["events"], str)
+                  else row["events"], transfers=transfers, masked=_masked, code_name=code_name)

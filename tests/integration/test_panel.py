@@ -282,3 +282,39 @@ async def test_a_kyb_review_with_its_document_downloaded(api):
     status, _, _ = await staff.post(f"{path}/kyb", {"decision": "APPROVED", "confirm": "yes"},
                                     csrf_from=path)
     assert status == 403
+
+
+async def test_authorizations_filter_and_detail_with_holds_and_clearing(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    first = p.request(amount=4000)
+    assert (await p.send("/network/authorizations", first))[1]["decision"] == "APPROVED"
+    declined = await p.authorize(amount=99_999_999)
+    client = await signed_in(api, Role.EMPLOYEE)
+    status, page, _ = await client.get(
+        f"/panel/authorizations?cardId={p.card['cardId']}&decision=DECLINED")
+    assert status == 200 and page.count("/panel/authorizations/") == 1
+    assert declined["responseCode"] in page and "4000 EUR" not in page
+    status, page, _ = await client.get(f"/panel/authorizations?code={declined['responseCode']}"
+                                       f"&since=2000-01-01&partnerId={p.w.partner_id}")
+    assert status == 200 and page.count("/panel/authorizations/") == 1
+    status, page, _ = await client.get("/panel/authorizations?since=yesterday&cardId=x")
+    assert status == 422 and "a date, e.g." in page and "an id (UUID)" in page
+    status, page, _ = await client.get(
+        f"/panel/authorizations?cardId={p.card['cardId']}&decision=APPROVED")
+    (detail,) = re.findall(r'href="(/panel/authorizations/[0-9a-f-]{36})"', page)
+    status, page, _ = await client.get(detail)
+    assert status == 200 and page.count("4000 EUR") >= 3  # the answer, the user and deposit holds
+    assert "No ledger transfers" not in page and p.card["pan"] not in page
+    status, _ = await p.send("/network/clearings", {"messageId": f"clr-{uuid.uuid4().hex[:8]}",
+                                                    "originalMessageId": first["messageId"],
+                                                    "amount": 4000})
+    assert status == 200
+    _, page, _ = await client.get(detail)
+    assert "<td>CLEARING</td>" in page
+    # Another partner's staff: as unknown.
+    other_partner, _ = await api.partner(p.w.admin)
+    staff = await signed_in(api, Role.EMPLOYEE, other_partner)
+    status, _, _ = await staff.get(detail)
+    assert status == 404
+    status, page, _ = await staff.get("/panel/authorizations")
+    assert status == 200 and "/panel/authorizations/" not in page
