@@ -606,3 +606,52 @@ async def authorization(request: web.Request) -> web.Response:
     return render(request, "authorization.html", authorization=row,
                   events=json.loads(row["events"]) if isinstance(row["events"], str)
                   else row["events"], transfers=transfers, masked=_masked, code_name=code_name)
+
+
+# --- the other card actions: activate, CVV reset, remove -------------------------------------
+
+
+async def _card_action(request: web.Request, action: str, operation, *,
+                       irreversible: bool = False) -> web.StreamResponse:
+    """A confirmed card operation in one transaction with its audit line; the card page again
+    with the message next to the action's form when it is refused."""
+    form = await request.post()
+    user, card_id = user_of(request), access.path_id(request)("cardId")
+    if form.get("confirm") != "yes" or (irreversible and form.get("confirmFinal") != "yes"):
+        return await card(request, {action: "tick the confirmation box" +
+                                    ("es: this cannot be undone" if irreversible else "")}, 422)
+    try:
+        async with services_of(request).pool.acquire() as conn, conn.transaction():
+            await operation(conn, user, card_id)
+            await access.audit(conn, user, rule_of(request), f"card:{card_id}")
+    except DomainError as exc:
+        return await card(request, {action: exc.message}, error_status(exc))
+    raise redirect(f"{security.PANEL_PREFIX}/cards/{card_id}")
+
+
+def _actor(user: access.PanelUser) -> str:
+    return f"admin:{user.admin_id}"  # as the admin API's card events name an administrator
+
+
+@page("POST", "/admin/cards/{cardId}/activate", acts=True)
+async def activate_card(request: web.Request) -> web.StreamResponse:
+    services = services_of(request)
+    return await _card_action(request, "activate", lambda conn, user, card_id: (
+        card_repo.activate_card(services, conn, card_id, CardScope(user.partner_id),
+                                hide_ordered=False, actor=_actor(user), pin=None)))
+
+
+@page("POST", "/admin/cards/{cardId}/cvv", acts=True)
+async def reset_cvv(request: web.Request) -> web.StreamResponse:
+    """A new CVC2: the holder reads it in their app; the panel never shows it."""
+    return await _card_action(request, "cvv", lambda conn, user, card_id: (
+        card_repo.reset_visible_cvv(conn, card_id, CardScope(user.partner_id),
+                                    hide_ordered=False, actor=_actor(user))))
+
+
+@page("DELETE", "/admin/cards/{cardId}", acts=True)
+async def remove_card(request: web.Request) -> web.StreamResponse:
+    return await _card_action(request, "remove", lambda conn, user, card_id: (
+        card_repo.transition(conn, card_id, CardScope(user.partner_id), hide_ordered=False,
+                             rule=cardstate.remove, event="REMOVED", actor=_actor(user))),
+                              irreversible=True)

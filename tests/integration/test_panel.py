@@ -318,3 +318,28 @@ async def test_authorizations_filter_and_detail_with_holds_and_clearing(api, jwe
     assert status == 404
     status, page, _ = await staff.get("/panel/authorizations")
     assert status == 200 and "/panel/authorizations/" not in page
+
+
+async def test_cvv_reset_and_removal_ask_for_confirmation_and_are_audited(api, jwe_key):
+    p = await Payments().setup(api, jwe_key, user_funds=0, deposit=0)
+    client = await signed_in(api, Role.MANAGER)
+    card_id = p.card["cardId"]
+    path = f"/panel/cards/{card_id}"
+    status, page, _ = await client.post(f"{path}/activate", {"confirm": "yes"}, csrf_from=path)
+    assert status == 409 and 'id="activate-error"' in page  # an active card is not activated
+    status, _, _ = await client.post(f"{path}/cvv", {"confirm": "yes"}, csrf_from=path)
+    assert status == 303
+    answer = await p.authorize()  # the old CVC2 stopped working
+    assert answer["decision"] == "DECLINED"
+    status, page, _ = await client.post(f"{path}/remove", {"confirm": "yes"}, csrf_from=path)
+    assert status == 422 and "cannot be undone" in page
+    status, _, _ = await client.post(f"{path}/remove", {"confirm": "yes", "confirmFinal": "yes"},
+                                     csrf_from=path)
+    assert status == 303
+    _, page, _ = await client.get(path)
+    assert '<dd id="card-state">REMOVED</dd>' in page and "remove-form" not in page
+    async with api.client().get(f"{api.http}/admin/audit-log", headers=bearer(p.w.admin)) as r:
+        actions = {(e["action"], e["target"]) for e in (await r.json())["items"]}
+    assert ("PANEL POST /admin/cards/{cardId}/cvv", f"card:{card_id}") in actions
+    assert ("PANEL DELETE /admin/cards/{cardId}", f"card:{card_id}") in actions
+    assert not any(a == "PANEL POST /admin/cards/{cardId}/activate" for a, _ in actions)
