@@ -93,6 +93,8 @@ def panel_app(services: Services) -> web.Application:
     get("/partners", views.partners)
     get("/partners/{partnerId}", views.partner)
     get("/partners/{partnerId}/balances/{balanceId}/statement", views.partner_statement)
+    post("/partners/{partnerId}/balances/{balanceId}/reload", views.reload_partner_balance)
+    post("/partners/{partnerId}/balances/{balanceId}/threshold", views.set_partner_threshold)
     get("/corporations", views.corporations)
     get("/corporations/{dcCorporationId}", views.corporation)
     post("/corporations/{dcCorporationId}/kyb", views.decide_kyb)

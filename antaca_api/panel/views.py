@@ -4,6 +4,7 @@ follows are declared with `access.page` and checked by the panel's middleware be
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from antaca_api.errors import status_of as error_status
 from antaca_api.panel import access, figures, security
 from antaca_api.panel.access import Rule, page
 from antaca_api.panel.charts import bar_chart
+from antaca_api.routes.partner_balances import PartnerReload, ThresholdChange
 from antaca_api.routes.partner_balances import view as partner_balance_view
 from antaca_api.services import Services
 from antaca_auth import cardstate
@@ -465,15 +467,17 @@ async def partner(request: web.Request) -> web.Response:
 
 
 @page("GET", "/admin/partners/{partnerId}/balances/{balanceId}/statement")
-async def partner_statement(request: web.Request) -> web.Response:
+async def partner_statement(request: web.Request, errors: dict[str, str] | None = None,
+                            status: int = 200) -> web.Response:
     ids = access.path_id(request)
     row, statement = await partner_balance_repo.statement(
         services_of(request).pool, services_of(request).ledger, ids("partnerId"), ids("balanceId"),
         cursor=request.query.get("cursor"), limit=statement_page_size)
     next_cursor = (None if statement.next_after is None
                    else partner_balance_repo.encode_cursor(statement.next_after))
-    return render(request, "partner_statement.html", balance=partner_balance_view(row),
-                  entries=statement.entries, next_cursor=next_cursor, code_name=code_name)
+    return render(request, "partner_statement.html", status, balance=partner_balance_view(row),
+                  entries=statement.entries, next_cursor=next_cursor, code_name=code_name,
+                  errors=errors or {})
 
 
 # --- corporations --------------------------------------------------------------------------
@@ -655,3 +659,68 @@ async def remove_card(request: web.Request) -> web.StreamResponse:
         card_repo.transition(conn, card_id, CardScope(user.partner_id), hide_ordered=False,
                              rule=cardstate.remove, event="REMOVED", actor=_actor(user))),
                               irreversible=True)
+
+
+# --- partner balance actions (Admin) -------------------------------------------------------
+
+
+def _partner_balance_ids(request: web.Request) -> tuple[uuid.UUID, uuid.UUID]:
+    ids = access.path_id(request)
+    return ids("partnerId"), ids("balanceId")
+
+
+def _checked_body(body_type, fields: dict) -> tuple[object | None, str | None]:
+    """The admin API's body type filled from a form (its rules apply), or why it is refused."""
+    try:
+        return msgspec.convert(fields, type=body_type), None
+    except msgspec.ValidationError as exc:
+        return None, str(exc)
+
+
+@page("POST", "/admin/partners/{partnerId}/balances/{balanceId}/reload", acts=True)
+async def reload_partner_balance(request: web.Request) -> web.StreamResponse:
+    """Book the partner's bank transfer (partner_balances.reload, once per bank reference), in a
+    transaction that carries its audit line."""
+    form = await request.post()
+    partner_id, balance_id = _partner_balance_ids(request)
+    amount = str(form.get("amount", "")).strip()
+    body, problem = _checked_body(PartnerReload, {
+        "amount": int(amount) if amount.isdigit() else amount,
+        "bankReference": str(form.get("bankReference", "")).strip()})
+    if problem is None and form.get("confirm") != "yes":
+        problem = "tick the box to confirm the reload"
+    if problem is not None:
+        return await partner_statement(request, {"reload": problem}, 422)
+    services, user, rule = services_of(request), user_of(request), rule_of(request)
+
+    @contextlib.asynccontextmanager
+    async def audited():
+        async with services.pool.acquire() as conn, conn.transaction():
+            yield conn
+            await access.audit(conn, user, rule, f"partner-balance:{balance_id}")
+    try:
+        await partner_balance_repo.reload(services.pool, services.ledger, partner_id, balance_id,
+                                          body.amount, body.bank_reference, transaction=audited)
+    except DomainError as exc:
+        return await partner_statement(request, {"reload": exc.message}, error_status(exc))
+    raise redirect(f"{security.PANEL_PREFIX}/partners/{partner_id}/balances/{balance_id}"
+                   "/statement")
+
+
+@page("PUT", "/admin/partners/{partnerId}/balances/{balanceId}/threshold", acts=True)
+async def set_partner_threshold(request: web.Request) -> web.StreamResponse:
+    """Set (or, empty, clear) the low-balance alert threshold."""
+    form = await request.post()
+    partner_id, balance_id = _partner_balance_ids(request)
+    raw = str(form.get("threshold", "")).strip()
+    body, problem = _checked_body(ThresholdChange, {
+        "lowBalanceThreshold": None if raw == "" else int(raw) if raw.isdigit() else raw})
+    if problem is not None:
+        return await partner_statement(request, {"threshold": problem}, 422)
+    user = user_of(request)
+    async with services_of(request).pool.acquire() as conn, conn.transaction():
+        await partner_balance_repo.change_threshold(conn, partner_id, balance_id,
+                                                    body.low_balance_threshold)
+        await access.audit(conn, user, rule_of(request), f"partner-balance:{balance_id}")
+    raise redirect(f"{security.PANEL_PREFIX}/partners/{partner_id}/balances/{balance_id}"
+                   "/statement")

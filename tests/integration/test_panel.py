@@ -343,3 +343,41 @@ async def test_cvv_reset_and_removal_ask_for_confirmation_and_are_audited(api, j
     assert ("PANEL POST /admin/cards/{cardId}/cvv", f"card:{card_id}") in actions
     assert ("PANEL DELETE /admin/cards/{cardId}", f"card:{card_id}") in actions
     assert not any(a == "PANEL POST /admin/cards/{cardId}/activate" for a, _ in actions)
+
+
+async def test_an_admin_reloads_a_partner_deposit_once_per_bank_reference(api, jwe_key):
+    p = await Payments().setup(api, jwe_key, user_funds=0, deposit=1_000)
+    deposit = p.deposit
+    path = f"/panel/partners/{p.w.partner_id}/balances/{deposit}/statement"
+    manager = await signed_in(api, Role.MANAGER)
+    _, page, _ = await manager.get(path)
+    assert "reload-form" not in page  # reloads are the Admin's
+    client = await signed_in(api, Role.ADMIN)
+    reload = f"/panel/partners/{p.w.partner_id}/balances/{deposit}/reload"
+    status, page, _ = await client.post(reload, {"amount": "-5", "bankReference": "B-1",
+                                                 "confirm": "yes"}, csrf_from=path)
+    assert status == 422 and 'id="reload-error"' in page
+    status, page, _ = await client.post(reload, {"amount": "2500", "bankReference": "B-1"},
+                                        csrf_from=path)
+    assert status == 422 and "confirm the reload" in page
+    for _ in range(2):  # the same bank reference books once
+        status, _, _ = await client.post(reload, {"amount": "2500", "bankReference": "B-1",
+                                                  "confirm": "yes"}, csrf_from=path)
+        assert status == 303
+    async with api.client().get(f"{api.http}/admin/partners/{p.w.partner_id}/balances/{deposit}",
+                                headers=bearer(p.w.admin)) as r:
+        assert (await r.json())["available"] == 3_500
+    status, _, _ = await client.post(
+        f"/panel/partners/{p.w.partner_id}/balances/{deposit}/threshold", {"threshold": "700"},
+        csrf_from=path)
+    assert status == 303
+    _, page, _ = await client.get(path)
+    assert 'id="threshold" value="700"' in page
+    async with api.client().get(f"{api.http}/admin/audit-log", headers=bearer(p.w.admin)) as r:
+        actions = [e["action"] for e in (await r.json())["items"]]
+    assert actions.count("PANEL POST /admin/partners/{partnerId}/balances/{balanceId}/reload") == 2
+    # A partner's staff member: the BIN sponsor's reloads are the platform's.
+    staff = await signed_in(api, Role.ADMIN, p.w.partner_id)
+    status, _, _ = await staff.post(reload, {"amount": "1", "bankReference": "B-2",
+                                             "confirm": "yes"}, csrf_from=path)
+    assert status == 403
