@@ -21,6 +21,9 @@ from antaca_api.panel import access, security, views
 from antaca_api.services import Services
 
 HERE = Path(__file__).parent
+# What an administrator whose password was reset may still do (as channels.PASSWORD_CHANGE_PATHS).
+PASSWORD_CHANGE_PATHS = frozenset({f"{security.PANEL_PREFIX}/password",
+                                   f"{security.PANEL_PREFIX}/sign-out"})
 
 
 @web.middleware
@@ -47,8 +50,9 @@ async def _guarded(request: web.Request, handler) -> web.StreamResponse:
         response.del_cookie(security.SESSION_COOKIE, path=security.COOKIE_PATH)
         raise response
     request[views.USER] = user
-    if must_change and request.path != f"{security.PANEL_PREFIX}/sign-out":
-        return views.render(request, "password_change.html", 403)
+    if must_change and request.path not in PASSWORD_CHANGE_PATHS:
+        return await views.password_form(request, {"currentPassword": "your password was reset: "
+                                                   "choose a new one first"}, 403)
     if request.method == "POST":
         form = await request.post()
         if not security.csrf_matches(user.csrf, form.get(security.CSRF_FIELD)):
@@ -101,5 +105,9 @@ def panel_app(services: Services) -> web.Application:
     get("/corporations/{dcCorporationId}/documents/{documentId}", views.corporation_document)
     get("/audit-log", views.audit_log)
     get("/users", views.users)
+    post("/users", views.create_user)
+    post("/users/{adminId}", views.change_user)
+    get("/password", views.password_form)
+    post("/password", views.change_password)
     app.router.add_static("/static/", HERE / "static", name="static")
     return app

@@ -22,6 +22,7 @@ from antaca_api import partner_balances as partner_balance_repo
 from antaca_api import partners as partner_repo
 from antaca_api import programs as program_repo
 from antaca_api import summaries as summary_repo
+from antaca_api.admins import Role
 from antaca_api.balances import amounts as balance_amounts
 from antaca_api.cards import CardScope
 from antaca_api.corporations import KybStatus
@@ -31,6 +32,7 @@ from antaca_api.errors import status_of as error_status
 from antaca_api.panel import access, figures, security
 from antaca_api.panel.access import Rule, page
 from antaca_api.panel.charts import bar_chart
+from antaca_api.routes.admin import AdminChange, NewAdmin, PasswordChange
 from antaca_api.routes.partner_balances import PartnerReload, ThresholdChange
 from antaca_api.routes.partner_balances import view as partner_balance_view
 from antaca_api.services import Services
@@ -429,8 +431,11 @@ async def audit_log(request: web.Request) -> web.Response:
 
 
 @page("GET", "/admin/users")
-async def users(request: web.Request) -> web.Response:
-    return render(request, "users.html", rows=await admins.admin_users(services_of(request).pool))
+async def users(request: web.Request, errors: dict[str, str] | None = None,
+                status: int = 200) -> web.Response:
+    return render(request, "users.html", status,
+                  rows=await admins.admin_users(services_of(request).pool), roles=list(Role),
+                  errors=errors or {})
 
 
 def forbidden_page(request: web.Request, error: DomainError, status: int) -> web.Response:
@@ -724,3 +729,74 @@ async def set_partner_threshold(request: web.Request) -> web.StreamResponse:
         await access.audit(conn, user, rule_of(request), f"partner-balance:{balance_id}")
     raise redirect(f"{security.PANEL_PREFIX}/partners/{partner_id}/balances/{balance_id}"
                    "/statement")
+
+
+# --- administrators (Admin) and one's own password -------------------------------------------
+
+
+@page("POST", "/admin/users", acts=True)
+async def create_user(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    partner = str(form.get("partnerId", "")).strip()
+    body, problem = _checked_body(NewAdmin, {
+        "email": str(form.get("email", "")).strip(), "password": str(form.get("password", "")),
+        "role": str(form.get("role", "")), "partnerId": partner or None})
+    if problem is not None:
+        return await users(request, {"create": problem}, 422)
+    services, user = services_of(request), user_of(request)
+    try:
+        password_hash = await admins.hash_admin_password(body.password, services.background_cpu)
+        async with services.pool.acquire() as conn, conn.transaction():
+            row = await admins.add_admin_user(conn, body.email, password_hash, body.role,
+                                              body.partner_id)
+            await access.audit(conn, user, rule_of(request), f"admin:{row['id']}")
+    except DomainError as exc:
+        return await users(request, {"create": exc.message}, error_status(exc))
+    raise redirect(f"{security.PANEL_PREFIX}/users")
+
+
+@page("PATCH", "/admin/users/{adminId}", acts=True)
+async def change_user(request: web.Request) -> web.StreamResponse:
+    """Deactivate, reactivate, or change the role of another administrator."""
+    form = await request.post()
+    admin_id = access.path_id(request)("adminId")
+    change = {"deactivate": {"active": False}, "activate": {"active": True}}.get(
+        str(form.get("action", "")), {"role": str(form.get("role", ""))})
+    body, problem = _checked_body(AdminChange, change)
+    if problem is not None:
+        return await users(request, {str(admin_id): problem}, 422)
+    user = user_of(request)
+    try:
+        async with services_of(request).pool.acquire() as conn, conn.transaction():
+            await admins.change_admin_user(conn, user.admin_id, admin_id, active=body.active,
+                                           role=body.role)
+            await access.audit(conn, user, rule_of(request), f"admin:{admin_id}")
+    except DomainError as exc:
+        return await users(request, {str(admin_id): exc.message}, error_status(exc))
+    raise redirect(f"{security.PANEL_PREFIX}/users")
+
+
+async def password_form(request: web.Request, errors: dict[str, str] | None = None,
+                        status: int = 200) -> web.Response:
+    return render(request, "password_change.html", status, errors=errors or {})
+
+
+@page("PUT", "/admin/users/me/password")
+async def change_password(request: web.Request) -> web.StreamResponse:
+    """Change one's own password (the only page open after a reset until it is changed)."""
+    form = await request.post()
+    body, problem = _checked_body(PasswordChange, {
+        "currentPassword": str(form.get("currentPassword", "")),
+        "newPassword": str(form.get("newPassword", ""))})
+    if problem is not None:
+        return await password_form(request, {"newPassword": problem}, 422)
+    services, user = services_of(request), user_of(request)
+    try:
+        await admins.change_own_password(services.pool, user.admin_id, body.current_password,
+                                         body.new_password,
+                                         background_cpu=services.background_cpu)
+    except DomainError as exc:
+        return await password_form(request, {"currentPassword": exc.message}, error_status(exc))
+    async with services.pool.acquire() as conn, conn.transaction():
+        await access.audit(conn, user, rule_of(request), f"admin:{user.admin_id}")
+    raise redirect(f"{security.PANEL_PREFIX}/")

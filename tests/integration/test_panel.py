@@ -381,3 +381,45 @@ async def test_an_admin_reloads_a_partner_deposit_once_per_bank_reference(api, j
     status, _, _ = await staff.post(reload, {"amount": "1", "bankReference": "B-2",
                                              "confirm": "yes"}, csrf_from=path)
     assert status == 403
+
+
+async def test_an_admin_manages_administrators_and_a_reset_password_is_changed_first(api):
+    client = await signed_in(api, Role.ADMIN)
+    email = f"agent-{uuid.uuid4().hex[:8]}@antaca.test"
+    status, page, _ = await client.post("/panel/users", {
+        "email": email, "role": "EMPLOYEE", "password": "short"}, csrf_from="/panel/users")
+    assert status == 400 and 'id="create-error"' in page
+    status, _, _ = await client.post("/panel/users", {
+        "email": email, "role": "EMPLOYEE", "password": ADMIN_PASSWORD},
+        csrf_from="/panel/users")
+    assert status == 303
+    agent = PanelClient(api)
+    status, _, _ = await agent.sign_in(email)
+    assert status == 303
+    _, page, _ = await client.get("/panel/users")
+    (agent_id,) = re.findall(rf'data-email="{re.escape(email)}">.*?action="/panel/users/'
+                             r'([0-9a-f-]{36})"', page, re.S)
+    status, _, _ = await client.post(f"/panel/users/{agent_id}", {"action": "deactivate"},
+                                     csrf_from="/panel/users")
+    assert status == 303
+    status, _, response = await agent.get("/panel/")
+    assert status == 303 and response.headers["Location"] == "/panel/sign-in"
+    # Reactivated and given a temporary password (API): the panel asks for a new one first.
+    await client.post(f"/panel/users/{agent_id}", {"action": "activate"},
+                      csrf_from="/panel/users")
+    admin = await api.admin_token()
+    async with api.client().post(f"{api.http}/admin/users/{agent_id}/password-reset",
+                                 json={"temporaryPassword": "temporary password 1"},
+                                 headers=bearer(admin)) as r:
+        assert r.status == 200, await r.text()
+    agent = PanelClient(api)
+    status, _, _ = await agent.sign_in(email, "temporary password 1")
+    assert status == 303
+    status, page, _ = await agent.get("/panel/customers")
+    assert status == 403 and "choose a new one first" in page
+    status, _, _ = await agent.post("/panel/password", {
+        "currentPassword": "temporary password 1", "newPassword": "a brand new passphrase"},
+        csrf_from="/panel/password")
+    assert status == 303
+    status, _, _ = await agent.get("/panel/customers")
+    assert status == 200
