@@ -27,7 +27,7 @@ from antaca_api.balances import amounts as balance_amounts
 from antaca_api.cards import CardScope
 from antaca_api.corporations import KybStatus
 from antaca_api.customers import ReviewDecision
-from antaca_api.domain_errors import DomainError, InvalidCredentials, ValidationFailed
+from antaca_api.domain_errors import DomainError, InvalidCredentials, NotFound, ValidationFailed
 from antaca_api.errors import status_of as error_status
 from antaca_api.panel import access, figures, security
 from antaca_api.panel.access import Rule, page
@@ -35,6 +35,7 @@ from antaca_api.panel.charts import bar_chart
 from antaca_api.routes.admin import AdminChange, NewAdmin, PasswordChange
 from antaca_api.routes.partner_balances import PartnerReload, ThresholdChange
 from antaca_api.routes.partner_balances import view as partner_balance_view
+from antaca_api.routes.partners import SERIAL
 from antaca_api.services import Services
 from antaca_auth import cardstate
 from antaca_auth import fees as pricing
@@ -800,3 +801,58 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     async with services.pool.acquire() as conn, conn.transaction():
         await access.audit(conn, user, rule_of(request), f"admin:{user.admin_id}")
     raise redirect(f"{security.PANEL_PREFIX}/")
+
+
+# --- partner certificates (mutual TLS; Admin, the platform's) --------------------------------
+
+CSR_TEXT_MAX = 16_384  # characters of a pasted CSR read
+
+
+@page("GET", "/admin/partners/{partnerId}/certificates")
+async def certificates(request: web.Request, errors: dict[str, str] | None = None,
+                       status: int = 200, issued=None) -> web.Response:
+    partner_id = access.path_id(request)("partnerId")
+    async with services_of(request).pool.acquire() as conn:
+        partner_row = await partner_repo.find(conn, partner_id)
+        rows = await partner_repo.certificates(conn, partner_id)
+    return render(request, "certificates.html", status, partner=partner_row, rows=rows,
+                  errors=errors or {}, issued=issued, ca_pem=services_of(request).ca.cert_pem)
+
+
+@page("POST", "/admin/partners/{partnerId}/certificates", acts=True)
+async def issue_certificate(request: web.Request) -> web.StreamResponse:
+    """Sign a pasted CSR; the page then shows the certificate (public data) to hand over."""
+    form = await request.post()
+    csr = str(form.get("csr", ""))[:CSR_TEXT_MAX].strip()
+    if not csr:
+        return await certificates(request, {"csr": "paste the partner's CSR (PEM)"}, 422)
+    if form.get("confirm") != "yes":
+        return await certificates(request, {"csr": "tick the box to confirm the signature"}, 422)
+    services, user = services_of(request), user_of(request)
+    partner_id = access.path_id(request)("partnerId")
+    try:
+        async with services.pool.acquire() as conn, conn.transaction():
+            issued = await partner_repo.issue_certificate(conn, services.ca, csr, partner_id,
+                                                          background_cpu=services.background_cpu)
+            await access.audit(conn, user, rule_of(request), f"certificate:{issued.serial}")
+    except DomainError as exc:
+        return await certificates(request, {"csr": exc.message}, error_status(exc))
+    return await certificates(request, status=201, issued=issued)
+
+
+@page("POST", "/admin/partners/{partnerId}/certificates/{serial}/revoke", acts=True)
+async def revoke_certificate(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    partner_id = access.path_id(request)("partnerId")
+    serial = request.match_info["serial"].lower()
+    if form.get("confirm") != "yes":
+        return await certificates(request, {serial: "tick the box to confirm the revocation"},
+                                  422)
+    services, user = services_of(request), user_of(request)
+    if not SERIAL.fullmatch(serial):
+        raise NotFound("no such certificate for this partner")
+    async with services.pool.acquire() as conn, conn.transaction():
+        await partner_repo.revoke_certificate(conn, partner_id, serial)
+        await access.audit(conn, user, rule_of(request), f"certificate:{serial}")
+    services.credentials.clear()  # committed: the certificate's next request is refused
+    raise redirect(f"{security.PANEL_PREFIX}/partners/{partner_id}/certificates")

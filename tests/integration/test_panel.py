@@ -423,3 +423,31 @@ async def test_an_admin_manages_administrators_and_a_reset_password_is_changed_f
     assert status == 303
     status, _, _ = await agent.get("/panel/customers")
     assert status == 200
+
+
+async def test_an_admin_signs_a_csr_and_revokes_the_certificate(api):
+    from tests.api_harness import make_csr
+
+    admin = await api.admin_token()
+    partner_id = await api.new_partner(admin)
+    path = f"/panel/partners/{partner_id}/certificates"
+    client = await signed_in(api, Role.ADMIN)
+    csr, key = make_csr()
+    status, page, _ = await client.post(path, {"csr": "not a CSR", "confirm": "yes"},
+                                        csrf_from=path)
+    assert 400 <= status < 500 and 'id="csr-error"' in page
+    status, page, _ = await client.post(path, {"csr": csr, "confirm": "yes"}, csrf_from=path)
+    assert status == 201 and "BEGIN CERTIFICATE" in page
+    (serial,) = re.findall(r'data-serial="([0-9a-f]+)"', page)
+    certificate = re.search(r'id="issued-certificate">([^<]+)<', page).group(1)
+    partner = api.client(cert=(certificate, key))
+    async with partner.get(f"{api.https}/secure/partner/balances") as r:
+        assert r.status == 200
+    status, _, _ = await client.post(f"{path}/{serial}/revoke", {"confirm": "yes"},
+                                     csrf_from=path)
+    assert status == 303
+    async with partner.get(f"{api.https}/secure/partner/balances") as r:
+        assert r.status == 401
+    manager = await signed_in(api, Role.MANAGER)
+    _, page, _ = await manager.get(path)
+    assert "csr-form" not in page and "revoke" not in page
