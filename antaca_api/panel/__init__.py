@@ -97,6 +97,7 @@ def panel_app(services: Services) -> web.Application:
     get("/partners", views.partners)
     get("/partners/{partnerId}", views.partner)
     get("/partners/{partnerId}/certificates", views.certificates)
+    get("/partners/{partnerId}/webhooks/{endpointId}", views.webhook_deliveries)
     post("/partners/{partnerId}/certificates", views.issue_certificate)
     post("/partners/{partnerId}/certificates/{serial}/revoke", views.revoke_certificate)
     get("/partners/{partnerId}/balances/{balanceId}/statement", views.partner_statement)

@@ -14,7 +14,14 @@ import aiohttp_jinja2
 import msgspec
 from aiohttp import web
 
-from antaca_api import admins, card_transactions, customer_service, fee_schedules, pages
+from antaca_api import (
+    admins,
+    card_transactions,
+    customer_service,
+    fee_schedules,
+    pages,
+    webhooks,
+)
 from antaca_api import cards as card_repo
 from antaca_api import corporations as corporation_repo
 from antaca_api import customers as customer_repo
@@ -468,7 +475,9 @@ async def partner(request: web.Request) -> web.Response:
         row = await partner_repo.find(conn, partner_id)
         balances = await partner_balance_repo.balances_of_partner(conn, partner_id, first_page)
         summaries = await summary_repo.partner_summaries(conn, partner_id)
+    endpoints = await webhooks.endpoints_of(services_of(request).pool, partner_id)
     return render(request, "partner.html", partner=row, summaries=summaries.items,
+                  endpoints=endpoints,
                   balances=[partner_balance_view(b) for b in balances[:pages.page_size_max]])
 
 
@@ -856,3 +865,23 @@ async def revoke_certificate(request: web.Request) -> web.StreamResponse:
         await access.audit(conn, user, rule_of(request), f"certificate:{serial}")
     services.credentials.clear()  # committed: the certificate's next request is refused
     raise redirect(f"{security.PANEL_PREFIX}/partners/{partner_id}/certificates")
+
+
+# --- webhook deliveries (read) ---------------------------------------------------------------
+
+webhook_deliveries_page_size = 50
+
+
+@page("GET", "/admin/partners/{partnerId}")
+async def webhook_deliveries(request: web.Request) -> web.Response:
+    """An endpoint's deliveries with their attempts, newest first. No admin API route reads them
+    (partners read their own on /secure/webhooks): the page follows the partner's rules, and the
+    endpoint is looked up under its partner."""
+    ids, services = access.path_id(request), services_of(request)
+    partner_id, endpoint_id = ids("partnerId"), ids("endpointId")
+    endpoint = await webhooks.endpoint(services.pool, partner_id, endpoint_id)
+    found = await webhooks.deliveries(services.pool, partner_id, endpoint_id,
+                                      cursor=request.query.get("cursor"),
+                                      limit=webhook_deliveries_page_size)
+    return render(request, "webhook_deliveries.html", endpoint=endpoint, page=found,
+                  partner_id=partner_id)

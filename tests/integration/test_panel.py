@@ -451,3 +451,26 @@ async def test_an_admin_signs_a_csr_and_revokes_the_certificate(api):
     manager = await signed_in(api, Role.MANAGER)
     _, page, _ = await manager.get(path)
     assert "csr-form" not in page and "revoke" not in page
+
+
+async def test_a_partners_webhook_deliveries_are_listed_in_scope(api, jwe_key):
+    from tests.integration.test_webhooks import allow_private, register
+
+    allow_private(api)
+    p = await Payments().setup(api, jwe_key, user_funds=0, deposit=0)
+    status, endpoint = await register(p.w, "http://127.0.0.1:9/hook")
+    assert status == 201, endpoint
+    await register_customer(api, p.w.partner, verified=True)  # an event, so a delivery
+    client = await signed_in(api, Role.EMPLOYEE)
+    _, page, _ = await client.get(f"/panel/partners/{p.w.partner_id}")
+    path = f"/panel/partners/{p.w.partner_id}/webhooks/{endpoint['endpointId']}"
+    assert path in page and "http://127.0.0.1:9/hook" in page
+    status, page, _ = await client.get(path)
+    assert status == 200 and "No deliveries." not in page and "PENDING" in page
+    other_partner, _ = await api.partner(p.w.admin)
+    staff = await signed_in(api, Role.EMPLOYEE, other_partner)
+    status, _, _ = await staff.get(path)
+    assert status == 404
+    status, _, _ = await staff.get(f"/panel/partners/{other_partner}/webhooks/"
+                                   f"{endpoint['endpointId']}")
+    assert status == 404  # the endpoint is looked up under its partner
