@@ -150,6 +150,15 @@ async def test_sign_in_and_the_dashboard_figures_are_the_api_summaries(api, jwe_
     assert await browser.exists("svg.chart rect.bar-part")
     await browser.screenshot("dashboard")
     assert await browser.csp_refusals() == []
+    # On a phone: nothing wider than the screen but the tables' own scrolling boxes.
+    await browser.run(browser.driver.set_window_size, 390, 844)
+    for path in ("/panel/", f"/panel/customers/{p.w.cid}", f"/panel/cards/{p.card['cardId']}"):
+        await browser.open(path)
+        overflow = await browser.run(browser.driver.execute_script,
+                                     "return document.documentElement.scrollWidth - "
+                                     "document.documentElement.clientWidth")
+        assert overflow <= 0, (path, overflow)
+    await browser.screenshot("phone-card")
 
 
 async def test_a_manager_locks_a_card_with_a_reason_and_the_network_is_declined(
