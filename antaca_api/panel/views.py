@@ -38,7 +38,7 @@ from antaca_api.domain_errors import DomainError, InvalidCredentials, NotFound, 
 from antaca_api.errors import status_of as error_status
 from antaca_api.panel import access, figures, security
 from antaca_api.panel.access import Rule, page
-from antaca_api.panel.charts import bar_chart
+from antaca_api.panel.charts import Bar, bar_chart
 from antaca_api.routes.admin import AdminChange, NewAdmin, PasswordChange
 from antaca_api.routes.partner_balances import PartnerReload, ThresholdChange
 from antaca_api.routes.partner_balances import view as partner_balance_view
@@ -490,9 +490,12 @@ async def partner_statement(request: web.Request, errors: dict[str, str] | None 
         cursor=request.query.get("cursor"), limit=statement_page_size)
     next_cursor = (None if statement.next_after is None
                    else partner_balance_repo.encode_cursor(statement.next_after))
+    chart = bar_chart([Bar(e.transfer.created_at.strftime("%d.%m") if i % 10 == 0 else "",
+                           max(e.available, 0)) for i, e in enumerate(statement.entries)],
+                      "The balance's available amount after each line of this page")
     return render(request, "partner_statement.html", status, balance=partner_balance_view(row),
                   entries=statement.entries, next_cursor=next_cursor, code_name=code_name,
-                  errors=errors or {})
+                  errors=errors or {}, chart=chart)
 
 
 # --- corporations --------------------------------------------------------------------------
