@@ -52,6 +52,7 @@ SERVICES = web.AppKey("panel_services", Services)
 USER = web.RequestKey("panel_user", access.PanelUser)
 SAMPLE_AMOUNT = web.RequestKey("panel_sample_amount", int)
 customer_page_size = 25
+search_text_max = 254  # characters of a search field read (an e-mail address's maximum)
 audit_page_size = 50
 corporation_page_size = 25
 statement_page_size = 50
@@ -158,7 +159,8 @@ async def dashboard(request: web.Request) -> web.Response:
 @page("GET", "/admin/customers")
 async def customers(request: web.Request) -> web.Response:
     query = request.query
-    criteria = {name: (query.get(name) or "").strip() or None for name in ("name", "email", "phone")}
+    criteria = {name: (query.get(name) or "").strip()[:search_text_max] or None
+                for name in ("name", "email", "phone")}
     after = _cursor(query.get("cursor"))
     rows = await customer_repo.search(
         services_of(request).pool, partner_scope=user_of(request).partner_id, partner_id=None,
