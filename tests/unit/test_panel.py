@@ -3,6 +3,7 @@ figures, the SVG chart, the fee preview and the role rules (no database)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from antaca_api.admins import Role
@@ -98,3 +99,31 @@ def test_an_action_is_never_an_employees_even_where_the_api_allows_it():
     reader = access.PanelUser(None, "e@x", Role.EMPLOYEE, None, "t")
     assert access.may(reader, "GET", "/admin/customers")
     assert not access.may(reader, "POST", "/admin/cards/{cardId}/lock", acts=True)
+
+
+def test_authorization_filters_are_read_or_refused_field_by_field():
+    where, problems = views.authorization_filter({
+        "cardId": "8d2f6a0e-3c52-4b8e-9b51-0f0c4a8c1d2e", "decision": "DECLINED", "code": " 51 ",
+        "since": "2026-11-28", "until": "2026-11-29T10:30+01:00"})
+    assert problems == {}
+    assert str(where.card_id) == "8d2f6a0e-3c52-4b8e-9b51-0f0c4a8c1d2e" and where.code == "51"
+    assert where.since == datetime(2026, 11, 28, tzinfo=UTC)
+    assert where.until.utcoffset() == timedelta(hours=1)
+    _, problems = views.authorization_filter({"cardId": "x", "decision": "MAYBE",
+                                              "since": "yesterday"})
+    assert set(problems) == {"cardId", "decision", "since"}
+
+
+def test_expiry_is_read_as_mm_yy():
+    assert views._yymm("07/29") == "2907"
+    for wrong in ("13/29", "7/29", "07-29", "", "0729", "aa/bb"):
+        assert views._yymm(wrong) is None, wrong
+    assert views._mmyy("2907") == "07/29" and views._mmyy(None) == "-"
+
+
+def test_partner_staff_are_not_offered_the_platforms_pages():
+    staff = access.PanelUser(None, "s@x", Role.ADMIN, uuid.uuid4(), "t")
+    assert access.may(staff, "GET", "/admin/customers")
+    assert not access.may(staff, "GET", "/admin/audit-log")
+    assert not access.may(staff, "POST", "/admin/partners/{partnerId}/balances/{balanceId}/reload",
+                          acts=True)
