@@ -1,5 +1,5 @@
 """The dashboard's figures from the rows the domain reads: pure functions, tested without a
-database (tests/unit/test_panel.py)."""
+database (tests/unit/test_panel_rules.py)."""
 
 from __future__ import annotations
 
