@@ -96,6 +96,7 @@ def panel_app(services: Services) -> web.Application:
     get("/authorizations/{authorizationId}", views.authorization)
     get("/partners", views.partners)
     get("/partners/{partnerId}", views.partner)
+    post("/partners/{partnerId}/contact", views.set_partner_contact)
     get("/partners/{partnerId}/certificates", views.certificates)
     get("/partners/{partnerId}/webhooks/{endpointId}", views.webhook_deliveries)
     post("/partners/{partnerId}/certificates", views.issue_certificate)

@@ -42,7 +42,7 @@ from antaca_api.panel.charts import Bar, bar_chart
 from antaca_api.routes.admin import AdminChange, NewAdmin, PasswordChange
 from antaca_api.routes.partner_balances import PartnerReload, ThresholdChange
 from antaca_api.routes.partner_balances import view as partner_balance_view
-from antaca_api.routes.partners import SERIAL
+from antaca_api.routes.partners import SERIAL, PartnerContact
 from antaca_api.services import Services
 from antaca_auth import cardstate
 from antaca_auth import fees as pricing
@@ -469,7 +469,8 @@ async def partners(request: web.Request) -> web.Response:
 
 
 @page("GET", "/admin/partners/{partnerId}")
-async def partner(request: web.Request) -> web.Response:
+async def partner(request: web.Request, errors: dict[str, str] | None = None,
+                  status: int = 200) -> web.Response:
     partner_id = access.path_id(request)("partnerId")
     first_page = pages.PageRequest(partner_balance_repo.PARTNER_BALANCE_PAGES,
                                    pages.page_size_max, None)
@@ -478,8 +479,8 @@ async def partner(request: web.Request) -> web.Response:
         balances = await partner_balance_repo.balances_of_partner(conn, partner_id, first_page)
         summaries = await summary_repo.partner_summaries(conn, partner_id)
     endpoints = await webhooks.endpoints_of(services_of(request).pool, partner_id)
-    return render(request, "partner.html", partner=row, summaries=summaries.items,
-                  endpoints=endpoints,
+    return render(request, "partner.html", status, partner=row, summaries=summaries.items,
+                  endpoints=endpoints, errors=errors or {},
                   balances=[partner_balance_view(b) for b in balances[:pages.page_size_max]])
 
 
@@ -890,3 +891,20 @@ async def webhook_deliveries(request: web.Request) -> web.Response:
                                       limit=webhook_deliveries_page_size)
     return render(request, "webhook_deliveries.html", endpoint=endpoint, page=found,
                   partner_id=partner_id)
+
+
+@page("PUT", "/admin/partners/{partnerId}/contact", acts=True)
+async def set_partner_contact(request: web.Request) -> web.StreamResponse:
+    """Where the partner's alerts go: its contact e-mail and alert webhook URL (empty removes)."""
+    form = await request.post()
+    partner_id = access.path_id(request)("partnerId")
+    body, problem = _checked_body(PartnerContact, {
+        "contactEmail": str(form.get("contactEmail", "")).strip() or None,
+        "webhookUrl": str(form.get("webhookUrl", "")).strip() or None})
+    if problem is not None:
+        return await partner(request, {"contact": problem}, 422)
+    user = user_of(request)
+    async with services_of(request).pool.acquire() as conn, conn.transaction():
+        await partner_repo.set_contact(conn, partner_id, body.contact_email, body.webhook_url)
+        await access.audit(conn, user, rule_of(request), f"partner:{partner_id}")
+    raise redirect(f"{security.PANEL_PREFIX}/partners/{partner_id}")

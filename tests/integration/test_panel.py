@@ -474,3 +474,22 @@ async def test_a_partners_webhook_deliveries_are_listed_in_scope(api, jwe_key):
     status, _, _ = await staff.get(f"/panel/partners/{other_partner}/webhooks/"
                                    f"{endpoint['endpointId']}")
     assert status == 404  # the endpoint is looked up under its partner
+
+
+async def test_an_admin_changes_where_a_partners_alerts_go(api):
+    admin = await api.admin_token()
+    partner_id = await api.new_partner(admin)
+    path = f"/panel/partners/{partner_id}"
+    client = await signed_in(api, Role.ADMIN)
+    status, page, _ = await client.post(f"{path}/contact", {"contactEmail": "not an address"},
+                                        csrf_from=path)
+    assert status == 422 and 'id="contact-error"' in page
+    status, _, _ = await client.post(f"{path}/contact", {"contactEmail": "ops@partner.example"},
+                                     csrf_from=path)
+    assert status == 303
+    async with api.client().get(f"{api.http}/admin/partners/{partner_id}",
+                                headers=bearer(admin)) as r:
+        assert (await r.json())["contactEmail"] == "ops@partner.example"
+    manager = await signed_in(api, Role.MANAGER)
+    _, page, _ = await manager.get(path)
+    assert "contact-form" not in page and "ops@partner.example" in page
