@@ -199,6 +199,12 @@ async def test_partner_staff_see_their_partner_only(api, jwe_key):
     assert status == unknown_status == 404 and "NOT_FOUND" in page
     _, listing, _ = await client.get("/panel/customers")
     assert p.w.cid in listing and theirs["customerId"] not in listing
+    # Pages whose domain reads take no scope rely on the panel's check alone.
+    for path in (f"/panel/partners/{other_partner}", f"/panel/partners/{other_partner}/certificates"):
+        status, _, _ = await client.get(path)
+        assert status == 404, path
+    status, _, _ = await client.get(f"/panel/programs/{p.w.program['programId']}/fees")
+    assert status == 200
     # The platform's own pages are refused.
     status, _, _ = await client.get("/panel/audit-log")
     assert status == 403
