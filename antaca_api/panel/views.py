@@ -240,11 +240,14 @@ async def find_cards(request: web.Request) -> web.StreamResponse:
     digits and the expiry (MM/YY) within the caller's scope."""
     query, user = request.query, user_of(request)
     card_id = (query.get("cardId") or "").strip()
-    if card_id:
-        raise redirect(f"{security.PANEL_PREFIX}/cards/{card_id}")
     last_four, expiry = (query.get("lastFour") or "").strip(), (query.get("expiry") or "").strip()
     errors: dict[str, str] = {}
     rows = []
+    if card_id:
+        try:
+            raise redirect(f"{security.PANEL_PREFIX}/cards/{uuid.UUID(card_id)}")
+        except ValueError:
+            errors["cardId"] = "a card id (UUID)"
     if last_four or expiry:
         if not (len(last_four) == 4 and last_four.isdigit()):
             errors["lastFour"] = "four digits"

@@ -173,6 +173,10 @@ async def test_an_employee_reads_but_cannot_act_nor_open_admin_pages(api, jwe_ke
     card_id = p.card["cardId"]
     status, page, _ = await client.get(f"/panel/cards/{card_id}")
     assert status == 200 and "lock-form" not in page
+    status, _, response = await client.get(f"/panel/cards?cardId={card_id}")
+    assert status == 303 and response.headers["Location"] == f"/panel/cards/{card_id}"
+    status, page, _ = await client.get("/panel/cards?cardId=../users")
+    assert status == 422 and 'id="card-id-error"' in page
     _, dashboard, _ = await client.get("/panel/")
     status, _, _ = await client.post(f"/panel/cards/{card_id}/lock", {
         "reason": "3", "confirm": "yes", "csrf": CSRF.search(dashboard).group(1)})
