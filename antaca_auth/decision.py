@@ -36,7 +36,6 @@ from antaca_auth.control_rules import (
     ControlSet,
     CounterKey,
     Kind,
-    Period,
     Spent,
 )
 from antaca_auth.holds import NewTransfers
@@ -121,13 +120,13 @@ class Snapshot:
     activity: Mapping[uuid.UUID, Mapping[pricing.Metric, int]]  # by card, for fee waivers
     exponents: Mapping[str, int]
     zone_keys: Mapping[uuid.UUID, ZoneKey]  # by network
-    # Spending controls in force on each card (by card id; absent: none); the velocity counters
-    # they read, (amount, count) by key; each program time zone's local date now and the start
-    # of each period on it.
+    # Spending controls in force on each card (by card id; absent: none), the velocity counters
+    # each card's payment adds to, what they hold, (amount, count) by key, and each program time
+    # zone's local date now.
     control_sets: Mapping[uuid.UUID, ControlSet] = field(default_factory=dict)
+    counter_keys: Mapping[uuid.UUID, list[CounterKey]] = field(default_factory=dict)  # by card
     counters: Mapping[CounterKey, Spent] = field(default_factory=dict)
     local_days: Mapping[str, date] = field(default_factory=dict)
-    period_starts: Mapping[str, Mapping[Period, date]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -293,7 +292,7 @@ def _controls(row: Planned, snapshot: Snapshot, plan: Plan) -> None:
     spent: dict[int, Spent] = {}
     keys = None
     if found.windows:
-        keys = found.keys(card.card_id, card.balance_id, snapshot.period_starts[card.time_zone])
+        keys = snapshot.counter_keys[card.card_id]
         counters, read = plan.counters, snapshot.counters
         for window, key in zip(found.windows, keys, strict=True):
             value = counters.get(key)

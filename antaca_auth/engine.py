@@ -972,20 +972,25 @@ class AuthorizationEngine:
                       for zone in {card.time_zone for card in cards.values()}}
         starts = {zone: period_starts(day) for zone, day in local_days.items()}
         sets: dict[uuid.UUID, ControlSet] = {}
+        card_keys: dict[uuid.UUID, list[CounterKey]] = {}
         shared: dict[tuple, ControlSet] = {}  # cards with the same scopes' controls share a set
         keys = set()
         for card in cards.values():
-            parts = (controls.get(card.program_id, ()), controls.get(card.balance_id, ()),
-                     controls.get(card.card_id, ()))
-            if not any(parts):
+            program, balance, own = (controls.get(card.program_id, ()),
+                                     controls.get(card.balance_id, ()),
+                                     controls.get(card.card_id, ()))
+            if not (program or balance or own):
                 continue
-            scopes = tuple(id(part) for part in parts)
+            scopes = (id(program), id(balance), id(own))
             found = shared.get(scopes)
             if found is None:
-                found = shared[scopes] = control_set(*parts)
+                found = shared[scopes] = control_set(program, balance, own)
             sets[card.card_id] = found
-            keys.update(found.keys(card.card_id, card.balance_id, starts[card.time_zone]))
-        return {"control_sets": sets, "local_days": local_days, "period_starts": starts,
+            if found.windows:
+                card_keys[card.card_id] = mine = found.keys(card.card_id, card.balance_id,
+                                                            starts[card.time_zone])
+                keys.update(mine)
+        return {"control_sets": sets, "counter_keys": card_keys, "local_days": local_days,
                 "counters": await self._counters_of(conn, keys)}
 
     async def _counters_of(self, conn: asyncpg.Connection,
