@@ -336,8 +336,11 @@ def taken_back(rows: Sequence[Planned]) -> dict[CounterKey, tuple[int, int]]:
 
 
 def velocity_declined(plan: Plan) -> bool:
-    """Whether a payment of the plan was declined by a velocity limit (ACTIVE)."""
-    return any(row.control is not None and row.control.kind is Kind.VELOCITY for row in plan.rows)
+    """Whether a velocity limit declined a payment of the plan, or would have (SHADOW)."""
+    velocity = Kind.VELOCITY
+    return any((row.control is not None and row.control.kind is velocity)
+               or any(control.kind is velocity for control, _ in row.shadow)
+               for row in plan.rows)
 
 
 def _pin(incoming: Incoming, snapshot: Snapshot) -> str | PinOutcome | None:
