@@ -9,11 +9,13 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 
+from antaca_api import pages
 from antaca_api.customers import get_customer, require_verified
 from antaca_api.domain_errors import (
     BalanceNotActive,
@@ -26,7 +28,7 @@ from antaca_api.domain_errors import (
     ProgramCurrencyMismatch,
     UnsupportedCurrency,
 )
-from antaca_auth import charges
+from antaca_auth import charges, events
 from antaca_auth.accounts import (
     AccountKind,
     Counters,
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 
 RELOAD_NAMESPACE = uuid.UUID("0f5d7a52-3c1b-4f7e-8d0e-6f1b2a9c4e11")
 
+# Reads the balance a request names, NOT_FOUND when it is not the caller's to use.
+FindBalance = Callable[[asyncpg.Connection], Awaitable[asyncpg.Record]]
+CardsByBalance = dict[uuid.UUID, list[asyncpg.Record]]
+
 
 class BalanceState(enum.StrEnum):
     ACTIVE = "ACTIVE"
@@ -59,6 +65,12 @@ TRANSITIONS: dict[str, tuple[set[BalanceState], BalanceState]] = {
     "unblock": ({BalanceState.BLOCKED}, BalanceState.ACTIVE),
     "close": ({BalanceState.ACTIVE, BalanceState.BLOCKED}, BalanceState.CLOSED),
 }
+
+
+# The partner event of each state a balance can be moved to (antaca_auth/events.py).
+BALANCE_EVENT_TYPES = {BalanceState.BLOCKED: events.BALANCE_BLOCKED,
+                       BalanceState.ACTIVE: events.BALANCE_UNBLOCKED,
+                       BalanceState.CLOSED: events.BALANCE_CLOSED}
 
 
 def next_state(action: str, current: BalanceState) -> BalanceState:
@@ -80,8 +92,17 @@ BALANCE_VIEW = """
     FROM balances b JOIN accounts a ON a.id = b.account_id"""
 
 CUSTOMER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.customer_id = $2 AND b.partner_id = $3"
-CUSTOMER_BALANCES = BALANCE_VIEW + " WHERE b.customer_id = $1 AND b.partner_id = $2 ORDER BY b.seq"
+CUSTOMER_BALANCES = BALANCE_VIEW + """ WHERE b.customer_id = $1 AND b.partner_id = $2 AND b.seq > $3
+    ORDER BY b.seq LIMIT $4"""
+# The partner's balances, its customers' and its corporations' alike, in opening order.
+PARTNER_BALANCES = BALANCE_VIEW + """ WHERE b.partner_id = $1 AND b.seq > $2
+    ORDER BY b.seq LIMIT $3"""
+BALANCE_PAGES = pages.Keyset("balances", tuple[int])
 PARTNER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.partner_id = $2"
+CORPORATE_BALANCE = BALANCE_VIEW + """
+    WHERE b.id = $1 AND b.partner_id = $2 AND b.corporation_id IS NOT NULL"""
+CORPORATION_BALANCES = BALANCE_VIEW + """
+    WHERE b.corporation_id = $1 AND b.partner_id = $2 AND b.seq > $3 ORDER BY b.seq LIMIT $4"""
 BALANCE_BY_ID = BALANCE_VIEW + " WHERE b.id = $1"
 
 CARDS_UNDER = """
@@ -142,6 +163,9 @@ async def open_balance(
            VALUES ($1, $2, $3, $4, $1, $5, $6)""",
         balance_id, partner_id, customer_id, corporation_id, currency, program_id,
     )
+    await events.record(conn, partner_id, events.BALANCE_OPENED, balance_id, {
+        "balanceId": balance_id, "currency": currency, "customerId": customer_id,
+        "corporationId": corporation_id, "programId": program_id})
     await charge_flat(conn, ledger, program_id=program_id, fee_type=FeeType.BALANCE_CREATION,
                       cause=f"balance:{balance_id}", balance_id=balance_id, account_id=balance_id, currency=currency,
                       card_id=None, at=at or datetime.now(UTC))
@@ -151,7 +175,8 @@ async def open_balance(
 async def locked_balance(conn: asyncpg.Connection, balance_id: uuid.UUID, *, share: bool) -> asyncpg.Record:
     """The balance row, locked (before any ledger account: the fixed lock order)."""
     row = await conn.fetchrow(
-        f"SELECT id, state, account_id, currency FROM balances WHERE id = $1 FOR {'SHARE' if share else 'UPDATE'}",
+        f"SELECT id, state, account_id, currency, partner_id FROM balances WHERE id = $1 "
+        f"FOR {'SHARE' if share else 'UPDATE'}",
         balance_id,
     )
     if row is None:
@@ -181,6 +206,8 @@ async def change_state(conn: asyncpg.Connection, balance_id: uuid.UUID, action: 
         if not can_close(counters(account)):
             raise BalanceNotEmpty()
     await conn.execute("UPDATE balances SET state = $2, updated_at = now() WHERE id = $1", balance_id, str(target))
+    await events.record(conn, row["partner_id"], BALANCE_EVENT_TYPES[target], balance_id, {
+        "balanceId": balance_id, "state": str(target), "previousState": row["state"]})
     return target
 
 
@@ -260,10 +287,22 @@ async def open_customer_balance(
 
 async def customer_balances(
     conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, hidden: list[str],
+    page: pages.PageRequest,
 ) -> tuple[list[asyncpg.Record], dict[uuid.UUID, list[asyncpg.Record]]]:
-    """The customer's balance rows in opening order, and each one's cards (cards_under)."""
+    """A page of the customer's balance rows in opening order (`page.fetch` rows at most), and
+    each one's cards (cards_under)."""
     await get_customer(conn, partner_id, customer_id)
-    rows = await conn.fetch(CUSTOMER_BALANCES, customer_id, partner_id)
+    after = page.after[0] if page.after else 0
+    rows = await conn.fetch(CUSTOMER_BALANCES, customer_id, partner_id, after, page.fetch)
+    return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
+
+
+async def partner_balances(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, hidden: list[str], page: pages.PageRequest,
+) -> tuple[list[asyncpg.Record], dict[uuid.UUID, list[asyncpg.Record]]]:
+    """A page of the partner's balances (customers' and corporations') and their cards."""
+    after = page.after[0] if page.after else 0
+    rows = await conn.fetch(PARTNER_BALANCES, partner_id, after, page.fetch)
     return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
 
 
@@ -310,13 +349,34 @@ async def reload_customer_balance(
     pool: asyncpg.Pool, ledger: Ledger, *, partner_id: uuid.UUID, customer_id: uuid.UUID,
     balance_id: uuid.UUID, amount: int, reference: str,
 ) -> ReloadOutcome:
-    """Top up a customer's balance, idempotently per reference, from the partner's credit balance
-    (CREDIT-model programs in its currency) or else its external funding account."""
+    """Top up a customer's balance (reload_balance)."""
+    return await reload_balance(
+        pool, ledger, lambda conn: customer_balance(conn, partner_id, customer_id, balance_id),
+        partner_id=partner_id, balance_id=balance_id, amount=amount, reference=reference)
+
+
+async def reload_corporate_balance(
+    pool: asyncpg.Pool, ledger: Ledger, *, partner_id: uuid.UUID, balance_id: uuid.UUID,
+    amount: int, reference: str,
+) -> ReloadOutcome:
+    """Top up one of the partner's corporate balances (reload_balance)."""
+    return await reload_balance(
+        pool, ledger, lambda conn: corporate_balance(conn, partner_id, balance_id),
+        partner_id=partner_id, balance_id=balance_id, amount=amount, reference=reference)
+
+
+async def reload_balance(
+    pool: asyncpg.Pool, ledger: Ledger, find: FindBalance, *, partner_id: uuid.UUID,
+    balance_id: uuid.UUID, amount: int, reference: str,
+) -> ReloadOutcome:
+    """Top up a balance `find` reads (NOT_FOUND when it is not the caller's), idempotently per
+    reference, from the partner's credit balance (CREDIT-model programs in its currency) or else
+    its external funding account."""
     # Imported here: partner_balances imports this module.
     from antaca_api.partner_balances import credit_account
 
     async with pool.acquire() as conn:
-        row = await customer_balance(conn, partner_id, customer_id, balance_id)
+        row = await find(conn)
         credit = await credit_account(conn, partner_id, row["currency"])
         if credit is None:
             async with conn.transaction():
@@ -349,6 +409,63 @@ async def reload_customer_balance(
     except (asyncpg.PostgresError, OSError):  # the top-up stands; the fee job's sweep collects
         log.exception("collecting unpaid fees after a top-up failed")
     async with pool.acquire() as conn:
-        balance = await customer_balance(conn, partner_id, customer_id, balance_id)
+        balance = await find(conn)
     return ReloadOutcome(transaction_id=transfer.id, replayed=result.code is ResultCode.EXISTS,
                          balance=balance)
+
+
+# --- corporate balances ----------------------------------------------------------------------
+
+
+async def corporate_balance(conn: asyncpg.Connection | asyncpg.Pool, partner_id: uuid.UUID,
+                            balance_id: uuid.UUID) -> asyncpg.Record:
+    """One of the partner's corporate balance rows (BALANCE_VIEW); a customer's balance, another
+    partner's or an unknown one is NOT_FOUND."""
+    row = await conn.fetchrow(CORPORATE_BALANCE, balance_id, partner_id)
+    if row is None:
+        raise NotFound("no such balance")
+    return row
+
+
+async def corporation_balances(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                               corporation_id: uuid.UUID, hidden: list[str], *, after: int,
+                               limit: int,
+                               ) -> tuple[list[asyncpg.Record], CardsByBalance]:
+    """A corporation's balance rows the caller has checked it may list, in opening order after
+    the cursor `after`, and each one's cards (cards_under)."""
+    rows = await conn.fetch(CORPORATION_BALANCES, corporation_id, partner_id, after, limit)
+    return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
+
+
+async def partner_balance_with_cards(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, balance_id: uuid.UUID, hidden: list[str],
+) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """One of the partner's balance rows (customer or corporate) and its cards (cards_under)."""
+    row = await partner_balance(conn, partner_id, balance_id)
+    cards = await cards_under(conn, [row["id"]], hidden)
+    return row, cards.get(row["id"], [])
+
+
+async def corporate_statement(
+    pool: asyncpg.Pool, ledger: Ledger, *, partner_id: uuid.UUID, balance_id: uuid.UUID,
+    after: int, limit: int,
+) -> tuple[asyncpg.Record, Statement | None]:
+    """A corporate balance row and its ledger statement from `after` (cursor pagination)."""
+    row = await corporate_balance(pool, partner_id, balance_id)
+    return row, await ledger.statement(row["account_id"], after=after, limit=limit)
+
+
+async def change_corporate_balance_state(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, balance_id: uuid.UUID, action: str,
+) -> asyncpg.Record:
+    """Block, unblock or close one of the partner's corporate balances, in the caller's
+    transaction; its new row."""
+    await corporate_balance(conn, partner_id, balance_id)
+    await change_state(conn, balance_id, action)
+    return await corporate_balance(conn, partner_id, balance_id)
+BALANCE_PARTNER = "SELECT partner_id FROM balances WHERE id = $1"
+
+
+async def partner_of_balance(conn: asyncpg.Connection, balance_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a user's or corporation's balance belongs to, or None for an unknown one."""
+    return await conn.fetchval(BALANCE_PARTNER, balance_id)

@@ -9,10 +9,11 @@ from typing import Any
 
 import msgspec
 
+from antaca_api import pages, reference
 from antaca_api.errors import (
     ErrorBody,  # the shape error_middleware sends, not a copy of it
 )
-from antaca_api.routing import ALL_ROLES, Channel, Encryption, Route
+from antaca_api.routing import ALL_ROLES, Channel, Encryption, Route, body_optional
 from antaca_api.schema import Page
 
 SECURITY = {
@@ -51,17 +52,21 @@ JWE_HEADERS = [
     {"name": "Public-Key", "in": "header", "required": False, "schema": {"type": "string"},
      "description": "Base64 of the client's RSA public key PEM; required with either JWE header."},
     {"name": "Encrypted-Request", "in": "header", "required": False, "schema": {"type": "string", "enum": ["true", "false"]},
-     "description": "The body is {\"payload\": \"<compact JWE>\"} and the response is encrypted."},
+     "description": "The body is `{\"payload\": \"<compact JWE>\"}` and the response is encrypted."},
     {"name": "Encrypt-Response", "in": "header", "required": False, "schema": {"type": "string", "enum": ["true", "false"]},
      "description": "Plain request, encrypted 2xx response."},
 ]
 
-# The bounds every paginated handler accepts (some take a larger limit), so documented values always work.
+# The bounds every paginated handler accepts (antaca_api/pages.py; some older lists take a larger
+# limit), so documented values always work.
 PAGE_PARAMETERS = [
     {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-    {"name": "cursor", "in": "query", "required": False, "description": "The previous page's nextCursor.",
-     "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}},
+     "schema": {"type": "integer", "minimum": 1, "maximum": pages.page_size_max,
+                "default": pages.page_size_default}},
+    {"name": "cursor", "in": "query", "required": False,
+     "description": "The previous page's nextCursor, opaque: pass it back unchanged.",
+     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$",
+                "maxLength": pages.cursor_length_max}},
 ]
 
 _PARAM = re.compile(r"{([A-Za-z_]+)}")
@@ -79,6 +84,8 @@ def _parameters(route: Route) -> list[dict]:
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     if route.method == "GET" and isinstance(route.response, type) and issubclass(route.response, Page):
         params += PAGE_PARAMETERS
+    # A response type may name its route's query parameters (an opaque cursor, filters).
+    params += getattr(route.response, "query_parameters", [])
     if route.channel is not Channel.PUBLIC:
         params += JWE_HEADERS
     return params
@@ -121,15 +128,22 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
                 notes.append(f"Roles: {', '.join(sorted(str(role) for role in r.roles))}.")
         if r.encryption is Encryption.REQUIRED:
             notes.append("JWE required: send Encrypted-Request or Encrypt-Response with Public-Key.")
+        if r.step_up and r.channel is Channel.CUSTOMER:
+            notes.append("Step-up required: send a fresh proof of POST /customers/me/step-up "
+                         "as the Step-Up-Token header.")
+        if r.encryption is Encryption.REQUEST:
+            notes.append("JWE request required: the body is sensitive; send it encrypted with "
+                         "Encrypted-Request and Public-Key.")
         operation["description"] = " ".join(notes)
         if r.body is not None:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref[r.body]}}}
+            operation["requestBody"] = {"required": not body_optional(r.body),
+                                        "content": {"application/json": {"schema": ref[r.body]}}}
         elif r.multipart:
             operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
                 "type": "object", "required": ["kind", "file"],
                 "properties": {"kind": {"type": "string"}, "file": {"type": "string", "format": "binary"}}}}}}
         paths.setdefault(r.path, {})[r.method.lower()] = operation
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {"title": "Antaca card management system", "version": "0.1.0",
                  "description": "Channels: /customers (app sessions), /secure and /lifecycle (partners, mutual "
@@ -138,6 +152,7 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }
+    return reference.enrich(document, routes)
 
 
 @functools.cache

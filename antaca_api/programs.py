@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import asyncpg
 import msgspec
 
+from antaca_api import pages
 from antaca_api.domain_errors import NotFound
 from antaca_api.partners import check_exists as check_partner_exists
 from antaca_auth import authorization_settings
@@ -16,7 +18,12 @@ INSERT_PROGRAM = """
     INSERT INTO card_programs (id, partner_id, name, bin_prefix, pan_length, currency, processor,
         funding_model, validity_months, processor_config)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) RETURNING *"""
-ALL_PROGRAMS = "SELECT * FROM card_programs ORDER BY created_at, id"
+ALL_PROGRAMS = """
+    SELECT * FROM card_programs
+    WHERE ($1::uuid IS NULL OR partner_id = $1)
+      AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+    ORDER BY created_at, id LIMIT $4"""
+PROGRAM_PAGES = pages.Keyset("programs", tuple[datetime, uuid.UUID])  # (created_at, id)
 PROGRAM = "SELECT * FROM card_programs WHERE id = $1"
 
 
@@ -31,8 +38,12 @@ async def create(conn: asyncpg.Connection, program_id: uuid.UUID, partner_id: uu
                                msgspec.json.encode(processor_config).decode())
 
 
-async def all_programs(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    return await pool.fetch(ALL_PROGRAMS)
+async def all_programs(pool: asyncpg.Pool, page: pages.PageRequest,
+                       partner_scope: uuid.UUID | None = None) -> list[asyncpg.Record]:
+    """A page of every card program in creation order, or only those of the partner a staff
+    member belongs to."""
+    created_at, program_id = page.after or (None, None)
+    return await pool.fetch(ALL_PROGRAMS, partner_scope, created_at, program_id, page.fetch)
 
 
 async def find(pool: asyncpg.Pool, program_id: uuid.UUID) -> asyncpg.Record:
@@ -51,3 +62,17 @@ async def set_authorization_rules(conn: asyncpg.Connection, program_id: uuid.UUI
     if row is None:
         raise NotFound("no such card program")
     return row
+
+
+PROGRAM_IN_CURRENCY = "SELECT 1 FROM card_programs WHERE partner_id = $1 AND currency = $2 LIMIT 1"
+PROGRAM_PARTNER = "SELECT partner_id FROM card_programs WHERE id = $1"
+
+
+async def has_program_in(conn: asyncpg.Connection, partner_id: uuid.UUID, currency: str) -> bool:
+    """Whether the partner has a card program in this currency."""
+    return await conn.fetchval(PROGRAM_IN_CURRENCY, partner_id, currency) is not None
+
+
+async def partner_of_program(conn: asyncpg.Connection, program_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a program belongs to, or None for an unknown program."""
+    return await conn.fetchval(PROGRAM_PARTNER, program_id)

@@ -14,6 +14,11 @@ from collections.abc import Iterable
 
 import asyncpg
 
+from antaca_auth import events
+
+# partner_accounts.kind as partners see it.
+PARTNER_KINDS = {"partner_deposit": "DEPOSIT", "partner_credit": "CREDIT"}
+
 # One statement: latch, outbox row and deliveries, or nothing at all when no latch flips (the
 # common case on the authorization path costs one indexed lookup per touched partner account).
 CROSSED_BELOW = """
@@ -29,16 +34,20 @@ CROSSED_BELOW = """
     ), alerts AS (
         INSERT INTO partner_alerts (partner_id, account_id, kind, currency, threshold, available)
         SELECT partner_id, account_id, kind, currency, threshold, available FROM crossed
-        RETURNING id, partner_id
+        RETURNING id, partner_id, account_id
     ), deliveries AS (
+        -- E-mail to the balance's own alert addresses, else the partner's contact address.
         INSERT INTO alert_deliveries (alert_id, channel, target)
         SELECT al.id, ch.channel, ch.target
         FROM alerts al
         JOIN partners p ON p.id = al.partner_id
-        CROSS JOIN LATERAL (VALUES ('EMAIL', p.contact_email), ('WEBHOOK', p.webhook_url)) AS ch (channel, target)
+        JOIN partner_accounts pa ON pa.account_id = al.account_id
+        CROSS JOIN LATERAL (
+            SELECT 'EMAIL', e FROM unnest(coalesce(pa.alert_emails, ARRAY[p.contact_email])) AS e
+            UNION ALL SELECT 'WEBHOOK', p.webhook_url) AS ch (channel, target)
         WHERE ch.target IS NOT NULL
     )
-    SELECT count(*) FROM alerts"""
+    SELECT partner_id, account_id, kind, currency, threshold, available FROM crossed"""
 
 # A reload (or a lower threshold) that leaves the balance at or above its threshold re-arms it.
 REARM = """
@@ -55,7 +64,11 @@ async def check_crossings(conn: asyncpg.Connection, account_ids: Iterable[uuid.U
     ids = list(account_ids)
     if not ids:
         return 0
-    return await conn.fetchval(CROSSED_BELOW, ids)
+    crossed = await conn.fetch(CROSSED_BELOW, ids)
+    if crossed:  # the partner's events too (antaca_auth/events.py), in this transaction
+        await events.record_partner_balances_low(conn, [
+            {**dict(row), "kind": PARTNER_KINDS[row["kind"]]} for row in crossed])
+    return len(crossed)
 
 
 async def rearm(conn: asyncpg.Connection, account_ids: Iterable[uuid.UUID]) -> None:
