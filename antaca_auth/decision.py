@@ -72,6 +72,9 @@ class AuthorizationResult(msgspec.Struct, frozen=True, rename="camel"):
     # The currency of `available_after` and `billing_amount` (the card program's); None when no card
     # was found. A payment in another currency is converted into it.
     balance_currency: str | None = None
+    # The spending control that declined, and its version (docs/controls.md); None otherwise.
+    control_id: uuid.UUID | None = None
+    control_version: int | None = None
 
 
 class Incoming(Protocol):
@@ -532,9 +535,12 @@ def answer(row: Planned) -> AuthorizationResult:
                                    origin.stand_in, currency)
     if origin.available_after is None:
         currency = None
+    control = origin.control
     return AuthorizationResult(origin.id, "DECLINED", d.response_code, d.reason, 0, d.action_code,
                                origin.available_after, stand_in=origin.stand_in,
-                               balance_currency=currency)
+                               balance_currency=currency,
+                               control_id=control.id if control else None,
+                               control_version=control.version if control else None)
 
 
 def stand_in_decline(authorization_id: uuid.UUID) -> AuthorizationResult:

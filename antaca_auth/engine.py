@@ -141,7 +141,7 @@ EXISTING = """
                                                       t.dr_debits_pending) END)
                AS available_after,
            a.billing_amount, a.transaction_fee + a.conversion_fee AS fee, a.stand_in,
-           a.request_digest,
+           a.request_digest, a.control_id, a.control_version,
            -- As decision.answer: the currency of an answer that gives an available amount.
            CASE WHEN t.id IS NULL AND a.available_after IS NULL THEN NULL
                 ELSE coalesce(t.currency, (SELECT p.currency FROM cards c
@@ -1048,7 +1048,7 @@ class AuthorizationEngine:
                 result = AuthorizationResult(
                     r["id"], r["decision"], r["response_code"], r["reason"], r["approved_amount"],
                     r["action_code"], r["available_after"], r["billing_amount"], r["fee"],
-                    r["stand_in"], r["balance_currency"])
+                    r["stand_in"], r["balance_currency"], r["control_id"], r["control_version"])
                 answers[(network_id, r["message_id"])] = StoredAnswer(result, r["request_digest"])
         return answers
 

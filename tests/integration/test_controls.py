@@ -77,10 +77,17 @@ async def test_each_kind_declines_with_its_code_and_records_the_control(api, jwe
               "CONTROL_CHANNEL_NOT_PERMITTED", channel),
              ({"amount": 5001}, "61", "CONTROL_AMOUNT_LIMIT_EXCEEDED", amount)]
     for changes, code, reason, control in cases:
-        answer = await p.authorize(**changes)
+        body = p.request(**changes)
+        status, answer = await p.send("/network/authorizations", body)
         assert declined(answer, code, reason), (changes, answer)
+        # The answer and the partner's event name the control (and its version) that declined.
+        assert (answer["controlId"], answer["controlVersion"]) == (control["controlId"], 1)
+        assert await p.send("/network/authorizations", body) == (status, answer)  # a replay
         row = await p.stored(answer["authorizationId"])
         assert (str(row["control_id"]), row["control_version"]) == (control["controlId"], 1)
+        payload = await api.services.pool.fetchval(
+            "SELECT payload FROM events WHERE object_id = $1", uuid.UUID(answer["authorizationId"]))
+        assert (payload["controlId"], payload["responseCode"]) == (control["controlId"], code)
     for changes in ({"mcc": "5411"}, {"mcc": "5970"}, {"merchantCountry": "DE"},
                     {"type": "POS", "cvc2": None, "posEntryMode": "051"}, {"amount": 5000}):
         assert (await p.authorize(**changes))["decision"] == "APPROVED", changes
