@@ -39,6 +39,7 @@ class Kind(enum.StrEnum):
     MCC_BLOCK = "MCC_BLOCK"
     COUNTRY_ALLOW = "COUNTRY_ALLOW"
     COUNTRY_BLOCK = "COUNTRY_BLOCK"
+    CHANNEL_ALLOW = "CHANNEL_ALLOW"
     CHANNEL_BLOCK = "CHANNEL_BLOCK"
     AMOUNT_MAX = "AMOUNT_MAX"
     VELOCITY = "VELOCITY"
@@ -258,6 +259,8 @@ def check(control: Control, payment: Payment, spent: Mapping[int, Spent]) -> Dec
         return None if payment.country in control.codes else COUNTRY_RESTRICTED
     if kind is Kind.CHANNEL_BLOCK:
         return CHANNEL_NOT_PERMITTED if payment.channel in control.channels else None
+    if kind is Kind.CHANNEL_ALLOW:
+        return None if payment.channel in control.channels else CHANNEL_NOT_PERMITTED
     if kind is Kind.AMOUNT_MAX:
         return AMOUNT_LIMIT_EXCEEDED if payment.amount > control.amount_max else None
     amount, count = spent.get(control.window, NOTHING_SPENT)

@@ -98,7 +98,13 @@ async def test_allow_lists_and_iso8583_entry_mode_absent(api, jwe_key):
     p = await setup(api, jwe_key)
     await p.control("PRODUCT", "MCC_ALLOW", mccs=["5411", "5812"])
     await p.control("CARD", "COUNTRY_ALLOW", countries=["PL", "DE"])
+    await p.control("BALANCE", "CHANNEL_ALLOW", channels=["ECOMMERCE", "CHIP"])
     assert (await p.authorize(mcc="5812", merchantCountry="DE"))["decision"] == "APPROVED"
+    assert (await p.authorize(type="POS", cvc2=None, posEntryMode="051"))["decision"] == "APPROVED"
+    assert declined(await p.authorize(type="POS", cvc2=None, posEntryMode="071"), "57",
+                    "CONTROL_CHANNEL_NOT_PERMITTED")
+    assert declined(await p.authorize(type="POS", cvc2=None), "57",
+                    "CONTROL_CHANNEL_NOT_PERMITTED")  # no entry mode: UNKNOWN, not allowed
     assert declined(await p.authorize(mcc="5999"), "57", "CONTROL_MCC_NOT_PERMITTED")
     assert declined(await p.authorize(merchantCountry="FR"), "62", "CONTROL_COUNTRY_RESTRICTED")
     body = p.request()
