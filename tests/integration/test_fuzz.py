@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -92,12 +93,17 @@ async def seed(api) -> Seed:
     async with partner.post(f"{api.https}/secure/webhooks",
                             json={"url": "https://93.184.215.14/hooks"}) as r:
         endpoint = (await r.json())["endpointId"]
+    # A customer's own limit: the customer's routes may change it, the partner's and admin's too.
+    async with api.client().post(f"{api.http}/customers/me/cards/{card['cardId']}/controls",
+                                 json={"kind": "AMOUNT_MAX", "amountMax": 100_000},
+                                 headers=bearer(session or "")) as r:
+        control = (await r.json())["controlId"] if r.status == 201 else str(uuid.uuid4())
     return Seed(
         admin=admin, session=session, jwe_public=client.public_header,
         ids={"customerId": cid, "balanceId": balance, "partnerId": partner_id, "programId": program,
              "cardId": card["cardId"], "dcCorporationId": corporation, "networkId": network, "serial": "00",
              "installationId": spare_device, "documentId": document, "adminId": spare_admin,
-             "endpointId": endpoint},
+             "endpointId": endpoint, "controlId": control},
         partner=tls_session(api, "partner", cert, key), network=tls_session(api, "network", network_cert, network_key),
     )
 
