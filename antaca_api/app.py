@@ -55,7 +55,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
             raise
         error_class = _HTTP_ERRORS.get(exc.status)
         if error_class is not None:
-            return error_response(error_class())
+            response = error_response(error_class())
+            if "Allow" in exc.headers:  # a 405 names the methods the path takes (RFC 9110)
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         return web.Response(
             body=msgspec.json.encode(errors.ErrorBody("HTTP_ERROR", exc.reason)), status=exc.status,
             content_type="application/json",

@@ -25,6 +25,7 @@ from antaca_api.admins import Role
 from antaca_api.domain_errors import Forbidden, NotFound, ValidationFailed
 from antaca_api.errors import EncryptionRequired, MalformedJson
 from antaca_api.services import Services
+from antaca_auth.invariants import require
 
 
 class Channel(enum.StrEnum):
@@ -34,6 +35,11 @@ class Channel(enum.StrEnum):
     ADMIN = "admin"  # /admin: administrator session token
     NETWORK = "network"  # /network: card network or acquirer client certificate (mutual TLS)
 
+
+# Pagination: how many items one page holds unless the caller asks (`limit`), and the usual
+# bound a paginated route declares (`page_size_max=` in `route`; some allow more).
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 200
 
 ALL_ROLES = frozenset(Role)
 ADMIN_ONLY = frozenset({Role.ADMIN})
@@ -85,6 +91,13 @@ class Route:
     encryption: Encryption = Encryption.OPTIONAL
     multipart: bool = False
     tags: tuple[str, ...] = ()
+    # The failures the handler itself may raise (DomainError or ApiError classes), beyond those
+    # the dispatch derives from the declaration (antaca_api/openapi.py); None: the usual ones.
+    errors: tuple[type[Exception], ...] | None = None
+    # A paginated route's largest `limit` (query `limit` and `cursor`); None: not paginated.
+    page_size_max: int | None = None
+    media_type: str = "application/json"  # of a success that is not a JSON body (e.g. /docs)
+    query: tuple[dict, ...] = ()  # other query parameters, as OpenAPI parameter objects
 
 
 ROUTES: list[Route] = []
@@ -104,6 +117,10 @@ def route(
     encryption: Encryption = Encryption.OPTIONAL,
     multipart: bool = False,
     tags: tuple[str, ...] = (),
+    errors: tuple[type[Exception], ...] | None = None,
+    page_size_max: int | None = None,
+    media_type: str = "application/json",
+    query: tuple[dict, ...] = (),
 ) -> Callable[[Handler], Handler]:
     """Declare an endpoint; the handler is called as `handler(ctx, body)`."""
 
@@ -112,7 +129,7 @@ def route(
             assert path.startswith(PREFIXES[channel]), f"{path} is not under {channel}'s prefix"
         ROUTES.append(
             Route(method, path, handler, channel, summary, body, response, status, roles, authenticated,
-                  encryption, multipart, tags)
+                  encryption, multipart, tags, errors, page_size_max, media_type, query)
         )
         return handler
 
@@ -160,6 +177,12 @@ class Context:
         if not low <= value <= high:
             raise ValidationFailed(f"query parameter {name} must be between {low} and {high}")
         return value
+
+    def page_size(self) -> int:
+        """The query's `limit`, within the route's declared `page_size_max`."""
+        high = self.route.page_size_max
+        require(high is not None, f"{self.route.path} reads a page size but declares no bound")
+        return self.query_int("limit", min(PAGE_SIZE_DEFAULT, high), low=1, high=high)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

@@ -11,7 +11,13 @@ from msgspec import Meta
 
 from antaca_api import cards as repo
 from antaca_api.customers import partner_of_customer
-from antaca_api.domain_errors import InvalidPin
+from antaca_api.domain_errors import (
+    CardDataUnavailable,
+    Conflict,
+    InvalidPin,
+    NotFound,
+    ProcessorFailure,
+)
 from antaca_api.fields import Name
 from antaca_api.routes.customers import Address
 from antaca_api.routing import ADMIN_MANAGER, Channel, Context, Encryption, route
@@ -22,6 +28,8 @@ from antaca_auth.invariants import require
 from antaca_auth.pans import mask_pan
 
 JWE = Encryption.REQUIRED
+# Issuing a card: an unknown balance or program, a state that refuses it, the processor failing.
+ISSUING_ERRORS = (NotFound, Conflict, ProcessorFailure)
 
 
 class NewVirtualCard(Body):
@@ -165,6 +173,7 @@ async def _virtual(ctx: Context, holder: repo.Holder, balance_id: uuid.UUID, pro
 @register([(f"{ME}/virtual", Channel.CUSTOMER, None), (f"{SECURE}/virtual", Channel.PARTNER, None),
            ("/admin/customers/{customerId}/cards/virtual", Channel.ADMIN, ADMIN_MANAGER)], "POST",
           body=NewVirtualCard, response=CardData, status=201, encryption=JWE, tags=("cards",),
+          errors=ISSUING_ERRORS,
           summary="Issue a virtual card, ACTIVE at once; returns its data (administrators get the masked card)")
 async def issue_virtual(ctx: Context, body: NewVirtualCard):
     return await _virtual(ctx, await customer_holder(ctx), body.balance_id, body.program_id)
@@ -172,7 +181,7 @@ async def issue_virtual(ctx: Context, body: NewVirtualCard):
 
 @route("POST", "/secure/cards/virtual", channel=Channel.PARTNER, body=NewCorporateVirtualCard, response=CardData,
        status=201, encryption=JWE, summary="Issue a corporate virtual card under the corporation's balance",
-       tags=("cards",))
+       tags=("cards",), errors=ISSUING_ERRORS)
 async def issue_corporate_virtual(ctx: Context, body: NewCorporateVirtualCard) -> CardData:
     holder = repo.Holder(partner_id=ctx.partner_id, corporation_id=body.dc_corporation_id,
                          holder_name=body.holder_name)
@@ -207,13 +216,15 @@ async def _physical(ctx: Context, holder: repo.Holder, body, pin: str | None = N
 @register([(f"{ME}/physical", Channel.CUSTOMER, None), (f"{SECURE}/physical", Channel.PARTNER, None),
            ("/admin/customers/{customerId}/cards/physical", Channel.ADMIN, None)], "POST",
           body=NewPhysicalCard, response=CardSummary, status=201, encryption=JWE, tags=("cards",),
+          errors=ISSUING_ERRORS,
           summary="Order a physical card: ORDERED until the processor's report links it, then INACTIVE")
 async def order_physical(ctx: Context, body: NewPhysicalCard) -> CardSummary:
     return await _physical(ctx, await customer_holder(ctx), body)
 
 
 @route("POST", "/secure/cards/physical", channel=Channel.PARTNER, body=NewCorporatePhysicalCard,
-       response=CardSummary, status=201, encryption=JWE, summary="Order a corporate physical card", tags=("cards",))
+       response=CardSummary, status=201, encryption=JWE, summary="Order a corporate physical card", tags=("cards",),
+       errors=ISSUING_ERRORS)
 async def order_corporate_physical(ctx: Context, body: NewCorporatePhysicalCard) -> CardSummary:
     holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id, holder_name=body.holder_name)
     return await _physical(ctx, holder, body)
@@ -221,7 +232,8 @@ async def order_corporate_physical(ctx: Context, body: NewCorporatePhysicalCard)
 
 @route("POST", "/secure/cards/physical_with_pin", channel=Channel.PARTNER, body=NewCorporatePhysicalCardWithPin,
        response=CardSummary, status=201, encryption=JWE,
-       summary="Order a corporate physical card and set its PIN at order", tags=("cards",))
+       summary="Order a corporate physical card and set its PIN at order", tags=("cards",),
+       errors=ISSUING_ERRORS)
 async def order_corporate_physical_with_pin(ctx: Context, body: NewCorporatePhysicalCardWithPin) -> CardSummary:
     problem = cardstate.pin_problem(body.pin)
     if problem is not None:  # checked before anything is ordered: a refused request leaves nothing
@@ -264,7 +276,8 @@ async def card_status(ctx: Context, _: None) -> CardSummary:
 
 
 @register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{SECURE}/{{cardId}}", Channel.PARTNER, None)], "GET",
-          response=CardData, encryption=JWE, tags=("cards",), summary="Full card data: PAN, expiry, CVC2")
+          response=CardData, encryption=JWE, tags=("cards",), summary="Full card data: PAN, expiry, CVC2",
+          errors=(NotFound, CardDataUnavailable))
 async def card_data(ctx: Context, _: None) -> CardData:
     async with ctx.pool.acquire() as conn:
         row = await _visible_card(ctx, conn)

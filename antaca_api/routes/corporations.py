@@ -20,7 +20,7 @@ from antaca_api.errors import ApiError, PayloadTooLarge, UnsupportedMediaType
 from antaca_api.fields import Country, Currency, Text
 from antaca_api.routes.balances import BalanceView, balance_view
 from antaca_api.routes.customers import Address
-from antaca_api.routing import ADMIN_MANAGER, Channel, Context, route
+from antaca_api.routing import ADMIN_MANAGER, PAGE_SIZE_MAX, Channel, Context, route
 from antaca_api.schema import Body, Page
 
 CHUNK = 64 * 1024
@@ -64,9 +64,10 @@ async def create_corporation(ctx: Context, body: NewCorporation) -> Corporation:
 
 
 @route("GET", "/lifecycle/v1/corporations", channel=Channel.PARTNER, response=Corporations,
-       summary="List the partner's corporations (cursor pagination)", tags=("corporations",))
+       summary="List the partner's corporations (cursor pagination)", tags=("corporations",),
+       page_size_max=PAGE_SIZE_MAX)
 async def list_corporations(ctx: Context, _: None) -> Corporations:
-    limit = ctx.query_int("limit", 50, low=1, high=200)
+    limit = ctx.page_size()
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
     rows = await repo.partner_corporations(ctx.pool, ctx.partner_id, after=after, limit=limit)
     return Corporations(items=[corporation_view(r) for r in rows],
@@ -206,14 +207,18 @@ def review_view(corporation, documents, history) -> CorporationReview:
                              history=[KybEvent(**dict(h)) for h in history])
 
 
+KYB_STATUS_PARAMETER = {"name": "kybStatus", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": [str(s) for s in KybStatus]}}
+
+
 @route("GET", "/admin/corporations", channel=Channel.ADMIN, response=AdminCorporations,
        summary="List corporations of all partners, optionally by kybStatus (cursor pagination)",
-       tags=("corporations",))
+       tags=("corporations",), page_size_max=PAGE_SIZE_MAX, query=(KYB_STATUS_PARAMETER,))
 async def admin_list(ctx: Context, _: None) -> AdminCorporations:
     status = ctx.request.query.get("kybStatus")
     if status is not None and status not in KybStatus.__members__:
         raise ValidationFailed("kybStatus must be SUBMITTED, APPROVED, REJECTED or ON_HOLD")
-    limit = ctx.query_int("limit", 50, low=1, high=200)
+    limit = ctx.page_size()
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
     rows = await repo.corporations_by_status(ctx.pool, status, after=after, limit=limit)
     return AdminCorporations(items=[corporation_view(r) for r in rows],

@@ -12,7 +12,7 @@ from msgspec import Meta
 from antaca_api import customers as repo
 from antaca_api.fields import Country, Email, ExternalId, Name, Phone, Text
 from antaca_api.kyc import KycStatus
-from antaca_api.routing import Channel, Context, route
+from antaca_api.routing import PAGE_SIZE_MAX, Channel, Context, route
 from antaca_api.schema import Body, Page
 
 
@@ -80,9 +80,10 @@ async def create_customer(ctx: Context, body: NewCustomer) -> Customer:
 
 
 @route("GET", "/secure/customers", channel=Channel.PARTNER, response=Customers,
-       summary="List the partner's customers (cursor pagination)", tags=("customers",))
+       summary="List the partner's customers (cursor pagination)", tags=("customers",),
+       page_size_max=PAGE_SIZE_MAX)
 async def list_customers(ctx: Context, _: None) -> Customers:
-    limit = ctx.query_int("limit", 50, low=1, high=200)
+    limit = ctx.page_size()
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
     rows = await repo.customers_page(ctx.pool, ctx.partner_id, after=after, limit=limit)
     return Customers(items=[customer_view(r) for r in rows],
