@@ -31,6 +31,7 @@ from antaca_api.errors import (
     UnsupportedMediaType,
     status_of_class,
 )
+from antaca_api.jwe import Envelope
 from antaca_api.routing import ALL_ROLES, PAGE_SIZE_DEFAULT, Channel, Encryption, Route
 
 SECURITY = {
@@ -167,9 +168,8 @@ def _responses(route: Route, ref: dict[Any, dict]) -> dict[str, Any]:
     if route.response is None:
         responses[str(route.status if route.status != 200 else 204)] = {"description": "Done, no content"}
     else:
-        schema = ref[route.response]
-        responses[str(route.status)] = {"description": "Success",
-                                        "content": {route.media_type: {"schema": schema}}}
+        responses[str(route.status)] = {"description": "Success", "content": {
+            route.media_type: {"schema": success_schema(route, ref)}}}
     by_status: dict[int, list[type[Exception]]] = {}
     for error_class in route_errors(route):
         by_status.setdefault(status_of_class(error_class), []).append(error_class)
@@ -183,10 +183,23 @@ def _responses(route: Route, ref: dict[Any, dict]) -> dict[str, Any]:
     return responses
 
 
+def success_schema(route: Route, ref: dict[Any, dict]) -> dict[str, Any]:
+    """A success body's schema. A Struct the dispatch encodes is encrypted to the caller's key when
+    asked (Encrypt-Response or Encrypted-Request, on any route), always where JWE is required: then
+    the body is a JWE envelope, whose plaintext `x-antaca-plaintext` names."""
+    schema = ref[route.response]
+    if not (isinstance(route.response, type) and issubclass(route.response, msgspec.Struct)):
+        return schema  # a document the handler answers itself (e.g. /openapi.json), never encrypted
+    envelope = {"$ref": ref[Envelope]["$ref"], "x-antaca-plaintext": schema}
+    if route.encryption is Encryption.REQUIRED:
+        return envelope
+    return {"anyOf": [schema, envelope]}
+
+
 def _schemas(routes: Sequence[Route]) -> tuple[dict[Any, dict], dict[str, Any]]:
     """Each body and response type's schema: a $ref for a Struct, inline for anything else."""
     structs = sorted({t for r in routes for t in (r.body, r.response)
-                      if isinstance(t, type) and issubclass(t, msgspec.Struct)} | {ErrorBody},
+                      if isinstance(t, type) and issubclass(t, msgspec.Struct)} | {ErrorBody, Envelope},
                      key=lambda t: t.__name__)
     schemas, components = msgspec.json.schema_components(
         structs, ref_template="#/components/schemas/{name}")
