@@ -89,13 +89,15 @@ USUAL_WRITE_ERRORS: tuple[type[Exception], ...] = (NotFound, Conflict)
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying (SERVICE_BUSY)",
                                "required": False, "schema": {"type": "integer", "minimum": 0}}}
 
+# A flag is on when its value is "true" in any case; any other value leaves it off (routing.py).
 JWE_HEADERS = [
     {"name": "Public-Key", "in": "header", "required": False, "schema": {"type": "string"},
      "description": "Base64 of the client's RSA public key PEM; required with either JWE header."},
-    {"name": "Encrypted-Request", "in": "header", "required": False, "schema": {"type": "string", "enum": ["true", "false"]},
-     "description": "The body is {\"payload\": \"<compact JWE>\"} and the response is encrypted."},
-    {"name": "Encrypt-Response", "in": "header", "required": False, "schema": {"type": "string", "enum": ["true", "false"]},
-     "description": "Plain request, encrypted 2xx response."},
+    {"name": "Encrypted-Request", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "true: the body is {\"payload\": \"<compact JWE>\"} and the response is "
+                    "encrypted (any other value: off)."},
+    {"name": "Encrypt-Response", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "true: plain request, encrypted 2xx response (any other value: off)."},
 ]
 
 # A cursor is the previous page's nextCursor: a positive integer (antaca_api/routing.py).
