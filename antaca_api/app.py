@@ -60,7 +60,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
                 response.headers["Allow"] = exc.headers["Allow"]
             return response
         return web.Response(
-            body=msgspec.json.encode(errors.ErrorBody("HTTP_ERROR", exc.reason)), status=exc.status,
+            body=msgspec.json.encode(errors.ErrorBody(errors.HTTP_ERROR_CODE, exc.reason)), status=exc.status,
             content_type="application/json",
         )
     except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
@@ -69,11 +69,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except Exception:
         # Only the route is logged: request bodies may hold card data or secrets.
         log.exception("unhandled error in %s %s", request.method, request.match_info.route.resource)
-        return web.Response(
-            body=msgspec.json.encode(errors.ErrorBody("INTERNAL_ERROR", "an internal error occurred")),
-            status=500,
-            content_type="application/json",
-        )
+        return error_response(errors.InternalError())
 
 
 def create_app(services: Services, extra_routes: list[Route] = ()) -> web.Application:
