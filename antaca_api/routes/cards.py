@@ -28,7 +28,8 @@ from antaca_auth.invariants import require
 from antaca_auth.pans import mask_pan
 
 JWE = Encryption.REQUIRED
-# Issuing a card: an unknown balance or program, a state that refuses it, the processor failing.
+# Issuing a virtual card: an unknown balance or program, a state that refuses it, the processor
+# failing to generate it (a physical order it fails instead: the card is FAILED, with its reason).
 ISSUING_ERRORS = (NotFound, Conflict, ProcessorFailure)
 
 
@@ -216,15 +217,13 @@ async def _physical(ctx: Context, holder: repo.Holder, body, pin: str | None = N
 @register([(f"{ME}/physical", Channel.CUSTOMER, None), (f"{SECURE}/physical", Channel.PARTNER, None),
            ("/admin/customers/{customerId}/cards/physical", Channel.ADMIN, None)], "POST",
           body=NewPhysicalCard, response=CardSummary, status=201, encryption=JWE, tags=("cards",),
-          errors=ISSUING_ERRORS,
           summary="Order a physical card: ORDERED until the processor's report links it, then INACTIVE")
 async def order_physical(ctx: Context, body: NewPhysicalCard) -> CardSummary:
     return await _physical(ctx, await customer_holder(ctx), body)
 
 
 @route("POST", "/secure/cards/physical", channel=Channel.PARTNER, body=NewCorporatePhysicalCard,
-       response=CardSummary, status=201, encryption=JWE, summary="Order a corporate physical card", tags=("cards",),
-       errors=ISSUING_ERRORS)
+       response=CardSummary, status=201, encryption=JWE, summary="Order a corporate physical card", tags=("cards",))
 async def order_corporate_physical(ctx: Context, body: NewCorporatePhysicalCard) -> CardSummary:
     holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id, holder_name=body.holder_name)
     return await _physical(ctx, holder, body)
@@ -232,8 +231,7 @@ async def order_corporate_physical(ctx: Context, body: NewCorporatePhysicalCard)
 
 @route("POST", "/secure/cards/physical_with_pin", channel=Channel.PARTNER, body=NewCorporatePhysicalCardWithPin,
        response=CardSummary, status=201, encryption=JWE,
-       summary="Order a corporate physical card and set its PIN at order", tags=("cards",),
-       errors=ISSUING_ERRORS)
+       summary="Order a corporate physical card and set its PIN at order", tags=("cards",))
 async def order_corporate_physical_with_pin(ctx: Context, body: NewCorporatePhysicalCardWithPin) -> CardSummary:
     problem = cardstate.pin_problem(body.pin)
     if problem is not None:  # checked before anything is ordered: a refused request leaves nothing

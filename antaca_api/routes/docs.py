@@ -28,7 +28,10 @@ def _schema_name(content: dict | None) -> str:
     if not content:
         return ""
     schema = next(iter(content.values())).get("schema", {})
-    return schema.get("$ref", "").rsplit("/", 1)[-1] or schema.get("type", "")
+    schema = schema.get("anyOf", [schema])[0]  # the plain type first, then its JWE envelope
+    name = schema.get("$ref", "").rsplit("/", 1)[-1] or schema.get("type", "")
+    plaintext = schema.get("x-antaca-plaintext")
+    return f"{name} of {_schema_name({'': {'schema': plaintext}})}" if plaintext else name
 
 
 def render(document: dict) -> str:
