@@ -171,11 +171,15 @@ async def _virtual(ctx: Context, holder: repo.Holder, balance_id: uuid.UUID, pro
     return data_view(row, secrets)
 
 
-@register([(f"{ME}/virtual", Channel.CUSTOMER, None), (f"{SECURE}/virtual", Channel.PARTNER, None),
-           ("/admin/customers/{customerId}/cards/virtual", Channel.ADMIN, ADMIN_MANAGER)], "POST",
-          body=NewVirtualCard, response=CardData, status=201, encryption=JWE, tags=("cards",),
-          errors=ISSUING_ERRORS,
-          summary="Issue a virtual card, ACTIVE at once; returns its data (administrators get the masked card)")
+# Administrators never see card data: their variants answer the masked card (CardSummary).
+@route("POST", "/admin/customers/{customerId}/cards/virtual", channel=Channel.ADMIN,
+       roles=ADMIN_MANAGER, body=NewVirtualCard, response=CardSummary, status=201, encryption=JWE,
+       tags=("cards",), errors=ISSUING_ERRORS,
+       summary="Issue a virtual card for a customer, ACTIVE at once; returns the masked card")
+@register([(f"{ME}/virtual", Channel.CUSTOMER, None), (f"{SECURE}/virtual", Channel.PARTNER, None)],
+          "POST", body=NewVirtualCard, response=CardData, status=201, encryption=JWE,
+          tags=("cards",), errors=ISSUING_ERRORS,
+          summary="Issue a virtual card, ACTIVE at once; returns its data")
 async def issue_virtual(ctx: Context, body: NewVirtualCard):
     return await _virtual(ctx, await customer_holder(ctx), body.balance_id, body.program_id)
 
@@ -352,9 +356,12 @@ async def remove(ctx: Context, _: None) -> CardSummary:
     return await _transition(ctx, cardstate.remove, "REMOVED")
 
 
-@register([(f"{ME}/{{cardId}}/cvv", Channel.CUSTOMER, None), (f"{ADMIN}/{{cardId}}/cvv", Channel.ADMIN, None)],
-          "POST", response=CardData, encryption=JWE, tags=("cards",),
-          summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")
+@route("POST", f"{ADMIN}/{{cardId}}/cvv", channel=Channel.ADMIN, response=CardSummary,
+       encryption=JWE, tags=("cards",),
+       summary="Issue a new CVC2 for a virtual card (the holder reads it in the app); the masked card")
+@route("POST", f"{ME}/{{cardId}}/cvv", channel=Channel.CUSTOMER, response=CardData, encryption=JWE,
+       tags=("cards",),
+       summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")
 async def reset_cvv(ctx: Context, _: None):
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:

@@ -38,7 +38,15 @@ from schemathesis.specs.openapi.checks import (
 
 from antaca_api.routing import ROUTES, Channel, Encryption, Route
 from tests.api_harness import bearer
-from tests.fuzz_harness import JWE_HEADERS, Seed, caller, destructive_last, seed, skipped
+from tests.fuzz_harness import (
+    JWE_HEADERS,
+    Seed,
+    caller,
+    destructive_last,
+    seed,
+    skipped,
+    steered,
+)
 
 # Examples per operation and generation mode: with ~120 operations twice, 6 keeps the file well
 # under three minutes on two busy cores (~1 minute idle); test_fuzz.py sends more, for 5xx only.
@@ -88,6 +96,7 @@ def conformance(api, data: Seed) -> tuple[list[str], Counter, set[Channel]]:
         for mode, path_parameters in ((GenerationMode.POSITIVE, real),
                                       (GenerationMode.NEGATIVE, None)):
             strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
+            sent = [0]
 
             @settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=True, deadline=None,
                       database=None, suppress_health_check=[HealthCheck.too_slow,
@@ -99,6 +108,9 @@ def conformance(api, data: Seed) -> tuple[list[str], Counter, set[Channel]]:
                     # Random JWE headers are never valid (no real key): send only the caller's.
                     generated = {k: v for k, v in generated.items() if k not in JWE_HEADERS}
                 case.headers = {**generated, **headers}
+                sent[0] += 1
+                if mode is GenerationMode.POSITIVE and sent[0] % 2:
+                    case.body = steered(case.body, data)  # every other valid body: the seeded ids
                 response = case.call(base_url=base, session=session,
                                      timeout=REQUEST_TIMEOUT_SECONDS, verify=session.verify,
                                      cert=session.cert)
@@ -110,7 +122,8 @@ def conformance(api, data: Seed) -> tuple[list[str], Counter, set[Channel]]:
                     case.validate_response(response, checks=CHECKS)
                 except FailureGroup as group:  # collected, not raised: no shrinking, one report
                     failures.append(f"{label}: {group}")
-                json_answer = response.headers.get("Content-Type", "").startswith("application/json")
+                content_type = response.headers.get("content-type", [""])[0]  # lowercase keys
+                json_answer = content_type.startswith("application/json")
                 if 200 <= response.status_code < 300 and json_answer:
                     problems = plaintext_problems(document, spec, response.status_code,
                                                   response.json(), data)
