@@ -60,7 +60,8 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
                 response.headers["Allow"] = exc.headers["Allow"]
             return response
         return web.Response(
-            body=msgspec.json.encode(errors.ErrorBody(errors.HTTP_ERROR_CODE, exc.reason)), status=exc.status,
+            body=msgspec.json.encode(errors.ErrorBody(errors.HTTP_ERROR_CODE, exc.reason)),
+            status=exc.status,
             content_type="application/json",
         )
     except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):

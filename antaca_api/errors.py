@@ -223,7 +223,7 @@ def status_of(error: DomainError) -> int:
 
 
 def status_of_class(error_class: type[DomainError] | type[ApiError]) -> int:
-    """The HTTP status of a domain error class (the table) or an HTTP layer error class (its own)."""
+    """The status of a domain error class (the table) or an HTTP layer error class (its own)."""
     if issubclass(error_class, DomainError):
         return DOMAIN_ERROR_STATUS[error_class]
     return error_class.status

@@ -168,7 +168,8 @@ def _responses(route: Route, ref: dict[Any, dict]) -> dict[str, Any]:
     """The success and every error status the route can answer, each error as ErrorBody."""
     responses: dict[str, Any] = {}
     if route.response is None:
-        responses[str(route.status if route.status != 200 else 204)] = {"description": "Done, no content"}
+        no_content = str(route.status if route.status != 200 else 204)
+        responses[no_content] = {"description": "Done, no content"}
     else:
         responses[str(route.status)] = {"description": "Success", "content": {
             route.media_type: {"schema": success_schema(route, ref)}}}
@@ -201,7 +202,8 @@ def success_schema(route: Route, ref: dict[Any, dict]) -> dict[str, Any]:
 def _schemas(routes: Sequence[Route]) -> tuple[dict[Any, dict], dict[str, Any]]:
     """Each body and response type's schema: a $ref for a Struct, inline for anything else."""
     structs = sorted({t for r in routes for t in (r.body, r.response)
-                      if isinstance(t, type) and issubclass(t, msgspec.Struct)} | {ErrorBody, Envelope},
+                      if isinstance(t, type) and issubclass(t, msgspec.Struct)}
+                     | {ErrorBody, Envelope},
                      key=lambda t: t.__name__)
     schemas, components = msgspec.json.schema_components(
         structs, ref_template="#/components/schemas/{name}")
@@ -236,10 +238,11 @@ def _operation(r: Route, ref: dict[Any, dict]) -> dict[str, Any]:
         operation["requestBody"] = {"required": True,
                                     "content": {"application/json": {"schema": ref[r.body]}}}
     elif r.multipart:
-        operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["kind", "file"],
-            "properties": {"kind": {"type": "string"},
-                           "file": {"type": "string", "format": "binary"}}}}}}
+        form = {"type": "object", "required": ["kind", "file"],
+                "properties": {"kind": {"type": "string"},
+                               "file": {"type": "string", "format": "binary"}}}
+        operation["requestBody"] = {"required": True,
+                                    "content": {"multipart/form-data": {"schema": form}}}
     return operation
 
 

@@ -55,16 +55,17 @@ async def seed(api) -> Seed:
     cert, key, _ = await api.partner_certificate(admin, partner_id)
     customer = await register_customer(api, partner, verified=True)
     cid = customer["customerId"]
-    async with partner.post(f"{api.https}/secure/customers/{cid}/balances", json={"currency": "EUR"}) as r:
+    async with partner.post(f"{api.https}/secure/customers/{cid}/balances",
+                            json={"currency": "EUR"}) as r:
         balance = (await r.json())["balanceId"]
     async with api.client().post(f"{api.http}/admin/programs", headers=bearer(admin), json={
-            "partnerId": partner_id, "name": "P", "binPrefix": "535522", "panLength": 16, "currency": "EUR",
-            "fundingModel": "DEPOSIT", "validityMonths": 24}) as r:
+            "partnerId": partner_id, "name": "P", "binPrefix": "535522", "panLength": 16,
+            "currency": "EUR", "fundingModel": "DEPOSIT", "validityMonths": 24}) as r:
         program = (await r.json())["programId"]
     async with api.client().get(f"{api.http}/public-key") as r:
         client = JweClient((await r.json())["pem"])
-    status, card = await client.request(partner, "POST", f"{api.https}/secure/customers/{cid}/cards/virtual",
-                                        {"balanceId": balance})
+    status, card = await client.request(
+        partner, "POST", f"{api.https}/secure/customers/{cid}/cards/virtual", {"balanceId": balance})
     assert status == 201, card
     session = None
     if any(r.path == "/customers/devices/pair" for r in ROUTES):
@@ -73,20 +74,23 @@ async def seed(api) -> Seed:
             "name": "Acme", "registrationNumber": "R1", "country": "PL",
             "address": {"line1": "a", "city": "b", "postalCode": "1", "country": "PL"}}) as r:
         corporation = (await r.json())["dcCorporationId"]
-    async with api.client().post(f"{api.http}/admin/corporations/{corporation}/kyb", json={"status": "APPROVED"},
-                                 headers=bearer(admin)) as r:
+    async with api.client().post(f"{api.http}/admin/corporations/{corporation}/kyb",
+                                 json={"status": "APPROVED"}, headers=bearer(admin)) as r:
         assert r.status == 200, await r.text()
-    async with api.client().post(f"{api.http}/admin/networks", json={"name": "Net"}, headers=bearer(admin)) as r:
+    async with api.client().post(f"{api.http}/admin/networks", json={"name": "Net"},
+                                 headers=bearer(admin)) as r:
         network = (await r.json())["networkId"]
     csr, network_key = make_csr()
-    async with api.client().post(f"{api.http}/admin/networks/{network}/certificates", json={"csr": csr},
-                                 headers=bearer(admin)) as r:
+    async with api.client().post(f"{api.http}/admin/networks/{network}/certificates",
+                                 json={"csr": csr}, headers=bearer(admin)) as r:
         network_cert = (await r.json())["certificate"]
     return Seed(
         admin=admin, session=session, jwe_public=client.public_header, jwe=client,
-        ids={"customerId": cid, "balanceId": balance, "partnerId": partner_id, "programId": program,
-             "cardId": card["cardId"], "dcCorporationId": corporation, "networkId": network, "serial": "00"},
-        partner=tls_session(api, "partner", cert, key), network=tls_session(api, "network", network_cert, network_key),
+        ids={"customerId": cid, "balanceId": balance, "partnerId": partner_id,
+             "programId": program, "cardId": card["cardId"], "dcCorporationId": corporation,
+             "networkId": network, "serial": "00"},
+        partner=tls_session(api, "partner", cert, key),
+        network=tls_session(api, "network", network_cert, network_key),
     )
 
 

@@ -31,7 +31,8 @@ class AdminSession(Body):
 
 
 @route("POST", "/admin/sessions", channel=Channel.ADMIN, authenticated=False, body=Login, response=AdminSession,
-       status=201, summary="Log in as an administrator", tags=("admin",), errors=(InvalidCredentials,))
+       status=201, summary="Log in as an administrator", tags=("admin",),
+       errors=(InvalidCredentials,))
 async def login(ctx: Context, body: Login) -> AdminSession:
     services = ctx.services
     token, expires_at, role = await open_session(

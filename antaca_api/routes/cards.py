@@ -278,8 +278,8 @@ async def card_status(ctx: Context, _: None) -> CardSummary:
 
 
 @register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{SECURE}/{{cardId}}", Channel.PARTNER, None)], "GET",
-          response=CardData, encryption=JWE, tags=("cards",), summary="Full card data: PAN, expiry, CVC2",
-          errors=(NotFound, CardDataUnavailable))
+          response=CardData, encryption=JWE, tags=("cards",),
+          summary="Full card data: PAN, expiry, CVC2", errors=(NotFound, CardDataUnavailable))
 async def card_data(ctx: Context, _: None) -> CardData:
     async with ctx.pool.acquire() as conn:
         row = await _visible_card(ctx, conn)
@@ -358,7 +358,7 @@ async def remove(ctx: Context, _: None) -> CardSummary:
 
 @route("POST", f"{ADMIN}/{{cardId}}/cvv", channel=Channel.ADMIN, response=CardSummary,
        encryption=JWE, tags=("cards",),
-       summary="Issue a new CVC2 for a virtual card (the holder reads it in the app); the masked card")
+       summary="Issue a new CVC2 for a virtual card (the holder reads it in the app); masked card")
 @route("POST", f"{ME}/{{cardId}}/cvv", channel=Channel.CUSTOMER, response=CardData, encryption=JWE,
        tags=("cards",),
        summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")

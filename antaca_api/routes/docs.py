@@ -18,8 +18,8 @@ h1{font-size:1.6rem}h2{margin-top:2rem;border-bottom:1px solid #ddd}
 .patch{color:#a60}.delete{color:#c22}code{background:#f4f4f4;padding:0 .2rem}.meta{color:#666;font-size:.9rem}"""
 
 
-@route("GET", "/openapi.json", channel=Channel.PUBLIC, summary="The OpenAPI 3.1 document", tags=("docs",),
-       response=dict[str, Any], errors=())
+@route("GET", "/openapi.json", channel=Channel.PUBLIC, summary="The OpenAPI 3.1 document",
+       tags=("docs",), response=dict[str, Any], errors=())
 async def openapi_json(ctx: Context, _: None) -> web.Response:
     return web.Response(body=cached_document(), content_type="application/json")
 
@@ -64,7 +64,7 @@ def render(document: dict) -> str:
     return "".join(parts)
 
 
-@route("GET", "/docs", channel=Channel.PUBLIC, summary="Browsable API documentation (HTML)", tags=("docs",),
-       response=str, media_type="text/html", errors=())
+@route("GET", "/docs", channel=Channel.PUBLIC, summary="Browsable API documentation (HTML)",
+       tags=("docs",), response=str, media_type="text/html", errors=())
 async def docs_page(ctx: Context, _: None) -> web.Response:
     return web.Response(text=render(json.loads(cached_document())), content_type="text/html")

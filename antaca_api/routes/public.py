@@ -14,8 +14,8 @@ class Health(Body):
     database: str
 
 
-@route("GET", "/health", channel=Channel.PUBLIC, response=Health, summary="Service and database health",
-       errors=(DatabaseUnavailable,))
+@route("GET", "/health", channel=Channel.PUBLIC, response=Health,
+       summary="Service and database health", errors=(DatabaseUnavailable,))
 async def health(ctx: Context, _: None) -> Health:
     if not await database_health.database_answers(ctx.pool):
         raise DatabaseUnavailable()
