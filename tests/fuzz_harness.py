@@ -64,8 +64,9 @@ async def seed(api) -> Seed:
         program = (await r.json())["programId"]
     async with api.client().get(f"{api.http}/public-key") as r:
         client = JweClient((await r.json())["pem"])
-    status, card = await client.request(
-        partner, "POST", f"{api.https}/secure/customers/{cid}/cards/virtual", {"balanceId": balance})
+    status, card = await client.request(partner, "POST",
+                                        f"{api.https}/secure/customers/{cid}/cards/virtual",
+                                        {"balanceId": balance})
     assert status == 201, card
     session = None
     if any(r.path == "/customers/devices/pair" for r in ROUTES):
