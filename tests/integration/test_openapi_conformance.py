@@ -7,7 +7,8 @@ documented status, the documented content type, the documented headers, a body m
 documented schema (formats included: date-time is RFC 3339, uuid is a UUID), and invalid input
 refused with a 4xx. An encrypted answer is also opened and its plaintext checked against the
 schema the document names for it (`x-antaca-plaintext`). Beside it: 405 names the path's methods
-in `Allow`, and declared page limits are enforced.
+in `Allow`, and declared page limits are enforced. Successes random data cannot reach (a CSR,
+a pairing code, a password, a card's lock) are sent as a story, each answer validated the same way.
 
 schemathesis is synchronous: it runs in a worker thread while the service serves on the test's
 event loop (tests/fuzz_harness.py seeds the ids and credentials, as for test_fuzz.py).
@@ -26,6 +27,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
+from schemathesis.core import NOT_SET
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -37,7 +39,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from antaca_api.routing import ROUTES, Channel, Encryption, Route
-from tests.api_harness import bearer
+from tests.api_harness import bearer, make_csr
 from tests.fuzz_harness import (
     JWE_HEADERS,
     Seed,
@@ -218,3 +220,84 @@ def test_every_paginated_route_declares_its_bound_in_the_document():
             assert "limit" not in parameters, route.path
         else:
             assert parameters["limit"]["schema"]["maximum"] == route.page_size_max, route.path
+
+
+# --- what random data cannot reach --------------------------------------------------------------
+# Successes that need data schemathesis cannot invent (a CSR, a pairing code, a password it chose,
+# a card's state): sent here as a story, each answer validated by schemathesis against the document.
+SUCCESS_CHECKS = [check for check in CHECKS if check is not negative_data_rejection]
+STORY_PASSWORD = "correct horse battery staple story"
+
+
+class Story:
+    def __init__(self, api, data: Seed, schema) -> None:
+        self.api, self.data, self.schema = api, data, schema
+        self.failures: list[str] = []
+        self.succeeded: set[str] = set()
+
+    def send(self, method: str, path: str, channel: Channel, *, body=NOT_SET,
+             **path_parameters: str) -> dict:
+        """One request through its channel's real caller; its answer validated; the body."""
+        route = next(r for r in ROUTES if (r.method, r.path) == (method, path))
+        session, base, headers = caller(self.api, self.data, route)
+        assert route.channel is channel
+        case = self.schema[path][method].Case(
+            path_parameters={**{k: self.data.ids[k] for k in re.findall(r"{(\w+)}", path)},
+                             **path_parameters}, headers=headers, body=body)
+        response = case.call(base_url=base, session=session, timeout=REQUEST_TIMEOUT_SECONDS,
+                             verify=session.verify, cert=session.cert)
+        try:
+            case.validate_response(response, checks=SUCCESS_CHECKS)
+        except FailureGroup as group:
+            self.failures.append(f"{method} {path}: {group}")
+        assert 200 <= response.status_code < 300, (method, path, response.content[:300])
+        self.succeeded.add(f"{method} {path}")
+        return response.json() if response.content else {}
+
+
+def story(api, data: Seed) -> Story:
+    schema = schemathesis.openapi.from_dict(
+        requests.get(f"{api.http}/openapi.json", timeout=REQUEST_TIMEOUT_SECONDS).json())
+    run = Story(api, data, schema)
+    send, admin, partner = run.send, Channel.ADMIN, Channel.PARTNER
+    send("POST", "/admin/users", admin, body={
+        "email": "story@antaca.test", "password": STORY_PASSWORD, "role": "EMPLOYEE"})
+    send("POST", "/admin/sessions", admin,
+         body={"email": "story@antaca.test", "password": STORY_PASSWORD})
+    issued = send("POST", "/admin/partners/{partnerId}/certificates", admin,
+                  body={"csr": make_csr()[0]})
+    send("POST", "/admin/partners/{partnerId}/certificates/{serial}/revoke", admin,
+         serial=issued["serial"])
+    send("POST", "/admin/networks/{networkId}/certificates", admin, body={"csr": make_csr()[0]})
+    send("POST", "/admin/fx-rates", admin, body={"base": "EUR", "quote": "USD", "rate": "1.1"})
+    deposit = send("POST", "/admin/partners/{partnerId}/balances", admin,
+                   body={"kind": "DEPOSIT", "currency": "USD"})["balanceId"]
+    for method, path, body in (
+            ("GET", "/admin/partners/{partnerId}/balances/{balanceId}", NOT_SET),
+            ("PUT", "/admin/partners/{partnerId}/balances/{balanceId}/threshold",
+             {"lowBalanceThreshold": 1000}),
+            ("POST", "/admin/partners/{partnerId}/balances/{balanceId}/reload",
+             {"amount": 5000, "bankReference": "story-1"})):
+        send(method, path, admin, body=body, balanceId=deposit)
+    for lock, unlock, channel in (
+            ("/secure/customers/{customerId}/cards/{cardId}/lock",
+             "/secure/customers/{customerId}/cards/{cardId}/unlock", partner),
+            ("/admin/cards/{cardId}/lock", "/admin/cards/{cardId}/unlock", admin),
+            ("/customers/me/cards/{cardId}/lock", "/customers/me/cards/{cardId}/unlock",
+             Channel.CUSTOMER)):
+        send("POST", lock, channel, body={"reason": 3})
+        send("POST", unlock, channel)
+    code = send("POST", "/secure/customers/{customerId}/devices/pairing-codes", partner)
+    paired = send("POST", "/customers/devices/pair", Channel.CUSTOMER,
+                  body={"pairingCode": code["pairingCode"], "deviceId": "story-device"})
+    send("POST", "/customers/sessions", Channel.CUSTOMER, body={
+        "installationId": paired["installationId"],
+        "installationSecret": paired["installationSecret"]})
+    return run
+
+
+async def test_successes_random_data_cannot_reach_conform_too(api):
+    data = await seed(api)
+    run = await asyncio.to_thread(story, api, data)
+    assert run.failures == [], "\n\n".join(run.failures)
+    assert len(run.succeeded) >= 17, sorted(run.succeeded)
