@@ -46,6 +46,7 @@ class Seed:
     ids: dict[str, str]
     partner: requests.Session
     network: requests.Session
+    pan: str  # the seeded card's, for the network channel's messages
 
 
 async def seed(api) -> Seed:
@@ -91,7 +92,7 @@ async def seed(api) -> Seed:
              "programId": program, "cardId": card["cardId"], "dcCorporationId": corporation,
              "networkId": network, "serial": "00"},
         partner=tls_session(api, "partner", cert, key),
-        network=tls_session(api, "network", network_cert, network_key),
+        network=tls_session(api, "network", network_cert, network_key), pan=card["pan"],
     )
 
 
