@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
@@ -54,7 +55,8 @@ SECURITY_SCHEMES = {
                            "description": "Client certificate issued by Antaca's CA to a card network."},
 }
 
-# Every status's meaning, for the descriptions (the codes follow, from the route's failures).
+# Each status's meaning, for the descriptions (the codes follow, from the route's failures); any
+# other status is described by its HTTP reason phrase.
 STATUS_MEANINGS = {
     400: "Malformed or invalid request",
     401: "Not authenticated for this channel",
@@ -178,7 +180,8 @@ def _responses(route: Route, ref: dict[Any, dict]) -> dict[str, Any]:
         by_status.setdefault(status_of_class(error_class), []).append(error_class)
     error = {"application/json": {"schema": ref[ErrorBody]}}
     for status in sorted(by_status):
-        answer = {"description": f"{STATUS_MEANINGS[status]}: {_codes(by_status[status])}",
+        meaning = STATUS_MEANINGS.get(status) or HTTPStatus(status).phrase
+        answer = {"description": f"{meaning}: {_codes(by_status[status])}",
                   "content": error}
         if ServiceBusy in by_status[status]:
             answer["headers"] = RETRY_AFTER
