@@ -16,7 +16,14 @@ from typing import Any
 import asyncpg
 
 from antaca_api.background_cpu import BackgroundCpu
-from antaca_api.domain_errors import AdminExists, InvalidCredentials, ValidationFailed
+from antaca_api.domain_errors import (
+    AdminExists,
+    InvalidCredentials,
+    NotFound,
+    OwnAdministratorAccount,
+    ValidationFailed,
+)
+from antaca_api.partners import check_exists as check_partner_exists
 from antaca_api.passwords import DUMMY_HASH, hash_password, verify_password
 from antaca_api.tokens import hash_secret, new_secret
 
@@ -31,10 +38,12 @@ class Role(enum.StrEnum):
 MIN_PASSWORD = 12
 
 ADMIN_CREDENTIALS = """
-    SELECT id, password_hash, role FROM admin_users WHERE email = lower($1) AND active"""
+    SELECT id, password_hash, role, password_change_required FROM admin_users
+    WHERE email = lower($1) AND active"""
 REVOKE_SESSION = "UPDATE admin_sessions SET revoked_at = now() WHERE token_hash = $1"
-ADMIN_USER = "SELECT id, email, role, active, created_at FROM admin_users WHERE id = $1"
-ADMIN_USERS = "SELECT id, email, role, active, created_at FROM admin_users ORDER BY created_at"
+ADMIN_USER_COLUMNS = "id, email, role, active, created_at, partner_id, password_change_required"
+ADMIN_USER = f"SELECT {ADMIN_USER_COLUMNS} FROM admin_users WHERE id = $1"
+ADMIN_USERS = f"SELECT {ADMIN_USER_COLUMNS} FROM admin_users ORDER BY created_at"
 AUDIT_ENTRIES = """
     SELECT l.id, l.admin_id, a.email AS admin_email, l.action, l.target, l.created_at
     FROM audit_log l JOIN admin_users a ON a.id = l.admin_id
@@ -56,13 +65,17 @@ async def hash_admin_password(password: str, background_cpu: BackgroundCpu | Non
 
 
 async def insert_admin_user(conn: asyncpg.Connection, email: str, password_hash: str,
-                            role: Role) -> uuid.UUID:
-    """Record an administrator whose password is already hashed (hash_admin_password)."""
+                            role: Role, partner_id: uuid.UUID | None = None) -> uuid.UUID:
+    """Record an administrator whose password is already hashed (hash_admin_password); with a
+    partner id, a member of that partner's staff (antaca_api/staff_scope.py)."""
     admin_id = uuid.uuid4()
+    if partner_id is not None:
+        await check_partner_exists(conn, partner_id)
     try:
         await conn.execute(
-            "INSERT INTO admin_users (id, email, password_hash, role) VALUES ($1, lower($2), $3, $4)",
-            admin_id, email, password_hash, str(role),
+            """INSERT INTO admin_users (id, email, password_hash, role, partner_id)
+               VALUES ($1, lower($2), $3, $4, $5)""",
+            admin_id, email, password_hash, str(role), partner_id,
         )
     except asyncpg.UniqueViolationError:
         raise AdminExists() from None
@@ -70,17 +83,19 @@ async def insert_admin_user(conn: asyncpg.Connection, email: str, password_hash:
 
 
 async def create_admin_user(conn: asyncpg.Connection, email: str, password: str, role: Role, *,
-                            background_cpu: BackgroundCpu | None = None) -> uuid.UUID:
+                            background_cpu: BackgroundCpu | None = None,
+                            partner_id: uuid.UUID | None = None) -> uuid.UUID:
     """Create an administrator; the password is stored as a scrypt hash only."""
     password_hash = await hash_admin_password(password, background_cpu)
-    return await insert_admin_user(conn, email, password_hash, role)
+    return await insert_admin_user(conn, email, password_hash, role, partner_id)
 
 
 async def open_session(
     pool: asyncpg.Pool, email: str, password: str, now: datetime, ttl: int, *,
     background_cpu: BackgroundCpu | None = None,
-) -> tuple[str, datetime, Role]:
-    """Check the credentials and start a session: (token, expiry, role).
+) -> tuple[str, datetime, Role, bool]:
+    """Check the credentials and start a session: (token, expiry, role, whether the password
+    must be changed before anything else).
 
     An unknown e-mail is checked against a dummy hash, the same way, so that it takes as long.
     """
@@ -94,7 +109,7 @@ async def open_session(
         "INSERT INTO admin_sessions (token_hash, admin_id, expires_at) VALUES ($1, $2, $3)",
         token_hash, row["id"], expires_at,
     )
-    return token, expires_at, Role(row["role"])
+    return token, expires_at, Role(row["role"]), row["password_change_required"]
 
 
 async def revoke_session(conn: asyncpg.Connection, token: str) -> None:
@@ -103,9 +118,9 @@ async def revoke_session(conn: asyncpg.Connection, token: str) -> None:
 
 
 async def add_admin_user(conn: asyncpg.Connection, email: str, password_hash: str,
-                         role: Role) -> asyncpg.Record:
+                         role: Role, partner_id: uuid.UUID | None = None) -> asyncpg.Record:
     """insert_admin_user, in the caller's transaction; the new administrator's row."""
-    admin_id = await insert_admin_user(conn, email, password_hash, role)
+    admin_id = await insert_admin_user(conn, email, password_hash, role, partner_id)
     return await conn.fetchrow(ADMIN_USER, admin_id)
 
 
@@ -117,3 +132,60 @@ async def admin_users(pool: asyncpg.Pool) -> list[asyncpg.Record]:
 async def audit_entries(pool: asyncpg.Pool, *, before: int, limit: int) -> list[asyncpg.Record]:
     """Audit log entries with ids below `before`, newest first (cursor pagination)."""
     return await pool.fetch(AUDIT_ENTRIES, before, limit)
+
+
+# --- managing administrators ------------------------------------------------------------------
+
+LOCK_ADMIN_USER = "SELECT id FROM admin_users WHERE id = $1 FOR UPDATE"
+CHANGE_ADMIN_USER = """
+    UPDATE admin_users SET active = coalesce($2, active), role = coalesce($3, role) WHERE id = $1"""
+SET_PASSWORD = """
+    UPDATE admin_users SET password_hash = $2, password_change_required = $3 WHERE id = $1"""
+REVOKE_SESSIONS_OF = """
+    UPDATE admin_sessions SET revoked_at = now() WHERE admin_id = $1 AND revoked_at IS NULL"""
+PASSWORD_HASH = "SELECT password_hash FROM admin_users WHERE id = $1 AND active"
+
+
+async def _lock(conn: asyncpg.Connection, admin_id: uuid.UUID) -> None:
+    if await conn.fetchval(LOCK_ADMIN_USER, admin_id) is None:
+        raise NotFound("no such administrator")
+
+
+async def change_admin_user(conn: asyncpg.Connection, acting_admin_id: uuid.UUID,
+                            admin_id: uuid.UUID, *, active: bool | None,
+                            role: Role | None) -> asyncpg.Record:
+    """Deactivate (or reactivate) an administrator or change their role, in the caller's
+    transaction; a deactivated administrator's sessions end at once. Not one's own account."""
+    await _lock(conn, admin_id)
+    if admin_id == acting_admin_id:
+        raise OwnAdministratorAccount()
+    await conn.execute(CHANGE_ADMIN_USER, admin_id, active, None if role is None else str(role))
+    if active is False:
+        await conn.execute(REVOKE_SESSIONS_OF, admin_id)
+    return await conn.fetchrow(ADMIN_USER, admin_id)
+
+
+async def reset_password(conn: asyncpg.Connection, admin_id: uuid.UUID,
+                         temporary_hash: str) -> asyncpg.Record:
+    """Give an administrator a temporary password they must change at their next sign-in, in the
+    caller's transaction; their open sessions end."""
+    await _lock(conn, admin_id)
+    await conn.execute(SET_PASSWORD, admin_id, temporary_hash, True)
+    await conn.execute(REVOKE_SESSIONS_OF, admin_id)
+    return await conn.fetchrow(ADMIN_USER, admin_id)
+
+
+async def change_own_password(pool: asyncpg.Pool, admin_id: uuid.UUID, current: str, new: str, *,
+                              background_cpu: BackgroundCpu | None = None) -> asyncpg.Record:
+    """An administrator replaces their password, proving the current one; the reset flag clears
+    and their session goes on."""
+    stored = await pool.fetchval(PASSWORD_HASH, admin_id)
+    if stored is None or not await _hashing(background_cpu, verify_password, current, stored):
+        raise InvalidCredentials("the current password is not right")
+    if new == current:
+        raise ValidationFailed("the new password must differ from the current one")
+    new_hash = await hash_admin_password(new, background_cpu)
+    async with pool.acquire() as conn, conn.transaction():
+        await _lock(conn, admin_id)
+        await conn.execute(SET_PASSWORD, admin_id, new_hash, False)
+        return await conn.fetchrow(ADMIN_USER, admin_id)

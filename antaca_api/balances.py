@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 RELOAD_NAMESPACE = uuid.UUID("0f5d7a52-3c1b-4f7e-8d0e-6f1b2a9c4e11")
 
+# Reads the balance a request names, NOT_FOUND when it is not the caller's to use.
+FindBalance = Callable[[asyncpg.Connection], Awaitable[asyncpg.Record]]
+CardsByBalance = dict[uuid.UUID, list[asyncpg.Record]]
+
 
 class BalanceState(enum.StrEnum):
     ACTIVE = "ACTIVE"
@@ -82,6 +87,10 @@ BALANCE_VIEW = """
 CUSTOMER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.customer_id = $2 AND b.partner_id = $3"
 CUSTOMER_BALANCES = BALANCE_VIEW + " WHERE b.customer_id = $1 AND b.partner_id = $2 ORDER BY b.seq"
 PARTNER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.partner_id = $2"
+CORPORATE_BALANCE = BALANCE_VIEW + """
+    WHERE b.id = $1 AND b.partner_id = $2 AND b.corporation_id IS NOT NULL"""
+CORPORATION_BALANCES = BALANCE_VIEW + """
+    WHERE b.corporation_id = $1 AND b.partner_id = $2 AND b.seq > $3 ORDER BY b.seq LIMIT $4"""
 BALANCE_BY_ID = BALANCE_VIEW + " WHERE b.id = $1"
 
 CARDS_UNDER = """
@@ -310,13 +319,34 @@ async def reload_customer_balance(
     pool: asyncpg.Pool, ledger: Ledger, *, partner_id: uuid.UUID, customer_id: uuid.UUID,
     balance_id: uuid.UUID, amount: int, reference: str,
 ) -> ReloadOutcome:
-    """Top up a customer's balance, idempotently per reference, from the partner's credit balance
-    (CREDIT-model programs in its currency) or else its external funding account."""
+    """Top up a customer's balance (reload_balance)."""
+    return await reload_balance(
+        pool, ledger, lambda conn: customer_balance(conn, partner_id, customer_id, balance_id),
+        partner_id=partner_id, balance_id=balance_id, amount=amount, reference=reference)
+
+
+async def reload_corporate_balance(
+    pool: asyncpg.Pool, ledger: Ledger, *, partner_id: uuid.UUID, balance_id: uuid.UUID,
+    amount: int, reference: str,
+) -> ReloadOutcome:
+    """Top up one of the partner's corporate balances (reload_balance)."""
+    return await reload_balance(
+        pool, ledger, lambda conn: corporate_balance(conn, partner_id, balance_id),
+        partner_id=partner_id, balance_id=balance_id, amount=amount, reference=reference)
+
+
+async def reload_balance(
+    pool: asyncpg.Pool, ledger: Ledger, find: FindBalance, *, partner_id: uuid.UUID,
+    balance_id: uuid.UUID, amount: int, reference: str,
+) -> ReloadOutcome:
+    """Top up a balance `find` reads (NOT_FOUND when it is not the caller's), idempotently per
+    reference, from the partner's credit balance (CREDIT-model programs in its currency) or else
+    its external funding account."""
     # Imported here: partner_balances imports this module.
     from antaca_api.partner_balances import credit_account
 
     async with pool.acquire() as conn:
-        row = await customer_balance(conn, partner_id, customer_id, balance_id)
+        row = await find(conn)
         credit = await credit_account(conn, partner_id, row["currency"])
         if credit is None:
             async with conn.transaction():
@@ -349,6 +379,63 @@ async def reload_customer_balance(
     except (asyncpg.PostgresError, OSError):  # the top-up stands; the fee job's sweep collects
         log.exception("collecting unpaid fees after a top-up failed")
     async with pool.acquire() as conn:
-        balance = await customer_balance(conn, partner_id, customer_id, balance_id)
+        balance = await find(conn)
     return ReloadOutcome(transaction_id=transfer.id, replayed=result.code is ResultCode.EXISTS,
                          balance=balance)
+
+
+# --- corporate balances ----------------------------------------------------------------------
+
+
+async def corporate_balance(conn: asyncpg.Connection | asyncpg.Pool, partner_id: uuid.UUID,
+                            balance_id: uuid.UUID) -> asyncpg.Record:
+    """One of the partner's corporate balance rows (BALANCE_VIEW); a customer's balance, another
+    partner's or an unknown one is NOT_FOUND."""
+    row = await conn.fetchrow(CORPORATE_BALANCE, balance_id, partner_id)
+    if row is None:
+        raise NotFound("no such balance")
+    return row
+
+
+async def corporation_balances(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                               corporation_id: uuid.UUID, hidden: list[str], *, after: int,
+                               limit: int,
+                               ) -> tuple[list[asyncpg.Record], CardsByBalance]:
+    """A corporation's balance rows the caller has checked it may list, in opening order after
+    the cursor `after`, and each one's cards (cards_under)."""
+    rows = await conn.fetch(CORPORATION_BALANCES, corporation_id, partner_id, after, limit)
+    return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
+
+
+async def partner_balance_with_cards(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, balance_id: uuid.UUID, hidden: list[str],
+) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """One of the partner's balance rows (customer or corporate) and its cards (cards_under)."""
+    row = await partner_balance(conn, partner_id, balance_id)
+    cards = await cards_under(conn, [row["id"]], hidden)
+    return row, cards.get(row["id"], [])
+
+
+async def corporate_statement(
+    pool: asyncpg.Pool, ledger: Ledger, *, partner_id: uuid.UUID, balance_id: uuid.UUID,
+    after: int, limit: int,
+) -> tuple[asyncpg.Record, Statement | None]:
+    """A corporate balance row and its ledger statement from `after` (cursor pagination)."""
+    row = await corporate_balance(pool, partner_id, balance_id)
+    return row, await ledger.statement(row["account_id"], after=after, limit=limit)
+
+
+async def change_corporate_balance_state(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, balance_id: uuid.UUID, action: str,
+) -> asyncpg.Record:
+    """Block, unblock or close one of the partner's corporate balances, in the caller's
+    transaction; its new row."""
+    await corporate_balance(conn, partner_id, balance_id)
+    await change_state(conn, balance_id, action)
+    return await corporate_balance(conn, partner_id, balance_id)
+BALANCE_PARTNER = "SELECT partner_id FROM balances WHERE id = $1"
+
+
+async def partner_of_balance(conn: asyncpg.Connection, balance_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a user's or corporation's balance belongs to, or None for an unknown one."""
+    return await conn.fetchval(BALANCE_PARTNER, balance_id)

@@ -29,6 +29,7 @@ from antaca_api.domain_errors import (
     ProgramRequired,
     VirtualCardOnly,
 )
+from antaca_api.employees import employee_of
 from antaca_api.processors import PROCESSORS, ProcessorError, Program
 from antaca_api.services import Services
 from antaca_auth import cardstate
@@ -49,17 +50,19 @@ log = logging.getLogger(__name__)
 CARD_COLUMNS = """c.id, c.program_id, c.partner_id, c.balance_id, c.customer_id, c.corporation_id, c.kind, c.state,
     c.lock_reason, c.state_before_lock, c.pan_key_id, c.pan_ciphertext, c.bin, c.last4, c.expiry, c.cvc_counter,
     c.pin_salt, c.pin_verification, c.name_on_card, c.holder_name, c.processor_ref, c.failure_reason,
-    c.created_at, c.updated_at, c.seq"""
+    c.created_at, c.updated_at, c.seq, c.employee_id"""
 
 PAN_ATTEMPTS = 5  # fresh PANs tried when one collides with an existing card's fingerprint
 
 
 @dataclass(frozen=True)
 class CardScope:
-    """Whose cards a caller may touch: a partner's, one customer's of it, or (admins) any."""
+    """Whose cards a caller may touch: a partner's, one customer's of it, only its corporations'
+    (`corporate`: the partner's corporate card routes), or (admins) any."""
 
     partner_id: uuid.UUID | None
     customer_id: uuid.UUID | None = None
+    corporate: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,9 @@ async def find_card(conn: asyncpg.Connection, card_id: uuid.UUID, scope: CardSco
     row = await conn.fetchrow(
         f"""SELECT {CARD_COLUMNS} FROM cards c
             WHERE c.id = $1 AND ($2::uuid IS NULL OR c.partner_id = $2) AND ($3::uuid IS NULL OR c.customer_id = $3)
+              AND (NOT $4::boolean OR c.corporation_id IS NOT NULL)
             {"FOR UPDATE" if lock else ""}""",
-        card_id, scope.partner_id, scope.customer_id,
+        card_id, scope.partner_id, scope.customer_id, scope.corporate,
     )
     if row is None:
         raise NotFound("no such card")
@@ -140,16 +144,19 @@ async def resolve_program(conn: asyncpg.Connection, partner_id: uuid.UUID, curre
 
 @dataclass(frozen=True)
 class Holder:
-    """Who a new card is for: a customer or a corporation (with the employee's name)."""
+    """Who a new card is for: a customer, or a corporation's employee."""
 
     partner_id: uuid.UUID
     customer_id: uuid.UUID | None = None
     corporation_id: uuid.UUID | None = None
-    holder_name: str | None = None
+    employee_id: uuid.UUID | None = None
 
 
-async def _check_holder(conn: asyncpg.Connection, holder: Holder, balance_id: uuid.UUID) -> asyncpg.Record:
-    """Lock the holder and its ACTIVE balance for the transaction; both must be in good standing."""
+async def _check_holder(conn: asyncpg.Connection, holder: Holder,
+                        balance_id: uuid.UUID) -> tuple[asyncpg.Record, str | None]:
+    """Lock the holder and its ACTIVE balance for the transaction; both must be in good standing.
+    The balance and, for a corporate card, its employee's name."""
+    holder_name = None
     if holder.customer_id is not None:
         status = await conn.fetchval(
             "SELECT kyc_status FROM customers WHERE id = $1 AND partner_id = $2 FOR SHARE",
@@ -168,6 +175,7 @@ async def _check_holder(conn: asyncpg.Connection, holder: Holder, balance_id: uu
             raise NotFound("no such corporation")
         if status != "APPROVED":
             raise CorporationNotApproved()
+        holder_name = (await employee_of(conn, holder.corporation_id, holder.employee_id))["name"]
     balance = await conn.fetchrow(
         """SELECT id, currency FROM balances WHERE id = $1 AND partner_id = $2
            AND customer_id IS NOT DISTINCT FROM $3 AND corporation_id IS NOT DISTINCT FROM $4""",
@@ -176,7 +184,7 @@ async def _check_holder(conn: asyncpg.Connection, holder: Holder, balance_id: uu
     if balance is None:
         raise NotFound("no such balance")
     await require_active(conn, balance_id)
-    return balance
+    return balance, holder_name
 
 
 async def start_card(services: Services, holder: Holder, balance_id: uuid.UUID, program_id: uuid.UUID | None,
@@ -186,15 +194,16 @@ async def start_card(services: Services, holder: Holder, balance_id: uuid.UUID, 
     card_id = uuid.uuid4()
     state = CardState.PENDING if kind == "VIRTUAL" else CardState.ORDERED
     async with services.pool.acquire() as conn, conn.transaction():
-        balance = await _check_holder(conn, holder, balance_id)
+        balance, holder_name = await _check_holder(conn, holder, balance_id)
         program = await resolve_program(conn, holder.partner_id, balance["currency"], program_id)
         await conn.execute(
             """INSERT INTO cards (id, program_id, partner_id, balance_id, customer_id, corporation_id, kind, state,
-                   name_on_card, holder_name, delivery_address)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)""",
+                   name_on_card, holder_name, delivery_address, employee_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12)""",
             card_id, program["id"], holder.partner_id, balance_id, holder.customer_id, holder.corporation_id, kind,
-            str(state), name_on_card, holder.holder_name,
+            str(state), name_on_card, holder_name,
             None if delivery_address is None else msgspec.json.encode(delivery_address).decode(),
+            holder.employee_id,
         )
         await record_event(conn, card_id, "CREATED", actor, None, state)
         await charge_flat(conn, services.ledger, program_id=program["id"], fee_type=CARD_CREATION[kind],
@@ -326,6 +335,14 @@ CUSTOMER_CARDS = f"""
       AND c.state <> ALL($3::text[])
     ORDER BY c.seq"""
 CARD_BY_FINGERPRINT = f"SELECT {CARD_COLUMNS} FROM cards c WHERE c.pan_fingerprint = $1 FOR UPDATE"
+CORPORATION_CARDS = f"""
+    SELECT {CARD_COLUMNS} FROM cards c
+    WHERE c.corporation_id = $1 AND c.partner_id = $2 AND c.state <> 'REMOVED' AND c.seq > $3
+    ORDER BY c.seq LIMIT $4"""
+BALANCE_CARDS = f"""
+    SELECT {CARD_COLUMNS} FROM cards c
+    WHERE c.balance_id = $1 AND c.partner_id = $2 AND c.state <> 'REMOVED' AND c.seq > $3
+    ORDER BY c.seq LIMIT $4"""
 SET_PROCESSOR_REFERENCE = "UPDATE cards SET processor_ref = $2 WHERE id = $1"
 CARD_PROGRAM = "SELECT * FROM card_programs WHERE id = $1"
 
@@ -339,6 +356,21 @@ async def customer_cards(conn: asyncpg.Connection, customer_id: uuid.UUID,
     if check_customer and await conn.fetchval(KNOWN_CUSTOMER, customer_id, partner_id) is None:
         raise NotFound("no such customer")
     return await conn.fetch(CUSTOMER_CARDS, customer_id, partner_id, hidden)
+
+
+async def corporation_cards(conn: asyncpg.Connection, corporation_id: uuid.UUID,
+                            partner_id: uuid.UUID, *, after: int,
+                            limit: int) -> list[asyncpg.Record]:
+    """A corporation's cards the caller has checked it may list, removed ones left out, in issue
+    order after the cursor `after`."""
+    return await conn.fetch(CORPORATION_CARDS, corporation_id, partner_id, after, limit)
+
+
+async def balance_cards(conn: asyncpg.Connection, balance_id: uuid.UUID, partner_id: uuid.UUID,
+                        *, after: int, limit: int) -> list[asyncpg.Record]:
+    """The cards under a balance the caller has checked it may see, removed ones left out, in
+    issue order after the cursor `after`."""
+    return await conn.fetch(BALANCE_CARDS, balance_id, partner_id, after, limit)
 
 
 async def find_visible_card(conn: asyncpg.Connection, card_id: uuid.UUID, scope: CardScope, *,
@@ -449,3 +481,11 @@ async def card_events(conn: asyncpg.Connection | asyncpg.Pool,
     if not rows:
         raise NotFound("no such card")
     return rows
+
+
+CARD_PARTNER = "SELECT partner_id FROM cards WHERE id = $1"
+
+
+async def partner_of_card(conn: asyncpg.Connection, card_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a card belongs to, or None for an unknown card."""
+    return await conn.fetchval(CARD_PARTNER, card_id)

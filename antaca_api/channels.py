@@ -6,7 +6,8 @@ import hashlib
 
 from aiohttp import web
 
-from antaca_api.domain_errors import PartnerSuspended
+from antaca_api import staff_scope
+from antaca_api.domain_errors import PartnerSuspended, PasswordChangeRequired
 from antaca_api.errors import CertificateRequired, SessionExpired, Unauthenticated
 from antaca_api.routing import AdminPrincipal, Channel, Context, CustomerPrincipal, Role
 from antaca_api.tokens import bearer_token, hash_secret
@@ -20,7 +21,7 @@ CUSTOMER_SESSION = """
     WHERE s.token_hash = $1 AND s.revoked_at IS NULL"""
 
 ADMIN_SESSION = """
-    SELECT a.id, a.email, a.role, s.expires_at
+    SELECT a.id, a.email, a.role, a.partner_id, a.password_change_required, s.expires_at
     FROM admin_sessions s JOIN admin_users a ON a.id = s.admin_id AND a.active
     WHERE s.token_hash = $1 AND s.revoked_at IS NULL"""
 
@@ -29,6 +30,9 @@ PARTNER_CERTIFICATE = """
     FROM partner_certificates c JOIN partners p ON p.id = c.partner_id
     WHERE c.fingerprint = $1"""
 
+
+# What an administrator whose password was reset may still do: change it, or sign out.
+PASSWORD_CHANGE_PATHS = frozenset({"/admin/users/me/password", "/admin/sessions/current"})
 
 NETWORK_CERTIFICATE = """
     SELECT c.network_id, c.revoked_at, c.not_after, n.status, n.authorization_deadline_ms
@@ -55,6 +59,10 @@ async def authenticate(ctx: Context) -> None:
         ctx.partner_id = await _partner(ctx)
     elif channel is Channel.ADMIN:
         ctx.admin = await _admin(ctx)
+        # A partner's staff member reaches only that partner's objects; a role the route does
+        # not allow is refused (403) by the dispatch before any id is looked at.
+        if ctx.admin.partner_id is not None and ctx.admin.role in ctx.route.roles:
+            await staff_scope.check(ctx)
     elif channel is Channel.NETWORK:
         row = await _certified(ctx, NETWORK_CERTIFICATE, "a card network")
         ctx.network_id, ctx.network_deadline_ms = row["network_id"], row["authorization_deadline_ms"]
@@ -82,7 +90,9 @@ async def _customer(ctx: Context) -> CustomerPrincipal:
 
 async def _admin(ctx: Context) -> AdminPrincipal:
     row = await _session(ctx, ADMIN_SESSION, "an administrator")
-    return AdminPrincipal(row["id"], row["email"], Role(row["role"]))
+    if row["password_change_required"] and ctx.route.path not in PASSWORD_CHANGE_PATHS:
+        raise PasswordChangeRequired()
+    return AdminPrincipal(row["id"], row["email"], Role(row["role"]), row["partner_id"])
 
 
 async def _partner(ctx: Context):

@@ -9,6 +9,7 @@ from urllib.parse import unquote
 import asyncpg
 import msgspec
 
+from antaca_api import balances, cards, employees
 from antaca_api.balances import balance_by_id, open_balance
 from antaca_api.domain_errors import (
     CorporationNotApproved,
@@ -17,6 +18,7 @@ from antaca_api.domain_errors import (
     NotFound,
     ValidationFailed,
 )
+from antaca_auth.cardkeys import CardKeys
 from antaca_auth.ledger import Ledger
 
 
@@ -108,10 +110,15 @@ PARTNER_CORPORATIONS = f"""
     ORDER BY seq LIMIT $3"""
 CORPORATIONS_BY_STATUS = f"""
     SELECT {CORPORATION_COLUMNS} FROM corporations
-    WHERE ($1::text IS NULL OR kyb_status = $1) AND seq > $2 ORDER BY seq LIMIT $3"""
+    WHERE ($1::text IS NULL OR kyb_status = $1) AND seq > $2
+      AND ($4::uuid IS NULL OR partner_id = $4) ORDER BY seq LIMIT $3"""
 INSERT_DOCUMENT = f"""
     INSERT INTO corporation_documents (id, corporation_id, kind, filename, content_type, size,
-        sha256, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {DOCUMENT_COLUMNS}"""
+        sha256, content, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    RETURNING {DOCUMENT_COLUMNS}"""
+DOCUMENT_CONTENT = f"""
+    SELECT {DOCUMENT_COLUMNS}, content, key_id FROM corporation_documents
+    WHERE id = $1 AND corporation_id = $2"""
 CORPORATION_DOCUMENTS = f"""
     SELECT {DOCUMENT_COLUMNS} FROM corporation_documents WHERE corporation_id = $1
     ORDER BY created_at, id"""
@@ -139,9 +146,11 @@ async def partner_corporations(pool: asyncpg.Pool, partner_id: uuid.UUID, *, aft
 
 
 async def corporations_by_status(pool: asyncpg.Pool, status: str | None, *, after: int,
-                                 limit: int) -> list[asyncpg.Record]:
-    """Every partner's corporations (of a KYB status, if given) after the cursor `after`."""
-    return await pool.fetch(CORPORATIONS_BY_STATUS, status, after, limit)
+                                 limit: int,
+                                 partner_scope: uuid.UUID | None = None) -> list[asyncpg.Record]:
+    """Every partner's corporations (of a KYB status, if given) after the cursor `after`; with a
+    partner scope (a partner's staff member), only that partner's."""
+    return await pool.fetch(CORPORATIONS_BY_STATUS, status, after, limit, partner_scope)
 
 
 async def check_documents_open(pool: asyncpg.Pool, corporation_id: uuid.UUID,
@@ -154,12 +163,31 @@ async def check_documents_open(pool: asyncpg.Pool, corporation_id: uuid.UUID,
 
 async def add_document(conn: asyncpg.Connection, corporation_id: uuid.UUID,
                        partner_id: uuid.UUID, *, kind: str, filename: str | None,
-                       content_type: str, content: bytes, sha256: str) -> asyncpg.Record:
-    """Store a KYB document while the review is open, in the caller's transaction; its metadata."""
+                       content_type: str, content: bytes, sha256: str,
+                       keys: CardKeys) -> asyncpg.Record:
+    """Store a KYB document while the review is open, encrypted at rest (`keys`), in the caller's
+    transaction; its metadata."""
     corporation = await get_corporation(conn, corporation_id, partner_id, lock="FOR SHARE")
     documents_open(KybStatus(corporation["kyb_status"]))
-    return await conn.fetchrow(INSERT_DOCUMENT, uuid.uuid4(), corporation_id, kind,
-                               safe_filename(filename), content_type, len(content), sha256, content)
+    document_id = uuid.uuid4()
+    key_id, sealed = keys.encrypt_document(document_id, content)
+    return await conn.fetchrow(INSERT_DOCUMENT, document_id, corporation_id, kind,
+                               safe_filename(filename), content_type, len(content), sha256, sealed,
+                               key_id)
+
+
+async def document_content(conn: asyncpg.Connection, corporation_id: uuid.UUID,
+                           document_id: uuid.UUID, partner_scope: uuid.UUID | None,
+                           keys: CardKeys) -> tuple[asyncpg.Record, bytes]:
+    """A document's metadata and its content as uploaded, for a reviewer (within a partner scope
+    when given); rows stored before encryption (no key id) are returned as they are."""
+    await get_corporation(conn, corporation_id, partner_scope)
+    row = await conn.fetchrow(DOCUMENT_CONTENT, document_id, corporation_id)
+    if row is None:
+        raise NotFound("no such document")
+    if row["key_id"] is None:
+        return row, row["content"]
+    return row, keys.decrypt_document(document_id, row["key_id"], row["content"])
 
 
 async def corporation_documents(conn: asyncpg.Connection, corporation_id: uuid.UUID,
@@ -198,3 +226,93 @@ async def open_corporate_balance(conn: asyncpg.Connection, ledger: Ledger, partn
     balance_id = await open_balance(conn, ledger, partner_id=partner_id, currency=currency,
                                     corporation_id=corporation_id)
     return await balance_by_id(conn, balance_id)
+
+
+# --- employees, and what a corporation owns ---------------------------------------------------
+
+
+async def add_employee(conn: asyncpg.Connection, partner_id: uuid.UUID, corporation_id: uuid.UUID,
+                       *, name: str, email: str, phone: str | None) -> asyncpg.Record:
+    """Record an employee of the partner's corporation, in the caller's transaction; its row."""
+    await get_corporation(conn, corporation_id, partner_id, lock="FOR SHARE")
+    return await employees.add_employee(conn, corporation_id, name=name, email=email, phone=phone)
+
+
+async def corporation_employees(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                                corporation_id: uuid.UUID, *, after: int,
+                                limit: int) -> list[asyncpg.Record]:
+    """The employees of the partner's corporation after the cursor `after`, oldest first."""
+    await get_corporation(conn, corporation_id, partner_id)
+    return await employees.corporation_employees(conn, corporation_id, after=after, limit=limit)
+
+
+async def corporation_balances(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                               corporation_id: uuid.UUID, hidden: list[str], *, after: int,
+                               limit: int,
+                               ) -> tuple[list[asyncpg.Record], balances.CardsByBalance]:
+    """The balances of the partner's corporation after the cursor `after`, and their cards."""
+    await get_corporation(conn, corporation_id, partner_id)
+    return await balances.corporation_balances(conn, partner_id, corporation_id, hidden,
+                                               after=after, limit=limit)
+
+
+CardsWithHolders = tuple[list[asyncpg.Record], dict[uuid.UUID, asyncpg.Record]]
+
+
+async def corporation_cards(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                            corporation_id: uuid.UUID, *, after: int,
+                            limit: int) -> CardsWithHolders:
+    """The cards of the partner's corporation after the cursor `after` (removed ones left out),
+    and the employees they name, by id."""
+    await get_corporation(conn, corporation_id, partner_id)
+    rows = await cards.corporation_cards(conn, corporation_id, partner_id, after=after, limit=limit)
+    return rows, await employees.employees_by_id(conn, [row["employee_id"] for row in rows])
+
+
+async def corporate_balance_cards(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                                  balance_id: uuid.UUID, *, after: int,
+                                  limit: int) -> CardsWithHolders:
+    """The cards under one of the partner's corporate balances after the cursor `after`
+    (removed ones left out), and the employees they name, by id."""
+    await balances.corporate_balance(conn, partner_id, balance_id)
+    rows = await cards.balance_cards(conn, balance_id, partner_id, after=after, limit=limit)
+    return rows, await employees.employees_by_id(conn, [row["employee_id"] for row in rows])
+
+
+async def corporate_card(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                         card_id: uuid.UUID) -> tuple[asyncpg.Record, asyncpg.Record | None]:
+    """One of the partner's corporate cards and the employee it names (None for a card issued
+    before cards named employees); a customer's card, another partner's or an unknown one is
+    NOT_FOUND."""
+    row = await cards.find_card(conn, card_id, cards.CardScope(partner_id, corporate=True))
+    holders = await employees.employees_by_id(conn, [row["employee_id"]])
+    return row, holders.get(row["employee_id"])
+CORPORATION_PARTNER = "SELECT partner_id FROM corporations WHERE id = $1"
+
+
+async def partner_of_corporation(conn: asyncpg.Connection,
+                                 corporation_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a corporation belongs to, or None for an unknown one."""
+    return await conn.fetchval(CORPORATION_PARTNER, corporation_id)
+
+
+SEAL_BATCH_SIZE_MAX = 20  # documents re-encrypted per transaction (each up to the upload limit)
+CLEAR_DOCUMENTS = """
+    SELECT id, content FROM corporation_documents WHERE key_id IS NULL
+    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"""
+SEAL_DOCUMENT = "UPDATE corporation_documents SET content = $2, key_id = $3 WHERE id = $1"
+
+
+async def seal_clear_documents(pool: asyncpg.Pool, keys: CardKeys) -> int:
+    """Encrypt the documents stored before encryption at rest (no key id); how many. Run at
+    start-up: a no-op once every row has a key id."""
+    sealed = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(CLEAR_DOCUMENTS, SEAL_BATCH_SIZE_MAX)
+            for row in rows:
+                key_id, blob = keys.encrypt_document(row["id"], bytes(row["content"]))
+                await conn.execute(SEAL_DOCUMENT, row["id"], blob, key_id)
+        sealed += len(rows)
+        if len(rows) < SEAL_BATCH_SIZE_MAX:
+            return sealed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import date
 
@@ -13,6 +14,7 @@ from antaca_api.domain_errors import (
     CustomerNotVerified,
     KycAlreadyDecided,
     NotFound,
+    ValidationFailed,
 )
 from antaca_api.kyc import Identity, KycDecision, KycProvider, KycStatus
 
@@ -166,3 +168,101 @@ async def kyc_history(conn: asyncpg.Connection, partner_id: uuid.UUID,
     """The customer's row and its KYC events, oldest first."""
     customer = await get_customer(conn, partner_id, customer_id)
     return customer, await conn.fetch(KYC_HISTORY, customer_id)
+
+
+async def partner_of_customer_or_none(conn: asyncpg.Connection,
+                                      customer_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a customer belongs to, or None for an unknown customer."""
+    return await conn.fetchval(CUSTOMER_PARTNER, customer_id)
+
+
+# --- customer service on the admin channel ---------------------------------------------------
+
+SEARCH_PAGE_SIZE_MAX = 200  # customers in one page of an administrator's search
+SEARCH_NAME_LENGTH_MAX = 100
+SEARCH = f"""
+    SELECT {CUSTOMER_COLUMNS} FROM customers
+    WHERE ($1::uuid IS NULL OR partner_id = $1) AND ($2::uuid IS NULL OR partner_id = $2)
+      AND ($3::text IS NULL OR lower(email) = lower($3))
+      AND ($4::text IS NULL OR phone = $4)
+      AND ($5::text IS NULL OR (first_name || ' ' || last_name) ILIKE $5 ESCAPE '\\')
+      AND seq > $6
+    ORDER BY seq LIMIT $7"""
+CUSTOMER_IN_SCOPE = f"""
+    SELECT {CUSTOMER_COLUMNS} FROM customers
+    WHERE id = $1 AND ($2::uuid IS NULL OR partner_id = $2)"""
+ADMIN_KYC_HISTORY = """
+    SELECT status, source, reason, admin_id, created_at FROM kyc_events WHERE customer_id = $1
+    ORDER BY id"""
+RECORD_MANUAL_KYC = """
+    INSERT INTO kyc_events (customer_id, status, source, reason, admin_id)
+    VALUES ($1, $2, 'MANUAL_REVIEW', $3, $4)"""
+SET_KYC_STATUS = "UPDATE customers SET kyc_status = $2, updated_at = now() WHERE id = $1"
+
+
+class ReviewDecision(enum.StrEnum):
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+
+
+# A manual review decides customers not yet verified; a VERIFIED customer stays verified.
+MANUAL_REVIEW_RESULT = {ReviewDecision.APPROVE: KycStatus.VERIFIED,
+                        ReviewDecision.REJECT: KycStatus.REJECTED}
+
+
+def manual_review(current: KycStatus, decision: ReviewDecision, reason: str | None) -> KycStatus:
+    """The KYC status after a reviewer's decision, or the typed refusal."""
+    if decision is ReviewDecision.REJECT and not (reason and reason.strip()):
+        raise ValidationFailed("a rejection needs a reason")
+    result = MANUAL_REVIEW_RESULT[decision]
+    if current is KycStatus.VERIFIED or current is result:
+        raise KycAlreadyDecided(f"the customer's KYC is already {current}")
+    return result
+
+
+def name_pattern(name: str | None) -> str | None:
+    """An ILIKE pattern matching names that contain `name` (its wildcards taken literally)."""
+    if name is None or not name.strip():
+        return None
+    if len(name) > SEARCH_NAME_LENGTH_MAX:
+        raise ValidationFailed(f"a name to search is at most {SEARCH_NAME_LENGTH_MAX} characters")
+    escaped = name.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def search(pool: asyncpg.Pool, *, partner_scope: uuid.UUID | None,
+                 partner_id: uuid.UUID | None, email: str | None, phone: str | None,
+                 name: str | None, after: int, limit: int) -> list[asyncpg.Record]:
+    """Customers matching every criterion given, registered after the cursor, oldest first;
+    a partner's staff member (partner_scope) finds only that partner's."""
+    return await pool.fetch(SEARCH, partner_scope, partner_id, email, phone, name_pattern(name),
+                            after, limit)
+
+
+async def customer_in_scope(conn: asyncpg.Connection, partner_scope: uuid.UUID | None,
+                            customer_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record:
+    """A customer of any partner (or of the staff member's partner); NOT_FOUND otherwise."""
+    row = await conn.fetchrow(CUSTOMER_IN_SCOPE + (" FOR UPDATE" if lock else ""), customer_id,
+                              partner_scope)
+    if row is None:
+        raise NotFound("no such customer")
+    return row
+
+
+async def admin_kyc_history(conn: asyncpg.Connection,
+                            customer_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Every KYC event of the customer, oldest first, with the reviewer of manual decisions."""
+    return await conn.fetch(ADMIN_KYC_HISTORY, customer_id)
+
+
+async def review_kyc(conn: asyncpg.Connection, partner_scope: uuid.UUID | None,
+                     customer_id: uuid.UUID, decision: ReviewDecision, reason: str | None,
+                     admin_id: uuid.UUID) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """Record a reviewer's manual KYC decision, in the caller's transaction (which audits it);
+    the customer and their KYC history after it."""
+    customer = await customer_in_scope(conn, partner_scope, customer_id, lock=True)
+    status = manual_review(KycStatus(customer["kyc_status"]), decision, reason)
+    await conn.execute(SET_KYC_STATUS, customer_id, str(status))
+    await conn.execute(RECORD_MANUAL_KYC, customer_id, str(status), reason, admin_id)
+    return (await customer_in_scope(conn, partner_scope, customer_id),
+            await admin_kyc_history(conn, customer_id))

@@ -16,7 +16,12 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from antaca_api.customers import get_customer
-from antaca_api.domain_errors import InvalidCredentials, InvalidPairingCode, PartnerSuspended
+from antaca_api.domain_errors import (
+    InvalidCredentials,
+    InvalidPairingCode,
+    NotFound,
+    PartnerSuspended,
+)
 from antaca_api.tokens import hash_secret, new_secret
 
 # No 0/O or 1/I: codes are typed by people.
@@ -138,3 +143,38 @@ async def authenticate(
 async def revoke_session(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> None:
     """End the session with this token (an unknown token changes nothing)."""
     await conn.execute(REVOKE_SESSION, hash_secret(token))
+
+
+# --- the partner's view of a customer's devices ----------------------------------------------
+
+DEVICES_PAGE_SIZE_MAX = 100  # installations listed at once (one per device; retired ones too)
+CUSTOMER_INSTALLATIONS = """
+    SELECT id, device_id, active, created_at, deactivated_at FROM installations
+    WHERE customer_id = $1 ORDER BY created_at DESC, id LIMIT $2"""
+UNPAIR = """
+    WITH gone AS (
+        UPDATE installations SET active = false, deactivated_at = $3
+        WHERE id = $1 AND customer_id = $2 AND active RETURNING id)
+    UPDATE customer_sessions SET revoked_at = $3
+    WHERE installation_id IN (SELECT id FROM gone) AND revoked_at IS NULL"""
+INSTALLATION = """
+    SELECT id, device_id, active, created_at, deactivated_at FROM installations
+    WHERE id = $1 AND customer_id = $2"""
+
+
+async def customer_devices(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                           customer_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The partner's customer's installations, newest first (unpaired ones included)."""
+    await get_customer(conn, partner_id, customer_id)
+    return await conn.fetch(CUSTOMER_INSTALLATIONS, customer_id, DEVICES_PAGE_SIZE_MAX)
+
+
+async def unpair(conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID,
+                 installation_id: uuid.UUID, now: datetime) -> asyncpg.Record:
+    """Unpair one of the customer's devices, in the caller's transaction: the installation is
+    retired and its sessions revoked at once (unpairing twice changes nothing); its row."""
+    await get_customer(conn, partner_id, customer_id, lock=True)
+    if await conn.fetchrow(INSTALLATION, installation_id, customer_id) is None:
+        raise NotFound("no such device")
+    await conn.execute(UNPAIR, installation_id, customer_id, now)
+    return await conn.fetchrow(INSTALLATION, installation_id, customer_id)

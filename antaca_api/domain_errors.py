@@ -57,6 +57,10 @@ class CorporationNotApproved(Conflict):
     code, message = "CORPORATION_NOT_APPROVED", "the corporation must be APPROVED (KYB) first"
 
 
+class EmployeeExists(Conflict):
+    code, message = "EMPLOYEE_EXISTS", "the corporation already has an employee with this e-mail"
+
+
 class BalanceNotActive(Conflict):
     code, message = "BALANCE_NOT_ACTIVE", "the balance is blocked or closed"
 
@@ -219,3 +223,38 @@ class EffectiveDateInPast(DomainError):
 
 class InvalidIban(DomainError):
     code, message = "INVALID_IBAN", "the IBAN is not valid (format or check digits)"
+
+
+class InvalidControl(DomainError):
+    code, message = "INVALID_CONTROL", "the spending control is not valid"
+
+
+class ControlLooserThanPartner(Conflict):
+    code = "CONTROL_LOOSER_THAN_PARTNER"
+    message = "a customer's limit is never looser than the partner's"
+
+
+class ControlNotShadow(Conflict):
+    code, message = "CONTROL_NOT_SHADOW", "only a SHADOW control can be promoted"
+
+
+class InvalidTimeZone(DomainError):
+    code, message = "INVALID_TIME_ZONE", "the time zone is not an IANA time zone name"
+# --- partner self-service and customer service (issue 15) --------------------------------------
+class PartnerBalancePending(Conflict):
+    code, message = ("PARTNER_BALANCE_PENDING",
+                     "the partner balance waits for an administrator's approval")
+
+
+class NoProgramInCurrency(Conflict):
+    code, message = "NO_PROGRAM_IN_CURRENCY", "the partner has no card program in this currency"
+
+
+class PasswordChangeRequired(Forbidden):
+    code, message = ("PASSWORD_CHANGE_REQUIRED",
+                     "the password was reset: change it (PUT /admin/users/me/password) first")
+
+
+class OwnAdministratorAccount(Conflict):
+    code, message = ("OWN_ADMINISTRATOR_ACCOUNT",
+                     "administrators cannot deactivate or change the role of their own account")

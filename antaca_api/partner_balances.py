@@ -3,6 +3,7 @@ low-balance threshold, reloaded by admins when the partner's bank transfer arriv
 
 from __future__ import annotations
 
+import base64
 import enum
 import uuid
 from collections.abc import Callable
@@ -15,20 +16,29 @@ from antaca_api.balances import check_currency, partner_account_id
 from antaca_api.domain_errors import (
     IdempotencyConflict,
     InvalidAmount,
+    NoProgramInCurrency,
     NotFound,
     PartnerBalanceExists,
+    PartnerBalancePending,
     PartnerCreditMissing,
+    ValidationFailed,
 )
 from antaca_api.partners import check_exists as check_partner_exists
+from antaca_api.programs import has_program_in
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.codes import TransferCode
 from antaca_auth.invariants import require
-from antaca_auth.ledger import Ledger
+from antaca_auth.ledger import Ledger, Statement
 from antaca_auth.thresholds import rearm
 from antaca_auth.transfers import ResultCode, Transfer
 
 SPONSOR_NAMESPACE = uuid.UUID("9d2b6c1e-0f4a-4e8b-b7d3-5a1c2e9f6b40")
 PARTNER_RELOAD_NAMESPACE = uuid.UUID("4a7e2d90-1c3b-4f65-8e2a-7b9d0c1f3e62")
+
+
+class Approval(enum.StrEnum):
+    PENDING = "PENDING"  # opened by the partner, waiting for an administrator (no reload yet)
+    APPROVED = "APPROVED"
 
 
 class PartnerBalanceKind(enum.StrEnum):
@@ -42,18 +52,21 @@ KIND_OF = {str(v): k for k, v in LEDGER_KIND.items()}
 
 VIEW = """
     SELECT pa.account_id, pa.partner_id, pa.kind, pa.currency, pa.low_balance_threshold, pa.below_threshold,
-           pa.created_at, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending
+           pa.created_at, pa.approval, pa.alert_emails,
+           a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending
     FROM partner_accounts pa JOIN accounts a ON a.id = pa.account_id
     WHERE pa.kind IN ('partner_deposit', 'partner_credit')"""
 ONE_BALANCE = VIEW + " AND pa.partner_id = $1 AND pa.account_id = $2"
 BALANCES_OF_PARTNER = VIEW + " AND pa.partner_id = $1 ORDER BY pa.currency, pa.kind"
 INSERT_PARTNER_ACCOUNT = """
-    INSERT INTO partner_accounts (partner_id, currency, kind, account_id, low_balance_threshold)
-    VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING account_id"""
+    INSERT INTO partner_accounts (partner_id, currency, kind, account_id, low_balance_threshold,
+        approval)
+    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING account_id"""
 LOCK_ACCOUNT = "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE"
 SET_THRESHOLD = """
     UPDATE partner_accounts SET low_balance_threshold = $3
     WHERE partner_id = $1 AND account_id = $2"""
+BALANCE_IN_SCOPE = VIEW + " AND pa.account_id = $1 AND ($2::uuid IS NULL OR pa.partner_id = $2)"
 CREDIT_PROGRAM_COUNT = """
     SELECT count(*) FROM card_programs
     WHERE partner_id = $1 AND currency = $2 AND funding_model = 'CREDIT'"""
@@ -68,7 +81,8 @@ def sponsor_account(currency: str) -> uuid.UUID:
 
 
 async def create(conn: asyncpg.Connection, ledger: Ledger, partner_id: uuid.UUID, kind: PartnerBalanceKind,
-                 currency: str, threshold: int | None) -> uuid.UUID:
+                 currency: str, threshold: int | None, *,
+                 approval: Approval | None = None) -> uuid.UUID:
     """Open the partner's deposit or credit balance in a currency (one of each per currency)."""
     await check_currency(ledger, currency)
     account_id = partner_account_id(partner_id, LEDGER_KIND[kind], currency)
@@ -76,7 +90,8 @@ async def create(conn: asyncpg.Connection, ledger: Ledger, partner_id: uuid.UUID
         id=account_id, currency=currency, kind=LEDGER_KIND[kind], owner_ref=f"partner:{partner_id}",
         debits_must_not_exceed_credits=True)])
     inserted = await conn.fetchval(INSERT_PARTNER_ACCOUNT, partner_id, currency,
-                                   str(LEDGER_KIND[kind]), account_id, threshold)
+                                   str(LEDGER_KIND[kind]), account_id, threshold,
+                                   str(approval or Approval.APPROVED))
     if inserted is None:
         raise PartnerBalanceExists()
     require(result.code in ("ok", "exists"), f"an account could not be created: {result.code}")
@@ -88,6 +103,12 @@ async def find(conn: asyncpg.Connection, partner_id: uuid.UUID, account_id: uuid
     if row is None:
         raise NotFound("no such partner balance")
     return row
+
+
+async def find_in_scope(conn: asyncpg.Connection, partner_scope: uuid.UUID | None,
+                        account_id: uuid.UUID) -> asyncpg.Record | None:
+    """A partner balance by id, within a partner scope (None: any partner's), or None."""
+    return await conn.fetchrow(BALANCE_IN_SCOPE, account_id, partner_scope)
 
 
 async def list_for(conn: asyncpg.Connection, partner_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -169,6 +190,8 @@ async def reload(pool: asyncpg.Pool, ledger: Ledger, partner_id: uuid.UUID,
     `transaction` opens the booking's transaction: the caller's, so its audit record is in it."""
     async with pool.acquire() as conn:
         row = await find(conn, partner_id, account_id)
+    if row["approval"] != Approval.APPROVED:
+        raise PartnerBalancePending()
     currency = row["currency"]
     sponsor = await ensure_sponsor(ledger, currency)
     transfer = Transfer(id=reload_transfer_id(account_id, bank_reference),
@@ -185,3 +208,123 @@ async def reload(pool: asyncpg.Pool, ledger: Ledger, partner_id: uuid.UUID,
         balance = await find(conn, partner_id, account_id)
     return Reload(transfer_id=transfer.id, replayed=result.code is ResultCode.EXISTS,
                   balance=balance)
+
+
+# --- the partner's self-service --------------------------------------------------------------
+
+ALERT_EMAILS_MAX_COUNT = 10  # addresses one balance's low-balance alert goes to
+SET_ALERTS = """
+    UPDATE partner_accounts SET low_balance_threshold = $3, alert_emails = $4
+    WHERE partner_id = $1 AND account_id = $2"""
+APPROVE = """
+    UPDATE partner_accounts SET approval = 'APPROVED'
+    WHERE partner_id = $1 AND account_id = $2 AND approval = 'PENDING'"""
+
+
+async def open_own(conn: asyncpg.Connection, ledger: Ledger, partner_id: uuid.UUID,
+                   kind: PartnerBalanceKind, currency: str, threshold: int | None,
+                   *, approval_required: bool) -> asyncpg.Record:
+    """The partner opens its own balance in the currency of one of its programs, in the caller's
+    transaction; PENDING until an administrator approves it when the service requires approval."""
+    if not await has_program_in(conn, partner_id, currency):
+        raise NoProgramInCurrency()
+    approval = Approval.PENDING if approval_required else Approval.APPROVED
+    account_id = await create(conn, ledger, partner_id, kind, currency, threshold,
+                              approval=approval)
+    return await find(conn, partner_id, account_id)
+
+
+async def approve(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                  account_id: uuid.UUID) -> asyncpg.Record:
+    """An administrator approves a PENDING balance (an approved one stays as it is); its row."""
+    await find(conn, partner_id, account_id)
+    await conn.execute(APPROVE, partner_id, account_id)
+    return await find(conn, partner_id, account_id)
+
+
+def normalized_emails(emails: list[str] | None) -> list[str] | None:
+    """Alert addresses lower-cased, without repeats, in the order given (None: the partner's
+    contact e-mail); an empty list means no e-mail alert at all."""
+    if emails is None:
+        return None
+    unique = list(dict.fromkeys(e.strip().lower() for e in emails))
+    require(len(unique) <= ALERT_EMAILS_MAX_COUNT, "the schema bounds the alert e-mails")
+    return unique
+
+
+async def change_alerts(conn: asyncpg.Connection, partner_id: uuid.UUID, account_id: uuid.UUID,
+                        threshold: int | None, emails: list[str] | None) -> asyncpg.Record:
+    """Set the balance's threshold and alert e-mails, in the caller's transaction; its row after.
+    A balance now at or above its threshold is re-armed (the next crossing alerts)."""
+    await find(conn, partner_id, account_id)
+    await conn.execute(LOCK_ACCOUNT, account_id)
+    await conn.execute(SET_ALERTS, partner_id, account_id, threshold, normalized_emails(emails))
+    await rearm(conn, [account_id])
+    return await find(conn, partner_id, account_id)
+
+
+# --- the statement ---------------------------------------------------------------------------
+
+STATEMENT_PAGE_SIZE_MAX = 200  # lines in one statement page (the API's declared page limit)
+CURSOR_PREFIX = "pb1:"  # the cursor's format version
+
+
+class LineCategory(enum.StrEnum):
+    CHARGE = "CHARGE"  # card payments charged to a deposit, user top-ups charged to a credit
+    RELOAD = "RELOAD"  # the partner's bank transfers booked onto the balance
+    RELEASE = "RELEASE"  # a hold voided or expired: the amount is available again
+    FEE = "FEE"
+
+
+FEE_CODES = frozenset(c for c in TransferCode if c.name.startswith("FEE_"))
+
+
+def line_category(code: int, kind: str) -> LineCategory:
+    """What a ledger transfer is, on a partner balance's statement."""
+    if kind in ("void_pending", "expire_pending"):
+        return LineCategory.RELEASE
+    if code == TransferCode.PARTNER_RELOAD:
+        return LineCategory.RELOAD
+    if code in FEE_CODES:
+        return LineCategory.FEE
+    return LineCategory.CHARGE
+
+
+def posted_change(side: str, kind: str, amount: int) -> int:
+    """How a transfer changes a credit-normal balance's posted level: holds and their releases
+    change only the available amount; single and posting transfers move the level."""
+    if kind not in ("single", "post_pending"):
+        return 0
+    return amount if side == "credit" else -amount
+
+
+def encode_cursor(seq: int) -> str:
+    """An opaque cursor for the page after the ledger sequence `seq`."""
+    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The ledger sequence a cursor continues after (0: from the start); a cursor this service
+    did not give out is a validation error."""
+    if cursor is None:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        seq = int(text.removeprefix(CURSOR_PREFIX)) if text.startswith(CURSOR_PREFIX) else -1
+    except (ValueError, UnicodeDecodeError):
+        seq = -1
+    if not 0 <= seq < 2**63:
+        raise ValidationFailed("the cursor is not one this service gave out")
+    return seq
+
+
+async def statement(pool: asyncpg.Pool, ledger: Ledger, partner_id: uuid.UUID,
+                    account_id: uuid.UUID, *, cursor: str | None,
+                    limit: int) -> tuple[asyncpg.Record, Statement]:
+    """The partner balance's row and its ledger statement page after the cursor, oldest first."""
+    after = decode_cursor(cursor)
+    async with pool.acquire() as conn:
+        row = await find(conn, partner_id, account_id)
+    page = await ledger.statement(account_id, after=after, limit=limit)
+    require(page is not None, "a partner balance's ledger account exists")
+    return row, page

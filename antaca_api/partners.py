@@ -16,7 +16,7 @@ PARTNER = """
     FROM partners WHERE id = $1"""
 ALL_PARTNERS = """
     SELECT id, name, contact_email, webhook_url, status, created_at
-    FROM partners ORDER BY created_at, id"""
+    FROM partners WHERE ($1::uuid IS NULL OR id = $1) ORDER BY created_at, id"""
 INSERT_PARTNER = """
     INSERT INTO partners (id, name, contact_email, webhook_url, webhook_secret)
     VALUES ($1, $2, $3, $4, $5)"""
@@ -50,8 +50,10 @@ async def find(conn: asyncpg.Connection, partner_id: uuid.UUID) -> asyncpg.Recor
     return row
 
 
-async def all_partners(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    return await pool.fetch(ALL_PARTNERS)
+async def all_partners(pool: asyncpg.Pool,
+                       partner_scope: uuid.UUID | None = None) -> list[asyncpg.Record]:
+    """Every partner, or only the one a partner's staff member belongs to."""
+    return await pool.fetch(ALL_PARTNERS, partner_scope)
 
 
 async def create(conn: asyncpg.Connection, partner_id: uuid.UUID, name: str,

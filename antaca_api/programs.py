@@ -16,7 +16,9 @@ INSERT_PROGRAM = """
     INSERT INTO card_programs (id, partner_id, name, bin_prefix, pan_length, currency, processor,
         funding_model, validity_months, processor_config)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) RETURNING *"""
-ALL_PROGRAMS = "SELECT * FROM card_programs ORDER BY created_at, id"
+ALL_PROGRAMS = """
+    SELECT * FROM card_programs WHERE ($1::uuid IS NULL OR partner_id = $1)
+    ORDER BY created_at, id"""
 PROGRAM = "SELECT * FROM card_programs WHERE id = $1"
 
 
@@ -31,8 +33,10 @@ async def create(conn: asyncpg.Connection, program_id: uuid.UUID, partner_id: uu
                                msgspec.json.encode(processor_config).decode())
 
 
-async def all_programs(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    return await pool.fetch(ALL_PROGRAMS)
+async def all_programs(pool: asyncpg.Pool,
+                       partner_scope: uuid.UUID | None = None) -> list[asyncpg.Record]:
+    """Every program, or only those of the partner a staff member belongs to."""
+    return await pool.fetch(ALL_PROGRAMS, partner_scope)
 
 
 async def find(pool: asyncpg.Pool, program_id: uuid.UUID) -> asyncpg.Record:
@@ -51,3 +55,17 @@ async def set_authorization_rules(conn: asyncpg.Connection, program_id: uuid.UUI
     if row is None:
         raise NotFound("no such card program")
     return row
+
+
+PROGRAM_IN_CURRENCY = "SELECT 1 FROM card_programs WHERE partner_id = $1 AND currency = $2 LIMIT 1"
+PROGRAM_PARTNER = "SELECT partner_id FROM card_programs WHERE id = $1"
+
+
+async def has_program_in(conn: asyncpg.Connection, partner_id: uuid.UUID, currency: str) -> bool:
+    """Whether the partner has a card program in this currency."""
+    return await conn.fetchval(PROGRAM_IN_CURRENCY, partner_id, currency) is not None
+
+
+async def partner_of_program(conn: asyncpg.Connection, program_id: uuid.UUID) -> uuid.UUID | None:
+    """The partner a program belongs to, or None for an unknown program."""
+    return await conn.fetchval(PROGRAM_PARTNER, program_id)

@@ -71,6 +71,9 @@ class AdminPrincipal:
     admin_id: uuid.UUID
     email: str
     role: Role
+    # A partner's staff member sees and changes only that partner's objects (staff_scope.py);
+    # None: the platform's own staff.
+    partner_id: uuid.UUID | None = None
 
 
 Handler = Callable[["Context", Any], Awaitable[Any]]

@@ -16,6 +16,7 @@ from aiohttp import web
 from antaca_api import jwe
 from antaca_api.app import create_app
 from antaca_api.cards import resume_pending
+from antaca_api.corporations import seal_clear_documents
 from antaca_api.credentials import listen
 from antaca_api.iso8583.listener import Iso8583Listener
 from antaca_api.kyc import DeterministicKycProvider
@@ -95,6 +96,9 @@ async def serve(dsn: str, settings: Settings) -> None:
     resumed = await resume_pending(services)
     if resumed:
         log.info("resumed %d virtual cards left pending", resumed)
+    sealed = await seal_clear_documents(pool, card_keys)
+    if sealed:
+        log.info("encrypted %d KYB documents stored before encryption at rest", sealed)
     workers = [
         asyncio.create_task(run_sweeper(services.ledger, settings.sweep_interval)),
         asyncio.create_task(run_personalization(services, settings.personalization_interval)),

@@ -56,6 +56,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     iso8583_port: int = 8583
     iso8583_tls: bool = True
     iso8583_network_id: uuid.UUID | None = None
+    # A partner's own new deposit or credit balance waits for an administrator's approval.
+    partner_balance_approval: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -92,6 +94,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             iso8583_tls=_flag(env.get("ANTACA_ISO8583_TLS"), default.iso8583_tls),
             iso8583_network_id=(uuid.UUID(env["ANTACA_ISO8583_NETWORK_ID"])
                                 if env.get("ANTACA_ISO8583_NETWORK_ID") else None),
+            partner_balance_approval=_flag(env.get("ANTACA_PARTNER_BALANCE_APPROVAL"),
+                                           default.partner_balance_approval),
         )
 
 

@@ -60,6 +60,9 @@ class AuthorizationRequest(msgspec.Struct, frozen=True, kw_only=True, rename="ca
     merchant_name: Annotated[str, Meta(max_length=100)] | None = None
     merchant_country: Annotated[str, Meta(pattern=r"^[A-Z]{2,3}$")] | None = None
     terminal_id: Short | None = None
+    # DE22, POS entry mode (n3): its first two digits tell contactless, magnetic stripe, chip...
+    # (antaca_auth/control_rules.py `payment_channel`), which spending controls may block.
+    pos_entry_mode: Annotated[str, Meta(pattern=r"^[0-9]{3}$")] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,11 @@ class CardFacts(msgspec.Struct, frozen=True, kw_only=True):
     # posted and pending) as the batch read them; None where the ledger sets no such limit.
     user_available: int | None = None
     deposit_available: int | None = None
+    # Spending controls: the program's time zone and each scope's controls version (0: none).
+    time_zone: str = "UTC"
+    program_controls: int = 0
+    balance_controls: int = 0
+    card_controls: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+import zoneinfo
 
 import asyncpg
 
@@ -23,6 +24,8 @@ SET_PROGRAM_RULES = """
     UPDATE card_programs SET stand_in_mode = $2, stand_in_limit = $3, ecommerce_without_cvc2 = $4
     WHERE id = $1 RETURNING *"""
 
+SET_PROGRAM_TIME_ZONE = "UPDATE card_programs SET time_zone = $2 WHERE id = $1 RETURNING *"
+
 
 async def set_network_deadline(conn: asyncpg.Connection, network_id: uuid.UUID,
                                deadline_ms: int) -> asyncpg.Record | None:
@@ -39,3 +42,14 @@ async def set_program_rules(conn: asyncpg.Connection, program_id: uuid.UUID, mod
         raise ValueError("the stand-in limit must not be negative")
     return await conn.fetchrow(SET_PROGRAM_RULES, program_id, str(mode), stand_in_limit,
                                ecommerce_without_cvc2)
+
+
+async def set_program_time_zone(conn: asyncpg.Connection, program_id: uuid.UUID,
+                                time_zone: str) -> asyncpg.Record | None:
+    """The program's row with its new time zone (an IANA name; ValueError otherwise), or None for
+    an unknown program. Velocity periods begin at the zone's midnight from the next payment on."""
+    try:
+        zoneinfo.ZoneInfo(time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("unknown time zone") from exc
+    return await conn.fetchrow(SET_PROGRAM_TIME_ZONE, program_id, time_zone)

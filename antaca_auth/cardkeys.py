@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 # HKDF label of the zone PIN key wrapping key; changing it makes every stored zone key unreadable.
 ZONE_KEY_WRAPPING_INFO = b"antaca/zone-pin-key-wrapping/v1"
+# HKDF label of the KYB document key derived from each PAN key (rotates with the PAN keys).
+DOCUMENT_KEY_INFO = b"antaca/kyb-document/v1"
 WRAPPING_KEY_BYTES = 32  # AES-256
 GCM_NONCE_BYTES = 12
 
@@ -114,6 +116,30 @@ class CardKeys:
         except InvalidTag:
             # Another network's blob, an altered one, or one sealed under other card keys.
             raise CardKeyError("a zone PIN key does not open under these card keys") from None
+
+    # --- KYB documents -----------------------------------------------------------------------
+
+    def _document_sealer(self, key_id: str) -> AESGCM:
+        key = self.pan_keys.get(key_id)
+        if key is None:
+            raise CardKeyError(f"document key {key_id} is not in the keyring")
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=WRAPPING_KEY_BYTES, salt=None,
+                    info=DOCUMENT_KEY_INFO)
+        return AESGCM(hkdf.derive(key))
+
+    def encrypt_document(self, document_id: uuid.UUID, content: bytes) -> tuple[str, bytes]:
+        """(key id, nonce + ciphertext) of an uploaded document, bound to its document id."""
+        nonce = os.urandom(GCM_NONCE_BYTES)
+        key_id = self.active_pan_key
+        return key_id, nonce + self._document_sealer(key_id).encrypt(nonce, content,
+                                                                     document_id.bytes)
+
+    def decrypt_document(self, document_id: uuid.UUID, key_id: str, blob: bytes) -> bytes:
+        try:
+            return self._document_sealer(key_id).decrypt(blob[:GCM_NONCE_BYTES],
+                                                         blob[GCM_NONCE_BYTES:], document_id.bytes)
+        except InvalidTag:
+            raise CardKeyError("a document does not open under these keys") from None
 
     # --- storage -----------------------------------------------------------------------------
 

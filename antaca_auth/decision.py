@@ -12,13 +12,14 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
 import msgspec
 
 from antaca_auth import authorization as rules
+from antaca_auth import control_rules
 from antaca_auth import fees as pricing
 from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX
 from antaca_auth.authorization import (
@@ -29,6 +30,15 @@ from antaca_auth.authorization import (
     TxType,
 )
 from antaca_auth.cardkeys import CardKeys
+from antaca_auth.control_rules import (
+    NOTHING_SPENT,
+    Control,
+    ControlSet,
+    CounterKey,
+    Kind,
+    Period,
+    Spent,
+)
 from antaca_auth.holds import NewTransfers
 from antaca_auth.invariants import require
 from antaca_auth.pinblock import PinBlockError, ZoneKey, decipher_pin
@@ -111,6 +121,13 @@ class Snapshot:
     activity: Mapping[uuid.UUID, Mapping[pricing.Metric, int]]  # by card, for fee waivers
     exponents: Mapping[str, int]
     zone_keys: Mapping[uuid.UUID, ZoneKey]  # by network
+    # Spending controls in force on each card (by card id; absent: none); the velocity counters
+    # they read, (amount, count) by key; each program time zone's local date now and the start
+    # of each period on it.
+    control_sets: Mapping[uuid.UUID, ControlSet] = field(default_factory=dict)
+    counters: Mapping[CounterKey, Spent] = field(default_factory=dict)
+    local_days: Mapping[str, date] = field(default_factory=dict)
+    period_starts: Mapping[str, Mapping[Period, date]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -147,6 +164,11 @@ class Planned:
     advice: bool = False  # a network's approved advice, booked as the network decided
     advice_shortfall: int = 0  # what of it was held on the advice receivable
     supersedes: bool = False  # the advice approves a message Antaca had declined: its row
+    control: Control | None = None  # the ACTIVE spending control that declined
+    shadow: tuple[tuple[Control, Decline], ...] = ()  # SHADOW controls that would have declined
+    velocity: list[CounterKey] | None = None  # the counters an approval adds to
+    velocity_bits: int = 0
+    local_day: date | None = None
 
     @property
     def stored(self) -> bool:
@@ -161,6 +183,12 @@ class Plan:
     card_updates: dict[uuid.UUID, CardUpdate] = field(default_factory=dict)
     # Each limited account's available amount after the holds planned so far (from the snapshot).
     available: dict[uuid.UUID, int] = field(default_factory=dict)
+    # Velocity: the counters after the approvals planned so far, what the batch adds to each, and
+    # the tightest ACTIVE (amount, count) limit on each (checked again once the counters are
+    # written, against what concurrent batches added meanwhile).
+    counters: dict[CounterKey, tuple[int, int]] = field(default_factory=dict)
+    deltas: dict[CounterKey, tuple[int, int]] = field(default_factory=dict)
+    limits: dict[CounterKey, tuple[int | None, int | None]] = field(default_factory=dict)
 
     @property
     def new_rows(self) -> list[Planned]:
@@ -238,6 +266,8 @@ def _decide_one(row: Planned, snapshot: Snapshot, keys: CardKeys, policy: Policy
         row.decline = check.decline
         return
     _price(row, snapshot)
+    if row.decline is None and request.type is not TxType.REFUND:
+        _controls(row, snapshot, plan)
     if row.decline is None and row.stand_in:
         row.decline = _stand_in_refusal(row)
     if row.decline is None:
@@ -246,6 +276,69 @@ def _decide_one(row: Planned, snapshot: Snapshot, keys: CardKeys, policy: Policy
         if row.stand_in:
             _use_allowance(row, plan, 1)
         _holds(row, plan.holds, policy.hold_seconds)
+    if row.decline is None and row.velocity:
+        _count_velocity(row, plan, 1)
+
+
+def _controls(row: Planned, snapshot: Snapshot, plan: Plan) -> None:
+    """The card's spending controls (program and product, balance, card) on the priced payment:
+    an ACTIVE control's decline, the SHADOW controls that would have declined, the counters."""
+    card, request = row.card, row.incoming.request
+    found = snapshot.control_sets.get(card.card_id)
+    if found is None:
+        return
+    payment = control_rules.Payment(
+        card.card_id, card.balance_id, request.mcc, request.merchant_country,
+        control_rules.payment_channel(request.type, request.pos_entry_mode), row.billing_amount)
+    spent: dict[int, Spent] = {}
+    keys = None
+    if found.windows:
+        keys = found.keys(card.card_id, card.balance_id, snapshot.period_starts[card.time_zone])
+        counters, read = plan.counters, snapshot.counters
+        for window, key in zip(found.windows, keys, strict=True):
+            value = counters.get(key)
+            if value is None:  # the batch's first payment on this counter: as read
+                value = counters[key] = read.get(key, NOTHING_SPENT)
+            spent[window] = value
+    verdict = control_rules.evaluate(found.controls, payment, spent)
+    row.shadow = verdict.shadow
+    if verdict.decline is not None:
+        row.decline, row.control = verdict.decline, verdict.control
+        return
+    if keys:
+        row.velocity, row.velocity_bits = keys, found.bits
+        row.local_day = snapshot.local_days[card.time_zone]
+        tighter, limits = control_rules.tighter, plan.limits
+        for key, (amount, count) in zip(keys, found.limits, strict=True):
+            known = limits.get(key)
+            limits[key] = (amount, count) if known is None else (
+                tighter(known[0], amount), tighter(known[1], count))
+
+
+def _count_velocity(row: Planned, plan: Plan, sign: int) -> None:
+    """Count an approval in its counters (sign -1: take it back, the ledger declined it)."""
+    amount = sign * row.billing_amount
+    for key in row.velocity:
+        spent, count = plan.counters[key]
+        plan.counters[key] = (spent + amount, count + sign)
+        added, times = plan.deltas.get(key, (0, 0))
+        plan.deltas[key] = (added + amount, times + sign)
+
+
+def taken_back(rows: Sequence[Planned]) -> dict[CounterKey, tuple[int, int]]:
+    """What the counters must give back for approvals the ledger then declined (`settle`'s
+    declined rows), whose counts were written with the batch's: negative (amount, count)."""
+    back: dict[CounterKey, tuple[int, int]] = {}
+    for row in rows:
+        for key in row.velocity or ():
+            amount, count = back.get(key, (0, 0))
+            back[key] = (amount - row.billing_amount, count - 1)
+    return back
+
+
+def velocity_declined(plan: Plan) -> bool:
+    """Whether a payment of the plan was declined by a velocity limit (ACTIVE)."""
+    return any(row.control is not None and row.control.kind is Kind.VELOCITY for row in plan.rows)
 
 
 def _pin(incoming: Incoming, snapshot: Snapshot) -> str | PinOutcome | None:

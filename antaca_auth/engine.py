@@ -29,11 +29,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
 
+from antaca_auth import controls as controls_store
 from antaca_auth import fees as pricing
+from antaca_auth import velocity
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity
 from antaca_auth.authorization import (
@@ -46,6 +49,15 @@ from antaca_auth.authorization import (
 from antaca_auth.card_events import record_engine_locks
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import CardState
+from antaca_auth.control_rules import (
+    NOTHING_SPENT,
+    Control,
+    ControlSet,
+    CounterKey,
+    Spent,
+    control_set,
+    period_starts,
+)
 from antaca_auth.decision import (
     NETWORK_ADVICE,
     AuthorizationResult,
@@ -63,6 +75,8 @@ from antaca_auth.decision import (
     request_digest,
     settle,
     stand_in_decline,
+    taken_back,
+    velocity_declined,
 )
 from antaca_auth.followups import message_lock_key
 from antaca_auth.ids import new_id
@@ -93,7 +107,9 @@ CARDS = """
                 END AS user_available,
            CASE WHEN da.debits_must_not_exceed_credits
                 THEN credit_normal_available(da.credits_posted, da.debits_posted, da.debits_pending)
-                END AS deposit_available
+                END AS deposit_available,
+           p.time_zone, p.controls_version AS program_controls,
+           b.controls_version AS balance_controls, c.controls_version AS card_controls
     FROM cards c
     JOIN card_programs p ON p.id = c.program_id
     JOIN balances b ON b.id = c.balance_id
@@ -146,6 +162,7 @@ AUTHORIZATION_COLUMNS = (
     "approved_amount", "deposit_hold_id", "user_hold_id", "created_at", "billing_amount",
     "fx_rate", "fee_schedule_id", "transaction_fee", "conversion_fee", "fee_hold_id", "answer_hold_id",
     "stand_in", "request_digest",
+    "control_id", "control_version", "velocity_periods", "velocity_day",
 )
 
 # The rows written as approved that the ledger then declined (few: a batch's funds declines).
@@ -153,7 +170,8 @@ DECLINE = """
     UPDATE authorizations a
     SET decision = 'DECLINED', response_code = v.response_code, reason = v.reason, action_code = v.action_code,
         approved_amount = 0, billing_amount = NULL, fx_rate = NULL, transaction_fee = 0, conversion_fee = 0,
-        deposit_hold_id = NULL, user_hold_id = NULL, fee_hold_id = NULL, answer_hold_id = NULL
+        deposit_hold_id = NULL, user_hold_id = NULL, fee_hold_id = NULL, answer_hold_id = NULL,
+        velocity_periods = NULL, velocity_day = NULL
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS v (id, response_code, reason, action_code)
     WHERE a.id = v.id"""
 
@@ -241,6 +259,12 @@ SHUTDOWN_POLL_SECONDS = 0.01
 # them empty the cache of their own process at once; another process sees a change this late.
 ZONE_KEYS_CACHED_SECONDS = 5.0
 RATES_CACHED_SECONDS = 1.0
+# Spending controls cached by scope (program, balance, card) with the scope's controls version:
+# reloaded when the version read with the card moved; past this many scopes the oldest go.
+CONTROL_SCOPES_CACHED_MAX = 100_000
+# Velocity counters as this process's committed batches left them: read again only when missing,
+# when a decision declines on them, or when a written counter passes a limit.
+COUNTERS_CACHED_MAX = 1_000_000
 
 
 class OutcomeUnknown(Exception):
@@ -338,6 +362,11 @@ class _CommitFailed(Exception):
     """COMMIT raised: the batch may or may not be in the database."""
 
 
+class _CountersMoved(_Abandoned):
+    """A velocity counter, written, passes an ACTIVE limit: a concurrent batch counted payments
+    since this batch read it. Rolled back and decided again on the counters as committed."""
+
+
 class _OutOfTime(Exception):
     """The stand-in lane's transaction ran past its budget."""
 
@@ -369,6 +398,9 @@ class AuthorizationEngine:
         self._records_waiting = asyncio.Event()
         self._zone_keys: dict[uuid.UUID, tuple[float, ZoneKey | None]] = {}  # by network: (until, key)
         self._rates: dict[tuple[str, str], tuple[float, Decimal]] = {}  # (until, rate); none not kept
+        self._controls: dict[uuid.UUID, tuple[int, tuple[Control, ...]]] = {}  # (version, controls)
+        self._zones: dict[str, ZoneInfo] = {}
+        self._counters: dict[CounterKey, Spent] = {}  # velocity counters as committed here
         self._busy = 0  # batches being decided or committed, the lane's included
         self._closing = False
 
@@ -800,13 +832,22 @@ class AuthorizationEngine:
             if fresh is not None:  # a concurrent batch changed them since the first read
                 snapshot = dataclasses.replace(snapshot, cards=fresh)
                 plan = decide(live, snapshot, self.keys, self.policy)
+        if snapshot.counters and velocity_declined(plan):
+            snapshot, plan = await self._verify_velocity(conn, live, snapshot, plan, stand_in)
         # Written before the ledger: the hot deposit's lock, taken by the ledger write and held to the
         # commit, then covers only the ledger's own work and the few rows the ledger declines.
         if not stand_in:
             await self._write_cards(conn, plan, now)
         await self._insert(conn, plan.new_rows, plan.holds.ids, now)
+        await _record_shadow(conn, plan.new_rows, now)
         if at_ledger is not None:
             at_ledger.set()  # the next batch may form and prepare while this one holds the locks
+        if plan.deltas:  # after the previous batch's commit, as the ledger's locks would be
+            moved = await velocity.add_checked(conn, plan.deltas, plan.limits)
+            if moved:
+                for key in moved:
+                    self._counters.pop(key, None)
+                raise _CountersMoved()
         results = await self.ledger.write_new(conn, plan.holds)
         armed = any(row.card is not None and row.card.deposit_alert_armed and row.deposit_at is not None
                     for row in plan.rows)
@@ -815,10 +856,14 @@ class AuthorizationEngine:
             # commit releases the hot deposit's lock. The answers are worked out once it is committed.
             def answers() -> list[AuthorizationResult]:
                 settle(plan, results)
+                self._remember_counters(snapshot, plan, {})
                 return [answer(row) for row in plan.rows]
 
             return answers
         declined, touched = settle(plan, results)
+        back = taken_back(declined) if plan.deltas else {}
+        if back:
+            await velocity.add(conn, back)
         if stand_in:  # its cards are locked: the allowance counts only what the ledger held
             await self._write_cards(conn, plan, now)
         if declined:
@@ -826,7 +871,39 @@ class AuthorizationEngine:
                                [r.decline.reason for r in declined], [r.decline.action_code for r in declined])
         if touched:
             await check_crossings(conn, touched)
-        return lambda: [answer(row) for row in plan.rows]
+
+        def committed() -> list[AuthorizationResult]:
+            self._remember_counters(snapshot, plan, back)
+            return [answer(row) for row in plan.rows]
+
+        return committed
+
+    async def _verify_velocity(self, conn: asyncpg.Connection, live: Sequence[_Pending],
+                               snapshot: Snapshot, plan: Plan,
+                               stand_in: bool) -> tuple[Snapshot, Plan]:
+        """A velocity decline decided on counters from this process's cache (which misses what
+        reversals gave back) stands only on the counters as committed: read them, and decide
+        again if any differs. (An approval on a stale count is caught where the counters are
+        written: `_CountersMoved`.)"""
+        read = await velocity.read(conn, snapshot.counters)
+        fresh = {key: read.get(key, NOTHING_SPENT) for key in snapshot.counters}
+        self._counters.update(fresh)
+        if fresh == snapshot.counters:
+            return snapshot, plan
+        snapshot = dataclasses.replace(snapshot, counters=fresh)
+        return snapshot, decide(live, snapshot, self.keys, self.policy, stand_in=stand_in)
+
+    def _remember_counters(self, snapshot: Snapshot, plan: Plan,
+                           back: dict[CounterKey, Spent]) -> None:
+        """The counters as this committed batch left them, for the next batches' decisions."""
+        cache = self._counters
+        cache.update(snapshot.counters)
+        cache.update(plan.counters)
+        for key, (amount, count) in back.items():
+            spent, times = cache[key]
+            cache[key] = (spent + amount, times + count)
+        while len(cache) > COUNTERS_CACHED_MAX:
+            del cache[next(iter(cache))]
 
     # --- load ----------------------------------------------------------------------------------
 
@@ -839,6 +916,7 @@ class AuthorizationEngine:
         fingerprints = list({item.fingerprint for item in live})
         records = await conn.fetch(CARDS_LOCKED if lock_every_card else CARDS, fingerprints, now)
         cards = {r["pan_fingerprint"]: _card_facts(r, today) for r in records}
+        controls = await self._controls_of(conn, cards.values())
         self._remember_stand_in_rules(cards.values())
         await self._load_schedules(conn, {c.fee_schedule_id for c in cards.values()} - {None})
         pairs, need_activity = set(), set()
@@ -857,7 +935,77 @@ class AuthorizationEngine:
             activity=await card_activity(conn, need_activity,
                                          *pricing.previous_period(pricing.Period.MONTHLY, today)),
             exponents=await self.ledger.currencies(),
-            zone_keys=await self._zone_keys_of(conn, networks_with_pins))
+            zone_keys=await self._zone_keys_of(conn, networks_with_pins),
+            **await self._velocity_of(conn, cards, controls, now))
+
+    async def _controls_of(self, conn: asyncpg.Connection,
+                           cards) -> dict[uuid.UUID, tuple[Control, ...]]:
+        """The spending controls of the cards' programs, balances and cards (scopes with none are
+        absent), from the cache where the version read with the card is the cached one."""
+        versions = {}
+        for card in cards:
+            for scope, version in ((card.program_id, card.program_controls),
+                                   (card.balance_id, card.balance_controls),
+                                   (card.card_id, card.card_controls)):
+                if version:
+                    versions[scope] = version
+        if not versions:
+            return {}
+        cache = self._controls
+        missing = [scope for scope, version in versions.items()
+                   if (cached := cache.get(scope)) is None or cached[0] != version]
+        if missing:
+            for scope, found in (await controls_store.load(conn, missing)).items():
+                cache.pop(scope, None)
+                cache[scope] = (versions[scope], found)
+            while len(cache) > CONTROL_SCOPES_CACHED_MAX:
+                del cache[next(iter(cache))]
+        return {scope: found for scope in versions if (found := cache[scope][1])}
+
+    async def _velocity_of(self, conn: asyncpg.Connection, cards: dict[str, CardFacts],
+                           controls: dict[uuid.UUID, tuple[Control, ...]], now: datetime) -> dict:
+        """Each card's control set, each program time zone's local date and period starts, and
+        the counters the velocity controls read."""
+        if not controls:
+            return {}
+        local_days = {zone: now.astimezone(self._zone(zone)).date()
+                      for zone in {card.time_zone for card in cards.values()}}
+        starts = {zone: period_starts(day) for zone, day in local_days.items()}
+        sets: dict[uuid.UUID, ControlSet] = {}
+        shared: dict[tuple, ControlSet] = {}  # cards with the same scopes' controls share a set
+        keys = set()
+        for card in cards.values():
+            parts = (controls.get(card.program_id, ()), controls.get(card.balance_id, ()),
+                     controls.get(card.card_id, ()))
+            if not any(parts):
+                continue
+            scopes = tuple(id(part) for part in parts)
+            found = shared.get(scopes)
+            if found is None:
+                found = shared[scopes] = control_set(*parts)
+            sets[card.card_id] = found
+            keys.update(found.keys(card.card_id, card.balance_id, starts[card.time_zone]))
+        return {"control_sets": sets, "local_days": local_days, "period_starts": starts,
+                "counters": await self._counters_of(conn, keys)}
+
+    async def _counters_of(self, conn: asyncpg.Connection,
+                           keys: set[CounterKey]) -> dict[CounterKey, Spent]:
+        """The counters, from this process's cache where it has them (as its own committed
+        batches left them), the others read."""
+        cache = self._counters
+        found = {key: value for key in keys if (value := cache.get(key)) is not None}
+        missing = keys - found.keys()
+        if missing:
+            read = await velocity.read(conn, missing)
+            for key in missing:
+                found[key] = read.get(key, NOTHING_SPENT)
+        return found
+
+    def _zone(self, name: str) -> ZoneInfo:
+        zone = self._zones.get(name)
+        if zone is None:
+            zone = self._zones[name] = ZoneInfo(name)
+        return zone
 
     async def _rates_in_force(self, conn: asyncpg.Connection, pairs: set[tuple[str, str]],
                               now: datetime) -> dict[tuple[str, str], Decimal]:
@@ -979,6 +1127,7 @@ class AuthorizationEngine:
                 None if row.fee_at is None else hold_ids[row.fee_at],
                 None if d else hold_ids[row.user_at if row.fee_at is None else row.fee_at],
                 row.stand_in, row.incoming.digest,
+                *_control_columns(row),
             ))
         if records:
             await conn.copy_records_to_table("authorizations", records=records, columns=AUTHORIZATION_COLUMNS)
@@ -1122,4 +1271,21 @@ def _card_facts(r: asyncpg.Record, today) -> CardFacts:
         stand_in_approves=r["stand_in_mode"] == "APPROVE", stand_in_limit=r["stand_in_limit"],
         stand_in_used=r["stand_in_amount"] if r["stand_in_day"] == today else 0,
         fingerprint=r["pan_fingerprint"], user_available=r["user_available"],
-        deposit_available=r["deposit_available"])
+        deposit_available=r["deposit_available"], time_zone=r["time_zone"],
+        program_controls=r["program_controls"], balance_controls=r["balance_controls"],
+        card_controls=r["card_controls"])
+
+
+def _control_columns(row: Planned) -> tuple:
+    """The deciding control and its version, and the counters an approval went into."""
+    control, counted = row.control, row.decline is None and row.velocity
+    return (control.id if control else None, control.version if control else None,
+            row.velocity_bits if counted else None, row.local_day if counted else None)
+
+
+async def _record_shadow(conn: asyncpg.Connection, rows: Sequence[Planned], now: datetime) -> None:
+    """What the batch's shadow controls would have declined, one row per control and payment."""
+    hits = [(control.id, row.id, control.version, decline.response_code, decline.reason,
+             row.billing_amount, row.card.program_currency, now)
+            for row in rows for control, decline in row.shadow]
+    await controls_store.record_shadow_hits(conn, hits)

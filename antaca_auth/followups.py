@@ -24,8 +24,10 @@ import asyncpg
 import msgspec
 
 from antaca_auth import fees as pricing
+from antaca_auth import velocity
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.charges import record_paid
+from antaca_auth.control_rules import CounterKey, counted_keys
 from antaca_auth.ids import new_id
 from antaca_auth.ledger import SELECT_TRANSFERS, Ledger, transfer_from_row
 from antaca_auth.query import Query
@@ -74,7 +76,8 @@ INSERT_EVENT = Query("""
 AUTHORIZATION_FOR_FOLLOW_UP = """
     SELECT a.id, a.amount, a.currency, a.type, a.deposit_hold_id, a.user_hold_id, a.fee_hold_id,
            a.card_id, a.billing_amount, a.fx_rate, a.fee_schedule_id, a.transaction_fee,
-           a.conversion_fee, c.program_id, c.balance_id, p.currency AS program_currency
+           a.conversion_fee, c.program_id, c.balance_id, p.currency AS program_currency,
+           a.velocity_periods, a.velocity_day
     FROM authorizations a
     JOIN cards c ON c.id = a.card_id
     JOIN card_programs p ON p.id = c.program_id
@@ -159,6 +162,16 @@ def rehold_amounts(holds: HoldIds, rest: int, fee_on_rest: int,
     if holds.fee is not None:
         amounts[holds.fee] = min(fee_on_rest, fee_held) if rest else 0
     return amounts
+
+
+def reversal_deltas(auth: asyncpg.Record | dict,
+                    release: Release) -> dict[CounterKey, tuple[int, int]]:
+    """What a reversal gives back to the velocity counters its authorization was counted in:
+    the amount released, and the payment itself once nothing of it stays held."""
+    keys = counted_keys(auth["velocity_periods"], auth["card_id"], auth["balance_id"],
+                        auth["velocity_day"])
+    back = (-release.released, -1 if release.rest == 0 else 0)
+    return dict.fromkeys(keys, back)
 
 
 def clearing_limit(held: int, tolerance_percent: int) -> int:
@@ -333,6 +346,8 @@ class FollowUps:
             amounts = rehold_amounts(hold_ids, release.rest, fee_on_rest, fee_held)
             batch, new_ids = reversal_transfers(_in_order(holds, hold_ids), amounts,
                                                 self.hold_seconds)
+            if auth["velocity_periods"]:  # before the ledger: the engine's lock order
+                await velocity.add(conn, reversal_deltas(auth, release))
             await self._book(conn, batch, "the hold cannot be released")
             await SET_HOLDS.execute(conn, id=auth["id"], user_hold_id=new_ids.get(hold_ids.user),
                                     deposit_hold_id=new_ids.get(hold_ids.deposit),

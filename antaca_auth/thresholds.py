@@ -29,13 +29,17 @@ CROSSED_BELOW = """
     ), alerts AS (
         INSERT INTO partner_alerts (partner_id, account_id, kind, currency, threshold, available)
         SELECT partner_id, account_id, kind, currency, threshold, available FROM crossed
-        RETURNING id, partner_id
+        RETURNING id, partner_id, account_id
     ), deliveries AS (
+        -- E-mail to the balance's own alert addresses, else the partner's contact address.
         INSERT INTO alert_deliveries (alert_id, channel, target)
         SELECT al.id, ch.channel, ch.target
         FROM alerts al
         JOIN partners p ON p.id = al.partner_id
-        CROSS JOIN LATERAL (VALUES ('EMAIL', p.contact_email), ('WEBHOOK', p.webhook_url)) AS ch (channel, target)
+        JOIN partner_accounts pa ON pa.account_id = al.account_id
+        CROSS JOIN LATERAL (
+            SELECT 'EMAIL', e FROM unnest(coalesce(pa.alert_emails, ARRAY[p.contact_email])) AS e
+            UNION ALL SELECT 'WEBHOOK', p.webhook_url) AS ch (channel, target)
         WHERE ch.target IS NOT NULL
     )
     SELECT count(*) FROM alerts"""

@@ -17,6 +17,10 @@ Scenarios (each gets its share of N seconds, SCENARIO_WEIGHTS; `--only` runs som
   one, NAIVE_WRITERS writers), so that engine_vs_naive measures batching and nothing else;
 - engine_hot: in-process engine calls, one DEPOSIT-model program whose deposit account takes
   every authorization, spread over the cards;
+- engine_hot_controls: engine_hot with a realistic set of spending controls on its program
+  (CONTROLS_SET: a block list of 50 MCCs, a merchant country block list, a daily amount limit per
+  card high enough to decline nothing), run right after engine_hot on the same database so that
+  the two compare (issue 18: at most 10 % slower);
 - engine_spread: the same over 100 programs (100 partners, 100 deposit accounts);
 - http_hot, http_spread: end to end over HTTPS (mutual TLS) to `antaca serve` running in its
   own process, from a client process (bench.http_load);
@@ -56,7 +60,9 @@ from pathlib import Path
 
 import uvloop
 
+from antaca_auth import controls
 from antaca_auth.cardkeys import CardKeys
+from antaca_auth.control_rules import Level
 from antaca_auth.database import create_pool
 from antaca_auth.engine import AuthorizationEngine, Batching, EngineSettings
 from antaca_auth.ledger import Ledger
@@ -99,11 +105,25 @@ NAIVE_SETTINGS = EngineSettings(batching=Batching.WRITERS, batch_size_max=1, wri
 # Each scenario's share of --seconds, relative (the HTTP ones run their closed and open loops in
 # half the share of the in-process ones). The latency curve of CURVE_SCENARIOS takes CURVE_WEIGHT
 # more: 13 slots (a warm-up, then 4 points x 3 runs).
-SCENARIO_WEIGHTS = {"naive_hot": 1.0, "engine_hot": 1.0, "http_hot": 0.5, "auth_under_abuse": 1.0,
+SCENARIO_WEIGHTS = {"naive_hot": 1.0, "engine_hot": 1.0, "engine_hot_controls": 1.0, "http_hot": 0.5, "auth_under_abuse": 1.0,
                     "pg_floor": 0.5, "engine_spread": 1.0, "http_spread": 0.5}
 CURVE_SCENARIOS = ("engine_hot", "http_hot")
 CURVE_WEIGHT = 3.0
-HOT_SCENARIOS = ("naive_hot", "engine_hot", "http_hot", "auth_under_abuse")
+HOT_SCENARIOS = ("naive_hot", "engine_hot", "engine_hot_controls", "http_hot", "auth_under_abuse")
+# engine_hot_controls' controls, on the program: 50 blocked MCCs (gambling, dating, crypto,
+# adult, weapons... as issuers block them; the traffic's 5411 is not among them), blocked merchant
+# countries, and a daily amount per card that the traffic never reaches.
+BLOCKED_MCCS = ["4829", "5933", "5944", "5960", "5962", "5964", "5965", "5966", "5967", "5968",
+                "5969", "5993", "6010", "6011", "6012", "6050", "6051", "6211", "6300", "6381",
+                "6399", "6529", "6530", "6534", "6540", "7011", "7012", "7273", "7276", "7277",
+                "7297", "7298", "7321", "7322", "7361", "7631", "7800", "7801", "7802", "7841",
+                "7994", "7995", "7996", "7997", "7998", "7999", "8398", "8651", "8661", "9223"]
+BLOCKED_COUNTRIES = ["BY", "CU", "IR", "KP", "RU", "SY", "VE", "MM", "AF", "SD"]
+DAILY_LIMIT_MINOR_UNITS = 10**12
+CONTROLS_SET = (("MCC_BLOCK", {"mccs": BLOCKED_MCCS}),
+                ("COUNTRY_BLOCK", {"countries": BLOCKED_COUNTRIES}),
+                ("VELOCITY",
+                 {"period": "DAY", "per": "CARD", "amountMax": DAILY_LIMIT_MINOR_UNITS}))
 SPREAD_SCENARIOS = ("engine_spread", "http_spread")
 
 
@@ -290,6 +310,24 @@ async def under_abuse(dsn: str, pool, keys: CardKeys, traffic: Traffic, settings
             "approved_share": load["approved_share"], "declined_share": load["declined_share"]}
 
 
+@contextlib.asynccontextmanager
+async def spending_controls(pool, card: dict) -> AsyncIterator[None]:
+    """CONTROLS_SET on the card's program while the block runs (PRODUCT level: the partner's)."""
+    made = []
+    async with pool.acquire() as conn, conn.transaction():
+        for kind, rule in CONTROLS_SET:
+            control_id = uuid.uuid4()
+            await controls.insert(conn, control_id, Level.PRODUCT, card["program"],
+                                  card["partner"], None, "PARTNER", "ACTIVE", kind, rule)
+            made.append(control_id)
+    try:
+        yield
+    finally:
+        async with pool.acquire() as conn, conn.transaction():
+            for control_id in made:
+                await controls.delete(conn, control_id)
+
+
 async def on_database(dsn: str, keys: CardKeys, programs: int, scenarios: list[str], share: float,
                       options: Options) -> dict:
     """The scenarios that share one database (its cards and traffic), in order, each given
@@ -307,6 +345,10 @@ async def on_database(dsn: str, keys: CardKeys, programs: int, scenarios: list[s
             if name == "naive_hot":
                 result = await in_process(dsn, keys, traffic, name, NAIVE_SETTINGS, NAIVE_CALLERS,
                                           seconds)
+            elif name == "engine_hot_controls":
+                async with spending_controls(pool, cards[0]):
+                    result = await in_process(dsn, keys, traffic, name, settings, CALLERS,
+                                              seconds)
             elif name.startswith("engine_"):
                 result = await in_process(dsn, keys, traffic, name, settings, CALLERS, seconds,
                                           curve_seconds)

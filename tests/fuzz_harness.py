@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import aiohttp
 import requests
 
 from antaca_api.routing import ROUTES, Channel, Route
@@ -72,10 +73,22 @@ async def seed(api) -> Seed:
     session = None
     if any(r.path == "/customers/devices/pair" for r in ROUTES):
         session = (await pair_device(api, partner, cid))["sessionToken"]
+    # A second device: the one the unpair route may take away, never the session's own.
+    spare_device = (await pair_device(api, partner, cid, device_id="spare"))["installationId"]
+    async with api.client().post(f"{api.http}/admin/users", headers=bearer(admin), json={
+            "email": "fuzz-spare@antaca.test", "password": "a long enough password",
+            "role": "EMPLOYEE"}) as r:
+        spare_admin = (await r.json())["id"]
     async with partner.post(f"{api.https}/lifecycle/v1/corporations", json={
             "name": "Acme", "registrationNumber": "R1", "country": "PL",
             "address": {"line1": "a", "city": "b", "postalCode": "1", "country": "PL"}}) as r:
         corporation = (await r.json())["dcCorporationId"]
+    form = aiohttp.FormData()
+    form.add_field("kind", "REGISTRY_EXTRACT")
+    form.add_field("file", b"%PDF-1.7\n%%EOF\n", filename="x.pdf", content_type="application/pdf")
+    async with partner.post(f"{api.https}/lifecycle/v1/corporations/{corporation}/documents",
+                            data=form) as r:
+        document = (await r.json())["documentId"]
     async with api.client().post(f"{api.http}/admin/corporations/{corporation}/kyb",
                                  json={"status": "APPROVED"}, headers=bearer(admin)) as r:
         assert r.status == 200, await r.text()
@@ -90,7 +103,8 @@ async def seed(api) -> Seed:
         admin=admin, session=session, jwe_public=client.public_header, jwe=client,
         ids={"customerId": cid, "balanceId": balance, "partnerId": partner_id,
              "programId": program, "cardId": card["cardId"], "dcCorporationId": corporation,
-             "networkId": network, "serial": "00"},
+             "networkId": network, "serial": "00", "installationId": spare_device,
+             "documentId": document, "adminId": spare_admin},
         partner=tls_session(api, "partner", cert, key),
         network=tls_session(api, "network", network_cert, network_key), pan=card["pan"],
     )

@@ -241,6 +241,25 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/integration/test_balances.py::test_partners_cannot_touch_each_others_balances",),
         "a partner reads another partner's balance"),
     Mutation(
+        "corporate_card_scope_reaches_customer_cards", "antaca_api/cards.py",
+        "AND (NOT $4::boolean OR c.corporation_id IS NOT NULL)",
+        "AND (NOT $4::boolean OR $4::boolean)",
+        ("tests/integration/test_corporate_accounts.py::"
+         "test_corporate_card_routes_reach_only_the_partners_corporate_cards",),
+        "the partner's corporate card routes lock, remove or read a customer's card"),
+    Mutation(
+        "corporate_balance_query_reaches_customer_balances", "antaca_api/balances.py",
+        "WHERE b.id = $1 AND b.partner_id = $2 AND b.corporation_id IS NOT NULL",
+        "WHERE b.id = $1 AND b.partner_id = $2",
+        ("tests/integration/test_corporate_accounts.py::"
+         "test_corporate_balance_routes_reach_only_the_partners_corporate_balances",),
+        "the corporate balance routes reload, block or close a customer's balance"),
+    Mutation(
+        "employee_of_another_corporation", "antaca_api/employees.py",
+        "WHERE id = $1 AND corporation_id = $2", "WHERE id = $1 AND $2::uuid IS NOT NULL",
+        ("tests/integration/test_corporate_accounts.py::test_employees_are_the_corporations_own",),
+        "a corporate card names another corporation's employee as its holder"),
+    Mutation(
         "encryption_not_required", "antaca_api/routing.py",
         "if route.encryption is Encryption.REQUIRED and not encrypt_response:",
         "if False:",

@@ -196,6 +196,7 @@ def authorization_request(fields: dict) -> AuthorizationRequest:
         "type": str(_presence(fields) if inquiry else transaction_type(fields)),
     }
     optional = {"cvc2": cvc2(fields), "mcc": numeric(fields, "18", 4, required=False),
+                "posEntryMode": numeric(fields, "22", 3, required=False),
                 "terminalId": text(fields, "41"), "merchantId": text(fields, "42")}
     pin_block = fields.get("52")
     if pin_block is not None:
@@ -215,6 +216,7 @@ def authorization_request(fields: dict) -> AuthorizationRequest:
 
 # The JSON name of each request field and the data element it came from, for FormatError.
 _REQUEST_FIELDS = {"pan": "2", "expiry": "14", "cvc2": "48", "pinBlock": "52", "mcc": "18",
+                   "posEntryMode": "22",
                    "merchantId": "42", "merchantName": "43", "merchantCountry": "43",
                    "terminalId": "41", "messageId": "11"}
 

@@ -2,7 +2,8 @@
 
 import importlib
 
-MODULES = ("admin", "alerts", "balances", "cards", "corporations", "customers", "devices", "docs", "fees", "network",
+MODULES = ("admin", "alerts", "balances", "cards", "controls", "corporations", "customer_service",
+           "customers", "devices", "docs", "fees", "network",
            "network_keys", "partner_balances", "partners", "programs", "public", "summaries", "transfers")
 
 

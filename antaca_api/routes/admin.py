@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
+
+from msgspec import Meta
 
 from antaca_api.admins import (
+    MIN_PASSWORD,
     add_admin_user,
     admin_users,
     audit_entries,
+    change_admin_user,
+    change_own_password,
     hash_admin_password,
     open_session,
+    reset_password,
     revoke_session,
 )
 from antaca_api.domain_errors import InvalidCredentials
@@ -28,6 +35,8 @@ class AdminSession(Body):
     token: str
     expires_at: datetime
     role: Role
+    # True after a password reset: only PUT /admin/users/me/password (and sign-out) is allowed.
+    password_change_required: bool = False
 
 
 @route("POST", "/admin/sessions", channel=Channel.ADMIN, authenticated=False, body=Login, response=AdminSession,
@@ -35,10 +44,11 @@ class AdminSession(Body):
        errors=(InvalidCredentials,))
 async def login(ctx: Context, body: Login) -> AdminSession:
     services = ctx.services
-    token, expires_at, role = await open_session(
+    token, expires_at, role, change_required = await open_session(
         ctx.pool, body.email, body.password, services.clock(), services.settings.admin_session_ttl,
         background_cpu=services.background_cpu)
-    return AdminSession(token=token, expires_at=expires_at, role=role)
+    return AdminSession(token=token, expires_at=expires_at, role=role,
+                        password_change_required=change_required)
 
 
 @route("DELETE", "/admin/sessions/current", channel=Channel.ADMIN, summary="Log out (revoke this session)",
@@ -53,6 +63,7 @@ class NewAdmin(Body):
     email: str
     password: str
     role: Role
+    partner_id: uuid.UUID | None = None  # a partner's staff: sees and changes only its objects
 
 
 class AdminUser(Body):
@@ -61,6 +72,8 @@ class AdminUser(Body):
     role: Role
     active: bool
     created_at: datetime
+    partner_id: uuid.UUID | None = None
+    password_change_required: bool = False
 
 
 @route("POST", "/admin/users", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewAdmin, response=AdminUser,
@@ -69,7 +82,7 @@ async def create_user(ctx: Context, body: NewAdmin) -> AdminUser:
     # Hashed before the transaction: no connection is held while scrypt waits for a thread and runs.
     password_hash = await hash_admin_password(body.password, ctx.services.background_cpu)
     async with ctx.transaction() as conn:
-        row = await add_admin_user(conn, body.email, password_hash, body.role)
+        row = await add_admin_user(conn, body.email, password_hash, body.role, body.partner_id)
         ctx.audit_target = f"admin:{row['id']}"
     return AdminUser(**dict(row))
 
@@ -110,3 +123,54 @@ async def audit_log(ctx: Context, _: None) -> AuditLog:
     rows = await audit_entries(ctx.pool, before=before, limit=limit)
     items = [AuditEntry(**dict(r)) for r in rows]
     return AuditLog(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)
+
+
+class AdminChange(Body):
+    active: bool | None = None  # False: deactivated, their sessions end at once
+    role: Role | None = None
+
+
+@route("PATCH", "/admin/users/{adminId}", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=AdminChange,
+       response=AdminUser,
+       summary="Deactivate or reactivate an administrator, or change their role",
+       tags=("admin",))
+async def change_user(ctx: Context, body: AdminChange) -> AdminUser:
+    admin_id = ctx.path_id("adminId")
+    ctx.audit_target = f"admin:{admin_id}"
+    async with ctx.transaction() as conn:
+        row = await change_admin_user(conn, ctx.admin.admin_id, admin_id, active=body.active,
+                                      role=body.role)
+    return AdminUser(**dict(row))
+
+
+class PasswordReset(Body):
+    temporary_password: Annotated[str, Meta(min_length=MIN_PASSWORD, max_length=256)]
+
+
+@route("POST", "/admin/users/{adminId}/password-reset", channel=Channel.ADMIN, roles=ADMIN_ONLY,
+       body=PasswordReset, response=AdminUser,
+       summary="Give an administrator a temporary password, to be changed at their next sign-in",
+       tags=("admin",))
+async def reset_user_password(ctx: Context, body: PasswordReset) -> AdminUser:
+    admin_id = ctx.path_id("adminId")
+    ctx.audit_target = f"admin:{admin_id}"
+    temporary_hash = await hash_admin_password(body.temporary_password,
+                                               ctx.services.background_cpu)
+    async with ctx.transaction() as conn:
+        row = await reset_password(conn, admin_id, temporary_hash)
+    return AdminUser(**dict(row))
+
+
+class PasswordChange(Body):
+    current_password: Annotated[str, Meta(min_length=1, max_length=256)]
+    new_password: Annotated[str, Meta(min_length=MIN_PASSWORD, max_length=256)]
+
+
+@route("PUT", "/admin/users/me/password", channel=Channel.ADMIN, body=PasswordChange,
+       response=AdminUser, summary="Change one's own password (required after a reset)",
+       tags=("admin",))
+async def change_my_password(ctx: Context, body: PasswordChange) -> AdminUser:
+    ctx.audit_target = f"admin:{ctx.admin.admin_id}"
+    row = await change_own_password(ctx.pool, ctx.admin.admin_id, body.current_password,
+                                    body.new_password, background_cpu=ctx.services.background_cpu)
+    return AdminUser(**dict(row))

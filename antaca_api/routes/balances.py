@@ -113,6 +113,11 @@ async def _transactions(ctx: Context, customer_id: uuid.UUID) -> Transactions:
     row, statement = await repo.customer_statement(
         ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id, customer_id=customer_id,
         balance_id=ctx.path_id("balanceId"), after=after, limit=limit)
+    return transactions_view(row, statement)
+
+
+def transactions_view(row: asyncpg.Record, statement) -> Transactions:
+    """A balance's ledger statement page as its transaction history."""
     kind = AccountKind(row["kind"])
     items = [
         Transaction(
@@ -201,10 +206,13 @@ for _action, _summary in (
 
 
 @route("GET", "/secure/balances/{balanceId}", channel=Channel.PARTNER, response=BalanceView,
-       summary="Get any of the partner's balances (customer or corporate)", tags=("balances",))
+       summary="Get any of the partner's balances (customer or corporate) with its cards",
+       tags=("balances",))
 async def get_partner_balance(ctx: Context, _: None) -> BalanceView:
-    row = await repo.partner_balance(ctx.pool, ctx.partner_id, ctx.path_id("balanceId"))
-    return balance_view(row)
+    async with ctx.pool.acquire() as conn:
+        row, cards = await repo.partner_balance_with_cards(conn, ctx.partner_id,
+                                                           ctx.path_id("balanceId"), ["REMOVED"])
+    return balance_view(row, card_views(cards))
 
 
 # --- customer channel ------------------------------------------------------------------------

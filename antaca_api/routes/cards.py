@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api import cards as repo
+from antaca_api import corporations
 from antaca_api.customers import partner_of_customer
 from antaca_api.domain_errors import (
     CardDataUnavailable,
@@ -18,7 +19,6 @@ from antaca_api.domain_errors import (
     NotFound,
     ProcessorFailure,
 )
-from antaca_api.fields import Name
 from antaca_api.routes.customers import Address
 from antaca_api.routing import ADMIN_MANAGER, Channel, Context, Encryption, route
 from antaca_api.schema import Body
@@ -41,7 +41,7 @@ class NewVirtualCard(Body):
 class NewCorporateVirtualCard(Body):
     dc_corporation_id: uuid.UUID
     balance_id: uuid.UUID
-    holder_name: Name
+    employee_id: uuid.UUID  # the holder: an employee of the corporation
     program_id: uuid.UUID | None = None
 
 
@@ -55,7 +55,7 @@ class NewPhysicalCard(Body):
 class NewCorporatePhysicalCard(Body):
     dc_corporation_id: uuid.UUID
     balance_id: uuid.UUID
-    holder_name: Name
+    employee_id: uuid.UUID  # the holder: an employee of the corporation
     name_on_card: Annotated[str, Meta(min_length=1, max_length=26)]
     delivery_address: Address
     program_id: uuid.UUID | None = None
@@ -137,11 +137,13 @@ async def customer_holder(ctx: Context) -> repo.Holder:
 def scope(ctx: Context) -> repo.CardScope:
     if ctx.customer is not None:
         return repo.CardScope(ctx.partner_id, ctx.customer.customer_id)
-    if ctx.admin is not None:
-        return repo.CardScope(None)
+    if ctx.admin is not None:  # a partner's staff member: that partner's cards only
+        return repo.CardScope(ctx.admin.partner_id)
     if "customerId" in ctx.request.match_info:
         return repo.CardScope(ctx.partner_id, ctx.path_id("customerId"))
-    return repo.CardScope(ctx.partner_id)
+    if ctx.request.path.startswith(f"{CORPORATE}/"):  # /secure/cards/{cardId}/...
+        return repo.CardScope(ctx.partner_id, corporate=True)
+    return repo.CardScope(ctx.partner_id)  # /lifecycle/v1/cards/{cardId}: any of the partner's
 
 
 def register(paths: list[tuple[str, Channel, frozenset | None]], method: str, **kw):
@@ -157,6 +159,7 @@ def register(paths: list[tuple[str, Channel, frozenset | None]], method: str, **
 
 
 ME, SECURE, ADMIN = "/customers/me/cards", "/secure/customers/{customerId}/cards", "/admin/cards"
+CORPORATE = "/secure/cards"  # the partner's corporate cards, by card id
 
 
 # --- issuing ---------------------------------------------------------------------------------
@@ -189,7 +192,7 @@ async def issue_virtual(ctx: Context, body: NewVirtualCard):
        tags=("cards",), errors=ISSUING_ERRORS)
 async def issue_corporate_virtual(ctx: Context, body: NewCorporateVirtualCard) -> CardData:
     holder = repo.Holder(partner_id=ctx.partner_id, corporation_id=body.dc_corporation_id,
-                         holder_name=body.holder_name)
+                         employee_id=body.employee_id)
     return await _virtual(ctx, holder, body.balance_id, body.program_id)
 
 
@@ -229,7 +232,8 @@ async def order_physical(ctx: Context, body: NewPhysicalCard) -> CardSummary:
 @route("POST", "/secure/cards/physical", channel=Channel.PARTNER, body=NewCorporatePhysicalCard,
        response=CardSummary, status=201, encryption=JWE, summary="Order a corporate physical card", tags=("cards",))
 async def order_corporate_physical(ctx: Context, body: NewCorporatePhysicalCard) -> CardSummary:
-    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id, holder_name=body.holder_name)
+    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id,
+                         employee_id=body.employee_id)
     return await _physical(ctx, holder, body)
 
 
@@ -240,7 +244,8 @@ async def order_corporate_physical_with_pin(ctx: Context, body: NewCorporatePhys
     problem = cardstate.pin_problem(body.pin)
     if problem is not None:  # checked before anything is ordered: a refused request leaves nothing
         raise InvalidPin(problem)
-    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id, holder_name=body.holder_name)
+    holder = repo.Holder(ctx.partner_id, corporation_id=body.dc_corporation_id,
+                         employee_id=body.employee_id)
     return await _physical(ctx, holder, body, pin=body.pin)
 
 
@@ -277,13 +282,54 @@ async def card_status(ctx: Context, _: None) -> CardSummary:
         return summary(await _visible_card(ctx, conn))
 
 
-@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{SECURE}/{{cardId}}", Channel.PARTNER, None)], "GET",
+@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None),
+           (f"{SECURE}/{{cardId}}", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}", Channel.PARTNER, None)], "GET",
           response=CardData, encryption=JWE, tags=("cards",),
           summary="Full card data: PAN, expiry, CVC2", errors=(NotFound, CardDataUnavailable))
 async def card_data(ctx: Context, _: None) -> CardData:
     async with ctx.pool.acquire() as conn:
         row = await _visible_card(ctx, conn)
     return data_view(row, repo.card_secrets(ctx.services, row))
+
+
+class CardHolder(Body):
+    """The employee a corporate card names."""
+
+    employee_id: uuid.UUID
+    name: str
+    email: str
+    phone: str | None = None
+
+
+class CorporateCard(CardSummary, kw_only=True):
+    """A corporate card as its partner sees it: the summary, its corporation and its holder
+    (null for a card issued before cards named employees)."""
+
+    dc_corporation_id: uuid.UUID
+    holder: CardHolder | None = None
+
+
+def holder_view(employee) -> CardHolder | None:
+    if employee is None:
+        return None
+    return CardHolder(employee_id=employee["id"], name=employee["name"], email=employee["email"],
+                      phone=employee["phone"])
+
+
+def corporate_view(row, employee) -> CorporateCard:
+    base = msgspec.structs.asdict(summary(row))
+    return CorporateCard(**base, dc_corporation_id=row["corporation_id"],
+                         holder=holder_view(employee))
+
+
+@route("GET", f"{CORPORATE}/{{cardId}}/status", channel=Channel.PARTNER, response=CorporateCard,
+       tags=("cards",), summary="A corporate card's status and holder (no card data)")
+async def corporate_card_status(ctx: Context, _: None) -> CorporateCard:
+    async with ctx.pool.acquire() as conn:
+        row, employee = await corporations.corporate_card(conn, ctx.partner_id,
+                                                          ctx.path_id("cardId"))
+    return corporate_view(row, employee)
 
 
 class CardEvent(Body):
@@ -322,6 +368,7 @@ async def _transition(ctx: Context, rule, event: str, reason: int | None = None)
 
 @register([(f"{ME}/{{cardId}}/activate", Channel.CUSTOMER, None),
            (f"{SECURE}/{{cardId}}/activate", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}/activate", Channel.PARTNER, None),
            (f"{ADMIN}/{{cardId}}/activate", Channel.ADMIN, None)], "POST", response=CardSummary, tags=("cards",),
           summary="Activate a delivered physical card")
 async def activate(ctx: Context, _: None) -> CardSummary:
@@ -336,6 +383,7 @@ class Lock(Body):
 
 
 @register([(f"{ME}/{{cardId}}/lock", Channel.CUSTOMER, None), (f"{SECURE}/{{cardId}}/lock", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}/lock", Channel.PARTNER, None),
            (f"{ADMIN}/{{cardId}}/lock", Channel.ADMIN, None)], "POST", body=Lock, response=CardSummary,
           tags=("cards",), summary="Lock a card with a reason code (1, 2, 5 and 8 are irreversible)")
 async def lock(ctx: Context, body: Lock) -> CardSummary:
@@ -344,13 +392,18 @@ async def lock(ctx: Context, body: Lock) -> CardSummary:
 
 @register([(f"{ME}/{{cardId}}/unlock", Channel.CUSTOMER, None),
            (f"{SECURE}/{{cardId}}/unlock", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}/unlock", Channel.PARTNER, None),
            (f"{ADMIN}/{{cardId}}/unlock", Channel.ADMIN, None)], "POST", response=CardSummary, tags=("cards",),
           summary="Unlock a card (refused for irreversible lock reasons)")
 async def unlock(ctx: Context, _: None) -> CardSummary:
     return await _transition(ctx, cardstate.unlock, "UNLOCKED")
 
 
-@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None), (f"{ADMIN}/{{cardId}}", Channel.ADMIN, None)], "DELETE",
+@register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None),
+           (f"{ADMIN}/{{cardId}}", Channel.ADMIN, None),
+           (f"{CORPORATE}/{{cardId}}", Channel.PARTNER, None),
+           (f"{SECURE}/{{cardId}}", Channel.PARTNER, None),
+           ("/lifecycle/v1/cards/{cardId}", Channel.PARTNER, None)], "DELETE",
           response=CardSummary, tags=("cards",), summary="Remove a card: final, it can never be restored or used")
 async def remove(ctx: Context, _: None) -> CardSummary:
     return await _transition(ctx, cardstate.remove, "REMOVED")
@@ -359,9 +412,10 @@ async def remove(ctx: Context, _: None) -> CardSummary:
 @route("POST", f"{ADMIN}/{{cardId}}/cvv", channel=Channel.ADMIN, response=CardSummary,
        encryption=JWE, tags=("cards",),
        summary="Issue a new CVC2 for a virtual card (the holder reads it in the app); masked card")
-@route("POST", f"{ME}/{{cardId}}/cvv", channel=Channel.CUSTOMER, response=CardData, encryption=JWE,
-       tags=("cards",),
-       summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")
+@register([(f"{ME}/{{cardId}}/cvv", Channel.CUSTOMER, None),
+           (f"{CORPORATE}/{{cardId}}/cvv", Channel.PARTNER, None)],
+          "POST", response=CardData, encryption=JWE, tags=("cards",),
+          summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")
 async def reset_cvv(ctx: Context, _: None):
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:
@@ -377,8 +431,11 @@ class SetPin(Body):
     pin: Annotated[str, Meta(min_length=4, max_length=12)]
 
 
-@route("POST", f"{ME}/{{cardId}}/pin", channel=Channel.CUSTOMER, body=SetPin, encryption=JWE, tags=("cards",),
-       summary="Set the card's PIN (4-12 digits, not trivial); only a verification value is kept")
+@register([(f"{ME}/{{cardId}}/pin", Channel.CUSTOMER, None),
+           (f"{CORPORATE}/{{cardId}}/pin", Channel.PARTNER, None)], "POST", body=SetPin,
+          encryption=JWE, tags=("cards",),
+          summary="Set the card's PIN (4-12 digits, not trivial); only a verification value is "
+                  "kept")
 async def set_pin(ctx: Context, body: SetPin) -> None:
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
 import uuid
@@ -13,12 +14,22 @@ from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from msgspec import Meta
 
+from antaca_api import balances
 from antaca_api import corporations as repo
 from antaca_api.corporations import KybStatus
 from antaca_api.domain_errors import DocumentRejected, ValidationFailed
 from antaca_api.errors import ApiError, PayloadTooLarge, UnsupportedMediaType
-from antaca_api.fields import Country, Currency, Text
-from antaca_api.routes.balances import BalanceView, balance_view
+from antaca_api.fields import Country, Currency, Email, Name, Phone, Text
+from antaca_api.routes.balances import (
+    BalanceView,
+    Reload,
+    ReloadResult,
+    Transactions,
+    balance_view,
+    card_views,
+    transactions_view,
+)
+from antaca_api.routes.cards import CorporateCard, corporate_view
 from antaca_api.routes.customers import Address
 from antaca_api.routing import ADMIN_MANAGER, PAGE_SIZE_MAX, Channel, Context, route
 from antaca_api.schema import Body, Page
@@ -162,7 +173,7 @@ async def upload_document(ctx: Context, _: None) -> Document:
     async with ctx.transaction() as conn:
         row = await repo.add_document(conn, corporation_id, ctx.partner_id, kind=kind,
                                       filename=filename, content_type=content_type, content=content,
-                                      sha256=digest)
+                                      sha256=digest, keys=ctx.services.card_keys)
     return Document(**dict(row))
 
 
@@ -220,7 +231,8 @@ async def admin_list(ctx: Context, _: None) -> AdminCorporations:
         raise ValidationFailed("kybStatus must be SUBMITTED, APPROVED, REJECTED or ON_HOLD")
     limit = ctx.page_size()
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
-    rows = await repo.corporations_by_status(ctx.pool, status, after=after, limit=limit)
+    rows = await repo.corporations_by_status(ctx.pool, status, after=after, limit=limit,
+                                             partner_scope=ctx.admin.partner_id)
     return AdminCorporations(items=[corporation_view(r) for r in rows],
                              next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
 
@@ -258,3 +270,176 @@ async def open_corporate_balance(ctx: Context, body: NewCorporateBalance) -> Bal
         row = await repo.open_corporate_balance(conn, ctx.services.ledger, ctx.partner_id,
                                                 body.dc_corporation_id, body.currency)
         return balance_view(row)
+
+
+# --- employees: the holders corporate cards name ----------------------------------------------
+
+STATEMENT_PAGE_SIZE_MAX = 500  # as a customer balance's history
+CURSOR_MAX = 2**62
+
+
+def _page(ctx: Context) -> tuple[int, int]:
+    """The list's (cursor, limit) from the query."""
+    return ctx.query_int("cursor", 0, low=0, high=CURSOR_MAX), ctx.page_size()
+
+
+def _next_cursor(rows, limit: int) -> str | None:
+    return str(rows[-1]["seq"]) if len(rows) == limit else None
+
+
+class NewEmployee(Body):
+    name: Name
+    email: Email
+    phone: Phone | None = None
+
+
+class Employee(Body):
+    employee_id: uuid.UUID
+    dc_corporation_id: uuid.UUID
+    name: str
+    email: str
+    phone: str | None
+    created_at: datetime
+
+
+class Employees(Page, kw_only=True):
+    items: list[Employee]
+
+
+def employee_view(row) -> Employee:
+    return Employee(employee_id=row["id"], dc_corporation_id=row["corporation_id"],
+                    name=row["name"], email=row["email"], phone=row["phone"],
+                    created_at=row["created_at"])
+
+
+@route("POST", "/lifecycle/v1/corporations/{dcCorporationId}/employees", channel=Channel.PARTNER,
+       body=NewEmployee, response=Employee, status=201, tags=("corporations",),
+       summary="Record an employee of the corporation: the holder a corporate card names "
+               "(one per e-mail)")
+async def add_employee(ctx: Context, body: NewEmployee) -> Employee:
+    async with ctx.transaction() as conn:
+        return employee_view(await repo.add_employee(
+            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), name=body.name,
+            email=body.email, phone=body.phone))
+
+
+@route("GET", "/lifecycle/v1/corporations/{dcCorporationId}/employees", channel=Channel.PARTNER,
+       response=Employees, tags=("corporations",), page_size_max=PAGE_SIZE_MAX,
+       summary="The corporation's employees (cursor pagination)")
+async def list_employees(ctx: Context, _: None) -> Employees:
+    after, limit = _page(ctx)
+    async with ctx.pool.acquire() as conn:
+        rows = await repo.corporation_employees(
+            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), after=after, limit=limit)
+    return Employees(items=[employee_view(r) for r in rows], next_cursor=_next_cursor(rows, limit))
+
+
+# --- what a corporation owns: balances and cards ------------------------------------------------
+
+
+class CorporateBalances(Page, kw_only=True):
+    items: list[BalanceView]
+
+
+class CorporateCards(Page, kw_only=True):
+    items: list[CorporateCard]
+
+
+@route("GET", "/lifecycle/v1/corporations/{dcCorporationId}/balances", channel=Channel.PARTNER,
+       response=CorporateBalances, tags=("balances",), page_size_max=PAGE_SIZE_MAX,
+       summary="The corporation's balances with their cards (cursor pagination)")
+async def list_corporate_balances(ctx: Context, _: None) -> CorporateBalances:
+    after, limit = _page(ctx)
+    async with ctx.pool.acquire() as conn:
+        rows, cards = await repo.corporation_balances(
+            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), ["REMOVED"], after=after,
+            limit=limit)
+    items = [balance_view(r, card_views(cards.get(r["id"], []))) for r in rows]
+    return CorporateBalances(items=items, next_cursor=_next_cursor(rows, limit))
+
+
+def _cards_page(rows, holders, limit: int) -> CorporateCards:
+    return CorporateCards(items=[corporate_view(r, holders.get(r["employee_id"])) for r in rows],
+                          next_cursor=_next_cursor(rows, limit))
+
+
+@route("GET", "/lifecycle/v1/corporations/{dcCorporationId}/cards", channel=Channel.PARTNER,
+       response=CorporateCards, tags=("cards",), page_size_max=PAGE_SIZE_MAX,
+       summary="The corporation's cards with their holders, masked (cursor pagination)")
+async def list_corporation_cards(ctx: Context, _: None) -> CorporateCards:
+    after, limit = _page(ctx)
+    async with ctx.pool.acquire() as conn:
+        rows, holders = await repo.corporation_cards(
+            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), after=after, limit=limit)
+    return _cards_page(rows, holders, limit)
+
+
+@route("GET", "/secure/balances/{balanceId}/cards", channel=Channel.PARTNER,
+       response=CorporateCards, tags=("cards",), page_size_max=PAGE_SIZE_MAX,
+       summary="The cards under a corporate balance, masked (cursor pagination)")
+async def list_corporate_balance_cards(ctx: Context, _: None) -> CorporateCards:
+    after, limit = _page(ctx)
+    async with ctx.pool.acquire() as conn:
+        rows, holders = await repo.corporate_balance_cards(
+            conn, ctx.partner_id, ctx.path_id("balanceId"), after=after, limit=limit)
+    return _cards_page(rows, holders, limit)
+
+
+@route("POST", "/secure/balances/{balanceId}/reload", channel=Channel.PARTNER, body=Reload,
+       response=ReloadResult, tags=("balances",),
+       summary="Top up a corporate balance (idempotent per reference), through the funding "
+               "model as a customer's balance: from the partner credit balance for CREDIT-model "
+               "programs")
+async def reload_corporate_balance(ctx: Context, body: Reload) -> ReloadResult:
+    outcome = await balances.reload_corporate_balance(
+        ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id,
+        balance_id=ctx.path_id("balanceId"), amount=body.amount, reference=body.reference)
+    return ReloadResult(transaction_id=outcome.transaction_id, amount=body.amount,
+                        reference=body.reference, replayed=outcome.replayed,
+                        balance=balance_view(outcome.balance))
+
+
+def _corporate_state_route(action: str, summary: str) -> None:
+    async def handler(ctx: Context, _: None) -> BalanceView:
+        async with ctx.transaction() as conn:
+            return balance_view(await balances.change_corporate_balance_state(
+                conn, ctx.partner_id, ctx.path_id("balanceId"), action))
+
+    handler.__name__ = f"{action}_corporate_balance"
+    route("POST", f"/secure/balances/{{balanceId}}/{action}", channel=Channel.PARTNER,
+          response=BalanceView, summary=summary, tags=("balances",))(handler)
+
+
+_corporate_state_route("block", "Block a corporate balance: no reload or spending until unblocked")
+_corporate_state_route("unblock", "Unblock a blocked corporate balance")
+_corporate_state_route("close",
+                       "Close a corporate balance (final; only at zero with nothing pending)")
+
+
+@route("GET", "/secure/balances/{balanceId}/transactions", channel=Channel.PARTNER,
+       response=Transactions, tags=("balances",), page_size_max=STATEMENT_PAGE_SIZE_MAX,
+       summary="A corporate balance's statement: its transactions, oldest first "
+               "(cursor pagination)")
+async def corporate_transactions(ctx: Context, _: None) -> Transactions:
+    after = ctx.query_int("cursor", 0, low=0, high=CURSOR_MAX)
+    limit = ctx.page_size()
+    row, statement = await balances.corporate_statement(
+        ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id,
+        balance_id=ctx.path_id("balanceId"), after=after, limit=limit)
+    return transactions_view(row, statement)
+class DocumentContent(Body):
+    document: Document
+    content_base64: str  # the file as uploaded (stored encrypted at rest)
+
+
+@route("GET", "/admin/corporations/{dcCorporationId}/documents/{documentId}", channel=Channel.ADMIN,
+       roles=ADMIN_MANAGER, response=DocumentContent, tags=("corporations",),
+       summary="Download a KYB document for review: its metadata and content (base64)")
+async def download_document(ctx: Context, _: None) -> DocumentContent:
+    async with ctx.pool.acquire() as conn:
+        row, content = await repo.document_content(
+            conn, ctx.path_id("dcCorporationId"), ctx.path_id("documentId"),
+            ctx.admin.partner_id, ctx.services.card_keys)
+    metadata = Document(**{f: row[f] for f in Document.__struct_fields__})
+    return DocumentContent(document=metadata,
+                           content_base64=base64.b64encode(content).decode())

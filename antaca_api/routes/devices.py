@@ -90,3 +90,39 @@ async def authenticate(ctx: Context, body: Authenticate) -> Session:
 async def sign_out(ctx: Context, _: None) -> None:
     token = bearer_token(ctx.request.headers.get("Authorization"))
     await repo.revoke_session(ctx.pool, token)
+
+
+class Device(Body):
+    installation_id: uuid.UUID
+    device_id: str
+    active: bool  # False: unpaired (by the partner, or replaced by a new pairing on the device)
+    paired_at: datetime
+    unpaired_at: datetime | None
+
+
+class Devices(Body):
+    items: list[Device]
+
+
+def device_view(row) -> Device:
+    return Device(installation_id=row["id"], device_id=row["device_id"], active=row["active"],
+                  paired_at=row["created_at"], unpaired_at=row["deactivated_at"])
+
+
+@route("GET", "/secure/customers/{customerId}/devices", channel=Channel.PARTNER, response=Devices,
+       summary="A customer's paired devices, newest first (unpaired ones included)",
+       tags=("devices",))
+async def list_devices(ctx: Context, _: None) -> Devices:
+    async with ctx.pool.acquire() as conn:
+        rows = await repo.customer_devices(conn, ctx.partner_id, ctx.path_id("customerId"))
+    return Devices(items=[device_view(r) for r in rows])
+
+
+@route("DELETE", "/secure/customers/{customerId}/devices/{installationId}",
+       channel=Channel.PARTNER, response=Device,
+       summary="Unpair a customer's device: its sessions end at once", tags=("devices",))
+async def unpair_device(ctx: Context, _: None) -> Device:
+    async with ctx.transaction() as conn:
+        row = await repo.unpair(conn, ctx.partner_id, ctx.path_id("customerId"),
+                                ctx.path_id("installationId"), ctx.services.clock())
+    return device_view(row)

@@ -149,11 +149,16 @@ async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
     customer_id = ctx.path_id("customerId")
     async with ctx.pool.acquire() as conn:
         rows = await card_transactions.for_customer(conn, ctx.partner_id, customer_id)
-    return CardTransactions(items=[
+    return CardTransactions(items=transaction_views(rows))
+
+
+def transaction_views(rows) -> list[CardTransaction]:
+    """Card transactions as partners and administrators see them."""
+    return [
         CardTransaction(authorization_id=r["id"], balance_id=r["balance_id"], type=r["type"], amount=r["amount"],
                         currency=r["currency"], decision=r["decision"], response_code=r["response_code"],
                         reason=r["reason"], approved_amount=r["approved_amount"], merchant_name=r["merchant_name"],
                         created_at=r["created_at"], events=msgspec.json.decode(r["events"]),
                         billing_amount=r["billing_amount"], transaction_fee=r["transaction_fee"],
                         conversion_fee=r["conversion_fee"])
-        for r in rows])
+        for r in rows]

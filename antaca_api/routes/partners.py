@@ -93,7 +93,8 @@ async def rotate_webhook_secret(ctx: Context, _: None) -> WebhookSecret:
 @route("GET", "/admin/partners", channel=Channel.ADMIN, response=Partners, summary="List partners",
        tags=("partners",))
 async def list_partners(ctx: Context, _: None) -> Partners:
-    return Partners(items=[Partner(**dict(r)) for r in await repo.all_partners(ctx.pool)])
+    rows = await repo.all_partners(ctx.pool, ctx.admin.partner_id)
+    return Partners(items=[Partner(**dict(r)) for r in rows])
 
 
 @route("GET", "/admin/partners/{partnerId}", channel=Channel.ADMIN, response=Partner, summary="Get a partner",

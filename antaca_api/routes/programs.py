@@ -53,6 +53,7 @@ class CardProgram(Body):
     stand_in_mode: StandInMode = StandInMode.DECLINE
     stand_in_limit: int = 0  # per card and UTC day, minor units of the program's currency
     ecommerce_without_cvc2: bool = False
+    time_zone: str = "UTC"  # where the program's velocity limits' days begin
 
 
 class CardPrograms(Body):
@@ -65,7 +66,7 @@ def program_view(r) -> CardProgram:
                        validity_months=r["validity_months"], processor=r["processor"],
                        processor_config=r["processor_config"], created_at=r["created_at"],
                        stand_in_mode=StandInMode(r["stand_in_mode"]), stand_in_limit=r["stand_in_limit"],
-                       ecommerce_without_cvc2=r["ecommerce_without_cvc2"])
+                       ecommerce_without_cvc2=r["ecommerce_without_cvc2"], time_zone=r["time_zone"])
 
 
 @route("POST", "/admin/programs", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewProgram, response=CardProgram,
@@ -90,7 +91,8 @@ async def create_program(ctx: Context, body: NewProgram) -> CardProgram:
 @route("GET", "/admin/programs", channel=Channel.ADMIN, response=CardPrograms, summary="List card programs",
        tags=("programs",))
 async def list_programs(ctx: Context, _: None) -> CardPrograms:
-    return CardPrograms(items=[program_view(r) for r in await programs.all_programs(ctx.pool)])
+    rows = await programs.all_programs(ctx.pool, ctx.admin.partner_id)
+    return CardPrograms(items=[program_view(r) for r in rows])
 
 
 @route("GET", "/admin/programs/{programId}", channel=Channel.ADMIN, response=CardProgram,

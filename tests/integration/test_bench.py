@@ -277,3 +277,17 @@ def test_pg_floor_runs_on_an_earlier_schema(pg_server):
 
     figures = asyncio.run(run())
     assert figures["holds_per_auth"] == 2 and figures["one_connection"]["auths_per_s"] > 0
+
+
+def test_engine_hot_controls_reports_the_same_shape_and_declines_nothing_more(pg_server,
+                                                                             template_db):
+    """engine_hot_controls: engine_hot's traffic under CONTROLS_SET, none of which the traffic
+    breaks (its MCC is not blocked, it names no country, the daily limit is never reached)."""
+    only = {"engine_hot_controls"}
+    figures = asyncio.run(auth_bench.main(3.0, only, auth_bench.Options(cards=300),
+                                          database=fresh_databases(pg_server, template_db)))
+    scenario = figures["engine_hot_controls"]
+    assert set(scenario) == {"auths_per_s", "p50_ms", "p95_ms", "p99_ms", "approved_share",
+                             "declined_share", "stand_in_share", "declines"}
+    assert_plausible_answers("engine_hot_controls", scenario)
+    assert not any(reason.startswith("CONTROL_") for reason in scenario["declines"])

@@ -90,7 +90,13 @@ PAGE_MAXIMUM = {
     "/secure/customers": 200,
     "/lifecycle/v1/corporations": 200,
     "/admin/corporations": 200,
+    "/admin/customers": 200,
+    "/admin/customers/{customerId}/balances/{balanceId}/transactions": 200,
+    "/secure/partner/balances/{balanceId}/statement": 200,
+    "/admin/partners/{partnerId}/balances/{balanceId}/statement": 200,
 }
+# Under these paths {balanceId} is the partner's own deposit balance, not a customer's.
+PARTNER_BALANCE_PATHS = ("/secure/partner/balances/", "/admin/partners/{partnerId}/balances/")
 
 
 def test_every_paginated_route_has_a_known_maximum():
@@ -98,8 +104,9 @@ def test_every_paginated_route_has_a_known_maximum():
 
 
 async def get(w: World, route: Route, limit: int) -> tuple[int, dict]:
+    balance = w.partner_balance if route.path.startswith(PARTNER_BALANCE_PATHS) else w.balance
     path = (route.path.replace("{partnerId}", w.partner_id).replace("{customerId}", w.cid)
-            .replace("{balanceId}", w.balance))
+            .replace("{balanceId}", balance))
     assert "{" not in path, f"fill {path}"
     if route.channel is Channel.PARTNER:
         client, url, headers = w.partner, f"{w.api.https}{path}", {}
@@ -113,6 +120,10 @@ async def get(w: World, route: Route, limit: int) -> tuple[int, dict]:
 
 async def test_each_list_serves_its_maximum_page_and_refuses_one_more(api, jwe_key):
     w = await World().setup(api, jwe_key)
+    async with w.partner.post(f"{api.https}/secure/partner/balances",
+                              json={"kind": "DEPOSIT", "currency": "EUR"}) as r:
+        assert r.status == 201, await r.text()
+        w.partner_balance = (await r.json())["balanceId"]
     wrong = []
     for route in PAGED:
         maximum = PAGE_MAXIMUM[route.path]

@@ -310,31 +310,37 @@ async def approved_corporation(api, partner_id: str) -> tuple[str, str]:
 async def test_corporate_cards(api, jwe_key):
     w = await World().setup(api, jwe_key)
     corporation, balance = await approved_corporation(api, w.partner_id)
+    async with w.partner.post(f"{api.https}/lifecycle/v1/corporations/{corporation}/employees",
+                              json={"name": "Grace Hopper", "email": "grace@acme.example"}) as r:
+        assert r.status == 201, await r.text()
+        employee = (await r.json())["employeeId"]
     status, card = await w.jwe.request(w.partner, "POST", f"{api.https}/secure/cards/virtual", {
-        "dcCorporationId": corporation, "balanceId": balance, "holderName": "Grace Hopper"})
+        "dcCorporationId": corporation, "balanceId": balance, "employeeId": employee})
     assert status == 201 and card["balanceId"] == balance and luhn_valid(card["pan"])
     status, body = await w.jwe.request(w.partner, "POST", f"{api.https}/secure/cards/virtual", {
-        "dcCorporationId": corporation, "balanceId": w.balance, "holderName": "Grace Hopper"})
+        "dcCorporationId": corporation, "balanceId": w.balance, "employeeId": employee})
     assert status == 404  # a user's balance is not the corporation's: cards never cross balances
     address = {"line1": "Main 1", "city": "Warsaw", "postalCode": "00-001", "country": "PL"}
     status, ordered = await w.jwe.request(w.partner, "POST", f"{api.https}/secure/cards/physical_with_pin", {
-        "dcCorporationId": corporation, "balanceId": balance, "holderName": "Grace Hopper",
+        "dcCorporationId": corporation, "balanceId": balance, "employeeId": employee,
         "nameOnCard": "GRACE HOPPER", "deliveryAddress": address, "pin": "4821"})
     assert status == 201 and ordered["status"] == "ORDERED"
     async with api.services.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT pin_verification, holder_name, corporation_id FROM cards WHERE id = $1",
-                                  uuid.UUID(ordered["cardId"]))
+        row = await conn.fetchrow(
+            "SELECT pin_verification, holder_name, employee_id FROM cards WHERE id = $1",
+            uuid.UUID(ordered["cardId"]))
     assert row["pin_verification"] is not None and row["holder_name"] == "Grace Hopper"
+    assert str(row["employee_id"]) == employee
     status, body = await w.jwe.request(w.partner, "POST", f"{api.https}/secure/cards/physical_with_pin", {
-        "dcCorporationId": corporation, "balanceId": balance, "holderName": "G", "nameOnCard": "G",
-        "deliveryAddress": address, "pin": "1111"})
+        "dcCorporationId": corporation, "balanceId": balance, "employeeId": employee,
+        "nameOnCard": "G", "deliveryAddress": address, "pin": "1111"})
     assert (status, body["code"]) == (400, "INVALID_PIN")
     async with api.services.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM cards WHERE corporation_id = $1",
                                    uuid.UUID(corporation)) == 2  # the refused order left no card behind
     _, stranger = await api.partner(w.admin)
     status, body = await w.jwe.request(stranger, "POST", f"{api.https}/secure/cards/virtual", {
-        "dcCorporationId": corporation, "balanceId": balance, "holderName": "X"})
+        "dcCorporationId": corporation, "balanceId": balance, "employeeId": employee})
     assert status == 404
 
 

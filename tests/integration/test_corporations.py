@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import uuid
 
 import aiohttp
 import msgspec
@@ -130,7 +132,18 @@ async def test_onboarding_documents_review_and_corporate_balance(api):
     async with api.services.pool.acquire() as conn:
         stored = await conn.fetchrow("SELECT content, sha256 FROM corporation_documents WHERE id = $1",
                                      document["documentId"])
-    assert bytes(stored["content"]) == PDF and stored["sha256"] == hashlib.sha256(bytes(stored["content"])).hexdigest()
+    # Encrypted at rest: the stored bytes are not the file, and hold none of it in clear.
+    assert PDF[:64] not in bytes(stored["content"])
+    assert stored["sha256"] == hashlib.sha256(PDF).hexdigest()
+    # A reviewer downloads the file exactly as uploaded.
+    document_path = f"/admin/corporations/{cid}/documents/{image['documentId']}"
+    async with api.client().get(f"{api.http}{document_path}", headers=bearer(admin)) as r:
+        assert r.status == 200
+        downloaded = await r.json()
+    assert downloaded["document"] == image and base64.b64decode(downloaded["contentBase64"]) == PNG
+    async with api.client().get(f"{api.http}/admin/corporations/{cid}/documents/{uuid.uuid4()}",
+                                headers=bearer(admin)) as r:
+        assert r.status == 404
 
     status, body = await open_corporate(api, partner, cid)
     assert (status, body["code"]) == (409, "CORPORATION_NOT_APPROVED")

@@ -18,9 +18,10 @@ partner B with customer B1, each with a funded balance and a virtual card):
 
 and none of those calls changes a row of any table. A 404 for another tenant's object must be
 exactly the 404 for an id that exists nowhere, so an answer never tells that the object exists.
-Administrators are platform-wide in Antaca (no partner scope), so "an admin of another
-partner's scope" does not exist; admin routes are checked by role and channel, and by the
-partner-in-path mismatch above.
+Here the administrators are the platform's own staff (no partner scope); admin routes are checked
+by role and channel, and by the partner-in-path mismatch above. Partner-scoped staff (an
+administrator of partner A against partner B's objects) have their own matrix over every admin
+route: tests/integration/test_staff_scope.py.
 
 Last, the owner calls the route: it must not be refused as unauthenticated, forbidden or not
 found, else the ids were wrong and the 404s above proved nothing.
@@ -67,14 +68,27 @@ def _unique(prefix: str) -> str:
 FILLERS = {
     "customerId": lambda route, rec: rec["customerId"],
     # Under /admin/partners a balance is the partner's deposit balance, elsewhere a customer's.
+    # Under /admin/partners a balance is the partner's deposit balance, under /secure/balances
+    # the partner's corporate balance, elsewhere a customer's.
     "balanceId": lambda route, rec: rec[
-        "partnerBalanceId" if route.path.startswith("/admin/partners/") else "balanceId"],
-    "cardId": lambda route, rec: rec["cardId"],
+        "partnerBalanceId" if route.path.startswith(("/admin/partners/", "/secure/partner/"))
+        else "corporateBalanceId" if route.path.startswith("/secure/balances/") else "balanceId"],
+    # Under /secure/cards a card is the partner's corporate card, elsewhere a customer's.
+    "cardId": lambda route, rec: rec[
+        "corporateCardId" if route.path.startswith("/secure/cards/") else "cardId"],
+    # A spare paired device of the customer: unpairing it leaves the customer's session alone.
+    "installationId": lambda route, rec: rec["installationId"],
+    "documentId": lambda route, rec: rec["documentId"],
+    # A spare administrator: the target of the user-management routes.
+    "adminId": lambda route, rec: rec["adminId"],
     "dcCorporationId": lambda route, rec: rec["dcCorporationId"],
     "partnerId": lambda route, rec: rec["partnerId"],
     "programId": lambda route, rec: rec["programId"],
     "networkId": lambda route, rec: rec["networkId"],
     "serial": lambda route, rec: rec["serial"],
+    # A control per channel, and another for its DELETE (the owner's call deletes it).
+    "controlId": lambda route, rec: rec.get("controls", {}).get(
+        (route.channel, route.method == "DELETE"), rec.get("controlId")),
 }
 
 # A valid body for each body type, from the owner's record: a body that fails validation would
@@ -103,6 +117,27 @@ BODIES = {
     "CertificateRequest": lambda rec: {"csr": make_csr()[0]},
     "AuthorizationRules": lambda rec: {"standInMode": "DECLINE"},
     "NetworkChanges": lambda rec: {"authorizationDeadlineMs": 1500},
+    "NewCardControl": lambda rec: {"kind": "AMOUNT_MAX", "amountMax": 50_000},
+    "ControlChange": lambda rec: {"amountMax": 90_000},
+    "ProgramTimeZone": lambda rec: {"timeZone": "UTC"},
+    "NewEmployee": lambda rec: {"name": "Grace Hopper",
+                                "email": f"{_unique('grace')}@acme.example"},
+    # Bodies of admin routes without ids (tests/integration/test_staff_scope.py calls them all).
+    "NewAdmin": lambda rec: {"email": f"{_unique('new')}@antaca.test",
+                             "password": "a long enough password", "role": "EMPLOYEE"},
+    "PasswordChange": lambda rec: {"currentPassword": "not the password",
+                                   "newPassword": "another long password"},
+    "NewRate": lambda rec: {"base": "EUR", "quote": "PLN", "rate": "4.3"},
+    "NewPartner": lambda rec: {"name": _unique("partner")},
+    "NewProgram": lambda rec: {"partnerId": rec["partnerId"], "name": "Debit",
+                               "binPrefix": "535599", "panLength": 16, "currency": "EUR",
+                               "fundingModel": "DEPOSIT", "validityMonths": 36},
+    "NewNetwork": lambda rec: {"name": _unique("net")},
+    "KycReview": lambda rec: {"decision": "REJECT", "reason": "document unreadable"},
+    "AdminChange": lambda rec: {"role": "EMPLOYEE"},
+    "PasswordReset": lambda rec: {"temporaryPassword": "a temporary password 1"},
+    "AlertSettings": lambda rec: {"lowBalanceThreshold": 1000,
+                                  "alertEmails": ["ops@partner.example"]},
     "NewMoneyTransfer": lambda rec: {"amount": 100, "iban": "DE89370400440532013000",
                                      "beneficiaryName": "Ada", "reference": _unique("transfer")},
 }
@@ -164,11 +199,15 @@ class World:
         async with api.client().get(f"{api.http}/public-key") as r:
             self.jwe = JweClient((await r.json())["pem"], jwe_key)
         self.network_id, self.network = await self._network()
+        self.spare_admin = (await self._admin_post("/admin/users", {
+            "email": f"{_unique('spare')}@antaca.test", "password": "a long enough password",
+            "role": "EMPLOYEE"}))["id"]
         self.a = await self._partner("535522")
         self.b = await self._partner("535533")
         self.a1 = await self._customer(self.a)
         self.a2 = await self._customer(self.a)
         self.b1 = await self._customer(self.b)
+        await self._controls(self.a1)
         async with api.services.pool.acquire() as conn:
             self.tables = [r["table_name"] for r in await conn.fetch(
                 """SELECT table_name FROM information_schema.tables
@@ -205,11 +244,42 @@ class World:
                 "address": ADDRESS}) as r:
             assert r.status == 201, await r.text()
             corporation = await r.json()
+        form = aiohttp.FormData()
+        form.add_field("kind", "REGISTRY_EXTRACT")
+        form.add_field("file", PDF, filename="extract.pdf", content_type="application/pdf")
+        async with client.post(f"{api.https}/lifecycle/v1/corporations/"
+                               f"{corporation['dcCorporationId']}/documents", data=form) as r:
+            assert r.status == 201, await r.text()
+            document = await r.json()
+        corporate = await self._corporate(client, corporation["dcCorporationId"])
         return {"client": client, "record": {
+            "documentId": document["documentId"], "adminId": self.spare_admin,
             "partnerId": partner_id, "programId": program["programId"], "serial": spare["serial"],
             "partnerBalanceId": deposit["balanceId"],
             "dcCorporationId": corporation["dcCorporationId"],
-            "networkId": self.network_id}}
+            "networkId": self.network_id, **corporate}}
+
+    async def _corporate(self, client, corporation_id: str) -> dict:
+        """The corporation approved, with a funded corporate balance and an employee's card."""
+        api = self.api
+        async with api.client().post(f"{api.http}/admin/corporations/{corporation_id}/kyb",
+                                     json={"status": "APPROVED"}, headers=bearer(self.admin)) as r:
+            assert r.status == 200, await r.text()
+        async with client.post(f"{api.https}/secure/balances",
+                               json={"dcCorporationId": corporation_id, "currency": "EUR"}) as r:
+            assert r.status == 201, await r.text()
+            balance = (await r.json())["balanceId"]
+        async with client.post(f"{api.https}/secure/balances/{balance}/reload",
+                               json={"amount": 10_000, "reference": "initial"}) as r:
+            assert r.status == 200, await r.text()
+        async with client.post(f"{api.https}/lifecycle/v1/corporations/{corporation_id}/employees",
+                               json={"name": "Grace Hopper", "email": "grace@acme.example"}) as r:
+            assert r.status == 201, await r.text()
+            employee = (await r.json())["employeeId"]
+        status, card = await self.jwe.request(client, "POST", f"{api.https}/secure/cards/virtual", {
+            "dcCorporationId": corporation_id, "balanceId": balance, "employeeId": employee})
+        assert status == 201, card
+        return {"corporateBalanceId": balance, "corporateCardId": card["cardId"]}
 
     async def _customer(self, partner: dict) -> dict:
         api, client = self.api, partner["client"]
@@ -223,12 +293,35 @@ class World:
                                json={"amount": 10_000, "reference": "initial"}) as r:
             assert r.status == 200, await r.text()
         session = await pair_device(api, client, cid)
+        spare = await pair_device(api, client, cid, device_id="spare-device")
         status, card = await self.jwe.request(
             client, "POST", f"{api.https}/secure/customers/{cid}/cards/virtual",
             {"balanceId": balance})
         assert status == 201, card
         return {"session": bearer(session["sessionToken"]), "partner": partner, "record": {
-            **partner["record"], "customerId": cid, "balanceId": balance, "cardId": card["cardId"]}}
+            **partner["record"], "customerId": cid, "balanceId": balance, "cardId": card["cardId"],
+            "installationId": spare["installationId"]}}
+
+    async def _controls(self, who: dict) -> None:
+        """Controls on the customer's card: the partner's (partner and admin routes), the
+        customer's own (customer routes), one more of each for the DELETE routes."""
+        api, rec, client = self.api, who["record"], who["partner"]["client"]
+        made = {}
+        for channel, deleting in ((Channel.PARTNER, False), (Channel.PARTNER, True),
+                                  (Channel.ADMIN, True)):
+            async with client.post(f"{api.https}/secure/controls", json={
+                    "level": "CARD", "scopeId": rec["cardId"], "kind": "AMOUNT_MAX",
+                    "amountMax": 100_000}) as r:
+                assert r.status == 201, await r.text()
+                made[(channel, deleting)] = (await r.json())["controlId"]
+        made[(Channel.ADMIN, False)] = made[(Channel.PARTNER, False)]
+        for deleting in (False, True):
+            async with api.client().post(
+                    f"{api.http}/customers/me/cards/{rec['cardId']}/controls",
+                    json={"kind": "AMOUNT_MAX", "amountMax": 80_000}, headers=who["session"]) as r:
+                assert r.status == 201, await r.text()
+                made[(Channel.CUSTOMER, deleting)] = (await r.json())["controlId"]
+        rec["controls"] = made
 
     # callers
 
@@ -269,7 +362,9 @@ def random_record() -> dict:
     """Ids that exist nowhere, in the shape of a tenant's record."""
     rec = {k: str(uuid.uuid4()) for k in ("customerId", "balanceId", "cardId", "partnerId",
                                           "programId", "networkId", "dcCorporationId",
-                                          "partnerBalanceId")}
+                                          "partnerBalanceId", "controlId",
+                                          "corporateBalanceId", "corporateCardId",
+                                          "installationId", "documentId", "adminId")}
     return {**rec, "serial": uuid.uuid4().hex}
 
 

@@ -1,0 +1,50 @@
+"""Customer service on the admin channel: what a reviewer reads about a customer, composed from
+the owning modules (customers, balances, card_transactions); no SQL of its own."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from antaca_api import card_transactions
+from antaca_api.balances import customer_balances, customer_statement
+from antaca_api.customers import admin_kyc_history, customer_in_scope
+from antaca_auth.ledger import Ledger, Statement
+
+
+@dataclass(frozen=True)
+class CustomerFile:
+    customer: asyncpg.Record
+    kyc_history: list[asyncpg.Record]
+    balances: list[asyncpg.Record]
+    cards: dict[uuid.UUID, list[asyncpg.Record]]  # each balance's cards (removed ones too)
+
+
+async def customer_file(conn: asyncpg.Connection, partner_scope: uuid.UUID | None,
+                        customer_id: uuid.UUID) -> CustomerFile:
+    """The customer with their KYC history, balances and cards, for a reviewer whose scope is
+    `partner_scope` (None: every partner)."""
+    customer = await customer_in_scope(conn, partner_scope, customer_id)
+    balances, cards = await customer_balances(conn, customer["partner_id"], customer_id, [])
+    return CustomerFile(customer=customer, kyc_history=await admin_kyc_history(conn, customer_id),
+                        balances=balances, cards=cards)
+
+
+async def customer_transactions(conn: asyncpg.Connection, partner_scope: uuid.UUID | None,
+                                customer_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The customer's card authorizations with their reversals and clearings, oldest first."""
+    customer = await customer_in_scope(conn, partner_scope, customer_id)
+    return await card_transactions.for_customer(conn, customer["partner_id"], customer_id)
+
+
+async def balance_statement(pool: asyncpg.Pool, ledger: Ledger, partner_scope: uuid.UUID | None,
+                            customer_id: uuid.UUID, balance_id: uuid.UUID, *, after: int,
+                            limit: int) -> tuple[asyncpg.Record, Statement | None]:
+    """One of the customer's balances and its ledger statement from `after`."""
+    async with pool.acquire() as conn:
+        customer = await customer_in_scope(conn, partner_scope, customer_id)
+    return await customer_statement(pool, ledger, partner_id=customer["partner_id"],
+                                    customer_id=customer_id, balance_id=balance_id, after=after,
+                                    limit=limit)
