@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from antaca_api import pages
 from antaca_api.customers import get_customer, require_verified
 from antaca_api.domain_errors import (
     BalanceNotActive,
@@ -27,7 +28,7 @@ from antaca_api.domain_errors import (
     ProgramCurrencyMismatch,
     UnsupportedCurrency,
 )
-from antaca_auth import charges
+from antaca_auth import charges, events
 from antaca_auth.accounts import (
     AccountKind,
     Counters,
@@ -66,6 +67,12 @@ TRANSITIONS: dict[str, tuple[set[BalanceState], BalanceState]] = {
 }
 
 
+# The partner event of each state a balance can be moved to (antaca_auth/events.py).
+BALANCE_EVENT_TYPES = {BalanceState.BLOCKED: events.BALANCE_BLOCKED,
+                       BalanceState.ACTIVE: events.BALANCE_UNBLOCKED,
+                       BalanceState.CLOSED: events.BALANCE_CLOSED}
+
+
 def next_state(action: str, current: BalanceState) -> BalanceState:
     """The state after `action`, or InvalidStateTransition."""
     allowed_from, target = TRANSITIONS[action]
@@ -85,7 +92,12 @@ BALANCE_VIEW = """
     FROM balances b JOIN accounts a ON a.id = b.account_id"""
 
 CUSTOMER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.customer_id = $2 AND b.partner_id = $3"
-CUSTOMER_BALANCES = BALANCE_VIEW + " WHERE b.customer_id = $1 AND b.partner_id = $2 ORDER BY b.seq"
+CUSTOMER_BALANCES = BALANCE_VIEW + """ WHERE b.customer_id = $1 AND b.partner_id = $2 AND b.seq > $3
+    ORDER BY b.seq LIMIT $4"""
+# The partner's balances, its customers' and its corporations' alike, in opening order.
+PARTNER_BALANCES = BALANCE_VIEW + """ WHERE b.partner_id = $1 AND b.seq > $2
+    ORDER BY b.seq LIMIT $3"""
+BALANCE_PAGES = pages.Keyset("balances", tuple[int])
 PARTNER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.partner_id = $2"
 CORPORATE_BALANCE = BALANCE_VIEW + """
     WHERE b.id = $1 AND b.partner_id = $2 AND b.corporation_id IS NOT NULL"""
@@ -151,6 +163,9 @@ async def open_balance(
            VALUES ($1, $2, $3, $4, $1, $5, $6)""",
         balance_id, partner_id, customer_id, corporation_id, currency, program_id,
     )
+    await events.record(conn, partner_id, events.BALANCE_OPENED, balance_id, {
+        "balanceId": balance_id, "currency": currency, "customerId": customer_id,
+        "corporationId": corporation_id, "programId": program_id})
     await charge_flat(conn, ledger, program_id=program_id, fee_type=FeeType.BALANCE_CREATION,
                       cause=f"balance:{balance_id}", balance_id=balance_id, account_id=balance_id, currency=currency,
                       card_id=None, at=at or datetime.now(UTC))
@@ -160,7 +175,8 @@ async def open_balance(
 async def locked_balance(conn: asyncpg.Connection, balance_id: uuid.UUID, *, share: bool) -> asyncpg.Record:
     """The balance row, locked (before any ledger account: the fixed lock order)."""
     row = await conn.fetchrow(
-        f"SELECT id, state, account_id, currency FROM balances WHERE id = $1 FOR {'SHARE' if share else 'UPDATE'}",
+        f"SELECT id, state, account_id, currency, partner_id FROM balances WHERE id = $1 "
+        f"FOR {'SHARE' if share else 'UPDATE'}",
         balance_id,
     )
     if row is None:
@@ -190,6 +206,8 @@ async def change_state(conn: asyncpg.Connection, balance_id: uuid.UUID, action: 
         if not can_close(counters(account)):
             raise BalanceNotEmpty()
     await conn.execute("UPDATE balances SET state = $2, updated_at = now() WHERE id = $1", balance_id, str(target))
+    await events.record(conn, row["partner_id"], BALANCE_EVENT_TYPES[target], balance_id, {
+        "balanceId": balance_id, "state": str(target), "previousState": row["state"]})
     return target
 
 
@@ -269,10 +287,22 @@ async def open_customer_balance(
 
 async def customer_balances(
     conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, hidden: list[str],
+    page: pages.PageRequest,
 ) -> tuple[list[asyncpg.Record], dict[uuid.UUID, list[asyncpg.Record]]]:
-    """The customer's balance rows in opening order, and each one's cards (cards_under)."""
+    """A page of the customer's balance rows in opening order (`page.fetch` rows at most), and
+    each one's cards (cards_under)."""
     await get_customer(conn, partner_id, customer_id)
-    rows = await conn.fetch(CUSTOMER_BALANCES, customer_id, partner_id)
+    after = page.after[0] if page.after else 0
+    rows = await conn.fetch(CUSTOMER_BALANCES, customer_id, partner_id, after, page.fetch)
+    return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
+
+
+async def partner_balances(
+    conn: asyncpg.Connection, partner_id: uuid.UUID, hidden: list[str], page: pages.PageRequest,
+) -> tuple[list[asyncpg.Record], dict[uuid.UUID, list[asyncpg.Record]]]:
+    """A page of the partner's balances (customers' and corporations') and their cards."""
+    after = page.after[0] if page.after else 0
+    rows = await conn.fetch(PARTNER_BALANCES, partner_id, after, page.fetch)
     return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
 
 

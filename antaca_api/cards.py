@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
+from antaca_api import pages
 from antaca_api.balances import require_active
 from antaca_api.domain_errors import (
     CARD_TRANSITION_ERRORS,
@@ -35,6 +36,7 @@ from antaca_api.services import Services
 from antaca_auth import cardstate
 from antaca_auth.card_events import SYSTEM_ACTOR, events_of, record_event
 from antaca_auth.cardstate import (
+    CARD_REPLACED_LOCK_REASON,
     CARD_TESTING_LOCK_REASONS,
     PIN_TRIES_LOCK_REASONS,
     CardState,
@@ -50,7 +52,8 @@ log = logging.getLogger(__name__)
 CARD_COLUMNS = """c.id, c.program_id, c.partner_id, c.balance_id, c.customer_id, c.corporation_id, c.kind, c.state,
     c.lock_reason, c.state_before_lock, c.pan_key_id, c.pan_ciphertext, c.bin, c.last4, c.expiry, c.cvc_counter,
     c.pin_salt, c.pin_verification, c.name_on_card, c.holder_name, c.processor_ref, c.failure_reason,
-    c.created_at, c.updated_at, c.seq, c.employee_id"""
+    c.created_at, c.updated_at, c.seq, c.employee_id, c.delivery_address, c.replaces_card_id,
+    c.replacement_reason"""
 
 PAN_ATTEMPTS = 5  # fresh PANs tried when one collides with an existing card's fingerprint
 
@@ -142,6 +145,13 @@ async def resolve_program(conn: asyncpg.Connection, partner_id: uuid.UUID, curre
     return rows[0]
 
 
+INSERT_CARD = """
+    INSERT INTO cards (id, program_id, partner_id, balance_id, customer_id, corporation_id, kind,
+        state, name_on_card, holder_name, delivery_address, replaces_card_id, replacement_reason,
+        employee_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14)"""
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who a new card is for: a customer, or a corporation's employee."""
@@ -197,14 +207,10 @@ async def start_card(services: Services, holder: Holder, balance_id: uuid.UUID, 
         balance, holder_name = await _check_holder(conn, holder, balance_id)
         program = await resolve_program(conn, holder.partner_id, balance["currency"], program_id)
         await conn.execute(
-            """INSERT INTO cards (id, program_id, partner_id, balance_id, customer_id, corporation_id, kind, state,
-                   name_on_card, holder_name, delivery_address, employee_id)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12)""",
-            card_id, program["id"], holder.partner_id, balance_id, holder.customer_id, holder.corporation_id, kind,
-            str(state), name_on_card, holder_name,
+            INSERT_CARD, card_id, program["id"], holder.partner_id, balance_id, holder.customer_id,
+            holder.corporation_id, kind, str(state), name_on_card, holder_name,
             None if delivery_address is None else msgspec.json.encode(delivery_address).decode(),
-            holder.employee_id,
-        )
+            None, None, holder.employee_id)
         await record_event(conn, card_id, "CREATED", actor, None, state)
         await charge_flat(conn, services.ledger, program_id=program["id"], fee_type=CARD_CREATION[kind],
                           cause=f"card:{card_id}", balance_id=balance_id, account_id=balance_id,
@@ -332,8 +338,14 @@ KNOWN_CUSTOMER = "SELECT 1 FROM customers WHERE id = $1 AND (partner_id = $2 OR 
 CUSTOMER_CARDS = f"""
     SELECT {CARD_COLUMNS} FROM cards c
     WHERE c.customer_id = $1 AND (c.partner_id = $2 OR $2::uuid IS NULL)
-      AND c.state <> ALL($3::text[])
-    ORDER BY c.seq"""
+      AND c.state <> ALL($3::text[]) AND c.seq > $4
+    ORDER BY c.seq LIMIT $5"""
+# The partner's cards, its customers' and its corporations' alike, in issue order.
+PARTNER_CARDS = f"""
+    SELECT {CARD_COLUMNS} FROM cards c
+    WHERE c.partner_id = $1 AND c.state <> 'REMOVED' AND c.seq > $2
+    ORDER BY c.seq LIMIT $3"""
+CARD_PAGES = pages.Keyset("cards", tuple[int])
 CARD_BY_FINGERPRINT = f"SELECT {CARD_COLUMNS} FROM cards c WHERE c.pan_fingerprint = $1 FOR UPDATE"
 CORPORATION_CARDS = f"""
     SELECT {CARD_COLUMNS} FROM cards c
@@ -349,13 +361,21 @@ CARD_PROGRAM = "SELECT * FROM card_programs WHERE id = $1"
 
 async def customer_cards(conn: asyncpg.Connection, customer_id: uuid.UUID,
                          partner_id: uuid.UUID | None, hidden: list[str], *,
-                         check_customer: bool) -> list[asyncpg.Record]:
+                         check_customer: bool, page: pages.PageRequest) -> list[asyncpg.Record]:
     """A customer's cards in issue order, leaving out the `hidden` states; with `check_customer`,
     an unknown customer (or, given a partner, another partner's) is NOT_FOUND."""
     # An empty list would answer for customers that are not the caller's to ask about.
     if check_customer and await conn.fetchval(KNOWN_CUSTOMER, customer_id, partner_id) is None:
         raise NotFound("no such customer")
-    return await conn.fetch(CUSTOMER_CARDS, customer_id, partner_id, hidden)
+    after = page.after[0] if page.after else 0
+    return await conn.fetch(CUSTOMER_CARDS, customer_id, partner_id, hidden, after, page.fetch)
+
+
+async def partner_cards(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                        page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of the partner's cards (customers' and corporations'), REMOVED ones left out."""
+    after = page.after[0] if page.after else 0
+    return await conn.fetch(PARTNER_CARDS, partner_id, after, page.fetch)
 
 
 async def corporation_cards(conn: asyncpg.Connection, corporation_id: uuid.UUID,
@@ -401,27 +421,37 @@ async def issue_virtual_in_background(services: Services, holder: Holder, balanc
     return card_id
 
 
-async def order_physical(services: Services, holder: Holder, balance_id: uuid.UUID,
-                         program_id: uuid.UUID | None, actor: str, *, name_on_card: str,
-                         delivery_address: dict, pin: str | None = None) -> asyncpg.Record:
-    """Order a physical card from its processor (ORDERED, or FAILED with the reason); its row."""
+async def place_order(services: Services, conn: asyncpg.Connection, card_id: uuid.UUID,
+                      program: asyncpg.Record, *, name_on_card: str, delivery_address: dict,
+                      delivery_method: str) -> None:
+    """Generate an ORDERED card's data, order it from its processor and record the order, in the
+    caller's transaction (ProcessorError when the processor refuses)."""
     # Imported here: personalization imports this module.
     from antaca_api.personalization import record_order
 
+    await store_card_data(services, conn, card_id, program, CardState.ORDERED)
+    reference = await PROCESSORS[program["processor"]].order_physical(
+        program_of(program), card_id, name_on_card, delivery_address, services.clock(),
+        delivery_method=delivery_method)
+    await conn.execute(SET_PROCESSOR_REFERENCE, card_id, reference)
+    await record_order(conn, card_id, reference, services, delivery_method)
+
+
+async def order_physical(services: Services, holder: Holder, balance_id: uuid.UUID,
+                         program_id: uuid.UUID | None, actor: str, *, name_on_card: str,
+                         delivery_address: dict, delivery_method: str = "POST",
+                         pin: str | None = None) -> asyncpg.Record:
+    """Order a physical card from its processor (ORDERED, or FAILED with the reason); its row."""
     card_id, program = await start_card(services, holder, balance_id, program_id, "PHYSICAL", actor,
                                         name_on_card=name_on_card,
                                         delivery_address=delivery_address)
-    processor = PROCESSORS[program["processor"]]
     async with services.pool.acquire() as conn:
         try:
             async with conn.transaction():
                 await find_card(conn, card_id, CardScope(None), lock=True)
-                await store_card_data(services, conn, card_id, program, CardState.ORDERED)
-                reference = await processor.order_physical(program_of(program), card_id,
-                                                           name_on_card, delivery_address,
-                                                           services.clock())
-                await conn.execute(SET_PROCESSOR_REFERENCE, card_id, reference)
-                await record_order(conn, card_id, reference, services)
+                await place_order(services, conn, card_id, program, name_on_card=name_on_card,
+                                  delivery_address=delivery_address,
+                                  delivery_method=delivery_method)
                 if pin is not None:
                     row = await find_card(conn, card_id, CardScope(None), lock=True)
                     await set_pin(services, conn, row, pin, actor, at_order=True)
@@ -447,6 +477,35 @@ async def transition(conn: asyncpg.Connection, card_id: uuid.UUID, scope: CardSc
         program = await conn.fetchrow(CARD_PROGRAM, row["program_id"])
         await PROCESSORS[program["processor"]].activate(program_of(program), row["id"])
     return await find_card(conn, row["id"], CardScope(None))
+
+
+async def retire_predecessor(conn: asyncpg.Connection, card_id: uuid.UUID, actor: str) -> None:
+    """Lock for good (reason 8) the card an activated successor replaces, unless something already
+    ended it (a replacement locked it at once; a renewal leaves it working until now)."""
+    row = await find_card(conn, card_id, CardScope(None), lock=True)
+    ended = (row["state"] in (CardState.REMOVED, CardState.FAILED)
+             or row["lock_reason"] == CARD_REPLACED_LOCK_REASON)
+    if not ended:
+        await change_state(conn, row, cardstate.replaced, "REPLACED", actor,
+                           CARD_REPLACED_LOCK_REASON)
+
+
+async def activate_card(services: Services, conn: asyncpg.Connection, card_id: uuid.UUID,
+                        scope: CardScope, *, hide_ordered: bool, actor: str,
+                        pin: str | None = None) -> asyncpg.Record:
+    """Activate a linked card and, when given, set its PIN in the same transaction (the caller's);
+    the card it replaces, if any, is retired. The card's new row."""
+    problem = None if pin is None else pin_problem(pin)
+    if problem is not None:
+        raise InvalidPin(problem)
+    row = await transition(conn, card_id, scope, hide_ordered=hide_ordered, rule=cardstate.activate,
+                           event="ACTIVATED", actor=actor)
+    if row["replaces_card_id"] is not None:
+        await retire_predecessor(conn, row["replaces_card_id"], actor)
+    if pin is None:
+        return row
+    await set_pin(services, conn, row, pin, actor)
+    return await find_card(conn, card_id, CardScope(None))
 
 
 async def reset_visible_cvv(conn: asyncpg.Connection, card_id: uuid.UUID, scope: CardScope, *,

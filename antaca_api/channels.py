@@ -7,7 +7,7 @@ import hashlib
 from aiohttp import web
 
 from antaca_api import staff_scope
-from antaca_api.domain_errors import PartnerSuspended, PasswordChangeRequired
+from antaca_api.domain_errors import NetworkSuspended, PartnerSuspended, PasswordChangeRequired
 from antaca_api.errors import CertificateRequired, SessionExpired, Unauthenticated
 from antaca_api.routing import AdminPrincipal, Channel, Context, CustomerPrincipal, Role
 from antaca_api.tokens import bearer_token, hash_secret
@@ -112,5 +112,7 @@ async def _certified(ctx: Context, query: str, holder: str):
     if row["not_after"] <= ctx.services.clock():
         raise CertificateRequired("the client certificate has expired")
     if row["status"] != "ACTIVE":
-        raise PartnerSuspended(f"the {holder.split(' ', 1)[1]} is suspended")
+        if "network_id" in row.keys():
+            raise NetworkSuspended()
+        raise PartnerSuspended()
     return row

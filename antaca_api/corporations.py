@@ -18,6 +18,7 @@ from antaca_api.domain_errors import (
     NotFound,
     ValidationFailed,
 )
+from antaca_auth import events
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.ledger import Ledger
 
@@ -214,6 +215,8 @@ async def decide_kyb(conn: asyncpg.Connection, corporation_id: uuid.UUID, decisi
     status = review(KybStatus(corporation["kyb_status"]), decision, reason)
     await conn.execute(SET_KYB_STATUS, corporation_id, str(status))
     await conn.execute(INSERT_KYB_EVENT, corporation_id, str(status), reason, admin_id)
+    await events.record(conn, corporation["partner_id"], events.KYB_RESULT, corporation_id, {
+        "corporationId": corporation_id, "status": str(status), "reason": reason})
     return await review_file(conn, corporation_id)
 
 

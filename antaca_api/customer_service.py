@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from antaca_api import card_transactions
+from antaca_api import card_transactions, pages
 from antaca_api.balances import customer_balances, customer_statement
 from antaca_api.customers import admin_kyc_history, customer_in_scope
 from antaca_auth.ledger import Ledger, Statement
@@ -33,10 +33,12 @@ async def customer_file(conn: asyncpg.Connection, partner_scope: uuid.UUID | Non
 
 
 async def customer_transactions(conn: asyncpg.Connection, partner_scope: uuid.UUID | None,
-                                customer_id: uuid.UUID) -> list[asyncpg.Record]:
-    """The customer's card authorizations with their reversals and clearings, oldest first."""
+                                customer_id: uuid.UUID,
+                                page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of the customer's card authorizations with their reversals and clearings, oldest
+    first."""
     customer = await customer_in_scope(conn, partner_scope, customer_id)
-    return await card_transactions.for_customer(conn, customer["partner_id"], customer_id)
+    return await card_transactions.for_customer(conn, customer["partner_id"], customer_id, page)
 
 
 async def balance_statement(pool: asyncpg.Pool, ledger: Ledger, partner_scope: uuid.UUID | None,

@@ -9,6 +9,7 @@ from datetime import date
 import asyncpg
 import msgspec
 
+from antaca_api import pages
 from antaca_api.domain_errors import (
     CustomerExists,
     CustomerNotVerified,
@@ -17,6 +18,7 @@ from antaca_api.domain_errors import (
     ValidationFailed,
 )
 from antaca_api.kyc import Identity, KycDecision, KycProvider, KycStatus
+from antaca_auth import events
 
 CUSTOMER_COLUMNS = """id, partner_id, external_id, first_name, last_name, email, phone, birth_date, address,
     country, kyc_status, created_at, updated_at, seq"""
@@ -75,9 +77,12 @@ async def record_kyc(
     conn: asyncpg.Connection, customer_id: uuid.UUID, status: KycStatus, source: str, reason: str | None = None,
     details: dict | None = None,
 ) -> None:
-    await conn.execute(
-        "UPDATE customers SET kyc_status = $2, updated_at = now() WHERE id = $1", customer_id, str(status)
-    )
+    partner_id = await conn.fetchval(
+        "UPDATE customers SET kyc_status = $2, updated_at = now() WHERE id = $1 "
+        "RETURNING partner_id",
+        customer_id, str(status))
+    await events.record(conn, partner_id, events.KYC_RESULT, customer_id, {
+        "customerId": customer_id, "status": str(status), "source": source, "reason": reason})
     await conn.execute(
         "INSERT INTO kyc_events (customer_id, status, source, reason, details) VALUES ($1, $2, $3, $4, $5::jsonb)",
         customer_id, str(status), source, reason, None if details is None else msgspec.json.encode(details).decode(),
@@ -125,6 +130,7 @@ async def partner_of_customer(conn: asyncpg.Connection | asyncpg.Pool,
 CUSTOMERS_PAGE = f"""
     SELECT {CUSTOMER_COLUMNS} FROM customers WHERE partner_id = $1 AND seq > $2
     ORDER BY seq LIMIT $3"""
+CUSTOMER_PAGES = pages.Keyset("customers", tuple[int])  # (seq,)
 UPDATE_CONTACT = """
     UPDATE customers SET email = coalesce($2, email), phone = coalesce($3, phone),
         address = coalesce($4::jsonb, address), updated_at = now()
@@ -133,17 +139,36 @@ KYC_HISTORY = """
     SELECT status, source, reason, created_at FROM kyc_events WHERE customer_id = $1 ORDER BY id"""
 
 
+AGE_YEARS_MAX = 130  # a birth date further back than this is a typing error, not a customer
+
+
+def birth_date_problem(birth_date: date, today: date) -> str | None:
+    """Why a birth date is refused, or None: it must not be after today (age 0 is a newborn's,
+    whose parent may hold an account for them) nor more than AGE_YEARS_MAX years back."""
+    if birth_date > today:
+        return "birthDate must not be in the future"
+    oldest = today.replace(year=today.year - AGE_YEARS_MAX, day=min(today.day, 28))
+    if birth_date < oldest:
+        return f"birthDate must be within the last {AGE_YEARS_MAX} years"
+    return None
+
+
 async def create_customer(conn: asyncpg.Connection, partner_id: uuid.UUID,
-                          fields: dict) -> asyncpg.Record:
-    """insert_customer, in the caller's transaction; the new customer's row."""
+                          fields: dict, *, today: date) -> asyncpg.Record:
+    """insert_customer, in the caller's transaction; the new customer's row. The birth date must
+    be plausible (birth_date_problem)."""
+    problem = birth_date_problem(fields["birth_date"], today)
+    if problem is not None:
+        raise ValidationFailed(problem)
     customer_id = await insert_customer(conn, partner_id, fields)
     return await get_customer(conn, partner_id, customer_id)
 
 
-async def customers_page(pool: asyncpg.Pool, partner_id: uuid.UUID, *, after: int,
-                         limit: int) -> list[asyncpg.Record]:
-    """The partner's customers registered after the cursor `after`, oldest first."""
-    return await pool.fetch(CUSTOMERS_PAGE, partner_id, after, limit)
+async def customers_page(pool: asyncpg.Pool, partner_id: uuid.UUID,
+                         page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of the partner's customers, oldest first."""
+    after = page.after[0] if page.after else 0
+    return await pool.fetch(CUSTOMERS_PAGE, partner_id, after, page.fetch)
 
 
 async def update_contact(conn: asyncpg.Connection, partner_id: uuid.UUID, customer_id: uuid.UUID, *,

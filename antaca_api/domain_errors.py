@@ -77,12 +77,26 @@ class IdempotencyConflict(Conflict):
     code, message = "IDEMPOTENCY_CONFLICT", "this reference was already used for a different request"
 
 
+class IdempotencyKeyReused(Conflict):
+    code, message = ("IDEMPOTENCY_KEY_REUSED",
+                     "this Idempotency-Key was used for a different request")
+
+
+class IdempotencyKeyInProgress(Conflict):
+    code, message = ("IDEMPOTENCY_KEY_IN_PROGRESS",
+                     "a request with this Idempotency-Key is still running; retry later")
+
+
 class InsufficientFunds(Conflict):
     code, message = "INSUFFICIENT_FUNDS", "the funding balance cannot cover this amount"
 
 
 class PartnerSuspended(DomainError):
     code, message = "PARTNER_SUSPENDED", "the partner is suspended"
+
+
+class NetworkSuspended(DomainError):
+    code, message = "NETWORK_SUSPENDED", "the card network is suspended"
 
 
 class InvalidPairingCode(DomainError):
@@ -166,6 +180,18 @@ class CardStateConflict(Conflict):
     code, message = "CARD_STATE_CONFLICT", "the card's state does not allow this"
 
 
+class CardNotReplaceable(Conflict):
+    code, message = "CARD_NOT_REPLACEABLE", "the card cannot be replaced in its current state"
+
+
+class CardAlreadyReplaced(Conflict):
+    code, message = "CARD_ALREADY_REPLACED", "the card is already replaced"
+
+
+class PhysicalCardOnly(Conflict):
+    code, message = "PHYSICAL_CARD_ONLY", "this operation is for physical cards"
+
+
 # The card state machine's refusals (antaca_auth.cardstate codes), each with its own class.
 CARD_TRANSITION_ERRORS: dict[str, type[DomainError]] = {
     "CARD_NOT_INACTIVE": CardNotInactive,
@@ -176,6 +202,8 @@ CARD_TRANSITION_ERRORS: dict[str, type[DomainError]] = {
     "INVALID_LOCK_REASON": InvalidLockReason,
     "CARD_NOT_PENDING": CardStateConflict,
     "CARD_NOT_ORDERED": CardStateConflict,
+    "CARD_NOT_REPLACEABLE": CardNotReplaceable,
+    "CARD_ALREADY_REPLACED": CardAlreadyReplaced,
 }
 
 
@@ -258,3 +286,39 @@ class PasswordChangeRequired(Forbidden):
 class OwnAdministratorAccount(Conflict):
     code, message = ("OWN_ADMINISTRATOR_ACCOUNT",
                      "administrators cannot deactivate or change the role of their own account")
+# --- step-up and money between users ---------------------------------------------------------
+class StepUpRequired(DomainError):
+    code, message = ("STEP_UP_REQUIRED",
+                     "confirm with the application PIN first (POST /customers/me/step-up) and send "
+                     "the proof as the Step-Up-Token header")
+
+
+class AppPinNotSet(Conflict):
+    code, message = "APP_PIN_NOT_SET", "set an application PIN first (PUT /customers/me/app-pin)"
+
+
+class InvalidAppPin(DomainError):
+    code, message = "INVALID_APP_PIN", "the application PIN is wrong"
+
+
+class AppPinLocked(DomainError):
+    code, message = "APP_PIN_LOCKED", "too many wrong application PINs: try again later"
+
+
+class RateUnavailable(Conflict):
+    code, message = "RATE_UNAVAILABLE", "no exchange rate is in force between these currencies"
+# --- events and webhooks ---------------------------------------------------------------------
+class WebhookTargetRefused(DomainError):
+    """An https URL whose host is (or resolves to) a loopback, private, link-local or metadata
+    address, or a URL that is not https."""
+
+    code = "WEBHOOK_TARGET_REFUSED"
+    message = "the webhook URL must be https and reach a public address"
+
+
+class WebhookEndpointLimit(Conflict):
+    code, message = "WEBHOOK_ENDPOINT_LIMIT", "the partner has as many webhook endpoints as allowed"
+
+
+class InvalidCursor(DomainError):
+    code, message = "INVALID_CURSOR", "the cursor is not one this list gave"

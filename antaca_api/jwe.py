@@ -2,7 +2,8 @@
 
 Clients encrypt requests to Antaca's RSA key (`GET /public-key`) with RSA-OAEP-256 or RSA-OAEP
 and A256GCM; Antaca encrypts responses to the key the client sends in the `Public-Key` header
-(base64 of its PEM) with RSA-OAEP-256 and A256GCM. Bodies are `{"payload": "<compact JWE>"}`.
+(base64 of its PEM, or of its DER SubjectPublicKeyInfo) with RSA-OAEP-256 and A256GCM. Bodies
+are `{"payload": "<compact JWE>"}`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 from pathlib import Path
 
 import msgspec
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException, base64url_decode, json_decode
@@ -23,6 +26,7 @@ ACCEPTED_ALGS = ("RSA-OAEP-256", "RSA-OAEP")
 ACCEPTED_ENCS = ("A256GCM",)
 RESPONSE_HEADER = {"alg": "RSA-OAEP-256", "enc": "A256GCM", "cty": "application/json"}
 KEY_BITS = 3072
+PEM_MARKER = b"-----BEGIN"
 
 
 class Envelope(msgspec.Struct, forbid_unknown_fields=True):
@@ -60,14 +64,18 @@ def public_key_document(key: jwk.JWK) -> PublicKeyDocument:
 
 
 def parse_client_key(header: str | None) -> jwk.JWK:
-    """The client's RSA public key from the `Public-Key` header (base64 of a PEM)."""
+    """The client's RSA public key from the `Public-Key` header: base64 (or base64url) of a PEM,
+    or of the DER of its SubjectPublicKeyInfo."""
     if not header:
         raise InvalidPublicKey()
     try:
         padded = header.strip() + "=" * (-len(header.strip()) % 4)
-        pem = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
-        key = jwk.JWK.from_pem(pem)
-    except (binascii.Error, ValueError, TypeError, JWException):
+        decoded = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+        if decoded.lstrip().startswith(PEM_MARKER):
+            key = jwk.JWK.from_pem(decoded)
+        else:
+            key = jwk.JWK.from_pyca(serialization.load_der_public_key(decoded))
+    except (binascii.Error, ValueError, TypeError, JWException, UnsupportedAlgorithm):
         raise InvalidPublicKey() from None
     if key.has_private:
         raise InvalidPublicKey("the Public-Key header must hold an RSA public key, not a private key")

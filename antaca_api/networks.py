@@ -13,6 +13,15 @@ from antaca_auth import authorization_settings
 INSERT_NETWORK = """
     INSERT INTO networks (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING *"""
 NETWORK_EXISTS = "SELECT 1 FROM networks WHERE id = $1"
+SET_STATUS = "UPDATE networks SET status = $2 WHERE id = $1 RETURNING *"
+CERTIFICATES_OF_NETWORK = """
+    SELECT serial, network_id, fingerprint, subject, not_before, not_after, certificate, revoked_at
+    FROM network_certificates WHERE network_id = $1 ORDER BY created_at, serial"""
+REVOKE_CERTIFICATE = """
+    UPDATE network_certificates SET revoked_at = coalesce(revoked_at, now())
+    WHERE network_id = $1 AND serial = $2
+    RETURNING serial, network_id, fingerprint, subject, not_before, not_after, certificate,
+              revoked_at"""
 
 
 async def create(conn: asyncpg.Connection, network_id: uuid.UUID, name: str) -> asyncpg.Record:
@@ -38,4 +47,30 @@ async def set_deadline(conn: asyncpg.Connection, network_id: uuid.UUID,
     row = await authorization_settings.set_network_deadline(conn, network_id, deadline_ms)
     if row is None:
         raise NotFound("no such network")
+    return row
+
+
+async def set_status(conn: asyncpg.Connection, network_id: uuid.UUID,
+                     status: str) -> asyncpg.Record:
+    """Suspend (every request of the network refused, on JSON and ISO 8583 alike) or reactivate a
+    network; its row after."""
+    row = await conn.fetchrow(SET_STATUS, network_id, status)
+    if row is None:
+        raise NotFound("no such network")
+    return row
+
+
+async def certificates(conn: asyncpg.Connection, network_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The network's certificates, oldest first."""
+    if await conn.fetchval(NETWORK_EXISTS, network_id) is None:
+        raise NotFound("no such network")
+    return await conn.fetch(CERTIFICATES_OF_NETWORK, network_id)
+
+
+async def revoke_certificate(conn: asyncpg.Connection, network_id: uuid.UUID,
+                             serial: str) -> asyncpg.Record:
+    """Revoke the network's certificate (again: no change); NotFound when not the network's."""
+    row = await conn.fetchrow(REVOKE_CERTIFICATE, network_id, serial)
+    if row is None:
+        raise NotFound("no such certificate for this network")
     return row

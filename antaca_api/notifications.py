@@ -26,8 +26,10 @@ import asyncpg
 import msgspec
 
 from antaca_api.domain_errors import NotFound
+from antaca_api.partners import open_secret
 from antaca_api.services import Services
 from antaca_api.settings import Settings
+from antaca_auth.cardkeys import CardKeys
 from antaca_auth.periodic import every
 
 log = logging.getLogger(__name__)
@@ -224,7 +226,8 @@ CLAIM = """
         RETURNING d.id, d.alert_id, d.channel, d.target
     )
     SELECT c.id AS delivery_id, c.alert_id, c.channel, c.target, a.partner_id, p.name AS partner_name,
-           p.webhook_secret, a.account_id, a.kind, a.currency, cu.exponent, a.threshold, a.available,
+           p.webhook_secret, p.webhook_secret_sealed,
+           a.account_id, a.kind, a.currency, cu.exponent, a.threshold, a.available,
            a.created_at AS occurred_at
     FROM claimed c
     JOIN partner_alerts a ON a.id = c.alert_id
@@ -233,11 +236,21 @@ CLAIM = """
     ORDER BY c.id"""
 
 
-async def claim_due(pool: asyncpg.Pool, *, limit: int, now: datetime, lease: timedelta = LEASE) -> list[Due]:
-    """Claim up to `limit` due PENDING deliveries for `lease` (committed before anything is sent)."""
+async def claim_due(pool: asyncpg.Pool, *, limit: int, now: datetime, lease: timedelta = LEASE,
+                    keys: CardKeys | None = None) -> list[Due]:
+    """Claim up to `limit` due PENDING deliveries for `lease` (committed before anything is sent).
+    A sealed secret is opened with `keys`; one still in clear (written before sql/0024 and not
+    sealed yet by `antaca serve`'s start) is used as it is."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(CLAIM, now, now + lease, limit)
-    return [Due(**{**dict(r), "kind": KIND_NAMES[r["kind"]]}) for r in rows]
+    claimed = []
+    for r in rows:
+        fields = dict(r)
+        sealed = fields.pop("webhook_secret_sealed")
+        if sealed is not None and keys is not None:
+            fields["webhook_secret"] = open_secret(keys, r["partner_id"], sealed)
+        claimed.append(Due(**{**fields, "kind": KIND_NAMES[r["kind"]]}))
+    return claimed
 
 
 async def record_attempt(pool: asyncpg.Pool, due: Due, *, ok: bool, status_code: int | None, error: str | None,
@@ -295,7 +308,7 @@ async def deliver_due(services: Services, *, limit: int = 50, max_attempts: int 
     """One pass: claim, send concurrently, record each attempt; returns how many were attempted."""
     now = now or services.clock()
     max_attempts = max_attempts or services.settings.alert_max_attempts
-    claimed = await claim_due(services.pool, limit=limit, now=now)
+    claimed = await claim_due(services.pool, limit=limit, now=now, keys=services.card_keys)
     if not claimed:
         return 0
     async with aiohttp.ClientSession() as session:

@@ -10,12 +10,17 @@ from typing import Any
 
 import msgspec
 
+from antaca_api import pages, reference, step_up
 from antaca_api.domain_errors import (
     Conflict,
     Forbidden,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    NetworkSuspended,
     NotFound,
     PartnerSuspended,
     PasswordChangeRequired,
+    StepUpRequired,
     ValidationFailed,
 )
 from antaca_api.errors import (
@@ -34,7 +39,14 @@ from antaca_api.errors import (
     status_of_class,
 )
 from antaca_api.jwe import Envelope
-from antaca_api.routing import ALL_ROLES, PAGE_SIZE_DEFAULT, Channel, Encryption, Route
+from antaca_api.routing import (
+    ALL_ROLES,
+    PAGE_SIZE_DEFAULT,
+    Channel,
+    Encryption,
+    Route,
+    body_optional,
+)
 
 SECURITY = {
     Channel.CUSTOMER: [{"customerSession": []}],
@@ -74,7 +86,11 @@ STATUS_MEANINGS = {
 # the JWE headers (honoured on every route: antaca_api/routing.py, dispatch).
 REQUEST_ERRORS: tuple[type[Exception], ...] = (
     ValidationFailed, PayloadTooLarge, InvalidPublicKey, InvalidPayload, CantDecryptPayload)
-JSON_BODY_ERRORS: tuple[type[Exception], ...] = (MalformedJson, UnsupportedMediaType)
+JSON_BODY_ERRORS: tuple[type[Exception], ...] = (MalformedJson,)
+# Any body sent to a route that reads JSON must say so (routing.check_media_type).
+MEDIA_TYPE_ERRORS: tuple[type[Exception], ...] = (UnsupportedMediaType,)
+# Idempotency-Key: the key reused for another request, or the same request still running.
+IDEMPOTENCY_ERRORS: tuple[type[Exception], ...] = (IdempotencyKeyReused, IdempotencyKeyInProgress)
 # Each channel's authentication (antaca_api/channels.py).
 CHANNEL_ERRORS: dict[Channel, tuple[type[Exception], ...]] = {
     Channel.PUBLIC: (),
@@ -83,7 +99,7 @@ CHANNEL_ERRORS: dict[Channel, tuple[type[Exception], ...]] = {
     # own routes (antaca_api/staff_scope.py), and the route's roles may exclude the caller's.
     Channel.ADMIN: (Unauthenticated, SessionExpired, PasswordChangeRequired, Forbidden),
     Channel.PARTNER: (CertificateRequired, PartnerSuspended),
-    Channel.NETWORK: (CertificateRequired, PartnerSuspended),
+    Channel.NETWORK: (CertificateRequired, NetworkSuspended),
 }
 # What a handler that declares no `errors` may raise: an id it cannot see, and (when it changes
 # something) a state that does not allow it.
@@ -105,10 +121,16 @@ JWE_HEADERS = [
      "description": "true: plain request, encrypted 2xx response (any other value: off)."},
 ]
 
-# A cursor is opaque: the previous page's nextCursor, passed back as it came.
+# A cursor is opaque: the previous page's nextCursor, passed back unchanged (antaca_api/pages.py).
 CURSOR_PARAMETER = {"name": "cursor", "in": "query", "required": False,
-                    "description": "The previous page's nextCursor.",
-                    "schema": {"type": "string", "minLength": 1}}
+                    "description": "The previous page's nextCursor, opaque: pass it back unchanged.",
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$",
+                               "maxLength": pages.cursor_length_max}}
+
+
+STEP_UP_PARAMETER = {"name": step_up.STEP_UP_HEADER, "in": "header", "required": True,
+                     "schema": {"type": "string"},
+                     "description": "A fresh proof from POST /customers/me/step-up."}
 
 
 def page_parameters(page_size_max: int) -> list[dict]:
@@ -131,12 +153,17 @@ def _parameters(route: Route) -> list[dict]:
     for name in _PARAM.findall(route.path):
         schema = {"type": "string", "format": "uuid"} if name.endswith("Id") else {"type": "string"}
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    if route.step_up and route.channel is Channel.CUSTOMER:
+        params.append(STEP_UP_PARAMETER)
+    # A response type may name its route's query parameters (an opaque cursor, filters).
+    params += getattr(route.response, "query_parameters", [])
+    params += list(route.query)
     if route.page_size_max is not None:
         params += page_parameters(route.page_size_max)
-    params += list(route.query)
     if route.channel is not Channel.PUBLIC:
         params += JWE_HEADERS
-    return params
+    unique = {(p["in"], p["name"]): p for p in reversed(params)}  # the first declaration wins
+    return [p for p in params if unique[(p["in"], p["name"])] is p]
 
 
 def route_errors(route: Route) -> list[type[Exception]]:
@@ -145,12 +172,18 @@ def route_errors(route: Route) -> list[type[Exception]]:
     found: list[type[Exception]] = list(REQUEST_ERRORS)
     if route.body is not None:
         found += JSON_BODY_ERRORS
+    if not route.multipart:
+        found += MEDIA_TYPE_ERRORS
     if route.authenticated:
         found += CHANNEL_ERRORS[route.channel]
     if _PARAM.search(route.path):
         found.append(NotFound)
-    if route.encryption is Encryption.REQUIRED:
+    if route.encryption is not Encryption.OPTIONAL:
         found.append(EncryptionRequired)
+    if route.step_up and route.channel is Channel.CUSTOMER:
+        found.append(StepUpRequired)
+    if route.idempotent:
+        found += IDEMPOTENCY_ERRORS
     if route.channel is not Channel.NETWORK:  # JWE's RSA work and password hashing wait in a queue
         found.append(ServiceBusy)
     if route.errors is not None:
@@ -198,7 +231,7 @@ def success_schema(route: Route, ref: dict[Any, dict]) -> dict[str, Any]:
     if not (isinstance(route.response, type) and issubclass(route.response, msgspec.Struct)):
         return schema  # a document the handler answers itself (e.g. /openapi.json), never encrypted
     envelope = {"$ref": ref[Envelope]["$ref"], "x-antaca-plaintext": schema}
-    if route.encryption is Encryption.REQUIRED:
+    if route.encryption is not Encryption.OPTIONAL:
         return envelope
     return {"anyOf": [schema, envelope]}
 
@@ -237,9 +270,15 @@ def _operation(r: Route, ref: dict[Any, dict]) -> dict[str, Any]:
             notes.append(f"Roles: {', '.join(sorted(str(role) for role in r.roles))}.")
     if r.encryption is Encryption.REQUIRED:
         notes.append("JWE required: send Encrypted-Request or Encrypt-Response with Public-Key.")
+    if r.step_up and r.channel is Channel.CUSTOMER:
+        notes.append("Step-up required: send a fresh proof of POST /customers/me/step-up "
+                     "as the Step-Up-Token header.")
+    if r.encryption is Encryption.REQUEST:
+        notes.append("JWE request required: the body is sensitive; send it encrypted with "
+                     "Encrypted-Request and Public-Key.")
     operation["description"] = " ".join(notes)
     if r.body is not None:
-        operation["requestBody"] = {"required": True,
+        operation["requestBody"] = {"required": not body_optional(r.body),
                                     "content": {"application/json": {"schema": ref[r.body]}}}
     elif r.multipart:
         form = {"type": "object", "required": ["kind", "file"],
@@ -256,7 +295,7 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
     paths: dict[str, dict] = {}
     for r in routes:
         paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, ref)
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {"title": "Antaca card management system", "version": "0.1.0",
                  "description": "Channels: /customers (app sessions), /secure and /lifecycle "
@@ -267,6 +306,7 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }
+    return reference.enrich(document, routes)
 
 
 @functools.cache

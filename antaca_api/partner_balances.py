@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from antaca_api import pages
 from antaca_api.balances import check_currency, partner_account_id
 from antaca_api.domain_errors import (
     IdempotencyConflict,
@@ -57,7 +58,9 @@ VIEW = """
     FROM partner_accounts pa JOIN accounts a ON a.id = pa.account_id
     WHERE pa.kind IN ('partner_deposit', 'partner_credit')"""
 ONE_BALANCE = VIEW + " AND pa.partner_id = $1 AND pa.account_id = $2"
-BALANCES_OF_PARTNER = VIEW + " AND pa.partner_id = $1 ORDER BY pa.currency, pa.kind"
+BALANCES_OF_PARTNER = VIEW + """ AND pa.partner_id = $1 AND (pa.currency, pa.kind) > ($2, $3)
+    ORDER BY pa.currency, pa.kind LIMIT $4"""
+PARTNER_BALANCE_PAGES = pages.Keyset("partner-balances", tuple[str, str])  # (currency, kind)
 INSERT_PARTNER_ACCOUNT = """
     INSERT INTO partner_accounts (partner_id, currency, kind, account_id, low_balance_threshold,
         approval)
@@ -111,8 +114,11 @@ async def find_in_scope(conn: asyncpg.Connection, partner_scope: uuid.UUID | Non
     return await conn.fetchrow(BALANCE_IN_SCOPE, account_id, partner_scope)
 
 
-async def list_for(conn: asyncpg.Connection, partner_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(BALANCES_OF_PARTNER, partner_id)
+async def list_for(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                   page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of the partner's deposit and credit balances, by currency and kind."""
+    currency, kind = page.after or ("", "")
+    return await conn.fetch(BALANCES_OF_PARTNER, partner_id, currency, kind, page.fetch)
 
 
 async def set_threshold(conn: asyncpg.Connection, partner_id: uuid.UUID, account_id: uuid.UUID,
@@ -157,11 +163,11 @@ async def open_for_partner(conn: asyncpg.Connection, ledger: Ledger, partner_id:
     return await find(conn, partner_id, account_id)
 
 
-async def balances_of_partner(conn: asyncpg.Connection,
-                              partner_id: uuid.UUID) -> list[asyncpg.Record]:
-    """The existing partner's deposit and credit balances."""
+async def balances_of_partner(conn: asyncpg.Connection, partner_id: uuid.UUID,
+                              page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of the existing partner's deposit and credit balances."""
     await check_partner_exists(conn, partner_id)
-    return await list_for(conn, partner_id)
+    return await list_for(conn, partner_id, page)
 
 
 async def change_threshold(conn: asyncpg.Connection, partner_id: uuid.UUID, account_id: uuid.UUID,

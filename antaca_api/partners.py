@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime
 
 import asyncpg
 
+from antaca_api import pages
 from antaca_api.domain_errors import NotFound
 from antaca_api.pki import CertificateAuthority, IssuedCertificate, issue_client_certificate
+from antaca_auth.cardkeys import CardKeys
 
 PARTNER_EXISTS = "SELECT 1 FROM partners WHERE id = $1"
 PARTNER = """
@@ -16,12 +19,22 @@ PARTNER = """
     FROM partners WHERE id = $1"""
 ALL_PARTNERS = """
     SELECT id, name, contact_email, webhook_url, status, created_at
-    FROM partners WHERE ($1::uuid IS NULL OR id = $1) ORDER BY created_at, id"""
+    FROM partners
+    WHERE ($1::uuid IS NULL OR id = $1)
+      AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+    ORDER BY created_at, id LIMIT $4"""
+PARTNER_PAGES = pages.Keyset("partners", tuple[datetime, uuid.UUID])  # (created_at, id)
 INSERT_PARTNER = """
-    INSERT INTO partners (id, name, contact_email, webhook_url, webhook_secret)
+    INSERT INTO partners (id, name, contact_email, webhook_url, webhook_secret_sealed)
     VALUES ($1, $2, $3, $4, $5)"""
 SET_CONTACT = "UPDATE partners SET contact_email = $2, webhook_url = $3 WHERE id = $1"
-SET_WEBHOOK_SECRET = "UPDATE partners SET webhook_secret = $2 WHERE id = $1"
+SET_WEBHOOK_SECRET = """
+    UPDATE partners SET webhook_secret_sealed = $2, webhook_secret = NULL WHERE id = $1"""
+# Secrets written in clear before sql/0024, sealed at start (a bounded batch at a time).
+CLEAR_WEBHOOK_SECRETS = """
+    SELECT id, webhook_secret FROM partners WHERE webhook_secret IS NOT NULL
+    ORDER BY id LIMIT $1 FOR UPDATE"""
+SECRETS_SEALED_PER_BATCH = 500
 SET_STATUS = "UPDATE partners SET status = $2 WHERE id = $1"
 CERTIFICATES_OF_PARTNER = """
     SELECT serial, partner_id, fingerprint, subject, not_before, not_after, certificate, revoked_at
@@ -50,18 +63,44 @@ async def find(conn: asyncpg.Connection, partner_id: uuid.UUID) -> asyncpg.Recor
     return row
 
 
-async def all_partners(pool: asyncpg.Pool,
+async def all_partners(pool: asyncpg.Pool, page: pages.PageRequest,
                        partner_scope: uuid.UUID | None = None) -> list[asyncpg.Record]:
-    """Every partner, or only the one a partner's staff member belongs to."""
-    return await pool.fetch(ALL_PARTNERS, partner_scope)
+    """A page of every partner in onboarding order, or only the one a partner's staff member
+    belongs to."""
+    created_at, partner_id = page.after or (None, None)
+    return await pool.fetch(ALL_PARTNERS, partner_scope, created_at, partner_id, page.fetch)
 
 
-async def create(conn: asyncpg.Connection, partner_id: uuid.UUID, name: str,
+def seal_secret(keys: CardKeys, partner_id: uuid.UUID, secret: str) -> bytes:
+    """The partner's webhook secret sealed at rest (AES-256-GCM, bound to the partner)."""
+    return keys.seal_webhook_secret(partner_id, secret.encode())
+
+
+def open_secret(keys: CardKeys, partner_id: uuid.UUID, sealed: bytes) -> str:
+    return keys.open_webhook_secret(partner_id, sealed).decode()
+
+
+async def create(conn: asyncpg.Connection, keys: CardKeys, partner_id: uuid.UUID, name: str,
                  contact_email: str | None, webhook_url: str | None,
                  webhook_secret: str) -> asyncpg.Record:
-    """Onboard a partner, in the caller's transaction."""
-    await conn.execute(INSERT_PARTNER, partner_id, name, contact_email, webhook_url, webhook_secret)
+    """Onboard a partner, in the caller's transaction (its webhook secret sealed)."""
+    await conn.execute(INSERT_PARTNER, partner_id, name, contact_email, webhook_url,
+                       seal_secret(keys, partner_id, webhook_secret))
     return await find(conn, partner_id)
+
+
+async def seal_clear_secrets(pool: asyncpg.Pool, keys: CardKeys) -> int:
+    """Seal the webhook secrets still stored in clear (written before sql/0024); how many."""
+    sealed = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(CLEAR_WEBHOOK_SECRETS, SECRETS_SEALED_PER_BATCH)
+            for row in rows:
+                await conn.execute(SET_WEBHOOK_SECRET, row["id"],
+                                   seal_secret(keys, row["id"], row["webhook_secret"]))
+        sealed += len(rows)
+        if len(rows) < SECRETS_SEALED_PER_BATCH:
+            return sealed
 
 
 async def set_contact(conn: asyncpg.Connection, partner_id: uuid.UUID, contact_email: str | None,
@@ -71,9 +110,10 @@ async def set_contact(conn: asyncpg.Connection, partner_id: uuid.UUID, contact_e
     return await find(conn, partner_id)
 
 
-async def set_webhook_secret(conn: asyncpg.Connection, partner_id: uuid.UUID, secret: str) -> None:
+async def set_webhook_secret(conn: asyncpg.Connection, keys: CardKeys, partner_id: uuid.UUID,
+                             secret: str) -> None:
     await find(conn, partner_id)
-    await conn.execute(SET_WEBHOOK_SECRET, partner_id, secret)
+    await conn.execute(SET_WEBHOOK_SECRET, partner_id, seal_secret(keys, partner_id, secret))
 
 
 async def set_status(conn: asyncpg.Connection, partner_id: uuid.UUID,

@@ -30,11 +30,24 @@ DUE_ORDERS = """
 DELIVERY = {OrderStatus.SHIPPED: "SHIPPED", OrderStatus.DELIVERED: "DELIVERED"}
 
 
-async def record_order(conn: asyncpg.Connection, card_id: uuid.UUID, processor_ref: str, services: Services) -> None:
-    await conn.execute(
-        """INSERT INTO card_orders (card_id, processor_ref, status, next_check_at) VALUES ($1, $2, 'ORDERED', $3)""",
-        card_id, processor_ref, services.clock(),
-    )
+INSERT_ORDER = """
+    INSERT INTO card_orders (card_id, processor_ref, status, next_check_at, delivery_method)
+    VALUES ($1, $2, 'ORDERED', $3, $4)"""
+
+# A card's order and where it stands: what partner, customer and admin see of its delivery.
+SELECT_DELIVERY = """
+    SELECT o.card_id, o.delivery_method, o.status, o.updated_at, c.delivery_address
+    FROM card_orders o JOIN cards c ON c.id = o.card_id WHERE o.card_id = $1"""
+
+
+async def record_order(conn: asyncpg.Connection, card_id: uuid.UUID, processor_ref: str,
+                       services: Services, delivery_method: str) -> None:
+    await conn.execute(INSERT_ORDER, card_id, processor_ref, services.clock(), delivery_method)
+
+
+async def delivery_of(conn: asyncpg.Connection, card_id: uuid.UUID) -> asyncpg.Record | None:
+    """The card's physical order with its delivery method, address and tracking status, or None."""
+    return await conn.fetchrow(SELECT_DELIVERY, card_id)
 
 
 async def process_due_orders(services: Services, *, limit: int = 50, recheck_seconds: float = 30.0) -> int:

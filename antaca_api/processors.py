@@ -51,7 +51,9 @@ class Processor(Protocol):
     async def generate_card(self, program: Program, card_id: uuid.UUID, now: datetime) -> GeneratedCard: ...
 
     async def order_physical(self, program: Program, card_id: uuid.UUID, name_on_card: str, address: dict,
-                             now: datetime) -> str: ...
+                             now: datetime, *, delivery_method: str = "POST") -> str: ...
+
+    async def renew_virtual(self, program: Program, card_id: uuid.UUID, now: datetime) -> str: ...
 
     async def order_report(self, program: Program, processor_ref: str, now: datetime) -> OrderReport: ...
 
@@ -88,9 +90,15 @@ class SimulatedProcessor:
                              expiry_after(now, program.validity_months))
 
     async def order_physical(self, program: Program, card_id: uuid.UUID, name_on_card: str, address: dict,
-                             now: datetime) -> str:
+                             now: datetime, *, delivery_method: str = "POST") -> str:
         failing = "F" if name_on_card.strip().upper() == "FAIL" else "O"
         return f"SIM-{failing}-{card_id.hex}-{int(now.timestamp())}"
+
+    async def renew_virtual(self, program: Program, card_id: uuid.UUID, now: datetime) -> str:
+        """A renewed virtual card's new expiry (YYMM): `validityMonths` from now, the PAN kept."""
+        if program.config.get("fail_generation"):
+            raise ProcessorError("the processor refused to renew the card")
+        return expiry_after(now, program.validity_months)
 
     async def order_report(self, program: Program, processor_ref: str, now: datetime) -> OrderReport:
         _, failing, _, ordered = processor_ref.split("-")

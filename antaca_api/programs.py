@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import asyncpg
 import msgspec
 
+from antaca_api import pages
 from antaca_api.domain_errors import NotFound
 from antaca_api.partners import check_exists as check_partner_exists
 from antaca_auth import authorization_settings
@@ -17,8 +19,11 @@ INSERT_PROGRAM = """
         funding_model, validity_months, processor_config)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) RETURNING *"""
 ALL_PROGRAMS = """
-    SELECT * FROM card_programs WHERE ($1::uuid IS NULL OR partner_id = $1)
-    ORDER BY created_at, id"""
+    SELECT * FROM card_programs
+    WHERE ($1::uuid IS NULL OR partner_id = $1)
+      AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+    ORDER BY created_at, id LIMIT $4"""
+PROGRAM_PAGES = pages.Keyset("programs", tuple[datetime, uuid.UUID])  # (created_at, id)
 PROGRAM = "SELECT * FROM card_programs WHERE id = $1"
 
 
@@ -33,10 +38,12 @@ async def create(conn: asyncpg.Connection, program_id: uuid.UUID, partner_id: uu
                                msgspec.json.encode(processor_config).decode())
 
 
-async def all_programs(pool: asyncpg.Pool,
+async def all_programs(pool: asyncpg.Pool, page: pages.PageRequest,
                        partner_scope: uuid.UUID | None = None) -> list[asyncpg.Record]:
-    """Every program, or only those of the partner a staff member belongs to."""
-    return await pool.fetch(ALL_PROGRAMS, partner_scope)
+    """A page of every card program in creation order, or only those of the partner a staff
+    member belongs to."""
+    created_at, program_id = page.after or (None, None)
+    return await pool.fetch(ALL_PROGRAMS, partner_scope, created_at, program_id, page.fetch)
 
 
 async def find(pool: asyncpg.Pool, program_id: uuid.UUID) -> asyncpg.Record:

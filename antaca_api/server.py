@@ -13,7 +13,7 @@ import ssl
 import asyncpg
 from aiohttp import web
 
-from antaca_api import jwe
+from antaca_api import idempotency, jwe
 from antaca_api.app import create_app
 from antaca_api.cards import resume_pending
 from antaca_api.corporations import seal_clear_documents
@@ -21,10 +21,13 @@ from antaca_api.credentials import listen
 from antaca_api.iso8583.listener import Iso8583Listener
 from antaca_api.kyc import DeterministicKycProvider
 from antaca_api.notifications import run_alert_worker
+from antaca_api.partners import seal_clear_secrets
 from antaca_api.personalization import run_personalization
 from antaca_api.pki import CertificateAuthority
+from antaca_api.replacement import run_renewal
 from antaca_api.services import Services
 from antaca_api.settings import Settings
+from antaca_api.webhook_delivery import run_webhook_worker
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.charges import run_fee_worker
 from antaca_auth.database import create_pool
@@ -93,6 +96,9 @@ async def serve(dsn: str, settings: Settings) -> None:
                                     hold_seconds=services.engine.hold_seconds,
                                     clearing_tolerance_percent=settings.clearing_tolerance_percent)
     await services.engine.start()
+    sealed = await seal_clear_secrets(pool, card_keys)
+    if sealed:
+        log.info("sealed %d partner webhook secrets stored in clear", sealed)
     resumed = await resume_pending(services)
     if resumed:
         log.info("resumed %d virtual cards left pending", resumed)
@@ -102,9 +108,13 @@ async def serve(dsn: str, settings: Settings) -> None:
     workers = [
         asyncio.create_task(run_sweeper(services.ledger, settings.sweep_interval)),
         asyncio.create_task(run_personalization(services, settings.personalization_interval)),
+        asyncio.create_task(run_renewal(services, settings.renewal_interval,
+                                        settings.renewal_window_days)),
         asyncio.create_task(run_alert_worker(services, settings.alert_interval)),
+        asyncio.create_task(run_webhook_worker(services, settings.webhook_interval)),
         asyncio.create_task(run_fee_worker(pool, services.ledger, settings.fee_interval, services.clock)),
         asyncio.create_task(listen(dsn, services.credentials)),
+        asyncio.create_task(idempotency.run_sweeper(pool, services.clock)),
     ]
     # On SIGTERM aiohttp stops listening, then waits this long for the requests in flight: long
     # enough for the engine to answer every queued authorization (by its deadline at the latest).

@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 from antaca_auth.engine import EngineSettings
+from antaca_auth.renewal import RENEWAL_WINDOW_DAYS_DEFAULT
 
 ENGINE_PREFIX = "ANTACA_AUTHORIZATION_"  # e.g. ANTACA_AUTHORIZATION_QUEUE_SIZE_MAX=8192
 
@@ -32,6 +33,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     key_dir: Path = Path(".antaca") / "keys"  # CA, server certificate, JWE key (never committed)
     sweep_interval: float = 1.0  # seconds between expiry sweeps of pending transfers
     personalization_interval: float = 5.0  # seconds between passes over physical card orders
+    # Card renewal (antaca_api/replacement.py): cards expiring within the window are renewed.
+    renewal_window_days: int = RENEWAL_WINDOW_DAYS_DEFAULT
+    renewal_interval: float = 3600.0  # seconds between passes of the renewal job
     card_keys_file: Path | None = None  # card data keys (JSON); default <key_dir>/card-keys.json
     session_ttl: int = 600  # customer session lifetime, seconds (the product's 10 minutes)
     admin_session_ttl: int = 3600
@@ -49,6 +53,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     alert_interval: float = 1.0  # seconds between passes of the alert worker
     alert_backoff_base: float = 1.0  # seconds before the first retry; doubles per failure, capped at an hour
     alert_max_attempts: int = 10  # a delivery is FAILED after this many attempts
+    # Partner webhooks (antaca_api/webhook_delivery.py). Allowing private targets (loopback,
+    # private networks, plain http) is for development and tests only, never production.
+    webhook_interval: float = 1.0  # seconds between passes of the webhook worker
+    webhook_backoff_base: float = 10.0  # seconds before the first retry; doubles, with jitter
+    webhook_allow_private_targets: bool = False
     engine: EngineSettings = EngineSettings()  # the authorization engine (antaca_auth/engine.py)
     clearing_tolerance_percent: int = 20  # a clearing may exceed its hold by this much (tips, fuel)
     # ISO 8583 listener (docs/iso8583.md); port 0: not started. TLS with the network's client
@@ -71,6 +80,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             sweep_interval=float(env.get("ANTACA_SWEEP_INTERVAL", default.sweep_interval)),
             personalization_interval=float(env.get("ANTACA_PERSONALIZATION_INTERVAL",
                                                    default.personalization_interval)),
+            renewal_window_days=int(env.get("ANTACA_CARD_RENEWAL_WINDOW_DAYS",
+                                            default.renewal_window_days)),
+            renewal_interval=float(env.get("ANTACA_CARD_RENEWAL_INTERVAL",
+                                           default.renewal_interval)),
             card_keys_file=Path(env["ANTACA_CARD_KEYS_FILE"]) if env.get("ANTACA_CARD_KEYS_FILE") else None,
             session_ttl=int(env.get("ANTACA_SESSION_TTL", default.session_ttl)),
             admin_session_ttl=int(env.get("ANTACA_ADMIN_SESSION_TTL", default.admin_session_ttl)),
@@ -87,6 +100,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             alert_interval=float(env.get("ANTACA_ALERT_INTERVAL", default.alert_interval)),
             alert_backoff_base=float(env.get("ANTACA_ALERT_BACKOFF_BASE", default.alert_backoff_base)),
             alert_max_attempts=int(env.get("ANTACA_ALERT_MAX_ATTEMPTS", default.alert_max_attempts)),
+            webhook_interval=float(env.get("ANTACA_WEBHOOK_INTERVAL", default.webhook_interval)),
+            webhook_backoff_base=float(env.get("ANTACA_WEBHOOK_BACKOFF_BASE",
+                                               default.webhook_backoff_base)),
+            webhook_allow_private_targets=_flag(env.get("ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS"),
+                                                default.webhook_allow_private_targets),
             engine=engine_settings_from_env(env),
             clearing_tolerance_percent=int(env.get("ANTACA_CLEARING_TOLERANCE_PERCENT",
                                                    default.clearing_tolerance_percent)),

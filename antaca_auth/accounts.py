@@ -21,6 +21,9 @@ class AccountKind(enum.StrEnum):
     EXTERNAL_FUNDING = "external_funding"
     # What is owed to the issuer for a network's approved advice the card's funds did not cover.
     ADVICE_RECEIVABLE = "advice_receivable"
+    # A partner's position in one currency: a converted transfer between its users' balances goes
+    # in on the sender's currency's position and out of the receiver's (no funds limit).
+    FX_POSITION = "fx_position"
 
 
 # Which side an account's balance grows on. Money the issuer holds for someone (user and partner

@@ -20,6 +20,7 @@ from msgspec import Meta
 from antaca_auth.accounts import AMOUNT_MINOR_UNITS_MAX
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import LOCK_REASONS, CardState
+from antaca_auth.pans import PAN_PATTERN
 
 MAX_PIN_FAILURES = 3  # the third wrong PIN in a row locks the card (reason 6)
 
@@ -43,7 +44,7 @@ class AuthorizationRequest(msgspec.Struct, frozen=True, kw_only=True, rename="ca
     """What the card network sends (ISO 8583 fields by name)."""
 
     message_id: MessageId  # idempotency key, per network
-    pan: Annotated[str, Meta(pattern=r"^[0-9]{13,19}$")]
+    pan: Annotated[str, Meta(pattern=PAN_PATTERN)]
     expiry: Annotated[str, Meta(pattern=r"^[0-9]{2}(0[1-9]|1[0-2])$", description="YYMM (DE14)")]
     amount: Annotated[int, Meta(gt=0, le=AMOUNT_MINOR_UNITS_MAX, description="minor units")]
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
@@ -74,7 +75,9 @@ class Decline:
 
 UNKNOWN_CARD = Decline("14", "UNKNOWN_CARD")
 CARD_REMOVED = Decline("57", "CARD_REMOVED")
-CARD_NOT_ACTIVE = Decline("57", "CARD_NOT_ACTIVATED")
+# Never activated (ordered, linked but not activated, pending, failed): the product's action
+# code for an inactive card, as for a card locked with reason 5.
+CARD_NOT_ACTIVE = Decline("57", "CARD_NOT_ACTIVATED", "1018")
 EXPIRED_CARD = Decline("54", "EXPIRED_CARD")
 WRONG_EXPIRY = Decline("54", "WRONG_EXPIRY")
 WRONG_CVC2 = Decline("N7", "WRONG_CVC2")

@@ -1,6 +1,7 @@
 """Card events: every state change of a card, who made it and why. The one module that writes and
 reads `card_events`: the API's card operations, the personalization jobs and the authorization
-engine's locks all record through it."""
+engine's locks all record through it. Each card event is also a partner event
+(antaca_auth/events.py: `card.issued`, `card.locked`...), written in the same transaction."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from antaca_auth import events
 from antaca_auth.cardstate import CardState
 
 SYSTEM_ACTOR = "system"  # events no person caused: the engine's locks, background jobs
@@ -31,8 +33,11 @@ SELECT_EVENTS = """
 async def record_event(conn: asyncpg.Connection, card_id: uuid.UUID, event: str, actor: str,
                        before: CardState | None, after: CardState, reason: int | None = None) -> None:
     """One state change (or event without one, `before` equal to `after`) of a card."""
-    await conn.execute(INSERT_EVENT, card_id, event, actor,
-                       None if before is None else str(before), str(after), reason)
+    from_state = None if before is None else str(before)
+    await conn.execute(INSERT_EVENT, card_id, event, actor, from_state, str(after), reason)
+    await events.record_for_card(conn, card_id, events.card_event_type(event), card_id, {
+        "event": event, "actor": actor, "fromState": from_state, "toState": str(after),
+        "reason": reason})
 
 
 async def record_engine_locks(conn: asyncpg.Connection,
@@ -41,6 +46,8 @@ async def record_engine_locks(conn: asyncpg.Connection,
     if locks:
         await conn.execute(INSERT_ENGINE_LOCKS, [card for card, _ in locks],
                            [reason for _, reason in locks], SYSTEM_ACTOR)
+        await events.record_engine_locks(conn, [card for card, _ in locks],
+                                         [reason for _, reason in locks])
 
 
 async def events_of(conn: asyncpg.Connection | asyncpg.Pool,

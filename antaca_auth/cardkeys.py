@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 ZONE_KEY_WRAPPING_INFO = b"antaca/zone-pin-key-wrapping/v1"
 # HKDF label of the KYB document key derived from each PAN key (rotates with the PAN keys).
 DOCUMENT_KEY_INFO = b"antaca/kyb-document/v1"
+# HKDF label of the partners' webhook signing secrets' wrapping key (antaca_api/webhooks.py).
+WEBHOOK_SECRET_WRAPPING_INFO = b"antaca/webhook-secret-wrapping/v1"
 WRAPPING_KEY_BYTES = 32  # AES-256
 GCM_NONCE_BYTES = 12
 
@@ -140,6 +142,27 @@ class CardKeys:
                                                          blob[GCM_NONCE_BYTES:], document_id.bytes)
         except InvalidTag:
             raise CardKeyError("a document does not open under these keys") from None
+    # --- webhook signing secrets -------------------------------------------------------------
+
+    @functools.cached_property
+    def webhook_secret_sealer(self) -> AESGCM:
+        """AES-256-GCM under HKDF-SHA256(pin_key, info=WEBHOOK_SECRET_WRAPPING_INFO), derived
+        once."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=WRAPPING_KEY_BYTES, salt=None,
+                    info=WEBHOOK_SECRET_WRAPPING_INFO)
+        return AESGCM(hkdf.derive(self.pin_key))
+
+    def seal_webhook_secret(self, endpoint_id: uuid.UUID, secret: bytes) -> bytes:
+        """Nonce + ciphertext of a webhook endpoint's signing secret, bound to that endpoint."""
+        nonce = os.urandom(GCM_NONCE_BYTES)
+        return nonce + self.webhook_secret_sealer.encrypt(nonce, secret, endpoint_id.bytes)
+
+    def open_webhook_secret(self, endpoint_id: uuid.UUID, blob: bytes) -> bytes:
+        try:
+            return self.webhook_secret_sealer.decrypt(blob[:GCM_NONCE_BYTES],
+                                                      blob[GCM_NONCE_BYTES:], endpoint_id.bytes)
+        except InvalidTag:
+            raise CardKeyError("a webhook secret does not open under these card keys") from None
 
     # --- storage -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@
     ACTIVE | INACTIVE --lock(reason)--> LOCKED   (remembers the state it left)
     LOCKED --unlock------> the state it left     (refused for irreversible reasons)
     LOCKED --lock(reason)--> LOCKED              (a new reason replaces a reversible one)
+    ACTIVE | INACTIVE | LOCKED --replaced--> LOCKED(8)  (final: the card has a successor)
     any but REMOVED --remove--> REMOVED          (final)
 """
 
@@ -79,7 +80,14 @@ def _refuse(code: str, message: str) -> CardTransitionError:
     return CardTransitionError(code, message)
 
 
+def _refuse_if_removed(s: CardStatus) -> None:
+    """A removed card refuses every operation as removed, whatever the operation would need."""
+    if s.state is CardState.REMOVED:
+        raise _refuse("CARD_REMOVED", "the card is removed")
+
+
 def activate(s: CardStatus) -> CardStatus:
+    _refuse_if_removed(s)
     if s.state is not CardState.INACTIVE:
         raise _refuse("CARD_NOT_INACTIVE", f"only an INACTIVE card can be activated, this one is {s.state}")
     return CardStatus(CardState.ACTIVE)
@@ -88,6 +96,7 @@ def activate(s: CardStatus) -> CardStatus:
 def lock(s: CardStatus, reason: int) -> CardStatus:
     if reason not in LOCK_REASONS:
         raise _refuse("INVALID_LOCK_REASON", f"unknown lock reason {reason}")
+    _refuse_if_removed(s)
     if s.state in (CardState.ACTIVE, CardState.INACTIVE):
         return CardStatus(CardState.LOCKED, reason, s.state)
     if s.state is CardState.LOCKED:
@@ -97,7 +106,24 @@ def lock(s: CardStatus, reason: int) -> CardStatus:
     raise _refuse("CARD_NOT_LOCKABLE", f"a {s.state} card cannot be locked")
 
 
+CARD_REPLACED_LOCK_REASON = 8
+
+
+def replaced(s: CardStatus) -> CardStatus:
+    """A card that a new one replaces is locked for good with reason 8 (its authorizations answer
+    1011). Any other lock gives way to it, an irreversible one included (the card is lost or
+    stolen and now replaced): the replacement is what the network must be told."""
+    if s.state is CardState.LOCKED and s.lock_reason == CARD_REPLACED_LOCK_REASON:
+        raise _refuse("CARD_ALREADY_REPLACED", "the card is already replaced")
+    if s.state in (CardState.ACTIVE, CardState.INACTIVE):
+        return CardStatus(CardState.LOCKED, CARD_REPLACED_LOCK_REASON, s.state)
+    if s.state is CardState.LOCKED:
+        return CardStatus(CardState.LOCKED, CARD_REPLACED_LOCK_REASON, s.state_before_lock)
+    raise _refuse("CARD_NOT_REPLACEABLE", f"a {s.state} card cannot be replaced")
+
+
 def unlock(s: CardStatus) -> CardStatus:
+    _refuse_if_removed(s)
     if s.state is not CardState.LOCKED:
         raise _refuse("CARD_NOT_LOCKED", "the card is not locked")
     reason = LOCK_REASONS[s.lock_reason]
@@ -107,8 +133,7 @@ def unlock(s: CardStatus) -> CardStatus:
 
 
 def remove(s: CardStatus) -> CardStatus:
-    if s.state is CardState.REMOVED:
-        raise _refuse("CARD_REMOVED", "the card is already removed")
+    _refuse_if_removed(s)
     return CardStatus(CardState.REMOVED)
 
 

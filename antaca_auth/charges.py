@@ -16,6 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
+from antaca_auth import events
 from antaca_auth import fees as pricing
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity, midnight
@@ -90,6 +91,7 @@ async def record_paid(conn: asyncpg.Connection, *, charge: uuid.UUID, program_id
     """Record a fee that the caller's own ledger transfer paid, in the caller's transaction."""
     await conn.execute(INSERT_PAID, charge, program_id, schedule_id, str(fee_type), cause, balance_id, card_id, amount,
                        currency, transfer_id)
+    await events.record_fees_charged(conn, [charge])
 
 
 async def charge_flat(conn: asyncpg.Connection, ledger: Ledger, *, program_id: uuid.UUID | None, fee_type: FeeType,
@@ -129,6 +131,7 @@ async def _charge(conn: asyncpg.Connection, ledger: Ledger, targets: list, *, pr
     results = (await ledger.write_batch(conn, transfers)).results
     paid = {r.id for r in results if r.code is ResultCode.OK}
     await conn.execute(MARK_PAID, list(paid))
+    await events.record_fees_charged(conn, list(paid))
     return [Charge(c.id, c.fee_type, c.amount, "PAID" if c.id in paid else c.state) for c in charges]
 
 
@@ -174,6 +177,7 @@ async def collect_unpaid(pool: asyncpg.Pool, ledger: Ledger, balance_id: uuid.UU
         results = (await ledger.write_batch(conn, transfers)).results
         paid = [r.id for r in results if r.code is ResultCode.OK]
         await conn.execute(MARK_PAID, paid)
+        await events.record_fees_charged(conn, paid)  # charged now that they are paid
         return len(paid)
 
 
@@ -190,10 +194,12 @@ async def collect_all(pool: asyncpg.Pool, ledger: Ledger) -> int:
     return total
 
 
+# A card locked for good as replaced (reason 8) is no longer live: its successor pays the fee.
 RECURRING_CARDS = """
     SELECT c.id, c.balance_id, b.account_id, c.seq
     FROM cards c JOIN balances b ON b.id = c.balance_id
-    WHERE c.program_id = $1 AND c.state IN ('ACTIVE', 'LOCKED', 'INACTIVE') AND c.created_at < $2 AND c.seq > $3
+    WHERE c.program_id = $1 AND c.state IN ('ACTIVE', 'LOCKED', 'INACTIVE')
+      AND c.lock_reason IS DISTINCT FROM 8 AND c.created_at < $2 AND c.seq > $3
     ORDER BY c.seq LIMIT $4"""
 
 

@@ -12,6 +12,7 @@ class TransferCode(enum.IntEnum):
     CARD_PAYMENT = 11  # a card payment on the user's balance (held, then cleared)
     CARD_REFUND = 12  # a merchant's refund to the card
     MONEY_TRANSFER = 13  # an outgoing (IBAN) transfer from a balance
+    INTERNAL_TRANSFER = 14  # between two balances of a partner (user to user), each leg of it
     FEE_BALANCE_CREATION = 20  # fees: from the user's balance to the program's fee revenue
     FEE_CARD_CREATION = 21
     FEE_CARD_RECURRING = 22

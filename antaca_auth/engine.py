@@ -35,8 +35,8 @@ import asyncpg
 import msgspec
 
 from antaca_auth import controls as controls_store
+from antaca_auth import events, velocity
 from antaca_auth import fees as pricing
-from antaca_auth import velocity
 from antaca_auth.accounts import AccountKind, NewAccount
 from antaca_auth.activity import card_activity
 from antaca_auth.authorization import (
@@ -550,6 +550,7 @@ class AuthorizationEngine:
             # The message lock keeps the decline in place; holds with no row naming them must
             # never be written.
             require(superseded == "UPDATE 1", "an advice superseded no declined row")
+            await events.record_authorization_changes(conn, [row.id])  # the decline's stays
         else:
             await self._insert(conn, [row], ids, now)
         # The answer's hold: the last on the user's balance, whose balance-after columns give the
@@ -869,6 +870,7 @@ class AuthorizationEngine:
         if declined:
             await conn.execute(DECLINE, [r.id for r in declined], [r.decline.response_code for r in declined],
                                [r.decline.reason for r in declined], [r.decline.action_code for r in declined])
+            await events.correct_declined(conn, [r.id for r in declined])
         if touched:
             await check_crossings(conn, touched)
 
@@ -1131,6 +1133,8 @@ class AuthorizationEngine:
             ))
         if records:
             await conn.copy_records_to_table("authorizations", records=records, columns=AUTHORIZATION_COLUMNS)
+            # Their events with one statement, before the ledger's locks (antaca_auth/events.py).
+            await events.record_authorizations(conn, [row.id for row in rows])
 
     # --- the stand-in lane and the stand-in records --------------------------------------------
 
@@ -1210,7 +1214,7 @@ class AuthorizationEngine:
 
     async def _record(self, chunk: list[tuple[_Pending, AuthorizationResult, datetime]]) -> None:
         requests = [item.request for item, _, _ in chunk]
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 STAND_IN_RECORDS, [result.authorization_id for _, result, _ in chunk],
                 [item.network_id for item, _, _ in chunk], [q.message_id for q in requests],
@@ -1220,6 +1224,8 @@ class AuthorizationEngine:
                 [q.merchant_country for q in requests], [q.terminal_id for q in requests],
                 [result.response_code for _, result, _ in chunk], [result.reason for _, result, _ in chunk],
                 [at for _, _, at in chunk], [item.digest for item, _, _ in chunk])
+            await events.record_authorizations(conn, [result.authorization_id
+                                                      for _, result, _ in chunk])
 
 
 async def _committed(conn: asyncpg.Connection, write: Callable[[], Awaitable[_T]]) -> _T:

@@ -285,3 +285,27 @@ def needs_facts(schedule: FeeSchedule | None, tx_type: str) -> bool:
     """Whether pricing this payment depends on the card's activity (a waiver rule may apply)."""
     return schedule is not None and tx_type in TRANSACTION_FEES and (
         has_waivers(schedule, TRANSACTION_FEES[tx_type]) or has_waivers(schedule, FeeType.CURRENCY_CONVERSION))
+
+
+@dataclass(frozen=True)
+class InternalTransferPrice:
+    """What a transfer between two balances moves: the amount the receiver gets (in its currency)
+    and the conversion fee the sender pays (in the sender's currency)."""
+
+    received_amount: int
+    fee: int
+
+
+def price_internal_transfer(schedule: FeeSchedule | None, amount: int, rate: Decimal | None,
+                            from_exponent: int, to_exponent: int) -> InternalTransferPrice:
+    """A balance-to-balance transfer of `amount` in the sender's currency: converted at `rate`
+    (None: the same currency, nothing converted and no fee), with the sender's program's currency
+    conversion fee on the amount unless a waiver rule waives it."""
+    require(amount > 0, "a transfer of a non-positive amount")
+    if rate is None:
+        return InternalTransferPrice(received_amount=amount, fee=0)
+    received = convert(amount, from_exponent, to_exponent, rate)
+    fee = 0 if schedule is None else conversion_fee(schedule, amount)
+    if fee and waiver_for(schedule, FeeType.CURRENCY_CONVERSION, {}) is not None:
+        fee = 0
+    return InternalTransferPrice(received_amount=received, fee=fee)

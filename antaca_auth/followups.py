@@ -23,8 +23,8 @@ from typing import NamedTuple
 import asyncpg
 import msgspec
 
+from antaca_auth import events, velocity
 from antaca_auth import fees as pricing
-from antaca_auth import velocity
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.charges import record_paid
 from antaca_auth.control_rules import CounterKey, counted_keys
@@ -359,7 +359,7 @@ class FollowUps:
             else:
                 recorded, currency = amount, auth["currency"]
             event_id = await _record(conn, network_id, message_id, auth["id"], "REVERSAL",
-                                     recorded, currency)
+                                     recorded, currency, auth["card_id"])
         return FollowUp(event_id, auth["id"], "REVERSAL", recorded, False)
 
     async def clear(self, network_id: uuid.UUID, message_id: str, original_message_id: str,
@@ -390,7 +390,7 @@ class FollowUps:
             if hold_ids.deposit is not None:
                 await check_crossings(conn, [holds[hold_ids.deposit].debit_account_id])
             event_id = await _record(conn, network_id, message_id, auth["id"], "CLEARING", amount,
-                                     auth["currency"])
+                                     auth["currency"], auth["card_id"])
         return FollowUp(event_id, auth["id"], "CLEARING", amount, False)
 
     async def force_post(self, network_id: uuid.UUID, message_id: str, pan: str, amount: int,
@@ -412,7 +412,7 @@ class FollowUps:
             if card["funding_model"] == "DEPOSIT":
                 await check_crossings(conn, [card["deposit"]])
             event_id = await _record(conn, network_id, message_id, None, "FORCE_POST", amount,
-                                     currency)
+                                     currency, card["card_id"])
         return FollowUp(event_id, None, "FORCE_POST", amount, False)
 
     async def _book(self, conn: asyncpg.Connection, batch: list[Transfer], what: str) -> None:
@@ -469,11 +469,17 @@ async def _schedule(conn: asyncpg.Connection,
 
 async def _record(conn: asyncpg.Connection, network_id: uuid.UUID, message_id: str,
                   authorization_id: uuid.UUID | None, kind: str, amount: int,
-                  currency: str) -> uuid.UUID:
+                  currency: str, card_id: uuid.UUID) -> uuid.UUID:
     event_id = new_id()
     await INSERT_EVENT.execute(conn, id=event_id, network_id=network_id, message_id=message_id,
                                authorization_id=authorization_id, kind=kind, amount=amount,
                                currency=currency)
+    # The partner's event: about the authorization, or the card for a force post (it has none).
+    await events.record_for_card(conn, card_id, events.FOLLOW_UP_TYPES[kind],
+                                 authorization_id or card_id, {
+                                     "followUpId": str(event_id), "kind": kind,
+                                     "authorizationId": authorization_id and str(authorization_id),
+                                     "amount": amount, "currency": currency})
     return event_id
 
 

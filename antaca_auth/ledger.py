@@ -30,6 +30,7 @@ from antaca_auth.accounts import (
     credit_normal_available,
     posted_balance,
 )
+from antaca_auth.events import record_expired_holds
 from antaca_auth.holds import NewTransfers
 from antaca_auth.invariants import require
 from antaca_auth.posting import (
@@ -364,6 +365,7 @@ class Ledger:
         *,
         allow_expire: bool,
         guard: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+        after: Callable[[asyncpg.Connection, list[TransferResult]], Awaitable[None]] | None = None,
     ) -> list[TransferResult]:
         if not transfers:
             return []
@@ -373,6 +375,8 @@ class Ledger:
                     if guard is not None:
                         await guard(conn)
                     outcome = await self.write_batch(conn, transfers, allow_expire=allow_expire)
+                    if after is not None:  # more writes of the same transaction
+                        await after(conn, outcome.results)
                 return outcome.results
             except _RETRYABLE as exc:
                 if attempt + 1 == self.max_retries:
@@ -536,7 +540,8 @@ class Ledger:
                     )
                     for r in open_holds[start : start + limit]
                 ]
-                results = await self._create_transfers(batch, allow_expire=True)
+                results = await self._create_transfers(batch, allow_expire=True,
+                                                       after=_expired_holds_recorder(batch))
                 expired += sum(r.code is ResultCode.OK for r in results)
                 failed.update(str(r.code) for r in results if r.code not in _EXPIRY_DONE)
             if failed:
@@ -545,3 +550,16 @@ class Ledger:
                 return expired
             async with self.pool.acquire() as conn:
                 await DROP_EXPIRY_BATCHES.execute(conn, ids=[r["id"] for r in lists])
+
+
+ExpiryRecorder = Callable[[asyncpg.Connection, list[TransferResult]], Awaitable[None]]
+
+
+def _expired_holds_recorder(batch: list[Transfer]) -> ExpiryRecorder:
+    """What records, in the expiry's transaction, the `hold.expired` events of the holds it
+    released."""
+    async def record(conn: asyncpg.Connection, results: list[TransferResult]) -> None:
+        await record_expired_holds(conn, [batch[r.index].pending_id for r in results
+                                          if r.code is ResultCode.OK])
+
+    return record

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import secrets
 
+# A PAN has 14 to 19 digits everywhere: card programs, network messages (JSON and ISO 8583).
+PAN_LENGTH_MIN, PAN_LENGTH_MAX = 14, 19
+PAN_PATTERN = rf"^[0-9]{{{PAN_LENGTH_MIN},{PAN_LENGTH_MAX}}}$"
+
 
 def luhn_check_digit(partial: str) -> str:
     """The digit that makes `partial` + digit pass the Luhn check."""
@@ -22,7 +26,8 @@ def luhn_valid(pan: str) -> bool:
 
 def generate_pan(bin_prefix: str, length: int) -> str:
     """A random Luhn-valid PAN of `length` digits starting with `bin_prefix`."""
-    assert bin_prefix.isdigit() and 6 <= len(bin_prefix) < length - 1 and 13 <= length <= 19, "bad BIN range"
+    assert bin_prefix.isdigit() and 6 <= len(bin_prefix) < length - 1, "bad BIN range"
+    assert PAN_LENGTH_MIN <= length <= PAN_LENGTH_MAX, "bad PAN length"
     body = bin_prefix + "".join(secrets.choice("0123456789") for _ in range(length - len(bin_prefix) - 1))
     return body + luhn_check_digit(body)
 

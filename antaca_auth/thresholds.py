@@ -14,6 +14,11 @@ from collections.abc import Iterable
 
 import asyncpg
 
+from antaca_auth import events
+
+# partner_accounts.kind as partners see it.
+PARTNER_KINDS = {"partner_deposit": "DEPOSIT", "partner_credit": "CREDIT"}
+
 # One statement: latch, outbox row and deliveries, or nothing at all when no latch flips (the
 # common case on the authorization path costs one indexed lookup per touched partner account).
 CROSSED_BELOW = """
@@ -42,7 +47,7 @@ CROSSED_BELOW = """
             UNION ALL SELECT 'WEBHOOK', p.webhook_url) AS ch (channel, target)
         WHERE ch.target IS NOT NULL
     )
-    SELECT count(*) FROM alerts"""
+    SELECT partner_id, account_id, kind, currency, threshold, available FROM crossed"""
 
 # A reload (or a lower threshold) that leaves the balance at or above its threshold re-arms it.
 REARM = """
@@ -59,7 +64,11 @@ async def check_crossings(conn: asyncpg.Connection, account_ids: Iterable[uuid.U
     ids = list(account_ids)
     if not ids:
         return 0
-    return await conn.fetchval(CROSSED_BELOW, ids)
+    crossed = await conn.fetch(CROSSED_BELOW, ids)
+    if crossed:  # the partner's events too (antaca_auth/events.py), in this transaction
+        await events.record_partner_balances_low(conn, [
+            {**dict(row), "kind": PARTNER_KINDS[row["kind"]]} for row in crossed])
+    return len(crossed)
 
 
 async def rearm(conn: asyncpg.Connection, account_ids: Iterable[uuid.UUID]) -> None:

@@ -3,6 +3,7 @@ caller each route expects (tests/integration/test_fuzz.py, test_openapi_conforma
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import aiohttp
@@ -27,6 +28,11 @@ def destructive_last(route: Route) -> tuple[bool, int]:
     destructive = route.method == "DELETE" or route.path.endswith(
         ("/close", "/status", "/revoke", "/kyc", "/kyb"))
     return destructive, ROUTES.index(route)
+
+
+def path_ids(data: "Seed", names: list[str]) -> dict[str, str]:
+    """Real ids for a route's path parameters; one the seed has none of is a fresh (unknown) id."""
+    return {name: data.ids.get(name, str(uuid.uuid4())) for name in names}
 
 
 def steered(body: object, data: "Seed") -> object:
@@ -99,12 +105,15 @@ async def seed(api) -> Seed:
     async with api.client().post(f"{api.http}/admin/networks/{network}/certificates",
                                  json={"csr": csr}, headers=bearer(admin)) as r:
         network_cert = (await r.json())["certificate"]
+    async with partner.post(f"{api.https}/secure/webhooks",
+                            json={"url": "https://93.184.215.14/hooks"}) as r:
+        endpoint = (await r.json())["endpointId"]
     return Seed(
         admin=admin, session=session, jwe_public=client.public_header, jwe=client,
         ids={"customerId": cid, "balanceId": balance, "partnerId": partner_id,
              "programId": program, "cardId": card["cardId"], "dcCorporationId": corporation,
              "networkId": network, "serial": "00", "installationId": spare_device,
-             "documentId": document, "adminId": spare_admin},
+             "documentId": document, "adminId": spare_admin, "endpointId": endpoint},
         partner=tls_session(api, "partner", cert, key),
         network=tls_session(api, "network", network_cert, network_key), pan=card["pan"],
     )

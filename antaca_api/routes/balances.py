@@ -9,6 +9,7 @@ from typing import Literal
 import asyncpg
 
 from antaca_api import balances as repo
+from antaca_api import pages
 from antaca_api.fields import Amount, Currency, Reference
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body, Page
@@ -40,7 +41,7 @@ class BalanceView(Body):
     cards: list[BalanceCard] = []  # the cards issued under it (removed ones left out)
 
 
-class Balances(Body):
+class Balances(Page, kw_only=True):
     items: list[BalanceView]
 
 
@@ -73,11 +74,28 @@ async def _open(ctx: Context, customer_id: uuid.UUID, body: NewBalance) -> Balan
             currency=body.currency, program_id=body.program_id, at=ctx.services.clock()))
 
 
+def _balance_page(rows, cards, page: pages.PageRequest) -> Balances:
+    shown, cursor = pages.cut(rows, page, lambda r: (r["seq"],))
+    return Balances(items=[balance_view(r, card_views(cards.get(r["id"], []))) for r in shown],
+                    next_cursor=cursor)
+
+
 async def _list(ctx: Context, customer_id: uuid.UUID) -> Balances:
+    page = pages.request(repo.BALANCE_PAGES, ctx.request.query)
     async with ctx.pool.acquire() as conn:
         rows, cards = await repo.customer_balances(conn, ctx.partner_id, customer_id,
-                                                   hidden_card_states(ctx))
-    return Balances(items=[balance_view(r, card_views(cards.get(r["id"], []))) for r in rows])
+                                                   hidden_card_states(ctx), page)
+    return _balance_page(rows, cards, page)
+
+
+@route("GET", "/secure/balances", channel=Channel.PARTNER, response=Balances, tags=("balances",),
+       summary="Every balance of the partner, its customers' and its corporations', in opening "
+               "order (cursor pagination)")
+async def list_partner_balances(ctx: Context, _: None) -> Balances:
+    page = pages.request(repo.BALANCE_PAGES, ctx.request.query)
+    async with ctx.pool.acquire() as conn:
+        rows, cards = await repo.partner_balances(conn, ctx.partner_id, ["REMOVED"], page)
+    return _balance_page(rows, cards, page)
 
 
 async def _get(ctx: Context, customer_id: uuid.UUID) -> BalanceView:
@@ -173,7 +191,7 @@ class ReloadResult(Body):
 
 
 @route("POST", "/secure/customers/{customerId}/balances/{balanceId}/reload", channel=Channel.PARTNER, body=Reload,
-       response=ReloadResult,
+       response=ReloadResult, idempotent=True,
        summary="Top up a balance (idempotent per reference): from the partner credit balance when the partner's "
                "programs in this currency are CREDIT-model, else from the partner's external funding",
        tags=("balances",))

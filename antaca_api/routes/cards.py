@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
+import calendar
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
 from antaca_api import cards as repo
-from antaca_api import corporations
+from antaca_api import corporations, pages, replacement
 from antaca_api.customers import partner_of_customer
 from antaca_api.domain_errors import (
     CardDataUnavailable,
     Conflict,
+    Forbidden,
     InvalidPin,
     NotFound,
+    PhysicalCardOnly,
     ProcessorFailure,
 )
+from antaca_api.errors import EncryptionRequired
+from antaca_api.personalization import delivery_of
+from antaca_api.replacement import DeliveryMethod, ReplacementReason
 from antaca_api.routes.customers import Address
 from antaca_api.routing import ADMIN_MANAGER, Channel, Context, Encryption, route
-from antaca_api.schema import Body
+from antaca_api.schema import Body, Page
 from antaca_auth import cardstate
 from antaca_auth.cardstate import LOCK_REASONS, NETWORK_LOCK_REASONS, CardState
 from antaca_auth.invariants import require
-from antaca_auth.pans import mask_pan
+from antaca_auth.pans import PAN_PATTERN, mask_pan
 
 JWE = Encryption.REQUIRED
 # Issuing a virtual card: an unknown balance or program, a state that refuses it, the processor
@@ -50,6 +56,7 @@ class NewPhysicalCard(Body):
     name_on_card: Annotated[str, Meta(min_length=1, max_length=26)]  # what fits on the plastic
     delivery_address: Address
     program_id: uuid.UUID | None = None
+    delivery_method: DeliveryMethod = "POST"  # courier or post
 
 
 class NewCorporatePhysicalCard(Body):
@@ -59,6 +66,7 @@ class NewCorporatePhysicalCard(Body):
     name_on_card: Annotated[str, Meta(min_length=1, max_length=26)]
     delivery_address: Address
     program_id: uuid.UUID | None = None
+    delivery_method: DeliveryMethod = "POST"
 
 
 class NewCorporatePhysicalCardWithPin(NewCorporatePhysicalCard, kw_only=True):
@@ -77,11 +85,22 @@ class CardSummary(Body):
     expiry: str | None = None  # MM/YY
     lock_reason: int | None = None
     failure_reason: str | None = None
+    replaces_card_id: uuid.UUID | None = None  # the card this one replaced (or renews)
+    replacement_reason: ReplacementReason | None = None
 
 
 class CardData(Body):
-    """Full card data, for the card holder's own encrypted response only."""
+    """Full card data, for the card holder's own encrypted response only.
 
+    `id`, `type`, `cvv`, `cardNo` and `exp` are the product description's names for the card's
+    id, kind, CVC2, PAN and expiry (the last day of the expiry month); `cardId`, `kind`, `cvc2`,
+    `pan` and `expiry` (MM/YY) say the same under the names this API used first."""
+
+    id: uuid.UUID
+    type: Literal["VIRTUAL", "PHYSICAL"]
+    cvv: str
+    card_no: str
+    exp: date
     card_id: uuid.UUID
     kind: Literal["VIRTUAL", "PHYSICAL"]
     status: CardState
@@ -91,8 +110,14 @@ class CardData(Body):
     cvc2: str
 
 
-class Cards(Body):
+class Cards(Page, kw_only=True):
     items: list[CardSummary]
+
+
+def expiry_date(expiry: str) -> date:
+    """A YYMM expiry as the date the card stops working after: the last day of its month."""
+    year, month = 2000 + int(expiry[:2]), int(expiry[2:])
+    return date(year, month, calendar.monthrange(year, month)[1])
 
 
 def _mmyy(expiry: str | None) -> str | None:
@@ -104,12 +129,16 @@ def summary(row) -> CardSummary:
     return CardSummary(card_id=row["id"], kind=row["kind"], status=CardState(row["state"]),
                        balance_id=row["balance_id"], created_at=row["created_at"], masked_pan=masked,
                        expiry=_mmyy(row["expiry"]), lock_reason=row["lock_reason"],
-                       failure_reason=row["failure_reason"])
+                       failure_reason=row["failure_reason"],
+                       replaces_card_id=row["replaces_card_id"],
+                       replacement_reason=row["replacement_reason"])
 
 
 def data_view(row, secrets: repo.CardSecrets, state: CardState | None = None) -> CardData:
-    return CardData(card_id=row["id"], kind=row["kind"], status=state or CardState(row["state"]),
-                    balance_id=row["balance_id"], pan=secrets.pan, expiry=_mmyy(secrets.expiry), cvc2=secrets.cvc2)
+    return CardData(id=row["id"], type=row["kind"], cvv=secrets.cvc2, card_no=secrets.pan,
+                    exp=expiry_date(secrets.expiry), card_id=row["id"], kind=row["kind"],
+                    status=state or CardState(row["state"]), balance_id=row["balance_id"],
+                    pan=secrets.pan, expiry=_mmyy(secrets.expiry), cvc2=secrets.cvc2)
 
 
 def actor(ctx: Context) -> str:
@@ -215,7 +244,7 @@ async def _physical(ctx: Context, holder: repo.Holder, body, pin: str | None = N
     row = await repo.order_physical(
         ctx.services, holder, body.balance_id, body.program_id, actor(ctx),
         name_on_card=body.name_on_card, delivery_address=msgspec.to_builtins(body.delivery_address),
-        pin=pin)
+        delivery_method=body.delivery_method, pin=pin)
     if ctx.admin is not None:
         ctx.audit_target = f"card:{row['id']}"
     return summary(row)
@@ -238,7 +267,7 @@ async def order_corporate_physical(ctx: Context, body: NewCorporatePhysicalCard)
 
 
 @route("POST", "/secure/cards/physical_with_pin", channel=Channel.PARTNER, body=NewCorporatePhysicalCardWithPin,
-       response=CardSummary, status=201, encryption=JWE,
+       response=CardSummary, status=201, encryption=Encryption.REQUEST,
        summary="Order a corporate physical card and set its PIN at order", tags=("cards",))
 async def order_corporate_physical_with_pin(ctx: Context, body: NewCorporatePhysicalCardWithPin) -> CardSummary:
     problem = cardstate.pin_problem(body.pin)
@@ -262,11 +291,26 @@ async def list_cards(ctx: Context, _: None) -> Cards:
         s = scope(ctx)
         customer_id, partner_id = s.customer_id, s.partner_id
     hidden = ["ORDERED", "REMOVED"] if ctx.customer is not None else ["REMOVED"]
+    page = pages.request(repo.CARD_PAGES, ctx.request.query)
     async with ctx.pool.acquire() as conn:
         # An unknown customer, or another partner's, is 404 as on every other customer route.
         rows = await repo.customer_cards(conn, customer_id, partner_id, hidden,
-                                         check_customer=ctx.customer is None)
-    return Cards(items=[summary(r) for r in rows])
+                                         check_customer=ctx.customer is None, page=page)
+    return _card_page(rows, page)
+
+
+def _card_page(rows, page: pages.PageRequest) -> Cards:
+    shown, cursor = pages.cut(rows, page, lambda r: (r["seq"],))
+    return Cards(items=[summary(r) for r in shown], next_cursor=cursor)
+
+
+@route("GET", "/secure/cards", channel=Channel.PARTNER, response=Cards, tags=("cards",),
+       summary="Every card of the partner, its customers' and its corporations', in issue order "
+               "(masked PAN only; cursor pagination)")
+async def list_partner_cards(ctx: Context, _: None) -> Cards:
+    page = pages.request(repo.CARD_PAGES, ctx.request.query)
+    async with ctx.pool.acquire() as conn:
+        return _card_page(await repo.partner_cards(conn, ctx.partner_id, page), page)
 
 
 async def _visible_card(ctx: Context, conn):
@@ -285,8 +329,9 @@ async def card_status(ctx: Context, _: None) -> CardSummary:
 @register([(f"{ME}/{{cardId}}", Channel.CUSTOMER, None),
            (f"{SECURE}/{{cardId}}", Channel.PARTNER, None),
            (f"{CORPORATE}/{{cardId}}", Channel.PARTNER, None)], "GET",
-          response=CardData, encryption=JWE, tags=("cards",),
-          summary="Full card data: PAN, expiry, CVC2", errors=(NotFound, CardDataUnavailable))
+          response=CardData, encryption=JWE, step_up=True, tags=("cards",),
+          summary="Full card data: PAN, expiry, CVC2 (the app needs a fresh step-up proof)",
+          errors=(NotFound, CardDataUnavailable))
 async def card_data(ctx: Context, _: None) -> CardData:
     async with ctx.pool.acquire() as conn:
         row = await _visible_card(ctx, conn)
@@ -366,13 +411,93 @@ async def _transition(ctx: Context, rule, event: str, reason: int | None = None)
         return summary(row)
 
 
+class Activation(Body):
+    """An activation's optional PIN, set in the same transaction (a PIN must come in a JWE)."""
+
+    pin: Annotated[str, Meta(min_length=4, max_length=12)] | None = None
+
+
+def _encrypted_request(ctx: Context) -> bool:
+    return ctx.request.headers.get("Encrypted-Request", "").strip().lower() == "true"
+
+
 @register([(f"{ME}/{{cardId}}/activate", Channel.CUSTOMER, None),
            (f"{SECURE}/{{cardId}}/activate", Channel.PARTNER, None),
            (f"{CORPORATE}/{{cardId}}/activate", Channel.PARTNER, None),
-           (f"{ADMIN}/{{cardId}}/activate", Channel.ADMIN, None)], "POST", response=CardSummary, tags=("cards",),
-          summary="Activate a delivered physical card")
-async def activate(ctx: Context, _: None) -> CardSummary:
-    return await _transition(ctx, cardstate.activate, "ACTIVATED")
+           (f"{ADMIN}/{{cardId}}/activate", Channel.ADMIN, None)], "POST", body=Activation,
+          response=CardSummary, tags=("cards",),
+          summary="Activate a delivered physical card; with `pin` (JWE request), set its PIN too")
+async def activate(ctx: Context, body: Activation) -> CardSummary:
+    if body.pin is not None and ctx.admin is not None:
+        raise Forbidden("administrators never set a card's PIN")  # the product: PIN set, admin N/A
+    if body.pin is not None and not _encrypted_request(ctx):
+        raise EncryptionRequired()  # a PIN never travels in clear
+    async with ctx.transaction() as conn:
+        row = await repo.activate_card(ctx.services, conn, ctx.path_id("cardId"), scope(ctx),
+                                       hide_ordered=ctx.customer is not None, actor=actor(ctx),
+                                       pin=body.pin)
+        if ctx.admin is not None:
+            ctx.audit_target = f"card:{row['id']}"
+        return summary(row)
+
+
+class Replacement(Body):
+    """Why a card is replaced; a physical card's successor goes to the old card's address by its
+    delivery method unless others are given."""
+
+    reason: ReplacementReason
+    delivery_method: DeliveryMethod | None = None
+    delivery_address: Address | None = None
+
+
+@register([(f"{ME}/{{cardId}}/replace", Channel.CUSTOMER, None),
+           (f"{SECURE}/{{cardId}}/replace", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}/replace", Channel.PARTNER, None),
+           (f"{ADMIN}/{{cardId}}/replace", Channel.ADMIN, None)], "POST", body=Replacement,
+          response=CardSummary, status=201, tags=("cards",),
+          summary="Replace a card (lost, stolen, damaged, renewal): the old one is locked for good "
+                  "(reason 8), the new one (answered) has a new PAN, expiry and CVC2 on the same "
+                  "balance; a physical one is ordered")
+async def replace(ctx: Context, body: Replacement) -> CardSummary:
+    address = None if body.delivery_address is None else msgspec.to_builtins(body.delivery_address)
+    row = await replacement.replace_card(
+        ctx.services, ctx.path_id("cardId"), scope(ctx), hide_ordered=ctx.customer is not None,
+        reason=body.reason, actor=actor(ctx), delivery_method=body.delivery_method,
+        delivery_address=address)
+    if ctx.admin is not None:
+        ctx.audit_target = f"card:{row['replaces_card_id']}"
+    return summary(row)
+
+
+class Delivery(Body):
+    """A physical card's way to its holder: ORDERED (in production), LINKED (personalized and
+    linked), SHIPPED, DELIVERED, or FAILED."""
+
+    card_id: uuid.UUID
+    delivery_method: DeliveryMethod
+    delivery_address: Address
+    status: Literal["ORDERED", "LINKED", "SHIPPED", "DELIVERED", "FAILED"]
+    updated_at: datetime
+
+
+@register([(f"{ME}/{{cardId}}/delivery", Channel.CUSTOMER, None),
+           (f"{SECURE}/{{cardId}}/delivery", Channel.PARTNER, None),
+           (f"{CORPORATE}/{{cardId}}/delivery", Channel.PARTNER, None),
+           (f"{ADMIN}/{{cardId}}/delivery", Channel.ADMIN, None)], "GET", response=Delivery,
+          tags=("cards",),
+          summary="A physical card's delivery: method, address and tracking status (the holder "
+                  "sees it from the order on)")
+async def delivery(ctx: Context, _: None) -> Delivery:
+    async with ctx.pool.acquire() as conn:
+        # The holder follows their own order before the card is linked to them.
+        card = await repo.find_visible_card(conn, ctx.path_id("cardId"), scope(ctx),
+                                            hide_ordered=False)
+        order = await delivery_of(conn, card["id"])
+    if order is None:
+        raise PhysicalCardOnly()
+    return Delivery(card_id=order["card_id"], delivery_method=order["delivery_method"],
+                    delivery_address=msgspec.convert(order["delivery_address"], Address),
+                    status=order["status"], updated_at=order["updated_at"])
 
 
 LockCode = Literal[1, 2, 3, 4, 5, 6, 7, 8, 11]
@@ -414,8 +539,9 @@ async def remove(ctx: Context, _: None) -> CardSummary:
        summary="Issue a new CVC2 for a virtual card (the holder reads it in the app); masked card")
 @register([(f"{ME}/{{cardId}}/cvv", Channel.CUSTOMER, None),
            (f"{CORPORATE}/{{cardId}}/cvv", Channel.PARTNER, None)],
-          "POST", response=CardData, encryption=JWE, tags=("cards",),
-          summary="Issue a new CVC2 for a virtual card; the previous one stops working at once")
+          "POST", response=CardData, encryption=JWE, step_up=True, tags=("cards",),
+          summary="Issue a new CVC2 for a virtual card; the previous one stops working at once "
+                  "(the app needs a fresh step-up proof)")
 async def reset_cvv(ctx: Context, _: None):
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:
@@ -433,9 +559,9 @@ class SetPin(Body):
 
 @register([(f"{ME}/{{cardId}}/pin", Channel.CUSTOMER, None),
            (f"{CORPORATE}/{{cardId}}/pin", Channel.PARTNER, None)], "POST", body=SetPin,
-          encryption=JWE, tags=("cards",),
-          summary="Set the card's PIN (4-12 digits, not trivial); only a verification value is "
-                  "kept")
+          encryption=Encryption.REQUEST, step_up=True, tags=("cards",),
+          summary="Set the card's PIN (4-12 digits, not trivial; sent as a JWE, after a fresh "
+               "step-up); only a verification value is kept")
 async def set_pin(ctx: Context, body: SetPin) -> None:
     card_id = ctx.path_id("cardId")
     async with ctx.transaction() as conn:
@@ -448,7 +574,7 @@ async def set_pin(ctx: Context, body: SetPin) -> None:
 
 
 class NetworkLock(Body):
-    pan: Annotated[str, Meta(pattern=r"^[0-9]{13,19}$")]
+    pan: Annotated[str, Meta(pattern=PAN_PATTERN)]
     reason: Literal[1, 2, 3, 4, 5, 6, 7, 8]
 
 

@@ -386,7 +386,7 @@ async def list_corporate_balance_cards(ctx: Context, _: None) -> CorporateCards:
 
 
 @route("POST", "/secure/balances/{balanceId}/reload", channel=Channel.PARTNER, body=Reload,
-       response=ReloadResult, tags=("balances",),
+       response=ReloadResult, tags=("balances",), idempotent=True,
        summary="Top up a corporate balance (idempotent per reference), through the funding "
                "model as a customer's balance: from the partner credit balance for CREDIT-model "
                "programs")

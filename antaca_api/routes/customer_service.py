@@ -9,7 +9,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from antaca_api import customer_service
+from antaca_api import card_transactions, customer_service, pages
 from antaca_api import customers as repo
 from antaca_api.customers import ReviewDecision
 from antaca_api.domain_errors import ValidationFailed
@@ -22,7 +22,7 @@ from antaca_api.routes.balances import (
     transactions_view,
 )
 from antaca_api.routes.customers import Customer, customer_view
-from antaca_api.routes.network import CardTransactions, transaction_views
+from antaca_api.routes.network import CardTransactions, transaction_page
 from antaca_api.routing import ADMIN_MANAGER, PAGE_SIZE_MAX, Channel, Context, route
 from antaca_api.schema import Body, Page
 
@@ -109,10 +109,11 @@ async def customer_file(ctx: Context, _: None) -> CustomerFile:
        summary="A customer's card authorizations with their reversals and clearings",
        tags=("customer service",))
 async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
+    page = pages.request(card_transactions.TRANSACTION_PAGES, ctx.request.query)
     async with ctx.pool.acquire() as conn:
         rows = await customer_service.customer_transactions(conn, ctx.admin.partner_id,
-                                                            ctx.path_id("customerId"))
-    return CardTransactions(items=transaction_views(rows))
+                                                            ctx.path_id("customerId"), page)
+    return transaction_page(rows, page)
 
 
 @route("GET", "/admin/customers/{customerId}/balances/{balanceId}/transactions",

@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api import customers as repo
+from antaca_api import pages
 from antaca_api.fields import Country, Email, ExternalId, Name, Phone, Text
 from antaca_api.kyc import KycStatus
 from antaca_api.routing import PAGE_SIZE_MAX, Channel, Context, route
@@ -75,7 +76,8 @@ def customer_view(row) -> Customer:
        summary="Register a customer (kycStatus NOT_VERIFIED)", tags=("customers",))
 async def create_customer(ctx: Context, body: NewCustomer) -> Customer:
     async with ctx.transaction() as conn:
-        row = await repo.create_customer(conn, ctx.partner_id, msgspec.structs.asdict(body))
+        row = await repo.create_customer(conn, ctx.partner_id, msgspec.structs.asdict(body),
+                                         today=ctx.services.clock().date())
         return customer_view(row)
 
 
@@ -83,11 +85,10 @@ async def create_customer(ctx: Context, body: NewCustomer) -> Customer:
        summary="List the partner's customers (cursor pagination)", tags=("customers",),
        page_size_max=PAGE_SIZE_MAX)
 async def list_customers(ctx: Context, _: None) -> Customers:
-    limit = ctx.page_size()
-    after = ctx.query_int("cursor", 0, low=0, high=2**62)
-    rows = await repo.customers_page(ctx.pool, ctx.partner_id, after=after, limit=limit)
-    return Customers(items=[customer_view(r) for r in rows],
-                     next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
+    page = pages.request(repo.CUSTOMER_PAGES, ctx.request.query)
+    rows, cursor = pages.cut(await repo.customers_page(ctx.pool, ctx.partner_id, page), page,
+                             lambda r: (r["seq"],))
+    return Customers(items=[customer_view(r) for r in rows], next_cursor=cursor)
 
 
 @route("GET", "/secure/customers/{customerId}", channel=Channel.PARTNER, response=Customer,

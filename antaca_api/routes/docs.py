@@ -1,4 +1,5 @@
-"""The OpenAPI document and a browsable page generated from it (self-contained: no CDN)."""
+"""The OpenAPI document, the interactive reference over it (Swagger UI, served here), a guide,
+and a plain page of every route (self-contained: nothing from elsewhere)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from antaca_api import reference
 from antaca_api.openapi import cached_document
 from antaca_api.routing import Channel, Context, route
 
@@ -64,7 +66,44 @@ def render(document: dict) -> str:
     return "".join(parts)
 
 
-@route("GET", "/docs", channel=Channel.PUBLIC, summary="Browsable API documentation (HTML)",
-       tags=("docs",), response=str, media_type="text/html", errors=())
+@route("GET", "/docs/routes", channel=Channel.PUBLIC, tags=("docs",), response=str,
+       media_type="text/html", errors=(), summary="Every route on one page, without script (HTML)")
+async def routes_page(ctx: Context, _: None) -> web.Response:
+    return _html(render(json.loads(cached_document())))
+
+
+def _html(text: str) -> web.Response:
+    return web.Response(text=text, content_type="text/html", headers={
+        "Content-Security-Policy": reference.CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff"})
+
+
+@route("GET", "/docs", channel=Channel.PUBLIC, tags=("docs",), response=str,
+       media_type="text/html", errors=(),
+       summary="The interactive API reference (Swagger UI over /openapi.json, served here)")
 async def docs_page(ctx: Context, _: None) -> web.Response:
-    return web.Response(text=render(json.loads(cached_document())), content_type="text/html")
+    return _html(reference.INDEX)
+
+
+@route("GET", "/docs/guide", channel=Channel.PUBLIC, tags=("docs",), response=str,
+       media_type="text/html", errors=(),
+       summary="A short hand-written guide for partners (HTML)")
+async def guide_page(ctx: Context, _: None) -> web.Response:
+    return _html(reference.GUIDE)
+
+
+def _asset_route(name: str, content_type: str, body: bytes) -> None:
+    async def asset(ctx: Context, _: None) -> web.Response:
+        return web.Response(body=body, content_type=content_type, headers={
+            "Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+    route("GET", f"/docs/assets/{name}", channel=Channel.PUBLIC, tags=("docs",), response=str,
+          media_type=content_type, errors=(),
+          summary=f"A file of the reference page ({name})")(asset)
+
+
+# The Swagger UI package's files, read once at start-up; then the reference's own two.
+for _name, _type in reference.ASSETS.items():
+    _asset_route(_name, _type, (reference.SWAGGER_UI / _name).read_bytes())
+_asset_route("antaca-reference.js", "application/javascript", reference.START_SCRIPT.encode())
+_asset_route("antaca-reference.css", "text/css", reference.STYLE.encode())

@@ -185,6 +185,7 @@ class FeeRun(Body):
 
 
 @route("POST", "/admin/fees/run", channel=Channel.ADMIN, roles=ADMIN_ONLY, response=FeeRun,
+       idempotent=True,
        summary="Run the recurring fee job for the current period now, then collect unpaid fees (idempotent)",
        tags=("fees",))
 async def run_fees(ctx: Context, _: None) -> FeeRun:

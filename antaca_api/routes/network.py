@@ -9,7 +9,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from antaca_api import card_transactions
+from antaca_api import card_transactions, pages
 from antaca_api.domain_errors import (
     DomainError,
     FollowUpRefused,
@@ -18,12 +18,13 @@ from antaca_api.domain_errors import (
 )
 from antaca_api.errors import ApiError, AuthorizationOutcomeUnknown, ClearPinRefused
 from antaca_api.routing import Channel, Context, route
-from antaca_api.schema import Body
+from antaca_api.schema import Body, Page
 from antaca_auth import authorization, followups
 from antaca_auth.authorization import AuthorizationRequest, MessageId
 from antaca_auth.decision import AuthorizationResult
 from antaca_auth.engine import OutcomeUnknown
 from antaca_auth.followups import FollowUp
+from antaca_auth.pans import PAN_PATTERN
 
 
 @route("POST", "/network/authorizations", channel=Channel.NETWORK, body=AuthorizationRequest,
@@ -53,7 +54,7 @@ class Clearing(Body):
     message_id: MessageId
     amount: Annotated[int, Meta(gt=0, le=2**63 - 1)]
     original_message_id: MessageId | None = None
-    pan: Annotated[str, Meta(pattern=r"^[0-9]{13,19}$")] | None = None
+    pan: Annotated[str, Meta(pattern=PAN_PATTERN)] | None = None
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")] | None = None
 
 
@@ -137,28 +138,43 @@ class CardTransaction(Body):
     billing_amount: int | None = None  # in the balance's currency, when it differs from the payment's
     transaction_fee: int = 0
     conversion_fee: int = 0
+    card_id: uuid.UUID | None = None
 
 
-class CardTransactions(Body):
+class CardTransactions(Page, kw_only=True):
     items: list[CardTransaction]
+
+
+def transaction_page(rows, page: pages.PageRequest) -> CardTransactions:
+    """A page of card transactions as partners and administrators see them."""
+    shown, cursor = pages.cut(rows, page, lambda r: (r["seq"],))
+    return CardTransactions(items=[
+        CardTransaction(
+            authorization_id=r["id"], card_id=r["card_id"], balance_id=r["balance_id"],
+            type=r["type"], amount=r["amount"], currency=r["currency"], decision=r["decision"],
+            response_code=r["response_code"], reason=r["reason"],
+            approved_amount=r["approved_amount"], merchant_name=r["merchant_name"],
+            created_at=r["created_at"], events=msgspec.json.decode(r["events"]),
+            billing_amount=r["billing_amount"], transaction_fee=r["transaction_fee"],
+            conversion_fee=r["conversion_fee"])
+        for r in shown], next_cursor=cursor)
 
 
 @route("GET", "/secure/customers/{customerId}/transactions", channel=Channel.PARTNER, response=CardTransactions,
        tags=("network",), summary="A customer's card authorizations with their reversals and clearings")
 async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
     customer_id = ctx.path_id("customerId")
+    page = pages.request(card_transactions.TRANSACTION_PAGES, ctx.request.query)
     async with ctx.pool.acquire() as conn:
-        rows = await card_transactions.for_customer(conn, ctx.partner_id, customer_id)
-    return CardTransactions(items=transaction_views(rows))
+        rows = await card_transactions.for_customer(conn, ctx.partner_id, customer_id, page)
+    return transaction_page(rows, page)
 
 
-def transaction_views(rows) -> list[CardTransaction]:
-    """Card transactions as partners and administrators see them."""
-    return [
-        CardTransaction(authorization_id=r["id"], balance_id=r["balance_id"], type=r["type"], amount=r["amount"],
-                        currency=r["currency"], decision=r["decision"], response_code=r["response_code"],
-                        reason=r["reason"], approved_amount=r["approved_amount"], merchant_name=r["merchant_name"],
-                        created_at=r["created_at"], events=msgspec.json.decode(r["events"]),
-                        billing_amount=r["billing_amount"], transaction_fee=r["transaction_fee"],
-                        conversion_fee=r["conversion_fee"])
-        for r in rows]
+@route("GET", "/secure/transactions", channel=Channel.PARTNER, response=CardTransactions,
+       tags=("network",), summary="Every card authorization of the partner, its corporations' "
+                                  "cards included, oldest first (cursor pagination)")
+async def partner_transactions(ctx: Context, _: None) -> CardTransactions:
+    page = pages.request(card_transactions.TRANSACTION_PAGES, ctx.request.query)
+    async with ctx.pool.acquire() as conn:
+        rows = await card_transactions.for_partner(conn, ctx.partner_id, page)
+    return transaction_page(rows, page)

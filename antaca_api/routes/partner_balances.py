@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import asyncpg
 from msgspec import Meta
 
+from antaca_api import pages
 from antaca_api import partner_balances as repo
 from antaca_api.fields import Amount, Currency, Email, Reference
 from antaca_api.partner_balances import Approval, LineCategory, PartnerBalanceKind
@@ -41,7 +42,7 @@ class PartnerBalance(Body):
     alert_emails: list[str] | None = None  # None: alerts go to the partner's contact e-mail
 
 
-class PartnerBalances(Body):
+class PartnerBalances(Page, kw_only=True):
     items: list[PartnerBalance]
 
 
@@ -73,9 +74,10 @@ async def create_partner_balance(ctx: Context, body: NewPartnerBalance) -> Partn
        summary="A partner's deposit and credit balances", tags=("partner balances",))
 async def list_partner_balances(ctx: Context, _: None) -> PartnerBalances:
     partner_id = ctx.path_id("partnerId")
+    page = pages.request(repo.PARTNER_BALANCE_PAGES, ctx.request.query)
     async with ctx.pool.acquire() as conn:
-        rows = await repo.balances_of_partner(conn, partner_id)
-    return PartnerBalances(items=[view(r) for r in rows])
+        rows = await repo.balances_of_partner(conn, partner_id, page)
+    return _page(rows, page)
 
 
 @route("GET", "/admin/partners/{partnerId}/balances/{balanceId}", channel=Channel.ADMIN, response=PartnerBalance,
@@ -114,7 +116,7 @@ class PartnerReloadResult(Body):
 
 
 @route("POST", "/admin/partners/{partnerId}/balances/{balanceId}/reload", channel=Channel.ADMIN, roles=ADMIN_ONLY,
-       body=PartnerReload, response=PartnerReloadResult,
+       body=PartnerReload, response=PartnerReloadResult, idempotent=True,
        summary="Book the partner's bank transfer onto its deposit or credit balance (idempotent per bank reference)",
        tags=("partner balances",))
 async def reload_partner_balance(ctx: Context, body: PartnerReload) -> PartnerReloadResult:
@@ -130,8 +132,9 @@ async def reload_partner_balance(ctx: Context, body: PartnerReload) -> PartnerRe
 @route("GET", "/secure/partner/balances", channel=Channel.PARTNER, response=PartnerBalances,
        summary="The calling partner's own deposit and credit balances", tags=("partner balances",))
 async def my_partner_balances(ctx: Context, _: None) -> PartnerBalances:
+    page = pages.request(repo.PARTNER_BALANCE_PAGES, ctx.request.query)
     async with ctx.pool.acquire() as conn:
-        return PartnerBalances(items=[view(r) for r in await repo.list_for(conn, ctx.partner_id)])
+        return _page(await repo.list_for(conn, ctx.partner_id, page), page)
 
 
 @route("POST", "/secure/partner/balances", channel=Channel.PARTNER, body=NewPartnerBalance,
@@ -236,3 +239,8 @@ async def approve_partner_balance(ctx: Context, _: None) -> PartnerBalance:
     ctx.audit_target = f"partner-balance:{account_id}"
     async with ctx.transaction() as conn:
         return view(await repo.approve(conn, partner_id, account_id))
+
+
+def _page(rows, page: pages.PageRequest) -> PartnerBalances:
+    shown, cursor = pages.cut(rows, page, lambda r: (r["currency"], r["kind"]))
+    return PartnerBalances(items=[view(r) for r in shown], next_cursor=cursor)

@@ -11,11 +11,12 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from antaca_api import pages
 from antaca_api import partners as repo
 from antaca_api.domain_errors import NotFound
 from antaca_api.fields import Email, Name
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
-from antaca_api.schema import Body
+from antaca_api.schema import Body, Page
 
 
 class PartnerStatus(enum.StrEnum):
@@ -38,7 +39,7 @@ class Partner(Body):
     created_at: datetime
 
 
-class Partners(Body):
+class Partners(Page, kw_only=True):
     items: list[Partner]
 
 
@@ -53,8 +54,9 @@ async def create_partner(ctx: Context, body: NewPartner) -> NewPartnerResult:
     ctx.audit_target = f"partner:{partner_id}"
     secret = repo.new_webhook_secret()
     async with ctx.transaction() as conn:
-        partner = Partner(**dict(await repo.create(conn, partner_id, body.name, body.contact_email,
-                                                   body.webhook_url, secret)))
+        row = await repo.create(conn, ctx.services.card_keys, partner_id, body.name,
+                                body.contact_email, body.webhook_url, secret)
+        partner = Partner(**dict(row))
     return NewPartnerResult(**msgspec.structs.asdict(partner), webhook_secret=secret)
 
 
@@ -86,15 +88,17 @@ async def rotate_webhook_secret(ctx: Context, _: None) -> WebhookSecret:
     ctx.audit_target = f"partner:{partner_id}"
     secret = repo.new_webhook_secret()
     async with ctx.transaction() as conn:
-        await repo.set_webhook_secret(conn, partner_id, secret)
+        await repo.set_webhook_secret(conn, ctx.services.card_keys, partner_id, secret)
     return WebhookSecret(webhook_secret=secret)
 
 
 @route("GET", "/admin/partners", channel=Channel.ADMIN, response=Partners, summary="List partners",
        tags=("partners",))
 async def list_partners(ctx: Context, _: None) -> Partners:
-    rows = await repo.all_partners(ctx.pool, ctx.admin.partner_id)
-    return Partners(items=[Partner(**dict(r)) for r in rows])
+    page = pages.request(repo.PARTNER_PAGES, ctx.request.query)
+    rows, cursor = pages.cut(await repo.all_partners(ctx.pool, page, ctx.admin.partner_id), page,
+                             lambda r: (r["created_at"], r["id"]))
+    return Partners(items=[Partner(**dict(r)) for r in rows], next_cursor=cursor)
 
 
 @route("GET", "/admin/partners/{partnerId}", channel=Channel.ADMIN, response=Partner, summary="Get a partner",

@@ -9,16 +9,17 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from antaca_api import networks, programs
+from antaca_api import networks, pages, programs
 from antaca_api.balances import check_currency
-from antaca_api.domain_errors import InvalidProgram
+from antaca_api.domain_errors import InvalidProgram, NotFound
 from antaca_api.fields import Currency, Name
 from antaca_api.processors import PROCESSORS
-from antaca_api.routes.partners import CertificateRequest
+from antaca_api.routes.partners import SERIAL, CertificateRequest
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
-from antaca_api.schema import Body
+from antaca_api.schema import Body, Page
 from antaca_auth import authorization_settings
 from antaca_auth.authorization_settings import StandInMode
+from antaca_auth.pans import PAN_LENGTH_MAX, PAN_LENGTH_MIN
 
 
 class FundingModel(enum.StrEnum):
@@ -30,7 +31,7 @@ class NewProgram(Body):
     partner_id: uuid.UUID
     name: Name
     bin_prefix: Annotated[str, Meta(pattern=r"^[0-9]{6,11}$")]
-    pan_length: Annotated[int, Meta(ge=13, le=19)]
+    pan_length: Annotated[int, Meta(ge=PAN_LENGTH_MIN, le=PAN_LENGTH_MAX)]
     currency: Currency
     funding_model: FundingModel
     validity_months: Annotated[int, Meta(ge=1, le=120)]
@@ -56,7 +57,7 @@ class CardProgram(Body):
     time_zone: str = "UTC"  # where the program's velocity limits' days begin
 
 
-class CardPrograms(Body):
+class CardPrograms(Page, kw_only=True):
     items: list[CardProgram]
 
 
@@ -91,8 +92,11 @@ async def create_program(ctx: Context, body: NewProgram) -> CardProgram:
 @route("GET", "/admin/programs", channel=Channel.ADMIN, response=CardPrograms, summary="List card programs",
        tags=("programs",))
 async def list_programs(ctx: Context, _: None) -> CardPrograms:
-    rows = await programs.all_programs(ctx.pool, ctx.admin.partner_id)
-    return CardPrograms(items=[program_view(r) for r in rows])
+    page = pages.request(programs.PROGRAM_PAGES, ctx.request.query)
+    rows, cursor = pages.cut(await programs.all_programs(ctx.pool, page, ctx.admin.partner_id),
+                             page,
+                             lambda r: (r["created_at"], r["id"]))
+    return CardPrograms(items=[program_view(r) for r in rows], next_cursor=cursor)
 
 
 @route("GET", "/admin/programs/{programId}", channel=Channel.ADMIN, response=CardProgram,
@@ -191,3 +195,64 @@ async def issue_network_certificate(ctx: Context, body: CertificateRequest) -> N
                              subject=issued.subject, not_before=issued.not_before, not_after=issued.not_after,
                              certificate=issued.pem, ca_certificate=ca.cert_pem)
 
+
+
+class NetworkStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+
+
+class NetworkStatusChange(Body):
+    status: NetworkStatus
+
+
+@route("PUT", "/admin/networks/{networkId}/status", channel=Channel.ADMIN, roles=ADMIN_ONLY,
+       body=NetworkStatusChange, response=Network, tags=("networks",),
+       summary="Suspend or reactivate a network: a suspended network's requests are refused "
+               "at once")
+async def set_network_status(ctx: Context, body: NetworkStatusChange) -> Network:
+    network_id = ctx.path_id("networkId")
+    ctx.audit_target = f"network:{network_id}"
+    async with ctx.transaction() as conn:
+        row = await networks.set_status(conn, network_id, str(body.status))
+    ctx.services.credentials.clear()  # committed: the next request sees the new status
+    return network_view(row)
+
+
+class IssuedNetworkCertificate(Body):
+    serial: str
+    network_id: uuid.UUID
+    fingerprint: str
+    subject: str
+    not_before: datetime
+    not_after: datetime
+    certificate: str  # PEM
+    revoked_at: datetime | None = None
+
+
+class NetworkCertificates(Body):
+    items: list[IssuedNetworkCertificate]
+
+
+@route("GET", "/admin/networks/{networkId}/certificates", channel=Channel.ADMIN,
+       response=NetworkCertificates, summary="List a network's certificates", tags=("networks",))
+async def list_network_certificates(ctx: Context, _: None) -> NetworkCertificates:
+    async with ctx.pool.acquire() as conn:
+        rows = await networks.certificates(conn, ctx.path_id("networkId"))
+    return NetworkCertificates(items=[IssuedNetworkCertificate(**dict(r)) for r in rows])
+
+
+@route("POST", "/admin/networks/{networkId}/certificates/{serial}/revoke", channel=Channel.ADMIN,
+       roles=ADMIN_ONLY, response=IssuedNetworkCertificate, tags=("networks",),
+       summary="Revoke a network's certificate (takes effect at once, ISO 8583 connections "
+               "included)")
+async def revoke_network_certificate(ctx: Context, _: None) -> IssuedNetworkCertificate:
+    network_id = ctx.path_id("networkId")
+    serial = ctx.request.match_info["serial"].lower()
+    if not SERIAL.fullmatch(serial):  # serials are hex (pki.describe); anything else is unknown
+        raise NotFound("no such certificate for this network")
+    ctx.audit_target = f"certificate:{serial}"
+    async with ctx.transaction() as conn:
+        row = await networks.revoke_certificate(conn, network_id, serial)
+    ctx.services.credentials.clear()  # committed: the certificate's next request is refused
+    return IssuedNetworkCertificate(**dict(row))

@@ -94,6 +94,21 @@ PAGE_MAXIMUM = {
     "/admin/customers/{customerId}/balances/{balanceId}/transactions": 200,
     "/secure/partner/balances/{balanceId}/statement": 200,
     "/admin/partners/{partnerId}/balances/{balanceId}/statement": 200,
+    # antaca_api/pages.py: page_size_max
+    "/secure/cards": 200,
+    "/secure/customers/{customerId}/cards": 200,
+    "/admin/customers/{customerId}/cards": 200,
+    "/customers/me/cards": 200,
+    "/secure/balances": 200,
+    "/secure/customers/{customerId}/balances": 200,
+    "/customers/me/balances": 200,
+    "/secure/partner/balances": 200,
+    "/admin/partners/{partnerId}/balances": 200,
+    "/secure/customers/{customerId}/transactions": 200,
+    "/secure/transactions": 200,
+    "/admin/customers/{customerId}/transactions": 200,
+    "/admin/partners": 200,
+    "/admin/programs": 200,
 }
 # Under these paths {balanceId} is the partner's own deposit balance, not a customer's.
 PARTNER_BALANCE_PATHS = ("/secure/partner/balances/", "/admin/partners/{partnerId}/balances/")

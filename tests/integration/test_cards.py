@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from datetime import timedelta
 
@@ -11,10 +12,20 @@ import pytest
 
 from antaca_api.personalization import process_due_orders
 from antaca_api.routing import Role
-from antaca_auth.pans import luhn_valid
+from antaca_auth.pans import luhn_check_digit, luhn_valid
 from tests.api_harness import JweClient, bearer, create_network, pair_device, register_customer
 
 BIN = "535522"
+APP_PIN = "2580"  # the test customers' application PIN (step-up)
+# Customer-channel requests that need a fresh step-up proof: full card data, CVV reset, PIN set.
+STEP_UP_PATH = re.compile(r"/customers/me/cards/[0-9a-f-]{36}(/cvv|/pin)?")
+
+
+def needs_step_up(method: str, path: str) -> bool:
+    match = STEP_UP_PATH.fullmatch(path)
+    if match is None or method == "DELETE":
+        return False
+    return (method == "GET") == (match.group(1) is None)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +57,24 @@ class World:
         self.me = bearer(self.session["sessionToken"])
         async with api.client().get(f"{api.http}/public-key") as r:
             self.jwe = JweClient((await r.json())["pem"], jwe_key)
+        status, body = await self.jwe.request(self.app, "PUT", f"{api.http}/customers/me/app-pin",
+                                              {"pin": APP_PIN}, headers=self.me)
+        assert status == 204, body
         return self
 
-    async def app_jwe(self, method, path, body=None):
-        return await self.jwe.request(self.app, method, f"{self.api.http}{path}", body, headers=self.me)
+    async def step_up(self, pin: str = APP_PIN) -> tuple[int, dict]:
+        return await self.jwe.request(self.app, "POST", f"{self.api.http}/customers/me/step-up",
+                                      {"pin": pin}, headers=self.me)
+
+    async def app_jwe(self, method, path, body=None, *, step_up: bool = True):
+        """A JWE request of the app; a fresh step-up proof goes with those that need one."""
+        headers = dict(self.me)
+        if step_up and needs_step_up(method, path):
+            status, proof = await self.step_up()
+            assert status == 201, proof
+            headers["Step-Up-Token"] = proof["stepUpToken"]
+        return await self.jwe.request(self.app, method, f"{self.api.http}{path}", body,
+                                      headers=headers)
 
     async def app_plain(self, method, path, body=None):
         async with self.app.request(method, f"{self.api.http}{path}", json=body, headers=self.me) as r:
@@ -201,7 +226,9 @@ async def test_removed_card_stays_removed(api, jwe_key):
                                ("POST", f"/customers/me/cards/{card}/activate", None),
                                ("DELETE", f"/customers/me/cards/{card}", None)):
         status, body = await w.app_plain(method, path, body)
-        assert status == 409, (path, body)
+        assert (status, body["code"]) == (409, "CARD_REMOVED"), (path, body)
+    async with w.partner.post(f"{api.https}/secure/customers/{w.cid}/cards/{card}/unlock") as r:
+        assert (r.status, (await r.json())["code"]) == (409, "CARD_REMOVED")
     status, body = await w.app_jwe("GET", f"/customers/me/cards/{card}")
     assert (status, body["code"]) == (409, "CARD_DATA_UNAVAILABLE")
     status, body = await w.app_jwe("POST", f"/customers/me/cards/{card}/cvv")
@@ -270,12 +297,21 @@ async def test_cards_need_verified_owner_and_own_balance(api, jwe_key):
 
 
 async def test_pans_are_unique_even_in_a_tiny_bin_range(api, jwe_key):
-    """A 13-digit range with one free digit has ten PANs: cards never share one, the rest fail cleanly."""
+    """A 14-digit range with two free digits has a hundred PANs; with ninety taken, ten are left:
+    cards never share one, the rest fail cleanly."""
     w = await World().setup(api, jwe_key)
     async with api.client().post(f"{api.http}/admin/programs", headers=bearer(w.admin), json={
-            "partnerId": w.partner_id, "name": "Tiny", "binPrefix": "53552212345", "panLength": 13,
+            "partnerId": w.partner_id, "name": "Tiny", "binPrefix": "53552212345", "panLength": 14,
             "currency": "EUR", "fundingModel": "DEPOSIT", "validityMonths": 12}) as r:
         tiny = (await r.json())["programId"]
+    taken = [body + luhn_check_digit(body) for body in (f"53552212345{n:02d}" for n in range(90))]
+    async with api.services.pool.acquire() as conn:
+        await conn.executemany(
+            """INSERT INTO cards (id, program_id, partner_id, balance_id, customer_id, kind, state,
+                                  pan_fingerprint)
+               VALUES ($1, $2, $3, $4, $5, 'VIRTUAL', 'FAILED', $6)""",
+            [(uuid.uuid4(), uuid.UUID(tiny), uuid.UUID(w.partner_id), uuid.UUID(w.balance),
+              uuid.UUID(w.cid), api.services.card_keys.fingerprint(pan)) for pan in taken])
     pans, failures = [], 0
     for _ in range(14):
         status, body = await w.app_jwe("POST", "/customers/me/cards/virtual",
@@ -285,7 +321,7 @@ async def test_pans_are_unique_even_in_a_tiny_bin_range(api, jwe_key):
         else:
             assert (status, body["code"]) == (502, "PROCESSOR_ERROR")
             failures += 1
-    assert len(pans) == len(set(pans)) <= 10 and failures >= 4
+    assert len(pans) == len(set(pans)) <= 10 and failures >= 4 and not set(pans) & set(taken)
     assert all(p.startswith("53552212345") and luhn_valid(p) for p in pans)
     status, body = await w.app_jwe("POST", "/customers/me/cards/virtual", {"balanceId": w.balance})
     assert (status, body["code"]) == (400, "PROGRAM_REQUIRED")  # two EUR programs now: name one
@@ -413,6 +449,14 @@ async def test_another_customer_of_the_same_partner_cannot_see_a_card(api, jwe_k
     other_app = bearer(other_session["sessionToken"])
     base = f"{api.http}/customers/me/cards/{card['cardId']}"
     status, body = await w.jwe.request(api.client(), "GET", base, headers=other_app)
+    assert (status, body["code"]) == (403, "STEP_UP_REQUIRED")  # the same for any card id
+    status, _ = await w.jwe.request(api.client(), "PUT", f"{api.http}/customers/me/app-pin",
+                                    {"pin": "1470"}, headers=other_app)
+    status, proof = await w.jwe.request(api.client(), "POST", f"{api.http}/customers/me/step-up",
+                                        {"pin": "1470"}, headers=other_app)
+    assert status == 201, proof
+    stepped_up = {**other_app, "Step-Up-Token": proof["stepUpToken"]}
+    status, body = await w.jwe.request(api.client(), "GET", base, headers=stepped_up)
     assert (status, body["code"]) == (404, "NOT_FOUND")
     assert card["pan"] not in str(body) and card["pan"][-4:] not in str(body)
     for method, path, payload in (("GET", "/status", None), ("POST", "/lock", {"reason": 3}),

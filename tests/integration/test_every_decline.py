@@ -54,7 +54,8 @@ ROWS = [
     *[Row(f"locked {reason}", rules.locked(reason), card={"state": "LOCKED", "lock_reason": reason,
                                                           "state_before_lock": "ACTIVE"})
       for reason in LOCK_REASONS],
-    *[Row(f"state {state}", rules.CARD_NOT_ACTIVE, card={"state": state})
+    # A never-activated card: DE39 57 and the product's action code for an inactive card, 1018.
+    *[Row(f"state {state}", Decline("57", "CARD_NOT_ACTIVATED", "1018"), card={"state": state})
       for state in ("PENDING", "FAILED", "ORDERED", "INACTIVE")],
     Row("wrong expiry", rules.WRONG_EXPIRY, request={"expiry": "3011"}),
     Row("expired last month", rules.EXPIRED_CARD, card={"expiry": "3005"}, request={"expiry": "3005"}),

@@ -20,7 +20,16 @@ from schemathesis.generation import GenerationMode
 
 from antaca_api.openapi import cached_document
 from antaca_api.routing import ROUTES, Encryption
-from tests.fuzz_harness import JWE_HEADERS, Seed, caller, destructive_last, seed, skipped, steered
+from tests.fuzz_harness import (
+    JWE_HEADERS,
+    Seed,
+    caller,
+    destructive_last,
+    path_ids,
+    seed,
+    skipped,
+    steered,
+)
 
 # Per operation and mode (valid, then invalid input): with every route of the API twice, 12 is
 # ~2 minutes on two cores, a third of the suite. Derandomized, so each run sends the same cases and
@@ -48,7 +57,7 @@ def fuzz(api, data: Seed) -> dict[tuple[str, str, GenerationMode], Counter]:
             headers = headers | {"Encrypt-Response": "true", "Public-Key": data.jwe_public}
         names = [p["name"] for p in document["paths"][route.path][route.method.lower()]["parameters"]
                  if p["in"] == "path"]
-        real = {name: data.ids[name] for name in names}
+        real = path_ids(data, names)
         for mode, path_parameters in ((GenerationMode.POSITIVE, real), (GenerationMode.NEGATIVE, None)):
             label = (route.method, route.path, mode)
             strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)

@@ -215,7 +215,10 @@ def invalid_public_keys() -> dict[str, str | None]:
         "empty": "",
         "not base64": "this is not base64!",
         "base64 of garbage": b64(b"hello, I am not a key"),
-        "base64 of DER": b64(CLIENT_KEY.as_der(private=False)),
+        "base64 of a private key's DER": b64(CLIENT_KEY.as_der(private=True)),
+        "base64 of an EC key's DER": b64(
+            ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)),
         "a private key PEM": b64(CLIENT_KEY.as_pem(private=True)),
         "an RSA-1024 key": b64(_pem(small)),
         "an EC key": b64(_pem(ec.generate_private_key(ec.SECP256R1()))),
@@ -236,6 +239,21 @@ async def test_invalid_public_key(api):
                 body = await r.json()
                 assert set(body) == {"code", "message"} and body["code"] == "INVALID_PUBLIC_KEY", (name, flag, body)
     assert await customer_count(api) == 0
+
+
+@pytest.mark.parametrize("encoding", ["PEM", "DER"])
+async def test_public_key_header_takes_base64_of_pem_or_der(api, encoding):
+    """`Public-Key` is base64 of the client's PEM or of its DER SubjectPublicKeyInfo (the
+    description says only "encoded b64"); either way the answer opens with the client's key."""
+    _, partner = await api.partner()
+    public = (CLIENT_KEY.as_pem(private=False) if encoding == "PEM"
+              else CLIENT_KEY.as_der(private=False))
+    for header in (b64(public), base64.urlsafe_b64encode(public).decode().rstrip("=")):
+        async with partner.post(f"{api.https}/secure/customers", json=customer_body(),
+                                headers={"Encrypt-Response": "true", "Public-Key": header}) as r:
+            assert r.status == 201, await r.text()
+            created, _ = unseal(await r.json())
+        assert created["kycStatus"] == "NOT_VERIFIED"
 
 
 async def test_invalid_payload(api):

@@ -45,6 +45,7 @@ from tests.fuzz_harness import (
     Seed,
     caller,
     destructive_last,
+    path_ids,
     seed,
     skipped,
     steered,
@@ -94,7 +95,7 @@ def conformance(api, data: Seed) -> tuple[list[str], Counter, set[Channel]]:
             headers = headers | {"Encrypt-Response": "true", "Public-Key": data.jwe_public}
         operation = operations[(route.path, route.method)]
         spec = document["paths"][route.path][route.method.lower()]
-        real = {p["name"]: data.ids[p["name"]] for p in spec["parameters"] if p["in"] == "path"}
+        real = path_ids(data, [p["name"] for p in spec["parameters"] if p["in"] == "path"])
         for mode, path_parameters in ((GenerationMode.POSITIVE, real),
                                       (GenerationMode.NEGATIVE, None)):
             strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)

@@ -85,10 +85,13 @@ FILLERS = {
     "partnerId": lambda route, rec: rec["partnerId"],
     "programId": lambda route, rec: rec["programId"],
     "networkId": lambda route, rec: rec["networkId"],
-    "serial": lambda route, rec: rec["serial"],
     # A control per channel, and another for its DELETE (the owner's call deletes it).
     "controlId": lambda route, rec: rec.get("controls", {}).get(
         (route.channel, route.method == "DELETE"), rec.get("controlId")),
+    # Under /admin/networks a serial is the network's spare certificate, elsewhere the partner's.
+    "serial": lambda route, rec: rec[
+        "networkSerial" if route.path.startswith("/admin/networks/") else "serial"],
+    "endpointId": lambda route, rec: rec["endpointId"],
 }
 
 # A valid body for each body type, from the owner's record: a body that fails validation would
@@ -101,6 +104,8 @@ BODIES = {
                                     "deliveryAddress": ADDRESS},
     "Lock": lambda rec: {"reason": 3},  # pending query: reversible
     "SetPin": lambda rec: {"pin": "4821"},
+    "Activation": lambda rec: {},
+    "Replacement": lambda rec: {"reason": "DAMAGED"},
     "CustomerUpdate": lambda rec: {"phone": "+48123456780"},
     "KycDocument": lambda rec: {"documentType": "PASSPORT", "documentNumber": "AB123456",
                                 "documentCountry": "PL"},
@@ -138,6 +143,12 @@ BODIES = {
     "PasswordReset": lambda rec: {"temporaryPassword": "a temporary password 1"},
     "AlertSettings": lambda rec: {"lowBalanceThreshold": 1000,
                                   "alertEmails": ["ops@partner.example"]},
+    "NetworkStatusChange": lambda rec: {"status": "ACTIVE"},  # never suspend the world's network
+    # The owner's own balance as the receiver: refused (400) only after the sender's ownership.
+    "NewInternalTransfer": lambda rec: {"receiverBalanceId": rec["balanceId"], "amount": 100,
+                                        "reference": _unique("internal")},
+    "EventTypesChange": lambda rec: {"eventTypes": ["card.locked"]},
+    "ReplayRequest": lambda rec: {"since": "2020-01-01T00:00:00+00:00"},
     "NewMoneyTransfer": lambda rec: {"amount": 100, "iban": "DE89370400440532013000",
                                      "beneficiaryName": "Ada", "reference": _unique("transfer")},
 }
@@ -187,6 +198,10 @@ class Caller:
     session: aiohttp.ClientSession
     base: str  # the listener it calls: TLS for certificate holders, plain HTTP otherwise
     headers: dict
+    app_customer: dict | None = None  # a customer's app: it steps up where a route asks
+
+
+APP_PIN = "2580"  # every world customer's application PIN (step-up)
 
 
 class World:
@@ -198,10 +213,10 @@ class World:
         self.role_tokens = {role: await api.admin_token(role) for role in Role}
         async with api.client().get(f"{api.http}/public-key") as r:
             self.jwe = JweClient((await r.json())["pem"], jwe_key)
-        self.network_id, self.network = await self._network()
         self.spare_admin = (await self._admin_post("/admin/users", {
             "email": f"{_unique('spare')}@antaca.test", "password": "a long enough password",
             "role": "EMPLOYEE"}))["id"]
+        self.network_id, self.network, self.network_serial = await self._network()
         self.a = await self._partner("535522")
         self.b = await self._partner("535533")
         self.a1 = await self._customer(self.a)
@@ -221,12 +236,16 @@ class World:
             assert r.status == 201, await r.text()
             return await r.json()
 
-    async def _network(self) -> tuple[str, aiohttp.ClientSession]:
+    async def _network(self) -> tuple[str, aiohttp.ClientSession, str]:
         network = await self._admin_post("/admin/networks", {"name": _unique("net")})
         csr, key = make_csr()
         cert = await self._admin_post(f"/admin/networks/{network['networkId']}/certificates",
                                       {"csr": csr})
-        return network["networkId"], self.api.client(cert=(cert["certificate"], key))
+        # A spare certificate, the revoke route's target (the first one stays in use).
+        spare = await self._admin_post(f"/admin/networks/{network['networkId']}/certificates",
+                                       {"csr": make_csr()[0]})
+        return (network["networkId"], self.api.client(cert=(cert["certificate"], key)),
+                spare["serial"])
 
     async def _partner(self, bin_prefix: str) -> dict:
         api = self.api
@@ -252,12 +271,18 @@ class World:
             assert r.status == 201, await r.text()
             document = await r.json()
         corporate = await self._corporate(client, corporation["dcCorporationId"])
+        # A webhook endpoint at a public address (nothing is sent: no worker runs here).
+        async with client.post(f"{api.https}/secure/webhooks",
+                               json={"url": "https://93.184.215.14/hooks"}) as r:
+            assert r.status == 201, await r.text()
+            endpoint = await r.json()
         return {"client": client, "record": {
             "documentId": document["documentId"], "adminId": self.spare_admin,
+            "endpointId": endpoint["endpointId"],
             "partnerId": partner_id, "programId": program["programId"], "serial": spare["serial"],
             "partnerBalanceId": deposit["balanceId"],
             "dcCorporationId": corporation["dcCorporationId"],
-            "networkId": self.network_id, **corporate}}
+            "networkId": self.network_id, "networkSerial": self.network_serial, **corporate}}
 
     async def _corporate(self, client, corporation_id: str) -> dict:
         """The corporation approved, with a funded corporate balance and an employee's card."""
@@ -294,6 +319,10 @@ class World:
             assert r.status == 200, await r.text()
         session = await pair_device(api, client, cid)
         spare = await pair_device(api, client, cid, device_id="spare-device")
+        status, _ = await self.jwe.request(
+            self.api.client(), "PUT", f"{api.http}/customers/me/app-pin", {"pin": APP_PIN},
+            headers=bearer(session["sessionToken"]))
+        assert status == 204
         status, card = await self.jwe.request(
             client, "POST", f"{api.https}/secure/customers/{cid}/cards/virtual",
             {"balanceId": balance})
@@ -326,7 +355,17 @@ class World:
     # callers
 
     def customer(self, who: dict, name: str) -> Caller:
-        return Caller(name, self.api.client(), self.api.http, who["session"])
+        return Caller(name, self.api.client(), self.api.http, who["session"], who)
+
+    async def step_up(self) -> None:
+        """A fresh step-up proof for every customer (taken before a route's snapshot: issuing one
+        writes rows)."""
+        for who in (self.a1, self.a2, self.b1):
+            status, proof = await self.jwe.request(self.api.client(), "POST",
+                                                   f"{self.api.http}/customers/me/step-up",
+                                                   {"pin": APP_PIN}, headers=who["session"])
+            assert status == 201, proof
+            who["stepUp"] = {"Step-Up-Token": proof["stepUpToken"]}
 
     def partner(self, partner: dict, name: str) -> Caller:
         return Caller(name, partner["client"], self.api.https, {})
@@ -364,24 +403,27 @@ def random_record() -> dict:
                                           "programId", "networkId", "dcCorporationId",
                                           "partnerBalanceId", "controlId",
                                           "corporateBalanceId", "corporateCardId",
-                                          "installationId", "documentId", "adminId")}
-    return {**rec, "serial": uuid.uuid4().hex}
+                                          "installationId", "documentId", "adminId",
+                                          "endpointId")}
+    return {**rec, "serial": uuid.uuid4().hex, "networkSerial": uuid.uuid4().hex}
 
 
 async def call(world: World, caller: Caller, route: Route, rec: dict) -> tuple[int, dict | None]:
     """The route called by `caller` for the objects of `rec`: (status, body or None)."""
     url = caller.base + fill(route, rec)
     body = BODIES[route.body.__name__](rec) if route.body is not None else None
-    if route.encryption is Encryption.REQUIRED:
-        return await world.jwe.request(caller.session, route.method, url, body,
-                                       headers=caller.headers)
+    headers = caller.headers
+    if route.step_up and caller.app_customer is not None:
+        headers = {**headers, **caller.app_customer["stepUp"]}
+    if route.encryption in (Encryption.REQUIRED, Encryption.REQUEST):
+        return await world.jwe.request(caller.session, route.method, url, body, headers=headers)
     if route.multipart:
         form = aiohttp.FormData()
         form.add_field("kind", "REGISTRY_EXTRACT")
         form.add_field("file", PDF, filename="extract.pdf", content_type="application/pdf")
-        request = caller.session.request(route.method, url, data=form, headers=caller.headers)
+        request = caller.session.request(route.method, url, data=form, headers=headers)
     else:
-        request = caller.session.request(route.method, url, json=body, headers=caller.headers)
+        request = caller.session.request(route.method, url, json=body, headers=headers)
     async with request as r:
         return r.status, (None if r.status == 204 else await r.json())
 
@@ -459,6 +501,8 @@ def _ids_in_body(route: Route, rec: dict) -> dict | None:
 @pytest.mark.parametrize("route", ID_ROUTES, ids=route_id)
 async def test_only_the_owner_reaches_the_object(world, route):
     assert not gaps(route), gaps(route)
+    if route.step_up:
+        await world.step_up()
     before = await world.snapshot()
     wrong = []
     for caller, rec, expected, unknown in refusals(world, route):

@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from antaca_auth import cardstate
 from antaca_auth.cardstate import CardState, CardStatus, CardTransitionError
-from antaca_auth.pans import generate_pan, luhn_check_digit, luhn_valid, mask_pan
+from antaca_auth.pans import (
+    PAN_LENGTH_MAX,
+    PAN_LENGTH_MIN,
+    generate_pan,
+    luhn_check_digit,
+    luhn_valid,
+    mask_pan,
+)
 
 
 @given(bin_prefix=st.text("0123456789", min_size=6, max_size=11), extra=st.integers(2, 8))
 def test_generated_pans_are_in_range_and_luhn_valid(bin_prefix, extra):
-    length = min(19, max(13, len(bin_prefix) + extra))
+    length = min(PAN_LENGTH_MAX, max(PAN_LENGTH_MIN, len(bin_prefix) + extra))
     pan = generate_pan(bin_prefix, length)
     assert pan.startswith(bin_prefix) and len(pan) == length and pan.isdigit()
     assert luhn_valid(pan)
     assert mask_pan(pan).startswith(pan[:6]) and mask_pan(pan).endswith(pan[-4:]) and "*" in mask_pan(pan)
+
+
+def test_pan_lengths_are_14_to_19():
+    for length in (PAN_LENGTH_MIN, PAN_LENGTH_MAX):
+        assert len(generate_pan("535522", length)) == length
+    for length in (PAN_LENGTH_MIN - 1, PAN_LENGTH_MAX + 1):
+        with pytest.raises(AssertionError):
+            generate_pan("535522", length)
 
 
 @given(st.text("0123456789", min_size=12, max_size=18), st.integers(0, 9))

@@ -1,0 +1,135 @@
+"""Every list a partner or an administrator reads, paged through by its opaque cursor: each item
+exactly once, `hasMore` true exactly when a next page follows, cursors refused on another list."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from antaca_api import pages
+from tests.api_harness import bearer, register_customer
+from tests.integration.test_authorizations import Payments
+from tests.integration.test_cards import approved_corporation
+
+
+@pytest.fixture(scope="module")
+def jwe_key():
+    from joserfc.jwk import RSAKey
+
+    return RSAKey.generate_key(2048)
+
+
+async def page_all(session, url: str, key: str, *, limit: int = 2, headers=None) -> list[str]:
+    """Every item's `key` over all pages of `limit` items, checking each page's shape."""
+    seen, cursor = [], None
+    for _ in range(100):
+        params = {"limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+        async with session.get(url, params=params, headers=headers) as r:
+            assert r.status == 200, await r.text()
+            page = await r.json()
+        assert len(page["items"]) <= limit
+        assert page["hasMore"] == (page["nextCursor"] is not None)
+        if page["hasMore"]:
+            assert len(page["items"]) == limit
+        seen += [str(item[key]) for item in page["items"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            assert len(seen) == len(set(seen)), "an item came twice"
+            return seen
+    raise AssertionError("the pages never ended")
+
+
+async def test_every_list_pages_each_item_exactly_once(api, jwe_key):
+    p = await Payments().setup(api, jwe_key)
+    w, https, http = p.w, api.https, api.http
+    admin = bearer(w.admin)
+    cards = [p.card["cardId"]] + [(await w.virtual())["cardId"] for _ in range(2)]
+    balances = [w.balance]
+    for currency in ("PLN", "USD"):
+        async with w.partner.post(f"{https}/secure/customers/{w.cid}/balances",
+                                  json={"currency": currency}) as r:
+            assert r.status == 201, await r.text()
+            balances.append((await r.json())["balanceId"])
+    corporation, corporate_balance = await approved_corporation(api, w.partner_id)
+    status, corporate = await w.jwe.request(w.partner, "POST", f"{https}/secure/cards/virtual", {
+        "dcCorporationId": corporation, "balanceId": corporate_balance, "holderName": "Grace"})
+    assert status == 201, corporate
+
+    customers = [w.cid]
+    customers += [(await register_customer(api, w.partner))["customerId"] for _ in range(2)]
+    customer_payments = [(await p.authorize(amount=100 + i))["authorizationId"] for i in range(5)]
+    p.card = corporate  # the corporate card pays too (declined: its balance is empty)
+    corporate_payments = [(await p.authorize())["authorizationId"] for _ in range(2)]
+
+    lists = [
+        (w.partner, f"{https}/secure/customers", "customerId", customers, None),
+        (w.partner, f"{https}/secure/customers/{w.cid}/cards", "cardId", cards, None),
+        (api.client(), f"{http}/admin/customers/{w.cid}/cards", "cardId", cards, admin),
+        (w.partner, f"{https}/secure/cards", "cardId", cards + [corporate["cardId"]], None),
+        (w.partner, f"{https}/secure/customers/{w.cid}/balances", "balanceId", balances, None),
+        (w.partner, f"{https}/secure/balances", "balanceId", balances + [corporate_balance], None),
+        (w.partner, f"{https}/secure/customers/{w.cid}/transactions", "authorizationId",
+         customer_payments, None),
+        (w.partner, f"{https}/secure/transactions", "authorizationId",
+         customer_payments + corporate_payments, None),
+    ]
+    for session, url, key, expected, headers in lists:
+        for limit in (1, 2, 3, pages.page_size_max):
+            assert await page_all(session, url, key, limit=limit, headers=headers) == expected, url
+
+
+async def test_partner_balances_partners_and_programs_page(api, jwe_key):
+    admin_token = await api.admin_token()
+    admin, headers = api.client(), bearer(admin_token)
+    partners = [await api.new_partner(admin_token, f"P{i}") for i in range(5)]
+    programs = []
+    for i, partner_id in enumerate(partners[:3]):
+        async with admin.post(f"{api.http}/admin/programs", headers=headers, json={
+                "partnerId": partner_id, "name": f"Program {i}", "binPrefix": f"53552{i}",
+                "panLength": 16, "currency": "EUR", "fundingModel": "DEPOSIT",
+                "validityMonths": 36, "processorConfig": {}}) as r:
+            assert r.status == 201, await r.text()
+            programs.append((await r.json())["programId"])
+    partner_balances = []
+    for kind, currency in (("DEPOSIT", "PLN"), ("CREDIT", "EUR"), ("DEPOSIT", "EUR")):
+        async with admin.post(f"{api.http}/admin/partners/{partners[0]}/balances", headers=headers,
+                              json={"kind": kind, "currency": currency}) as r:
+            assert r.status == 201, await r.text()
+            partner_balances.append(((await r.json())["balanceId"], currency, kind))
+    by_currency_and_kind = [b for b, _, _ in sorted(partner_balances, key=lambda b: (b[1], b[2]))]
+
+    for limit in (1, 2, 4):
+        assert await page_all(admin, f"{api.http}/admin/partners", "id", limit=limit,
+                              headers=headers) == partners
+        assert await page_all(admin, f"{api.http}/admin/programs", "programId", limit=limit,
+                              headers=headers) == programs
+        assert await page_all(admin, f"{api.http}/admin/partners/{partners[0]}/balances",
+                              "balanceId", limit=limit, headers=headers) == by_currency_and_kind
+
+
+async def test_bad_cursors_and_limits_are_refused(api, jwe_key):
+    admin_token = await api.admin_token()
+    admin, headers = api.client(), bearer(admin_token)
+    for i in range(3):
+        await api.new_partner(admin_token, f"P{i}")
+    async with admin.get(f"{api.http}/admin/partners", params={"limit": "1"}, headers=headers) as r:
+        partners_cursor = (await r.json())["nextCursor"]
+    refused = [
+        ("/admin/partners", {"limit": "0"}), ("/admin/partners", {"limit": "201"}),
+        ("/admin/partners", {"limit": "x"}), ("/admin/partners", {"cursor": "not a cursor"}),
+        ("/admin/partners", {"cursor": "e30"}), ("/admin/partners", {"cursor": "x" * 600}),
+        ("/admin/programs", {"cursor": partners_cursor}),  # another list's cursor
+        ("/admin/partners", {"cursor": pages.encode_cursor(pages.Keyset("partners", int), 5)}),
+    ]
+    for path, params in refused:
+        async with admin.get(f"{api.http}{path}", params=params, headers=headers) as r:
+            assert (r.status, (await r.json())["code"]) == (400, "VALIDATION_ERROR"), (path, params)
+    # A cursor carries a position, not a row: one made for a partner that never existed still works.
+    from datetime import UTC, datetime
+
+    from antaca_api.partners import PARTNER_PAGES
+    cursor = pages.encode_cursor(PARTNER_PAGES, (datetime(2000, 1, 1, tzinfo=UTC), uuid.uuid4()))
+    async with admin.get(f"{api.http}/admin/partners", params={"cursor": cursor},
+                         headers=headers) as r:
+        assert r.status == 200 and len((await r.json())["items"]) == 3
