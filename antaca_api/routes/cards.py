@@ -484,7 +484,7 @@ class Delivery(Body):
            (f"{SECURE}/{{cardId}}/delivery", Channel.PARTNER, None),
            (f"{CORPORATE}/{{cardId}}/delivery", Channel.PARTNER, None),
            (f"{ADMIN}/{{cardId}}/delivery", Channel.ADMIN, None)], "GET", response=Delivery,
-          tags=("cards",),
+          tags=("cards",), errors=(NotFound, PhysicalCardOnly),
           summary="A physical card's delivery: method, address and tracking status (the holder "
                   "sees it from the order on)")
 async def delivery(ctx: Context, _: None) -> Delivery:
