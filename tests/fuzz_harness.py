@@ -105,6 +105,10 @@ async def seed(api) -> Seed:
     async with api.client().post(f"{api.http}/admin/networks/{network}/certificates",
                                  json={"csr": csr}, headers=bearer(admin)) as r:
         network_cert = (await r.json())["certificate"]
+    async with partner.post(f"{api.https}/secure/controls", json={
+            "level": "CARD", "scopeId": card["cardId"], "kind": "AMOUNT_MAX",
+            "amountMax": 100_000}) as r:
+        control = (await r.json())["controlId"]
     async with partner.post(f"{api.https}/secure/webhooks",
                             json={"url": "https://93.184.215.14/hooks"}) as r:
         endpoint = (await r.json())["endpointId"]
@@ -113,7 +117,8 @@ async def seed(api) -> Seed:
         ids={"customerId": cid, "balanceId": balance, "partnerId": partner_id,
              "programId": program, "cardId": card["cardId"], "dcCorporationId": corporation,
              "networkId": network, "serial": "00", "installationId": spare_device,
-             "documentId": document, "adminId": spare_admin, "endpointId": endpoint},
+             "documentId": document, "adminId": spare_admin, "endpointId": endpoint,
+             "controlId": control},
         partner=tls_session(api, "partner", cert, key),
         network=tls_session(api, "network", network_cert, network_key), pan=card["pan"],
     )
