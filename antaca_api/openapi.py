@@ -123,7 +123,7 @@ JWE_HEADERS = [
 
 # A cursor is opaque: the previous page's nextCursor, passed back unchanged (antaca_api/pages.py).
 CURSOR_PARAMETER = {"name": "cursor", "in": "query", "required": False,
-                    "description": "The previous page's nextCursor, opaque: pass it back unchanged.",
+                    "description": "The previous page's nextCursor: pass it back unchanged.",
                     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$",
                                "maxLength": pages.cursor_length_max}}
 

@@ -63,7 +63,8 @@ def event_view(event: events.Event) -> Event:
 
 
 @route("GET", "/secure/events", channel=Channel.PARTNER, response=EventList, tags=TAGS,
-       page_size_max=partner_events.PAGE_SIZE_MAX, summary="The partner's events, newest or oldest first, by type and object, with a cursor")
+       page_size_max=partner_events.PAGE_SIZE_MAX,
+       summary="The partner's events, newest or oldest first, by type and object, with a cursor")
 async def list_events(ctx: Context, _: None) -> EventList:
     query = ctx.request.query
     page = await partner_events.list_events(

@@ -146,7 +146,8 @@ def test_sign_in_routes_document_401_and_the_documents_200():
     for path in ("/admin/sessions", "/customers/sessions", "/customers/devices/pair"):
         responses = doc["paths"][path]["post"]["responses"]
         assert "401" in responses and "201" in responses, path
-    assert set(doc["paths"]["/openapi.json"]["get"]["responses"]) == {"200", "400", "413", "415", "503"}
+    assert set(doc["paths"]["/openapi.json"]["get"]["responses"]) == {
+        "200", "400", "413", "415", "503"}
     assert "application/json" in doc["paths"]["/openapi.json"]["get"]["responses"]["200"]["content"]
     card_data = doc["paths"]["/customers/me/cards/{cardId}"]["get"]["responses"]
     assert "CARD_DATA_UNAVAILABLE" in card_data["409"]["description"]

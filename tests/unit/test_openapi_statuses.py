@@ -1,4 +1,4 @@
-"""The statuses an operation documents are derived from its route's data alone (antaca_api/openapi.py):
+"""The statuses an operation documents follow from its route's data alone (antaca_api/openapi.py):
 channel, authentication, roles, ids in the path, body, JWE rule, declared errors, page bound."""
 
 from __future__ import annotations
