@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from antaca_api import card_transactions, pages
-from antaca_api.balances import customer_balances, customer_statement
+from antaca_api.balances import BALANCE_PAGES, customer_balances, customer_statement
 from antaca_api.customers import admin_kyc_history, customer_in_scope
 from antaca_auth.ledger import Ledger, Statement
 
@@ -27,7 +27,10 @@ async def customer_file(conn: asyncpg.Connection, partner_scope: uuid.UUID | Non
     """The customer with their KYC history, balances and cards, for a reviewer whose scope is
     `partner_scope` (None: every partner)."""
     customer = await customer_in_scope(conn, partner_scope, customer_id)
-    balances, cards = await customer_balances(conn, customer["partner_id"], customer_id, [])
+    # A customer holds a handful of balances: the file shows the first page's worth.
+    first_page = pages.PageRequest(BALANCE_PAGES, pages.page_size_max, None)
+    balances, cards = await customer_balances(conn, customer["partner_id"], customer_id, [],
+                                              first_page)
     return CustomerFile(customer=customer, kyc_history=await admin_kyc_history(conn, customer_id),
                         balances=balances, cards=cards)
 

@@ -84,6 +84,7 @@ NAMED_STRINGS = {
     "reference": "ORDER-2026-0001", "name": "Acme Cards", "nameOnCard": "ADA LOVELACE",
     "holderName": "Ada Lovelace", "firstName": "Ada", "lastName": "Lovelace", "city": "Warsaw",
     "line1": "Main 1", "postalCode": "00-001", "merchantName": "Shop", "mcc": "5411",
+    "posEntryMode": "071",
     "code": "NOT_FOUND", "message": "no such resource",
 }
 FORMATS = {

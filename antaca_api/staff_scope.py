@@ -70,9 +70,12 @@ PLATFORM_WIDE = frozenset({
     "GET /admin/users", "POST /admin/users", "GET /admin/audit-log", "POST /admin/partners",
     "POST /admin/programs", "POST /admin/networks", "POST /admin/fx-rates", "POST /admin/fees/run",
     "GET /admin/summaries",
+    # Spending controls: partners set their own on the partner channel (/secure/controls); the
+    # admin side's controls span programs and partners, so they stay with the platform's staff.
+    "GET /admin/controls", "POST /admin/controls",
 })
 # Parameters naming the platform's own objects: a route with one is the platform's business.
-PLATFORM_PARAMETERS = frozenset({"networkId", "adminId"})
+PLATFORM_PARAMETERS = frozenset({"networkId", "adminId", "controlId"})
 # Routes with a partner's id that are still the platform's business.
 PLATFORM_ONLY = frozenset({
     "POST /admin/partners/{partnerId}/certificates",
@@ -84,6 +87,7 @@ PLATFORM_ONLY = frozenset({
     "POST /admin/partners/{partnerId}/balances/{balanceId}/reload",
     "POST /admin/partners/{partnerId}/balances/{balanceId}/approve",
     "PUT /admin/programs/{programId}/authorization-rules",
+    "PUT /admin/programs/{programId}/time-zone",
     "POST /admin/corporations/{dcCorporationId}/kyb",
 })
 

@@ -18,7 +18,7 @@ from antaca_auth.accounts import Counters
 from antaca_auth.ledger import Ledger
 from antaca_auth.transfers import ResultCode, Transfer, TransferKind
 from tests.api_harness import bearer
-from tests.integration.test_cards import World
+from tests.integration.test_cards import World, approved_corporation
 from tests.integration.test_ledger import Clock, balance, make_accounts, single
 
 TIMEOUT = 30  # seconds a hold lives
@@ -109,6 +109,12 @@ PAGE_MAXIMUM = {
     "/admin/customers/{customerId}/transactions": 200,
     "/admin/partners": 200,
     "/admin/programs": 200,
+    # antaca_api/routes/corporations.py: the corporate lists
+    "/lifecycle/v1/corporations/{dcCorporationId}/employees": 200,
+    "/lifecycle/v1/corporations/{dcCorporationId}/balances": 200,
+    "/lifecycle/v1/corporations/{dcCorporationId}/cards": 200,
+    "/secure/balances/{balanceId}/cards": 200,
+    "/secure/balances/{balanceId}/transactions": 500,
 }
 # Under these paths {balanceId} is the partner's own deposit balance, not a customer's.
 PARTNER_BALANCE_PATHS = ("/secure/partner/balances/", "/admin/partners/{partnerId}/balances/")
@@ -120,8 +126,10 @@ def test_every_paginated_route_has_a_known_maximum():
 
 async def get(w: World, route: Route, limit: int) -> tuple[int, dict]:
     balance = w.partner_balance if route.path.startswith(PARTNER_BALANCE_PATHS) else w.balance
+    if route.path.startswith("/secure/balances/"):  # the partner's corporate balances
+        balance = w.corporate_balance
     path = (route.path.replace("{partnerId}", w.partner_id).replace("{customerId}", w.cid)
-            .replace("{balanceId}", balance))
+            .replace("{balanceId}", balance).replace("{dcCorporationId}", w.corporation))
     assert "{" not in path, f"fill {path}"
     if route.channel is Channel.PARTNER:
         client, url, headers = w.partner, f"{w.api.https}{path}", {}
@@ -139,6 +147,7 @@ async def test_each_list_serves_its_maximum_page_and_refuses_one_more(api, jwe_k
                               json={"kind": "DEPOSIT", "currency": "EUR"}) as r:
         assert r.status == 201, await r.text()
         w.partner_balance = (await r.json())["balanceId"]
+    w.corporation, w.corporate_balance = await approved_corporation(api, w.partner_id)
     wrong = []
     for route in PAGED:
         maximum = PAGE_MAXIMUM[route.path]

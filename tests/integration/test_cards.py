@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import uuid
@@ -327,6 +328,10 @@ async def test_pans_are_unique_even_in_a_tiny_bin_range(api, jwe_key):
     assert (status, body["code"]) == (400, "PROGRAM_REQUIRED")  # two EUR programs now: name one
 
 
+CORPORATE_ADDRESS = {"line1": "Business Park 5", "city": "Gdansk", "postalCode": "80-001",
+                     "country": "PL"}
+
+
 async def approved_corporation(api, partner_id: str) -> tuple[str, str]:
     """A KYB-approved corporation of the partner with a EUR balance (set up directly in the database)."""
     from antaca_api.balances import open_balance
@@ -335,8 +340,8 @@ async def approved_corporation(api, partner_id: str) -> tuple[str, str]:
     async with api.services.pool.acquire() as conn, conn.transaction():
         await conn.execute(
             """INSERT INTO corporations (id, partner_id, name, registration_number, country, address, kyb_status)
-               VALUES ($1, $2, 'Acme', 'KRS-1', 'PL', '{}', 'APPROVED')""",
-            corporation_id, uuid.UUID(partner_id),
+               VALUES ($1, $2, 'Acme', 'KRS-1', 'PL', $3::jsonb, 'APPROVED')""",
+            corporation_id, uuid.UUID(partner_id), json.dumps(CORPORATE_ADDRESS),
         )
         balance_id = await open_balance(conn, api.services.ledger, partner_id=uuid.UUID(partner_id),
                                         currency="EUR", corporation_id=corporation_id)

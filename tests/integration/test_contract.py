@@ -54,7 +54,7 @@ async def test_a_physical_card_with_pin_is_ordered_only_as_a_jwe(api, jwe_key):
                         "country": "PL"}}) as r:
         assert r.status == 201, await r.text()
         corporation = (await r.json())["dcCorporationId"]
-    order = {"dcCorporationId": corporation, "balanceId": str(uuid.uuid4()), "holderName": "Ada",
+    order = {"dcCorporationId": corporation, "balanceId": str(uuid.uuid4()), "employeeId": str(uuid.uuid4()),
              "nameOnCard": "ADA", "pin": "4821",
              "deliveryAddress": {"line1": "Main 1", "city": "Warsaw", "postalCode": "00-001",
                                  "country": "PL"}}

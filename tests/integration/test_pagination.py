@@ -52,8 +52,12 @@ async def test_every_list_pages_each_item_exactly_once(api, jwe_key):
             assert r.status == 201, await r.text()
             balances.append((await r.json())["balanceId"])
     corporation, corporate_balance = await approved_corporation(api, w.partner_id)
+    async with w.partner.post(f"{https}/lifecycle/v1/corporations/{corporation}/employees",
+                              json={"name": "Grace Hopper", "email": "grace@acme.example"}) as r:
+        assert r.status == 201, await r.text()
+        employee = (await r.json())["employeeId"]
     status, corporate = await w.jwe.request(w.partner, "POST", f"{https}/secure/cards/virtual", {
-        "dcCorporationId": corporation, "balanceId": corporate_balance, "holderName": "Grace"})
+        "dcCorporationId": corporation, "balanceId": corporate_balance, "employeeId": employee})
     assert status == 201, corporate
 
     customers = [w.cid]

@@ -123,6 +123,8 @@ BODIES = {
     "AuthorizationRules": lambda rec: {"standInMode": "DECLINE"},
     "NetworkChanges": lambda rec: {"authorizationDeadlineMs": 1500},
     "NewCardControl": lambda rec: {"kind": "AMOUNT_MAX", "amountMax": 50_000},
+    "NewControl": lambda rec: {"level": "PROGRAM", "scopeId": rec["programId"],
+                               "kind": "AMOUNT_MAX", "amountMax": 50_000, "status": "SHADOW"},
     "ControlChange": lambda rec: {"amountMax": 90_000},
     "ProgramTimeZone": lambda rec: {"timeZone": "UTC"},
     "NewEmployee": lambda rec: {"name": "Grace Hopper",
