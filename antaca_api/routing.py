@@ -97,6 +97,7 @@ class Route:
     tags: tuple[str, ...] = ()
     step_up: bool = False  # on the customer channel, a fresh step-up proof is required
     idempotent: bool = False  # honours Idempotency-Key (antaca_api/idempotency.py)
+    sandbox: bool = False  # served only with ANTACA_SANDBOX=1 (antaca_api/sandbox.py)
 
 
 # Channels whose POSTs take an Idempotency-Key: their callers are a partner or an administrator.
@@ -130,6 +131,7 @@ def route(
     tags: tuple[str, ...] = (),
     step_up: bool = False,
     idempotent: bool | None = None,
+    sandbox: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Declare an endpoint; the handler is called as `handler(ctx, body)`. `idempotent`: None
     means a partner's or an administrator's POST answering 201/202 (`creates`); say True for
@@ -143,7 +145,7 @@ def route(
         assert not once or (method == "POST" and channel in IDEMPOTENT_CHANNELS), path
         ROUTES.append(
             Route(method, path, handler, channel, summary, body, response, status, roles, authenticated,
-                  encryption, multipart, tags, step_up, once)
+                  encryption, multipart, tags, step_up, once, sandbox)
         )
         return handler
 
