@@ -89,8 +89,9 @@ async def test_declines_are_the_real_ones(sandbox_api, jwe_key):
                                     currency="EUR")
     assert (status, answer["decision"], answer["reason"]) == \
         (200, "DECLINED", "INSUFFICIENT_FUNDS")
+    wrong_cvc2 = "000" if p.card["cvc2"] != "000" else "001"
     status, answer = await simulate(api, p, "authorizations", cardId=card_id, amount=100,
-                                    currency="EUR", cvc2="000" if p.card["cvc2"] != "000" else "001")
+                                    currency="EUR", cvc2=wrong_cvc2)
     assert (answer["decision"], answer["reason"]) == ("DECLINED", "WRONG_CVC2")
     status, answer = await simulate(api, p, "authorizations", cardId=card_id, amount=100,
                                     currency="EUR", type="ATM")
