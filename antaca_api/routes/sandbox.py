@@ -16,6 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api import sandbox
+from antaca_api.domain_errors import ValidationFailed
 from antaca_api.errors import EncryptionRequired
 from antaca_api.routes import network
 from antaca_api.routing import Channel, Context, route
@@ -148,6 +149,9 @@ async def simulate_clearing(ctx: Context, body: SimulatedClearingBody) -> Follow
             message_id=message, amount=body.amount,
             original_message_id=sandbox.check_message_of_card(body.card_id,
                                                               body.original_message_id))
+    elif body.currency is None:
+        raise ValidationFailed("a simulated clearing names its originalMessageId, or (a force "
+                               "post) its currency")
     else:
         clearing = network.Clearing(message_id=message, amount=body.amount, pan=card.pan,
                                     currency=body.currency)

@@ -151,6 +151,12 @@ async def test_reversal_and_refund(sandbox_api, jwe_key):
     assert (status, forced["kind"], forced["amount"]) == (200, "FORCE_POST", 700)
     status, error = await simulate(api, p, "clearings", cardId=card_id, amount=700)
     assert (status, error["code"]) == (400, "VALIDATION_ERROR")
+    assert "pan" not in error["message"]
+    # An authorization of type REFUND is the refund route's message.
+    status, also = await simulate(api, p, "authorizations", cardId=card_id, amount=200,
+                                  currency="EUR", type="REFUND")
+    assert (status, also["decision"]) == (200, "APPROVED")
+    assert (await p.user_account()).balance.credits_posted == 10_500
     no_card_data(p, answer, reversed_, rest, refund, cleared, forced)
     async with api.services.pool.acquire() as conn:
         assert await verify_ledger(conn) == []
