@@ -98,7 +98,8 @@ async def _authorize(ctx: Context, card_id: uuid.UUID,
 
 @route("POST", "/secure/simulate/authorizations", channel=Channel.PARTNER,
        body=SimulatedAuthorizationBody, response=SimulatedAuthorization, tags=("sandbox",),
-       sandbox=True, idempotent=True,
+       # Not idempotent: its body may carry a PIN, and an Idempotency-Key keeps a hash of the body.
+       sandbox=True, idempotent=False,
        summary="Sandbox: authorize a payment with one of the partner's cards through the real "
                "network path; the network's answer")
 async def simulate_authorization(ctx: Context, body: SimulatedAuthorizationBody

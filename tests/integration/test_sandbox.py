@@ -190,9 +190,9 @@ async def test_a_retried_simulation_with_its_key_runs_once(sandbox_api, jwe_key)
     body = {"cardId": p.card["cardId"], "amount": 1000, "currency": "EUR"}
     answers = []
     for _ in range(2):
-        async with p.w.partner.post(f"{api.https}/secure/simulate/authorizations", json=body,
+        async with p.w.partner.post(f"{api.https}/secure/simulate/refunds", json=body,
                                     headers={"Idempotency-Key": "sim-1"}) as r:
             answers.append((r.status, await r.json(), r.headers.get("Idempotent-Replayed")))
     assert answers[0][0] == answers[1][0] == 200 and answers[0][1] == answers[1][1]
     assert answers[1][2] == "true"
-    assert await available(p) == 9_000
+    assert await available(p) == 11_000
