@@ -16,8 +16,13 @@ import msgspec
 from msgspec import Meta
 
 from antaca_api import sandbox
-from antaca_api.domain_errors import ValidationFailed
-from antaca_api.errors import EncryptionRequired
+from antaca_api.domain_errors import (
+    CardDataUnavailable,
+    FollowUpRefused,
+    NotFound,
+    ValidationFailed,
+)
+from antaca_api.errors import AuthorizationOutcomeUnknown, EncryptionRequired
 from antaca_api.routes import network
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body
@@ -76,6 +81,11 @@ class SimulatedClearingBody(Body):
     currency: Currency | None = None
 
 
+# What the handlers may answer besides their success (docs/partners.md "Sandbox").
+PAYMENT_ERRORS = (NotFound, CardDataUnavailable, EncryptionRequired, AuthorizationOutcomeUnknown)
+FOLLOW_UP_ERRORS = (NotFound, CardDataUnavailable, FollowUpRefused, ValidationFailed)
+
+
 class SimulatedAuthorization(AuthorizationResult, frozen=True, rename="camel"):
     """The network channel's answer, and the message id to reverse or clear it by."""
 
@@ -99,7 +109,7 @@ async def _authorize(ctx: Context, card_id: uuid.UUID,
 @route("POST", "/secure/simulate/authorizations", channel=Channel.PARTNER,
        body=SimulatedAuthorizationBody, response=SimulatedAuthorization, tags=("sandbox",),
        # Not idempotent: its body may carry a PIN, and an Idempotency-Key keeps a hash of the body.
-       sandbox=True, idempotent=False,
+       sandbox=True, idempotent=False, errors=PAYMENT_ERRORS,
        summary="Sandbox: authorize a payment with one of the partner's cards through the real "
                "network path; the network's answer")
 async def simulate_authorization(ctx: Context, body: SimulatedAuthorizationBody
@@ -118,6 +128,7 @@ async def simulate_authorization(ctx: Context, body: SimulatedAuthorizationBody
 
 @route("POST", "/secure/simulate/refunds", channel=Channel.PARTNER, body=SimulatedRefundBody,
        response=SimulatedAuthorization, tags=("sandbox",), sandbox=True, idempotent=True,
+       errors=PAYMENT_ERRORS,
        summary="Sandbox: a merchant's refund to one of the partner's cards, as the network "
                "sends it; the network's answer")
 async def simulate_refund(ctx: Context, body: SimulatedRefundBody) -> SimulatedAuthorization:
@@ -128,6 +139,7 @@ async def simulate_refund(ctx: Context, body: SimulatedRefundBody) -> SimulatedA
 
 @route("POST", "/secure/simulate/reversals", channel=Channel.PARTNER, body=SimulatedReversalBody,
        response=FollowUp, tags=("sandbox",), sandbox=True, idempotent=True,
+       errors=FOLLOW_UP_ERRORS,
        summary="Sandbox: reverse a simulated authorization, fully or partly, as the network does")
 async def simulate_reversal(ctx: Context, body: SimulatedReversalBody) -> FollowUp:
     sandbox_network, _ = await sandbox.follow_up_target(ctx.services, ctx.partner_id, body.card_id)
@@ -139,6 +151,7 @@ async def simulate_reversal(ctx: Context, body: SimulatedReversalBody) -> Follow
 
 @route("POST", "/secure/simulate/clearings", channel=Channel.PARTNER, body=SimulatedClearingBody,
        response=FollowUp, tags=("sandbox",), sandbox=True, idempotent=True,
+       errors=FOLLOW_UP_ERRORS,
        summary="Sandbox: clear a simulated authorization (or force post without one), as the "
                "network does")
 async def simulate_clearing(ctx: Context, body: SimulatedClearingBody) -> FollowUp:
