@@ -79,5 +79,7 @@ def create_app(services: Services, extra_routes: list[Route] = ()) -> web.Applic
     app = web.Application(client_max_size=services.settings.max_body_bytes, middlewares=[error_middleware])
     app[SERVICES] = services
     for r in [*ROUTES, *extra_routes]:
+        if r.sandbox and not services.settings.sandbox:
+            continue  # sandbox simulation routes do not exist outside the sandbox
         app.router.add_route(r.method, r.path, dispatch(r, services, channels.authenticate))
     return app

@@ -134,7 +134,8 @@ async def serve(dsn: str, settings: Settings) -> None:
     gc.freeze()
     print(f"antaca listening on http://{settings.host}:{settings.port} and "
           f"https://{settings.host}:{settings.tls_port} (CA: {ca.cert_path.resolve()})"
-          + (f", ISO 8583 on {settings.host}:{iso_listener.port}" if iso_listener else ""),
+          + (f", ISO 8583 on {settings.host}:{iso_listener.port}" if iso_listener else "")
+          + (", SANDBOX simulation on (/secure/simulate)" if settings.sandbox else ""),
           flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

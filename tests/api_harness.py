@@ -237,8 +237,10 @@ class JweClient:
 
 
 @contextlib.asynccontextmanager
-async def running_api(pool, key_material, database_url: str) -> AsyncIterator[ApiServer]:
-    """The whole application, as `antaca serve` wires it, on real HTTP and TLS listeners."""
+async def running_api(pool, key_material, database_url: str,
+                      settings=None) -> AsyncIterator[ApiServer]:
+    """The whole application, as `antaca serve` wires it, on real HTTP and TLS listeners (with
+    these settings, or the defaults)."""
     from antaca_api.credentials import listen
     from antaca_api.kyc import DeterministicKycProvider
     from antaca_api.server import open_authorization_pool
@@ -249,9 +251,10 @@ async def running_api(pool, key_material, database_url: str) -> AsyncIterator[Ap
     from antaca_auth.ledger import Ledger
 
     jwe_key, ca = key_material
+    settings = settings or Settings()
     # As `antaca serve` does: the engine and the network channel on their own pool.
-    authorization_pool = await open_authorization_pool(database_url, Settings().engine)
-    services = Services(pool=pool, ledger=Ledger(pool), settings=Settings(), jwe_key=jwe_key, ca=ca,
+    authorization_pool = await open_authorization_pool(database_url, settings.engine)
+    services = Services(pool=pool, ledger=Ledger(pool), settings=settings, jwe_key=jwe_key, ca=ca,
                         kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate(),
                         authorization_pool=authorization_pool)
     services.engine = AuthorizationEngine(authorization_pool, services.authorization_ledger,

@@ -87,6 +87,8 @@ NOT_CREATING = {
     "/secure/webhooks/{endpointId}/disable": "a state change, idempotent itself",
     "/secure/webhooks/{endpointId}/enable": "a state change, idempotent itself",
     "/secure/webhooks/{endpointId}/rotate-secret": "rotates a secret: a retry rotates again",
+    "/secure/simulate/authorizations": "sandbox; its body may carry a PIN, which the key's stored "
+                                       "request hash would keep",
 }
 STATE_CHANGES = ("/activate", "/lock", "/unlock", "/block", "/unblock", "/close", "/cvv")
 
