@@ -1214,6 +1214,9 @@ class AuthorizationEngine:
             item.requested_amount = item.request.amount
             item.request = msgspec.structs.replace(item.request, amount=verdict.amount)
         item.state = _State.QUEUED
+        if self._closing:  # the queue may be drained already: answered now
+            self._stand_in(item, "shutdown")
+            return
         self.queue.put_nowait(item)
 
     # --- the stand-in lane and the stand-in records --------------------------------------------
