@@ -61,7 +61,8 @@ async def create(conn: asyncpg.Connection, program_id: uuid.UUID, partner_id: uu
         raise InvalidProgram("a REMOTE program needs remoteUrl, and only a REMOTE program has one")
     endpoint_id = account_id = secret = deadline_ms = None
     if remote is not None:
-        require(ledger is not None and keys is not None, "a REMOTE program needs its ledger and keys")
+        require(ledger is not None and keys is not None,
+                "a REMOTE program needs its ledger and keys")
         account_id, deadline_ms = remote_account(program_id), remote.deadline_ms
         await ledger.create_accounts_in(conn, [NewAccount(
             id=account_id, currency=currency, kind=AccountKind.PARTNER_REMOTE,

@@ -15,7 +15,8 @@ ALTER TABLE card_programs
     ADD COLUMN remote_endpoint_id uuid REFERENCES webhook_endpoints (id),
     ADD COLUMN remote_account_id uuid REFERENCES accounts (id),
     ADD CONSTRAINT card_programs_remote CHECK (
-        (funding_model = 'REMOTE') = (remote_deadline_ms IS NOT NULL AND remote_endpoint_id IS NOT NULL
+        (funding_model = 'REMOTE') = (remote_deadline_ms IS NOT NULL
+                                      AND remote_endpoint_id IS NOT NULL
                                       AND remote_account_id IS NOT NULL));
 
 -- A program's advice endpoint delivers only the events of that program's cards. Deferred: the

@@ -98,11 +98,11 @@ class RemoteWorld(World):
         self.api = api
         self.admin = await api.admin_token()
         self.partner_id, self.partner = await api.partner(self.admin)
-        async with api.client().post(f"{api.http}/admin/programs", headers=bearer(self.admin), json={
-                "partnerId": self.partner_id, "name": "Remote EUR", "binPrefix": BIN,
-                "panLength": 16, "currency": "EUR", "fundingModel": "REMOTE",
-                "validityMonths": 36, "remoteUrl": remote_url,
-                "remoteDeadlineMs": deadline_ms}) as r:
+        program = {"partnerId": self.partner_id, "name": "Remote EUR", "binPrefix": BIN,
+                   "panLength": 16, "currency": "EUR", "fundingModel": "REMOTE",
+                   "validityMonths": 36, "remoteUrl": remote_url, "remoteDeadlineMs": deadline_ms}
+        async with api.client().post(f"{api.http}/admin/programs", headers=bearer(self.admin),
+                                     json=program) as r:
             assert r.status == 201, await r.text()
             self.program = await r.json()
         self.customer = await register_customer(api, self.partner, verified=True)
