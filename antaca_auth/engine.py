@@ -12,6 +12,13 @@ stand-in, through the stand-in lane, a separate small transaction with a time li
 request was stood in while it was being decided rolls back and is decided again without it, so a
 late commit never holds money for a payment answered declined. Once a batch is sealed (just before
 its commit) its answers wait for the commit, whatever the clock says.
+
+REMOTE programs (antaca_auth/remote.py): a batch whose decision passes a REMOTE card's payment
+that has no partner answer yet takes it out (state REMOTE), rolls back and is decided again
+without it; the partner is asked on a task of the payment's own (`_consult`), outside any
+transaction, and the payment is queued again with the answer, or handed to the stand-in lane
+when there is no usable answer. The cost, a batch decided twice when it meets a new REMOTE
+payment, falls on the batches that carry one.
 """
 
 from __future__ import annotations
