@@ -317,3 +317,32 @@ async def test_reversals_clearings_and_refunds_are_advised(api, jwe_key, partner
     assert [e["endpointId"] for e in listed] == [p.w.program["remoteEndpointId"]]
     await assert_ledger_clean(api)
     msgspec.json.encode(advised)  # JSON through and through
+
+
+async def test_a_retransmission_during_the_call_shares_its_answer(api, jwe_key, partners):
+    partner = await partners(delay=0.3)
+    p = await RemotePayments().setup(api, jwe_key, partner=partner)
+    request = p.request(amount=800, merchantName="approve")
+    (status_1, first), (status_2, second) = await asyncio.gather(
+        p.send("/network/authorizations", request), p.send("/network/authorizations", request))
+    assert status_1 == status_2 == 200 and first == second and first["decision"] == "APPROVED"
+    assert len(partner.questions) == 1  # asked once
+    status, again = await p.send("/network/authorizations", request)  # later: the stored answer
+    assert (status, again) == (200, first) and len(partner.questions) == 1
+    assert (await p.counters(remote_account(p.program_id))).balance.debits_pending == 800
+
+
+async def test_a_target_refused_at_call_time_stands_in(api, jwe_key, partners):
+    partner = await partners()
+    p = await RemotePayments().setup(api, jwe_key, partner=partner)
+    allow_private(api, False)  # as if the name now resolved to a loopback address
+    try:
+        answer = await p.authorize(amount=300, merchantName="approve")
+    finally:
+        allow_private(api)
+    assert (answer["decision"], answer["responseCode"], answer["standIn"]) == (
+        "DECLINED", "91", True)
+    row = await p.row(answer["authorizationId"])
+    assert row["remote_outcome"] == "ERROR" and row["remote_reason"].startswith("refused target")
+    assert partner.questions == []
+    await assert_ledger_clean(api)
