@@ -5,8 +5,8 @@ A call is a POST of the `RemoteQuestion` as JSON, signed as a Standard Webhooks 
 program's advice endpoint's secret(s) (`webhook-id` is the authorization's id), over HTTPS with
 the system's trust store, connecting only to addresses the webhook resolver allows (the
 development setting `ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS=1` allows loopback and http). Each
-program has at most `REMOTE_CALLS_IN_FLIGHT_MAX` calls in flight; a call waiting for a slot past
-its budget is BUSY. Every failure is a verdict, never an exception: the engine applies the
+partner has at most `REMOTE_CALLS_IN_FLIGHT_MAX` calls in flight (its programs together); a call
+waiting for a slot past its budget is BUSY. Every failure is a verdict, never an exception: the engine applies the
 program's stand-in rule.
 """
 
@@ -34,7 +34,7 @@ from antaca_auth.remote import (
 
 log = logging.getLogger(__name__)
 
-REMOTE_CALLS_IN_FLIGHT_MAX = 64  # per program: one slow partner keeps at most this many waiting
+REMOTE_CALLS_IN_FLIGHT_MAX = 64  # per partner: one slow partner keeps at most this many waiting
 REMOTE_CONNECTIONS_MAX = 1024  # across every partner
 REMOTE_TARGET_CACHED_SECONDS = 5.0  # a program's URL and secrets, read again after this
 USER_AGENT = "Antaca-Remote-Authorization/1"
@@ -48,7 +48,7 @@ class RemotePartners:
         self._session: aiohttp.ClientSession | None = None
         self._session_allows_private = False
         self._slots: dict[uuid.UUID, asyncio.Semaphore] = {}
-        self._targets: dict[uuid.UUID, tuple[float, tuple[str, list[bytes]] | None]] = {}
+        self._targets: dict[uuid.UUID, tuple[float, webhooks.RemoteTarget | None]] = {}
 
     @property
     def allow_private(self) -> bool:
@@ -70,7 +70,7 @@ class RemotePartners:
         if self._session is not None:
             await self._session.close()
 
-    async def _target(self, program_id: uuid.UUID) -> tuple[str, list[bytes]] | None:
+    async def _target(self, program_id: uuid.UUID) -> webhooks.RemoteTarget | None:
         now = time.monotonic()
         cached = self._targets.get(program_id)
         if cached is not None and cached[0] > now:
@@ -81,17 +81,19 @@ class RemotePartners:
         return found
 
     async def ask(self, question: RemoteQuestion, budget_seconds: float) -> RemoteVerdict:
-        slots = self._slots.setdefault(question.program_id,
-                                       asyncio.Semaphore(REMOTE_CALLS_IN_FLIGHT_MAX))
         sent = False
         try:
             async with asyncio.timeout(budget_seconds):
                 target = await self._target(question.program_id)
                 if target is None:
                     return RemoteVerdict(RemoteOutcome.ERROR, reason="not a REMOTE program")
+                slots = self._slots.get(target.partner_id)
+                if slots is None:
+                    slots = self._slots[target.partner_id] = asyncio.Semaphore(
+                        REMOTE_CALLS_IN_FLIGHT_MAX)
                 async with slots:
                     sent = True
-                    return await self._post(question, *target)
+                    return await self._post(question, target.url, target.secrets)
         except TimeoutError:
             if not sent:
                 return RemoteVerdict(RemoteOutcome.BUSY, reason="calls in flight at their bound")

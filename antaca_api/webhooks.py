@@ -136,7 +136,7 @@ INSERT_ADVICE_ENDPOINT = f"""
     INSERT INTO webhook_endpoints (id, partner_id, url, event_types, secret, program_id)
     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENDPOINT_COLUMNS}"""
 REMOTE_TARGET = """
-    SELECT p.remote_endpoint_id AS endpoint_id, w.url, w.secret,
+    SELECT p.remote_endpoint_id AS endpoint_id, p.partner_id, w.url, w.secret,
            CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret
     FROM card_programs p JOIN webhook_endpoints w ON w.id = p.remote_endpoint_id
     WHERE p.id = $1"""
@@ -154,16 +154,23 @@ async def create_advice_endpoint(conn: asyncpg.Connection, keys: CardKeys, partn
     return endpoint_id, format_secret(secret)
 
 
+@dataclass(frozen=True)
+class RemoteTarget:
+    partner_id: uuid.UUID
+    url: str
+    secrets: list[bytes] = field(repr=False)  # those that sign its calls, the newest first
+
+
 async def remote_target(pool: asyncpg.Pool, keys: CardKeys,
-                        program_id: uuid.UUID) -> tuple[str, list[bytes]] | None:
-    """A REMOTE program's remoteUrl and the secrets that sign its calls (None: not REMOTE)."""
+                        program_id: uuid.UUID) -> RemoteTarget | None:
+    """A REMOTE program's partner, remoteUrl and signing secrets (None: not REMOTE)."""
     row = await pool.fetchrow(REMOTE_TARGET, program_id)
     if row is None:
         return None
     secrets = [keys.open_webhook_secret(row["endpoint_id"], row["secret"])]
     if row["previous_secret"] is not None:
         secrets.append(keys.open_webhook_secret(row["endpoint_id"], row["previous_secret"]))
-    return row["url"], secrets
+    return RemoteTarget(row["partner_id"], row["url"], secrets)
 
 
 async def endpoints_of(pool: asyncpg.Pool, partner_id: uuid.UUID) -> list[asyncpg.Record]:

@@ -346,3 +346,20 @@ async def test_a_target_refused_at_call_time_stands_in(api, jwe_key, partners):
     assert row["remote_outcome"] == "ERROR" and row["remote_reason"].startswith("refused target")
     assert partner.questions == []
     await assert_ledger_clean(api)
+
+
+async def test_a_partner_at_its_bound_of_calls_in_flight_is_busy(api, jwe_key, partners,
+                                                                 monkeypatch):
+    from antaca_api import remote_partners
+
+    monkeypatch.setattr(remote_partners, "REMOTE_CALLS_IN_FLIGHT_MAX", 2)
+    partner = await partners()
+    p = await RemotePayments().setup(api, jwe_key, partner=partner, deadline_ms=300)
+    answers = await asyncio.gather(*(p.authorize(amount=100, merchantName="slow")
+                                     for _ in range(6)))
+    outcomes = [(await p.row(a["authorizationId"]))["remote_outcome"] for a in answers]
+    # Two calls in flight, each timing out; those that found no slot by their deadline are BUSY
+    # (a call arriving as a slot frees gets it, so how many of each depends on arrival times).
+    assert set(outcomes) == {"BUSY", "TIMEOUT"}
+    assert len(partner.questions) <= outcomes.count("TIMEOUT")  # BUSY ones were never sent
+    assert all((a["responseCode"], a["standIn"]) == ("91", True) for a in answers)
