@@ -260,7 +260,8 @@ async def test_many_concurrent_calls_and_a_slow_partner_delays_no_other(api, jwe
     await asyncio.sleep(0.05)  # the slow partner's calls are in flight
     fast_results = await asyncio.gather(*(timed(fast) for _ in range(30)))
     assert all(a["decision"] == "APPROVED" for _, a in fast_results)
-    assert max(seconds for seconds, _ in fast_results) < 0.5
+    # Answered sooner than the slow partner answers any (and in practice in under 0.2 s).
+    assert max(seconds for seconds, _ in fast_results) < slow_partner.delay
     assert not any(task.done() for task in slow_calls)  # still waiting for their partner
     slow_results = await asyncio.gather(*slow_calls)
     assert all(a["decision"] == "APPROVED" for _, a in slow_results)
