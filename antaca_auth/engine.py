@@ -158,7 +158,7 @@ EXISTING = """
                                                       t.dr_debits_pending) END)
                AS available_after,
            a.billing_amount, a.transaction_fee + a.conversion_fee AS fee, a.stand_in,
-           a.request_digest,
+           a.request_digest, a.control_id, a.control_version,
            -- As decision.answer: the currency of an answer that gives an available amount.
            CASE WHEN t.id IS NULL AND a.available_after IS NULL THEN NULL
                 ELSE coalesce(t.currency, (SELECT p.currency FROM cards c
@@ -1004,20 +1004,25 @@ class AuthorizationEngine:
                       for zone in {card.time_zone for card in cards.values()}}
         starts = {zone: period_starts(day) for zone, day in local_days.items()}
         sets: dict[uuid.UUID, ControlSet] = {}
+        card_keys: dict[uuid.UUID, list[CounterKey]] = {}
         shared: dict[tuple, ControlSet] = {}  # cards with the same scopes' controls share a set
         keys = set()
         for card in cards.values():
-            parts = (controls.get(card.program_id, ()), controls.get(card.balance_id, ()),
-                     controls.get(card.card_id, ()))
-            if not any(parts):
+            program, balance, own = (controls.get(card.program_id, ()),
+                                     controls.get(card.balance_id, ()),
+                                     controls.get(card.card_id, ()))
+            if not (program or balance or own):
                 continue
-            scopes = tuple(id(part) for part in parts)
+            scopes = (id(program), id(balance), id(own))
             found = shared.get(scopes)
             if found is None:
-                found = shared[scopes] = control_set(*parts)
+                found = shared[scopes] = control_set(program, balance, own)
             sets[card.card_id] = found
-            keys.update(found.keys(card.card_id, card.balance_id, starts[card.time_zone]))
-        return {"control_sets": sets, "local_days": local_days, "period_starts": starts,
+            if found.windows:
+                card_keys[card.card_id] = mine = found.keys(card.card_id, card.balance_id,
+                                                            starts[card.time_zone])
+                keys.update(mine)
+        return {"control_sets": sets, "counter_keys": card_keys, "local_days": local_days,
                 "counters": await self._counters_of(conn, keys)}
 
     async def _counters_of(self, conn: asyncpg.Connection,
@@ -1073,7 +1078,7 @@ class AuthorizationEngine:
                 result = AuthorizationResult(
                     r["id"], r["decision"], r["response_code"], r["reason"], r["approved_amount"],
                     r["action_code"], r["available_after"], r["billing_amount"], r["fee"],
-                    r["stand_in"], r["balance_currency"])
+                    r["stand_in"], r["balance_currency"], r["control_id"], r["control_version"])
                 answers[(network_id, r["message_id"])] = StoredAnswer(result, r["request_digest"])
         return answers
 
