@@ -41,6 +41,7 @@ from antaca_auth.control_rules import (
 from antaca_auth.holds import NewTransfers
 from antaca_auth.invariants import require
 from antaca_auth.pinblock import PinBlockError, ZoneKey, decipher_pin
+from antaca_auth.remote import partner_refusal
 from antaca_auth.settlement import (
     TransferCodes,
     advice_receivable_account,
@@ -270,6 +271,8 @@ def _decide_one(row: Planned, snapshot: Snapshot, keys: CardKeys, policy: Policy
     _price(row, snapshot)
     if row.decline is None and request.type is not TxType.REFUND:
         _controls(row, snapshot, plan)
+    if row.decline is None:  # a REMOTE program's partner declined it (antaca_auth/remote.py)
+        row.decline = partner_refusal(getattr(row.incoming, "remote", None))
     if row.decline is None and row.stand_in:
         row.decline = _stand_in_refusal(row)
     if row.decline is None:

@@ -243,6 +243,7 @@ async def running_api(pool, key_material, database_url: str,
     these settings, or the defaults)."""
     from antaca_api.credentials import listen
     from antaca_api.kyc import DeterministicKycProvider
+    from antaca_api.remote_partners import RemotePartners
     from antaca_api.server import open_authorization_pool
     from antaca_api.settings import Settings
     from antaca_auth.cardkeys import CardKeys
@@ -263,6 +264,7 @@ async def running_api(pool, key_material, database_url: str,
         authorization_pool, services.authorization_ledger, services.card_keys,
         hold_seconds=services.engine.hold_seconds,
         clearing_tolerance_percent=services.settings.clearing_tolerance_percent)
+    services.engine.remote = RemotePartners(services)
     await services.engine.start()
     server, runner = await start_api(services, ca)
     # Certificate lookups cached as `antaca serve` does, so every API test runs through the cache.
@@ -278,6 +280,7 @@ async def running_api(pool, key_material, database_url: str,
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
         await services.engine.stop()
+        await services.engine.remote.close()
         await asyncio.gather(*services.tasks, return_exceptions=True)
         for session in server.sessions:
             await session.close()
