@@ -403,7 +403,8 @@ async def _run_once(ctx: Context, body: Any, client_key: Any,
     caller = _caller(ctx)
     canonical = b"" if body is None else msgspec.json.encode(body, order="sorted")
     public_key = request.headers.get("Public-Key") if client_key is not None else None
-    hashed = idempotency.request_hash(request.method, request.path_qs, canonical, public_key)
+    hashed = idempotency.request_hash(idempotency.request_hash_key(services.card_keys),
+                                      request.method, request.path_qs, canonical, public_key)
     replay = await idempotency.claim(services.pool, services.card_keys, caller, key, hashed,
                                      services.clock())
     if replay is not None:
