@@ -202,6 +202,17 @@ async def corporate_setup(api, w) -> dict:
             "balance": balance, "employees": employees, "balances": balances, "cards": cards}
 
 
+async def seeded_endpoint(api, partner_id: str) -> str:
+    """A webhook endpoint of the partner, written directly (never called): its delivery log fills
+    as events are written."""
+    endpoint = uuid.uuid4()
+    async with api.services.pool.acquire() as conn:
+        await conn.execute("""INSERT INTO webhook_endpoints (id, partner_id, url, secret)
+                              VALUES ($1, $2, 'https://hooks.example.com/', '\\x00')""",
+                           endpoint, uuid.UUID(partner_id))
+    return str(endpoint)
+
+
 async def test_the_lists_that_had_their_own_cursors_page_each_item_exactly_once(api, jwe_key):
     p = await Payments().setup(api, jwe_key)
     w, https, http = p.w, api.https, api.http
@@ -220,17 +231,13 @@ async def test_the_lists_that_had_their_own_cursors_page_each_item_exactly_once(
     c = await corporate_setup(api, w)
     corporation = c["corporation"]
     async with api.services.pool.acquire() as conn:
-        # Alerts and an endpoint's delivery log, seeded: their own tests make them the long way.
+        # Alerts, seeded (as the endpoint below): their own tests make them the long way.
         for available in (10, 20, 30):
             await conn.execute(
                 """INSERT INTO partner_alerts (partner_id, account_id, kind, currency, threshold,
                    available) VALUES ($1, $2, 'partner_deposit', 'EUR', 100, $3)""",
                 uuid.UUID(w.partner_id), p.deposit, available)
-        endpoint = uuid.uuid4()
-        await conn.execute(
-            """INSERT INTO webhook_endpoints (id, partner_id, url, secret)
-               VALUES ($1, $2, 'https://hooks.example.com/', '\\x00')""",
-            endpoint, uuid.UUID(w.partner_id))
+    endpoint = await seeded_endpoint(api, w.partner_id)
     for _ in range(3):  # each card issued is an event, queued for the endpoint
         await w.virtual()
 
