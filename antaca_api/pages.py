@@ -65,7 +65,7 @@ def encode_cursor(keyset: Keyset, position: Any) -> str:
 
 
 def decode_cursor(keyset: Keyset, cursor: str) -> Any:
-    """The position a cursor of this list names, or ValidationFailed."""
+    """The position a cursor of this list names, or InvalidCursor."""
     invalid = InvalidCursor()
     if not 1 <= len(cursor) <= cursor_length_max:
         raise invalid
