@@ -275,3 +275,25 @@ async def test_the_lists_that_had_their_own_cursors_page_each_item_exactly_once(
     for limit in (1, 2, pages.page_size_max):
         assert await oldest_first_events(w.partner, f"{https}/secure/events", limit) == \
             newest[::-1]
+
+
+async def test_a_full_page_of_events_at_the_maximum_points_to_the_rest(api, jwe_key):
+    """More events than the largest page: a page of the maximum says hasMore and its cursor leads
+    to the rest, both ways (the events' own read takes the one extra row a page needs)."""
+    from antaca_auth import events
+
+    admin_token = await api.admin_token()
+    partner_id, partner = await api.partner(admin_token)
+    async with api.services.pool.acquire() as conn, conn.transaction():
+        for i in range(events.PAGE_SIZE_MAX + 1):
+            await events.record(conn, uuid.UUID(partner_id), events.KYB_RESULT, uuid.uuid4(),
+                                {"status": "APPROVED", "n": i})
+    url, limit = f"{api.https}/secure/events", str(events.PAGE_SIZE_MAX)
+    for order in ("newest", "oldest"):
+        async with partner.get(url, params={"limit": limit, "order": order}) as r:
+            first = await r.json()
+        assert len(first["items"]) == events.PAGE_SIZE_MAX and first["hasMore"], order
+        async with partner.get(url, params={"limit": limit, "order": order,
+                                            "cursor": first["nextCursor"]}) as r:
+            rest = await r.json()
+        assert len(rest["items"]) == 1 and not rest["hasMore"], order
