@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from antaca_api import pages
 from antaca_api.background_cpu import BackgroundCpu
 from antaca_api.domain_errors import (
     AdminExists,
@@ -59,7 +60,8 @@ ADMIN_USERS = f"SELECT {ADMIN_USER_COLUMNS} FROM admin_users ORDER BY created_at
 AUDIT_ENTRIES = """
     SELECT l.id, l.admin_id, a.email AS admin_email, l.action, l.target, l.created_at
     FROM audit_log l JOIN admin_users a ON a.id = l.admin_id
-    WHERE l.id < $1 ORDER BY l.id DESC LIMIT $2"""
+    WHERE ($1::bigint IS NULL OR l.id < $1) ORDER BY l.id DESC LIMIT $2"""
+AUDIT_PAGES = pages.Keyset("audit-log", tuple[int], descending=True)  # (id,), newest first
 
 
 async def _hashing(background_cpu: BackgroundCpu | None, func: Callable[..., Any],
@@ -152,9 +154,9 @@ async def admin_users(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     return await pool.fetch(ADMIN_USERS)
 
 
-async def audit_entries(pool: asyncpg.Pool, *, before: int, limit: int) -> list[asyncpg.Record]:
-    """Audit log entries with ids below `before`, newest first (cursor pagination)."""
-    return await pool.fetch(AUDIT_ENTRIES, before, limit)
+async def audit_entries(pool: asyncpg.Pool, page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of the audit log (AUDIT_PAGES), newest first."""
+    return await pool.fetch(AUDIT_ENTRIES, page.after_key(), page.fetch)
 
 
 # --- managing administrators ------------------------------------------------------------------

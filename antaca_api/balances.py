@@ -98,6 +98,8 @@ CUSTOMER_BALANCES = BALANCE_VIEW + """ WHERE b.customer_id = $1 AND b.partner_id
 PARTNER_BALANCES = BALANCE_VIEW + """ WHERE b.partner_id = $1 AND b.seq > $2
     ORDER BY b.seq LIMIT $3"""
 BALANCE_PAGES = pages.Keyset("balances", tuple[int])
+# A balance's transactions: its ledger statement, by ledger sequence (antaca_auth/ledger.py).
+STATEMENT_PAGES = pages.Keyset("balance-transactions", tuple[int])
 PARTNER_BALANCE = BALANCE_VIEW + " WHERE b.id = $1 AND b.partner_id = $2"
 CORPORATE_BALANCE = BALANCE_VIEW + """
     WHERE b.id = $1 AND b.partner_id = $2 AND b.corporation_id IS NOT NULL"""
@@ -292,7 +294,7 @@ async def customer_balances(
     """A page of the customer's balance rows in opening order (`page.fetch` rows at most), and
     each one's cards (cards_under)."""
     await get_customer(conn, partner_id, customer_id)
-    after = page.after[0] if page.after else 0
+    after = page.after_key(0)
     rows = await conn.fetch(CUSTOMER_BALANCES, customer_id, partner_id, after, page.fetch)
     return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
 
@@ -301,7 +303,7 @@ async def partner_balances(
     conn: asyncpg.Connection, partner_id: uuid.UUID, hidden: list[str], page: pages.PageRequest,
 ) -> tuple[list[asyncpg.Record], dict[uuid.UUID, list[asyncpg.Record]]]:
     """A page of the partner's balances (customers' and corporations') and their cards."""
-    after = page.after[0] if page.after else 0
+    after = page.after_key(0)
     rows = await conn.fetch(PARTNER_BALANCES, partner_id, after, page.fetch)
     return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
 
@@ -318,12 +320,21 @@ async def customer_balance_with_cards(
 
 async def customer_statement(
     pool: asyncpg.Pool, ledger: Ledger, *, partner_id: uuid.UUID, customer_id: uuid.UUID,
-    balance_id: uuid.UUID, after: int, limit: int,
-) -> tuple[asyncpg.Record, Statement | None]:
-    """A customer's balance row and its ledger statement from `after` (cursor pagination)."""
+    balance_id: uuid.UUID, page: pages.PageRequest,
+) -> tuple[asyncpg.Record, Statement]:
+    """A customer's balance row and a page of its ledger statement (statement_page)."""
     async with pool.acquire() as conn:
         row = await customer_balance(conn, partner_id, customer_id, balance_id)
-    return row, await ledger.statement(row["account_id"], after=after, limit=limit)
+    return row, await statement_page(ledger, row["account_id"], page)
+
+
+async def statement_page(ledger: Ledger, account_id: uuid.UUID,
+                         page: pages.PageRequest) -> Statement:
+    """A page of an account's ledger statement in commit order (a STATEMENT_PAGES or another
+    ledger-sequence keyset): `page.fetch` entries at most, for `pages.cut`."""
+    statement = await ledger.statement(account_id, after=page.after_key(0), limit=page.fetch)
+    require(statement is not None, "a balance's ledger account exists")
+    return statement
 
 
 async def change_customer_balance_state(
@@ -428,12 +439,13 @@ async def corporate_balance(conn: asyncpg.Connection | asyncpg.Pool, partner_id:
 
 
 async def corporation_balances(conn: asyncpg.Connection, partner_id: uuid.UUID,
-                               corporation_id: uuid.UUID, hidden: list[str], *, after: int,
-                               limit: int,
+                               corporation_id: uuid.UUID, hidden: list[str],
+                               page: pages.PageRequest,
                                ) -> tuple[list[asyncpg.Record], CardsByBalance]:
-    """A corporation's balance rows the caller has checked it may list, in opening order after
-    the cursor `after`, and each one's cards (cards_under)."""
-    rows = await conn.fetch(CORPORATION_BALANCES, corporation_id, partner_id, after, limit)
+    """A page (BALANCE_PAGES) of a corporation's balance rows the caller has checked it may
+    list, in opening order, and each one's cards (cards_under)."""
+    rows = await conn.fetch(CORPORATION_BALANCES, corporation_id, partner_id, page.after_key(0),
+                            page.fetch)
     return rows, await cards_under(conn, [row["id"] for row in rows], hidden)
 
 
@@ -448,11 +460,11 @@ async def partner_balance_with_cards(
 
 async def corporate_statement(
     pool: asyncpg.Pool, ledger: Ledger, *, partner_id: uuid.UUID, balance_id: uuid.UUID,
-    after: int, limit: int,
-) -> tuple[asyncpg.Record, Statement | None]:
-    """A corporate balance row and its ledger statement from `after` (cursor pagination)."""
+    page: pages.PageRequest,
+) -> tuple[asyncpg.Record, Statement]:
+    """A corporate balance row and a page of its ledger statement (statement_page)."""
     row = await corporate_balance(pool, partner_id, balance_id)
-    return row, await ledger.statement(row["account_id"], after=after, limit=limit)
+    return row, await statement_page(ledger, row["account_id"], page)
 
 
 async def change_corporate_balance_state(

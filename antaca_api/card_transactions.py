@@ -38,14 +38,14 @@ async def for_customer(conn: asyncpg.Connection, partner_id: uuid.UUID, customer
     """A page of the partner's customer's authorizations, oldest first; `events` is JSON text."""
     if await conn.fetchval(CUSTOMER_OF_PARTNER, customer_id, partner_id) is None:
         raise NotFound("no such customer")
-    after = page.after[0] if page.after else 0
+    after = page.after_key(0)
     return await conn.fetch(TRANSACTIONS_OF_CUSTOMER, customer_id, after, page.fetch)
 
 
 async def for_partner(conn: asyncpg.Connection, partner_id: uuid.UUID,
                       page: pages.PageRequest) -> list[asyncpg.Record]:
     """A page of the authorizations of every card of the partner, corporate cards included."""
-    after = page.after[0] if page.after else 0
+    after = page.after_key(0)
     return await conn.fetch(TRANSACTIONS_OF_PARTNER, partner_id, after, page.fetch)
 
 

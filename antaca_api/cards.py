@@ -367,30 +367,30 @@ async def customer_cards(conn: asyncpg.Connection, customer_id: uuid.UUID,
     # An empty list would answer for customers that are not the caller's to ask about.
     if check_customer and await conn.fetchval(KNOWN_CUSTOMER, customer_id, partner_id) is None:
         raise NotFound("no such customer")
-    after = page.after[0] if page.after else 0
+    after = page.after_key(0)
     return await conn.fetch(CUSTOMER_CARDS, customer_id, partner_id, hidden, after, page.fetch)
 
 
 async def partner_cards(conn: asyncpg.Connection, partner_id: uuid.UUID,
                         page: pages.PageRequest) -> list[asyncpg.Record]:
     """A page of the partner's cards (customers' and corporations'), REMOVED ones left out."""
-    after = page.after[0] if page.after else 0
+    after = page.after_key(0)
     return await conn.fetch(PARTNER_CARDS, partner_id, after, page.fetch)
 
 
 async def corporation_cards(conn: asyncpg.Connection, corporation_id: uuid.UUID,
-                            partner_id: uuid.UUID, *, after: int,
-                            limit: int) -> list[asyncpg.Record]:
-    """A corporation's cards the caller has checked it may list, removed ones left out, in issue
-    order after the cursor `after`."""
-    return await conn.fetch(CORPORATION_CARDS, corporation_id, partner_id, after, limit)
+                            partner_id: uuid.UUID, page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page (CARD_PAGES) of a corporation's cards the caller has checked it may list, removed
+    ones left out, in issue order."""
+    return await conn.fetch(CORPORATION_CARDS, corporation_id, partner_id, page.after_key(0),
+                            page.fetch)
 
 
 async def balance_cards(conn: asyncpg.Connection, balance_id: uuid.UUID, partner_id: uuid.UUID,
-                        *, after: int, limit: int) -> list[asyncpg.Record]:
-    """The cards under a balance the caller has checked it may see, removed ones left out, in
-    issue order after the cursor `after`."""
-    return await conn.fetch(BALANCE_CARDS, balance_id, partner_id, after, limit)
+                        page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page (CARD_PAGES) of the cards under a balance the caller has checked it may see,
+    removed ones left out, in issue order."""
+    return await conn.fetch(BALANCE_CARDS, balance_id, partner_id, page.after_key(0), page.fetch)
 
 
 async def find_visible_card(conn: asyncpg.Connection, card_id: uuid.UUID, scope: CardScope, *,

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 import asyncpg
 import msgspec
 
-from antaca_api import balances, cards, employees
+from antaca_api import balances, cards, employees, pages
 from antaca_api.balances import balance_by_id, open_balance
 from antaca_api.domain_errors import (
     CorporationNotApproved,
@@ -113,6 +113,7 @@ CORPORATIONS_BY_STATUS = f"""
     SELECT {CORPORATION_COLUMNS} FROM corporations
     WHERE ($1::text IS NULL OR kyb_status = $1) AND seq > $2
       AND ($4::uuid IS NULL OR partner_id = $4) ORDER BY seq LIMIT $3"""
+CORPORATION_PAGES = pages.Keyset("corporations", tuple[int])  # (seq,)
 INSERT_DOCUMENT = f"""
     INSERT INTO corporation_documents (id, corporation_id, kind, filename, content_type, size,
         sha256, content, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -140,18 +141,18 @@ async def create_corporation(conn: asyncpg.Connection, partner_id: uuid.UUID, *,
     return await get_corporation(conn, corporation_id, partner_id)
 
 
-async def partner_corporations(pool: asyncpg.Pool, partner_id: uuid.UUID, *, after: int,
-                               limit: int) -> list[asyncpg.Record]:
-    """The partner's corporations registered after the cursor `after`, oldest first."""
-    return await pool.fetch(PARTNER_CORPORATIONS, partner_id, after, limit)
+async def partner_corporations(pool: asyncpg.Pool, partner_id: uuid.UUID,
+                               page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of the partner's corporations in registration order (CORPORATION_PAGES)."""
+    return await pool.fetch(PARTNER_CORPORATIONS, partner_id, page.after_key(0), page.fetch)
 
 
-async def corporations_by_status(pool: asyncpg.Pool, status: str | None, *, after: int,
-                                 limit: int,
+async def corporations_by_status(pool: asyncpg.Pool, status: str | None, page: pages.PageRequest,
                                  partner_scope: uuid.UUID | None = None) -> list[asyncpg.Record]:
-    """Every partner's corporations (of a KYB status, if given) after the cursor `after`; with a
-    partner scope (a partner's staff member), only that partner's."""
-    return await pool.fetch(CORPORATIONS_BY_STATUS, status, after, limit, partner_scope)
+    """A page of every partner's corporations (of a KYB status, if given) in registration order;
+    with a partner scope (a partner's staff member), only that partner's."""
+    return await pool.fetch(CORPORATIONS_BY_STATUS, status, page.after_key(0), page.fetch,
+                            partner_scope)
 
 
 async def check_documents_open(pool: asyncpg.Pool, corporation_id: uuid.UUID,
@@ -242,43 +243,40 @@ async def add_employee(conn: asyncpg.Connection, partner_id: uuid.UUID, corporat
 
 
 async def corporation_employees(conn: asyncpg.Connection, partner_id: uuid.UUID,
-                                corporation_id: uuid.UUID, *, after: int,
-                                limit: int) -> list[asyncpg.Record]:
-    """The employees of the partner's corporation after the cursor `after`, oldest first."""
+                                corporation_id: uuid.UUID,
+                                page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of the employees of the partner's corporation, oldest first."""
     await get_corporation(conn, corporation_id, partner_id)
-    return await employees.corporation_employees(conn, corporation_id, after=after, limit=limit)
+    return await employees.corporation_employees(conn, corporation_id, page)
 
 
 async def corporation_balances(conn: asyncpg.Connection, partner_id: uuid.UUID,
-                               corporation_id: uuid.UUID, hidden: list[str], *, after: int,
-                               limit: int,
+                               corporation_id: uuid.UUID, hidden: list[str],
+                               page: pages.PageRequest,
                                ) -> tuple[list[asyncpg.Record], balances.CardsByBalance]:
-    """The balances of the partner's corporation after the cursor `after`, and their cards."""
+    """A page of the balances of the partner's corporation, and their cards."""
     await get_corporation(conn, corporation_id, partner_id)
-    return await balances.corporation_balances(conn, partner_id, corporation_id, hidden,
-                                               after=after, limit=limit)
+    return await balances.corporation_balances(conn, partner_id, corporation_id, hidden, page)
 
 
 CardsWithHolders = tuple[list[asyncpg.Record], dict[uuid.UUID, asyncpg.Record]]
 
 
 async def corporation_cards(conn: asyncpg.Connection, partner_id: uuid.UUID,
-                            corporation_id: uuid.UUID, *, after: int,
-                            limit: int) -> CardsWithHolders:
-    """The cards of the partner's corporation after the cursor `after` (removed ones left out),
-    and the employees they name, by id."""
+                            corporation_id: uuid.UUID, page: pages.PageRequest) -> CardsWithHolders:
+    """A page of the cards of the partner's corporation (removed ones left out), and the
+    employees they name, by id."""
     await get_corporation(conn, corporation_id, partner_id)
-    rows = await cards.corporation_cards(conn, corporation_id, partner_id, after=after, limit=limit)
+    rows = await cards.corporation_cards(conn, corporation_id, partner_id, page)
     return rows, await employees.employees_by_id(conn, [row["employee_id"] for row in rows])
 
 
 async def corporate_balance_cards(conn: asyncpg.Connection, partner_id: uuid.UUID,
-                                  balance_id: uuid.UUID, *, after: int,
-                                  limit: int) -> CardsWithHolders:
-    """The cards under one of the partner's corporate balances after the cursor `after`
-    (removed ones left out), and the employees they name, by id."""
+                                  balance_id: uuid.UUID, page: pages.PageRequest) -> CardsWithHolders:
+    """A page of the cards under one of the partner's corporate balances (removed ones left
+    out), and the employees they name, by id."""
     await balances.corporate_balance(conn, partner_id, balance_id)
-    rows = await cards.balance_cards(conn, balance_id, partner_id, after=after, limit=limit)
+    rows = await cards.balance_cards(conn, balance_id, partner_id, page)
     return rows, await employees.employees_by_id(conn, [row["employee_id"] for row in rows])
 
 

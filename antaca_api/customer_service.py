@@ -45,11 +45,10 @@ async def customer_transactions(conn: asyncpg.Connection, partner_scope: uuid.UU
 
 
 async def balance_statement(pool: asyncpg.Pool, ledger: Ledger, partner_scope: uuid.UUID | None,
-                            customer_id: uuid.UUID, balance_id: uuid.UUID, *, after: int,
-                            limit: int) -> tuple[asyncpg.Record, Statement | None]:
-    """One of the customer's balances and its ledger statement from `after`."""
+                            customer_id: uuid.UUID, balance_id: uuid.UUID,
+                            page: pages.PageRequest) -> tuple[asyncpg.Record, Statement]:
+    """One of the customer's balances and a page of its ledger statement."""
     async with pool.acquire() as conn:
         customer = await customer_in_scope(conn, partner_scope, customer_id)
     return await customer_statement(pool, ledger, partner_id=customer["partner_id"],
-                                    customer_id=customer_id, balance_id=balance_id, after=after,
-                                    limit=limit)
+                                    customer_id=customer_id, balance_id=balance_id, page=page)

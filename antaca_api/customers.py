@@ -167,7 +167,7 @@ async def create_customer(conn: asyncpg.Connection, partner_id: uuid.UUID,
 async def customers_page(pool: asyncpg.Pool, partner_id: uuid.UUID,
                          page: pages.PageRequest) -> list[asyncpg.Record]:
     """A page of the partner's customers, oldest first."""
-    after = page.after[0] if page.after else 0
+    after = page.after_key(0)
     return await pool.fetch(CUSTOMERS_PAGE, partner_id, after, page.fetch)
 
 
@@ -257,11 +257,11 @@ def name_pattern(name: str | None) -> str | None:
 
 async def search(pool: asyncpg.Pool, *, partner_scope: uuid.UUID | None,
                  partner_id: uuid.UUID | None, email: str | None, phone: str | None,
-                 name: str | None, after: int, limit: int) -> list[asyncpg.Record]:
-    """Customers matching every criterion given, registered after the cursor, oldest first;
-    a partner's staff member (partner_scope) finds only that partner's."""
+                 name: str | None, page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page (CUSTOMER_PAGES) of the customers matching every criterion given, in registration
+    order; a partner's staff member (partner_scope) finds only that partner's."""
     return await pool.fetch(SEARCH, partner_scope, partner_id, email, phone, name_pattern(name),
-                            after, limit)
+                            page.after_key(0), page.fetch)
 
 
 async def customer_in_scope(conn: asyncpg.Connection, partner_scope: uuid.UUID | None,

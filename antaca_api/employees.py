@@ -11,6 +11,7 @@ import uuid
 
 import asyncpg
 
+from antaca_api import pages
 from antaca_api.domain_errors import EmployeeExists, NotFound
 
 EMPLOYEE_COLUMNS = "id, corporation_id, name, email, phone, created_at, seq"
@@ -22,6 +23,7 @@ INSERT_EMPLOYEE = f"""
 CORPORATION_EMPLOYEES = f"""
     SELECT {EMPLOYEE_COLUMNS} FROM corporation_employees
     WHERE corporation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
+EMPLOYEE_PAGES = pages.Keyset("employees", tuple[int])  # (seq,)
 EMPLOYEE_OF_CORPORATION = f"""
     SELECT {EMPLOYEE_COLUMNS} FROM corporation_employees WHERE id = $1 AND corporation_id = $2"""
 EMPLOYEES_BY_ID = f"SELECT {EMPLOYEE_COLUMNS} FROM corporation_employees WHERE id = ANY($1::uuid[])"
@@ -37,10 +39,10 @@ async def add_employee(conn: asyncpg.Connection, corporation_id: uuid.UUID, *, n
     return row
 
 
-async def corporation_employees(conn: asyncpg.Connection, corporation_id: uuid.UUID, *,
-                                after: int, limit: int) -> list[asyncpg.Record]:
-    """A corporation's employees recorded after the cursor `after`, oldest first."""
-    return await conn.fetch(CORPORATION_EMPLOYEES, corporation_id, after, limit)
+async def corporation_employees(conn: asyncpg.Connection, corporation_id: uuid.UUID,
+                                page: pages.PageRequest) -> list[asyncpg.Record]:
+    """A page of a corporation's employees (EMPLOYEE_PAGES), oldest first."""
+    return await conn.fetch(CORPORATION_EMPLOYEES, corporation_id, page.after_key(0), page.fetch)
 
 
 async def employee_of(conn: asyncpg.Connection, corporation_id: uuid.UUID,

@@ -25,6 +25,7 @@ import aiosmtplib
 import asyncpg
 import msgspec
 
+from antaca_api import pages
 from antaca_api.domain_errors import NotFound
 from antaca_api.partners import open_secret
 from antaca_api.services import Services
@@ -332,7 +333,9 @@ async def run_alert_worker(services: Services, interval: float) -> None:
 PARTNER_EXISTS = "SELECT EXISTS (SELECT 1 FROM partners WHERE id = $1)"
 PARTNER_ALERTS = """
     SELECT id, partner_id, account_id, kind, currency, threshold, available, created_at
-    FROM partner_alerts WHERE partner_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"""
+    FROM partner_alerts WHERE partner_id = $1 AND ($2::bigint IS NULL OR id < $2)
+    ORDER BY id DESC LIMIT $3"""
+ALERT_PAGES = pages.Keyset("partner-alerts", tuple[int], descending=True)  # (id,), newest first
 ALERT_DELIVERIES = """
     SELECT id, alert_id, channel, target, state, attempts, next_attempt_at, last_error, sent_at,
         created_at
@@ -352,14 +355,16 @@ class AlertRecords:
     attempts: list[asyncpg.Record]
 
 
-async def partner_alerts(pool: asyncpg.Pool, partner_id: uuid.UUID, *, before: int,
-                         limit: int) -> AlertRecords:
-    """A partner's alerts with ids below `before`, newest first; an unknown partner is NOT_FOUND."""
+async def partner_alerts(pool: asyncpg.Pool, partner_id: uuid.UUID,
+                         page: pages.PageRequest) -> AlertRecords:
+    """A page of a partner's alerts (ALERT_PAGES: `page.fetch` of them, the deliveries of the
+    first `page.limit`), newest first; an unknown partner is NOT_FOUND."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         # One snapshot for the three reads, so a delivery never shows attempts it does not count.
         if not await conn.fetchval(PARTNER_EXISTS, partner_id):
             raise NotFound("no such partner")
-        alerts = await conn.fetch(PARTNER_ALERTS, partner_id, before, limit)
-        deliveries = await conn.fetch(ALERT_DELIVERIES, [alert["id"] for alert in alerts])
+        alerts = await conn.fetch(PARTNER_ALERTS, partner_id, page.after_key(), page.fetch)
+        shown = [alert["id"] for alert in alerts[:page.limit]]
+        deliveries = await conn.fetch(ALERT_DELIVERIES, shown)
         attempts = await conn.fetch(DELIVERY_ATTEMPTS, [delivery["id"] for delivery in deliveries])
     return AlertRecords(alerts=alerts, deliveries=deliveries, attempts=attempts)

@@ -16,6 +16,7 @@ from antaca_api.domain_errors import (
     Forbidden,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
+    InvalidCursor,
     NetworkSuspended,
     NotFound,
     PartnerSuspended,
@@ -178,6 +179,8 @@ def route_errors(route: Route) -> list[type[Exception]]:
         found += CHANNEL_ERRORS[route.channel]
     if _PARAM.search(route.path):
         found.append(NotFound)
+    if route.page_size_max is not None:  # a cursor it did not give (antaca_api/pages.py)
+        found.append(InvalidCursor)
     if route.encryption is not Encryption.OPTIONAL:
         found.append(EncryptionRequired)
     if route.step_up and route.channel is Channel.CUSTOMER:

@@ -3,7 +3,6 @@ low-balance threshold, reloaded by admins when the partner's bank transfer arriv
 
 from __future__ import annotations
 
-import base64
 import enum
 import uuid
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from antaca_api import pages
-from antaca_api.balances import check_currency, partner_account_id
+from antaca_api.balances import check_currency, partner_account_id, statement_page
 from antaca_api.domain_errors import (
     IdempotencyConflict,
     InvalidAmount,
@@ -22,7 +21,6 @@ from antaca_api.domain_errors import (
     PartnerBalanceExists,
     PartnerBalancePending,
     PartnerCreditMissing,
-    ValidationFailed,
 )
 from antaca_api.partners import check_exists as check_partner_exists
 from antaca_api.programs import has_program_in
@@ -272,7 +270,8 @@ async def change_alerts(conn: asyncpg.Connection, partner_id: uuid.UUID, account
 # --- the statement ---------------------------------------------------------------------------
 
 STATEMENT_PAGE_SIZE_MAX = 200  # lines in one statement page (the API's declared page limit)
-CURSOR_PREFIX = "pb1:"  # the cursor's format version
+# A partner balance's statement, by ledger sequence (antaca_auth/ledger.py).
+STATEMENT_PAGES = pages.Keyset("partner-balance-statement", tuple[int])
 
 
 class LineCategory(enum.StrEnum):
@@ -304,33 +303,11 @@ def posted_change(side: str, kind: str, amount: int) -> int:
     return amount if side == "credit" else -amount
 
 
-def encode_cursor(seq: int) -> str:
-    """An opaque cursor for the page after the ledger sequence `seq`."""
-    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int:
-    """The ledger sequence a cursor continues after (0: from the start); a cursor this service
-    did not give out is a validation error."""
-    if cursor is None:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        seq = int(text.removeprefix(CURSOR_PREFIX)) if text.startswith(CURSOR_PREFIX) else -1
-    except (ValueError, UnicodeDecodeError):
-        seq = -1
-    if not 0 <= seq < 2**63:
-        raise ValidationFailed("the cursor is not one this service gave out")
-    return seq
-
-
 async def statement(pool: asyncpg.Pool, ledger: Ledger, partner_id: uuid.UUID,
-                    account_id: uuid.UUID, *, cursor: str | None,
-                    limit: int) -> tuple[asyncpg.Record, Statement]:
-    """The partner balance's row and its ledger statement page after the cursor, oldest first."""
-    after = decode_cursor(cursor)
+                    account_id: uuid.UUID,
+                    page: pages.PageRequest) -> tuple[asyncpg.Record, Statement]:
+    """The partner balance's row and a page (STATEMENT_PAGES) of its ledger statement, oldest
+    first."""
     async with pool.acquire() as conn:
         row = await find(conn, partner_id, account_id)
-    page = await ledger.statement(account_id, after=after, limit=limit)
-    require(page is not None, "a partner balance's ledger account exists")
-    return row, page
+    return row, await statement_page(ledger, account_id, page)

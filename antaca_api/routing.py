@@ -221,6 +221,10 @@ class Context:
         require(high is not None, f"{self.route.path} reads a page size but declares no bound")
         return self.query_int("limit", min(PAGE_SIZE_DEFAULT, high), low=1, high=high)
 
+    def page(self, keyset: pages.Keyset) -> pages.PageRequest:
+        """The page of `keyset`'s list the query asks for: its opaque `cursor` and `limit`."""
+        return pages.request(keyset, self.request.query.get("cursor"), self.page_size())
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """One database transaction; an admin's action is audited inside it."""

@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from antaca_api import pages
 from antaca_api.domain_errors import NotFound, ValidationFailed, WebhookEndpointLimit
-from antaca_api.partner_events import decode_cursor, encode_cursor
 from antaca_api.webhook_targets import check_target
 from antaca_auth import events
 from antaca_auth.cardkeys import CardKeyError, CardKeys
@@ -250,6 +250,7 @@ DELIVERIES_PAGE = """
     FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
     WHERE d.endpoint_id = $1 AND ($2::uuid IS NULL OR d.id < $2)
     ORDER BY d.id DESC LIMIT $3"""
+DELIVERY_PAGES = pages.Keyset("webhook-deliveries", tuple[uuid.UUID], descending=True)  # (id,)
 ATTEMPTS = """
     SELECT delivery_id, attempt, ok, status_code, error, created_at FROM webhook_attempts
     WHERE delivery_id = ANY($1::uuid[]) ORDER BY delivery_id, attempt"""
@@ -257,26 +258,23 @@ ATTEMPTS = """
 
 @dataclass(frozen=True)
 class DeliveryPage:
-    deliveries: list[asyncpg.Record]
+    deliveries: Sequence[asyncpg.Record]
     attempts: dict[uuid.UUID, list[asyncpg.Record]]
     next_cursor: str | None
-    has_more: bool
 
 
-async def deliveries(pool: asyncpg.Pool, partner_id: uuid.UUID, endpoint_id: uuid.UUID, *,
-                     cursor: str | None, limit: int) -> DeliveryPage:
-    """The endpoint's deliveries, newest first, each with its attempts."""
-    after = None if cursor is None else decode_cursor(cursor, True)
+async def deliveries(pool: asyncpg.Pool, partner_id: uuid.UUID, endpoint_id: uuid.UUID,
+                     page: pages.PageRequest) -> DeliveryPage:
+    """A page of the endpoint's deliveries (DELIVERY_PAGES), newest first, each with its
+    attempts."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         _found(await conn.fetchrow(ENDPOINT, endpoint_id, partner_id))
-        rows = await conn.fetch(DELIVERIES_PAGE, endpoint_id, after,
-                                min(limit, DELIVERY_PAGE_SIZE_MAX) + 1)
-        page, has_more = rows[:limit], len(rows) > limit
-        attempts: dict[uuid.UUID, list[asyncpg.Record]] = {row["id"]: [] for row in page}
+        rows = await conn.fetch(DELIVERIES_PAGE, endpoint_id, page.after_key(), page.fetch)
+        shown, next_cursor = pages.cut(rows, page, pages.id_position)
+        attempts: dict[uuid.UUID, list[asyncpg.Record]] = {row["id"]: [] for row in shown}
         for attempt in await conn.fetch(ATTEMPTS, list(attempts)):
             attempts[attempt["delivery_id"]].append(attempt)
-    next_cursor = encode_cursor(page[-1]["id"], True) if has_more else None
-    return DeliveryPage(page, attempts, next_cursor, has_more)
+    return DeliveryPage(shown, attempts, next_cursor)
 
 
 # --- pruning the delivery log ---------------------------------------------------------------

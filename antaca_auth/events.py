@@ -287,10 +287,11 @@ def _event(row: asyncpg.Record) -> Event:
 async def page(conn: asyncpg.Connection | asyncpg.Pool, partner_id: uuid.UUID, *,
                after: uuid.UUID | None, newest_first: bool, event_type: str | None,
                object_id: uuid.UUID | None, limit: int) -> list[Event]:
-    """Up to `limit` of the partner's events past the cursor `after`, in id (time) order."""
+    """Up to `limit` of the partner's events past the cursor `after`, in id (time) order: a page
+    and one more, to know whether more follow."""
     query = PAGE_NEWEST_FIRST if newest_first else PAGE_OLDEST_FIRST
     rows = await conn.fetch(query, partner_id, after, event_type, object_id,
-                            min(limit, PAGE_SIZE_MAX))
+                            min(limit, PAGE_SIZE_MAX + 1))
     return [_event(r) for r in rows]
 
 

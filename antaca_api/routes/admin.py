@@ -8,7 +8,9 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from antaca_api import pages
 from antaca_api.admins import (
+    AUDIT_PAGES,
     MIN_PASSWORD,
     add_admin_user,
     admin_users,
@@ -118,11 +120,9 @@ class AuditLog(Page):
        summary="The audit log of administrators' actions, newest first", tags=("admin",),
        page_size_max=AUDIT_LOG_PAGE_SIZE_MAX)
 async def audit_log(ctx: Context, _: None) -> AuditLog:
-    limit = ctx.page_size()
-    before = ctx.query_int("cursor", 2**62, low=1, high=2**62)
-    rows = await audit_entries(ctx.pool, before=before, limit=limit)
-    items = [AuditEntry(**dict(r)) for r in rows]
-    return AuditLog(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)
+    page = ctx.page(AUDIT_PAGES)
+    rows, cursor = pages.cut(await audit_entries(ctx.pool, page), page, pages.id_position)
+    return AuditLog(items=[AuditEntry(**dict(r)) for r in rows], next_cursor=cursor)
 
 
 class AdminChange(Body):

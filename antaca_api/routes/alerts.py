@@ -6,7 +6,8 @@ import enum
 import uuid
 from datetime import datetime
 
-from antaca_api.notifications import KIND_NAMES, partner_alerts
+from antaca_api import pages
+from antaca_api.notifications import ALERT_PAGES, KIND_NAMES, partner_alerts
 from antaca_api.routing import PAGE_SIZE_MAX, Channel, Context, route
 from antaca_api.schema import Body, Page
 
@@ -69,10 +70,10 @@ class Alerts(Page):
        tags=("partners",), page_size_max=PAGE_SIZE_MAX)
 async def list_alerts(ctx: Context, _: None) -> Alerts:
     partner_id = ctx.path_id("partnerId")
-    limit = ctx.page_size()
-    before = ctx.query_int("cursor", 2**62, low=1, high=2**62)
-    records = await partner_alerts(ctx.pool, partner_id, before=before, limit=limit)
-    alerts, deliveries, attempts = records.alerts, records.deliveries, records.attempts
+    page = ctx.page(ALERT_PAGES)
+    records = await partner_alerts(ctx.pool, partner_id, page)
+    alerts, cursor = pages.cut(records.alerts, page, pages.id_position)
+    deliveries, attempts = records.deliveries, records.attempts
     log: dict[int, list[DeliveryAttempt]] = {}
     for a in attempts:
         log.setdefault(a["delivery_id"], []).append(DeliveryAttempt(
@@ -88,4 +89,4 @@ async def list_alerts(ctx: Context, _: None) -> Alerts:
               created_at=a["created_at"], deliveries=by_alert.get(a["id"], []))
         for a in alerts
     ]
-    return Alerts(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)
+    return Alerts(items=items, next_cursor=cursor)

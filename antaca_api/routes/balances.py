@@ -15,6 +15,7 @@ from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body, Page
 from antaca_auth.accounts import AccountKind, available_balance, posted_balance
 from antaca_auth.codes import code_name
+from antaca_auth.ledger import Statement
 
 
 class NewBalance(Body):
@@ -75,13 +76,13 @@ async def _open(ctx: Context, customer_id: uuid.UUID, body: NewBalance) -> Balan
 
 
 def _balance_page(rows, cards, page: pages.PageRequest) -> Balances:
-    shown, cursor = pages.cut(rows, page, lambda r: (r["seq"],))
+    shown, cursor = pages.cut(rows, page, pages.seq_position)
     return Balances(items=[balance_view(r, card_views(cards.get(r["id"], []))) for r in shown],
                     next_cursor=cursor)
 
 
 async def _list(ctx: Context, customer_id: uuid.UUID) -> Balances:
-    page = pages.request(repo.BALANCE_PAGES, ctx.request.query)
+    page = ctx.page(repo.BALANCE_PAGES)
     async with ctx.pool.acquire() as conn:
         rows, cards = await repo.customer_balances(conn, ctx.partner_id, customer_id,
                                                    hidden_card_states(ctx), page)
@@ -92,7 +93,7 @@ async def _list(ctx: Context, customer_id: uuid.UUID) -> Balances:
        summary="Every balance of the partner, its customers' and its corporations', in opening "
                "order (cursor pagination)")
 async def list_partner_balances(ctx: Context, _: None) -> Balances:
-    page = pages.request(repo.BALANCE_PAGES, ctx.request.query)
+    page = ctx.page(repo.BALANCE_PAGES)
     async with ctx.pool.acquire() as conn:
         rows, cards = await repo.partner_balances(conn, ctx.partner_id, ["REMOVED"], page)
     return _balance_page(rows, cards, page)
@@ -126,17 +127,18 @@ class Transactions(Page, kw_only=True):
 
 
 async def _transactions(ctx: Context, customer_id: uuid.UUID) -> Transactions:
-    limit = ctx.page_size()
-    after = ctx.query_int("cursor", 0, low=0, high=2**62)
+    page = ctx.page(repo.STATEMENT_PAGES)
     row, statement = await repo.customer_statement(
         ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id, customer_id=customer_id,
-        balance_id=ctx.path_id("balanceId"), after=after, limit=limit)
-    return transactions_view(row, statement)
+        balance_id=ctx.path_id("balanceId"), page=page)
+    return transactions_view(row, statement, page)
 
 
-def transactions_view(row: asyncpg.Record, statement) -> Transactions:
+def transactions_view(row: asyncpg.Record, statement: Statement,
+                      page: pages.PageRequest) -> Transactions:
     """A balance's ledger statement page as its transaction history."""
     kind = AccountKind(row["kind"])
+    entries, cursor = pages.cut(statement.entries, page, lambda e: (e.seq,))
     items = [
         Transaction(
             transaction_id=e.transfer.id, type=code_name(e.transfer.code), kind=str(e.transfer.kind),
@@ -144,9 +146,9 @@ def transactions_view(row: asyncpg.Record, statement) -> Transactions:
             currency=e.transfer.currency, reference=e.transfer.reference, created_at=e.transfer.created_at,
             posted_after=posted_balance(kind, e.balance), available_after=available_balance(kind, e.balance),
         )
-        for e in statement.entries
+        for e in entries
     ]
-    return Transactions(items=items, next_cursor=None if statement.next_after is None else str(statement.next_after))
+    return Transactions(items=items, next_cursor=cursor)
 
 
 # --- partner channel -------------------------------------------------------------------------

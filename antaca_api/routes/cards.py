@@ -291,7 +291,7 @@ async def list_cards(ctx: Context, _: None) -> Cards:
         s = scope(ctx)
         customer_id, partner_id = s.customer_id, s.partner_id
     hidden = ["ORDERED", "REMOVED"] if ctx.customer is not None else ["REMOVED"]
-    page = pages.request(repo.CARD_PAGES, ctx.request.query)
+    page = ctx.page(repo.CARD_PAGES)
     async with ctx.pool.acquire() as conn:
         # An unknown customer, or another partner's, is 404 as on every other customer route.
         rows = await repo.customer_cards(conn, customer_id, partner_id, hidden,
@@ -300,7 +300,7 @@ async def list_cards(ctx: Context, _: None) -> Cards:
 
 
 def _card_page(rows, page: pages.PageRequest) -> Cards:
-    shown, cursor = pages.cut(rows, page, lambda r: (r["seq"],))
+    shown, cursor = pages.cut(rows, page, pages.seq_position)
     return Cards(items=[summary(r) for r in shown], next_cursor=cursor)
 
 
@@ -308,7 +308,7 @@ def _card_page(rows, page: pages.PageRequest) -> Cards:
        summary="Every card of the partner, its customers' and its corporations', in issue order "
                "(masked PAN only; cursor pagination)")
 async def list_partner_cards(ctx: Context, _: None) -> Cards:
-    page = pages.request(repo.CARD_PAGES, ctx.request.query)
+    page = ctx.page(repo.CARD_PAGES)
     async with ctx.pool.acquire() as conn:
         return _card_page(await repo.partner_cards(conn, ctx.partner_id, page), page)
 

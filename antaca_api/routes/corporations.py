@@ -14,7 +14,7 @@ from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from msgspec import Meta
 
-from antaca_api import balances
+from antaca_api import balances, cards, employees, pages
 from antaca_api import corporations as repo
 from antaca_api.corporations import KybStatus
 from antaca_api.domain_errors import DocumentRejected, ValidationFailed
@@ -78,11 +78,10 @@ async def create_corporation(ctx: Context, body: NewCorporation) -> Corporation:
        summary="List the partner's corporations (cursor pagination)", tags=("corporations",),
        page_size_max=PAGE_SIZE_MAX)
 async def list_corporations(ctx: Context, _: None) -> Corporations:
-    limit = ctx.page_size()
-    after = ctx.query_int("cursor", 0, low=0, high=2**62)
-    rows = await repo.partner_corporations(ctx.pool, ctx.partner_id, after=after, limit=limit)
-    return Corporations(items=[corporation_view(r) for r in rows],
-                        next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
+    page = ctx.page(repo.CORPORATION_PAGES)
+    rows = await repo.partner_corporations(ctx.pool, ctx.partner_id, page)
+    shown, cursor = pages.cut(rows, page, pages.seq_position)
+    return Corporations(items=[corporation_view(r) for r in shown], next_cursor=cursor)
 
 
 @route("GET", "/lifecycle/v1/corporations/{dcCorporationId}", channel=Channel.PARTNER, response=Corporation,
@@ -229,12 +228,10 @@ async def admin_list(ctx: Context, _: None) -> AdminCorporations:
     status = ctx.request.query.get("kybStatus")
     if status is not None and status not in KybStatus.__members__:
         raise ValidationFailed("kybStatus must be SUBMITTED, APPROVED, REJECTED or ON_HOLD")
-    limit = ctx.page_size()
-    after = ctx.query_int("cursor", 0, low=0, high=2**62)
-    rows = await repo.corporations_by_status(ctx.pool, status, after=after, limit=limit,
-                                             partner_scope=ctx.admin.partner_id)
-    return AdminCorporations(items=[corporation_view(r) for r in rows],
-                             next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
+    page = ctx.page(repo.CORPORATION_PAGES)
+    rows, cursor = pages.cut(await repo.corporations_by_status(
+        ctx.pool, status, page, partner_scope=ctx.admin.partner_id), page, pages.seq_position)
+    return AdminCorporations(items=[corporation_view(r) for r in rows], next_cursor=cursor)
 
 
 @route("GET", "/admin/corporations/{dcCorporationId}", channel=Channel.ADMIN, response=CorporationReview,
@@ -275,16 +272,6 @@ async def open_corporate_balance(ctx: Context, body: NewCorporateBalance) -> Bal
 # --- employees: the holders corporate cards name ----------------------------------------------
 
 STATEMENT_PAGE_SIZE_MAX = 500  # as a customer balance's history
-CURSOR_MAX = 2**62
-
-
-def _page(ctx: Context) -> tuple[int, int]:
-    """The list's (cursor, limit) from the query."""
-    return ctx.query_int("cursor", 0, low=0, high=CURSOR_MAX), ctx.page_size()
-
-
-def _next_cursor(rows, limit: int) -> str | None:
-    return str(rows[-1]["seq"]) if len(rows) == limit else None
 
 
 class NewEmployee(Body):
@@ -327,11 +314,12 @@ async def add_employee(ctx: Context, body: NewEmployee) -> Employee:
        response=Employees, tags=("corporations",), page_size_max=PAGE_SIZE_MAX,
        summary="The corporation's employees (cursor pagination)")
 async def list_employees(ctx: Context, _: None) -> Employees:
-    after, limit = _page(ctx)
+    page = ctx.page(employees.EMPLOYEE_PAGES)
     async with ctx.pool.acquire() as conn:
         rows = await repo.corporation_employees(
-            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), after=after, limit=limit)
-    return Employees(items=[employee_view(r) for r in rows], next_cursor=_next_cursor(rows, limit))
+            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), page)
+    shown, cursor = pages.cut(rows, page, pages.seq_position)
+    return Employees(items=[employee_view(r) for r in shown], next_cursor=cursor)
 
 
 # --- what a corporation owns: balances and cards ------------------------------------------------
@@ -349,40 +337,41 @@ class CorporateCards(Page, kw_only=True):
        response=CorporateBalances, tags=("balances",), page_size_max=PAGE_SIZE_MAX,
        summary="The corporation's balances with their cards (cursor pagination)")
 async def list_corporate_balances(ctx: Context, _: None) -> CorporateBalances:
-    after, limit = _page(ctx)
+    page = ctx.page(balances.BALANCE_PAGES)
     async with ctx.pool.acquire() as conn:
-        rows, cards = await repo.corporation_balances(
-            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), ["REMOVED"], after=after,
-            limit=limit)
-    items = [balance_view(r, card_views(cards.get(r["id"], []))) for r in rows]
-    return CorporateBalances(items=items, next_cursor=_next_cursor(rows, limit))
+        rows, cards_by_balance = await repo.corporation_balances(
+            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), ["REMOVED"], page)
+    shown, cursor = pages.cut(rows, page, pages.seq_position)
+    items = [balance_view(r, card_views(cards_by_balance.get(r["id"], []))) for r in shown]
+    return CorporateBalances(items=items, next_cursor=cursor)
 
 
-def _cards_page(rows, holders, limit: int) -> CorporateCards:
-    return CorporateCards(items=[corporate_view(r, holders.get(r["employee_id"])) for r in rows],
-                          next_cursor=_next_cursor(rows, limit))
+def _cards_page(rows, holders, page: pages.PageRequest) -> CorporateCards:
+    shown, cursor = pages.cut(rows, page, pages.seq_position)
+    return CorporateCards(items=[corporate_view(r, holders.get(r["employee_id"])) for r in shown],
+                          next_cursor=cursor)
 
 
 @route("GET", "/lifecycle/v1/corporations/{dcCorporationId}/cards", channel=Channel.PARTNER,
        response=CorporateCards, tags=("cards",), page_size_max=PAGE_SIZE_MAX,
        summary="The corporation's cards with their holders, masked (cursor pagination)")
 async def list_corporation_cards(ctx: Context, _: None) -> CorporateCards:
-    after, limit = _page(ctx)
+    page = ctx.page(cards.CARD_PAGES)
     async with ctx.pool.acquire() as conn:
         rows, holders = await repo.corporation_cards(
-            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), after=after, limit=limit)
-    return _cards_page(rows, holders, limit)
+            conn, ctx.partner_id, ctx.path_id("dcCorporationId"), page)
+    return _cards_page(rows, holders, page)
 
 
 @route("GET", "/secure/balances/{balanceId}/cards", channel=Channel.PARTNER,
        response=CorporateCards, tags=("cards",), page_size_max=PAGE_SIZE_MAX,
        summary="The cards under a corporate balance, masked (cursor pagination)")
 async def list_corporate_balance_cards(ctx: Context, _: None) -> CorporateCards:
-    after, limit = _page(ctx)
+    page = ctx.page(cards.CARD_PAGES)
     async with ctx.pool.acquire() as conn:
         rows, holders = await repo.corporate_balance_cards(
-            conn, ctx.partner_id, ctx.path_id("balanceId"), after=after, limit=limit)
-    return _cards_page(rows, holders, limit)
+            conn, ctx.partner_id, ctx.path_id("balanceId"), page)
+    return _cards_page(rows, holders, page)
 
 
 @route("POST", "/secure/balances/{balanceId}/reload", channel=Channel.PARTNER, body=Reload,
@@ -421,12 +410,11 @@ _corporate_state_route("close",
        summary="A corporate balance's statement: its transactions, oldest first "
                "(cursor pagination)")
 async def corporate_transactions(ctx: Context, _: None) -> Transactions:
-    after = ctx.query_int("cursor", 0, low=0, high=CURSOR_MAX)
-    limit = ctx.page_size()
+    page = ctx.page(balances.STATEMENT_PAGES)
     row, statement = await balances.corporate_statement(
         ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id,
-        balance_id=ctx.path_id("balanceId"), after=after, limit=limit)
-    return transactions_view(row, statement)
+        balance_id=ctx.path_id("balanceId"), page=page)
+    return transactions_view(row, statement, page)
 class DocumentContent(Body):
     document: Document
     content_base64: str  # the file as uploaded (stored encrypted at rest)

@@ -11,6 +11,7 @@ from msgspec import Meta
 
 from antaca_api import card_transactions, customer_service, pages
 from antaca_api import customers as repo
+from antaca_api.balances import STATEMENT_PAGES
 from antaca_api.customers import ReviewDecision
 from antaca_api.domain_errors import ValidationFailed
 from antaca_api.kyc import KycStatus
@@ -61,15 +62,13 @@ SEARCH_PARAMETERS = tuple(
        summary="Search customers by e-mail, phone, name (part of it) and partner; every criterion "
                "given must match (cursor pagination)", tags=("customer service",))
 async def search_customers(ctx: Context, _: None) -> AdminCustomers:
-    limit = ctx.page_size()
-    after = ctx.query_int("cursor", 0, low=0, high=2**62)
+    page = ctx.page(repo.CUSTOMER_PAGES)
     query = ctx.request.query
     rows = await repo.search(ctx.pool, partner_scope=ctx.admin.partner_id,
                              partner_id=_query_uuid(ctx, "partnerId"), email=query.get("email"),
-                             phone=query.get("phone"), name=query.get("name"), after=after,
-                             limit=limit)
-    return AdminCustomers(items=[admin_customer_view(r) for r in rows],
-                          next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
+                             phone=query.get("phone"), name=query.get("name"), page=page)
+    shown, cursor = pages.cut(rows, page, pages.seq_position)
+    return AdminCustomers(items=[admin_customer_view(r) for r in shown], next_cursor=cursor)
 
 
 class AdminKycEvent(Body):
@@ -109,7 +108,7 @@ async def customer_file(ctx: Context, _: None) -> CustomerFile:
        summary="A customer's card authorizations with their reversals and clearings",
        tags=("customer service",))
 async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
-    page = pages.request(card_transactions.TRANSACTION_PAGES, ctx.request.query)
+    page = ctx.page(card_transactions.TRANSACTION_PAGES)
     async with ctx.pool.acquire() as conn:
         rows = await customer_service.customer_transactions(conn, ctx.admin.partner_id,
                                                             ctx.path_id("customerId"), page)
@@ -121,12 +120,11 @@ async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
        summary="One of the customer's balances: its ledger history, oldest first "
                "(cursor pagination)", tags=("customer service",))
 async def balance_transactions(ctx: Context, _: None) -> Transactions:
-    limit = ctx.page_size()
-    after = ctx.query_int("cursor", 0, low=0, high=2**62)
+    page = ctx.page(STATEMENT_PAGES)
     row, statement = await customer_service.balance_statement(
         ctx.pool, ctx.services.ledger, ctx.admin.partner_id, ctx.path_id("customerId"),
-        ctx.path_id("balanceId"), after=after, limit=limit)
-    return transactions_view(row, statement)
+        ctx.path_id("balanceId"), page)
+    return transactions_view(row, statement, page)
 
 
 class KycReview(Body):

@@ -85,9 +85,9 @@ async def create_customer(ctx: Context, body: NewCustomer) -> Customer:
        summary="List the partner's customers (cursor pagination)", tags=("customers",),
        page_size_max=PAGE_SIZE_MAX)
 async def list_customers(ctx: Context, _: None) -> Customers:
-    page = pages.request(repo.CUSTOMER_PAGES, ctx.request.query)
+    page = ctx.page(repo.CUSTOMER_PAGES)
     rows, cursor = pages.cut(await repo.customers_page(ctx.pool, ctx.partner_id, page), page,
-                             lambda r: (r["seq"],))
+                             pages.seq_position)
     return Customers(items=[customer_view(r) for r in rows], next_cursor=cursor)
 
 

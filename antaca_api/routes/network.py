@@ -147,7 +147,7 @@ class CardTransactions(Page, kw_only=True):
 
 def transaction_page(rows, page: pages.PageRequest) -> CardTransactions:
     """A page of card transactions as partners and administrators see them."""
-    shown, cursor = pages.cut(rows, page, lambda r: (r["seq"],))
+    shown, cursor = pages.cut(rows, page, pages.seq_position)
     return CardTransactions(items=[
         CardTransaction(
             authorization_id=r["id"], card_id=r["card_id"], balance_id=r["balance_id"],
@@ -164,7 +164,7 @@ def transaction_page(rows, page: pages.PageRequest) -> CardTransactions:
        tags=("network",), summary="A customer's card authorizations with their reversals and clearings")
 async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
     customer_id = ctx.path_id("customerId")
-    page = pages.request(card_transactions.TRANSACTION_PAGES, ctx.request.query)
+    page = ctx.page(card_transactions.TRANSACTION_PAGES)
     async with ctx.pool.acquire() as conn:
         rows = await card_transactions.for_customer(conn, ctx.partner_id, customer_id, page)
     return transaction_page(rows, page)
@@ -174,7 +174,7 @@ async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
        tags=("network",), summary="Every card authorization of the partner, its corporations' "
                                   "cards included, oldest first (cursor pagination)")
 async def partner_transactions(ctx: Context, _: None) -> CardTransactions:
-    page = pages.request(card_transactions.TRANSACTION_PAGES, ctx.request.query)
+    page = ctx.page(card_transactions.TRANSACTION_PAGES)
     async with ctx.pool.acquire() as conn:
         rows = await card_transactions.for_partner(conn, ctx.partner_id, page)
     return transaction_page(rows, page)

@@ -74,7 +74,7 @@ async def create_partner_balance(ctx: Context, body: NewPartnerBalance) -> Partn
        summary="A partner's deposit and credit balances", tags=("partner balances",))
 async def list_partner_balances(ctx: Context, _: None) -> PartnerBalances:
     partner_id = ctx.path_id("partnerId")
-    page = pages.request(repo.PARTNER_BALANCE_PAGES, ctx.request.query)
+    page = ctx.page(repo.PARTNER_BALANCE_PAGES)
     async with ctx.pool.acquire() as conn:
         rows = await repo.balances_of_partner(conn, partner_id, page)
     return _page(rows, page)
@@ -132,7 +132,7 @@ async def reload_partner_balance(ctx: Context, body: PartnerReload) -> PartnerRe
 @route("GET", "/secure/partner/balances", channel=Channel.PARTNER, response=PartnerBalances,
        summary="The calling partner's own deposit and credit balances", tags=("partner balances",))
 async def my_partner_balances(ctx: Context, _: None) -> PartnerBalances:
-    page = pages.request(repo.PARTNER_BALANCE_PAGES, ctx.request.query)
+    page = ctx.page(repo.PARTNER_BALANCE_PAGES)
     async with ctx.pool.acquire() as conn:
         return _page(await repo.list_for(conn, ctx.partner_id, page), page)
 
@@ -196,10 +196,10 @@ class PartnerStatement(Page, kw_only=True):
 
 
 async def _statement(ctx: Context, partner_id: uuid.UUID) -> PartnerStatement:
-    limit = ctx.page_size()
-    row, page = await repo.statement(ctx.pool, ctx.services.ledger, partner_id,
-                                     ctx.path_id("balanceId"),
-                                     cursor=ctx.request.query.get("cursor"), limit=limit)
+    page = ctx.page(repo.STATEMENT_PAGES)
+    row, statement = await repo.statement(ctx.pool, ctx.services.ledger, partner_id,
+                                          ctx.path_id("balanceId"), page)
+    entries, cursor = pages.cut(statement.entries, page, lambda e: (e.seq,))
     kind = AccountKind(row["kind"])
     items = [StatementLine(
         transaction_id=e.transfer.id, category=repo.line_category(e.transfer.code, e.transfer.kind),
@@ -208,8 +208,7 @@ async def _statement(ctx: Context, partner_id: uuid.UUID) -> PartnerStatement:
         posted_change=repo.posted_change(e.side, str(e.transfer.kind), e.transfer.amount),
         currency=e.transfer.currency, reference=e.transfer.reference,
         created_at=e.transfer.created_at, posted_after=posted_balance(kind, e.balance),
-        available_after=available_balance(kind, e.balance)) for e in page.entries]
-    cursor = None if page.next_after is None else repo.encode_cursor(page.next_after)
+        available_after=available_balance(kind, e.balance)) for e in entries]
     return PartnerStatement(balance=view(row), items=items, next_cursor=cursor)
 
 

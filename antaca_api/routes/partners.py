@@ -95,7 +95,7 @@ async def rotate_webhook_secret(ctx: Context, _: None) -> WebhookSecret:
 @route("GET", "/admin/partners", channel=Channel.ADMIN, response=Partners, summary="List partners",
        tags=("partners",))
 async def list_partners(ctx: Context, _: None) -> Partners:
-    page = pages.request(repo.PARTNER_PAGES, ctx.request.query)
+    page = ctx.page(repo.PARTNER_PAGES)
     rows, cursor = pages.cut(await repo.all_partners(ctx.pool, page, ctx.admin.partner_id), page,
                              lambda r: (r["created_at"], r["id"]))
     return Partners(items=[Partner(**dict(r)) for r in rows], next_cursor=cursor)

@@ -116,7 +116,7 @@ async def create_program(ctx: Context, body: NewProgram) -> CardProgram:
 @route("GET", "/admin/programs", channel=Channel.ADMIN, response=CardPrograms, summary="List card programs",
        tags=("programs",))
 async def list_programs(ctx: Context, _: None) -> CardPrograms:
-    page = pages.request(programs.PROGRAM_PAGES, ctx.request.query)
+    page = ctx.page(programs.PROGRAM_PAGES)
     rows, cursor = pages.cut(await programs.all_programs(ctx.pool, page, ctx.admin.partner_id),
                              page,
                              lambda r: (r["created_at"], r["id"]))

@@ -13,7 +13,7 @@ from msgspec import Meta
 
 from antaca_api import partner_events, webhooks
 from antaca_api.routing import Channel, Context, route
-from antaca_api.schema import Body
+from antaca_api.schema import Body, Page
 from antaca_auth import events
 
 TAGS = ("events and webhooks",)
@@ -28,9 +28,6 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
             "schema": schema}
 
 
-CURSOR_PARAMETER = _query("cursor", "The previous page's nextCursor (opaque).", {"type": "string"})
-
-
 class Event(Body):
     event_id: uuid.UUID
     type: str
@@ -41,13 +38,12 @@ class Event(Body):
 
 
 class EventList(Body):
+    """A page of events; unlike other pages, oldest first the last one still has a cursor
+    (`hasMore` false), to ask later for what came since."""
+
     query_parameters: ClassVar[list[dict[str, Any]]] = [
-        CURSOR_PARAMETER,
-        _query("limit", "Events per page.", {
-            "type": "integer", "minimum": 1, "maximum": partner_events.PAGE_SIZE_MAX,
-            "default": partner_events.PAGE_SIZE_DEFAULT}),
         _query("order", "newest (default) or oldest first.",
-               {"type": "string", "enum": ["newest", "oldest"]}),
+               {"type": "string", "enum": sorted(partner_events.EVENT_PAGES)}),
         _query("type", "Only events of this type.", {"type": "string",
                                                      "enum": sorted(events.EVENT_TYPES)}),
         _query("objectId", "Only events about this object.", {"type": "string", "format": "uuid"}),
@@ -67,12 +63,12 @@ def event_view(event: events.Event) -> Event:
        summary="The partner's events, newest or oldest first, by type and object, with a cursor")
 async def list_events(ctx: Context, _: None) -> EventList:
     query = ctx.request.query
-    page = await partner_events.list_events(
-        ctx.pool, ctx.partner_id, cursor=query.get("cursor"), order=query.get("order"),
-        event_type=query.get("type"), object_id=query.get("objectId"),
-        limit=ctx.page_size())
-    return EventList(items=[event_view(e) for e in page.items], next_cursor=page.next_cursor,
-                     has_more=page.has_more)
+    page = ctx.page(partner_events.keyset(query.get("order")))
+    found = await partner_events.list_events(
+        ctx.pool, ctx.partner_id, page, event_type=query.get("type"),
+        object_id=query.get("objectId"))
+    return EventList(items=[event_view(e) for e in found.items], next_cursor=found.next_cursor,
+                     has_more=found.has_more)
 
 
 # --- endpoints -------------------------------------------------------------------------------
@@ -197,16 +193,8 @@ class WebhookDelivery(Body):
     created_at: datetime
 
 
-class WebhookDeliveries(Body):
-    query_parameters: ClassVar[list[dict[str, Any]]] = [
-        CURSOR_PARAMETER,
-        _query("limit", "Deliveries per page.", {"type": "integer", "minimum": 1,
-                                                 "maximum": webhooks.DELIVERY_PAGE_SIZE_MAX,
-                                                 "default": 50}),
-    ]
+class WebhookDeliveries(Page, kw_only=True):
     items: list[WebhookDelivery]
-    next_cursor: str | None
-    has_more: bool
 
 
 class ReplayRequest(Body):
@@ -224,9 +212,8 @@ class ReplayResult(Body):
        response=WebhookDeliveries, tags=TAGS, page_size_max=webhooks.DELIVERY_PAGE_SIZE_MAX,
        summary="An endpoint's deliveries, newest first, with every attempt")
 async def list_deliveries(ctx: Context, _: None) -> WebhookDeliveries:
-    page = await webhooks.deliveries(
-        ctx.pool, ctx.partner_id, ctx.path_id("endpointId"), cursor=ctx.request.query.get("cursor"),
-        limit=ctx.page_size())
+    page = await webhooks.deliveries(ctx.pool, ctx.partner_id, ctx.path_id("endpointId"),
+                                     ctx.page(webhooks.DELIVERY_PAGES))
     items = [WebhookDelivery(
         delivery_id=d["id"], event_id=d["event_id"], event_type=d["event_type"], state=d["state"],
         attempts=[DeliveryAttempt(attempt=a["attempt"], ok=a["ok"], status_code=a["status_code"],
@@ -235,7 +222,7 @@ async def list_deliveries(ctx: Context, _: None) -> WebhookDeliveries:
         next_attempt_at=d["next_attempt_at"] if d["state"] == "PENDING" else None,
         last_error=d["last_error"], sent_at=d["sent_at"], replay=d["replay"],
         created_at=d["created_at"]) for d in page.deliveries]
-    return WebhookDeliveries(items=items, next_cursor=page.next_cursor, has_more=page.has_more)
+    return WebhookDeliveries(items=items, next_cursor=page.next_cursor)
 
 
 @route("POST", "/secure/webhooks/{endpointId}/replay", channel=Channel.PARTNER, body=ReplayRequest,

@@ -20,6 +20,7 @@ from antaca_auth.transfers import ResultCode, Transfer, TransferKind
 from tests.api_harness import bearer
 from tests.integration.test_cards import World, approved_corporation
 from tests.integration.test_ledger import Clock, balance, make_accounts, single
+from tests.integration.test_pagination import seeded_endpoint
 
 TIMEOUT = 30  # seconds a hold lives
 JUST_BEFORE = (timedelta(seconds=1), timedelta(microseconds=1))  # the clock's finest step too
@@ -115,6 +116,8 @@ PAGE_MAXIMUM = {
     "/lifecycle/v1/corporations/{dcCorporationId}/cards": 200,
     "/secure/balances/{balanceId}/cards": 200,
     "/secure/balances/{balanceId}/transactions": 500,
+    # antaca_api/webhooks.py: DELIVERY_PAGE_SIZE_MAX
+    "/secure/webhooks/{endpointId}/deliveries": 100,
 }
 # Under these paths {balanceId} is the partner's own deposit balance, not a customer's.
 PARTNER_BALANCE_PATHS = ("/secure/partner/balances/", "/admin/partners/{partnerId}/balances/")
@@ -129,7 +132,8 @@ async def get(w: World, route: Route, limit: int) -> tuple[int, dict]:
     if route.path.startswith("/secure/balances/"):  # the partner's corporate balances
         balance = w.corporate_balance
     path = (route.path.replace("{partnerId}", w.partner_id).replace("{customerId}", w.cid)
-            .replace("{balanceId}", balance).replace("{dcCorporationId}", w.corporation))
+            .replace("{balanceId}", balance).replace("{dcCorporationId}", w.corporation)
+            .replace("{endpointId}", w.endpoint))
     assert "{" not in path, f"fill {path}"
     if route.channel is Channel.PARTNER:
         client, url, headers = w.partner, f"{w.api.https}{path}", {}
@@ -148,6 +152,7 @@ async def test_each_list_serves_its_maximum_page_and_refuses_one_more(api, jwe_k
         assert r.status == 201, await r.text()
         w.partner_balance = (await r.json())["balanceId"]
     w.corporation, w.corporate_balance = await approved_corporation(api, w.partner_id)
+    w.endpoint = await seeded_endpoint(api, w.partner_id)  # for its delivery log
     wrong = []
     for route in PAGED:
         maximum = PAGE_MAXIMUM[route.path]

@@ -273,9 +273,12 @@ async def test_lists_page_by_cursor(api):
     await review_http(api, admin, ids[1], {"status": "APPROVED"})
     async with api.client().get(f"{api.http}/admin/corporations?kybStatus=APPROVED", headers=bearer(admin)) as r:
         assert [c["dcCorporationId"] for c in (await r.json())["items"]] == [ids[1]]
-    async with api.client().get(f"{api.http}/admin/corporations?limit=1&cursor=0", headers=bearer(admin)) as r:
+    async with api.client().get(f"{api.http}/admin/corporations?limit=1", headers=bearer(admin)) as r:
         page = await r.json()
     assert [c["dcCorporationId"] for c in page["items"]] == ids[:1] and page["nextCursor"] is not None
+    # The cursor is opaque: the sequence numbers the list used to take are not cursors.
+    async with api.client().get(f"{api.http}/admin/corporations?cursor=0", headers=bearer(admin)) as r:
+        assert (r.status, (await r.json())["code"]) == (400, "INVALID_CURSOR")
     async with api.client().get(f"{api.http}/admin/corporations?kybStatus=DONE", headers=bearer(admin)) as r:
         assert (r.status, (await r.json())["code"]) == (400, "VALIDATION_ERROR")
 

@@ -133,7 +133,7 @@ async def test_the_statement_reconciles_with_the_ledger(api, jwe_key):
     assert balance["available"] == balance["posted"] - account["debits_pending"]
     status, bad = await partner_call(
         p, "GET", f"/secure/partner/balances/{p.deposit}/statement?cursor=not-ours")
-    assert (status, bad["code"]) == (400, "VALIDATION_ERROR")
+    assert (status, bad["code"]) == (400, "INVALID_CURSOR")
     # An administrator reads the same statement.
     status, seen = await admin_call(
         p, "GET", f"/admin/partners/{p.w.partner_id}/balances/{p.deposit}/statement?limit=200")

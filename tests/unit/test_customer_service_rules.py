@@ -9,8 +9,6 @@ from antaca_api.domain_errors import KycAlreadyDecided, ValidationFailed
 from antaca_api.kyc import KycStatus
 from antaca_api.partner_balances import (
     LineCategory,
-    decode_cursor,
-    encode_cursor,
     line_category,
     normalized_emails,
     posted_change,
@@ -65,21 +63,6 @@ def test_only_single_and_posting_transfers_move_the_posted_level():
     assert posted_change("debit", "post_pending", 300) == -300
     for kind in ("pending", "void_pending", "expire_pending"):
         assert posted_change("debit", kind, 300) == 0
-
-
-@pytest.mark.parametrize("seq", [0, 1, 42, 2**62])
-def test_the_cursor_round_trips(seq):
-    cursor = encode_cursor(seq)
-    assert str(seq) not in cursor or seq < 10  # opaque, not the sequence in clear
-    assert decode_cursor(cursor) == seq
-
-
-@pytest.mark.parametrize("cursor", ["", "42", "not base64!", encode_cursor(1)[:-1] + "#",
-                                    "cGIxOi0x"])  # "pb1:-1"
-def test_foreign_cursors_are_refused(cursor):
-    with pytest.raises(ValidationFailed):
-        decode_cursor(cursor)
-    assert decode_cursor(None) == 0
 
 
 def test_alert_emails_are_normalized_without_repeats():

@@ -10,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from antaca_api import webhooks
+from antaca_api import pages, partner_events, webhooks
 from antaca_api.domain_errors import InvalidCursor, ValidationFailed, WebhookTargetRefused
-from antaca_api.partner_events import decode_cursor, encode_cursor
 from antaca_api.webhook_targets import address_refusal, check_addresses, check_form
 from antaca_auth import events
 
@@ -85,13 +84,22 @@ def test_url_forms():
 
 def test_cursors_round_trip_and_refuse_anything_else():
     event_id = uuid.uuid4()
-    for newest_first in (True, False):
-        assert decode_cursor(encode_cursor(event_id, newest_first), newest_first) == event_id
+    newest, oldest = partner_events.keyset(None), partner_events.keyset("oldest")
+    assert newest is partner_events.keyset("newest") and newest.descending
+    assert not oldest.descending
+    with pytest.raises(ValidationFailed):
+        partner_events.keyset("sideways")
+    lists = (newest, oldest, webhooks.DELIVERY_PAGES)
+    for keyset in lists:
+        cursor = pages.encode_cursor(keyset, (event_id,))
+        assert pages.decode_cursor(keyset, cursor) == (event_id,)
+        for other in lists:  # a cursor of one direction, or of deliveries, is refused elsewhere
+            if other is not keyset:
+                with pytest.raises(InvalidCursor):
+                    pages.decode_cursor(other, cursor)
+    for junk in ("", "!!", "AAAA", pages.encode_cursor(newest, (event_id,))[:-2]):
         with pytest.raises(InvalidCursor):
-            decode_cursor(encode_cursor(event_id, newest_first), not newest_first)
-    for junk in ("", "!!", "AAAA", encode_cursor(event_id, True)[:-2]):
-        with pytest.raises(InvalidCursor):
-            decode_cursor(junk, True)
+            pages.decode_cursor(newest, junk)
 
 
 def test_event_types_and_payloads():
