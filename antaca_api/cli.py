@@ -38,11 +38,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from antaca_auth.migrations import migrate
+    from antaca_auth.migrations import MigrationError, migrate, status
 
     with configured_server() as (server_dsn, embedded):
-        applied = asyncio.run(migrate(_database(server_dsn, embedded)))
-    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+        dsn = _database(server_dsn, embedded)
+        try:
+            if args.status:
+                for state in asyncio.run(status(dsn)):
+                    when = state.applied_at.isoformat() if state.applied_at else "pending"
+                    kind = "" if state.transactional else " (no transaction)"
+                    print(f"{state.name}  {when}{kind}")
+                return 0
+            applied = asyncio.run(migrate(dsn, dry_run=args.dry_run))
+        except MigrationError as exc:
+            print(f"antaca migrate: {exc}", file=sys.stderr)
+            return 1
+    if args.dry_run:
+        print("would apply: " + ", ".join(applied) if applied else "database is up to date")
+    else:
+        print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from antaca_api.settings import Settings, masked_settings
+
+    for name, value in masked_settings(Settings.from_env()).items():
+        print(f"{name} = {value}")
     return 0
 
 
@@ -110,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="antaca", description="Antaca card management system")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="migrate and run the service").set_defaults(func=cmd_serve)
-    sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(func=cmd_migrate)
+    migrate = sub.add_parser("migrate", help="apply pending SQL migrations")
+    migrate.add_argument("--status", action="store_true", help="list applied and pending migrations")
+    migrate.add_argument("--dry-run", action="store_true", help="name the pending migrations only")
+    migrate.set_defaults(func=cmd_migrate)
+    sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(
+        func=cmd_config)
     ledger = sub.add_parser("ledger", help="ledger maintenance").add_subparsers(dest="ledger_command", required=True)
     ledger.add_parser("verify", help="recompute balances from transfers").set_defaults(func=cmd_ledger_verify)
     admin = sub.add_parser("admin", help="administrators").add_subparsers(dest="admin_command", required=True)
@@ -127,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # its start-up chatter is not ours
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from antaca_api.settings import SettingsError
+
+    try:
+        return args.func(args)
+    except SettingsError as exc:  # one line naming the variable, no traceback
+        print(f"antaca: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
