@@ -151,16 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pgserver").setLevel(logging.WARNING)  # its start-up chatter is not ours
+    from antaca_api.logs import configure_logging
+
+    configure_logging(logging.INFO)
     args = build_parser().parse_args(argv)
     from antaca_api.settings import SettingsError
+    from antaca_auth.cardkeys import CardKeyError
+    from antaca_auth.keyfiles import KeyFileError
+    from antaca_auth.migrations import MigrationError
 
     try:
         return args.func(args)
     except SettingsError as exc:  # one line naming the variable, no traceback
         print(f"antaca: {exc}", file=sys.stderr)
         return 2
+    except (KeyFileError, CardKeyError, MigrationError) as exc:  # refused to start: one line
+        print(f"antaca: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

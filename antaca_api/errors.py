@@ -86,10 +86,12 @@ from antaca_api.domain_errors import (
 
 
 class ErrorBody(msgspec.Struct):
-    """What every failure answers: `{"code", "message"}` (the error middleware sends it)."""
+    """What every failure answers: `{"code", "message", "requestId"}` (the error middleware sends
+    it; the request id is also the response's `X-Request-Id`, to quote to the operator)."""
 
     code: str
     message: str
+    request_id: str | None = msgspec.field(default=None, name="requestId")
 
 
 class ApiError(Exception):
@@ -157,6 +159,10 @@ class CantDecryptPayload(ApiError):
 
 class DatabaseUnavailable(ApiError):
     status, code, message = 503, "DATABASE_UNAVAILABLE", "the database does not answer"
+
+
+class NotReady(ApiError):
+    status, code = 503, "NOT_READY"
 
 
 class ServiceBusy(ApiError):

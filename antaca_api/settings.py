@@ -67,7 +67,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     production: bool = False
     tls_certificate_file: Path | None = None  # PEM chain for the TLS listeners; else development
     tls_key_file: Path | None = None  # its private key (mode 0600)
-    partner_ca_file: Path | None = None  # CA whose certificates identify partners and networks
+    # The CA that signs partners' and networks' client certificates (antaca_api/pki.py), and its
+    # key (mode 0600); else the development CA generated in key_dir.
+    partner_ca_certificate_file: Path | None = None
+    partner_ca_key_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -117,7 +120,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             production=env.flag("ANTACA_PRODUCTION", d.production),
             tls_certificate_file=env.path("ANTACA_TLS_CERTIFICATE_FILE", None),
             tls_key_file=env.path("ANTACA_TLS_KEY_FILE", None),
-            partner_ca_file=env.path("ANTACA_PARTNER_CA_FILE", None),
+            partner_ca_certificate_file=env.path("ANTACA_PARTNER_CA_CERTIFICATE_FILE", None),
+            partner_ca_key_file=env.path("ANTACA_PARTNER_CA_KEY_FILE", None),
         )
         settings.check()
         return settings
@@ -126,9 +130,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """Rules between settings (each value alone was checked as it was read)."""
         if (self.tls_certificate_file is None) != (self.tls_key_file is None):
             raise SettingsError("ANTACA_TLS_CERTIFICATE_FILE and ANTACA_TLS_KEY_FILE go together")
-        if self.production and self.partner_ca_file is None:
-            raise SettingsError("ANTACA_PARTNER_CA_FILE is required when ANTACA_PRODUCTION is set"
-                                " (the development CA is refused in production)")
+        if (self.partner_ca_certificate_file is None) != (self.partner_ca_key_file is None):
+            raise SettingsError("ANTACA_PARTNER_CA_CERTIFICATE_FILE and ANTACA_PARTNER_CA_KEY_FILE"
+                                " go together")
+        if self.production and self.partner_ca_certificate_file is None:
+            raise SettingsError("ANTACA_PARTNER_CA_CERTIFICATE_FILE is required when"
+                                " ANTACA_PRODUCTION is set (the development CA is refused)")
         if self.production and self.tls_certificate_file is None:
             raise SettingsError("ANTACA_TLS_CERTIFICATE_FILE is required when ANTACA_PRODUCTION is"
                                 " set (no development server certificate in production)")
@@ -137,7 +144,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                                 " ANTACA_PRODUCTION is set")
         for variable, path in (("ANTACA_TLS_CERTIFICATE_FILE", self.tls_certificate_file),
                                ("ANTACA_TLS_KEY_FILE", self.tls_key_file),
-                               ("ANTACA_PARTNER_CA_FILE", self.partner_ca_file)):
+                               ("ANTACA_PARTNER_CA_CERTIFICATE_FILE",
+                                self.partner_ca_certificate_file),
+                               ("ANTACA_PARTNER_CA_KEY_FILE", self.partner_ca_key_file)):
             if path is not None and not path.is_file():
                 raise SettingsError(f"{variable}: no such file: {path}")
 

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from antaca_auth.keyfiles import read_private, write_private
+
 # HKDF label of the zone PIN key wrapping key; changing it makes every stored zone key unreadable.
 ZONE_KEY_WRAPPING_INFO = b"antaca/zone-pin-key-wrapping/v1"
 # HKDF label of the KYB document key derived from each PAN key (rotates with the PAN keys).
@@ -194,10 +196,7 @@ class CardKeys:
     def load_or_create(cls, path: Path) -> CardKeys:
         """The keyring in `path` (JSON, mode 0600), created with fresh keys on first use."""
         if path.exists():
-            return cls.from_json(path.read_text())
+            return cls.from_json(read_private(path).decode())
         keys = cls.generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(keys.to_json())
+        write_private(path, keys.to_json().encode())
         return keys

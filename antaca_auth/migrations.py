@@ -106,10 +106,12 @@ async def _applied(conn: asyncpg.Connection) -> dict[int, asyncpg.Record]:
     return {r["version"]: r for r in await conn.fetch(SELECT_APPLIED)}
 
 
-async def check_current(conn: asyncpg.Connection, directory: Path = SQL_DIR) -> list[Migration]:
+async def check_current(conn: asyncpg.Connection,
+                        migrations: list[Migration] | None = None) -> list[Migration]:
     """The pending migrations (empty: the database is current); raises MigrationError when the
-    database is ahead of or diverges from this code's migrations."""
-    return pending_against(load_migrations(directory), await _applied(conn))
+    database is ahead of or diverges from this code's migrations (by default those of `sql/`)."""
+    known = load_migrations() if migrations is None else migrations
+    return pending_against(known, await _applied(conn))
 
 
 async def status(dsn: str, directory: Path = SQL_DIR) -> list[MigrationState]:

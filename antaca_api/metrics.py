@@ -1,0 +1,197 @@
+"""Prometheus metrics: the engine's and jobs' hooks (antaca_auth/observer.py) wired to counters and
+histograms, HTTP requests counted by the middleware, and what is read at scrape time (queue depth,
+engine counters, pool use, outbox backlogs). `GET /metrics` is served on its own listener
+(`ANTACA_METRICS_PORT`), without authentication, as Prometheus scrapes (docs/operations.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from antaca_auth.decision import AuthorizationResult
+from antaca_auth.observer import EngineObserver, JobObserver
+
+if TYPE_CHECKING:
+    from antaca_api.services import Services
+
+log = logging.getLogger(__name__)
+
+# Authorization latency buckets, seconds: networks answer within 1-2 s; most answers take ms.
+LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+HTTP_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# The outbox counts are read from the database at most this often, and within this time.
+OUTBOX_REFRESH_SECONDS = 15.0
+OUTBOX_QUERY_TIMEOUT_SECONDS = 1.0
+UNMATCHED_ROUTE = "unmatched"  # the route label of a request no route matched (404s)
+
+
+class Metrics(EngineObserver, JobObserver):
+    """One registry per service (tests run several in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.authorization_seconds = Histogram(
+            "antaca_authorization_latency_seconds", "Arrival to answer of an authorization",
+            ["outcome", "network"], buckets=LATENCY_BUCKETS_SECONDS, registry=r)
+        self.decisions = Counter(
+            "antaca_authorization_decisions", "Authorizations answered, by DE39 and action code",
+            ["response_code", "action_code"], registry=r)
+        self.outcomes_unknown = Counter(
+            "antaca_authorization_outcome_unknown", "Authorizations left without an answer",
+            ["network"], registry=r)
+        self.batch_size = Histogram(
+            "antaca_authorization_batch_size", "Authorizations per committed batch",
+            buckets=BATCH_SIZE_BUCKETS, registry=r)
+        self.batch_seconds = Histogram(
+            "antaca_ledger_batch_seconds", "Decide, write and commit of one authorization batch",
+            buckets=LATENCY_BUCKETS_SECONDS, registry=r)
+        self.http_requests = Counter(
+            "antaca_http_requests", "HTTP requests by route template, method and status",
+            ["route", "method", "status"], registry=r)
+        self.http_seconds = Histogram(
+            "antaca_http_request_duration_seconds", "HTTP request duration by route template",
+            ["route", "method"], buckets=HTTP_BUCKETS_SECONDS, registry=r)
+        self.job_runs = Counter("antaca_job_runs", "Background job passes", ["job"], registry=r)
+        self.job_failures = Counter("antaca_job_failures", "Background job passes that failed",
+                                    ["job"], registry=r)
+        self.job_seconds = Histogram("antaca_job_duration_seconds", "Background job pass duration",
+                                     ["job"], buckets=HTTP_BUCKETS_SECONDS, registry=r)
+        self.services: Services | None = None
+        self.outbox: dict[str, dict[str, int]] = {}
+        self.outbox_read_at = float("-inf")
+        self.registry.register(_ScrapeTimeCollector(self))
+
+    # --- the hooks (hot path: a few dictionary lookups each) --------------------------------
+
+    def answered(self, network_id: uuid.UUID, result: AuthorizationResult, seconds: float) -> None:
+        outcome = "STAND_IN_" + result.decision if result.stand_in else result.decision
+        self.authorization_seconds.labels(outcome, str(network_id)).observe(seconds)
+        self.decisions.labels(result.response_code, result.action_code or "").inc()
+
+    def outcome_unknown(self, network_id: uuid.UUID) -> None:
+        self.outcomes_unknown.labels(str(network_id)).inc()
+
+    def batch_committed(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.batch_seconds.observe(seconds)
+
+    def job_ran(self, job: str, seconds: float, failed: bool) -> None:
+        self.job_runs.labels(job).inc()
+        self.job_seconds.labels(job).observe(seconds)
+        if failed:
+            self.job_failures.labels(job).inc()
+
+    def http_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_seconds.labels(route, method).observe(seconds)
+
+    # --- scrape -----------------------------------------------------------------------------
+
+    async def refresh_outbox(self) -> None:
+        """Read the outboxes' counts when the last reading is older than OUTBOX_REFRESH_SECONDS;
+        a database that does not answer in time leaves the last reading."""
+        if self.services is None or time.monotonic() - self.outbox_read_at < OUTBOX_REFRESH_SECONDS:
+            return
+        from antaca_api import (  # they import the services, which import this
+            notifications,
+            webhooks,
+        )
+
+        try:
+            async with asyncio.timeout(OUTBOX_QUERY_TIMEOUT_SECONDS):
+                async with self.services.pool.acquire() as conn:
+                    self.outbox = {"webhook": await webhooks.outbox_counts(conn),
+                                   "alert": await notifications.outbox_counts(conn)}
+            self.outbox_read_at = time.monotonic()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("metrics: outbox counts unavailable (%s)", type(exc).__name__)
+
+    async def exposition(self) -> bytes:
+        await self.refresh_outbox()
+        return generate_latest(self.registry)
+
+
+class _ScrapeTimeCollector:
+    """What is read when Prometheus asks: free for the hot path."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        services = self.metrics.services
+        if services is None:
+            return
+        engine = services.engine
+        if engine is not None:
+            statistics = engine.statistics()
+            yield GaugeMetricFamily("antaca_authorization_queue_depth",
+                                    "Authorizations queued for a batch", value=statistics["queued"])
+            stand_ins = CounterMetricFamily("antaca_authorization_stand_ins",
+                                            "Authorizations answered by stand-in, by cause",
+                                            labels=["cause"])
+            for name, count in statistics.items():
+                if name.startswith("stand_in_"):
+                    stand_ins.add_metric([name.removeprefix("stand_in_")], count)
+            yield stand_ins
+            yield CounterMetricFamily("antaca_authorization_late_answers",
+                                      "Stand-in timeouts of requests whose batch was committing",
+                                      value=statistics.get("late_answers", 0))
+            yield CounterMetricFamily("antaca_authorization_duplicate_transmissions",
+                                      "Message ids reused for another payment",
+                                      value=statistics.get("duplicate_transmissions", 0))
+        yield from _pool_families(services)
+        yield from _outbox_families(self.metrics.outbox)
+
+
+def _pool_families(services: Services):
+    size = GaugeMetricFamily("antaca_database_pool_connections", "Connections open, by pool",
+                             labels=["pool"])
+    busy = GaugeMetricFamily("antaca_database_pool_connections_in_use",
+                             "Connections lent out, by pool", labels=["pool"])
+    limit = GaugeMetricFamily("antaca_database_pool_connections_max",
+                              "Most connections a pool opens", labels=["pool"])
+    pools = {"shared": services.pool}
+    if services.authorization_pool is not services.pool:
+        pools["authorization"] = services.authorization_pool
+    for name, pool in pools.items():
+        size.add_metric([name], pool.get_size())
+        busy.add_metric([name], pool.get_size() - pool.get_idle_size())
+        limit.add_metric([name], pool.get_max_size())
+    return size, busy, limit
+
+
+def _outbox_families(outbox: dict[str, dict[str, int]]):
+    backlog = GaugeMetricFamily("antaca_outbox_backlog", "Deliveries waiting to be sent",
+                                labels=["outbox"])
+    failed = GaugeMetricFamily("antaca_outbox_failed", "Deliveries given up after their retries",
+                               labels=["outbox"])
+    for outbox_name, counts in outbox.items():
+        backlog.add_metric([outbox_name], counts["PENDING"])
+        failed.add_metric([outbox_name], counts["FAILED"])
+    return backlog, failed
+
+
+def metrics_app(metrics: Metrics) -> web.Application:
+    """The metrics listener's application: `GET /metrics` only."""
+
+    async def scrape(_: web.Request) -> web.Response:
+        body = await metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    return app
