@@ -128,6 +128,25 @@ def cmd_admin_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from antaca_api.settings import Settings
+    from antaca_auth.cardkeys import CardKeys
+    from antaca_auth.keyfiles import read_private, write_private
+
+    settings = Settings.from_env()
+    path = settings.card_keys_file or settings.key_dir / "card-keys.json"
+    keys = CardKeys.from_json(read_private(path).decode()).with_new_pan_key()
+    staged = Path(f"{path}.new")
+    write_private(staged, keys.to_json().encode(), replace=True)
+    os.replace(staged, path)
+    print(f"new active PAN key {keys.active_pan_key} in {path}; restart the service, then its"
+          " rotation job re-encrypts the PANs under it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="antaca", description="Antaca card management system")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--password-stdin", action="store_true",
                         help="read the password from standard input (else ANTACA_ADMIN_PASSWORD, else a prompt)")
     create.set_defaults(func=cmd_admin_create_user)
+    keys = sub.add_parser("keys", help="card data keys").add_subparsers(dest="keys_command",
+                                                                       required=True)
+    keys.add_parser("rotate", help="add a new active PAN key to the card keys file").set_defaults(
+        func=cmd_keys_rotate)
     return parser
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from antaca_api import idempotency, jwe
 from antaca_api.app import create_app
-from antaca_api.cards import resume_pending
+from antaca_api.cards import resume_pending, run_key_rotation
 from antaca_api.corporations import seal_clear_documents
 from antaca_api.credentials import listen
 from antaca_api.iso8583.listener import Iso8583Listener
@@ -133,6 +133,7 @@ async def serve(dsn: str, settings: Settings) -> None:
         asyncio.create_task(run_fee_worker(pool, services.ledger, settings.fee_interval, services.clock)),
         asyncio.create_task(listen(dsn, services.credentials)),
         asyncio.create_task(idempotency.run_sweeper(pool, services.clock)),
+        asyncio.create_task(run_key_rotation(services)),
     ]
     # On SIGTERM aiohttp stops listening, then waits this long for the requests in flight: long
     # enough for the engine to answer every queued authorization (by its deadline at the latest).

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -171,6 +172,16 @@ class CardKeys:
     @classmethod
     def generate(cls) -> CardKeys:
         return cls({"k1": os.urandom(32)}, "k1", os.urandom(32), os.urandom(32), os.urandom(32))
+
+    def with_new_pan_key(self) -> CardKeys:
+        """The keyring with a fresh PAN key made active; the older keys stay to read old PANs
+        (the rotation job re-encrypts them: antaca_api/cards.py, docs/operations.md)."""
+        number = len(self.pan_keys) + 1
+        while f"k{number}" in self.pan_keys:
+            number += 1
+        key_id = f"k{number}"
+        return dataclasses.replace(self, pan_keys={**self.pan_keys, key_id: os.urandom(32)},
+                                   active_pan_key=key_id)
 
     def to_json(self) -> str:
         b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
