@@ -45,7 +45,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         try:
             if args.status:
                 for state in asyncio.run(status(dsn)):
-                    when = state.applied_at.isoformat() if state.applied_at else "pending"
+                    when = (f"applied {state.applied_at.isoformat()}" if state.applied_at
+                            else "PENDING")
                     kind = "" if state.transactional else " (no transaction)"
                     print(f"{state.name}  {when}{kind}")
                 return 0
