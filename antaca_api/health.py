@@ -9,7 +9,13 @@ import asyncpg
 import msgspec
 
 from antaca_auth.engine import AuthorizationEngine
-from antaca_auth.migrations import Migration, MigrationError, check_current, load_migrations
+from antaca_auth.migrations import (
+    DatabaseAhead,
+    Migration,
+    MigrationError,
+    check_current,
+    load_migrations,
+)
 
 PING = "SELECT 1"
 # A health probe must answer fast: a database slower than this counts as unavailable.
@@ -51,6 +57,10 @@ async def readiness(pool: asyncpg.Pool, engine: AuthorizationEngine | None) -> R
         async with asyncio.timeout(PING_TIMEOUT_SECONDS):
             async with pool.acquire() as conn:
                 pending = await check_current(conn, list(_known_migrations()))
+    except DatabaseAhead:
+        # A newer release migrated the database while this one serves (docs/operations.md,
+        # "Upgrading without downtime"): its migrations only expand, this version keeps serving.
+        return Readiness("ok", "ok", engine_state)
     except MigrationError as exc:
         return Readiness("ok", str(exc), engine_state)
     except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):

@@ -45,6 +45,14 @@ class MigrationError(Exception):
     """The migrations on disk and those recorded in the database disagree."""
 
 
+class DatabaseAhead(MigrationError):
+    """The database has migrations this code does not know (a newer release migrated it)."""
+
+
+class MigrationChanged(MigrationError):
+    """An applied migration's file changed since."""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -89,14 +97,14 @@ def pending_against(migrations: list[Migration], applied: dict[int, asyncpg.Reco
     """The migrations not yet applied; raises when the database is ahead or diverges."""
     unknown = sorted(set(applied) - {m.version for m in migrations})
     if unknown:
-        raise MigrationError(f"database has migrations this code does not know: {unknown}")
+        raise DatabaseAhead(f"database has migrations this code does not know: {unknown}")
     pending = []
     for migration in migrations:
         recorded = applied.get(migration.version)
         if recorded is None:
             pending.append(migration)
         elif recorded["checksum"] != migration.checksum:
-            raise MigrationError(f"migration {migration.name} changed after it was applied")
+            raise MigrationChanged(f"migration {migration.name} changed after it was applied")
     return pending
 
 

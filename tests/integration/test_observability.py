@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from antaca_api import logs
 from antaca_api.metrics import Metrics, metrics_app
 from antaca_auth import periodic
+from antaca_auth.migrations import load_migrations
 from tests.api_harness import ADMIN_PASSWORD, free_port
 from tests.integration.test_authorizations import Payments
 from tests.integration.test_cards import APP_PIN
@@ -230,15 +231,23 @@ async def test_liveness_and_readiness(api):
                                                     "migrations": "ok", "engine": "ok"})
     async with client.get(f"{api.http}/health") as r:
         assert r.status == 200
-    async with api.services.pool.acquire() as conn:  # a newer release migrated this database
-        await conn.execute("INSERT INTO schema_migrations (version, name, checksum)"
-                           " VALUES (9999, '9999_future', 'x')")
+    async with api.services.pool.acquire() as conn:  # an applied migration's file changed
+        await conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
     async with client.get(f"{api.http}/health/ready") as r:
         body = await r.json()
         assert r.status == 503 and body["code"] == "NOT_READY", body
-        assert "does not know" in body["message"]
-    async with api.services.pool.acquire() as conn:
-        await conn.execute("DELETE FROM schema_migrations WHERE version = 9999")
+        assert "changed after it was applied" in body["message"]
+    async with api.services.pool.acquire() as conn:  # pending: this code's newest not applied
+        await conn.execute("DELETE FROM schema_migrations WHERE version = 1")
+    async with client.get(f"{api.http}/health/ready") as r:
+        body = await r.json()
+        assert r.status == 503 and "migrations 1 pending" in body["message"], body
+    async with api.services.pool.acquire() as conn:  # a newer release migrated the database
+        await conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES"
+                           " (1, '0001_ledger', $1), (9999, '9999_future', 'x')",
+                           load_migrations()[0].checksum)
+    async with client.get(f"{api.http}/health/ready") as r:  # the old version keeps serving
+        assert r.status == 200, await r.text()
     await api.services.engine.stop()
     async with client.get(f"{api.http}/health/ready") as r:
         body = await r.json()
