@@ -6,6 +6,7 @@ engine counters, pool use, outbox backlogs). `GET /metrics` is served on its own
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 import uuid
@@ -13,8 +14,18 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from antaca_auth.decision import AuthorizationResult
@@ -24,6 +35,7 @@ if TYPE_CHECKING:
     from antaca_api.services import Services
 
 log = logging.getLogger(__name__)
+disable_created_metrics()  # no `_created` series: they double the exposition for nothing
 
 # Authorization latency buckets, seconds: networks answer within 1-2 s; most answers take ms.
 LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5)
@@ -32,7 +44,9 @@ HTTP_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 # The outbox counts are read from the database at most this often, and within this time.
 OUTBOX_REFRESH_SECONDS = 15.0
 OUTBOX_QUERY_TIMEOUT_SECONDS = 1.0
-UNMATCHED_ROUTE = "unmatched"  # the route label of a request no route matched (404s)
+UNMATCHED_ROUTE = "unmatched"
+# Kinds of answer whose series are kept at hand (networks x outcomes x codes: a few hundred).
+ANSWER_KINDS_CACHED_MAX = 10_000  # the route label of a request no route matched (404s)
 
 
 class Metrics(EngineObserver, JobObserver):
@@ -41,12 +55,10 @@ class Metrics(EngineObserver, JobObserver):
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.authorization_seconds = Histogram(
-            "antaca_authorization_latency_seconds", "Arrival to answer of an authorization",
-            ["outcome", "network"], buckets=LATENCY_BUCKETS_SECONDS, registry=r)
-        self.decisions = Counter(
-            "antaca_authorization_decisions", "Authorizations answered, by DE39 and action code",
-            ["response_code", "action_code"], registry=r)
+        # The hot path's tallies are plain lists, turned into metric families at scrape time
+        # (prometheus-client's own histogram takes a lock per bucket and sum: 10 µs an answer).
+        self.latency: dict[tuple[str, str], Tally] = {}  # (outcome, network)
+        self.decisions: dict[tuple[str, str], list[int]] = {}  # (DE39, action code): [count]
         self.outcomes_unknown = Counter(
             "antaca_authorization_outcome_unknown", "Authorizations left without an answer",
             ["network"], registry=r)
@@ -68,6 +80,9 @@ class Metrics(EngineObserver, JobObserver):
         self.job_seconds = Histogram("antaca_job_duration_seconds", "Background job pass duration",
                                      ["job"], buckets=HTTP_BUCKETS_SECONDS, registry=r)
         self.services: Services | None = None
+        # The tallies by kind of answer (network, decision, stand-in, codes): the hot path skips
+        # the label lookup and the network id's formatting.
+        self._answer_tallies: dict[tuple, tuple] = {}
         self.outbox: dict[str, dict[str, int]] = {}
         self.outbox_read_at = float("-inf")
         self.registry.register(_ScrapeTimeCollector(self))
@@ -75,9 +90,24 @@ class Metrics(EngineObserver, JobObserver):
     # --- the hooks (hot path: a few dictionary lookups each) --------------------------------
 
     def answered(self, network_id: uuid.UUID, result: AuthorizationResult, seconds: float) -> None:
+        key = (network_id, result.decision, result.stand_in, result.response_code,
+               result.action_code)
+        tallies = self._answer_tallies.get(key)
+        if tallies is None:  # first answer of its kind: find its tallies once
+            tallies = self._tallies_of(network_id, result)
+        tallies[0].observe(seconds)
+        tallies[1][0] += 1
+
+    def _tallies_of(self, network_id: uuid.UUID, result: AuthorizationResult) -> tuple:
         outcome = "STAND_IN_" + result.decision if result.stand_in else result.decision
-        self.authorization_seconds.labels(outcome, str(network_id)).observe(seconds)
-        self.decisions.labels(result.response_code, result.action_code or "").inc()
+        latency = self.latency.setdefault((outcome, str(network_id)),
+                                          Tally(LATENCY_BUCKETS_SECONDS))
+        count = self.decisions.setdefault((result.response_code, result.action_code or ""), [0])
+        tallies = (latency, count)
+        if len(self._answer_tallies) < ANSWER_KINDS_CACHED_MAX:
+            self._answer_tallies[(network_id, result.decision, result.stand_in,
+                                  result.response_code, result.action_code)] = tallies
+        return tallies
 
     def outcome_unknown(self, network_id: uuid.UUID) -> None:
         self.outcomes_unknown.labels(str(network_id)).inc()
@@ -122,6 +152,31 @@ class Metrics(EngineObserver, JobObserver):
         return generate_latest(self.registry)
 
 
+class Tally:
+    """A histogram's buckets, count and sum as plain numbers (one event loop writes them)."""
+
+    __slots__ = ("bounds", "buckets", "count", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)  # the last: above every bound
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect.bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """Prometheus' buckets: (upper bound, observations at or below it), +Inf last."""
+        running, result = 0, []
+        for bound, count in zip([*map(str, self.bounds), "+Inf"], self.buckets, strict=True):
+            running += count
+            result.append((bound, running))
+        return result
+
+
 class _ScrapeTimeCollector:
     """What is read when Prometheus asks: free for the hot path."""
 
@@ -132,6 +187,7 @@ class _ScrapeTimeCollector:
         return []
 
     def collect(self):
+        yield from _answer_families(self.metrics)
         services = self.metrics.services
         if services is None:
             return
@@ -155,6 +211,20 @@ class _ScrapeTimeCollector:
                                       value=statistics.get("duplicate_transmissions", 0))
         yield from _pool_families(services)
         yield from _outbox_families(self.metrics.outbox)
+
+
+def _answer_families(metrics: Metrics):
+    latency = HistogramMetricFamily("antaca_authorization_latency_seconds",
+                                    "Arrival to answer of an authorization",
+                                    labels=["outcome", "network"])
+    for (outcome, network), tally in list(metrics.latency.items()):
+        latency.add_metric([outcome, network], tally.cumulative(), tally.total)
+    decisions = CounterMetricFamily("antaca_authorization_decisions",
+                                    "Authorizations answered, by DE39 and action code",
+                                    labels=["response_code", "action_code"])
+    for (response_code, action_code), count in list(metrics.decisions.items()):
+        decisions.add_metric([response_code, action_code], count[0])
+    return latency, decisions
 
 
 def _pool_families(services: Services):
