@@ -96,9 +96,12 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
             raise
         error_class = _HTTP_ERRORS.get(exc.status)
         if error_class is not None:
-            return error_response(error_class())
+            response = error_response(error_class())
+            if "Allow" in exc.headers:  # a 405 names the methods the path takes (RFC 9110)
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         return web.Response(
-            body=_error_body("HTTP_ERROR", exc.reason), status=exc.status,
+            body=_error_body(errors.HTTP_ERROR_CODE, exc.reason), status=exc.status,
             content_type="application/json",
         )
     except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
@@ -107,11 +110,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except Exception:
         # Only the route is logged: request bodies may hold card data or secrets.
         log.exception("unhandled error in %s %s", request.method, request.match_info.route.resource)
-        return web.Response(
-            body=_error_body("INTERNAL_ERROR", "an internal error occurred"),
-            status=500,
-            content_type="application/json",
-        )
+        return error_response(errors.InternalError())
 
 
 def create_app(services: Services, extra_routes: list[Route] = ()) -> web.Application:

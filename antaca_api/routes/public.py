@@ -14,7 +14,8 @@ class Health(Body):
     database: str
 
 
-@route("GET", "/health", channel=Channel.PUBLIC, response=Health, summary="Service and database health")
+@route("GET", "/health", channel=Channel.PUBLIC, response=Health,
+       summary="Service and database health", errors=(DatabaseUnavailable,))
 async def health(ctx: Context, _: None) -> Health:
     if not await database_health.database_answers(ctx.pool):
         raise DatabaseUnavailable()
@@ -39,7 +40,8 @@ async def health_live(ctx: Context, _: None) -> Liveness:
 
 
 @route("GET", "/health/ready", channel=Channel.PUBLIC, response=Readiness,
-       summary="Ready for traffic: database reachable, migrations current, engine started")
+       summary="Ready for traffic: database reachable, migrations current, engine started",
+       errors=(NotReady,))
 async def health_ready(ctx: Context, _: None) -> Readiness:
     state = await database_health.readiness(ctx.pool, ctx.services.engine)
     if not state.ready:
@@ -57,4 +59,5 @@ for _prefix in ("", "/customers", "/secure", "/lifecycle", "/admin"):
     route(
         "GET", f"{_prefix}/public-key", channel=Channel.PUBLIC, authenticated=False,
         response=jwe.PublicKeyDocument, summary="Antaca's RSA public key for JWE (JWK and PEM)", tags=("jwe",),
+        errors=(),
     )(public_key)
