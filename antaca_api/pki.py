@@ -189,9 +189,8 @@ class CertificateAuthority:
         routes then refuse it. Revocation is checked per request against the database.
         `chain`: the operator's own server certificate and key files, instead of a generated one.
         """
-        if chain is not None:
-            check_private(chain[1])
         cert_path, key_path = chain or self.server_certificate(hosts)
+        check_private(key_path)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(cert_path, key_path)
