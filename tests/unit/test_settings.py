@@ -98,3 +98,29 @@ def test_a_new_pan_key_becomes_active_and_the_old_ones_stay():
     assert rotated.active_pan_key == "k2" and set(rotated.pan_keys) == {"k1", "k2"}
     assert rotated.pan_keys["k1"] == keys.pan_keys["k1"] and rotated.fingerprint_key == keys.fingerprint_key
     assert rotated.with_new_pan_key().active_pan_key == "k3"
+
+
+def test_operators_bring_their_own_ca_and_certificate_and_production_refuses_the_development_ca(
+        tmp_path):
+    from antaca_api.pki import CertificateAuthority
+    from antaca_api.server import load_keys, server_tls
+
+    operator, _ = CertificateAuthority.load_or_create(tmp_path / "operator", name="Operator CA")
+    certificate, key = operator.server_certificate(["localhost"])
+    development, _ = CertificateAuthority.load_or_create(tmp_path / "development")
+    own = {"production": True, "key_dir": tmp_path / "keys",
+           "tls_certificate_file": certificate, "tls_key_file": key}
+    settings = Settings(**own, partner_ca_certificate_file=operator.cert_path,
+                        partner_ca_key_file=tmp_path / "operator" / "ca-key.pem")
+    _, ca, _ = load_keys(settings)
+    assert not ca.is_development and ca.cert_path == operator.cert_path
+    assert ca.cert == operator.cert
+    server_tls(ca, settings)  # the operator's chain loads
+    assert not (tmp_path / "keys" / "ca.pem").exists()  # no development CA was made
+    refused = Settings(**own, partner_ca_certificate_file=development.cert_path,
+                       partner_ca_key_file=tmp_path / "development" / "ca-key.pem")
+    with pytest.raises(SettingsError, match="development CA is refused"):
+        load_keys(refused)
+    os.chmod(key, 0o644)
+    with pytest.raises(KeyFileError):
+        server_tls(ca, settings)
