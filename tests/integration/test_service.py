@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+
+import asyncpg
 
 from tests.api_harness import free_port
 
@@ -92,3 +95,21 @@ def test_migrate_status_and_dry_run(database_url):
     assert lines[0].startswith("0001_ledger  applied ") and "PENDING" not in done.stdout
     done = _antaca("migrate", "--dry-run", ANTACA_DATABASE_URL=database_url)
     assert (done.returncode, done.stdout.strip()) == (0, "database is up to date")
+
+
+def test_serve_refuses_a_database_ahead_of_its_migrations(database_url, tmp_path):
+    async def newer_release_migrated() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("INSERT INTO schema_migrations (version, name, checksum)"
+                               " VALUES (9999, '9999_from_a_newer_release', 'x')")
+        finally:
+            await conn.close()
+
+    asyncio.run(newer_release_migrated())
+    done = _antaca("serve", ANTACA_DATABASE_URL=database_url, ANTACA_PORT=str(free_port()),
+                   ANTACA_TLS_PORT=str(free_port()), ANTACA_METRICS_PORT=str(free_port()),
+                   ANTACA_ISO8583_PORT="0", ANTACA_KEY_DIR=str(tmp_path / "keys"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("antaca: database has migrations this code does not know:"
+                                   " [9999]")
