@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 import uuid
 from pathlib import Path
 
 import msgspec
 
+from antaca_auth.database import DATABASE_URL_ENV
 from antaca_auth.engine import EngineSettings
 from antaca_auth.renewal import RENEWAL_WINDOW_DAYS_DEFAULT
 
@@ -168,7 +170,19 @@ def masked_settings(settings: Settings) -> dict[str, object]:
         values[name] = "********" if name in SECRET_SETTINGS and value is not None else value
     for variable in SECRET_VARIABLES:
         values[variable] = "********" if os.environ.get(variable) else None
+    values[DATABASE_URL_ENV] = masked_url(os.environ.get(DATABASE_URL_ENV))
     return values
+
+
+def masked_url(url: str | None) -> str | None:
+    """A database URL with its password masked; None: the embedded PostgreSQL."""
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 class SettingsError(Exception):

@@ -70,9 +70,12 @@ def test_production_refuses_the_development_ca_and_private_webhook_targets(tmp_p
 
 def test_config_masks_secrets(monkeypatch):
     monkeypatch.setenv("ANTACA_CARD_KEYS", '{"secret": 1}')
+    monkeypatch.setenv("ANTACA_DATABASE_URL", "postgresql://antaca:s3cr3t@db:5432/antaca")
     shown = masked_settings(Settings.from_env({"ANTACA_SMTP_PASSWORD": "hunter2"}))
     assert shown["smtp_password"] == "********" and shown["ANTACA_CARD_KEYS"] == "********"
     assert "hunter2" not in repr(shown) and "secret" not in repr(shown)
+    assert shown["ANTACA_DATABASE_URL"] == "postgresql://antaca:********@db:5432/antaca"
+    assert "s3cr3t" not in repr(shown)
     assert shown["engine.batch_size_max"] == 512 and shown["metrics_port"] == 9464
 
 
