@@ -562,7 +562,8 @@ CARDS_UNDER_OLD_KEYS = """
     SELECT id, pan_key_id, pan_ciphertext FROM cards
     WHERE pan_ciphertext IS NOT NULL AND pan_key_id <> $1
     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"""
-REWRITE_PAN = "UPDATE cards SET pan_key_id = $2, pan_ciphertext = $3 WHERE id = $1 AND pan_key_id = $4"
+REWRITE_PAN = """
+    UPDATE cards SET pan_key_id = $2, pan_ciphertext = $3 WHERE id = $1 AND pan_key_id = $4"""
 COUNT_UNDER_OLD_KEYS = """
     SELECT count(*) FROM cards WHERE pan_ciphertext IS NOT NULL AND pan_key_id <> $1"""
 

@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="migrate and run the service").set_defaults(func=cmd_serve)
     migrate = sub.add_parser("migrate", help="apply pending SQL migrations")
-    migrate.add_argument("--status", action="store_true", help="list applied and pending migrations")
+    migrate.add_argument("--status", action="store_true",
+                         help="list applied and pending migrations")
     migrate.add_argument("--dry-run", action="store_true", help="name the pending migrations only")
     migrate.set_defaults(func=cmd_migrate)
     sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(

@@ -88,7 +88,8 @@ class CertificateAuthority:
         return self.cert_file or self.directory / "ca.pem"
 
     @classmethod
-    def load_or_create(cls, directory: Path, name: str = DEVELOPMENT_CA_NAME) -> tuple[CertificateAuthority, bool]:
+    def load_or_create(cls, directory: Path,
+                       name: str = DEVELOPMENT_CA_NAME) -> tuple[CertificateAuthority, bool]:
         """The CA in `directory`, created there when absent; also says whether it was created."""
         key_path, cert_path = directory / "ca-key.pem", directory / "ca.pem"
         if key_path.exists() and cert_path.exists():

@@ -64,7 +64,8 @@ def load_keys(settings: Settings) -> tuple[object, CertificateAuthority, CardKey
     else:
         ca, created = CertificateAuthority.load_or_create(key_dir)
         if created:
-            print(f"created a development CA in {key_dir.resolve()} (ca.pem, ca-key.pem)", flush=True)
+            print(f"created a development CA in {key_dir.resolve()} (ca.pem, ca-key.pem)",
+                  flush=True)
     if settings.production and ca.is_development:
         raise SettingsError("ANTACA_PARTNER_CA_CERTIFICATE_FILE: the development CA is refused"
                             " when ANTACA_PRODUCTION is set")

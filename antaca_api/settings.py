@@ -76,7 +76,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        """The settings from the environment; a bad value raises SettingsError naming its variable."""
+        """The settings from the environment; a bad value raises SettingsError naming its
+        variable."""
         env = _Environment(os.environ if environ is None else environ)
         d = cls()
         settings = cls(

@@ -36,7 +36,8 @@ CREATE_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
     name       text NOT NULL,
     checksum   text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now())"""
-SELECT_APPLIED = "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+SELECT_APPLIED = """
+    SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"""
 TABLE_EXISTS = "SELECT to_regclass('schema_migrations') IS NOT NULL"
 INSERT_APPLIED = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
 
@@ -93,7 +94,8 @@ def load_migrations(directory: Path = SQL_DIR) -> list[Migration]:
     return migrations
 
 
-def pending_against(migrations: list[Migration], applied: dict[int, asyncpg.Record]) -> list[Migration]:
+def pending_against(migrations: list[Migration],
+                    applied: dict[int, asyncpg.Record]) -> list[Migration]:
     """The migrations not yet applied; raises when the database is ahead or diverges."""
     unknown = sorted(set(applied) - {m.version for m in migrations})
     if unknown:
