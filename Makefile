@@ -3,7 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-unit lint mutations install clean
+.PHONY: run quickstart test test-unit lint mutations install clean
+
+# `make run` is a development service: the partner sandbox (/secure/simulate/...) on, and webhooks
+# allowed to plain-http and private targets (the quickstart's own receiver on 127.0.0.1). Either
+# can be overridden (ANTACA_SANDBOX=0 make run); both are refused or unsafe in production.
+ANTACA_SANDBOX ?= 1
+ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS ?= 1
+QUICKSTART_ARGS ?=
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Antaca needs Python 3.11+"'
@@ -15,7 +22,13 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/antaca serve
+	ANTACA_SANDBOX=$(ANTACA_SANDBOX) \
+	ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS=$(ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS) $(BIN)/antaca serve
+
+# A partner's first hour against a running `make run` (another terminal): examples/partner_quickstart.py.
+# Its last line is {"ok": true, "steps": N, "seconds": S}. Options: QUICKSTART_ARGS="--help".
+quickstart: install
+	$(BIN)/python examples/partner_quickstart.py $(QUICKSTART_ARGS)
 
 test: install lint
 	$(BIN)/python -m pytest -q

@@ -124,5 +124,7 @@ def create_app(services: Services, extra_routes: list[Route] = ()) -> web.Applic
     if services.engine is not None:
         services.engine.observer = services.metrics
     for r in [*ROUTES, *extra_routes]:
+        if r.sandbox and not services.settings.sandbox:
+            continue  # sandbox simulation routes do not exist outside the sandbox
         app.router.add_route(r.method, r.path, dispatch(r, services, channels.authenticate))
     return app

@@ -29,11 +29,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from antaca_api.server import serve
     from antaca_api.settings import Settings
 
+    settings = Settings.from_env()  # a SettingsError is one line on standard error (main)
+    settings.check_production()
     with configured_server() as (server_dsn, embedded):
         dsn = _database(server_dsn, embedded)
         if embedded:
             print("using the embedded PostgreSQL (set ANTACA_DATABASE_URL to use another server)", flush=True)
-        uvloop.run(serve(dsn, Settings.from_env()))
+        uvloop.run(serve(dsn, settings))
     return 0
 
 

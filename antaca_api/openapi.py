@@ -268,6 +268,9 @@ def _operation(r: Route, ref: dict[Any, dict]) -> dict[str, Any]:
         operation["x-antaca-roles"] = sorted(str(role) for role in r.roles)
         if r.roles != ALL_ROLES:
             notes.append(f"Roles: {', '.join(sorted(str(role) for role in r.roles))}.")
+    if r.sandbox:
+        operation["x-antaca-sandbox"] = True
+        notes.append("Sandbox only: served with ANTACA_SANDBOX=1, absent (404) otherwise.")
     if r.encryption is Encryption.REQUIRED:
         notes.append("JWE required: send Encrypted-Request or Encrypt-Response with Public-Key.")
     if r.step_up and r.channel is Channel.CUSTOMER:

@@ -109,6 +109,7 @@ class Route:
     page_size_max: int | None = None
     media_type: str = "application/json"  # of a success that is not a JSON body (e.g. /docs)
     query: tuple[dict, ...] = ()  # other query parameters, as OpenAPI parameter objects
+    sandbox: bool = False  # served only with ANTACA_SANDBOX=1 (antaca_api/sandbox.py)
 
 
 # Channels whose POSTs take an Idempotency-Key: their callers are a partner or an administrator.
@@ -146,6 +147,7 @@ def route(
     page_size_max: int | None = None,
     media_type: str = "application/json",
     query: tuple[dict, ...] = (),
+    sandbox: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Declare an endpoint; the handler is called as `handler(ctx, body)`. `idempotent`: None
     means a partner's or an administrator's POST answering 201/202 (`creates`); say True for
@@ -163,7 +165,8 @@ def route(
         assert not once or (method == "POST" and channel in IDEMPOTENT_CHANNELS), path
         ROUTES.append(
             Route(method, path, handler, channel, summary, body, response, status, roles, authenticated,
-                  encryption, multipart, tags, step_up, once, errors, page_bound, media_type, query)
+                  encryption, multipart, tags, step_up, once, errors, page_bound, media_type, query,
+                  sandbox)
         )
         return handler
 
@@ -400,7 +403,8 @@ async def _run_once(ctx: Context, body: Any, client_key: Any,
     caller = _caller(ctx)
     canonical = b"" if body is None else msgspec.json.encode(body, order="sorted")
     public_key = request.headers.get("Public-Key") if client_key is not None else None
-    hashed = idempotency.request_hash(request.method, request.path_qs, canonical, public_key)
+    hashed = idempotency.request_hash(idempotency.request_hash_key(services.card_keys),
+                                      request.method, request.path_qs, canonical, public_key)
     replay = await idempotency.claim(services.pool, services.card_keys, caller, key, hashed,
                                      services.clock())
     if replay is not None:

@@ -25,6 +25,7 @@ from antaca_api.notifications import run_alert_worker
 from antaca_api.partners import seal_clear_secrets
 from antaca_api.personalization import run_personalization
 from antaca_api.pki import CertificateAuthority
+from antaca_api.remote_partners import RemotePartners
 from antaca_api.replacement import run_renewal
 from antaca_api.services import Services
 from antaca_api.settings import Settings, SettingsError
@@ -55,6 +56,7 @@ async def open_authorization_pool(dsn: str, engine: EngineSettings) -> asyncpg.P
 
 def load_keys(settings: Settings) -> tuple[object, CertificateAuthority, CardKeys]:
     """The JWE key, the CA and the card data keys, created on first start (development)."""
+    settings.check_production()
     key_dir = settings.key_dir
     key_dir.mkdir(parents=True, exist_ok=True)
     jwe_key = jwe.load_or_create_key(key_dir / "jwe-key.pem")
@@ -68,7 +70,7 @@ def load_keys(settings: Settings) -> tuple[object, CertificateAuthority, CardKey
                   flush=True)
     if settings.production and ca.is_development:
         raise SettingsError("ANTACA_PARTNER_CA_CERTIFICATE_FILE: the development CA is refused"
-                            " when ANTACA_PRODUCTION is set")
+                            " with ANTACA_ENVIRONMENT=production")
     if os.environ.get("ANTACA_CARD_KEYS"):  # the keyring itself, e.g. from a secrets manager
         card_keys = CardKeys.from_json(os.environ["ANTACA_CARD_KEYS"])
     else:
@@ -113,6 +115,7 @@ async def serve(dsn: str, settings: Settings) -> None:
     services.follow_ups = FollowUps(authorization_pool, services.authorization_ledger, card_keys,
                                     hold_seconds=services.engine.hold_seconds,
                                     clearing_tolerance_percent=settings.clearing_tolerance_percent)
+    services.engine.remote = RemotePartners(services)  # REMOTE programs' partners
     periodic.observer = services.metrics
     await services.engine.start()
     sealed = await seal_clear_secrets(pool, card_keys)
@@ -161,7 +164,8 @@ async def serve(dsn: str, settings: Settings) -> None:
           f"https://{settings.host}:{settings.tls_port} (CA: {ca.cert_path.resolve()})"
           + (f", ISO 8583 on {settings.host}:{iso_listener.port}" if iso_listener else "")
           + (f", metrics on http://{settings.host}:{settings.metrics_port}/metrics"
-             if metrics_runner else ""),
+             if metrics_runner else "")
+          + (", SANDBOX simulation on (/secure/simulate)" if settings.sandbox else ""),
           flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -181,6 +185,7 @@ async def serve(dsn: str, settings: Settings) -> None:
         await asyncio.gather(runner.cleanup(), services.engine.stop(),
                              *([iso_listener.stop()] if iso_listener is not None else []))
         await asyncio.gather(*services.tasks, return_exceptions=True)
+        await services.engine.remote.close()
         await services.background_cpu.close()
         await authorization_pool.close()
         await pool.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import urllib.parse
 import uuid
@@ -20,6 +21,21 @@ ENGINE_PREFIX = "ANTACA_AUTHORIZATION_"  # e.g. ANTACA_AUTHORIZATION_QUEUE_SIZE_
 def engine_settings_from_env(env: dict[str, str]) -> EngineSettings:
     """The authorization engine's tuning: each field from `ANTACA_AUTHORIZATION_<FIELD>`."""
     return _Environment(env).engine()
+
+
+class Environment(enum.StrEnum):
+    """Where the service runs (`ANTACA_ENVIRONMENT`): production refuses development settings."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class SettingsError(Exception):
+    """A setting with a bad value: the message names the variable."""
+
+
+class SettingsRefused(SettingsError, ValueError):
+    """Settings that must not run together (a development setting in production)."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,15 +80,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     iso8583_network_id: uuid.UUID | None = None
     # A partner's own new deposit or credit balance waits for an administrator's approval.
     partner_balance_approval: bool = False
-    # Production: the operator's own server certificate and partner CA are required, the generated
-    # development CA is refused (docs/operations.md).
-    production: bool = False
+    environment: Environment = Environment.DEVELOPMENT
+    # Sandbox simulation routes for partners (antaca_api/sandbox.py, docs/partners.md): off by
+    # default, refused in production.
+    sandbox: bool = False
+    # The operator's own server certificate and partner CA: required in production, where the
+    # generated development CA is refused (docs/operations.md).
     tls_certificate_file: Path | None = None  # PEM chain for the TLS listeners; else development
     tls_key_file: Path | None = None  # its private key (mode 0600)
     # The CA that signs partners' and networks' client certificates (antaca_api/pki.py), and its
     # key (mode 0600); else the development CA generated in key_dir.
     partner_ca_certificate_file: Path | None = None
     partner_ca_key_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.sandbox and self.environment is Environment.PRODUCTION:
+            raise SettingsRefused("ANTACA_SANDBOX=1 is refused with ANTACA_ENVIRONMENT=production")
+
+    @property
+    def production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -120,7 +147,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             iso8583_network_id=env.identifier("ANTACA_ISO8583_NETWORK_ID"),
             partner_balance_approval=env.flag("ANTACA_PARTNER_BALANCE_APPROVAL",
                                               d.partner_balance_approval),
-            production=env.flag("ANTACA_PRODUCTION", d.production),
+            environment=env.environment(),
+            sandbox=env.flag("ANTACA_SANDBOX", d.sandbox),
             tls_certificate_file=env.path("ANTACA_TLS_CERTIFICATE_FILE", None),
             tls_key_file=env.path("ANTACA_TLS_KEY_FILE", None),
             partner_ca_certificate_file=env.path("ANTACA_PARTNER_CA_CERTIFICATE_FILE", None),
@@ -129,6 +157,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         settings.check()
         return settings
 
+    def check_production(self) -> None:
+        """In production, the operator's own certificate and CA (checked when the service starts:
+        the other commands need no certificate)."""
+        if self.production and self.partner_ca_certificate_file is None:
+            raise SettingsRefused("ANTACA_PARTNER_CA_CERTIFICATE_FILE is required when"
+                                  " ANTACA_ENVIRONMENT=production (the development CA is refused)")
+        if self.production and self.tls_certificate_file is None:
+            raise SettingsRefused("ANTACA_TLS_CERTIFICATE_FILE is required when"
+                                  " ANTACA_ENVIRONMENT=production (no development certificate)")
+
     def check(self) -> None:
         """Rules between settings (each value alone was checked as it was read)."""
         if (self.tls_certificate_file is None) != (self.tls_key_file is None):
@@ -136,15 +174,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if (self.partner_ca_certificate_file is None) != (self.partner_ca_key_file is None):
             raise SettingsError("ANTACA_PARTNER_CA_CERTIFICATE_FILE and ANTACA_PARTNER_CA_KEY_FILE"
                                 " go together")
-        if self.production and self.partner_ca_certificate_file is None:
-            raise SettingsError("ANTACA_PARTNER_CA_CERTIFICATE_FILE is required when"
-                                " ANTACA_PRODUCTION is set (the development CA is refused)")
-        if self.production and self.tls_certificate_file is None:
-            raise SettingsError("ANTACA_TLS_CERTIFICATE_FILE is required when ANTACA_PRODUCTION is"
-                                " set (no development server certificate in production)")
         if self.production and self.webhook_allow_private_targets:
             raise SettingsError("ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS must not be set when"
-                                " ANTACA_PRODUCTION is set")
+                                " ANTACA_ENVIRONMENT=production")
         for variable, path in (("ANTACA_TLS_CERTIFICATE_FILE", self.tls_certificate_file),
                                ("ANTACA_TLS_KEY_FILE", self.tls_key_file),
                                ("ANTACA_PARTNER_CA_CERTIFICATE_FILE",
@@ -184,10 +216,6 @@ def masked_url(url: str | None) -> str | None:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-class SettingsError(Exception):
-    """A setting with a bad value: the message names the variable."""
 
 
 class _Environment:
@@ -247,6 +275,16 @@ class _Environment:
     def path(self, variable: str, default: Path | None) -> Path | None:
         raw = self._raw(variable)
         return default if raw is None else Path(raw)
+
+    def environment(self) -> Environment:
+        raw = self._raw("ANTACA_ENVIRONMENT")
+        if raw is None:
+            return Environment.DEVELOPMENT
+        try:
+            return Environment(raw.lower())
+        except ValueError:
+            choices = ", ".join(e.value for e in Environment)
+            raise SettingsRefused(f"ANTACA_ENVIRONMENT must be one of {choices}") from None
 
     def identifier(self, variable: str) -> uuid.UUID | None:
         raw = self._raw(variable)

@@ -76,7 +76,7 @@ def test_a_bad_setting_stops_the_start_with_one_line_naming_it():
     assert done.returncode == 2
     assert done.stderr.strip() == "antaca: ANTACA_METRICS_PORT: not a whole number: 'ninety'"
     assert "Traceback" not in done.stderr + done.stdout
-    done = _antaca("serve", ANTACA_PRODUCTION="yes")
+    done = _antaca("serve", ANTACA_ENVIRONMENT="production")
     assert done.returncode == 2 and "ANTACA_PARTNER_CA_CERTIFICATE_FILE" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 

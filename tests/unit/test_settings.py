@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from antaca_api.settings import Settings, SettingsError, masked_settings
+from antaca_api.settings import Environment, Settings, SettingsError, masked_settings
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.keyfiles import KeyFileError, read_private, write_private
 
@@ -51,19 +51,20 @@ def test_defaults_and_given_values(tmp_path):
 
 def test_production_refuses_the_development_ca_and_private_webhook_targets(tmp_path):
     with pytest.raises(SettingsError, match="ANTACA_PARTNER_CA_CERTIFICATE_FILE is required"):
-        Settings.from_env({"ANTACA_PRODUCTION": "true"})
+        Settings.from_env({"ANTACA_ENVIRONMENT": "production"}).check_production()
     files = {}
     for name in ("ca.pem", "ca-key.pem", "server.pem", "server-key.pem"):
         files[name] = tmp_path / name
         files[name].write_text("x")
-    production = {"ANTACA_PRODUCTION": "1",
+    production = {"ANTACA_ENVIRONMENT": "production",
                   "ANTACA_PARTNER_CA_CERTIFICATE_FILE": str(files["ca.pem"]),
                   "ANTACA_PARTNER_CA_KEY_FILE": str(files["ca-key.pem"])}
     with pytest.raises(SettingsError, match="ANTACA_TLS_CERTIFICATE_FILE is required"):
-        Settings.from_env(production)
+        Settings.from_env(production).check_production()
     production.update(ANTACA_TLS_CERTIFICATE_FILE=str(files["server.pem"]),
                       ANTACA_TLS_KEY_FILE=str(files["server-key.pem"]))
     assert Settings.from_env(production).production
+    Settings.from_env(production).check_production()
     with pytest.raises(SettingsError, match="ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS"):
         Settings.from_env({**production, "ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS": "yes"})
 
@@ -111,7 +112,7 @@ def test_operators_bring_their_own_ca_and_certificate_and_production_refuses_the
     operator, _ = CertificateAuthority.load_or_create(tmp_path / "operator", name="Operator CA")
     certificate, key = operator.server_certificate(["localhost"])
     development, _ = CertificateAuthority.load_or_create(tmp_path / "development")
-    own = {"production": True, "key_dir": tmp_path / "keys",
+    own = {"environment": Environment.PRODUCTION, "key_dir": tmp_path / "keys",
            "tls_certificate_file": certificate, "tls_key_file": key}
     settings = Settings(**own, partner_ca_certificate_file=operator.cert_path,
                         partner_ca_key_file=tmp_path / "operator" / "ca-key.pem")
