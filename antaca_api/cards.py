@@ -35,6 +35,7 @@ from antaca_api.processors import PROCESSORS, ProcessorError, Program
 from antaca_api.services import Services
 from antaca_auth import cardstate
 from antaca_auth.card_events import SYSTEM_ACTOR, events_of, record_event
+from antaca_auth.cardkeys import CardKeys
 from antaca_auth.cardstate import (
     CARD_REPLACED_LOCK_REASON,
     CARD_TESTING_LOCK_REASONS,
@@ -46,6 +47,8 @@ from antaca_auth.cardstate import (
     usable_for_data,
 )
 from antaca_auth.charges import CARD_CREATION, charge_flat, refund_flat
+from antaca_auth.invariants import require
+from antaca_auth.periodic import every
 
 log = logging.getLogger(__name__)
 
@@ -565,3 +568,52 @@ async def cards_by_last_four(conn: asyncpg.Connection | asyncpg.Pool, last_four:
     """The cards (at most card_matches_max) ending in `last_four` that expire in `expiry_yymm`."""
     return await conn.fetch(CARDS_BY_LAST_FOUR, last_four, expiry_yymm, partner_scope,
                             card_matches_max)
+# --- card data key rotation (docs/operations.md) ---------------------------------------------
+
+# PANs re-encrypted per transaction: short transactions, few rows locked at a time.
+REENCRYPT_BATCH_SIZE_MAX = 200
+REENCRYPT_INTERVAL_SECONDS = 60.0
+CARDS_UNDER_OLD_KEYS = """
+    SELECT id, pan_key_id, pan_ciphertext FROM cards
+    WHERE pan_ciphertext IS NOT NULL AND pan_key_id <> $1
+    ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"""
+REWRITE_PAN = """
+    UPDATE cards SET pan_key_id = $2, pan_ciphertext = $3 WHERE id = $1 AND pan_key_id = $4"""
+COUNT_UNDER_OLD_KEYS = """
+    SELECT count(*) FROM cards WHERE pan_ciphertext IS NOT NULL AND pan_key_id <> $1"""
+
+
+async def reencrypt_batch(pool: asyncpg.Pool, keys: CardKeys,
+                          batch_size: int = REENCRYPT_BATCH_SIZE_MAX) -> int:
+    """Re-encrypt up to `batch_size` PANs stored under an older key with the active one, in one
+    transaction (rows another transaction holds are skipped, taken by a later batch); returns how
+    many were rewritten. The fingerprint does not change: its key is not rotated here."""
+    require(1 <= batch_size <= REENCRYPT_BATCH_SIZE_MAX, "re-encryption batch size out of range")
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(CARDS_UNDER_OLD_KEYS, keys.active_pan_key, batch_size)
+        for row in rows:
+            pan = keys.decrypt_pan(row["id"], row["pan_key_id"], row["pan_ciphertext"])
+            key_id, sealed = keys.encrypt_pan(row["id"], pan)
+            await conn.execute(REWRITE_PAN, row["id"], key_id, sealed, row["pan_key_id"])
+    return len(rows)
+
+
+async def reencrypt_all(pool: asyncpg.Pool, keys: CardKeys,
+                        batch_size: int = REENCRYPT_BATCH_SIZE_MAX) -> int:
+    """Batches until no PAN is left under an older key (one pass of the background job)."""
+    total = 0
+    while done := await reencrypt_batch(pool, keys, batch_size):
+        total += done
+    return total
+
+
+async def cards_under_old_keys(pool: asyncpg.Pool, keys: CardKeys) -> int:
+    async with pool.acquire() as conn:
+        return await conn.fetchval(COUNT_UNDER_OLD_KEYS, keys.active_pan_key)
+
+
+async def run_key_rotation(services: Services,
+                           interval: float = REENCRYPT_INTERVAL_SECONDS) -> None:
+    """Re-encrypt PANs under the newest card data key, every `interval` seconds, until cancelled."""
+    await every(interval, lambda: reencrypt_all(services.pool, services.card_keys),
+                "card data key rotation (PANs re-encrypted)")

@@ -27,13 +27,10 @@ def _database(dsn: str, embedded: bool) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from antaca_api.server import serve
-    from antaca_api.settings import Settings, SettingsRefused
+    from antaca_api.settings import Settings
 
-    try:
-        settings = Settings.from_env()
-    except SettingsRefused as exc:
-        print(f"antaca serve: {exc}", file=sys.stderr)
-        return 2
+    settings = Settings.from_env()  # a SettingsError is one line on standard error (main)
+    settings.check_production()
     with configured_server() as (server_dsn, embedded):
         dsn = _database(server_dsn, embedded)
         if embedded:
@@ -43,11 +40,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from antaca_auth.migrations import migrate
+    from antaca_auth.migrations import MigrationError, migrate, status
 
     with configured_server() as (server_dsn, embedded):
-        applied = asyncio.run(migrate(_database(server_dsn, embedded)))
-    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+        dsn = _database(server_dsn, embedded)
+        try:
+            if args.status:
+                for state in asyncio.run(status(dsn)):
+                    when = (f"applied {state.applied_at.isoformat()}" if state.applied_at
+                            else "PENDING")
+                    kind = "" if state.transactional else " (no transaction)"
+                    print(f"{state.name}  {when}{kind}")
+                return 0
+            applied = asyncio.run(migrate(dsn, dry_run=args.dry_run))
+        except MigrationError as exc:
+            print(f"antaca migrate: {exc}", file=sys.stderr)
+            return 1
+    if args.dry_run:
+        print("would apply: " + ", ".join(applied) if applied else "database is up to date")
+    else:
+        print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from antaca_api.settings import Settings, masked_settings
+
+    for name, value in masked_settings(Settings.from_env()).items():
+        print(f"{name} = {value}")
     return 0
 
 
@@ -111,11 +131,36 @@ def cmd_admin_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from antaca_api.settings import Settings
+    from antaca_auth.cardkeys import CardKeys
+    from antaca_auth.keyfiles import read_private, write_private
+
+    settings = Settings.from_env()
+    path = settings.card_keys_file or settings.key_dir / "card-keys.json"
+    keys = CardKeys.from_json(read_private(path).decode()).with_new_pan_key()
+    staged = Path(f"{path}.new")
+    write_private(staged, keys.to_json().encode(), replace=True)
+    os.replace(staged, path)
+    print(f"new active PAN key {keys.active_pan_key} in {path}; restart the service, then its"
+          " rotation job re-encrypts the PANs under it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="antaca", description="Antaca card management system")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="migrate and run the service").set_defaults(func=cmd_serve)
-    sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(func=cmd_migrate)
+    migrate = sub.add_parser("migrate", help="apply pending SQL migrations")
+    migrate.add_argument("--status", action="store_true",
+                         help="list applied and pending migrations")
+    migrate.add_argument("--dry-run", action="store_true", help="name the pending migrations only")
+    migrate.set_defaults(func=cmd_migrate)
+    sub.add_parser("config", help="print the effective settings, secrets masked").set_defaults(
+        func=cmd_config)
     ledger = sub.add_parser("ledger", help="ledger maintenance").add_subparsers(dest="ledger_command", required=True)
     ledger.add_parser("verify", help="recompute balances from transfers").set_defaults(func=cmd_ledger_verify)
     admin = sub.add_parser("admin", help="administrators").add_subparsers(dest="admin_command", required=True)
@@ -125,14 +170,31 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--password-stdin", action="store_true",
                         help="read the password from standard input (else ANTACA_ADMIN_PASSWORD, else a prompt)")
     create.set_defaults(func=cmd_admin_create_user)
+    keys = sub.add_parser("keys", help="card data keys").add_subparsers(dest="keys_command",
+                                                                       required=True)
+    keys.add_parser("rotate", help="add a new active PAN key to the card keys file").set_defaults(
+        func=cmd_keys_rotate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pgserver").setLevel(logging.WARNING)  # its start-up chatter is not ours
+    from antaca_api.logs import configure_logging
+
+    configure_logging(logging.INFO)
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from antaca_api.settings import SettingsError
+    from antaca_auth.cardkeys import CardKeyError
+    from antaca_auth.keyfiles import KeyFileError
+    from antaca_auth.migrations import MigrationError
+
+    try:
+        return args.func(args)
+    except SettingsError as exc:  # one line naming the variable, no traceback
+        print(f"antaca: {exc}", file=sys.stderr)
+        return 2
+    except (KeyFileError, CardKeyError, MigrationError) as exc:  # refused to start: one line
+        print(f"antaca: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

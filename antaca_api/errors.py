@@ -86,10 +86,12 @@ from antaca_api.domain_errors import (
 
 
 class ErrorBody(msgspec.Struct):
-    """What every failure answers: `{"code", "message"}` (the error middleware sends it)."""
+    """What every failure answers: `{"code", "message", "requestId"}` (the error middleware sends
+    it; the request id is also the response's `X-Request-Id`, to quote to the operator)."""
 
     code: str
     message: str
+    request_id: str | None = msgspec.field(default=None, name="requestId")
 
 
 class ApiError(Exception):
@@ -168,6 +170,10 @@ HTTP_ERROR_CODE = "HTTP_ERROR"
 
 class DatabaseUnavailable(ApiError):
     status, code, message = 503, "DATABASE_UNAVAILABLE", "the database does not answer"
+
+
+class NotReady(ApiError):
+    status, code, message = 503, "NOT_READY", "the service is not ready"
 
 
 class ServiceBusy(ApiError):

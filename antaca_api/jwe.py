@@ -21,6 +21,7 @@ from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException, base64url_decode, json_decode
 
 from antaca_api.errors import CantDecryptPayload, InvalidPayload, InvalidPublicKey
+from antaca_auth.keyfiles import read_private, write_private
 
 ACCEPTED_ALGS = ("RSA-OAEP-256", "RSA-OAEP")
 ACCEPTED_ENCS = ("A256GCM",)
@@ -49,13 +50,10 @@ def generate_key(bits: int = KEY_BITS) -> jwk.JWK:
 def load_or_create_key(path: Path) -> jwk.JWK:
     """Antaca's RSA key pair from a PEM file, created (mode 0600) on first use."""
     if path.exists():
-        key = jwk.JWK.from_pem(path.read_bytes())
+        key = jwk.JWK.from_pem(read_private(path))
     else:
         key = generate_key()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.export_to_pem(private_key=True, password=None))
+        write_private(path, key.export_to_pem(private_key=True, password=None))
     return key
 
 

@@ -368,3 +368,17 @@ async def partner_alerts(pool: asyncpg.Pool, partner_id: uuid.UUID,
         deliveries = await conn.fetch(ALERT_DELIVERIES, shown)
         attempts = await conn.fetch(DELIVERY_ATTEMPTS, [delivery["id"] for delivery in deliveries])
     return AlertRecords(alerts=alerts, deliveries=deliveries, attempts=attempts)
+
+
+# --- what operators watch (antaca_api/metrics.py) --------------------------------------------
+
+OUTBOX_COUNTS = """
+    SELECT state, count(*) AS deliveries FROM alert_deliveries
+    WHERE state IN ('PENDING', 'FAILED') GROUP BY state"""
+
+
+async def outbox_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Alert deliveries waiting (PENDING) and given up (FAILED), by state."""
+    counts = {"PENDING": 0, "FAILED": 0}
+    counts.update({r["state"]: r["deliveries"] for r in await conn.fetch(OUTBOX_COUNTS)})
+    return counts

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +20,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from antaca_api.domain_errors import InvalidCsr
+from antaca_auth.keyfiles import check_private, read_private, write_private
 
 CLIENT_CERT_DAYS = 365
 CA_DAYS = 3650
+DEVELOPMENT_CA_NAME = "Antaca Development CA"
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    write_private(path, data, replace=True)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -61,10 +59,25 @@ def describe(cert: x509.Certificate) -> IssuedCertificate:
 class CertificateAuthority:
     """A CA key and certificate, able to sign client and server certificates."""
 
-    def __init__(self, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate, directory: Path):
+    def __init__(self, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate, directory: Path,
+                 cert_file: Path | None = None):
         self.key = key
         self.cert = cert
         self.directory = directory
+        self.cert_file = cert_file  # an operator's own CA certificate; else <directory>/ca.pem
+
+    @classmethod
+    def load_files(cls, cert_file: Path, key_file: Path, directory: Path) -> CertificateAuthority:
+        """An operator's own CA (its key file must be 0600); `directory` keeps what is generated."""
+        key = serialization.load_pem_private_key(read_private(key_file), password=None)
+        return cls(key, x509.load_pem_x509_certificate(cert_file.read_bytes()), directory,
+                   cert_file)
+
+    @property
+    def is_development(self) -> bool:
+        """Whether this is the generated development CA (refused in production)."""
+        names = self.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return bool(names) and names[0].value == DEVELOPMENT_CA_NAME
 
     @property
     def cert_pem(self) -> str:
@@ -72,14 +85,15 @@ class CertificateAuthority:
 
     @property
     def cert_path(self) -> Path:
-        return self.directory / "ca.pem"
+        return self.cert_file or self.directory / "ca.pem"
 
     @classmethod
-    def load_or_create(cls, directory: Path, name: str = "Antaca Development CA") -> tuple[CertificateAuthority, bool]:
+    def load_or_create(cls, directory: Path,
+                       name: str = DEVELOPMENT_CA_NAME) -> tuple[CertificateAuthority, bool]:
         """The CA in `directory`, created there when absent; also says whether it was created."""
         key_path, cert_path = directory / "ca-key.pem", directory / "ca.pem"
         if key_path.exists() and cert_path.exists():
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            key = serialization.load_pem_private_key(read_private(key_path), password=None)
             return cls(key, x509.load_pem_x509_certificate(cert_path.read_bytes()), directory), False
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -168,13 +182,16 @@ class CertificateAuthority:
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cert_path, key_path
 
-    def server_ssl_context(self, hosts: list[str]) -> ssl.SSLContext:
+    def server_ssl_context(self, hosts: list[str],
+                           chain: tuple[Path, Path] | None = None) -> ssl.SSLContext:
         """TLS for the server: asks for a client certificate, accepts only ones this CA signed.
 
         A client without a certificate still connects (customer and admin channels); partner
         routes then refuse it. Revocation is checked per request against the database.
+        `chain`: the operator's own server certificate and key files, instead of a generated one.
         """
-        cert_path, key_path = self.server_certificate(hosts)
+        cert_path, key_path = chain or self.server_certificate(hosts)
+        check_private(key_path)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(cert_path, key_path)

@@ -14,6 +14,7 @@ from jwcrypto.jwk import JWK
 from antaca_api.background_cpu import BackgroundCpu
 from antaca_api.credentials import CredentialCache
 from antaca_api.kyc import KycProvider
+from antaca_api.metrics import Metrics
 from antaca_api.pki import CertificateAuthority
 from antaca_api.settings import Settings
 from antaca_auth.cardkeys import CardKeys
@@ -49,6 +50,8 @@ class Services:
     # shared pool.
     authorization_pool: asyncpg.Pool | None = None
     authorization_ledger: Ledger | None = None
+    # Prometheus metrics (antaca_api/metrics.py): the engine's and the jobs' observer.
+    metrics: Metrics = field(default_factory=Metrics)
     # The sandbox's own network (antaca_api/sandbox.py), once its first simulation set it up.
     sandbox_network: Any = None
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import urllib.parse
 import uuid
 from pathlib import Path
 
 import msgspec
 
+from antaca_auth.database import DATABASE_URL_ENV
 from antaca_auth.engine import EngineSettings
 from antaca_auth.renewal import RENEWAL_WINDOW_DAYS_DEFAULT
 
@@ -18,13 +20,7 @@ ENGINE_PREFIX = "ANTACA_AUTHORIZATION_"  # e.g. ANTACA_AUTHORIZATION_QUEUE_SIZE_
 
 def engine_settings_from_env(env: dict[str, str]) -> EngineSettings:
     """The authorization engine's tuning: each field from `ANTACA_AUTHORIZATION_<FIELD>`."""
-    default = EngineSettings()
-    values = {}
-    for field in dataclasses.fields(EngineSettings):
-        raw = env.get(ENGINE_PREFIX + field.name.upper())
-        if raw is not None:
-            values[field.name] = type(getattr(default, field.name))(raw)
-    return EngineSettings(**values)
+    return _Environment(env).engine()
 
 
 class Environment(enum.StrEnum):
@@ -34,13 +30,18 @@ class Environment(enum.StrEnum):
     PRODUCTION = "production"
 
 
-class SettingsRefused(ValueError):
+class SettingsError(Exception):
+    """A setting with a bad value: the message names the variable."""
+
+
+class SettingsRefused(SettingsError, ValueError):
     """Settings that must not run together (a development setting in production)."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080  # plain HTTP: public, customer and admin channels
+    metrics_port: int = 9464  # Prometheus scrapes GET /metrics here (0: no metrics listener)
     tls_port: int = 8443  # TLS with optional client certificates: every channel, partners' included
     key_dir: Path = Path(".antaca") / "keys"  # CA, server certificate, JWE key (never committed)
     sweep_interval: float = 1.0  # seconds between expiry sweeps of pending transfers
@@ -83,73 +84,247 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Sandbox simulation routes for partners (antaca_api/sandbox.py, docs/partners.md): off by
     # default, refused in production.
     sandbox: bool = False
+    # The operator's own server certificate and partner CA: required in production, where the
+    # generated development CA is refused (docs/operations.md).
+    tls_certificate_file: Path | None = None  # PEM chain for the TLS listeners; else development
+    tls_key_file: Path | None = None  # its private key (mode 0600)
+    # The CA that signs partners' and networks' client certificates (antaca_api/pki.py), and its
+    # key (mode 0600); else the development CA generated in key_dir.
+    partner_ca_certificate_file: Path | None = None
+    partner_ca_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.sandbox and self.environment is Environment.PRODUCTION:
             raise SettingsRefused("ANTACA_SANDBOX=1 is refused with ANTACA_ENVIRONMENT=production")
 
+    @property
+    def production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
-        default = cls()
-        return cls(
-            host=env.get("ANTACA_HOST", default.host),
-            port=int(env.get("ANTACA_PORT", default.port)),
-            tls_port=int(env.get("ANTACA_TLS_PORT", default.tls_port)),
-            key_dir=Path(env.get("ANTACA_KEY_DIR", str(default.key_dir))),
-            sweep_interval=float(env.get("ANTACA_SWEEP_INTERVAL", default.sweep_interval)),
-            personalization_interval=float(env.get("ANTACA_PERSONALIZATION_INTERVAL",
-                                                   default.personalization_interval)),
-            renewal_window_days=int(env.get("ANTACA_CARD_RENEWAL_WINDOW_DAYS",
-                                            default.renewal_window_days)),
-            renewal_interval=float(env.get("ANTACA_CARD_RENEWAL_INTERVAL",
-                                           default.renewal_interval)),
-            card_keys_file=Path(env["ANTACA_CARD_KEYS_FILE"]) if env.get("ANTACA_CARD_KEYS_FILE") else None,
-            session_ttl=int(env.get("ANTACA_SESSION_TTL", default.session_ttl)),
-            admin_session_ttl=int(env.get("ANTACA_ADMIN_SESSION_TTL", default.admin_session_ttl)),
-            pairing_code_ttl=int(env.get("ANTACA_PAIRING_CODE_TTL", default.pairing_code_ttl)),
-            max_body_bytes=int(env.get("ANTACA_MAX_BODY_BYTES", default.max_body_bytes)),
-            max_document_bytes=int(env.get("ANTACA_MAX_DOCUMENT_BYTES", default.max_document_bytes)),
-            smtp_host=env.get("ANTACA_SMTP_HOST") or None,
-            smtp_port=int(env.get("ANTACA_SMTP_PORT", default.smtp_port)),
-            smtp_from=env.get("ANTACA_SMTP_FROM", default.smtp_from),
-            smtp_username=env.get("ANTACA_SMTP_USERNAME") or None,
-            smtp_password=env.get("ANTACA_SMTP_PASSWORD") or None,
-            smtp_starttls=env.get("ANTACA_SMTP_STARTTLS", "").strip().lower() in ("1", "true", "yes", "on"),
-            fee_interval=float(env.get("ANTACA_FEE_INTERVAL", default.fee_interval)),
-            alert_interval=float(env.get("ANTACA_ALERT_INTERVAL", default.alert_interval)),
-            alert_backoff_base=float(env.get("ANTACA_ALERT_BACKOFF_BASE", default.alert_backoff_base)),
-            alert_max_attempts=int(env.get("ANTACA_ALERT_MAX_ATTEMPTS", default.alert_max_attempts)),
-            webhook_interval=float(env.get("ANTACA_WEBHOOK_INTERVAL", default.webhook_interval)),
-            webhook_backoff_base=float(env.get("ANTACA_WEBHOOK_BACKOFF_BASE",
-                                               default.webhook_backoff_base)),
-            webhook_allow_private_targets=_flag(env.get("ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS"),
-                                                default.webhook_allow_private_targets),
-            engine=engine_settings_from_env(env),
-            clearing_tolerance_percent=int(env.get("ANTACA_CLEARING_TOLERANCE_PERCENT",
-                                                   default.clearing_tolerance_percent)),
-            iso8583_port=int(env.get("ANTACA_ISO8583_PORT", default.iso8583_port)),
-            iso8583_tls=_flag(env.get("ANTACA_ISO8583_TLS"), default.iso8583_tls),
-            iso8583_network_id=(uuid.UUID(env["ANTACA_ISO8583_NETWORK_ID"])
-                                if env.get("ANTACA_ISO8583_NETWORK_ID") else None),
-            partner_balance_approval=_flag(env.get("ANTACA_PARTNER_BALANCE_APPROVAL"),
-                                           default.partner_balance_approval),
-            environment=_environment(env.get("ANTACA_ENVIRONMENT")),
-            sandbox=_flag(env.get("ANTACA_SANDBOX"), default.sandbox),
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """The settings from the environment; a bad value raises SettingsError naming its
+        variable."""
+        env = _Environment(os.environ if environ is None else environ)
+        d = cls()
+        settings = cls(
+            host=env.text("ANTACA_HOST", d.host),
+            port=env.port("ANTACA_PORT", d.port),
+            tls_port=env.port("ANTACA_TLS_PORT", d.tls_port),
+            metrics_port=env.port("ANTACA_METRICS_PORT", d.metrics_port),
+            key_dir=env.path("ANTACA_KEY_DIR", d.key_dir),
+            sweep_interval=env.seconds("ANTACA_SWEEP_INTERVAL", d.sweep_interval),
+            personalization_interval=env.seconds("ANTACA_PERSONALIZATION_INTERVAL",
+                                                 d.personalization_interval),
+            renewal_window_days=env.integer("ANTACA_CARD_RENEWAL_WINDOW_DAYS",
+                                            d.renewal_window_days),
+            renewal_interval=env.seconds("ANTACA_CARD_RENEWAL_INTERVAL", d.renewal_interval),
+            card_keys_file=env.path("ANTACA_CARD_KEYS_FILE", None),
+            session_ttl=env.integer("ANTACA_SESSION_TTL", d.session_ttl),
+            admin_session_ttl=env.integer("ANTACA_ADMIN_SESSION_TTL", d.admin_session_ttl),
+            pairing_code_ttl=env.integer("ANTACA_PAIRING_CODE_TTL", d.pairing_code_ttl),
+            max_body_bytes=env.integer("ANTACA_MAX_BODY_BYTES", d.max_body_bytes),
+            max_document_bytes=env.integer("ANTACA_MAX_DOCUMENT_BYTES", d.max_document_bytes),
+            smtp_host=env.text("ANTACA_SMTP_HOST", None),
+            smtp_port=env.port("ANTACA_SMTP_PORT", d.smtp_port),
+            smtp_from=env.text("ANTACA_SMTP_FROM", d.smtp_from),
+            smtp_username=env.text("ANTACA_SMTP_USERNAME", None),
+            smtp_password=env.text("ANTACA_SMTP_PASSWORD", None),
+            smtp_starttls=env.flag("ANTACA_SMTP_STARTTLS", d.smtp_starttls),
+            fee_interval=env.seconds("ANTACA_FEE_INTERVAL", d.fee_interval),
+            alert_interval=env.seconds("ANTACA_ALERT_INTERVAL", d.alert_interval),
+            alert_backoff_base=env.seconds("ANTACA_ALERT_BACKOFF_BASE", d.alert_backoff_base),
+            alert_max_attempts=env.integer("ANTACA_ALERT_MAX_ATTEMPTS", d.alert_max_attempts),
+            webhook_interval=env.seconds("ANTACA_WEBHOOK_INTERVAL", d.webhook_interval),
+            webhook_backoff_base=env.seconds("ANTACA_WEBHOOK_BACKOFF_BASE", d.webhook_backoff_base),
+            webhook_allow_private_targets=env.flag("ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS",
+                                                   d.webhook_allow_private_targets),
+            engine=env.engine(),
+            clearing_tolerance_percent=env.integer("ANTACA_CLEARING_TOLERANCE_PERCENT",
+                                                   d.clearing_tolerance_percent),
+            iso8583_port=env.port("ANTACA_ISO8583_PORT", d.iso8583_port),
+            iso8583_tls=env.flag("ANTACA_ISO8583_TLS", d.iso8583_tls),
+            iso8583_network_id=env.identifier("ANTACA_ISO8583_NETWORK_ID"),
+            partner_balance_approval=env.flag("ANTACA_PARTNER_BALANCE_APPROVAL",
+                                              d.partner_balance_approval),
+            environment=env.environment(),
+            sandbox=env.flag("ANTACA_SANDBOX", d.sandbox),
+            tls_certificate_file=env.path("ANTACA_TLS_CERTIFICATE_FILE", None),
+            tls_key_file=env.path("ANTACA_TLS_KEY_FILE", None),
+            partner_ca_certificate_file=env.path("ANTACA_PARTNER_CA_CERTIFICATE_FILE", None),
+            partner_ca_key_file=env.path("ANTACA_PARTNER_CA_KEY_FILE", None),
         )
+        settings.check()
+        return settings
+
+    def check_production(self) -> None:
+        """In production, the operator's own certificate and CA (checked when the service starts:
+        the other commands need no certificate)."""
+        if self.production and self.partner_ca_certificate_file is None:
+            raise SettingsRefused("ANTACA_PARTNER_CA_CERTIFICATE_FILE is required when"
+                                  " ANTACA_ENVIRONMENT=production (the development CA is refused)")
+        if self.production and self.tls_certificate_file is None:
+            raise SettingsRefused("ANTACA_TLS_CERTIFICATE_FILE is required when"
+                                  " ANTACA_ENVIRONMENT=production (no development certificate)")
+
+    def check(self) -> None:
+        """Rules between settings (each value alone was checked as it was read)."""
+        if (self.tls_certificate_file is None) != (self.tls_key_file is None):
+            raise SettingsError("ANTACA_TLS_CERTIFICATE_FILE and ANTACA_TLS_KEY_FILE go together")
+        if (self.partner_ca_certificate_file is None) != (self.partner_ca_key_file is None):
+            raise SettingsError("ANTACA_PARTNER_CA_CERTIFICATE_FILE and ANTACA_PARTNER_CA_KEY_FILE"
+                                " go together")
+        if self.production and self.webhook_allow_private_targets:
+            raise SettingsError("ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS must not be set when"
+                                " ANTACA_ENVIRONMENT=production")
+        for variable, path in (("ANTACA_TLS_CERTIFICATE_FILE", self.tls_certificate_file),
+                               ("ANTACA_TLS_KEY_FILE", self.tls_key_file),
+                               ("ANTACA_PARTNER_CA_CERTIFICATE_FILE",
+                                self.partner_ca_certificate_file),
+                               ("ANTACA_PARTNER_CA_KEY_FILE", self.partner_ca_key_file)):
+            if path is not None and not path.is_file():
+                raise SettingsError(f"{variable}: no such file: {path}")
 
 
-def _environment(raw: str | None) -> Environment:
-    if raw is None or not raw.strip():
-        return Environment.DEVELOPMENT
-    try:
-        return Environment(raw.strip().lower())
-    except ValueError:
-        choices = ", ".join(e.value for e in Environment)
-        raise SettingsRefused(f"ANTACA_ENVIRONMENT must be one of {choices}") from None
+# Settings whose values `antaca config` masks.
+SECRET_SETTINGS = frozenset({"smtp_password"})
+SECRET_VARIABLES = ("ANTACA_CARD_KEYS", "ANTACA_ADMIN_PASSWORD")
 
 
-def _flag(raw: str | None, default: bool) -> bool:
-    if raw is None or not raw.strip():
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+def masked_settings(settings: Settings) -> dict[str, object]:
+    """The effective settings by name, secrets shown as `********` (set) or None (not set)."""
+    values: dict[str, object] = {}
+    for name in settings.__struct_fields__:
+        value = getattr(settings, name)
+        if name == "engine":
+            for field in dataclasses.fields(value):
+                values[f"engine.{field.name}"] = getattr(value, field.name)
+            continue
+        values[name] = "********" if name in SECRET_SETTINGS and value is not None else value
+    for variable in SECRET_VARIABLES:
+        values[variable] = "********" if os.environ.get(variable) else None
+    values[DATABASE_URL_ENV] = masked_url(os.environ.get(DATABASE_URL_ENV))
+    return values
+
+
+def masked_url(url: str | None) -> str | None:
+    """A database URL with its password masked; None: the embedded PostgreSQL."""
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class _Environment:
+    """Reads ANTACA_* variables, each checked, failing with the variable's name."""
+
+    def __init__(self, environ) -> None:
+        self.environ = environ
+
+    def _raw(self, variable: str) -> str | None:
+        raw = self.environ.get(variable)
+        return None if raw is None or not raw.strip() else raw.strip()
+
+    def text(self, variable: str, default: str | None) -> str | None:
+        raw = self._raw(variable)
+        return default if raw is None else raw
+
+    def integer(self, variable: str, default: int, minimum: int = 0) -> int:
+        raw = self._raw(variable)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{variable}: not a whole number: {raw!r}") from None
+        if value < minimum:
+            raise SettingsError(f"{variable}: must be at least {minimum}, got {value}")
+        return value
+
+    def port(self, variable: str, default: int) -> int:
+        value = self.integer(variable, default)
+        if value > 65535:
+            raise SettingsError(f"{variable}: not a TCP port (0-65535): {value}")
+        return value
+
+    def seconds(self, variable: str, default: float) -> float:
+        raw = self._raw(variable)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{variable}: not a number of seconds: {raw!r}") from None
+        if not 0 < value < float("inf"):
+            raise SettingsError(f"{variable}: must be a positive number of seconds, got {raw}")
+        return value
+
+    def flag(self, variable: str, default: bool) -> bool:
+        raw = self._raw(variable)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{variable}: not a flag (true/false, yes/no, on/off, 1/0): {raw!r}")
+
+    def path(self, variable: str, default: Path | None) -> Path | None:
+        raw = self._raw(variable)
+        return default if raw is None else Path(raw)
+
+    def environment(self) -> Environment:
+        raw = self._raw("ANTACA_ENVIRONMENT")
+        if raw is None:
+            return Environment.DEVELOPMENT
+        try:
+            return Environment(raw.lower())
+        except ValueError:
+            choices = ", ".join(e.value for e in Environment)
+            raise SettingsRefused(f"ANTACA_ENVIRONMENT must be one of {choices}") from None
+
+    def identifier(self, variable: str) -> uuid.UUID | None:
+        raw = self._raw(variable)
+        if raw is None:
+            return None
+        try:
+            return uuid.UUID(raw)
+        except ValueError:
+            raise SettingsError(f"{variable}: not a UUID: {raw!r}") from None
+
+    def engine(self) -> EngineSettings:
+        """The authorization engine's tuning: each field from `ANTACA_AUTHORIZATION_<FIELD>`."""
+        default = EngineSettings()
+        values = {}
+        for field in dataclasses.fields(EngineSettings):
+            variable = ENGINE_PREFIX + field.name.upper()
+            current = getattr(default, field.name)
+            if isinstance(current, bool):
+                values[field.name] = self.flag(variable, current)
+            elif isinstance(current, int):
+                values[field.name] = self.integer(variable, current)
+            elif isinstance(current, float):
+                raw = self._raw(variable)
+                values[field.name] = current if raw is None else self._number(variable, raw)
+            elif self._raw(variable) is not None:
+                values[field.name] = self._choice(variable, type(current))
+        try:
+            return EngineSettings(**values)
+        except ValueError as exc:
+            raise SettingsError(f"{ENGINE_PREFIX}*: {exc}") from None
+
+    def _number(self, variable: str, raw: str) -> float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{variable}: not a number: {raw!r}") from None
+
+    def _choice(self, variable: str, kind: type):
+        raw = self._raw(variable)
+        try:
+            return kind(raw)
+        except ValueError:
+            raise SettingsError(f"{variable}: not one of the accepted values: {raw!r}") from None

@@ -393,3 +393,17 @@ async def record_attempt(pool: asyncpg.Pool, delivery_id: uuid.UUID, *, ok: bool
             state, at = "FAILED", now
         await conn.execute(MARK_RETRY, delivery_id, attempt, error, state, at)
         return state
+
+
+# --- what operators watch (antaca_api/metrics.py) --------------------------------------------
+
+OUTBOX_COUNTS = """
+    SELECT state, count(*) AS deliveries FROM webhook_deliveries
+    WHERE state IN ('PENDING', 'FAILED') GROUP BY state"""
+
+
+async def outbox_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Deliveries waiting (PENDING) and given up (FAILED, kept until pruned), by state."""
+    counts = {"PENDING": 0, "FAILED": 0}
+    counts.update({r["state"]: r["deliveries"] for r in await conn.fetch(OUTBOX_COUNTS)})
+    return counts

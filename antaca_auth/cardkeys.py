@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -26,6 +27,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from antaca_auth.keyfiles import read_private, write_private
 
 # HKDF label of the zone PIN key wrapping key; changing it makes every stored zone key unreadable.
 ZONE_KEY_WRAPPING_INFO = b"antaca/zone-pin-key-wrapping/v1"
@@ -170,6 +173,16 @@ class CardKeys:
     def generate(cls) -> CardKeys:
         return cls({"k1": os.urandom(32)}, "k1", os.urandom(32), os.urandom(32), os.urandom(32))
 
+    def with_new_pan_key(self) -> CardKeys:
+        """The keyring with a fresh PAN key made active; the older keys stay to read old PANs
+        (the rotation job re-encrypts them: antaca_api/cards.py, docs/operations.md)."""
+        number = len(self.pan_keys) + 1
+        while f"k{number}" in self.pan_keys:
+            number += 1
+        key_id = f"k{number}"
+        return dataclasses.replace(self, pan_keys={**self.pan_keys, key_id: os.urandom(32)},
+                                   active_pan_key=key_id)
+
     def to_json(self) -> str:
         b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
         return json.dumps({
@@ -194,10 +207,7 @@ class CardKeys:
     def load_or_create(cls, path: Path) -> CardKeys:
         """The keyring in `path` (JSON, mode 0600), created with fresh keys on first use."""
         if path.exists():
-            return cls.from_json(path.read_text())
+            return cls.from_json(read_private(path).decode())
         keys = cls.generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(keys.to_json())
+        write_private(path, keys.to_json().encode())
         return keys

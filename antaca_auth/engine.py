@@ -30,6 +30,7 @@ import dataclasses
 import enum
 import logging
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ from antaca_auth.followups import message_lock_key
 from antaca_auth.ids import new_id
 from antaca_auth.invariants import require
 from antaca_auth.ledger import Ledger, utc_now
+from antaca_auth.observer import NO_ENGINE_OBSERVER, EngineObserver
 from antaca_auth.pinblock import ZoneKey
 from antaca_auth.rates import rates_in_force
 from antaca_auth.remote import (
@@ -408,6 +410,7 @@ class AuthorizationEngine:
                              timedelta(seconds=settings.card_testing_window_seconds))
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.counters: collections.Counter[str] = collections.Counter()  # stand-ins, late answers...
+        self.observer: EngineObserver = NO_ENGINE_OBSERVER  # metrics (antaca_auth/observer.py)
         self._lane: asyncio.Queue[_Pending] = asyncio.Queue(settings.stand_in_lane_size_max)
         self._tasks: list[asyncio.Task] = []
         self._settlements: set[str] = set()
@@ -432,6 +435,11 @@ class AuthorizationEngine:
     @property
     def hold_seconds(self) -> int:
         return self.settings.hold_seconds
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopping: deciding what arrives."""
+        return bool(self._tasks) and not self._closing and not any(t.done() for t in self._tasks)
 
     async def start(self) -> None:
         # Every currency's settlement account up front: a payment converted into a program's currency
@@ -486,12 +494,24 @@ class AuthorizationEngine:
                         deadline_seconds: float | None = None,
                         arrived_at: float | None = None) -> AuthorizationResult:
         """Decide one payment; answered by `deadline_seconds` after `arrived_at` (loop time)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time() if arrived_at is None else arrived_at
+        try:
+            result = await self._authorize(network_id, request, deadline_seconds, started)
+        except OutcomeUnknown:
+            self.observer.outcome_unknown(network_id)
+            raise
+        self.observer.answered(network_id, result, loop.time() - started)
+        return result
+
+    async def _authorize(self, network_id: uuid.UUID, request: AuthorizationRequest,
+                         deadline_seconds: float | None, arrived_at: float) -> AuthorizationResult:
         if request.pin is not None:
             raise ClearPinRefused()
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = self.settings.deadline_seconds if deadline_seconds is None else deadline_seconds
-        deadline_at = (now if arrived_at is None else arrived_at) + deadline
+        deadline_at = arrived_at + deadline
         # Short deadlines shrink the reserves with them (a quarter and an eighth of the budget at most).
         stand_in_at = deadline_at - min(self.settings.stand_in_reserve_seconds, deadline / 4)
         seal_by = stand_in_at - min(self.settings.commit_reserve_seconds, deadline / 8)
@@ -787,6 +807,7 @@ class AuthorizationEngine:
             live = [item for item in batch if item.state in (_State.DECIDING, _State.SEALED)]
             if not live:
                 return
+            started = time.monotonic()
             try:
                 answers = await self._attempt(live, at_ledger)
             except _Abandoned:
@@ -805,6 +826,7 @@ class AuthorizationEngine:
                 log.exception("authorization batch of %d failed", len(live))
                 self._give_up(live, OutcomeUnknown(str(exc)))
                 return
+            self.observer.batch_committed(len(live), time.monotonic() - started)
             for item, result in zip(live, answers, strict=True):
                 self._resolve(item, result)
             return

@@ -148,12 +148,20 @@ def engine_environment(settings: EngineSettings) -> dict[str, str]:
             if getattr(settings, f.name) != getattr(default, f.name)}
 
 
+# --metrics: the engines report to the service's Prometheus metrics, as `antaca serve` wires them.
+OBSERVED_BY_METRICS = False
+
+
 @contextlib.asynccontextmanager
 async def running_engine(dsn: str, keys: CardKeys,
                          settings: EngineSettings) -> AsyncIterator[AuthorizationEngine]:
     """An engine with its own pool, as large as its settings need (as `antaca serve` sizes it)."""
     pool = await create_pool(dsn, min_size=settings.connections, max_size=settings.connections)
     engine = AuthorizationEngine(pool, Ledger(pool), keys, settings)
+    if OBSERVED_BY_METRICS:  # the service's Prometheus observer (docs/benchmarks.md, "Metrics")
+        from antaca_api.metrics import Metrics
+
+        engine.observer = Metrics()
     await engine.start()
     try:
         yield engine
@@ -412,7 +420,10 @@ if __name__ == "__main__":
     parser.add_argument("--batching", choices=list(Batching), default=Batching.PIPELINED,
                         help="the engine's design (default pipelined; writers: the earlier one)")
     parser.add_argument("--cards", type=int, default=N_CARDS, help=f"cards (default {N_CARDS})")
+    parser.add_argument("--metrics", action="store_true",
+                        help="engines report to Prometheus metrics (as the service wires them)")
     args = parser.parse_args()
+    OBSERVED_BY_METRICS = args.metrics
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     if not only or only - set(SCENARIO_WEIGHTS):
         parser.error(f"--only takes some of: {', '.join(SCENARIO_WEIGHTS)}")

@@ -96,7 +96,8 @@ async def test_json_routes_refuse_other_media_types(api, jwe_key):
                                   headers={"Content-Type": media_type}) as r:
             assert r.status == 415, await r.text()
             assert await r.json() == {"code": "UNSUPPORTED_MEDIA_TYPE",
-                                      "message": "send the body as application/json"}
+                                      "message": "send the body as application/json",
+                                      "requestId": r.headers["X-Request-Id"]}
         async with w.partner.post(f"{api.https}/secure/customers", data=b"{}",
                                   headers={"Content-Type": media_type}) as r:
             assert r.status == 415

@@ -166,7 +166,7 @@ async def test_invalid_rules_are_refused_and_change_nothing(api, jwe_key):
            {"kind": "AMOUNT_MAX", "amountMax": 0}, {"kind": "NOPE", "amountMax": 1}]
     for body in bad:
         status, answer = await p.partner_call("POST", "/secure/controls", {**base, **body})
-        assert status == 400 and set(answer) == {"code", "message"}, (body, answer)
+        assert status == 400 and set(answer) == {"code", "message", "requestId"}, (body, answer)
     status, answer = await p.partner_call("POST", "/secure/controls", {
         **base, "scopeId": str(uuid.uuid4()), "kind": "AMOUNT_MAX", "amountMax": 1})
     assert status == 404

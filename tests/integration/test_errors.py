@@ -24,7 +24,7 @@ async def expect_error(response, status: int, code: str) -> dict:
     assert response.status == status, text
     assert response.content_type == "application/json", text
     body = json.loads(text)
-    assert set(body) == {"code", "message"} and body["code"] == code, body
+    assert set(body) == {"code", "message", "requestId"} and body["code"] == code, body
     return body
 
 

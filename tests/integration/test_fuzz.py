@@ -39,7 +39,7 @@ def check(response: requests.Response, label: str) -> None:
     assert response.status_code < 500, f"{label}: {response.status_code} {response.text[:300]}"
     if response.status_code >= 400:
         body = response.json()
-        assert set(body) == {"code", "message"} and body["code"].isupper(), (label, body)
+        assert set(body) == {"code", "message", "requestId"} and body["code"].isupper(), (label, body)
 
 
 def fuzz(api, data: Seed) -> dict[tuple[str, str, GenerationMode], Counter]:

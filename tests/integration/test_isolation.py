@@ -172,7 +172,7 @@ async def test_the_waiting_bound_answers_503_and_changes_nothing(api, jwe_key):
         for status, body, retry_after in refused:
             assert (status, set(body), body["code"], retry_after) == (
                 503,
-                {"code", "message"},
+                {"code", "message", "requestId"},
                 "SERVICE_BUSY",
                 "1",
             ), body

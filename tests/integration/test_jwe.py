@@ -57,7 +57,7 @@ async def assert_plain_error(response, status: int, code: str) -> None:
     """The response is a plain {"code", "message"} JSON error with this status and code."""
     assert response.status == status, await response.text()
     body = await response.json()
-    assert set(body) == {"code", "message"} and body["code"] == code, body
+    assert set(body) == {"code", "message", "requestId"} and body["code"] == code, body
 
 
 # --- Antaca's public key ------------------------------------------------------------------------
@@ -237,7 +237,7 @@ async def test_invalid_public_key(api):
                                     json=seal(key, customer_body()) if sealed else customer_body()) as r:
                 assert r.status == 400, (name, flag)
                 body = await r.json()
-                assert set(body) == {"code", "message"} and body["code"] == "INVALID_PUBLIC_KEY", (name, flag, body)
+                assert set(body) == {"code", "message", "requestId"} and body["code"] == "INVALID_PUBLIC_KEY", (name, flag, body)
     assert await customer_count(api) == 0
 
 
@@ -303,7 +303,7 @@ async def test_cant_decrypt_payload(api):
         async with partner.post(f"{api.https}/secure/customers", json={"payload": payload}, headers=headers) as r:
             assert r.status == 400, (name, await r.text())
             answer = await r.json()
-            assert set(answer) == {"code", "message"} and answer["code"] == "CANT_DECRYPT_PAYLOAD", (name, answer)
+            assert set(answer) == {"code", "message", "requestId"} and answer["code"] == "CANT_DECRYPT_PAYLOAD", (name, answer)
     assert await customer_count(api) == 0
     async with partner.post(f"{api.https}/secure/customers", json={"payload": good}, headers=headers) as r:
         assert r.status == 201, "the untampered token is accepted"

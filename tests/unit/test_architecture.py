@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN_IN_CORE = ("aiohttp", "antaca_api", "pyiso8583")
+FORBIDDEN_IN_CORE = ("aiohttp", "antaca_api", "pyiso8583", "prometheus_client", "structlog")
 
 
 def imported_modules(path: Path) -> set[str]:
