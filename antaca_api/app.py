@@ -23,7 +23,8 @@ def error_response(error: errors.ApiError | DomainError) -> web.Response:
     """`{"code", "message"}` with the error's status: an HTTP layer error's own, a domain error's
     from the one table (errors.DOMAIN_ERROR_STATUS)."""
     if isinstance(error, DomainError):
-        status, retry_after_seconds = errors.status_of(error), None
+        status = errors.status_of(error)
+        retry_after_seconds = getattr(error, "retry_after_seconds", None)  # a rate limit's wait
     else:
         status, retry_after_seconds = error.status, error.retry_after_seconds
     headers = None if retry_after_seconds is None else {"Retry-After": str(retry_after_seconds)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import msgspec
 
 from antaca_api.domain_errors import (
+    AccountLocked,
     AdminExists,
     AppPinLocked,
     AppPinNotSet,
@@ -75,6 +76,7 @@ from antaca_api.domain_errors import (
     ProcessorFailure,
     ProgramCurrencyMismatch,
     ProgramRequired,
+    RateLimited,
     RateUnavailable,
     StepUpRequired,
     UnsupportedCurrency,
@@ -249,6 +251,8 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     WebhookTargetRefused: 400,
     WebhookEndpointLimit: 409,
     InvalidCursor: 400,
+    RateLimited: 429,
+    AccountLocked: 429,
 }
 
 

@@ -14,6 +14,7 @@ from antaca_api.background_cpu import BackgroundCpu
 from antaca_api.credentials import CredentialCache
 from antaca_api.kyc import KycProvider
 from antaca_api.pki import CertificateAuthority
+from antaca_api.rate_limits import RateLimits
 from antaca_api.settings import Settings
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.engine import AuthorizationEngine
@@ -48,6 +49,8 @@ class Services:
     # shared pool.
     authorization_pool: asyncpg.Pool | None = None
     authorization_ledger: Ledger | None = None
+    # The rate limits' counters and lockouts of this process (antaca_api/rate_limits.py).
+    rate_limits: RateLimits = field(default_factory=RateLimits)
 
     def __post_init__(self) -> None:
         if self.authorization_pool is None:
