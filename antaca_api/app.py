@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from antaca_api import channels, errors
+from antaca_api import channels, errors, hardening
 from antaca_api.domain_errors import DomainError, ValidationFailed
 from antaca_api.routes import load_all
 from antaca_api.routing import ROUTES, Route, dispatch
@@ -79,6 +79,7 @@ def create_app(services: Services, extra_routes: list[Route] = ()) -> web.Applic
     load_all()
     app = web.Application(client_max_size=services.settings.max_body_bytes, middlewares=[error_middleware])
     app[SERVICES] = services
+    app.on_response_prepare.append(hardening.add_security_headers)
     for r in [*ROUTES, *extra_routes]:
         app.router.add_route(r.method, r.path, dispatch(r, services, channels.authenticate))
     return app

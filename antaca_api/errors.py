@@ -115,6 +115,12 @@ class PayloadTooLarge(ApiError):
     status, code, message = 413, "PAYLOAD_TOO_LARGE", "the body is larger than this service accepts"
 
 
+class RequestTimeout(ApiError):
+    """The body did not arrive in time (antaca_api/hardening.py, body_timeout_seconds)."""
+
+    status, code, message = 408, "REQUEST_TIMEOUT", "the request body did not arrive in time"
+
+
 class RouteNotFound(ApiError):
     status, code, message = 404, "NOT_FOUND", "no such endpoint"
 

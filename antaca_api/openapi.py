@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from antaca_api import pages, reference
+from antaca_api import pages, rate_limits, reference
 from antaca_api.errors import (
     ErrorBody,  # the shape error_middleware sends, not a copy of it
 )
@@ -47,6 +47,9 @@ ERROR_STATUSES = {
 
 # Where JWE or password hashing may run: too much of such work already waiting (with Retry-After).
 BUSY = "SERVICE_BUSY: too much CPU-heavy work (JWE, password checks) waits; retry after Retry-After"
+
+RATE_LIMITED = ("RATE_LIMITED or ACCOUNT_LOCKED (too many failures): retry after Retry-After "
+                "seconds")
 
 JWE_HEADERS = [
     {"name": "Public-Key", "in": "header", "required": False, "schema": {"type": "string"},
@@ -109,6 +112,8 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
             if status in ("401", "403") and (r.channel is Channel.PUBLIC or not r.authenticated):
                 continue
             responses[status] = {"description": description, "content": error}
+        if rate_limits.policy_of(r.method, r.path) is not None:  # antaca_api/rate_limits.py
+            responses["429"] = {"description": RATE_LIMITED, "content": error}
         if r.channel not in (Channel.PUBLIC, Channel.NETWORK):  # antaca_api/background_cpu.py
             responses["503"] = {"description": BUSY, "content": error}
         operation: dict[str, Any] = {
