@@ -112,7 +112,7 @@ CARDS = """
            b.controls_version AS balance_controls, c.controls_version AS card_controls
     FROM cards c
     JOIN card_programs p ON p.id = c.program_id
-    JOIN balances b ON b.id = c.balance_id
+    JOIN balances b ON b.id = c.balance_id AND b.partner_id = c.partner_id  -- co-located
     JOIN accounts ua ON ua.id = b.account_id
     LEFT JOIN partner_accounts pa
            ON pa.partner_id = c.partner_id AND pa.currency = p.currency AND pa.kind = 'partner_deposit'
