@@ -67,9 +67,10 @@ def _customer(ctx: Any, _: Any) -> str:
 
 
 def _card_holder(ctx: Any, _: Any) -> str:
+    """The customer; for a partner's server, which fetches for all its customers, the card."""
     if ctx.customer is not None:
         return f"customer:{ctx.customer.customer_id}"
-    return f"partner:{ctx.partner_id}"
+    return f"partner:{ctx.partner_id}:card:{ctx.request.match_info.get('cardId', '')}"
 
 
 ADMIN_SIGN_IN = Policy("admin-sign-in", caller_attempts_max=60, account_attempts_max=10,
@@ -84,7 +85,7 @@ DEVICE_PAIRING = Policy("device-pairing", caller_attempts_max=30, account_attemp
                         account=lambda ctx, _: f"caller:{ctx.request.remote}")
 STEP_UP = Policy("step-up", caller_attempts_max=60, account_attempts_max=10, window_seconds=60,
                  failures_max=10, lock_seconds=900, account=_customer)
-CARD_DATA = Policy("card-data", caller_attempts_max=120, account_attempts_max=30,
+CARD_DATA = Policy("card-data", caller_attempts_max=600, account_attempts_max=30,
                    window_seconds=60, failures_max=10, lock_seconds=900, account=_card_holder)
 
 # (method, path) of each limited route; a route with several paths has each.

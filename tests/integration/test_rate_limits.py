@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from antaca_api import rate_limits
 from antaca_api.admins import Role, create_admin_user
 from antaca_api.passwords import ARGON2_PREFIX, hash_scrypt
 from antaca_api.routes import load_all
 from antaca_api.routing import ROUTES
 from tests.api_harness import pair_device, register_customer
+from tests.integration.test_cards import World
 
 PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def jwe_key():
+    from joserfc.jwk import RSAKey
+
+    return RSAKey.generate_key(2048)
 
 
 async def sign_in(api, email: str, password: str) -> tuple[int, dict, dict]:
@@ -133,3 +143,31 @@ def test_every_limited_path_is_a_declared_route():
     load_all()
     declared = {(r.method, r.path) for r in ROUTES}
     assert set(rate_limits.POLICIES) <= declared
+
+
+async def test_wrong_application_pins_end_in_a_lockout_of_the_step_up(api, jwe_key):
+    w = await World().setup(api, jwe_key)
+    policy = rate_limits.STEP_UP
+    codes = [(await w.step_up("9999"))[1]["code"] for _ in range(policy.failures_max)]
+    assert codes[0] == "INVALID_APP_PIN" and codes[-1] == "APP_PIN_LOCKED"
+    status, body = await w.step_up()
+    assert (status, body["code"]) == (429, "ACCOUNT_LOCKED")
+    rows = await rate_limits.lockouts(api.services.pool, f"customer:{w.cid}", 10)
+    assert [row["policy"] for row in rows] == [policy.name]
+
+
+async def test_card_data_is_limited_per_customer(api, jwe_key):
+    w = await World().setup(api, jwe_key)
+    card = await w.virtual()
+    status, proof = await w.step_up()
+    assert status == 201
+    headers = {**w.me, "Step-Up-Token": proof["stepUpToken"]}
+    path = f"{api.http}/customers/me/cards/{card['cardId']}"
+    # The step-up above counted on its own policy; card data has its own window.
+    statuses = [(await w.jwe.request(w.app, "GET", path, headers=headers))[0]
+                for _ in range(rate_limits.CARD_DATA.account_attempts_max)]
+    assert statuses == [200] * rate_limits.CARD_DATA.account_attempts_max
+    async with w.app.get(path, headers={**headers, "Encrypt-Response": "true",
+                                        "Public-Key": w.jwe.public_header}) as r:
+        assert r.status == 429 and (await r.json())["code"] == "RATE_LIMITED"
+        assert 1 <= int(r.headers["Retry-After"]) <= rate_limits.CARD_DATA.window_seconds
