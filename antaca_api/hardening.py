@@ -91,7 +91,8 @@ class HardenedRequestHandler(RequestHandler):
         super().data_received(data)
         for message, payload in list(self._messages)[queued:]:
             if payload is not None and hasattr(payload, "is_eof") and not payload.is_eof():
-                self._loop.call_later(body_timeout_seconds, _expire_body, payload)
+                timer = self._loop.call_later(body_timeout_seconds, _expire_body, payload)
+                payload.on_eof(timer.cancel)  # a complete body stops its timer
         if self._messages or self._request_in_progress or self._force_close:
             self._stop_header_timer()
         elif data and self._header_timer is None:
