@@ -6,7 +6,14 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip --quiet --disable-pip-version-check --no-input
 CONSTRAINTS := constraints.txt
 
-.PHONY: run test test-unit lint mutations install install-runtime constraints clean
+.PHONY: run quickstart test test-unit lint mutations install install-runtime constraints clean
+
+# `make run` is a development service: the partner sandbox (/secure/simulate/...) on, and webhooks
+# allowed to plain-http and private targets (the quickstart's own receiver on 127.0.0.1). Either
+# can be overridden (ANTACA_SANDBOX=0 make run); both are refused or unsafe in production.
+ANTACA_SANDBOX ?= 1
+ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS ?= 1
+QUICKSTART_ARGS ?=
 
 # The service alone (what `make run` needs): no test package.
 $(BIN)/.runtime: pyproject.toml $(CONSTRAINTS)
@@ -26,8 +33,16 @@ install-runtime: $(BIN)/.runtime
 install: $(BIN)/.installed
 
 run: install-runtime
-	@echo "starting Antaca (Ctrl-C stops it and its embedded database); next steps: README.md, 'First steps'"
-	@$(BIN)/antaca serve
+	@echo "The administration panel will be at http://127.0.0.1:8080/panel/ (ANTACA_PORT changes the port)."
+	@echo "Create the first administrator (once, in another terminal): $(BIN)/antaca admin create-user --email you@example.com --role ADMIN --password-stdin < password.txt"
+	@echo "Ctrl-C stops the service and its embedded database; more in README.md, 'First steps'."
+	@ANTACA_SANDBOX=$(ANTACA_SANDBOX) \
+	ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS=$(ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS) $(BIN)/antaca serve
+
+# A partner's first hour against a running `make run` (another terminal): examples/partner_quickstart.py.
+# Its last line is {"ok": true, "steps": N, "seconds": S}. Options: QUICKSTART_ARGS="--help".
+quickstart: install
+	$(BIN)/python examples/partner_quickstart.py $(QUICKSTART_ARGS)
 
 test: install lint
 	$(BIN)/python -m pytest -q

@@ -45,6 +45,18 @@ ADMIN_CREDENTIALS = """
 UPGRADE_PASSWORD_HASH = """
     UPDATE admin_users SET password_hash = $3 WHERE id = $1 AND password_hash = $2"""
 REVOKE_SESSION = "UPDATE admin_sessions SET revoked_at = now() WHERE token_hash = $1"
+OPEN_SESSION = """
+    INSERT INTO admin_sessions (token_hash, admin_id, expires_at, last_seen_at)
+    VALUES ($1, $2, $3, $4)"""
+# The panel's session check (antaca_api/panel): a live session used within the idle timeout is
+# marked used now; an idle, expired or revoked one, or a deactivated administrator's, is no row.
+TOUCH_SESSION = """
+    UPDATE admin_sessions s SET last_seen_at = $2
+    FROM admin_users a
+    WHERE s.token_hash = $1 AND a.id = s.admin_id AND a.active AND s.revoked_at IS NULL
+      AND s.expires_at > $2 AND s.last_seen_at > $2 - make_interval(secs => $3)
+    RETURNING a.id, a.email, a.role, a.partner_id, a.password_change_required"""
+INSERT_AUDIT_ENTRY = "INSERT INTO audit_log (admin_id, action, target) VALUES ($1, $2, $3)"
 ADMIN_USER_COLUMNS = "id, email, role, active, created_at, partner_id, password_change_required"
 ADMIN_USER = f"SELECT {ADMIN_USER_COLUMNS} FROM admin_users WHERE id = $1"
 ADMIN_USERS = f"SELECT {ADMIN_USER_COLUMNS} FROM admin_users ORDER BY created_at"
@@ -112,11 +124,22 @@ async def open_session(
         await pool.execute(UPGRADE_PASSWORD_HASH, row["id"], stored, upgraded)
     token, token_hash = new_secret()
     expires_at = now + timedelta(seconds=ttl)
-    await pool.execute(
-        "INSERT INTO admin_sessions (token_hash, admin_id, expires_at) VALUES ($1, $2, $3)",
-        token_hash, row["id"], expires_at,
-    )
+    await pool.execute(OPEN_SESSION, token_hash, row["id"], expires_at, now)
     return token, expires_at, Role(row["role"]), row["password_change_required"]
+
+
+async def touch_session(pool: asyncpg.Pool, token: str, now: datetime,
+                        idle_timeout_seconds: int) -> asyncpg.Record | None:
+    """The administrator behind a session used within the idle timeout (and marked used now),
+    or None when the session is unknown, revoked, expired or idle too long."""
+    return await pool.fetchrow(TOUCH_SESSION, hash_secret(token), now,
+                               float(idle_timeout_seconds))
+
+
+async def record_audit_entry(conn: asyncpg.Connection, admin_id: uuid.UUID, action: str,
+                             target: str) -> None:
+    """One line of the admin audit log, in the caller's transaction (the action's own)."""
+    await conn.execute(INSERT_AUDIT_ENTRY, admin_id, action, target)
 
 
 async def revoke_session(conn: asyncpg.Connection, token: str) -> None:

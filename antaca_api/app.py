@@ -10,6 +10,7 @@ from aiohttp import web
 
 from antaca_api import channels, errors, hardening
 from antaca_api.domain_errors import DomainError, ValidationFailed
+from antaca_api.panel import panel_app
 from antaca_api.routes import load_all
 from antaca_api.routing import ROUTES, Route, dispatch
 from antaca_api.services import Services
@@ -56,9 +57,13 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
             raise
         error_class = _HTTP_ERRORS.get(exc.status)
         if error_class is not None:
-            return error_response(error_class())
+            response = error_response(error_class())
+            if "Allow" in exc.headers:  # a 405 names the methods the path takes (RFC 9110)
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         return web.Response(
-            body=msgspec.json.encode(errors.ErrorBody("HTTP_ERROR", exc.reason)), status=exc.status,
+            body=msgspec.json.encode(errors.ErrorBody(errors.HTTP_ERROR_CODE, exc.reason)),
+            status=exc.status,
             content_type="application/json",
         )
     except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
@@ -67,11 +72,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except Exception:
         # Only the route is logged: request bodies may hold card data or secrets.
         log.exception("unhandled error in %s %s", request.method, request.match_info.route.resource)
-        return web.Response(
-            body=msgspec.json.encode(errors.ErrorBody("INTERNAL_ERROR", "an internal error occurred")),
-            status=500,
-            content_type="application/json",
-        )
+        return error_response(errors.InternalError())
 
 
 def create_app(services: Services, extra_routes: list[Route] = ()) -> web.Application:
@@ -81,5 +82,8 @@ def create_app(services: Services, extra_routes: list[Route] = ()) -> web.Applic
     app[SERVICES] = services
     app.on_response_prepare.append(hardening.add_security_headers)
     for r in [*ROUTES, *extra_routes]:
+        if r.sandbox and not services.settings.sandbox:
+            continue  # sandbox simulation routes do not exist outside the sandbox
         app.router.add_route(r.method, r.path, dispatch(r, services, channels.authenticate))
+    app.add_subapp("/panel/", panel_app(services))  # the administration panel (docs/panel.md)
     return app

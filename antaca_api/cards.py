@@ -548,3 +548,20 @@ CARD_PARTNER = "SELECT partner_id FROM cards WHERE id = $1"
 async def partner_of_card(conn: asyncpg.Connection, card_id: uuid.UUID) -> uuid.UUID | None:
     """The partner a card belongs to, or None for an unknown card."""
     return await conn.fetchval(CARD_PARTNER, card_id)
+
+
+# The administration panel's card search: the last four digits and the expiry (YYMM) a caller
+# reads out; a partner's staff member (partner_scope) finds only that partner's cards.
+CARDS_BY_LAST_FOUR = f"""
+    SELECT {CARD_COLUMNS} FROM cards c
+    WHERE c.last4 = $1 AND c.expiry = $2 AND ($3::uuid IS NULL OR c.partner_id = $3)
+    ORDER BY c.created_at, c.id LIMIT $4"""
+card_matches_max = 50
+
+
+async def cards_by_last_four(conn: asyncpg.Connection | asyncpg.Pool, last_four: str,
+                             expiry_yymm: str, partner_scope: uuid.UUID | None
+                             ) -> list[asyncpg.Record]:
+    """The cards (at most card_matches_max) ending in `last_four` that expire in `expiry_yymm`."""
+    return await conn.fetch(CARDS_BY_LAST_FOUR, last_four, expiry_yymm, partner_scope,
+                            card_matches_max)

@@ -27,13 +27,18 @@ def _database(dsn: str, embedded: bool) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from antaca_api.server import serve
-    from antaca_api.settings import Settings
+    from antaca_api.settings import Settings, SettingsRefused
 
+    try:
+        settings = Settings.from_env()
+    except SettingsRefused as exc:
+        print(f"antaca serve: {exc}", file=sys.stderr)
+        return 2
     with configured_server() as (server_dsn, embedded):
         dsn = _database(server_dsn, embedded)
         if embedded:
             print("using the embedded PostgreSQL (set ANTACA_DATABASE_URL to use another server)", flush=True)
-        uvloop.run(serve(dsn, Settings.from_env()))
+        uvloop.run(serve(dsn, settings))
     return 0
 
 

@@ -63,7 +63,8 @@ class RuleFields(msgspec.Struct, kw_only=True):
 KIND_FIELDS = {
     Kind.MCC_ALLOW: {"mccs"}, Kind.MCC_BLOCK: {"mccs"},
     Kind.COUNTRY_ALLOW: {"countries"}, Kind.COUNTRY_BLOCK: {"countries"},
-    Kind.CHANNEL_BLOCK: {"channels"}, Kind.AMOUNT_MAX: {"amount_max"},
+    Kind.CHANNEL_ALLOW: {"channels"}, Kind.CHANNEL_BLOCK: {"channels"},
+    Kind.AMOUNT_MAX: {"amount_max"},
     Kind.VELOCITY: {"amount_max", "count_max", "period", "per"},
 }
 RULE_KEYS = {"mccs": "mccs", "countries": "countries", "channels": "channels",
@@ -87,7 +88,7 @@ def rule_of(kind: Kind, fields: RuleFields) -> dict:
         if not all(len(c) in (2, 3) and c.isascii() and c.isupper() and c.isalpha()
                    for c in fields.countries):
             raise InvalidControl("a country is an ISO 3166-1 code, as DE43 carries it")
-    elif kind is Kind.CHANNEL_BLOCK:
+    elif kind in (Kind.CHANNEL_ALLOW, Kind.CHANNEL_BLOCK):
         _bounded_list(fields.channels, "channels", len(PaymentChannel))
     elif kind is Kind.AMOUNT_MAX:
         _limit(fields.amount_max, "amountMax", LIMIT_MINOR_UNITS_MAX, required=True)

@@ -163,6 +163,17 @@ class CantDecryptPayload(ApiError):
     code, message = "CANT_DECRYPT_PAYLOAD", "the payload cannot be decrypted with this service's key"
 
 
+class InternalError(ApiError):
+    """A failure nobody expected: a bug. Only the route is logged, never the body."""
+
+    status, code, message = 500, "INTERNAL_ERROR", "an internal error occurred"
+
+
+# Another HTTP error aiohttp raised (none is known to reach a client: 404, 405, 413 and 415 have
+# their own codes); answered with aiohttp's status and reason.
+HTTP_ERROR_CODE = "HTTP_ERROR"
+
+
 class DatabaseUnavailable(ApiError):
     status, code, message = 503, "DATABASE_UNAVAILABLE", "the database does not answer"
 
@@ -265,3 +276,10 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
 def status_of(error: DomainError) -> int:
     """The HTTP status a domain error is answered with."""
     return DOMAIN_ERROR_STATUS[type(error)]
+
+
+def status_of_class(error_class: type[DomainError] | type[ApiError]) -> int:
+    """The status of a domain error class (the table) or an HTTP layer error class (its own)."""
+    if issubclass(error_class, DomainError):
+        return DOMAIN_ERROR_STATUS[error_class]
+    return error_class.status

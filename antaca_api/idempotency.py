@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 import os
 import uuid
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ sweep_batch_rows_max = 1000  # rows one sweeper statement deletes
 # HKDF label of the key that seals stored answers; changing it makes stored answers unreadable
 # (they are then treated as absent).
 SEALING_INFO = b"antaca/idempotent-responses/v1"
+# HKDF label of the key of request hashes: a body may carry a PIN (a physical card with PIN), and
+# an unkeyed hash of a 4-digit PIN is the PIN to anyone who reads the table.
+REQUEST_HASH_INFO = b"antaca/idempotent-request-hash/v1"
 GCM_NONCE_BYTES = 12
 
 CLAIM = """
@@ -126,10 +130,16 @@ def check_key(key: str) -> str:
     return key
 
 
-def request_hash(method: str, path_and_query: str, canonical_body: bytes,
+def request_hash_key(card_keys: CardKeys) -> bytes:
+    """The HMAC key of request hashes, derived from the card keys."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=REQUEST_HASH_INFO)
+    return hkdf.derive(card_keys.pin_key)
+
+
+def request_hash(hash_key: bytes, method: str, path_and_query: str, canonical_body: bytes,
                  public_key: str | None) -> bytes:
-    """SHA-256 over what makes two requests the same request (length-prefixed parts)."""
-    digest = hashlib.sha256()
+    """HMAC-SHA256 over what makes two requests the same request (length-prefixed parts)."""
+    digest = hmac.new(hash_key, digestmod=hashlib.sha256)
     for part in (method.encode(), path_and_query.encode(), canonical_body,
                  (public_key or "").encode()):
         digest.update(len(part).to_bytes(8, "big"))

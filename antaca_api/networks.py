@@ -12,6 +12,10 @@ from antaca_auth import authorization_settings
 
 INSERT_NETWORK = """
     INSERT INTO networks (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING *"""
+# A network the service keeps for itself (the sandbox's): created once, its row locked while its
+# zone PIN key is checked, so that two first requests cannot each store a different key.
+ENSURE_NETWORK = "INSERT INTO networks (id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+LOCK_NETWORK = "SELECT id, authorization_deadline_ms FROM networks WHERE id = $1 FOR UPDATE"
 NETWORK_EXISTS = "SELECT 1 FROM networks WHERE id = $1"
 SET_STATUS = "UPDATE networks SET status = $2 WHERE id = $1 RETURNING *"
 CERTIFICATES_OF_NETWORK = """
@@ -29,6 +33,16 @@ async def create(conn: asyncpg.Connection, network_id: uuid.UUID, name: str) -> 
     row = await conn.fetchrow(INSERT_NETWORK, network_id, name)
     if row is None:
         raise NetworkExists()
+    return row
+
+
+async def ensure(conn: asyncpg.Connection, network_id: uuid.UUID, name: str) -> asyncpg.Record:
+    """The network with this id, created under this name if missing, its row locked until the
+    caller's transaction ends."""
+    await conn.execute(ENSURE_NETWORK, network_id, name)
+    row = await conn.fetchrow(LOCK_NETWORK, network_id)
+    if row is None:
+        raise NetworkExists()  # the name is another network's
     return row
 
 

@@ -21,8 +21,8 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from antaca_api import idempotency, jwe, rate_limits, step_up
-from antaca_api.admins import Role
+from antaca_api import idempotency, jwe, pages, rate_limits, step_up
+from antaca_api.admins import Role, record_audit_entry
 from antaca_api.domain_errors import Forbidden, NotFound, ValidationFailed
 from antaca_api.errors import EncryptionRequired, MalformedJson, UnsupportedMediaType
 from antaca_api.services import Services
@@ -38,6 +38,11 @@ class Channel(enum.StrEnum):
     ADMIN = "admin"  # /admin: administrator session token
     NETWORK = "network"  # /network: card network or acquirer client certificate (mutual TLS)
 
+
+# Pagination: how many items one page holds unless the caller asks (`limit`), and the usual
+# bound a paginated route declares (`page_size_max=` in `route`; some allow more).
+PAGE_SIZE_DEFAULT = pages.page_size_default
+PAGE_SIZE_MAX = pages.page_size_max
 
 ALL_ROLES = frozenset(Role)
 ADMIN_ONLY = frozenset({Role.ADMIN})
@@ -97,6 +102,14 @@ class Route:
     tags: tuple[str, ...] = ()
     step_up: bool = False  # on the customer channel, a fresh step-up proof is required
     idempotent: bool = False  # honours Idempotency-Key (antaca_api/idempotency.py)
+    # The failures the handler itself may raise (DomainError or ApiError classes), beyond those
+    # the dispatch derives from the declaration (antaca_api/openapi.py); None: the usual ones.
+    errors: tuple[type[Exception], ...] | None = None
+    # A paginated route's largest `limit` (query `limit` and `cursor`); None: not paginated.
+    page_size_max: int | None = None
+    media_type: str = "application/json"  # of a success that is not a JSON body (e.g. /docs)
+    query: tuple[dict, ...] = ()  # other query parameters, as OpenAPI parameter objects
+    sandbox: bool = False  # served only with ANTACA_SANDBOX=1 (antaca_api/sandbox.py)
 
 
 # Channels whose POSTs take an Idempotency-Key: their callers are a partner or an administrator.
@@ -130,6 +143,11 @@ def route(
     tags: tuple[str, ...] = (),
     step_up: bool = False,
     idempotent: bool | None = None,
+    errors: tuple[type[Exception], ...] | None = None,
+    page_size_max: int | None = None,
+    media_type: str = "application/json",
+    query: tuple[dict, ...] = (),
+    sandbox: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Declare an endpoint; the handler is called as `handler(ctx, body)`. `idempotent`: None
     means a partner's or an administrator's POST answering 201/202 (`creates`); say True for
@@ -140,10 +158,15 @@ def route(
             assert path.startswith(PREFIXES[channel]), f"{path} is not under {channel}'s prefix"
         once = (creates(method, channel, status, authenticated, multipart)
                 if idempotent is None else idempotent)
+        # A page (a response with nextCursor) is bounded by the usual page size unless declared.
+        page_bound = page_size_max
+        if page_bound is None and "next_cursor" in getattr(response, "__struct_fields__", ()):
+            page_bound = PAGE_SIZE_MAX
         assert not once or (method == "POST" and channel in IDEMPOTENT_CHANNELS), path
         ROUTES.append(
             Route(method, path, handler, channel, summary, body, response, status, roles, authenticated,
-                  encryption, multipart, tags, step_up, once)
+                  encryption, multipart, tags, step_up, once, errors, page_bound, media_type, query,
+                  sandbox)
         )
         return handler
 
@@ -192,6 +215,12 @@ class Context:
             raise ValidationFailed(f"query parameter {name} must be between {low} and {high}")
         return value
 
+    def page_size(self) -> int:
+        """The query's `limit`, within the route's declared `page_size_max`."""
+        high = self.route.page_size_max
+        require(high is not None, f"{self.route.path} reads a page size but declares no bound")
+        return self.query_int("limit", min(PAGE_SIZE_DEFAULT, high), low=1, high=high)
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """One database transaction; an admin's action is audited inside it."""
@@ -202,12 +231,9 @@ class Context:
     async def write_audit(self, conn: asyncpg.Connection) -> None:
         if self.admin is None or self.route.method == "GET" or self.audited:
             return
-        await conn.execute(
-            "INSERT INTO audit_log (admin_id, action, target) VALUES ($1, $2, $3)",
-            self.admin.admin_id,
-            f"{self.route.method} {self.route.path}",
-            self.audit_target or self.request.path,
-        )
+        await record_audit_entry(conn, self.admin.admin_id,
+                                 f"{self.route.method} {self.route.path}",
+                                 self.audit_target or self.request.path)
         self.audited = True
 
 
@@ -397,7 +423,8 @@ async def _run_once(ctx: Context, body: Any, client_key: Any,
     caller = _caller(ctx)
     canonical = b"" if body is None else msgspec.json.encode(body, order="sorted")
     public_key = request.headers.get("Public-Key") if client_key is not None else None
-    hashed = idempotency.request_hash(request.method, request.path_qs, canonical, public_key)
+    hashed = idempotency.request_hash(idempotency.request_hash_key(services.card_keys),
+                                      request.method, request.path_qs, canonical, public_key)
     replay = await idempotency.claim(services.pool, services.card_keys, caller, key, hashed,
                                      services.clock())
     if replay is not None:

@@ -25,6 +25,7 @@ from antaca_api.notifications import run_alert_worker
 from antaca_api.partners import seal_clear_secrets
 from antaca_api.personalization import run_personalization
 from antaca_api.pki import CertificateAuthority
+from antaca_api.remote_partners import RemotePartners
 from antaca_api.replacement import run_renewal
 from antaca_api.services import Services
 from antaca_api.settings import Settings
@@ -96,6 +97,7 @@ async def serve(dsn: str, settings: Settings) -> None:
     services.follow_ups = FollowUps(authorization_pool, services.authorization_ledger, card_keys,
                                     hold_seconds=services.engine.hold_seconds,
                                     clearing_tolerance_percent=settings.clearing_tolerance_percent)
+    services.engine.remote = RemotePartners(services)  # REMOTE programs' partners
     await services.engine.start()
     sealed = await seal_clear_secrets(pool, card_keys)
     if sealed:
@@ -135,7 +137,11 @@ async def serve(dsn: str, settings: Settings) -> None:
     gc.freeze()
     print(f"antaca listening on http://{settings.host}:{settings.port} and "
           f"https://{settings.host}:{settings.tls_port} (CA: {ca.cert_path.resolve()})"
-          + (f", ISO 8583 on {settings.host}:{iso_listener.port}" if iso_listener else ""),
+          + (f", ISO 8583 on {settings.host}:{iso_listener.port}" if iso_listener else "")
+          + (", SANDBOX simulation on (/secure/simulate)" if settings.sandbox else ""),
+          flush=True)
+    print(f"administration panel: http://{settings.host}:{settings.port}/panel/ (the first "
+          "administrator: .venv/bin/antaca admin create-user --email you@example.com --role ADMIN)",
           flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -153,6 +159,7 @@ async def serve(dsn: str, settings: Settings) -> None:
         await asyncio.gather(runner.cleanup(), services.engine.stop(),
                              *([iso_listener.stop()] if iso_listener is not None else []))
         await asyncio.gather(*services.tasks, return_exceptions=True)
+        await services.engine.remote.close()
         await services.background_cpu.close()
         await authorization_pool.close()
         await pool.close()

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from jwcrypto.jwk import JWK
@@ -51,6 +52,8 @@ class Services:
     authorization_ledger: Ledger | None = None
     # The rate limits' counters and lockouts of this process (antaca_api/rate_limits.py).
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    # The sandbox's own network (antaca_api/sandbox.py), once its first simulation set it up.
+    sandbox_network: Any = None
 
     def __post_init__(self) -> None:
         if self.authorization_pool is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import uuid
 from pathlib import Path
@@ -24,6 +25,17 @@ def engine_settings_from_env(env: dict[str, str]) -> EngineSettings:
         if raw is not None:
             values[field.name] = type(getattr(default, field.name))(raw)
     return EngineSettings(**values)
+
+
+class Environment(enum.StrEnum):
+    """Where the service runs (`ANTACA_ENVIRONMENT`): production refuses development settings."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class SettingsRefused(ValueError):
+    """Settings that must not run together (a development setting in production)."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +79,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     iso8583_network_id: uuid.UUID | None = None
     # A partner's own new deposit or credit balance waits for an administrator's approval.
     partner_balance_approval: bool = False
+    environment: Environment = Environment.DEVELOPMENT
+    # Sandbox simulation routes for partners (antaca_api/sandbox.py, docs/partners.md): off by
+    # default, refused in production.
+    sandbox: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sandbox and self.environment is Environment.PRODUCTION:
+            raise SettingsRefused("ANTACA_SANDBOX=1 is refused with ANTACA_ENVIRONMENT=production")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -114,7 +134,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                                 if env.get("ANTACA_ISO8583_NETWORK_ID") else None),
             partner_balance_approval=_flag(env.get("ANTACA_PARTNER_BALANCE_APPROVAL"),
                                            default.partner_balance_approval),
+            environment=_environment(env.get("ANTACA_ENVIRONMENT")),
+            sandbox=_flag(env.get("ANTACA_SANDBOX"), default.sandbox),
         )
+
+
+def _environment(raw: str | None) -> Environment:
+    if raw is None or not raw.strip():
+        return Environment.DEVELOPMENT
+    try:
+        return Environment(raw.strip().lower())
+    except ValueError:
+        choices = ", ".join(e.value for e in Environment)
+        raise SettingsRefused(f"ANTACA_ENVIRONMENT must be one of {choices}") from None
 
 
 def _flag(raw: str | None, default: bool) -> bool:

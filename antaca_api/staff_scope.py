@@ -117,13 +117,20 @@ def scoped_parameters(method: str, path: str) -> list[str] | None:
 async def check(ctx: Context) -> None:
     """Refuse a partner's staff member anything outside their partner: 404 for another partner's
     object (as for an unknown id), 403 for the platform's own routes."""
-    scope = ctx.admin.partner_id
-    names = scoped_parameters(ctx.route.method, ctx.route.path)
+    await check_ids(ctx.pool, ctx.admin.partner_id, ctx.route.method, ctx.route.path,
+                    ctx.path_id)
+
+
+async def check_ids(pool: asyncpg.Pool, scope: uuid.UUID, method: str, path: str,
+                    path_id: Callable[[str], uuid.UUID]) -> None:
+    """`check` for the admin route `method path` with its ids given by `path_id`: the
+    administration panel (antaca_api/panel) applies the API's scope through it."""
+    names = scoped_parameters(method, path)
     if names is None:
         raise Forbidden(PLATFORM_STAFF_ONLY)
     if not names:
         return
-    async with ctx.pool.acquire() as conn:
+    async with pool.acquire() as conn:
         for name in names:
-            if await OWNERS[name](conn, ctx.path_id(name)) != scope:
+            if await OWNERS[name](conn, path_id(name)) != scope:
                 raise NotFound()

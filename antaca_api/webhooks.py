@@ -127,6 +127,52 @@ async def create_endpoint(pool: asyncpg.Pool, keys: CardKeys, partner_id: uuid.U
     return row, format_secret(secret)
 
 
+# A REMOTE program's advice endpoint (docs/partners.md, "Remote authorization"): one of the
+# partner's endpoints, bound to the program, whose secret also signs the authorization calls.
+ADVICE_EVENT_TYPES = (events.AUTHORIZATION_APPROVED, events.AUTHORIZATION_DECLINED,
+                      events.AUTHORIZATION_STAND_IN, events.REVERSAL, events.CLEARING,
+                      events.FORCE_POST, events.REFUND_APPROVED, events.HOLD_EXPIRED)
+INSERT_ADVICE_ENDPOINT = f"""
+    INSERT INTO webhook_endpoints (id, partner_id, url, event_types, secret, program_id)
+    VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENDPOINT_COLUMNS}"""
+REMOTE_TARGET = """
+    SELECT p.remote_endpoint_id AS endpoint_id, p.partner_id, w.url, w.secret,
+           CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret
+    FROM card_programs p JOIN webhook_endpoints w ON w.id = p.remote_endpoint_id
+    WHERE p.id = $1"""
+
+
+async def create_advice_endpoint(conn: asyncpg.Connection, keys: CardKeys, partner_id: uuid.UUID,
+                                 program_id: uuid.UUID, url: str) -> tuple[uuid.UUID, str]:
+    """The advice endpoint of a new REMOTE program, in the caller's transaction (the program's row,
+    which names it, follows in it: the foreign key is deferred); its id and its secret (shown this
+    once). The URL is checked by the caller (`check_target`) before the transaction opens."""
+    endpoint_id, secret = uuid.uuid4(), new_secret()
+    await conn.fetchrow(INSERT_ADVICE_ENDPOINT, endpoint_id, partner_id, url,
+                        list(ADVICE_EVENT_TYPES), keys.seal_webhook_secret(endpoint_id, secret),
+                        program_id)
+    return endpoint_id, format_secret(secret)
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    partner_id: uuid.UUID
+    url: str
+    secrets: list[bytes] = field(repr=False)  # those that sign its calls, the newest first
+
+
+async def remote_target(pool: asyncpg.Pool, keys: CardKeys,
+                        program_id: uuid.UUID) -> RemoteTarget | None:
+    """A REMOTE program's partner, remoteUrl and signing secrets (None: not REMOTE)."""
+    row = await pool.fetchrow(REMOTE_TARGET, program_id)
+    if row is None:
+        return None
+    secrets = [keys.open_webhook_secret(row["endpoint_id"], row["secret"])]
+    if row["previous_secret"] is not None:
+        secrets.append(keys.open_webhook_secret(row["endpoint_id"], row["previous_secret"]))
+    return RemoteTarget(row["partner_id"], row["url"], secrets)
+
+
 async def endpoints_of(pool: asyncpg.Pool, partner_id: uuid.UUID) -> list[asyncpg.Record]:
     return await pool.fetch(ENDPOINTS, partner_id)
 

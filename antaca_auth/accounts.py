@@ -24,13 +24,17 @@ class AccountKind(enum.StrEnum):
     # A partner's position in one currency: a converted transfer between its users' balances goes
     # in on the sender's currency's position and out of the receiver's (no funds limit).
     FX_POSITION = "fx_position"
+    # A REMOTE program's partner (docs/ledger.md): its users' payments and fees are held and
+    # posted here instead of on a user balance; what the partner owes grows on its debit side.
+    PARTNER_REMOTE = "partner_remote"
 
 
 # Which side an account's balance grows on. Money the issuer holds for someone (user and partner
 # balances, revenue, amounts owed to the network) is credit-normal; the external funding account
 # mirrors the bank account money arrives in, so it is debit-normal; so is the advice receivable
 # (money owed to the issuer grows on its debit side).
-DEBIT_NORMAL = frozenset({AccountKind.EXTERNAL_FUNDING, AccountKind.ADVICE_RECEIVABLE})
+DEBIT_NORMAL = frozenset({AccountKind.EXTERNAL_FUNDING, AccountKind.ADVICE_RECEIVABLE,
+                          AccountKind.PARTNER_REMOTE})
 
 
 class Counters(msgspec.Struct, frozen=True):

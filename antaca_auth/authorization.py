@@ -146,6 +146,9 @@ class CardFacts(msgspec.Struct, frozen=True, kw_only=True):
     program_controls: int = 0
     balance_controls: int = 0
     card_controls: int = 0
+    # REMOTE programs (antaca_auth/remote.py): the partner call's deadline; `user_account` is then
+    # the partner's REMOTE settlement account, not the user's balance.
+    remote_deadline_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

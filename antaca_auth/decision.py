@@ -36,12 +36,12 @@ from antaca_auth.control_rules import (
     ControlSet,
     CounterKey,
     Kind,
-    Period,
     Spent,
 )
 from antaca_auth.holds import NewTransfers
 from antaca_auth.invariants import require
 from antaca_auth.pinblock import PinBlockError, ZoneKey, decipher_pin
+from antaca_auth.remote import partner_refusal
 from antaca_auth.settlement import (
     TransferCodes,
     advice_receivable_account,
@@ -73,6 +73,9 @@ class AuthorizationResult(msgspec.Struct, frozen=True, rename="camel"):
     # The currency of `available_after` and `billing_amount` (the card program's); None when no card
     # was found. A payment in another currency is converted into it.
     balance_currency: str | None = None
+    # The spending control that declined, and its version (docs/controls.md); None otherwise.
+    control_id: uuid.UUID | None = None
+    control_version: int | None = None
 
 
 class Incoming(Protocol):
@@ -121,13 +124,13 @@ class Snapshot:
     activity: Mapping[uuid.UUID, Mapping[pricing.Metric, int]]  # by card, for fee waivers
     exponents: Mapping[str, int]
     zone_keys: Mapping[uuid.UUID, ZoneKey]  # by network
-    # Spending controls in force on each card (by card id; absent: none); the velocity counters
-    # they read, (amount, count) by key; each program time zone's local date now and the start
-    # of each period on it.
+    # Spending controls in force on each card (by card id; absent: none), the velocity counters
+    # each card's payment adds to, what they hold, (amount, count) by key, and each program time
+    # zone's local date now.
     control_sets: Mapping[uuid.UUID, ControlSet] = field(default_factory=dict)
+    counter_keys: Mapping[uuid.UUID, list[CounterKey]] = field(default_factory=dict)  # by card
     counters: Mapping[CounterKey, Spent] = field(default_factory=dict)
     local_days: Mapping[str, date] = field(default_factory=dict)
-    period_starts: Mapping[str, Mapping[Period, date]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -268,6 +271,8 @@ def _decide_one(row: Planned, snapshot: Snapshot, keys: CardKeys, policy: Policy
     _price(row, snapshot)
     if row.decline is None and request.type is not TxType.REFUND:
         _controls(row, snapshot, plan)
+    if row.decline is None:  # a REMOTE program's partner declined it (antaca_auth/remote.py)
+        row.decline = partner_refusal(getattr(row.incoming, "remote", None))
     if row.decline is None and row.stand_in:
         row.decline = _stand_in_refusal(row)
     if row.decline is None:
@@ -293,7 +298,7 @@ def _controls(row: Planned, snapshot: Snapshot, plan: Plan) -> None:
     spent: dict[int, Spent] = {}
     keys = None
     if found.windows:
-        keys = found.keys(card.card_id, card.balance_id, snapshot.period_starts[card.time_zone])
+        keys = snapshot.counter_keys[card.card_id]
         counters, read = plan.counters, snapshot.counters
         for window, key in zip(found.windows, keys, strict=True):
             value = counters.get(key)
@@ -337,8 +342,11 @@ def taken_back(rows: Sequence[Planned]) -> dict[CounterKey, tuple[int, int]]:
 
 
 def velocity_declined(plan: Plan) -> bool:
-    """Whether a payment of the plan was declined by a velocity limit (ACTIVE)."""
-    return any(row.control is not None and row.control.kind is Kind.VELOCITY for row in plan.rows)
+    """Whether a velocity limit declined a payment of the plan, or would have (SHADOW)."""
+    velocity = Kind.VELOCITY
+    return any((row.control is not None and row.control.kind is velocity)
+               or any(control.kind is velocity for control, _ in row.shadow)
+               for row in plan.rows)
 
 
 def _pin(incoming: Incoming, snapshot: Snapshot) -> str | PinOutcome | None:
@@ -530,9 +538,12 @@ def answer(row: Planned) -> AuthorizationResult:
                                    origin.stand_in, currency)
     if origin.available_after is None:
         currency = None
+    control = origin.control
     return AuthorizationResult(origin.id, "DECLINED", d.response_code, d.reason, 0, d.action_code,
                                origin.available_after, stand_in=origin.stand_in,
-                               balance_currency=currency)
+                               balance_currency=currency,
+                               control_id=control.id if control else None,
+                               control_version=control.version if control else None)
 
 
 def stand_in_decline(authorization_id: uuid.UUID) -> AuthorizationResult:

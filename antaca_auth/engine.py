@@ -12,6 +12,13 @@ stand-in, through the stand-in lane, a separate small transaction with a time li
 request was stood in while it was being decided rolls back and is decided again without it, so a
 late commit never holds money for a payment answered declined. Once a batch is sealed (just before
 its commit) its answers wait for the commit, whatever the clock says.
+
+REMOTE programs (antaca_auth/remote.py): a batch whose decision passes a REMOTE card's payment
+that has no partner answer yet takes it out (state REMOTE), rolls back and is decided again
+without it; the partner is asked on a task of the payment's own (`_consult`), outside any
+transaction, and the payment is queued again with the answer, or handed to the stand-in lane
+when there is no usable answer. The cost, a batch decided twice when it meets a new REMOTE
+payment, falls on the batches that carry one.
 """
 
 from __future__ import annotations
@@ -84,6 +91,14 @@ from antaca_auth.invariants import require
 from antaca_auth.ledger import Ledger, utc_now
 from antaca_auth.pinblock import ZoneKey
 from antaca_auth.rates import rates_in_force
+from antaca_auth.remote import (
+    RemoteOutcome,
+    RemotePartner,
+    RemoteQuestion,
+    RemoteVerdict,
+    call_budget,
+    mask_pan,
+)
 from antaca_auth.settlement import advice_receivable_account, settlement_account
 from antaca_auth.thresholds import check_crossings
 from antaca_auth.transfers import ResultCode
@@ -99,7 +114,7 @@ CARDS = """
            c.pin_verification, c.pin_failures, c.verification_failures, c.verification_window_start,
            c.stand_in_day, c.stand_in_amount, p.currency AS program_currency, p.funding_model,
            p.stand_in_mode, p.stand_in_limit, p.ecommerce_without_cvc2,
-           b.id AS balance_id, b.state AS balance_state, b.account_id AS user_account,
+           b.id AS balance_id, b.state AS balance_state, ua.id AS user_account,
            pa.account_id AS deposit_account, c.program_id, fs.id AS fee_schedule_id,
            pa.low_balance_threshold IS NOT NULL AND NOT pa.below_threshold AS deposit_alert_armed,
            CASE WHEN ua.debits_must_not_exceed_credits
@@ -109,11 +124,13 @@ CARDS = """
                 THEN credit_normal_available(da.credits_posted, da.debits_posted, da.debits_pending)
                 END AS deposit_available,
            p.time_zone, p.controls_version AS program_controls,
-           b.controls_version AS balance_controls, c.controls_version AS card_controls
+           b.controls_version AS balance_controls, c.controls_version AS card_controls,
+           p.remote_deadline_ms
     FROM cards c
     JOIN card_programs p ON p.id = c.program_id
     JOIN balances b ON b.id = c.balance_id AND b.partner_id = c.partner_id  -- co-located
-    JOIN accounts ua ON ua.id = b.account_id
+    -- A REMOTE program's payments are held on its partner's REMOTE account (antaca_auth/remote.py).
+    JOIN accounts ua ON ua.id = coalesce(p.remote_account_id, b.account_id)
     LEFT JOIN partner_accounts pa
            ON pa.partner_id = c.partner_id AND pa.currency = p.currency AND pa.kind = 'partner_deposit'
     LEFT JOIN accounts da ON da.id = pa.account_id
@@ -141,7 +158,7 @@ EXISTING = """
                                                       t.dr_debits_pending) END)
                AS available_after,
            a.billing_amount, a.transaction_fee + a.conversion_fee AS fee, a.stand_in,
-           a.request_digest,
+           a.request_digest, a.control_id, a.control_version,
            -- As decision.answer: the currency of an answer that gives an available amount.
            CASE WHEN t.id IS NULL AND a.available_after IS NULL THEN NULL
                 ELSE coalesce(t.currency, (SELECT p.currency FROM cards c
@@ -163,6 +180,7 @@ AUTHORIZATION_COLUMNS = (
     "fx_rate", "fee_schedule_id", "transaction_fee", "conversion_fee", "fee_hold_id", "answer_hold_id",
     "stand_in", "request_digest",
     "control_id", "control_version", "velocity_periods", "velocity_day",
+    "remote_outcome", "remote_requested_amount", "remote_reason",
 )
 
 # The rows written as approved that the ledger then declined (few: a batch's funds declines).
@@ -325,6 +343,7 @@ class _State(enum.Enum):
     DECIDING = "deciding"  # in a batch that has not reached its commit
     LANE = "lane"  # handed to the stand-in lane
     SEALED = "sealed"  # its batch is committing: the answer waits for the commit
+    REMOTE = "remote"  # out of the batches, its REMOTE program's partner being asked
     DONE = "done"
 
 
@@ -341,6 +360,8 @@ class _Pending:
     authorization_id: uuid.UUID  # its row's and its answer's, whoever decides it
     state: _State = _State.QUEUED
     timer: asyncio.TimerHandle | None = None
+    remote: RemoteVerdict | None = None  # a REMOTE program's partner's answer, once asked
+    requested_amount: int | None = None  # the network's amount, where the partner approved less
 
 
 @dataclass(slots=True, eq=False)
@@ -402,6 +423,10 @@ class AuthorizationEngine:
         self._zones: dict[str, ZoneInfo] = {}
         self._counters: dict[CounterKey, Spent] = {}  # velocity counters as committed here
         self._busy = 0  # batches being decided or committed, the lane's included
+        # REMOTE programs' partners (antaca_api/remote_partners.py sets it); None: every REMOTE
+        # payment gets its program's stand-in rule.
+        self.remote: RemotePartner | None = None
+        self._consulting: set[asyncio.Task] = set()
         self._closing = False
 
     @property
@@ -627,7 +652,7 @@ class AuthorizationEngine:
 
     def _stand_in(self, item: _Pending, cause: str) -> None:
         """Answer a request the engine cannot decide in time, by its program's stand-in rule."""
-        if item.state not in (_State.QUEUED, _State.DECIDING):
+        if item.state not in (_State.QUEUED, _State.DECIDING, _State.REMOTE):
             return
         self.counters[f"stand_in_{cause}"] += 1
         log.warning("authorization stand-in (%s): network %s message %s", cause, item.network_id,
@@ -835,6 +860,11 @@ class AuthorizationEngine:
                 plan = decide(live, snapshot, self.keys, self.policy)
         if snapshot.counters and velocity_declined(plan):
             snapshot, plan = await self._verify_velocity(conn, live, snapshot, plan, stand_in)
+        if not stand_in:
+            asking = [row for row in plan.rows if _asks_partner(row)]
+            if asking:  # rolled back: no lock is held while their partners answer
+                self._consult_partners(asking)
+                raise _Abandoned()
         # Written before the ledger: the hot deposit's lock, taken by the ledger write and held to the
         # commit, then covers only the ledger's own work and the few rows the ledger declines.
         if not stand_in:
@@ -974,20 +1004,25 @@ class AuthorizationEngine:
                       for zone in {card.time_zone for card in cards.values()}}
         starts = {zone: period_starts(day) for zone, day in local_days.items()}
         sets: dict[uuid.UUID, ControlSet] = {}
+        card_keys: dict[uuid.UUID, list[CounterKey]] = {}
         shared: dict[tuple, ControlSet] = {}  # cards with the same scopes' controls share a set
         keys = set()
         for card in cards.values():
-            parts = (controls.get(card.program_id, ()), controls.get(card.balance_id, ()),
-                     controls.get(card.card_id, ()))
-            if not any(parts):
+            program, balance, own = (controls.get(card.program_id, ()),
+                                     controls.get(card.balance_id, ()),
+                                     controls.get(card.card_id, ()))
+            if not (program or balance or own):
                 continue
-            scopes = tuple(id(part) for part in parts)
+            scopes = (id(program), id(balance), id(own))
             found = shared.get(scopes)
             if found is None:
-                found = shared[scopes] = control_set(*parts)
+                found = shared[scopes] = control_set(program, balance, own)
             sets[card.card_id] = found
-            keys.update(found.keys(card.card_id, card.balance_id, starts[card.time_zone]))
-        return {"control_sets": sets, "local_days": local_days, "period_starts": starts,
+            if found.windows:
+                card_keys[card.card_id] = mine = found.keys(card.card_id, card.balance_id,
+                                                            starts[card.time_zone])
+                keys.update(mine)
+        return {"control_sets": sets, "counter_keys": card_keys, "local_days": local_days,
                 "counters": await self._counters_of(conn, keys)}
 
     async def _counters_of(self, conn: asyncpg.Connection,
@@ -1043,7 +1078,7 @@ class AuthorizationEngine:
                 result = AuthorizationResult(
                     r["id"], r["decision"], r["response_code"], r["reason"], r["approved_amount"],
                     r["action_code"], r["available_after"], r["billing_amount"], r["fee"],
-                    r["stand_in"], r["balance_currency"])
+                    r["stand_in"], r["balance_currency"], r["control_id"], r["control_version"])
                 answers[(network_id, r["message_id"])] = StoredAnswer(result, r["request_digest"])
         return answers
 
@@ -1129,12 +1164,72 @@ class AuthorizationEngine:
                 None if row.fee_at is None else hold_ids[row.fee_at],
                 None if d else hold_ids[row.user_at if row.fee_at is None else row.fee_at],
                 row.stand_in, row.incoming.digest,
-                *_control_columns(row),
+                *_control_columns(row), *_remote_columns(row),
             ))
         if records:
             await conn.copy_records_to_table("authorizations", records=records, columns=AUTHORIZATION_COLUMNS)
             # Their events with one statement, before the ledger's locks (antaca_auth/events.py).
             await events.record_authorizations(conn, [row.id for row in rows])
+
+    # --- REMOTE programs: the partner asked between the decision and the write ------------------
+
+    def _consult_partners(self, rows: Sequence[Planned]) -> None:
+        """Take the rows' requests out of the batch and ask their partners, each on its own task
+        (a slow partner delays only its own payments)."""
+        for row in rows:
+            item, card, request = row.incoming, row.card, row.incoming.request
+            item.state = _State.REMOTE
+            question = RemoteQuestion(
+                authorization_id=item.authorization_id, message_id=request.message_id,
+                program_id=card.program_id, card_id=card.card_id, balance_id=card.balance_id,
+                masked_pan=mask_pan(request.pan), type=str(request.type), amount=request.amount,
+                currency=request.currency, billing_amount=row.billing_amount,
+                billing_currency=card.program_currency,
+                fee=row.transaction_fee + row.conversion_fee, mcc=request.mcc,
+                merchant_id=request.merchant_id, merchant_name=request.merchant_name,
+                merchant_country=request.merchant_country, terminal_id=request.terminal_id)
+            task = asyncio.create_task(self._consult(item, question, card.remote_deadline_ms))
+            self._consulting.add(task)
+            task.add_done_callback(self._consulting.discard)
+
+    async def _consult(self, item: _Pending, question: RemoteQuestion, deadline_ms: int) -> None:
+        """Ask the partner, then queue the request again with its answer; without a usable answer
+        the stand-in lane applies the program's stand-in rule (the outcome recorded on the row)."""
+        loop = asyncio.get_running_loop()
+        self._busy += 1
+        try:
+            budget = call_budget(deadline_ms, item.stand_in_at - loop.time())
+            if self.remote is None or budget <= 0:
+                verdict = RemoteVerdict(RemoteOutcome.TIMEOUT, reason="no time to ask the partner")
+            else:
+                try:
+                    verdict = await self.remote.ask(question, budget)
+                except Exception:  # a bug of the client: the partner was not heard
+                    log.exception("remote authorization call failed")
+                    verdict = RemoteVerdict(RemoteOutcome.ERROR, reason="internal error")
+        finally:
+            self._busy -= 1
+        self.counters[f"remote_{verdict.outcome.lower()}"] += 1
+        if item.state is not _State.REMOTE:  # stood in by its deadline meanwhile
+            self.counters["remote_late"] += 1
+            return
+        item.remote = verdict
+        if verdict.unavailable:
+            enough_time = item.deadline_at - loop.time() > STAND_IN_LANE_BUDGET_MIN_SECONDS * 2
+            if enough_time and not self._closing and not self._lane.full():
+                item.state = _State.LANE  # decided with its program's stand-in rule
+                self._lane.put_nowait(item)
+            else:
+                self._decline_by_stand_in(item)
+            return
+        if verdict.amount is not None and verdict.amount < item.request.amount:
+            item.requested_amount = item.request.amount
+            item.request = msgspec.structs.replace(item.request, amount=verdict.amount)
+        item.state = _State.QUEUED
+        if self._closing:  # the queue may be drained already: answered now
+            self._stand_in(item, "shutdown")
+            return
+        self.queue.put_nowait(item)
 
     # --- the stand-in lane and the stand-in records --------------------------------------------
 
@@ -1279,7 +1374,25 @@ def _card_facts(r: asyncpg.Record, today) -> CardFacts:
         fingerprint=r["pan_fingerprint"], user_available=r["user_available"],
         deposit_available=r["deposit_available"], time_zone=r["time_zone"],
         program_controls=r["program_controls"], balance_controls=r["balance_controls"],
-        card_controls=r["card_controls"])
+        card_controls=r["card_controls"], remote_deadline_ms=r["remote_deadline_ms"])
+
+
+def _asks_partner(row: Planned) -> bool:
+    """A payment of a REMOTE program that passed Antaca's checks and has no partner answer yet
+    (a refund is not asked: the partner hears of it by advice)."""
+    card = row.card
+    return (row.stored and row.decline is None and card is not None
+            and card.funding_model == "REMOTE" and getattr(row.incoming, "remote", None) is None
+            and row.incoming.request.type is not TxType.REFUND)
+
+
+def _remote_columns(row: Planned) -> tuple:
+    """The partner's answer on the authorization's row (outcome, amount asked, decline reason)."""
+    verdict = getattr(row.incoming, "remote", None)
+    if verdict is None:
+        return (None, None, None)
+    requested = getattr(row.incoming, "requested_amount", None) or row.incoming.request.amount
+    return (str(verdict.outcome), requested, verdict.reason)
 
 
 def _control_columns(row: Planned) -> tuple:

@@ -117,7 +117,9 @@ _AUTHORIZATION_PAYLOAD = """
                        'decision', a.decision, 'responseCode', a.response_code,
                        'actionCode', a.action_code, 'reason', a.reason,
                        'approvedAmount', a.approved_amount, 'standIn', a.stand_in, 'mcc', a.mcc,
-                       'merchantName', a.merchant_name, 'merchantCountry', a.merchant_country)"""
+                       'merchantName', a.merchant_name, 'merchantCountry', a.merchant_country,
+                       'controlId', a.control_id, 'controlVersion', a.control_version,
+                       'remoteOutcome', a.remote_outcome)"""
 
 # The decisions of a batch (or of recorded stand-ins), one event each, with the authorization's id;
 # an authorization of no known card belongs to no partner and has no event.

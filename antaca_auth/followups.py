@@ -94,7 +94,8 @@ FEE_SCHEDULE = "SELECT schedule FROM fee_schedules WHERE id = $1"
 
 
 FORCE_POST_CARD = """
-    SELECT c.id AS card_id, p.currency, p.funding_model, b.account_id AS user_account,
+    SELECT c.id AS card_id, p.currency, p.funding_model,
+           coalesce(p.remote_account_id, b.account_id) AS user_account,  -- REMOTE: the partner's
            pa.account_id AS deposit
     FROM cards c JOIN card_programs p ON p.id = c.program_id JOIN balances b ON b.id = c.balance_id
     LEFT JOIN partner_accounts pa

@@ -480,6 +480,13 @@ class Ledger:
             if updated != len(changed):  # every one of them is locked by this transaction
                 raise AssertionError(f"updated {updated} accounts of {len(changed)}")
 
+    async def transfers_and_resolutions(self, ids: Sequence[uuid.UUID]) -> list[StoredTransfer]:
+        """The transfers with these ids and those that resolved them (a hold's post or void),
+        holds first (the administration panel's authorization detail)."""
+        async with self.pool.acquire() as conn:
+            rows = await KNOWN_TRANSFERS.fetch(conn, ids=list(ids), pending_ids=list(ids))
+        return [transfer_from_row(r) for r in rows]
+
     async def lookup_transfers(self, ids: Sequence[uuid.UUID]) -> list[StoredTransfer]:
         """The transfers with these ids that exist, in the order asked."""
         async with self.pool.acquire() as conn:

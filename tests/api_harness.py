@@ -238,10 +238,13 @@ class JweClient:
 
 
 @contextlib.asynccontextmanager
-async def running_api(pool, key_material, database_url: str) -> AsyncIterator[ApiServer]:
-    """The whole application, as `antaca serve` wires it, on real HTTP and TLS listeners."""
+async def running_api(pool, key_material, database_url: str,
+                      settings=None) -> AsyncIterator[ApiServer]:
+    """The whole application, as `antaca serve` wires it, on real HTTP and TLS listeners (with
+    these settings, or the defaults)."""
     from antaca_api.credentials import listen
     from antaca_api.kyc import DeterministicKycProvider
+    from antaca_api.remote_partners import RemotePartners
     from antaca_api.server import open_authorization_pool
     from antaca_api.settings import Settings
     from antaca_auth.cardkeys import CardKeys
@@ -250,9 +253,10 @@ async def running_api(pool, key_material, database_url: str) -> AsyncIterator[Ap
     from antaca_auth.ledger import Ledger
 
     jwe_key, ca = key_material
+    settings = settings or Settings()
     # As `antaca serve` does: the engine and the network channel on their own pool.
-    authorization_pool = await open_authorization_pool(database_url, Settings().engine)
-    services = Services(pool=pool, ledger=Ledger(pool), settings=Settings(), jwe_key=jwe_key, ca=ca,
+    authorization_pool = await open_authorization_pool(database_url, settings.engine)
+    services = Services(pool=pool, ledger=Ledger(pool), settings=settings, jwe_key=jwe_key, ca=ca,
                         kyc_provider=DeterministicKycProvider(), card_keys=CardKeys.generate(),
                         authorization_pool=authorization_pool)
     services.engine = AuthorizationEngine(authorization_pool, services.authorization_ledger,
@@ -261,6 +265,7 @@ async def running_api(pool, key_material, database_url: str) -> AsyncIterator[Ap
         authorization_pool, services.authorization_ledger, services.card_keys,
         hold_seconds=services.engine.hold_seconds,
         clearing_tolerance_percent=services.settings.clearing_tolerance_percent)
+    services.engine.remote = RemotePartners(services)
     await services.engine.start()
     server, runner = await start_api(services, ca)
     # Certificate lookups cached as `antaca serve` does, so every API test runs through the cache.
@@ -276,6 +281,7 @@ async def running_api(pool, key_material, database_url: str) -> AsyncIterator[Ap
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
         await services.engine.stop()
+        await services.engine.remote.close()
         await asyncio.gather(*services.tasks, return_exceptions=True)
         for session in server.sessions:
             await session.close()

@@ -26,6 +26,7 @@ EXPIRY = "tests/integration/test_every_decline.py::test_a_card_is_valid_to_the_l
 FUNDS = "tests/integration/test_every_decline.py::test_exactly_the_funds_available_is_approved_one_more_declined"
 PINS = "tests/integration/test_pin_concurrency.py"
 AUTHORIZATIONS = "tests/integration/test_authorizations.py"
+PANEL = "tests/integration/test_panel.py"
 
 MUTATIONS: tuple[Mutation, ...] = (
     # --- the six breaks the suite once missed -----------------------------------------------------
@@ -265,4 +266,26 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if False:",
         ("tests/integration/test_cards.py::test_virtual_card_is_active_with_valid_data_and_masked_in_lists",),
         "full card data sent without JWE"),
+    # --- the administration panel (docs/panel.md) -------------------------------------------
+    Mutation(
+        "panel_csrf_not_checked", "antaca_api/panel/__init__.py",
+        "if not security.csrf_matches(user.csrf, form.get(security.CSRF_FIELD)):", "if False:",
+        (f"{PANEL}::test_a_form_without_the_csrf_token_changes_nothing",),
+        "another site's page makes a signed-in operator's browser lock cards"),
+    Mutation(
+        "panel_employee_acts", "antaca_api/panel/access.py",
+        "return roles & ADMIN_MANAGER if rule.acts else roles", "return roles",
+        (f"{PANEL}::test_an_employee_reads_but_cannot_act_nor_open_admin_pages",),
+        "an Employee locks cards through the panel"),
+    Mutation(
+        "panel_staff_unscoped", "antaca_api/panel/access.py",
+        "    if user.partner_id is not None:\n        await staff_scope.check_ids(",
+        "    if False:\n        await staff_scope.check_ids(",
+        (f"{PANEL}::test_partner_staff_see_their_partner_only",),
+        "a partner's staff member opens another partner's customer by URL"),
+    Mutation(
+        "panel_no_idle_timeout", "antaca_api/admins.py",
+        "AND s.last_seen_at > $2 - make_interval(secs => $3)", "AND $3::float8 > 0",
+        (f"{PANEL}::test_idle_sessions_end_and_sign_out_revokes",),
+        "an abandoned panel session stays usable until it expires"),
 )

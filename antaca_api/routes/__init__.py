@@ -4,7 +4,7 @@ import importlib
 
 MODULES = ("admin", "alerts", "balances", "cards", "controls", "corporations", "customer_service",
            "customers", "devices", "docs", "fees", "network", "network_keys", "partner_balances",
-           "partners", "programs", "public", "step_up", "summaries", "transfers", "webhooks")
+           "partners", "programs", "public", "sandbox", "step_up", "summaries", "transfers", "webhooks")
 
 
 def load_all() -> None:

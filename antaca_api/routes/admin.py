@@ -20,6 +20,7 @@ from antaca_api.admins import (
     reset_password,
     revoke_session,
 )
+from antaca_api.domain_errors import InvalidCredentials
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, Role, route
 from antaca_api.schema import Body, Page
 from antaca_api.tokens import bearer_token
@@ -39,7 +40,8 @@ class AdminSession(Body):
 
 
 @route("POST", "/admin/sessions", channel=Channel.ADMIN, authenticated=False, body=Login, response=AdminSession,
-       status=201, summary="Log in as an administrator", tags=("admin",))
+       status=201, summary="Log in as an administrator", tags=("admin",),
+       errors=(InvalidCredentials,))
 async def login(ctx: Context, body: Login) -> AdminSession:
     services = ctx.services
     token, expires_at, role, change_required = await open_session(
@@ -105,14 +107,18 @@ class AuditEntry(Body):
     created_at: datetime
 
 
+AUDIT_LOG_PAGE_SIZE_MAX = 500
+
+
 class AuditLog(Page):
     items: list[AuditEntry]
 
 
 @route("GET", "/admin/audit-log", channel=Channel.ADMIN, roles=ADMIN_ONLY, response=AuditLog,
-       summary="The audit log of administrators' actions, newest first", tags=("admin",))
+       summary="The audit log of administrators' actions, newest first", tags=("admin",),
+       page_size_max=AUDIT_LOG_PAGE_SIZE_MAX)
 async def audit_log(ctx: Context, _: None) -> AuditLog:
-    limit = ctx.query_int("limit", 50, low=1, high=500)
+    limit = ctx.page_size()
     before = ctx.query_int("cursor", 2**62, low=1, high=2**62)
     rows = await audit_entries(ctx.pool, before=before, limit=limit)
     items = [AuditEntry(**dict(r)) for r in rows]

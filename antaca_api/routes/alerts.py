@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 
 from antaca_api.notifications import KIND_NAMES, partner_alerts
-from antaca_api.routing import Channel, Context, route
+from antaca_api.routing import PAGE_SIZE_MAX, Channel, Context, route
 from antaca_api.schema import Body, Page
 
 
@@ -66,10 +66,10 @@ class Alerts(Page):
 
 @route("GET", "/admin/partners/{partnerId}/alerts", channel=Channel.ADMIN, response=Alerts,
        summary="A partner's low-balance alerts, newest first, with each delivery and its attempts (cursor pagination)",
-       tags=("partners",))
+       tags=("partners",), page_size_max=PAGE_SIZE_MAX)
 async def list_alerts(ctx: Context, _: None) -> Alerts:
     partner_id = ctx.path_id("partnerId")
-    limit = ctx.query_int("limit", 50, low=1, high=200)
+    limit = ctx.page_size()
     before = ctx.query_int("cursor", 2**62, low=1, high=2**62)
     records = await partner_alerts(ctx.pool, partner_id, before=before, limit=limit)
     alerts, deliveries, attempts = records.alerts, records.deliveries, records.attempts

@@ -118,12 +118,15 @@ class Transaction(Body):
     available_after: int
 
 
+STATEMENT_PAGE_SIZE_MAX = 500
+
+
 class Transactions(Page, kw_only=True):
     items: list[Transaction]
 
 
 async def _transactions(ctx: Context, customer_id: uuid.UUID) -> Transactions:
-    limit = ctx.query_int("limit", 50, low=1, high=500)
+    limit = ctx.page_size()
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
     row, statement = await repo.customer_statement(
         ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id, customer_id=customer_id,
@@ -169,7 +172,7 @@ async def get_for_customer(ctx: Context, _: None) -> BalanceView:
 
 @route("GET", "/secure/customers/{customerId}/balances/{balanceId}/transactions", channel=Channel.PARTNER,
        response=Transactions, summary="A balance's transaction history, oldest first (cursor pagination)",
-       tags=("balances",))
+       tags=("balances",), page_size_max=STATEMENT_PAGE_SIZE_MAX)
 async def transactions_for_customer(ctx: Context, _: None) -> Transactions:
     return await _transactions(ctx, ctx.path_id("customerId"))
 
@@ -252,6 +255,7 @@ async def get_mine(ctx: Context, _: None) -> BalanceView:
 
 
 @route("GET", "/customers/me/balances/{balanceId}/transactions", channel=Channel.CUSTOMER, response=Transactions,
-       summary="My balance's transaction history", tags=("balances",))
+       summary="My balance's transaction history", tags=("balances",),
+       page_size_max=STATEMENT_PAGE_SIZE_MAX)
 async def transactions_mine(ctx: Context, _: None) -> Transactions:
     return await _transactions(ctx, ctx.customer.customer_id)

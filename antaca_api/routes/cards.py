@@ -13,7 +13,15 @@ from msgspec import Meta
 from antaca_api import cards as repo
 from antaca_api import corporations, pages, replacement
 from antaca_api.customers import partner_of_customer
-from antaca_api.domain_errors import Forbidden, InvalidPin, PhysicalCardOnly
+from antaca_api.domain_errors import (
+    CardDataUnavailable,
+    Conflict,
+    Forbidden,
+    InvalidPin,
+    NotFound,
+    PhysicalCardOnly,
+    ProcessorFailure,
+)
 from antaca_api.errors import EncryptionRequired
 from antaca_api.personalization import delivery_of
 from antaca_api.replacement import DeliveryMethod, ReplacementReason
@@ -26,6 +34,9 @@ from antaca_auth.invariants import require
 from antaca_auth.pans import PAN_PATTERN, mask_pan
 
 JWE = Encryption.REQUIRED
+# Issuing a virtual card: an unknown balance or program, a state that refuses it, the processor
+# failing to generate it (a physical order it fails instead: the card is FAILED, with its reason).
+ISSUING_ERRORS = (NotFound, Conflict, ProcessorFailure)
 
 
 class NewVirtualCard(Body):
@@ -192,17 +203,22 @@ async def _virtual(ctx: Context, holder: repo.Holder, balance_id: uuid.UUID, pro
     return data_view(row, secrets)
 
 
-@register([(f"{ME}/virtual", Channel.CUSTOMER, None), (f"{SECURE}/virtual", Channel.PARTNER, None),
-           ("/admin/customers/{customerId}/cards/virtual", Channel.ADMIN, ADMIN_MANAGER)], "POST",
-          body=NewVirtualCard, response=CardData, status=201, encryption=JWE, tags=("cards",),
-          summary="Issue a virtual card, ACTIVE at once; returns its data (administrators get the masked card)")
+# Administrators never see card data: their variants answer the masked card (CardSummary).
+@route("POST", "/admin/customers/{customerId}/cards/virtual", channel=Channel.ADMIN,
+       roles=ADMIN_MANAGER, body=NewVirtualCard, response=CardSummary, status=201, encryption=JWE,
+       tags=("cards",), errors=ISSUING_ERRORS,
+       summary="Issue a virtual card for a customer, ACTIVE at once; returns the masked card")
+@register([(f"{ME}/virtual", Channel.CUSTOMER, None), (f"{SECURE}/virtual", Channel.PARTNER, None)],
+          "POST", body=NewVirtualCard, response=CardData, status=201, encryption=JWE,
+          tags=("cards",), errors=ISSUING_ERRORS,
+          summary="Issue a virtual card, ACTIVE at once; returns its data")
 async def issue_virtual(ctx: Context, body: NewVirtualCard):
     return await _virtual(ctx, await customer_holder(ctx), body.balance_id, body.program_id)
 
 
 @route("POST", "/secure/cards/virtual", channel=Channel.PARTNER, body=NewCorporateVirtualCard, response=CardData,
        status=201, encryption=JWE, summary="Issue a corporate virtual card under the corporation's balance",
-       tags=("cards",))
+       tags=("cards",), errors=ISSUING_ERRORS)
 async def issue_corporate_virtual(ctx: Context, body: NewCorporateVirtualCard) -> CardData:
     holder = repo.Holder(partner_id=ctx.partner_id, corporation_id=body.dc_corporation_id,
                          employee_id=body.employee_id)
@@ -314,7 +330,8 @@ async def card_status(ctx: Context, _: None) -> CardSummary:
            (f"{SECURE}/{{cardId}}", Channel.PARTNER, None),
            (f"{CORPORATE}/{{cardId}}", Channel.PARTNER, None)], "GET",
           response=CardData, encryption=JWE, step_up=True, tags=("cards",),
-          summary="Full card data: PAN, expiry, CVC2 (the app needs a fresh step-up proof)")
+          summary="Full card data: PAN, expiry, CVC2 (the app needs a fresh step-up proof)",
+          errors=(NotFound, CardDataUnavailable))
 async def card_data(ctx: Context, _: None) -> CardData:
     async with ctx.pool.acquire() as conn:
         row = await _visible_card(ctx, conn)
@@ -467,7 +484,7 @@ class Delivery(Body):
            (f"{SECURE}/{{cardId}}/delivery", Channel.PARTNER, None),
            (f"{CORPORATE}/{{cardId}}/delivery", Channel.PARTNER, None),
            (f"{ADMIN}/{{cardId}}/delivery", Channel.ADMIN, None)], "GET", response=Delivery,
-          tags=("cards",),
+          tags=("cards",), errors=(NotFound, PhysicalCardOnly),
           summary="A physical card's delivery: method, address and tracking status (the holder "
                   "sees it from the order on)")
 async def delivery(ctx: Context, _: None) -> Delivery:
@@ -517,8 +534,10 @@ async def remove(ctx: Context, _: None) -> CardSummary:
     return await _transition(ctx, cardstate.remove, "REMOVED")
 
 
+@route("POST", f"{ADMIN}/{{cardId}}/cvv", channel=Channel.ADMIN, response=CardSummary,
+       encryption=JWE, tags=("cards",),
+       summary="Issue a new CVC2 for a virtual card (the holder reads it in the app); masked card")
 @register([(f"{ME}/{{cardId}}/cvv", Channel.CUSTOMER, None),
-           (f"{ADMIN}/{{cardId}}/cvv", Channel.ADMIN, None),
            (f"{CORPORATE}/{{cardId}}/cvv", Channel.PARTNER, None)],
           "POST", response=CardData, encryption=JWE, step_up=True, tags=("cards",),
           summary="Issue a new CVC2 for a virtual card; the previous one stops working at once "

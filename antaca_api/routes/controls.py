@@ -32,7 +32,7 @@ LimitCount = Annotated[int, Meta(gt=0, le=domain.COUNT_MAX)]
 
 
 class ControlRule(Body, kw_only=True):
-    """The rule's fields; which a kind takes: MCC_* mccs, COUNTRY_* countries, CHANNEL_BLOCK
+    """The rule's fields; which a kind takes: MCC_* mccs, COUNTRY_* countries, CHANNEL_*
     channels, AMOUNT_MAX amountMax, VELOCITY period, per and amountMax and/or countMax."""
 
     mccs: Annotated[list[Mcc], Meta(max_length=domain.MCC_ENTRIES_MAX)] | None = None

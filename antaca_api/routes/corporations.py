@@ -31,7 +31,7 @@ from antaca_api.routes.balances import (
 )
 from antaca_api.routes.cards import CorporateCard, corporate_view
 from antaca_api.routes.customers import Address
-from antaca_api.routing import ADMIN_MANAGER, Channel, Context, route
+from antaca_api.routing import ADMIN_MANAGER, PAGE_SIZE_MAX, Channel, Context, route
 from antaca_api.schema import Body, Page
 
 CHUNK = 64 * 1024
@@ -75,9 +75,10 @@ async def create_corporation(ctx: Context, body: NewCorporation) -> Corporation:
 
 
 @route("GET", "/lifecycle/v1/corporations", channel=Channel.PARTNER, response=Corporations,
-       summary="List the partner's corporations (cursor pagination)", tags=("corporations",))
+       summary="List the partner's corporations (cursor pagination)", tags=("corporations",),
+       page_size_max=PAGE_SIZE_MAX)
 async def list_corporations(ctx: Context, _: None) -> Corporations:
-    limit = ctx.query_int("limit", 50, low=1, high=200)
+    limit = ctx.page_size()
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
     rows = await repo.partner_corporations(ctx.pool, ctx.partner_id, after=after, limit=limit)
     return Corporations(items=[corporation_view(r) for r in rows],
@@ -217,14 +218,18 @@ def review_view(corporation, documents, history) -> CorporationReview:
                              history=[KybEvent(**dict(h)) for h in history])
 
 
+KYB_STATUS_PARAMETER = {"name": "kybStatus", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": [str(s) for s in KybStatus]}}
+
+
 @route("GET", "/admin/corporations", channel=Channel.ADMIN, response=AdminCorporations,
        summary="List corporations of all partners, optionally by kybStatus (cursor pagination)",
-       tags=("corporations",))
+       tags=("corporations",), page_size_max=PAGE_SIZE_MAX, query=(KYB_STATUS_PARAMETER,))
 async def admin_list(ctx: Context, _: None) -> AdminCorporations:
     status = ctx.request.query.get("kybStatus")
     if status is not None and status not in KybStatus.__members__:
         raise ValidationFailed("kybStatus must be SUBMITTED, APPROVED, REJECTED or ON_HOLD")
-    limit = ctx.query_int("limit", 50, low=1, high=200)
+    limit = ctx.page_size()
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
     rows = await repo.corporations_by_status(ctx.pool, status, after=after, limit=limit,
                                              partner_scope=ctx.admin.partner_id)
@@ -269,16 +274,13 @@ async def open_corporate_balance(ctx: Context, body: NewCorporateBalance) -> Bal
 
 # --- employees: the holders corporate cards name ----------------------------------------------
 
-PAGE_SIZE_DEFAULT = 50
-PAGE_SIZE_MAX = 200
 STATEMENT_PAGE_SIZE_MAX = 500  # as a customer balance's history
 CURSOR_MAX = 2**62
 
 
 def _page(ctx: Context) -> tuple[int, int]:
     """The list's (cursor, limit) from the query."""
-    limit = ctx.query_int("limit", PAGE_SIZE_DEFAULT, low=1, high=PAGE_SIZE_MAX)
-    return ctx.query_int("cursor", 0, low=0, high=CURSOR_MAX), limit
+    return ctx.query_int("cursor", 0, low=0, high=CURSOR_MAX), ctx.page_size()
 
 
 def _next_cursor(rows, limit: int) -> str | None:
@@ -322,7 +324,7 @@ async def add_employee(ctx: Context, body: NewEmployee) -> Employee:
 
 
 @route("GET", "/lifecycle/v1/corporations/{dcCorporationId}/employees", channel=Channel.PARTNER,
-       response=Employees, tags=("corporations",),
+       response=Employees, tags=("corporations",), page_size_max=PAGE_SIZE_MAX,
        summary="The corporation's employees (cursor pagination)")
 async def list_employees(ctx: Context, _: None) -> Employees:
     after, limit = _page(ctx)
@@ -344,7 +346,7 @@ class CorporateCards(Page, kw_only=True):
 
 
 @route("GET", "/lifecycle/v1/corporations/{dcCorporationId}/balances", channel=Channel.PARTNER,
-       response=CorporateBalances, tags=("balances",),
+       response=CorporateBalances, tags=("balances",), page_size_max=PAGE_SIZE_MAX,
        summary="The corporation's balances with their cards (cursor pagination)")
 async def list_corporate_balances(ctx: Context, _: None) -> CorporateBalances:
     after, limit = _page(ctx)
@@ -362,7 +364,7 @@ def _cards_page(rows, holders, limit: int) -> CorporateCards:
 
 
 @route("GET", "/lifecycle/v1/corporations/{dcCorporationId}/cards", channel=Channel.PARTNER,
-       response=CorporateCards, tags=("cards",),
+       response=CorporateCards, tags=("cards",), page_size_max=PAGE_SIZE_MAX,
        summary="The corporation's cards with their holders, masked (cursor pagination)")
 async def list_corporation_cards(ctx: Context, _: None) -> CorporateCards:
     after, limit = _page(ctx)
@@ -373,7 +375,7 @@ async def list_corporation_cards(ctx: Context, _: None) -> CorporateCards:
 
 
 @route("GET", "/secure/balances/{balanceId}/cards", channel=Channel.PARTNER,
-       response=CorporateCards, tags=("cards",),
+       response=CorporateCards, tags=("cards",), page_size_max=PAGE_SIZE_MAX,
        summary="The cards under a corporate balance, masked (cursor pagination)")
 async def list_corporate_balance_cards(ctx: Context, _: None) -> CorporateCards:
     after, limit = _page(ctx)
@@ -415,12 +417,12 @@ _corporate_state_route("close",
 
 
 @route("GET", "/secure/balances/{balanceId}/transactions", channel=Channel.PARTNER,
-       response=Transactions, tags=("balances",),
+       response=Transactions, tags=("balances",), page_size_max=STATEMENT_PAGE_SIZE_MAX,
        summary="A corporate balance's statement: its transactions, oldest first "
                "(cursor pagination)")
 async def corporate_transactions(ctx: Context, _: None) -> Transactions:
     after = ctx.query_int("cursor", 0, low=0, high=CURSOR_MAX)
-    limit = ctx.query_int("limit", PAGE_SIZE_DEFAULT, low=1, high=STATEMENT_PAGE_SIZE_MAX)
+    limit = ctx.page_size()
     row, statement = await balances.corporate_statement(
         ctx.pool, ctx.services.ledger, partner_id=ctx.partner_id,
         balance_id=ctx.path_id("balanceId"), after=after, limit=limit)

@@ -23,7 +23,7 @@ from antaca_api.routes.balances import (
 )
 from antaca_api.routes.customers import Customer, customer_view
 from antaca_api.routes.network import CardTransactions, transaction_page
-from antaca_api.routing import ADMIN_MANAGER, Channel, Context, route
+from antaca_api.routing import ADMIN_MANAGER, PAGE_SIZE_MAX, Channel, Context, route
 from antaca_api.schema import Body, Page
 
 
@@ -50,11 +50,18 @@ def _query_uuid(ctx: Context, name: str) -> uuid.UUID | None:
         raise ValidationFailed(f"query parameter {name} must be a UUID") from None
 
 
+SEARCH_PARAMETERS = tuple(
+    {"name": name, "in": "query", "required": False, "schema": schema} for name, schema in (
+        ("email", {"type": "string"}), ("phone", {"type": "string"}), ("name", {"type": "string"}),
+        ("partnerId", {"type": "string", "format": "uuid"})))
+
+
 @route("GET", "/admin/customers", channel=Channel.ADMIN, response=AdminCustomers,
+       page_size_max=repo.SEARCH_PAGE_SIZE_MAX, query=SEARCH_PARAMETERS,
        summary="Search customers by e-mail, phone, name (part of it) and partner; every criterion "
                "given must match (cursor pagination)", tags=("customer service",))
 async def search_customers(ctx: Context, _: None) -> AdminCustomers:
-    limit = ctx.query_int("limit", 50, low=1, high=repo.SEARCH_PAGE_SIZE_MAX)
+    limit = ctx.page_size()
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
     query = ctx.request.query
     rows = await repo.search(ctx.pool, partner_scope=ctx.admin.partner_id,
@@ -110,11 +117,11 @@ async def customer_transactions(ctx: Context, _: None) -> CardTransactions:
 
 
 @route("GET", "/admin/customers/{customerId}/balances/{balanceId}/transactions",
-       channel=Channel.ADMIN, response=Transactions,
+       channel=Channel.ADMIN, response=Transactions, page_size_max=PAGE_SIZE_MAX,
        summary="One of the customer's balances: its ledger history, oldest first "
                "(cursor pagination)", tags=("customer service",))
 async def balance_transactions(ctx: Context, _: None) -> Transactions:
-    limit = ctx.query_int("limit", 50, low=1, high=200)
+    limit = ctx.page_size()
     after = ctx.query_int("cursor", 0, low=0, high=2**62)
     row, statement = await customer_service.balance_statement(
         ctx.pool, ctx.services.ledger, ctx.admin.partner_id, ctx.path_id("customerId"),

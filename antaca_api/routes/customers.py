@@ -13,7 +13,7 @@ from antaca_api import customers as repo
 from antaca_api import pages
 from antaca_api.fields import Country, Email, ExternalId, Name, Phone, Text
 from antaca_api.kyc import KycStatus
-from antaca_api.routing import Channel, Context, route
+from antaca_api.routing import PAGE_SIZE_MAX, Channel, Context, route
 from antaca_api.schema import Body, Page
 
 
@@ -82,7 +82,8 @@ async def create_customer(ctx: Context, body: NewCustomer) -> Customer:
 
 
 @route("GET", "/secure/customers", channel=Channel.PARTNER, response=Customers,
-       summary="List the partner's customers (cursor pagination)", tags=("customers",))
+       summary="List the partner's customers (cursor pagination)", tags=("customers",),
+       page_size_max=PAGE_SIZE_MAX)
 async def list_customers(ctx: Context, _: None) -> Customers:
     page = pages.request(repo.CUSTOMER_PAGES, ctx.request.query)
     rows, cursor = pages.cut(await repo.customers_page(ctx.pool, ctx.partner_id, page), page,

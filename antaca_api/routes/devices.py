@@ -14,6 +14,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from antaca_api import devices as repo
+from antaca_api.domain_errors import InvalidCredentials, InvalidPairingCode, PartnerSuspended
 from antaca_api.routing import Channel, Context, route
 from antaca_api.schema import Body
 from antaca_api.tokens import bearer_token
@@ -53,7 +54,7 @@ class Pairing(Body):
 
 @route("POST", "/customers/devices/pair", channel=Channel.CUSTOMER, authenticated=False, body=Pair,
        response=Pairing, status=201, summary="Pair a device with a one-time code; starts a session",
-       tags=("devices",))
+       tags=("devices",), errors=(InvalidPairingCode, PartnerSuspended))
 async def pair(ctx: Context, body: Pair) -> Pairing:
     async with ctx.transaction() as conn:
         pairing = await repo.pair(conn, body.pairing_code, body.device_id, clock=ctx.services.clock,
@@ -75,7 +76,7 @@ class Session(Body):
 
 @route("POST", "/customers/sessions", channel=Channel.CUSTOMER, authenticated=False, body=Authenticate,
        response=Session, status=201, summary="Start a new session with the installation's credentials",
-       tags=("devices",))
+       tags=("devices",), errors=(InvalidCredentials, PartnerSuspended))
 async def authenticate(ctx: Context, body: Authenticate) -> Session:
     async with ctx.transaction() as conn:
         token, expires_at = await repo.authenticate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+from typing import Any
 
 from aiohttp import web
 
@@ -19,7 +20,8 @@ h1{font-size:1.6rem}h2{margin-top:2rem;border-bottom:1px solid #ddd}
 .patch{color:#a60}.delete{color:#c22}code{background:#f4f4f4;padding:0 .2rem}.meta{color:#666;font-size:.9rem}"""
 
 
-@route("GET", "/openapi.json", channel=Channel.PUBLIC, summary="The OpenAPI 3.1 document", tags=("docs",))
+@route("GET", "/openapi.json", channel=Channel.PUBLIC, summary="The OpenAPI 3.1 document",
+       tags=("docs",), response=dict[str, Any], errors=())
 async def openapi_json(ctx: Context, _: None) -> web.Response:
     return web.Response(body=cached_document(), content_type="application/json")
 
@@ -28,7 +30,10 @@ def _schema_name(content: dict | None) -> str:
     if not content:
         return ""
     schema = next(iter(content.values())).get("schema", {})
-    return schema.get("$ref", "").rsplit("/", 1)[-1] or schema.get("type", "")
+    schema = schema.get("anyOf", [schema])[0]  # the plain type first, then its JWE envelope
+    name = schema.get("$ref", "").rsplit("/", 1)[-1] or schema.get("type", "")
+    plaintext = schema.get("x-antaca-plaintext")
+    return f"{name} of {_schema_name({'': {'schema': plaintext}})}" if plaintext else name
 
 
 def render(document: dict) -> str:
@@ -61,8 +66,8 @@ def render(document: dict) -> str:
     return "".join(parts)
 
 
-@route("GET", "/docs/routes", channel=Channel.PUBLIC, tags=("docs",),
-       summary="Every route on one page, without script (HTML)")
+@route("GET", "/docs/routes", channel=Channel.PUBLIC, tags=("docs",), response=str,
+       media_type="text/html", errors=(), summary="Every route on one page, without script (HTML)")
 async def routes_page(ctx: Context, _: None) -> web.Response:
     return _html(render(json.loads(cached_document())))
 
@@ -73,13 +78,15 @@ def _html(text: str) -> web.Response:
         "X-Content-Type-Options": "nosniff"})
 
 
-@route("GET", "/docs", channel=Channel.PUBLIC, tags=("docs",),
+@route("GET", "/docs", channel=Channel.PUBLIC, tags=("docs",), response=str,
+       media_type="text/html", errors=(),
        summary="The interactive API reference (Swagger UI over /openapi.json, served here)")
 async def docs_page(ctx: Context, _: None) -> web.Response:
     return _html(reference.INDEX)
 
 
-@route("GET", "/docs/guide", channel=Channel.PUBLIC, tags=("docs",),
+@route("GET", "/docs/guide", channel=Channel.PUBLIC, tags=("docs",), response=str,
+       media_type="text/html", errors=(),
        summary="A short hand-written guide for partners (HTML)")
 async def guide_page(ctx: Context, _: None) -> web.Response:
     return _html(reference.GUIDE)
@@ -90,7 +97,8 @@ def _asset_route(name: str, content_type: str, body: bytes) -> None:
         return web.Response(body=body, content_type=content_type, headers={
             "Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
-    route("GET", f"/docs/assets/{name}", channel=Channel.PUBLIC, tags=("docs",),
+    route("GET", f"/docs/assets/{name}", channel=Channel.PUBLIC, tags=("docs",), response=str,
+          media_type=content_type, errors=(),
           summary=f"A file of the reference page ({name})")(asset)
 
 

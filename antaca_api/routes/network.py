@@ -29,6 +29,7 @@ from antaca_auth.pans import PAN_PATTERN
 
 @route("POST", "/network/authorizations", channel=Channel.NETWORK, body=AuthorizationRequest,
        response=AuthorizationResult, tags=("network",),
+       errors=(ClearPinRefused, AuthorizationOutcomeUnknown),
        summary="Authorize a card payment: APPROVED or DECLINED with DE39 and the failure action code")
 async def authorize(ctx: Context, body: AuthorizationRequest) -> AuthorizationResult:
     try:

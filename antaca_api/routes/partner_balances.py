@@ -196,7 +196,7 @@ class PartnerStatement(Page, kw_only=True):
 
 
 async def _statement(ctx: Context, partner_id: uuid.UUID) -> PartnerStatement:
-    limit = ctx.query_int("limit", 50, low=1, high=repo.STATEMENT_PAGE_SIZE_MAX)
+    limit = ctx.page_size()
     row, page = await repo.statement(ctx.pool, ctx.services.ledger, partner_id,
                                      ctx.path_id("balanceId"),
                                      cursor=ctx.request.query.get("cursor"), limit=limit)
@@ -214,7 +214,7 @@ async def _statement(ctx: Context, partner_id: uuid.UUID) -> PartnerStatement:
 
 
 @route("GET", "/secure/partner/balances/{balanceId}/statement", channel=Channel.PARTNER,
-       response=PartnerStatement,
+       response=PartnerStatement, page_size_max=repo.STATEMENT_PAGE_SIZE_MAX,
        summary="The own balance's statement: every charge, reload, release and fee, oldest first "
                "(opaque cursor pagination: pass nextCursor back as cursor)",
        tags=("partner balances",))
@@ -223,7 +223,7 @@ async def my_statement(ctx: Context, _: None) -> PartnerStatement:
 
 
 @route("GET", "/admin/partners/{partnerId}/balances/{balanceId}/statement", channel=Channel.ADMIN,
-       response=PartnerStatement,
+       response=PartnerStatement, page_size_max=repo.STATEMENT_PAGE_SIZE_MAX,
        summary="A partner balance's statement, oldest first (opaque cursor pagination)",
        tags=("partner balances",))
 async def partner_statement(ctx: Context, _: None) -> PartnerStatement:

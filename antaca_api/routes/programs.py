@@ -7,9 +7,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
+import msgspec
 from msgspec import Meta
 
-from antaca_api import networks, pages, programs
+from antaca_api import networks, pages, programs, webhook_targets
 from antaca_api.balances import check_currency
 from antaca_api.domain_errors import InvalidProgram, NotFound
 from antaca_api.fields import Currency, Name
@@ -17,7 +18,8 @@ from antaca_api.processors import PROCESSORS
 from antaca_api.routes.partners import SERIAL, CertificateRequest
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body, Page
-from antaca_auth import authorization_settings
+from antaca_api.webhook_targets import check_target
+from antaca_auth import authorization_settings, remote
 from antaca_auth.authorization_settings import StandInMode
 from antaca_auth.pans import PAN_LENGTH_MAX, PAN_LENGTH_MIN
 
@@ -25,6 +27,7 @@ from antaca_auth.pans import PAN_LENGTH_MAX, PAN_LENGTH_MIN
 class FundingModel(enum.StrEnum):
     DEPOSIT = "DEPOSIT"
     CREDIT = "CREDIT"
+    REMOTE = "REMOTE"  # the partner holds the balances and approves each payment (remoteUrl)
 
 
 class NewProgram(Body):
@@ -37,6 +40,12 @@ class NewProgram(Body):
     validity_months: Annotated[int, Meta(ge=1, le=120)]
     processor: str = "simulated"
     processor_config: dict = {}
+    # REMOTE only: where Antaca asks the partner (https, checked like a webhook target), and how
+    # long the partner may take (within the authorization's own deadline).
+    remote_url: Annotated[str, Meta(max_length=webhook_targets.URL_LENGTH_MAX)] | None = None
+    remote_deadline_ms: Annotated[int, Meta(ge=remote.REMOTE_DEADLINE_MS_MIN,
+                                            le=remote.REMOTE_DEADLINE_MS_MAX)] = \
+        remote.REMOTE_DEADLINE_MS_DEFAULT
 
 
 class CardProgram(Body):
@@ -55,6 +64,10 @@ class CardProgram(Body):
     stand_in_limit: int = 0  # per card and UTC day, minor units of the program's currency
     ecommerce_without_cvc2: bool = False
     time_zone: str = "UTC"  # where the program's velocity limits' days begin
+    remote_deadline_ms: int | None = None  # REMOTE: the partner call's deadline
+    remote_endpoint_id: uuid.UUID | None = None  # REMOTE: its advice endpoint (webhook endpoints)
+    remote_url: str | None = None  # REMOTE, on creation only
+    remote_secret: str | None = None  # REMOTE, on creation only: signs calls and advices
 
 
 class CardPrograms(Page, kw_only=True):
@@ -67,7 +80,9 @@ def program_view(r) -> CardProgram:
                        validity_months=r["validity_months"], processor=r["processor"],
                        processor_config=r["processor_config"], created_at=r["created_at"],
                        stand_in_mode=StandInMode(r["stand_in_mode"]), stand_in_limit=r["stand_in_limit"],
-                       ecommerce_without_cvc2=r["ecommerce_without_cvc2"], time_zone=r["time_zone"])
+                       ecommerce_without_cvc2=r["ecommerce_without_cvc2"], time_zone=r["time_zone"],
+                       remote_deadline_ms=r["remote_deadline_ms"],
+                       remote_endpoint_id=r["remote_endpoint_id"])
 
 
 @route("POST", "/admin/programs", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewProgram, response=CardProgram,
@@ -78,15 +93,24 @@ async def create_program(ctx: Context, body: NewProgram) -> CardProgram:
     if len(body.bin_prefix) >= body.pan_length - 1:
         raise InvalidProgram("the BIN prefix must leave room for account digits and the check digit")
     await check_currency(ctx.services.ledger, body.currency)
+    setup = None
+    if body.remote_url is not None:
+        await check_target(body.remote_url,
+                           allow_private=ctx.services.settings.webhook_allow_private_targets)
+        setup = programs.RemoteSetup(body.remote_url, body.remote_deadline_ms)
     program_id = uuid.uuid4()
     ctx.audit_target = f"program:{program_id}"
     async with ctx.transaction() as conn:
-        row = await programs.create(
+        row, secret = await programs.create(
             conn, program_id, body.partner_id, name=body.name, bin_prefix=body.bin_prefix,
             pan_length=body.pan_length, currency=body.currency, processor=body.processor,
             funding_model=str(body.funding_model), validity_months=body.validity_months,
-            processor_config=body.processor_config)
-    return program_view(row)
+            processor_config=body.processor_config, remote=setup, ledger=ctx.services.ledger,
+            keys=ctx.services.card_keys)
+    view = program_view(row)
+    if secret is not None:
+        view = msgspec.structs.replace(view, remote_url=body.remote_url, remote_secret=secret)
+    return view
 
 
 @route("GET", "/admin/programs", channel=Channel.ADMIN, response=CardPrograms, summary="List card programs",

@@ -14,7 +14,8 @@ class Health(Body):
     database: str
 
 
-@route("GET", "/health", channel=Channel.PUBLIC, response=Health, summary="Service and database health")
+@route("GET", "/health", channel=Channel.PUBLIC, response=Health,
+       summary="Service and database health", errors=(DatabaseUnavailable,))
 async def health(ctx: Context, _: None) -> Health:
     if not await database_health.database_answers(ctx.pool):
         raise DatabaseUnavailable()
@@ -29,4 +30,5 @@ for _prefix in ("", "/customers", "/secure", "/lifecycle", "/admin"):
     route(
         "GET", f"{_prefix}/public-key", channel=Channel.PUBLIC, authenticated=False,
         response=jwe.PublicKeyDocument, summary="Antaca's RSA public key for JWE (JWK and PEM)", tags=("jwe",),
+        errors=(),
     )(public_key)

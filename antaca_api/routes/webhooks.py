@@ -63,14 +63,14 @@ def event_view(event: events.Event) -> Event:
 
 
 @route("GET", "/secure/events", channel=Channel.PARTNER, response=EventList, tags=TAGS,
+       page_size_max=partner_events.PAGE_SIZE_MAX,
        summary="The partner's events, newest or oldest first, by type and object, with a cursor")
 async def list_events(ctx: Context, _: None) -> EventList:
     query = ctx.request.query
     page = await partner_events.list_events(
         ctx.pool, ctx.partner_id, cursor=query.get("cursor"), order=query.get("order"),
         event_type=query.get("type"), object_id=query.get("objectId"),
-        limit=ctx.query_int("limit", partner_events.PAGE_SIZE_DEFAULT, low=1,
-                            high=partner_events.PAGE_SIZE_MAX))
+        limit=ctx.page_size())
     return EventList(items=[event_view(e) for e in page.items], next_cursor=page.next_cursor,
                      has_more=page.has_more)
 
@@ -221,12 +221,12 @@ class ReplayResult(Body):
 
 
 @route("GET", "/secure/webhooks/{endpointId}/deliveries", channel=Channel.PARTNER,
-       response=WebhookDeliveries, tags=TAGS,
+       response=WebhookDeliveries, tags=TAGS, page_size_max=webhooks.DELIVERY_PAGE_SIZE_MAX,
        summary="An endpoint's deliveries, newest first, with every attempt")
 async def list_deliveries(ctx: Context, _: None) -> WebhookDeliveries:
     page = await webhooks.deliveries(
         ctx.pool, ctx.partner_id, ctx.path_id("endpointId"), cursor=ctx.request.query.get("cursor"),
-        limit=ctx.query_int("limit", 50, low=1, high=webhooks.DELIVERY_PAGE_SIZE_MAX))
+        limit=ctx.page_size())
     items = [WebhookDelivery(
         delivery_id=d["id"], event_id=d["event_id"], event_type=d["event_type"], state=d["state"],
         attempts=[DeliveryAttempt(attempt=a["attempt"], ok=a["ok"], status_code=a["status_code"],

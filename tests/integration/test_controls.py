@@ -77,10 +77,17 @@ async def test_each_kind_declines_with_its_code_and_records_the_control(api, jwe
               "CONTROL_CHANNEL_NOT_PERMITTED", channel),
              ({"amount": 5001}, "61", "CONTROL_AMOUNT_LIMIT_EXCEEDED", amount)]
     for changes, code, reason, control in cases:
-        answer = await p.authorize(**changes)
+        body = p.request(**changes)
+        status, answer = await p.send("/network/authorizations", body)
         assert declined(answer, code, reason), (changes, answer)
+        # The answer and the partner's event name the control (and its version) that declined.
+        assert (answer["controlId"], answer["controlVersion"]) == (control["controlId"], 1)
+        assert await p.send("/network/authorizations", body) == (status, answer)  # a replay
         row = await p.stored(answer["authorizationId"])
         assert (str(row["control_id"]), row["control_version"]) == (control["controlId"], 1)
+        payload = await api.services.pool.fetchval(
+            "SELECT payload FROM events WHERE object_id = $1", uuid.UUID(answer["authorizationId"]))
+        assert (payload["controlId"], payload["responseCode"]) == (control["controlId"], code)
     for changes in ({"mcc": "5411"}, {"mcc": "5970"}, {"merchantCountry": "DE"},
                     {"type": "POS", "cvc2": None, "posEntryMode": "051"}, {"amount": 5000}):
         assert (await p.authorize(**changes))["decision"] == "APPROVED", changes
@@ -91,7 +98,13 @@ async def test_allow_lists_and_iso8583_entry_mode_absent(api, jwe_key):
     p = await setup(api, jwe_key)
     await p.control("PRODUCT", "MCC_ALLOW", mccs=["5411", "5812"])
     await p.control("CARD", "COUNTRY_ALLOW", countries=["PL", "DE"])
+    await p.control("BALANCE", "CHANNEL_ALLOW", channels=["ECOMMERCE", "CHIP"])
     assert (await p.authorize(mcc="5812", merchantCountry="DE"))["decision"] == "APPROVED"
+    assert (await p.authorize(type="POS", cvc2=None, posEntryMode="051"))["decision"] == "APPROVED"
+    assert declined(await p.authorize(type="POS", cvc2=None, posEntryMode="071"), "57",
+                    "CONTROL_CHANNEL_NOT_PERMITTED")
+    assert declined(await p.authorize(type="POS", cvc2=None), "57",
+                    "CONTROL_CHANNEL_NOT_PERMITTED")  # no entry mode: UNKNOWN, not allowed
     assert declined(await p.authorize(mcc="5999"), "57", "CONTROL_MCC_NOT_PERMITTED")
     assert declined(await p.authorize(merchantCountry="FR"), "62", "CONTROL_COUNTRY_RESTRICTED")
     body = p.request()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 from openapi_spec_validator import validate
 
+from antaca_api.domain_errors import NotFound
 from antaca_api.openapi import cached_document, openapi_document
 from antaca_api.routes import load_all
 from antaca_api.routes.docs import render
 from antaca_api.routing import ROUTES, Channel, Encryption, Route
-from antaca_api.schema import Page
 
 
 def document() -> dict:
@@ -80,6 +81,8 @@ def test_security_schemes_match_the_channels():
         [requirement] = op["security"]
         [name] = requirement
         assert (schemes[name]["type"], schemes[name].get("scheme")) == expected[r.channel], r.path
+        # 403: a suspended partner or network (and its customers); an administrator's role, scope
+        # or reset password
         assert {"401", "403"} <= set(op["responses"]), r.path
 
 
@@ -95,10 +98,17 @@ def test_responses_parameters_and_bodies_follow_the_declarations():
             assert "content" not in op["responses"][success[0]]
         else:
             assert success == [str(r.status)], r.path
-            schema = op["responses"][success[0]]["content"]["application/json"]["schema"]
-            assert schema == {"$ref": f"#/components/schemas/{r.response.__name__}"}
-        for status in ("400", "404", "409", "413"):
+            [(media_type, content)] = op["responses"][success[0]]["content"].items()
+            assert media_type == r.media_type
+            assert content["schema"] == _success_schema(r), r.path
+        errors = [status for status in op["responses"] if not status.startswith("2")]
+        for status in errors:
             assert op["responses"][status]["content"]["application/json"]["schema"] == error_ref, (r.path, status)
+        assert {"400", "413"} <= set(errors), r.path
+        may_not_find = "{" in r.path or r.errors is None or NotFound in r.errors
+        assert ("404" in errors) == may_not_find, r.path
+        if r.authenticated and r.channel is not Channel.PUBLIC:
+            assert "401" in errors, r.path
         params = {(p["in"], p["name"]): p for p in op["parameters"]}
         for name in (part[1:-1] for part in r.path.split("/") if part.startswith("{")):
             param = params[("path", name)]
@@ -106,10 +116,12 @@ def test_responses_parameters_and_bodies_follow_the_declarations():
         jwe_headers = {("header", h) for h in ("Public-Key", "Encrypted-Request", "Encrypt-Response")}
         if r.channel is not Channel.PUBLIC:
             assert jwe_headers <= set(params) and not any(params[h]["required"] for h in jwe_headers), r.path
-        paginated = r.method == "GET" and isinstance(r.response, type) and issubclass(r.response, Page)
+        paginated = r.page_size_max is not None
         # Or a list with an opaque cursor that names its own query parameters.
         paginated |= any(p["name"] == "cursor" for p in getattr(r.response, "query_parameters", []))
         assert (("query", "cursor") in params) == paginated, r.path
+        if r.page_size_max is not None and ("query", "limit") in params:
+            assert params[("query", "limit")]["schema"]["maximum"] <= r.page_size_max, r.path
         content = op.get("requestBody", {}).get("content", {})
         if r.multipart:
             form = content["multipart/form-data"]["schema"]
@@ -119,6 +131,34 @@ def test_responses_parameters_and_bodies_follow_the_declarations():
             assert content["application/json"]["schema"] == {"$ref": f"#/components/schemas/{r.body.__name__}"}
         else:
             assert not content, r.path
+
+
+def _success_schema(r: Route) -> dict:
+    if not (isinstance(r.response, type) and issubclass(r.response, msgspec.Struct)):
+        return msgspec.json.schema(r.response)
+    plain = {"$ref": f"#/components/schemas/{r.response.__name__}"}
+    envelope = {"$ref": "#/components/schemas/Envelope", "x-antaca-plaintext": plain}
+    return envelope if r.encryption is not Encryption.OPTIONAL else {"anyOf": [plain, envelope]}
+
+
+def test_sign_in_routes_document_401_and_the_documents_200():
+    doc = document()
+    for path in ("/admin/sessions", "/customers/sessions", "/customers/devices/pair"):
+        responses = doc["paths"][path]["post"]["responses"]
+        assert "401" in responses and "201" in responses, path
+    assert set(doc["paths"]["/openapi.json"]["get"]["responses"]) == {
+        "200", "400", "413", "415", "503"}
+    assert "application/json" in doc["paths"]["/openapi.json"]["get"]["responses"]["200"]["content"]
+    card_data = doc["paths"]["/customers/me/cards/{cardId}"]["get"]["responses"]
+    assert "CARD_DATA_UNAVAILABLE" in card_data["409"]["description"]
+    assert "Retry-After" in card_data["503"]["headers"]
+
+
+def test_every_paginated_response_belongs_to_a_route_declaring_its_page_bound():
+    load_all()
+    for r in ROUTES:
+        fields = getattr(r.response, "__struct_fields__", ())
+        assert ("next_cursor" in fields) == (r.page_size_max is not None), r.path
 
 
 def test_docs_page_escapes_everything():

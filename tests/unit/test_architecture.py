@@ -73,7 +73,8 @@ def test_every_domain_error_has_its_status_in_the_one_table():
 
 def test_route_handlers_hold_no_sql():
     offenders = [f"{path.name}:{number}"
-                 for path in (ROOT / "antaca_api" / "routes").glob("*.py")
+                 for folder in ("routes", "panel")  # the panel's views call the same domain
+                 for path in (ROOT / "antaca_api" / folder).glob("*.py")
                  for number, line in enumerate(path.read_text().splitlines(), 1)
                  if any(word in line for word in SQL_WORDS)]
     assert offenders == []

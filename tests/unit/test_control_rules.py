@@ -118,8 +118,9 @@ def _with_controls(facts, *controls, counters=None):
     return Snapshot(now=NOW, answers={}, cards={facts.fingerprint: facts}, schedules={}, rates={},
                     activity={}, exponents={"EUR": 2}, zone_keys={},
                     control_sets={facts.card_id: cr.control_set(controls)},
-                    counters=counters or {}, local_days={"UTC": NOW.date()},
-                    period_starts={"UTC": cr.period_starts(NOW.date())})
+                    counter_keys={facts.card_id: cr.control_set(controls).keys(
+                        facts.card_id, facts.balance_id, cr.period_starts(NOW.date()))},
+                    counters=counters or {}, local_days={"UTC": NOW.date()})
 
 
 def test_two_payments_of_one_card_in_one_batch_count_against_each_other():

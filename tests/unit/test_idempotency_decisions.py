@@ -46,15 +46,21 @@ def test_key_shape():
 
 
 def test_request_hash_covers_method_path_body_and_public_key():
-    base = idempotency.request_hash("POST", "/secure/customers", b'{"a":1}', None)
-    assert base == idempotency.request_hash("POST", "/secure/customers", b'{"a":1}', None)
+    hash_key = idempotency.request_hash_key(CardKeys.generate())
+    base = idempotency.request_hash(hash_key, "POST", "/secure/customers", b'{"a":1}', None)
+    assert base == idempotency.request_hash(hash_key, "POST", "/secure/customers", b'{"a":1}',
+                                            None)
+    # Keyed: without the card keys, a hash of a body carrying a PIN gives nothing to guess with.
+    other_key = idempotency.request_hash_key(CardKeys.generate())
+    assert base != idempotency.request_hash(other_key, "POST", "/secure/customers", b'{"a":1}',
+                                            None)
     assert len(base) == 32
     for other in (("PUT", "/secure/customers", b'{"a":1}', None),
                   ("POST", "/secure/customers?x=1", b'{"a":1}', None),
                   ("POST", "/secure/customers", b'{"a":2}', None),
                   ("POST", "/secure/customers", b'{"a":1}', "cGVt"),
                   ("POST", "/secure/customer", b's{"a":1}', None)):  # parts are length-prefixed
-        assert idempotency.request_hash(*other) != base
+        assert idempotency.request_hash(hash_key, *other) != base
 
 
 def test_stored_answers_are_sealed_to_their_caller_and_key():
@@ -87,6 +93,8 @@ NOT_CREATING = {
     "/secure/webhooks/{endpointId}/disable": "a state change, idempotent itself",
     "/secure/webhooks/{endpointId}/enable": "a state change, idempotent itself",
     "/secure/webhooks/{endpointId}/rotate-secret": "rotates a secret: a retry rotates again",
+    "/secure/simulate/authorizations": "sandbox; its body may carry a PIN, which the key's stored "
+                                       "request hash would keep",
 }
 STATE_CHANGES = ("/activate", "/lock", "/unlock", "/block", "/unblock", "/close", "/cvv")
 
