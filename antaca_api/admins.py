@@ -1,6 +1,7 @@
 """Administrator accounts and their sessions (repository).
 
-Password hashing is scrypt (~100 ms of CPU): given a BackgroundCpu it runs there, off the event
+Password hashing is Argon2id (~50 ms of CPU, antaca_api/passwords.py; older scrypt hashes are
+upgraded at the next successful sign-in): given a BackgroundCpu it runs there, off the event
 loop, and no database connection is held while it waits or runs. Without one (the CLI, scripts)
 it runs on the caller's thread.
 """
@@ -25,7 +26,7 @@ from antaca_api.domain_errors import (
     ValidationFailed,
 )
 from antaca_api.partners import check_exists as check_partner_exists
-from antaca_api.passwords import DUMMY_HASH, hash_password, verify_password
+from antaca_api.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 from antaca_api.tokens import hash_secret, new_secret
 
 
@@ -41,6 +42,9 @@ MIN_PASSWORD = 12
 ADMIN_CREDENTIALS = """
     SELECT id, password_hash, role, password_change_required FROM admin_users
     WHERE email = lower($1) AND active"""
+# The upgrade of a hash that just verified: only if nobody changed the password meanwhile.
+UPGRADE_PASSWORD_HASH = """
+    UPDATE admin_users SET password_hash = $3 WHERE id = $1 AND password_hash = $2"""
 REVOKE_SESSION = "UPDATE admin_sessions SET revoked_at = now() WHERE token_hash = $1"
 OPEN_SESSION = """
     INSERT INTO admin_sessions (token_hash, admin_id, expires_at, last_seen_at)
@@ -99,7 +103,7 @@ async def insert_admin_user(conn: asyncpg.Connection, email: str, password_hash:
 async def create_admin_user(conn: asyncpg.Connection, email: str, password: str, role: Role, *,
                             background_cpu: BackgroundCpu | None = None,
                             partner_id: uuid.UUID | None = None) -> uuid.UUID:
-    """Create an administrator; the password is stored as a scrypt hash only."""
+    """Create an administrator; the password is stored as an Argon2id hash only."""
     password_hash = await hash_admin_password(password, background_cpu)
     return await insert_admin_user(conn, email, password_hash, role, partner_id)
 
@@ -117,6 +121,9 @@ async def open_session(
     stored = row["password_hash"] if row else DUMMY_HASH
     if not await _hashing(background_cpu, verify_password, password, stored) or row is None:
         raise InvalidCredentials()
+    if needs_rehash(stored):
+        upgraded = await _hashing(background_cpu, hash_password, password)
+        await pool.execute(UPGRADE_PASSWORD_HASH, row["id"], stored, upgraded)
     token, token_hash = new_secret()
     expires_at = now + timedelta(seconds=ttl)
     await pool.execute(OPEN_SESSION, token_hash, row["id"], expires_at, now)

@@ -10,7 +10,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from antaca_api import channels, errors, logs
+from antaca_api import channels, errors, hardening, logs
 from antaca_api.domain_errors import DomainError, ValidationFailed
 from antaca_api.metrics import UNMATCHED_ROUTE
 from antaca_api.panel import panel_app
@@ -28,7 +28,8 @@ def error_response(error: errors.ApiError | DomainError) -> web.Response:
     """`{"code", "message"}` with the error's status: an HTTP layer error's own, a domain error's
     from the one table (errors.DOMAIN_ERROR_STATUS)."""
     if isinstance(error, DomainError):
-        status, retry_after_seconds = errors.status_of(error), None
+        status = errors.status_of(error)
+        retry_after_seconds = getattr(error, "retry_after_seconds", None)  # a rate limit's wait
     else:
         status, retry_after_seconds = error.status, error.retry_after_seconds
     headers = None if retry_after_seconds is None else {"Retry-After": str(retry_after_seconds)}
@@ -124,6 +125,7 @@ def create_app(services: Services, extra_routes: list[Route] = ()) -> web.Applic
     services.metrics.services = services
     if services.engine is not None:
         services.engine.observer = services.metrics
+    app.on_response_prepare.append(hardening.add_security_headers)
     for r in [*ROUTES, *extra_routes]:
         if r.sandbox and not services.settings.sandbox:
             continue  # sandbox simulation routes do not exist outside the sandbox

@@ -322,3 +322,20 @@ class WebhookEndpointLimit(Conflict):
 
 class InvalidCursor(DomainError):
     code, message = "INVALID_CURSOR", "the cursor is not one this list gave"
+
+
+class RateLimited(DomainError):
+    """A rate limit of antaca_api/rate_limits.py: the answer says how long to wait."""
+
+    code, message = "RATE_LIMITED", "too many requests; retry after Retry-After seconds"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__()
+        self.retry_after_seconds = retry_after_seconds  # sent as Retry-After
+
+
+class AccountLocked(RateLimited):
+    """Too many failures for one account: refused, right or wrong, until the lock ends."""
+
+    code = "ACCOUNT_LOCKED"
+    message = "too many failed attempts: this account is locked; retry after Retry-After seconds"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import msgspec
 
 from antaca_api.domain_errors import (
+    AccountLocked,
     AdminExists,
     AppPinLocked,
     AppPinNotSet,
@@ -75,6 +76,7 @@ from antaca_api.domain_errors import (
     ProcessorFailure,
     ProgramCurrencyMismatch,
     ProgramRequired,
+    RateLimited,
     RateUnavailable,
     StepUpRequired,
     UnsupportedCurrency,
@@ -113,6 +115,12 @@ class MalformedJson(ApiError):
 
 class PayloadTooLarge(ApiError):
     status, code, message = 413, "PAYLOAD_TOO_LARGE", "the body is larger than this service accepts"
+
+
+class RequestTimeout(ApiError):
+    """The body did not arrive in time (antaca_api/hardening.py, body_timeout_seconds)."""
+
+    status, code, message = 408, "REQUEST_TIMEOUT", "the request body did not arrive in time"
 
 
 class RouteNotFound(ApiError):
@@ -266,6 +274,8 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     WebhookTargetRefused: 400,
     WebhookEndpointLimit: 409,
     InvalidCursor: 400,
+    RateLimited: 429,
+    AccountLocked: 429,
 }
 
 

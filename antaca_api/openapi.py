@@ -10,8 +10,9 @@ from typing import Any
 
 import msgspec
 
-from antaca_api import pages, reference, step_up
+from antaca_api import pages, rate_limits, reference, step_up
 from antaca_api.domain_errors import (
+    AccountLocked,
     Conflict,
     Forbidden,
     IdempotencyKeyInProgress,
@@ -21,6 +22,7 @@ from antaca_api.domain_errors import (
     NotFound,
     PartnerSuspended,
     PasswordChangeRequired,
+    RateLimited,
     StepUpRequired,
     ValidationFailed,
 )
@@ -107,8 +109,12 @@ CHANNEL_ERRORS: dict[Channel, tuple[type[Exception], ...]] = {
 USUAL_READ_ERRORS: tuple[type[Exception], ...] = (NotFound,)
 USUAL_WRITE_ERRORS: tuple[type[Exception], ...] = (NotFound, Conflict)
 
-# Sent with SERVICE_BUSY (antaca_api/background_cpu.py): when to try again.
-RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying (SERVICE_BUSY)",
+# The rate limited routes (antaca_api/rate_limits.py): too many requests, or a locked account.
+RATE_LIMIT_ERRORS: tuple[type[Exception], ...] = (RateLimited, AccountLocked)
+
+# Sent with SERVICE_BUSY (antaca_api/background_cpu.py) and the rate limits: when to try again.
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying (SERVICE_BUSY, "
+                                              "RATE_LIMITED, ACCOUNT_LOCKED)",
                                "required": False, "schema": {"type": "integer", "minimum": 0}}}
 
 # A flag is on when its value is "true" in any case; any other value leaves it off (routing.py).
@@ -187,6 +193,8 @@ def route_errors(route: Route) -> list[type[Exception]]:
         found.append(StepUpRequired)
     if route.idempotent:
         found += IDEMPOTENCY_ERRORS
+    if rate_limits.policy_of(route.method, route.path) is not None:
+        found += RATE_LIMIT_ERRORS
     if route.channel is not Channel.NETWORK:  # JWE's RSA work and password hashing wait in a queue
         found.append(ServiceBusy)
     if route.errors is not None:
@@ -220,7 +228,7 @@ def _responses(route: Route, ref: dict[Any, dict]) -> dict[str, Any]:
         meaning = STATUS_MEANINGS.get(status) or HTTPStatus(status).phrase
         answer = {"description": f"{meaning}: {_codes(by_status[status])}",
                   "content": error}
-        if ServiceBusy in by_status[status]:
+        if ServiceBusy in by_status[status] or RateLimited in by_status[status]:
             answer["headers"] = RETRY_AFTER
         responses[str(status)] = answer
     return responses

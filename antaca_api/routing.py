@@ -21,7 +21,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from antaca_api import idempotency, jwe, pages, step_up
+from antaca_api import idempotency, jwe, pages, rate_limits, step_up
 from antaca_api.admins import Role, record_audit_entry
 from antaca_api.domain_errors import Forbidden, NotFound, ValidationFailed
 from antaca_api.errors import EncryptionRequired, MalformedJson, UnsupportedMediaType
@@ -318,44 +318,67 @@ async def _jwe_work(route: Route, services: Services, func: Callable[..., Any], 
 def dispatch(route: Route, services: Services, authenticate: Authenticator) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The aiohttp handler for a declared route."""
 
+    policy = rate_limits.policy_of(route.method, route.path)
+
     async def handle(request: web.Request) -> web.Response:
         ctx = Context(request, services, route, arrived_at=asyncio.get_running_loop().time())
-        if route.authenticated and route.channel is not Channel.PUBLIC:
-            await authenticate(ctx)
-            if ctx.admin is not None and ctx.admin.role not in route.roles:
-                raise Forbidden()
-            if route.step_up and ctx.customer is not None:
-                await step_up.require_proof(services, ctx.customer.customer_id,
-                                            ctx.customer.installation_id,
-                                            request.headers.get(step_up.STEP_UP_HEADER))
-        encrypted_request = _flag(request, "Encrypted-Request")
-        encrypt_response = encrypted_request or _flag(request, "Encrypt-Response")
-        check_encryption(route, encrypted_request, encrypt_response)
-        client_key = jwe.parse_client_key(request.headers.get("Public-Key")) if encrypt_response else None
-        if client_key is not None and route.channel is not Channel.NETWORK:
-            # Refused now if at all: once the handler has changed something, its answer must go out.
-            services.background_cpu.check_capacity()
-
-        body = None
-        if not route.multipart:
-            raw = await request.read()
-            if raw:
-                check_media_type(request)
-            if encrypted_request and (raw or route.body is not None):  # an empty body is no envelope either
-                raw = await _jwe_work(route, services, jwe.decrypt_envelope, services.jwe_key, raw)
-            if route.body is not None:
-                if not raw.strip() and body_optional(route.body):
-                    raw = b"{}"  # a body whose every field is optional may be left out
-                body = decode_body(raw or b"", route.body)
-            else:
-                check_empty_body(raw)
-
-        if route.idempotent and idempotency.HEADER in request.headers:
-            return await _run_once(ctx, body, client_key,
-                                   lambda: _respond(ctx, body, client_key))
-        return await _respond(ctx, body, client_key)
+        if policy is None:
+            return await _handle(ctx, authenticate, _admit_all)
+        return await rate_limits.guarded(ctx, policy,
+                                         lambda admit: _handle(ctx, authenticate, admit))
 
     return handle
+
+
+def _admit_all(_: Any) -> None:
+    """No rate limit: every request is admitted."""
+
+
+async def _handle(ctx: Context, authenticate: Authenticator,
+                  admit: rate_limits.Admit) -> web.Response:
+    """Authenticate, check the rules, decode the body (and admit the request on its account's
+    rate limit once it is known), run the handler."""
+    route, services, request = ctx.route, ctx.services, ctx.request
+    if route.authenticated and route.channel is not Channel.PUBLIC:
+        await authenticate(ctx)
+        if ctx.admin is not None and ctx.admin.role not in route.roles:
+            raise Forbidden()
+        if route.body is None:
+            admit(None)  # the account is the caller's principal: known now
+        if route.step_up and ctx.customer is not None:
+            await step_up.require_proof(services, ctx.customer.customer_id,
+                                        ctx.customer.installation_id,
+                                        request.headers.get(step_up.STEP_UP_HEADER))
+    encrypted_request = _flag(request, "Encrypted-Request")
+    encrypt_response = encrypted_request or _flag(request, "Encrypt-Response")
+    check_encryption(route, encrypted_request, encrypt_response)
+    client_key = jwe.parse_client_key(request.headers.get("Public-Key")) if encrypt_response else None
+    if client_key is not None and route.channel is not Channel.NETWORK:
+        # Refused now if at all: once the handler has changed something, its answer must go out.
+        services.background_cpu.check_capacity()
+
+    body = None
+    if not route.multipart:
+        raw = await request.read()
+        if raw:
+            check_media_type(request)
+        if encrypted_request and route.body is None and raw.strip():
+            # Refused before any RSA work: a body-less route has nothing to decrypt.
+            raise ValidationFailed("this endpoint takes no body (an empty one or {})")
+        if encrypted_request and route.body is not None:  # an empty body is no envelope either
+            raw = await _jwe_work(route, services, jwe.decrypt_envelope, services.jwe_key, raw)
+        if route.body is not None:
+            if not raw.strip() and body_optional(route.body):
+                raw = b"{}"  # a body whose every field is optional may be left out
+            body = decode_body(raw or b"", route.body)
+            admit(body)
+        else:
+            check_empty_body(raw)
+
+    if route.idempotent and idempotency.HEADER in request.headers:
+        return await _run_once(ctx, body, client_key,
+                               lambda: _respond(ctx, body, client_key))
+    return await _respond(ctx, body, client_key)
 
 
 async def _respond(ctx: Context, body: Any, client_key: Any) -> web.Response:

@@ -18,6 +18,7 @@ from antaca_api.app import create_app
 from antaca_api.cards import resume_pending, run_key_rotation
 from antaca_api.corporations import seal_clear_documents
 from antaca_api.credentials import listen
+from antaca_api.hardening import HardenedAppRunner
 from antaca_api.iso8583.listener import Iso8583Listener
 from antaca_api.kyc import DeterministicKycProvider
 from antaca_api.metrics import metrics_app
@@ -142,7 +143,7 @@ async def serve(dsn: str, settings: Settings) -> None:
     # On SIGTERM aiohttp stops listening, then waits this long for the requests in flight: long
     # enough for the engine to answer every queued authorization (by its deadline at the latest).
     shutdown_seconds = settings.engine.deadline_seconds + settings.engine.shutdown_grace_seconds
-    runner = web.AppRunner(create_app(services), access_log=None, shutdown_timeout=shutdown_seconds)
+    runner = HardenedAppRunner(create_app(services), access_log=None, shutdown_timeout=shutdown_seconds)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     await web.TCPSite(runner, settings.host, settings.tls_port,

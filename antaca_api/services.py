@@ -16,6 +16,7 @@ from antaca_api.credentials import CredentialCache
 from antaca_api.kyc import KycProvider
 from antaca_api.metrics import Metrics
 from antaca_api.pki import CertificateAuthority
+from antaca_api.rate_limits import RateLimits
 from antaca_api.settings import Settings
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.engine import AuthorizationEngine
@@ -52,6 +53,8 @@ class Services:
     authorization_ledger: Ledger | None = None
     # Prometheus metrics (antaca_api/metrics.py): the engine's and the jobs' observer.
     metrics: Metrics = field(default_factory=Metrics)
+    # The rate limits' counters and lockouts of this process (antaca_api/rate_limits.py).
+    rate_limits: RateLimits = field(default_factory=RateLimits)
     # The sandbox's own network (antaca_api/sandbox.py), once its first simulation set it up.
     sandbox_network: Any = None
 

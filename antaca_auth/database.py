@@ -33,11 +33,45 @@ def embedded_server(pgdata: Path | None = None, *, throwaway: bool = False) -> I
     else:
         pgdata = (pgdata or DEFAULT_PGDATA).resolve()
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        dead = forget_dead_users(pgdata)
+        if dead:
+            log.info("the embedded PostgreSQL outlived processes %s (killed): adopting it", dead)
     server = pgserver.get_server(pgdata, cleanup_mode="delete" if throwaway else "stop")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+
+
+# pgserver's list of the processes using a data directory: the last one to leave stops the server.
+USERS_FILE = ".handle_pids.json"
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def forget_dead_users(pgdata: Path) -> list[int]:
+    """Remove from pgserver's list the processes that died without leaving it (SIGKILL, a
+    crash): their server is still running, and with them listed it would never stop again. The
+    start that follows adopts that server; its clean stop stops it. The dead processes' ids."""
+    from pgserver.postgres_server import PostgresServer
+
+    path = pgdata / USERS_FILE
+    with PostgresServer._lock:  # pgserver's own lock on the list
+        if not path.exists():
+            return []
+        pids = msgspec.json.decode(path.read_bytes(), type=list[int])
+        alive = [pid for pid in pids if process_alive(pid)]
+        if len(alive) != len(pids):
+            path.write_bytes(msgspec.json.encode(alive))
+    return [pid for pid in pids if pid not in alive]
 
 
 def with_database(dsn: str, database: str) -> str:

@@ -130,7 +130,7 @@ CARDS = """
            p.remote_deadline_ms
     FROM cards c
     JOIN card_programs p ON p.id = c.program_id
-    JOIN balances b ON b.id = c.balance_id
+    JOIN balances b ON b.id = c.balance_id AND b.partner_id = c.partner_id  -- co-located
     -- A REMOTE program's payments are held on its partner's REMOTE account (antaca_auth/remote.py).
     JOIN accounts ua ON ua.id = coalesce(p.remote_account_id, b.account_id)
     LEFT JOIN partner_accounts pa

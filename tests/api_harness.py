@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from antaca_api.admins import create_admin_user
 from antaca_api.app import create_app
+from antaca_api.hardening import HardenedAppRunner
 from antaca_api.pki import CertificateAuthority
 from antaca_api.routing import Role
 from antaca_api.services import Services
@@ -124,7 +125,7 @@ class ApiServer:
 
 
 async def start_api(services: Services, ca: CertificateAuthority, extra_routes=()) -> tuple[ApiServer, web.AppRunner]:
-    runner = web.AppRunner(create_app(services, list(extra_routes)), access_log=None)
+    runner = HardenedAppRunner(create_app(services, list(extra_routes)), access_log=None)
     await runner.setup()
     # Sockets bound to port 0 and handed to the sites: a port chosen first and bound later can be
     # taken in between by any outgoing connection (seen: "address already in use" in CI).

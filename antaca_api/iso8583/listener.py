@@ -36,6 +36,7 @@ IN_FLIGHT_PER_CONNECTION_MAX = 512  # messages being decided on one connection; 
 ECHO_AFTER_IDLE_SECONDS = 30.0  # no message for this long: Antaca sends an echo (0800, DE70 301)
 IDLE_SECONDS_MAX = 120.0  # no message for this long: the connection is closed
 HANDSHAKE_SECONDS_MAX = 10.0  # TLS handshake
+FRAME_SECONDS_MAX = 10.0  # a frame's bytes after its length prefix (a slow sender is cut)
 STAN_MODULUS = 1_000_000  # DE11 is six digits
 
 # Plain TCP, for a network named in the settings (behind a private link that does its own TLS):
@@ -197,7 +198,7 @@ class Iso8583Listener:
                             length, MESSAGE_BYTES_MAX)
                 return
             try:
-                frame = await asyncio.wait_for(reader.readexactly(length), IDLE_SECONDS_MAX)
+                frame = await asyncio.wait_for(reader.readexactly(length), FRAME_SECONDS_MAX)
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 connection.slots.release()
                 return

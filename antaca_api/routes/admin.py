@@ -81,7 +81,7 @@ class AdminUser(Body):
 @route("POST", "/admin/users", channel=Channel.ADMIN, roles=ADMIN_ONLY, body=NewAdmin, response=AdminUser,
        status=201, summary="Create an administrator", tags=("admin",))
 async def create_user(ctx: Context, body: NewAdmin) -> AdminUser:
-    # Hashed before the transaction: no connection is held while scrypt waits for a thread and runs.
+    # Hashed before the transaction: no connection is held while Argon2id waits for a thread and runs.
     password_hash = await hash_admin_password(body.password, ctx.services.background_cpu)
     async with ctx.transaction() as conn:
         row = await add_admin_user(conn, body.email, password_hash, body.role, body.partner_id)

@@ -119,4 +119,4 @@ async def test_admin_create_user_command(database_url):
     finally:
         await conn.close()
     assert (row["email"], row["role"]) == ("root@example.com", "ADMIN")
-    assert row["password_hash"].startswith("scrypt$") and "a long enough secret" not in row["password_hash"]
+    assert row["password_hash"].startswith("$argon2id$") and "a long enough secret" not in row["password_hash"]

@@ -423,6 +423,18 @@ async def test_an_idle_line_gets_echoes_then_is_closed(api, jwe_key, listener, m
     await p.done()
 
 
+async def test_a_frame_that_never_completes_closes_the_line(api, jwe_key, listener,
+                                                           monkeypatch):
+    monkeypatch.setattr(listener_module, "FRAME_SECONDS_MAX", 0.3)
+    p = await Network().setup(api, jwe_key)
+    client = await p.connect(listener)
+    started = asyncio.get_running_loop().time()
+    client.write_raw((100).to_bytes(2, "big") + b"0100")  # 100 bytes announced, 4 sent
+    await asyncio.wait_for(client.closed.wait(), 5)
+    assert asyncio.get_running_loop().time() - started < 3  # not the 120 s of an idle line
+    await p.done()
+
+
 async def test_plain_tcp_belongs_to_the_configured_network(api, jwe_key):
     p = await Network().setup(api, jwe_key)
     plain = Iso8583Listener(api.services, network_id=uuid.UUID(p.network_id))
