@@ -65,6 +65,7 @@ from antaca_auth.cardkeys import CardKeys
 from antaca_auth.control_rules import Level
 from antaca_auth.database import create_pool
 from antaca_auth.engine import AuthorizationEngine, Batching, EngineSettings
+from antaca_auth.keyfiles import write_private
 from antaca_auth.ledger import Ledger
 from bench.cards import N_CARDS, create_network, prepare_traffic, setup  # setup: tests use it too
 from bench.database import bench_database
@@ -206,7 +207,7 @@ async def serving(dsn: str, pool, keys: CardKeys, traffic: Traffic,
     from tests.api_harness import free_port, make_csr
 
     work = Path(tempfile.mkdtemp(prefix="antaca-http-bench-"))
-    (work / "card-keys.json").write_text(keys.to_json())
+    write_private(work / "card-keys.json", keys.to_json().encode())
     ca, _ = CertificateAuthority.load_or_create(work)
     csr, key_pem = make_csr()
     async with pool.acquire() as conn, conn.transaction():
@@ -218,7 +219,8 @@ async def serving(dsn: str, pool, keys: CardKeys, traffic: Traffic,
     port, tls_port, iso8583_port = free_port(), free_port(), free_port()
     env = dict(os.environ, ANTACA_DATABASE_URL=dsn, ANTACA_KEY_DIR=str(work),
                ANTACA_PORT=str(port), ANTACA_TLS_PORT=str(tls_port),
-               ANTACA_ISO8583_PORT=str(iso8583_port), **engine_environment(settings))
+               ANTACA_ISO8583_PORT=str(iso8583_port), ANTACA_METRICS_PORT="0",
+               **engine_environment(settings))
     server = subprocess.Popen([sys.executable, "-m", "antaca_api.cli", "serve"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

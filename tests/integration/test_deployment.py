@@ -51,7 +51,8 @@ def test_the_image_entry_point_migrates_serves_and_stops_cleanly(database_url):
            "ANTACA_SQL_DIR": str(ROOT / "sql"),
            "ANTACA_KEY_DIR": tempfile.mkdtemp(prefix="antaca-image-keys-"),
            "ANTACA_HOST": "127.0.0.1", "ANTACA_PORT": str(free_port()),
-           "ANTACA_TLS_PORT": str(free_port()), "ANTACA_ISO8583_PORT": "0"}
+           "ANTACA_TLS_PORT": str(free_port()), "ANTACA_ISO8583_PORT": "0",
+           "ANTACA_METRICS_PORT": "0"}
     executable = Path(sys.executable).parent / command[0]
     service = subprocess.Popen([str(executable), *command[1:]], env=env, cwd=tempfile.gettempdir(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -172,7 +172,9 @@ async def test_an_undeclared_method_answers_405_with_allow(api):
     admin = await api.admin_token()
     client = api.client()
     checked = 0
-    for path in sorted({r.path for r in ROUTES}):
+    # The sandbox's simulation routes do not exist outside the sandbox (this service's case).
+    served = {r.path for r in ROUTES if not r.sandbox or api.services.settings.sandbox}
+    for path in sorted(served):
         url_path = re.sub(r"{[^}]+}", SAMPLE_ID, path)  # routing comes before any id is read
         declared = _methods_matching(url_path)
         method = next((m for m in HTTP_METHODS if m not in declared), None)
@@ -185,7 +187,7 @@ async def test_an_undeclared_method_answers_405_with_allow(api):
             allow = {m.strip() for m in r.headers["Allow"].split(",")}
             assert allow == declared, (path, allow)
         checked += 1
-    assert checked >= 0.9 * len({r.path for r in ROUTES})
+    assert checked >= 0.9 * len(served)
 
 
 async def test_declared_page_limits_are_enforced(api):

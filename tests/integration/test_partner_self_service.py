@@ -60,9 +60,11 @@ async def test_partner_opens_its_own_balance_for_a_program_currency(api, jwe_key
     # Another partner's balance answers exactly like one that does not exist.
     _, other = await api.partner(p.w.admin)
     async with other.get(f"{api.https}/secure/partner/balances/{credit['balanceId']}") as r:
-        foreign = (r.status, await r.json())
+        body = await r.json()
+        foreign = (r.status, body["code"], body["message"])
     async with other.get(f"{api.https}/secure/partner/balances/{uuid.uuid4()}") as r:
-        assert (r.status, await r.json()) == foreign and foreign[0] == 404
+        body = await r.json()
+        assert (r.status, body["code"], body["message"]) == foreign and foreign[0] == 404
     await ledger_clean(api)
 
 

@@ -40,7 +40,7 @@ def start_service(env: dict) -> subprocess.Popen:
 def test_the_quickstart_runs_against_the_service(database_url, tmp_path):
     port, tls_port = free_port(), free_port()
     env = {**os.environ, "ANTACA_DATABASE_URL": database_url, "ANTACA_PORT": str(port),
-           "ANTACA_TLS_PORT": str(tls_port), "ANTACA_ISO8583_PORT": "0",
+           "ANTACA_TLS_PORT": str(tls_port), "ANTACA_ISO8583_PORT": "0", "ANTACA_METRICS_PORT": "0",
            "ANTACA_KEY_DIR": str(tmp_path / "keys"), "ANTACA_SANDBOX": "1",
            "ANTACA_WEBHOOK_ALLOW_PRIVATE_TARGETS": "1", "PYTHONPATH": str(ROOT)}
     env.pop("ANTACA_CARD_KEYS", None)
