@@ -99,7 +99,11 @@ async def test_fuzz_every_operation_finds_no_server_error(api):
     # credentials must get real work done, and most operations must succeed at least once.
     worked = {key for key, codes in positive.items() if any(200 <= code < 300 for code in codes)}
     assert {r.channel for r in routes if (r.method, r.path) in worked} == {r.channel for r in routes}
-    assert len(worked) >= 0.6 * len(positive), sorted(set(positive) - worked)
+    # A route whose request must be a JWE (a PIN, a key) cannot succeed with a random clear body:
+    # it is fuzzed for errors all the same, but not counted among those that should succeed.
+    jwe_only = {(r.method, r.path) for r in routes if r.encryption is Encryption.REQUEST}
+    reachable = set(positive) - jwe_only
+    assert len(worked & reachable) >= 0.6 * len(reachable), sorted(reachable - worked)
     negatives = sum(1 for (_, _, mode) in seen if mode is GenerationMode.NEGATIVE)
     assert negatives >= 0.5 * len(positive)
 
