@@ -48,7 +48,7 @@ async def test_wrong_passwords_lock_the_account_and_the_lockout_is_audited(api):
     status, body, headers = await sign_in(api, email, PASSWORD)
     assert (status, body["code"]) == (429, "ACCOUNT_LOCKED")
     assert 0 < int(headers["Retry-After"]) <= policy.lock_seconds
-    assert set(body) == {"code", "message"}
+    assert set(body) == {"code", "message", "requestId"}
     rows = await rate_limits.lockouts(api.services.pool, f"admin:{email}", 10)
     assert [(row["policy"], row["caller"]) for row in rows] == [(policy.name, "127.0.0.1")]
     assert rows[0]["locked_until"] > rows[0]["created_at"]
