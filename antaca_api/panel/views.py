@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -20,6 +21,7 @@ from antaca_api import (
     customer_service,
     fee_schedules,
     pages,
+    rate_limits,
     webhooks,
 )
 from antaca_api import cards as card_repo
@@ -34,7 +36,14 @@ from antaca_api.balances import amounts as balance_amounts
 from antaca_api.cards import CardScope
 from antaca_api.corporations import KybStatus
 from antaca_api.customers import ReviewDecision
-from antaca_api.domain_errors import DomainError, InvalidCredentials, NotFound, ValidationFailed
+from antaca_api.domain_errors import (
+    AccountLocked,
+    DomainError,
+    InvalidCredentials,
+    NotFound,
+    RateLimited,
+    ValidationFailed,
+)
 from antaca_api.errors import status_of as error_status
 from antaca_api.panel import access, figures, security
 from antaca_api.panel.access import Rule, page
@@ -103,6 +112,19 @@ def _sign_in_page(request: web.Request, errors: dict[str, str], status: int = 20
     return response
 
 
+@dataclass(frozen=True)
+class SignIn:
+    email: str
+
+
+@dataclass(frozen=True)
+class SignInContext:
+    """What rate_limits.guarded reads of a request: the services and the caller's address."""
+
+    services: Services
+    request: web.Request
+
+
 @public
 async def sign_in(request: web.Request) -> web.StreamResponse:
     form = await request.post()
@@ -111,12 +133,22 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         return _sign_in_page(request, {"form": "the form expired: sign in again"}, 403)
     email, password = str(form.get("email", "")), str(form.get("password", ""))
     services = services_of(request)
-    try:
-        token, _, _, _ = await admins.open_session(
+
+    async def open_session(admit: rate_limits.Admit):
+        admit(SignIn(email))  # the admin API's sign-in limits and lockout, on the same account
+        return await admins.open_session(
             services.pool, email, password, services.clock(), services.settings.admin_session_ttl,
             background_cpu=services.background_cpu)
+
+    try:
+        token, _, _, _ = await rate_limits.guarded(SignInContext(services, request),
+                                                   rate_limits.ADMIN_SIGN_IN, open_session)
     except InvalidCredentials as exc:
         return _sign_in_page(request, {"password": exc.message}, 401, email)
+    except (RateLimited, AccountLocked) as exc:
+        page = _sign_in_page(request, {"password": exc.message}, 429, email)
+        page.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return page
     response = redirect(f"{security.PANEL_PREFIX}/")
     response.set_cookie(security.SESSION_COOKIE, token, **security.cookie_flags(request.secure))
     response.del_cookie(security.SIGN_IN_COOKIE, path=security.COOKIE_PATH)

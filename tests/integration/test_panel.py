@@ -13,6 +13,7 @@ from http.cookies import SimpleCookie
 import aiohttp
 import pytest
 
+from antaca_api import rate_limits
 from antaca_api.admins import create_admin_user
 from antaca_api.panel import security
 from antaca_api.routing import Role
@@ -503,3 +504,19 @@ async def test_an_admin_changes_where_a_partners_alerts_go(api):
     manager = await signed_in(api, Role.MANAGER)
     _, page, _ = await manager.get(path)
     assert "contact-form" not in page and "ops@partner.example" in page
+
+
+async def test_panel_sign_in_shares_the_admin_apis_lockout(api):
+    """Wrong passwords on the panel lock the account as on POST /admin/sessions, audited; the
+    right password is then refused too, on both doors, until the lockout ends."""
+    email = await new_admin(api)
+    client = PanelClient(api)
+    statuses = [(await client.sign_in(email, "not the password"))[0]
+                for _ in range(rate_limits.ADMIN_SIGN_IN.failures_max)]
+    assert statuses == [401] * rate_limits.ADMIN_SIGN_IN.failures_max
+    status, page, response = await client.sign_in(email)
+    assert status == 429 and int(response.headers["Retry-After"]) > 0
+    async with api.client().post(f"{api.http}/admin/sessions",
+                                 json={"email": email, "password": ADMIN_PASSWORD}) as r:
+        assert r.status == 429 and (await r.json())["code"] == "ACCOUNT_LOCKED"
+    assert await rate_limits.lockouts(api.services.pool, f"admin:{email}", 10)
