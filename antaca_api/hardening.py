@@ -63,8 +63,12 @@ def security_headers(secure: bool) -> dict[str, str]:
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: the security headers on every response of the application."""
-    response.headers.update(security_headers(request.secure))
+    """on_response_prepare: the security headers on every response of the application; a
+    response's own stricter policy (the panel's and the reference's Content-Security-Policy) is
+    kept."""
+    headers = security_headers(request.secure)
+    response.headers.setdefault("Content-Security-Policy", headers.pop("Content-Security-Policy"))
+    response.headers.update(headers)
 
 
 def protocol_error(status: int, exc: BaseException | None) -> ErrorBody:

@@ -193,13 +193,18 @@ async def customers(request: web.Request) -> web.Response:
     query = request.query
     criteria = {name: (query.get(name) or "").strip()[:search_text_max] or None
                 for name in ("name", "email", "phone")}
-    after = _cursor(query.get("cursor"))
+    page_request = _page(request, customer_repo.CUSTOMER_PAGES, customer_page_size)
     rows = await customer_repo.search(
         services_of(request).pool, partner_scope=user_of(request).partner_id, partner_id=None,
-        after=after, limit=customer_page_size, **criteria)
-    next_cursor = str(rows[-1]["seq"]) if len(rows) == customer_page_size else None
-    return render(request, "customers.html", rows=rows, criteria=criteria,
+        page=page_request, **criteria)
+    shown, next_cursor = pages.cut(rows, page_request, pages.seq_position)
+    return render(request, "customers.html", rows=shown, criteria=criteria,
                   next_cursor=next_cursor)
+
+
+def _page(request: web.Request, keyset: pages.Keyset, limit: int) -> pages.PageRequest:
+    """The page of `keyset`'s list asked for by the query's opaque `cursor` (none: the first)."""
+    return pages.request(keyset, request.query.get("cursor") or None, limit)
 
 
 def _cursor(raw: str | None) -> int:
@@ -216,7 +221,8 @@ async def customer(request: web.Request, errors: dict[str, str] | None = None,
                    status: int = 200) -> web.Response:
     services, user = services_of(request), user_of(request)
     customer_id = access.path_id(request)("customerId")
-    page_request = pages.request(card_transactions.TRANSACTION_PAGES, request.query)
+    page_request = _page(request, card_transactions.TRANSACTION_PAGES,
+                         pages.page_size_default)
     async with services.pool.acquire() as conn:
         found = await customer_service.customer_file(conn, user.partner_id, customer_id)
         transactions = await customer_service.customer_transactions(
@@ -374,7 +380,7 @@ async def _transition(request: web.Request, event: str, rule, reason: int | None
 
 @page("GET", "/admin/programs")
 async def programs(request: web.Request) -> web.Response:
-    page_request = pages.request(program_repo.PROGRAM_PAGES, request.query)
+    page_request = _page(request, program_repo.PROGRAM_PAGES, pages.page_size_default)
     rows = await program_repo.all_programs(services_of(request).pool, page_request,
                                            user_of(request).partner_id)
     shown, next_cursor = pages.cut(rows, page_request, lambda r: (r["created_at"], r["id"]))
@@ -468,11 +474,10 @@ async def _publish(request: web.Request, schedule: pricing.FeeSchedule):
 
 @page("GET", "/admin/audit-log")
 async def audit_log(request: web.Request) -> web.Response:
-    before = _cursor(request.query.get("cursor")) or 2**62
-    rows = await admins.audit_entries(services_of(request).pool, before=before,
-                                      limit=audit_page_size)
-    next_cursor = str(rows[-1]["id"]) if len(rows) == audit_page_size else None
-    return render(request, "audit_log.html", rows=rows, next_cursor=next_cursor)
+    page_request = _page(request, admins.AUDIT_PAGES, audit_page_size)
+    rows = await admins.audit_entries(services_of(request).pool, page_request)
+    shown, next_cursor = pages.cut(rows, page_request, pages.id_position)
+    return render(request, "audit_log.html", rows=shown, next_cursor=next_cursor)
 
 
 @page("GET", "/admin/users")
@@ -496,7 +501,7 @@ def rule_of(request: web.Request) -> Rule | None:
 
 @page("GET", "/admin/partners")
 async def partners(request: web.Request) -> web.Response:
-    page_request = pages.request(partner_repo.PARTNER_PAGES, request.query)
+    page_request = _page(request, partner_repo.PARTNER_PAGES, pages.page_size_default)
     rows = await partner_repo.all_partners(services_of(request).pool, page_request,
                                            user_of(request).partner_id)
     shown, next_cursor = pages.cut(rows, page_request, lambda r: (r["created_at"], r["id"]))
@@ -523,16 +528,16 @@ async def partner(request: web.Request, errors: dict[str, str] | None = None,
 async def partner_statement(request: web.Request, errors: dict[str, str] | None = None,
                             status: int = 200) -> web.Response:
     ids = access.path_id(request)
+    page_request = _page(request, partner_balance_repo.STATEMENT_PAGES, statement_page_size)
     row, statement = await partner_balance_repo.statement(
         services_of(request).pool, services_of(request).ledger, ids("partnerId"), ids("balanceId"),
-        cursor=request.query.get("cursor"), limit=statement_page_size)
-    next_cursor = (None if statement.next_after is None
-                   else partner_balance_repo.encode_cursor(statement.next_after))
+        page_request)
+    entries, next_cursor = pages.cut(statement.entries, page_request, lambda e: (e.seq,))
     chart = bar_chart([Bar(e.transfer.created_at.strftime("%d.%m") if i % 10 == 0 else "",
-                           max(e.available, 0)) for i, e in enumerate(statement.entries)],
+                           max(e.available, 0)) for i, e in enumerate(entries)],
                       "The balance's available amount after each line of this page")
     return render(request, "partner_statement.html", status, balance=partner_balance_view(row),
-                  entries=statement.entries, next_cursor=next_cursor, code_name=code_name,
+                  entries=entries, next_cursor=next_cursor, code_name=code_name,
                   errors=errors or {}, chart=chart)
 
 
@@ -544,11 +549,12 @@ async def corporations(request: web.Request) -> web.Response:
     status = request.query.get("kybStatus") or None
     if status is not None and status not in KybStatus.__members__:
         raise ValidationFailed("choose a KYB status from the list")
+    page_request = _page(request, corporation_repo.CORPORATION_PAGES, corporation_page_size)
     rows = await corporation_repo.corporations_by_status(
-        services_of(request).pool, status, after=_cursor(request.query.get("cursor")),
-        limit=corporation_page_size, partner_scope=user_of(request).partner_id)
-    next_cursor = str(rows[-1]["seq"]) if len(rows) == corporation_page_size else None
-    return render(request, "corporations.html", rows=rows, kyb_status=status,
+        services_of(request).pool, status, page_request,
+        partner_scope=user_of(request).partner_id)
+    shown, next_cursor = pages.cut(rows, page_request, pages.seq_position)
+    return render(request, "corporations.html", rows=shown, kyb_status=status,
                   statuses=list(KybStatus), next_cursor=next_cursor)
 
 
@@ -921,9 +927,9 @@ async def webhook_deliveries(request: web.Request) -> web.Response:
     ids, services = access.path_id(request), services_of(request)
     partner_id, endpoint_id = ids("partnerId"), ids("endpointId")
     endpoint = await webhooks.endpoint(services.pool, partner_id, endpoint_id)
-    found = await webhooks.deliveries(services.pool, partner_id, endpoint_id,
-                                      cursor=request.query.get("cursor"),
-                                      limit=webhook_deliveries_page_size)
+    found = await webhooks.deliveries(
+        services.pool, partner_id, endpoint_id,
+        _page(request, webhooks.DELIVERY_PAGES, webhook_deliveries_page_size))
     return render(request, "webhook_deliveries.html", endpoint=endpoint, page=found,
                   partner_id=partner_id)
 

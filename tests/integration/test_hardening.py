@@ -75,7 +75,7 @@ async def test_protocol_errors_answer_json_and_echo_and_log_nothing(api, caplog,
     assert 400 <= status < 500, answer[:200]
     assert headers["Content-Type"].startswith("application/json")
     error = __import__("json").loads(body)
-    assert set(error) == {"code", "message", "requestId"}
+    assert set(error) == {"code", "message", "requestId"}  # observability: every error body
     if code is not None:
         assert error["code"] == code
     assert MARKER.encode() not in answer
