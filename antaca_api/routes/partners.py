@@ -175,15 +175,21 @@ async def list_certificates(ctx: Context, _: None) -> Certificates:
     return Certificates(items=[Certificate(**dict(r)) for r in rows])
 
 
+def certificate_serial(ctx: Context, owner: str) -> str:
+    """The path's certificate serial, the audit's target; not hex (pki.describe) is unknown."""
+    serial = ctx.request.match_info["serial"].lower()
+    if not SERIAL.fullmatch(serial):
+        raise NotFound(f"no such certificate for this {owner}")
+    ctx.audit_target = f"certificate:{serial}"
+    return serial
+
+
 @route("POST", "/admin/partners/{partnerId}/certificates/{serial}/revoke", channel=Channel.ADMIN,
        roles=ADMIN_ONLY, response=Certificate, summary="Revoke a partner's certificate (takes effect at once)",
        tags=("partners",))
 async def revoke_certificate(ctx: Context, _: None) -> Certificate:
     partner_id = ctx.path_id("partnerId")
-    serial = ctx.request.match_info["serial"].lower()
-    if not SERIAL.fullmatch(serial):  # serials are hex (pki.describe); anything else is unknown
-        raise NotFound("no such certificate for this partner")
-    ctx.audit_target = f"certificate:{serial}"
+    serial = certificate_serial(ctx, "partner")
     async with ctx.transaction() as conn:
         row = await repo.revoke_certificate(conn, partner_id, serial)
     ctx.services.credentials.clear()  # committed: the certificate's next request is refused

@@ -12,10 +12,10 @@ from msgspec import Meta
 
 from antaca_api import networks, pages, programs, webhook_targets
 from antaca_api.balances import check_currency
-from antaca_api.domain_errors import InvalidProgram, NotFound
+from antaca_api.domain_errors import InvalidProgram
 from antaca_api.fields import Currency, Name
 from antaca_api.processors import PROCESSORS
-from antaca_api.routes.partners import SERIAL, CertificateRequest
+from antaca_api.routes.partners import CertificateRequest, certificate_serial
 from antaca_api.routing import ADMIN_ONLY, Channel, Context, route
 from antaca_api.schema import Body, Page
 from antaca_api.webhook_targets import check_target
@@ -272,10 +272,7 @@ async def list_network_certificates(ctx: Context, _: None) -> NetworkCertificate
                "included)")
 async def revoke_network_certificate(ctx: Context, _: None) -> IssuedNetworkCertificate:
     network_id = ctx.path_id("networkId")
-    serial = ctx.request.match_info["serial"].lower()
-    if not SERIAL.fullmatch(serial):  # serials are hex (pki.describe); anything else is unknown
-        raise NotFound("no such certificate for this network")
-    ctx.audit_target = f"certificate:{serial}"
+    serial = certificate_serial(ctx, "network")
     async with ctx.transaction() as conn:
         row = await networks.revoke_certificate(conn, network_id, serial)
     ctx.services.credentials.clear()  # committed: the certificate's next request is refused
